@@ -1,0 +1,59 @@
+#pragma once
+
+// The brine codec (PROTOCOL.md §1): byte-identical to Python rpyc's brine.dump, with a strict,
+// bounded decoder for untrusted bytes.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "libcore/base/result.h"
+#include "libcore/brine/value.h"
+
+namespace core::brine {
+
+// Tags, as in PROTOCOL.md §1.1.
+inline constexpr uint8_t kTagNone = 0x00;
+inline constexpr uint8_t kTagEmptyBytes = 0x01;
+inline constexpr uint8_t kTagEmptyTuple = 0x02;
+inline constexpr uint8_t kTagTrue = 0x03;
+inline constexpr uint8_t kTagFalse = 0x04;
+inline constexpr uint8_t kTagNotImplemented = 0x05;
+inline constexpr uint8_t kTagEllipsis = 0x06;
+inline constexpr uint8_t kTagStr = 0x08;
+inline constexpr uint8_t kTagBytes1 = 0x0a;  // 0x0a..0x0d: bytes of length 1..4
+inline constexpr uint8_t kTagBytesShort = 0x0e;
+inline constexpr uint8_t kTagBytesLong = 0x0f;
+inline constexpr uint8_t kTagTuple1 = 0x10;  // 0x10..0x13: tuples of 1..4 items
+inline constexpr uint8_t kTagTupleShort = 0x14;
+inline constexpr uint8_t kTagTupleLong = 0x15;
+inline constexpr uint8_t kTagIntShort = 0x16;
+inline constexpr uint8_t kTagIntLong = 0x17;
+inline constexpr uint8_t kTagFloat = 0x18;
+inline constexpr uint8_t kTagSlice = 0x19;
+inline constexpr uint8_t kTagFrozenSet = 0x1a;
+inline constexpr uint8_t kTagComplex = 0x1b;
+inline constexpr uint8_t kTagImmFirst = 0x20;
+inline constexpr uint8_t kTagImmLast = 0xef;
+inline constexpr int kImmBias = 0x50;  // immediate int value = tag - 0x50: -48 .. 159
+inline constexpr int64_t kImmMin = -48;
+inline constexpr int64_t kImmMax = 159;
+
+struct DecodeLimits {
+  int max_depth = 256;  // nesting of tuples, frozensets, slices
+};
+
+// Appends the encoding of `v` to `*out`. Encoding cannot fail.
+void Encode(const Value& v, std::string* out);
+std::string Dump(const Value& v);
+
+// Decodes exactly one value that spans all of `data`. Errors say what went wrong and at which
+// byte offset; trailing bytes are an error.
+Result<Value> Load(std::string_view data, const DecodeLimits& limits = {});
+
+// True when `s` is strict UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF), as Python's
+// bytes.decode('utf-8') requires.
+bool IsValidUtf8(std::string_view s);
+
+}  // namespace core::brine

@@ -1,0 +1,59 @@
+#pragma once
+
+// The seam between the protocol engine (libcore, no Python) and the object space (embedded
+// CPython in daemons/classicd/objspace). The engine owns frames, messages, sequence numbers and
+// the wait-for-reply loop; the object space owns objects: boxing, the table of objects lent to
+// the peer, proxies for the peer's objects, and what each handler does.
+
+#include "libcore/base/result.h"
+#include "libcore/brine/value.h"
+#include "libcore/protocol/consts.h"
+
+namespace core::protocol {
+
+// What answers one request: a reply carrying a boxed value, or an exception carrying the vinegar
+// tuple (or the int 1 for StopIteration), unboxed (§6).
+struct Outcome {
+  enum class Kind { kReply, kException };
+  Kind kind = Kind::kReply;
+  brine::Value value;
+
+  static Outcome Reply(brine::Value boxed) { return {Kind::kReply, std::move(boxed)}; }
+  static Outcome Exception(brine::Value v) { return {Kind::kException, std::move(v)}; }
+};
+
+// The other side of the connection, as the object space sees it. Implemented by the engine's
+// Connection. Not thread-safe: it is used from the thread that serves the connection.
+class Peer {
+ public:
+  virtual ~Peer() = default;
+
+  // Sends a request to the peer and serves the peer's requests (nested, re-entrant) until the
+  // reply arrives or `timeout_ms` passes. An error means the connection failed or timed out;
+  // a remote exception is an Outcome of kind kException.
+  virtual Result<Outcome> Call(Handler h, brine::Value boxed_args, int timeout_ms = 30000) = 0;
+
+  // Sends a request whose reply is not awaited (DEL). Replies to it are dropped when they come.
+  virtual Status Notify(Handler h, brine::Value boxed_args) = 0;
+
+  virtual Generation generation() const = 0;
+};
+
+// One per connection. Handle() runs on the connection's thread; it may call back into the peer
+// through the Peer it was given, which may in turn call Handle() again (nesting).
+class ObjectSpace {
+ public:
+  virtual ~ObjectSpace() = default;
+
+  // Answers one request. Handlers 1..20 as in PROTOCOL.md §5.2; the engine answers CLOSE itself
+  // and never passes handler numbers outside 1..20 (it replies KeyError(handler) itself).
+  virtual Outcome Handle(Handler h, const brine::Value& boxed_args) = 0;
+
+  // The connection is over: release every object lent to the peer, drop every proxy (no DELs).
+  virtual void OnDisconnect() = 0;
+
+  // Number of objects currently lent to the peer (tests and stats).
+  virtual size_t LocalObjectCount() const = 0;
+};
+
+}  // namespace core::protocol
