@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Writes the fuzzers' seed corpora from the golden vectors of PROTOCOL.md, produced by the real
-rpyc library (Debian's 5.3.0): brine values for brine_fuzz, frame streams for frame_fuzz.
+rpyc library (Debian's 5.3.0): brine values and message payloads for brine_fuzz and
+message_fuzz, frame streams for frame_fuzz.
 
 Run from anywhere with /usr/bin/python3; it rewrites libcore/{brine,channel}/fuzz_seeds/.
 """
