@@ -2,7 +2,8 @@
 # Codec benchmark, C++ against the Python reference in one run, with ratios.
 #   bench/codec.sh [BUILD_DIR]      (default build/release; configure it with --preset release)
 # Prints one row per operation: C++ and Python CPU time per operation (CPU time, as the machine
-# may be shared), C++ throughput, and how many times faster C++ is. "Adaptive" rows compare the adaptive writer with Python's always-compress.
+# may be shared), C++ throughput, and how many times faster C++ is. "Adaptive" rows compare the
+# adaptive writer with Python's always-compress.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../build/release}
