@@ -41,8 +41,8 @@ struct RequestArgs {
 Result<RequestArgs> ParseRequestArgs(const brine::Value& args);
 
 // Boxing helpers for values (§4.1): (label, payload).
-brine::Value BoxValue(brine::Value v);                 // (1, v)
-brine::Value BoxLocalRef(brine::Value id_pack);        // (3, id_pack)
-brine::Value BoxRemoteRef(brine::Value id_pack);       // (4, id_pack)
+brine::Value BoxValue(brine::Value v);            // (1, v)
+brine::Value BoxLocalRef(brine::Value id_pack);   // (3, id_pack)
+brine::Value BoxRemoteRef(brine::Value id_pack);  // (4, id_pack)
 
 }  // namespace core::protocol
