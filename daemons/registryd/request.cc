@@ -330,6 +330,8 @@ std::optional<std::string> Handler::List(const Request& r, const std::string& pe
     WarnPeer(peer, "list argument is not a non-empty tuple: " + r.list_arg.Repr(), now);
     return std::nullopt;
   }
+  // Unlike the reference, LIST never shows servers past the timeout.
+  registry_.Prune(now);
   std::vector<std::string> names;
   const auto* host = first->get_if<core::brine::Str>();
   const bool falsy = first->is<core::brine::NoneType>() || (host != nullptr && host->utf8.empty());
