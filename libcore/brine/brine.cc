@@ -330,8 +330,8 @@ class Decoder {
         if (remaining() == 0) return Fail(Truncated(tag_offset, what));
         auto ttag = static_cast<uint8_t>(data_[pos_++]);
         if (!IsTupleTag(ttag)) {
-          return Fail(Err(inner, std::string(what) + " payload must be a tuple, found tag 0x" +
-                                     Hex(ttag)));
+          return Fail(
+              Err(inner, std::string(what) + " payload must be a tuple, found tag 0x" + Hex(ttag)));
         }
         auto items = DecodeItems(ttag, inner, depth + 1);
         if (!items) return Fail(items.error());
