@@ -10,6 +10,7 @@
 // cap, new entries are refused (refreshing an existing entry always works).
 
 #include <cstddef>
+#include <cstdint>
 #include <list>
 #include <optional>
 #include <string>
@@ -53,26 +54,37 @@ class Registry {
   void set_timeout(double seconds) { timeout_ = seconds; }
 
  private:
+  // Memory matters (the cap is reached under a flood): an entry is one list node plus one small
+  // hash-index node; the index is keyed by a hash of (service, host, port) only, and lookups
+  // compare the entry itself.
+  struct Service;
   struct Entry {
     Server server;
     double stamp;
+    Service* service;
   };
   struct Service {
     std::string name;
     std::list<Entry> servers;  // ordered by stamp, oldest first
-    std::unordered_map<std::string, std::list<Entry>::iterator> index;  // by Key()
   };
-  static std::string Key(const Server& s);
-  // Drops stale entries at the front of `it`'s list; erases the service when it empties.
-  // Returns the number dropped; sets *erased when the service itself went.
-  size_t PruneService(std::list<Service>::iterator it, double now, bool* erased);
-  void EraseService(std::list<Service>::iterator it);
+  using EntryIt = std::list<Entry>::iterator;
+  using ServiceIt = std::list<Service>::iterator;
+
+  static uint64_t Hash(std::string_view name, const Server& s);
+  std::optional<EntryIt> Find(Service& svc, const Server& server, uint64_t hash) const;
+  void EraseEntry(Service& svc, EntryIt e, uint64_t hash);
+  // Drops stale entries at the front of the service's list; erases the service when it
+  // empties (then *erased). Returns the number dropped.
+  size_t PruneService(ServiceIt it, double now, bool* erased);
+  void EraseService(ServiceIt it);
 
   size_t max_entries_;
   double timeout_;
   size_t entries_ = 0;
   std::list<Service> services_;  // first-registration order
-  std::unordered_map<std::string, std::list<Service>::iterator> by_name_;
+  // Keys view Service::name (list nodes never move).
+  std::unordered_map<std::string_view, ServiceIt> by_name_;
+  std::unordered_multimap<uint64_t, EntryIt> index_;
 };
 
 }  // namespace registryd
