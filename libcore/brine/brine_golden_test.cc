@@ -5,28 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include "libcore/base/hex.h"
 #include "libcore/brine/brine.h"
 
 namespace core::brine {
 namespace {
-
-std::string Unhex(std::string_view hex) {
-  std::string out;
-  int hi = -1;
-  for (char c : hex) {
-    int v = -1;
-    if (c >= '0' && c <= '9') v = c - '0';
-    if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
-    if (v < 0) continue;
-    if (hi < 0) {
-      hi = v;
-    } else {
-      out.push_back(static_cast<char>(hi * 16 + v));
-      hi = -1;
-    }
-  }
-  return out;
-}
 
 Value BigInt(const char* digits) { return Value(*Int::FromDecimal(digits)); }
 
@@ -94,13 +77,13 @@ std::vector<Golden> Vectors() {
 
 TEST(BrineGolden, EncodeMatchesPython) {
   for (const Golden& g : Vectors()) {
-    EXPECT_EQ(Dump(g.value), Unhex(g.hex)) << g.name;
+    EXPECT_EQ(Dump(g.value), FromHex(g.hex)) << g.name;
   }
 }
 
 TEST(BrineGolden, DecodeMatchesPython) {
   for (const Golden& g : Vectors()) {
-    auto v = Load(Unhex(g.hex));
+    auto v = Load(FromHex(g.hex));
     ASSERT_TRUE(v.has_value()) << g.name << ": " << v.error().ToString();
     EXPECT_EQ(*v, g.value) << g.name << " decoded as " << v->Repr();
   }

@@ -37,12 +37,18 @@ brine::Value MakeRequestArgs(Handler h, brine::Value boxed_args);
 struct RequestArgs {
   int handler = 0;  // may be out of range: the dispatcher answers KeyError
   brine::Value boxed_args;
+  // The handler key exactly as sent, for the KeyError message. `handler` is its value when it is
+  // an int (or bool, as Python's dict lookup treats True as 1) that fits `int`, else 0.
+  brine::Value handler_key;
 };
+// Fails only when `args` is not a 2-tuple: Python's `handler, args = raw_args` raises, and the
+// reference answers that with an exception reply (the connection stays up).
 Result<RequestArgs> ParseRequestArgs(const brine::Value& args);
+Result<RequestArgs> ParseRequestArgs(brine::Value&& args);  // moves the boxed args out
 
 // Boxing helpers for values (§4.1): (label, payload).
-brine::Value BoxValue(brine::Value v);                 // (1, v)
-brine::Value BoxLocalRef(brine::Value id_pack);        // (3, id_pack)
-brine::Value BoxRemoteRef(brine::Value id_pack);       // (4, id_pack)
+brine::Value BoxValue(brine::Value v);            // (1, v)
+brine::Value BoxLocalRef(brine::Value id_pack);   // (3, id_pack)
+brine::Value BoxRemoteRef(brine::Value id_pack);  // (4, id_pack)
 
 }  // namespace core::protocol
