@@ -1,0 +1,32 @@
+#pragma once
+
+// Frame writer: header, payload (compressed or not), trailer.
+
+#include <string>
+#include <string_view>
+
+#include "libcore/base/result.h"
+#include "libcore/channel/frame_format.h"
+
+namespace core::channel {
+
+enum class Compression {
+  // Compress payloads over kCompressThreshold only when it pays: a leading sample is compressed
+  // first, and payloads that do not shrink go out raw (Python accepts raw frames of any size).
+  kAdaptive,
+  // Python's exact behaviour: every payload over kCompressThreshold is compressed, even when it
+  // grows. Byte-identical to rpyc's Channel.send.
+  kPython,
+  // Never compress (Channel(compress=False)).
+  kNever,
+};
+
+// Appends one frame carrying `payload` to `*out`. Fails (Error::Limit, nothing appended) only
+// for a payload that does not fit the 32-bit length field.
+Status AppendFrame(std::string_view payload, std::string* out,
+                   Compression compression = Compression::kAdaptive);
+
+// Compresses `data` into one zlib stream at `level`, appending it to `*out`.
+void Deflate(std::string_view data, int level, std::string* out);
+
+}  // namespace core::channel
