@@ -13,6 +13,11 @@ namespace {
 
 namespace brine = core::brine;
 
+Dump NestingError() {
+  PyErr_Format(PyExc_RecursionError, "value nested deeper than %d levels", kMaxNesting);
+  return Dump::kError;
+}
+
 // Owns an mpz_t.
 class Mpz {
  public:
@@ -26,13 +31,15 @@ class Mpz {
   mpz_t z_;
 };
 
-Dump SequenceToValues(PyObject* seq, std::vector<brine::Value>* out) {
+Dump ToValueAt(PyObject* o, brine::Value* out, int depth);
+
+Dump SequenceToValues(PyObject* seq, std::vector<brine::Value>* out, int depth) {
   Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
   PyObject** items = PySequence_Fast_ITEMS(seq);
   out->reserve(static_cast<size_t>(n));
   for (Py_ssize_t i = 0; i < n; ++i) {
     brine::Value v;
-    Dump d = ToValue(items[i], &v);
+    Dump d = ToValueAt(items[i], &v, depth);
     if (d != Dump::kOk) return d;
     out->push_back(std::move(v));
   }
@@ -103,7 +110,9 @@ PyRef IntToPython(const brine::Int& i) {
   return PyRef::Steal(PyNumber_Negative(mag.get()));
 }
 
-Dump ToValue(PyObject* o, brine::Value* out) {
+namespace {
+
+Dump ToValueAt(PyObject* o, brine::Value* out, int depth) {
   PyTypeObject* t = Py_TYPE(o);
   if (o == Py_None) {
     *out = brine::NoneType{};
@@ -122,8 +131,9 @@ Dump ToValue(PyObject* o, brine::Value* out) {
   } else if (t == &PyFloat_Type) {
     *out = PyFloat_AS_DOUBLE(o);
   } else if (t == &PyTuple_Type) {
+    if (depth >= kMaxNesting) return NestingError();
     brine::Tuple tuple;
-    Dump d = SequenceToValues(o, &tuple.items);
+    Dump d = SequenceToValues(o, &tuple.items, depth + 1);
     if (d != Dump::kOk) return d;
     *out = std::move(tuple);
   } else if (t == &PyComplex_Type) {
@@ -133,18 +143,20 @@ Dump ToValue(PyObject* o, brine::Value* out) {
   } else if (o == Py_NotImplemented) {
     *out = brine::NotImplementedType{};
   } else if (t == &PyFrozenSet_Type) {
+    if (depth >= kMaxNesting) return NestingError();
     PyRef seq = PyRef::Steal(PySequence_Tuple(o));
     if (!seq) return Dump::kError;
     brine::FrozenSet set;
-    Dump d = SequenceToValues(seq.get(), &set.items);
+    Dump d = SequenceToValues(seq.get(), &set.items, depth + 1);
     if (d != Dump::kOk) return d;
     *out = std::move(set);
   } else if (t == &PySlice_Type) {
+    if (depth >= kMaxNesting) return NestingError();
     auto* s = reinterpret_cast<PySliceObject*>(o);
     brine::Slice slice;
     for (PyObject* part : {s->start, s->stop, s->step}) {
       brine::Value v;
-      Dump d = ToValue(part, &v);
+      Dump d = ToValueAt(part, &v, depth + 1);
       if (d != Dump::kOk) return d;
       slice.parts.push_back(std::move(v));
     }
@@ -154,6 +166,10 @@ Dump ToValue(PyObject* o, brine::Value* out) {
   }
   return Dump::kOk;
 }
+
+}  // namespace
+
+Dump ToValue(PyObject* o, brine::Value* out) { return ToValueAt(o, out, 0); }
 
 PyRef ToPython(const brine::Value& v) {
   struct Visitor {

@@ -12,6 +12,10 @@ namespace classicd::objspace {
 
 enum class Dump { kOk, kNotDumpable, kError };
 
+// Containers nested deeper than this are refused (RecursionError) rather than overflowing the C
+// stack; it matches the decoder's default depth limit.
+inline constexpr int kMaxNesting = 256;
+
 // Converts `o` when it is dumpable: its exact type is one of the brine types, containers
 // recursively. kNotDumpable leaves no Python error set; kError does (for example a str with lone
 // surrogates, which is dumpable but cannot be encoded). GIL held.

@@ -131,7 +131,7 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
 
   // Boxing. False means a Python error is set; `added` collects the table keys added, so that a
   // failed reply can be rolled back.
-  bool Box(PyObject* o, brine::Value* out, std::vector<IdKey>* added);
+  bool Box(PyObject* o, brine::Value* out, std::vector<IdKey>* added, int depth = 0);
   bool MakeIdPack(PyObject* o, IdKey* key);
   void Rollback(const std::vector<IdKey>& added);
   PyRef Unbox(const brine::Value& boxed);
@@ -282,7 +282,7 @@ bool ClassicObjectSpace::IsOurNetref(PyObject* o) {
   return conn.get() == proxy_conn_.get();
 }
 
-bool ClassicObjectSpace::Box(PyObject* o, brine::Value* out, std::vector<IdKey>* added) {
+bool ClassicObjectSpace::Box(PyObject* o, brine::Value* out, std::vector<IdKey>* added, int depth) {
   brine::Value v;
   switch (ToValue(o, &v)) {
     case Dump::kOk:
@@ -294,12 +294,16 @@ bool ClassicObjectSpace::Box(PyObject* o, brine::Value* out, std::vector<IdKey>*
       break;
   }
   if (PyTuple_CheckExact(o)) {
+    if (depth >= kMaxNesting) {
+      PyErr_Format(PyExc_RecursionError, "value nested deeper than %d levels", kMaxNesting);
+      return false;
+    }
     brine::Tuple items;
     Py_ssize_t n = PyTuple_GET_SIZE(o);
     items.items.reserve(static_cast<size_t>(n));
     for (Py_ssize_t i = 0; i < n; ++i) {
       brine::Value item;
-      if (!Box(PyTuple_GET_ITEM(o, i), &item, added)) return false;
+      if (!Box(PyTuple_GET_ITEM(o, i), &item, added, depth + 1)) return false;
       items.items.push_back(std::move(item));
     }
     *out = brine::MakeTuple({brine::Int(core::protocol::kLabelTuple), std::move(items)});

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -56,6 +57,7 @@ Value ByVal(Value v) { return T({I(1), std::move(v)}); }
 Value LocalRef(Value idp) { return T({I(3), std::move(idp)}); }
 Value RemoteRef(Value idp) { return T({I(4), std::move(idp)}); }
 Value Boxes(std::vector<Value> boxed) { return T({I(2), T(std::move(boxed))}); }
+Value PayloadOf(const Value& boxed) { return boxed.as<brine::Tuple>().items[1]; }
 
 struct PeerCall {
   Handler h;
@@ -900,6 +902,79 @@ TEST_F(ObjSpaceTest, ProxyUsedAfterDisconnectRaises) {
   ASSERT_TRUE(g_interp->RunString("import sys").has_value());
   space_->OnDisconnect();
   EXPECT_TRUE(peer_.notes.empty());  // no DELs after the end
+}
+
+TEST_F(ObjSpaceTest, DeeplyNestedValuesAreRefused) {
+  Execute("def nest(n, leaf):\n  v = leaf\n  for _ in range(n): v = (v,)\n  return v");
+  Value nest = EvalRef("nest");
+  Outcome ok = CallFn(nest, {ByVal(I(200)), ByVal(I(1))});
+  EXPECT_EQ(ok.kind, Outcome::Kind::kReply);
+  Value eval = RootMethod("eval");
+  size_t before = space_->LocalObjectCount();
+  for (const char* leaf : {"1", "[1]"}) {
+    Outcome o = CallFn(eval, {ByVal(S(std::string("nest(100000, ") + leaf + ")"))});
+    ASSERT_EQ(o.kind, Outcome::Kind::kException) << leaf;
+    EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("RecursionError")}));
+  }
+  EXPECT_EQ(space_->LocalObjectCount(), before);  // the [1] leaf was rolled back
+}
+
+TEST_F(ObjSpaceTest, ProxyFromAnotherThreadIsRefused) {
+  Value fn = ClientIdp("builtins.function", 100, 206);
+  peer_.script = [&](Handler, const Value&) -> core::Result<Outcome> {
+    return Outcome::Reply(ByVal(I(1)));
+  };
+  Execute(
+      "import threading\n"
+      "def other_thread(f):\n"
+      "  out = []\n"
+      "  def run():\n"
+      "    try:\n"
+      "      f()\n"
+      "    except RuntimeError as e:\n"
+      "      out.append(str(e))\n"
+      "  t = threading.Thread(target=run)\n"
+      "  t.start()\n"
+      "  t.join()\n"
+      "  return out[0]\n");
+  Outcome o = CallFn(EvalRef("other_thread"), {RemoteRef(fn)});
+  ASSERT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
+  EXPECT_NE(Payload(o.value).as<brine::Str>().utf8.find("outside its connection"),
+            std::string::npos);
+  EXPECT_TRUE(peer_.calls.empty());
+}
+
+TEST(ConcurrencyTest, ManyConnectionThreads) {
+  ASSERT_NE(g_interp, nullptr);
+  constexpr int kThreads = 8;
+  constexpr int kCalls = 200;
+  std::vector<std::thread> threads;
+  std::vector<int> ok(kThreads, 0);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([t, &ok] {
+      FakePeer peer;
+      auto space = MakeClassicObjectSpace(*g_interp, peer);
+      Value root = PayloadOf(space->Handle(Handler::kGetRoot, ByVal(T({}))).value);
+      Value exec = PayloadOf(
+          space->Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("execute"))})).value);
+      Value eval = PayloadOf(
+          space->Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+      space->Handle(
+          Handler::kCall,
+          Boxes({LocalRef(exec), ByVal(T({S("me = " + std::to_string(t))})), ByVal(T({}))}));
+      for (int i = 0; i < kCalls; ++i) {
+        Outcome o = space->Handle(Handler::kCall, Boxes({LocalRef(eval),
+                                                         ByVal(T({
+                                                             S("me * 1000 + " + std::to_string(i)),
+                                                         })),
+                                                         ByVal(T({}))}));
+        if (o.value == ByVal(I(t * 1000 + i))) ++ok[t];
+      }
+      space->OnDisconnect();
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(ok[t], kCalls) << t;
 }
 
 TEST(InterpreterTest, InspectListsMatchTheReferenceLibrary) {
