@@ -105,6 +105,7 @@ PRELUDE = """\
 import os, sys, textwrap, time, rpyc
 PORT = int(os.environ["CLASSICD_PORT"])
 GEN = os.environ["RPYC_GEN"]
+REFERENCE = os.environ.get("RPYC_E2E_REFERENCE") == "1"  # the Python server: its known bugs
 assert rpyc.__version__.split(".")[0] == GEN[-1], (rpyc.__version__, GEN)
 def connect():
     return rpyc.classic.connect("127.0.0.1", PORT)
