@@ -87,10 +87,6 @@ void Connection::Shutdown() {
   stream_.Shutdown();
 }
 
-bool Connection::OnServingThread() const {
-  return reader_thread_ == std::thread::id() || reader_thread_ == std::this_thread::get_id();
-}
-
 Error Connection::Fatal(Error e) {
   if (!failed_) failed_ = e;
   broken_ = true;
@@ -127,7 +123,27 @@ Result<EndReason> Connection::Serve() {
     }
   }
   stream_.Shutdown();
+  EndForeignCalls();
+  reader_thread_ = std::thread::id();  // later Call()s read themselves and see the end
   return result;
+}
+
+Error Connection::Expired(Handler h, int timeout_ms) const {
+  // "result expired" is what rpyc says; the object space raises TimeoutError for kLimit.
+  return Error::Limit("result expired: no reply from " + peer_name_ + " to " + HandlerName(h) +
+                      " within " + std::to_string(timeout_ms) + " ms");
+}
+
+void Connection::EndForeignCalls() {
+  {
+    std::lock_guard<std::mutex> lock(foreign_mu_);
+    reader_gone_ = true;
+    for (auto& [seq, wait] : foreign_) {
+      wait->error =
+          Error::Closed("connection to " + peer_name_ + " ended while waiting for a reply");
+    }
+  }
+  foreign_cv_.notify_all();
 }
 
 Result<std::optional<std::string>> Connection::NextPayload(std::optional<int> timeout_ms) {
@@ -273,30 +289,82 @@ bool Connection::AcceptReply(Message m, uint64_t awaited_seq, Outcome* out) {
     completed_[m.seq] = std::move(o);  // for an outer Call() further up this thread's stack
     return false;
   }
+  {
+    std::lock_guard<std::mutex> lock(foreign_mu_);
+    if (auto it = foreign_.find(m.seq); it != foreign_.end()) {
+      it->second->outcome = std::move(o);
+      foreign_cv_.notify_all();
+      return false;
+    }
+  }
   std::lock_guard<std::mutex> lock(notified_mu_);
   notified_.erase(m.seq);  // a Notify()'s reply, or one we no longer wait for: dropped
   return false;
 }
 
 Result<Outcome> Connection::Call(Handler h, Value boxed_args, int timeout_ms) {
-  if (!OnServingThread()) {
-    return Fail(Error::Usage("connection to " + peer_name_ +
-                             ": Call() from a thread that does not serve it"));
-  }
-  if (failed_) return Fail(*failed_);
-  if (ended_ || shutdown_) return Fail(Error::Closed("connection to " + peer_name_ + " closed"));
   if (!generation_known()) {
     return Fail(Error::Usage("connection to " + peer_name_ + ": generation not known yet"));
   }
-  const bool outermost = reader_thread_ == std::thread::id();
-  if (outermost) reader_thread_ = std::this_thread::get_id();
+  const std::thread::id me = std::this_thread::get_id();
+  std::thread::id reader = reader_thread_.load();
+  if (reader == me) return ReaderCall(h, std::move(boxed_args), timeout_ms, /*outermost=*/false);
+  // Nobody reads (no Serve(), e.g. a client-side engine): this thread reads until its reply.
+  if (reader == std::thread::id() && reader_thread_.compare_exchange_strong(reader, me)) {
+    return ReaderCall(h, std::move(boxed_args), timeout_ms, /*outermost=*/true);
+  }
+  return ForeignCall(h, std::move(boxed_args), timeout_ms);
+}
+
+Result<Outcome> Connection::ForeignCall(Handler h, Value boxed_args, int timeout_ms) {
+  if (shutdown_ || broken_) return Fail(Error::Closed("connection to " + peer_name_ + " closed"));
+  ForeignWait wait;
+  const uint64_t seq = next_seq_++;
+  {
+    std::lock_guard<std::mutex> lock(foreign_mu_);
+    if (reader_gone_) return Fail(Error::Closed("connection to " + peer_name_ + " closed"));
+    foreign_[seq] = &wait;
+  }
+  Message req;
+  req.type = MsgType::kRequest;
+  req.seq = seq;
+  req.args = MakeRequestArgs(h, std::move(boxed_args));
+  Status sent = Send(req);
+  std::unique_lock<std::mutex> lock(foreign_mu_);
+  if (sent) {
+    foreign_cv_.wait_for(lock, std::chrono::milliseconds(std::max(timeout_ms, 0)),
+                         [&] { return wait.outcome.has_value() || wait.error.has_value(); });
+  }
+  foreign_.erase(seq);
+  if (!sent) return Fail(sent.error());
+  if (wait.outcome) return std::move(*wait.outcome);
+  if (wait.error) return Fail(std::move(*wait.error));
+  return Fail(Expired(h, timeout_ms));
+}
+
+Result<Outcome> Connection::ReaderCall(Handler h, Value boxed_args, int timeout_ms,
+                                       bool outermost) {
+  auto release = [&] {
+    if (outermost) reader_thread_ = std::thread::id();
+  };
+  if (failed_) {
+    release();
+    return Fail(*failed_);
+  }
+  if (ended_ || shutdown_) {
+    release();
+    return Fail(Error::Closed("connection to " + peer_name_ + " closed"));
+  }
 
   const uint64_t seq = next_seq_++;
   Message req;
   req.type = MsgType::kRequest;
   req.seq = seq;
   req.args = MakeRequestArgs(h, std::move(boxed_args));
-  if (auto st = Send(req); !st) return Fail(st.error());
+  if (auto st = Send(req); !st) {
+    release();
+    return Fail(st.error());
+  }
 
   awaited_.insert(seq);
   using Clock = std::chrono::steady_clock;
@@ -320,8 +388,7 @@ Result<Outcome> Connection::Call(Handler h, Value boxed_args, int timeout_ms) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) {
-      result = Fail(Error::Limit("result expired: no reply from " + peer_name_ + " to " +
-                                 HandlerName(h) + " within " + std::to_string(timeout_ms) + " ms"));
+      result = Fail(Expired(h, timeout_ms));
       break;
     }
     auto msg = ReadMessage(static_cast<int>(left));
@@ -345,7 +412,7 @@ Result<Outcome> Connection::Call(Handler h, Value boxed_args, int timeout_ms) {
   }
   awaited_.erase(seq);
   completed_.erase(seq);
-  if (outermost) reader_thread_ = std::thread::id();
+  release();
   return result;
 }
 

@@ -4,11 +4,15 @@
 // wire generation, sequence numbers, request dispatch to an ObjectSpace, and the
 // wait-for-reply loop that keeps serving the peer's requests while it waits (nesting).
 //
-// Threading: one thread serves a connection (Serve()), and every Call() runs on that thread,
-// nested inside a Handle(). Notify() and Shutdown() may come from any thread. No Python here:
-// the object space takes its interpreter lock inside Handle() and releases it around Call().
+// Threading: one thread serves a connection (Serve()); it reads every frame. A Call() on that
+// thread (nested inside a Handle()) serves the peer's requests while it waits. A Call() from any
+// other thread sends its request and sleeps until the serving thread hands it the reply (the
+// peer's requests meanwhile are served by the serving thread). Notify() and Shutdown() may come
+// from any thread. No Python here: the object space takes its interpreter lock inside Handle()
+// and releases it around Call().
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -62,8 +66,8 @@ class Connection final : public Peer {
   Result<EndReason> Serve();
 
   // Peer interface.
-  // A timeout fails with Error::Code::kLimit ("result expired"), and a late reply is dropped;
-  // a broken or closed connection fails with kIo / kProtocol / kClosed.
+  // Any thread (see above). A timeout fails with Error::Code::kLimit ("result expired"), and a late
+  // reply is dropped; a broken or closed connection fails with kIo / kProtocol / kClosed.
   Result<Outcome> Call(Handler h, brine::Value boxed_args, int timeout_ms = 30000) override;
   Status Notify(Handler h, brine::Value boxed_args) override;
   Generation generation() const override;
@@ -87,7 +91,10 @@ class Connection final : public Peer {
   // Handles a reply or exception from the peer. Returns true when it completes `awaited_seq`.
   bool AcceptReply(Message m, uint64_t awaited_seq, Outcome* out);
   Error Fatal(Error e);
-  bool OnServingThread() const;
+  Result<Outcome> ReaderCall(Handler h, brine::Value boxed_args, int timeout_ms, bool outermost);
+  Result<Outcome> ForeignCall(Handler h, brine::Value boxed_args, int timeout_ms);
+  void EndForeignCalls();
+  Error Expired(Handler h, int timeout_ms) const;
 
   transport::Stream& stream_;
   const ConnectionOptions options_;
@@ -109,6 +116,16 @@ class Connection final : public Peer {
   std::optional<Error> failed_;            // set once the connection failed
 
   std::mutex send_mu_;  // one frame at a time on the stream
+  // Call()s from threads other than the reader, waiting for their replies.
+  struct ForeignWait {
+    std::optional<Outcome> outcome;
+    std::optional<Error> error;
+  };
+  std::mutex foreign_mu_;
+  std::condition_variable foreign_cv_;
+  std::map<uint64_t, ForeignWait*> foreign_;  // guarded by foreign_mu_
+  bool reader_gone_ = false;                  // guarded by foreign_mu_: Serve() returned
+
   std::mutex notified_mu_;
   std::set<uint64_t> notified_;  // guarded by notified_mu_: seqs of Notify()s not yet answered
 };

@@ -602,20 +602,75 @@ TEST(ConnectionErrors, CallBeforeTheGenerationIsKnownFails) {
   EXPECT_FALSE(conn.Notify(Handler::kDel, BoxValue(MakeTuple({}))).has_value());
 }
 
-TEST(ConnectionErrors, CallFromAForeignThreadIsRefused) {
+TEST(ConnectionErrors, CallFromAnotherThreadGetsItsReplyThroughTheReader) {
   auto [client, server_end] = MemoryStream::Pair();
   ConnectionOptions opts;
   opts.generation = Generation::kV6;
   Server server(std::move(server_end), opts);
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // Serve() has started
-  auto r = server.conn().Call(Handler::kPing, BoxValue(MakeTuple({1})), 10);
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code(), Error::Code::kUsage);
-  // Notify is fine from any thread.
-  EXPECT_TRUE(server.conn().Notify(Handler::kDel, BoxValue(MakeTuple({}))).has_value());
   RawPeer raw(*client);
-  Message m = raw.NextMessage(Generation::kV6);
-  EXPECT_EQ(m.type, MsgType::kRequest);
+  // Serve() owns the stream; make sure it runs before the foreign calls start.
+  raw.Write(Frame(Request(0, Handler::kPing, BoxValue(MakeTuple({0}))), Generation::kV6));
+  EXPECT_EQ(raw.NextMessage(Generation::kV6).seq, 0u);
+
+  constexpr int kThreads = 4;
+  std::vector<std::thread> threads;
+  std::vector<Result<Outcome>> results(kThreads, Fail(Error::Usage("not run")));
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      results[static_cast<size_t>(i)] =
+          server.conn().Call(Handler::kCall, CallArgs({MakeStr("echo"), i}), 10000);
+    });
+  }
+  // Answer the four requests in reverse order, with a request of our own in between, which the
+  // serving thread answers while the foreign callers wait.
+  std::vector<Message> reqs;
+  for (int i = 0; i < kThreads; ++i) reqs.push_back(raw.NextMessage(Generation::kV6));
+  raw.Write(Frame(Request(1, Handler::kCall, CallArgs({MakeStr("echo"), MakeStr("mine")})),
+                  Generation::kV6));
+  Message mine = raw.NextMessage(Generation::kV6);
+  EXPECT_EQ(mine.type, MsgType::kReply);
+  EXPECT_EQ(mine.args, BoxValue(MakeStr("mine")));
+  for (auto it = reqs.rbegin(); it != reqs.rend(); ++it) {
+    ASSERT_EQ(it->type, MsgType::kRequest);
+    // Echo the request's own argument back: (1, ('echo', i)) -> (1, i)
+    const auto& items = it->args.as<brine::Tuple>().items[1].as<brine::Tuple>().items[1];
+    raw.Write(Frame(Message{MsgType::kReply, it->seq, BoxValue(items.as<brine::Tuple>().items[1])},
+                    Generation::kV6));
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kThreads; ++i) {
+    auto& r = results[static_cast<size_t>(i)];
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+    EXPECT_EQ(r->value, BoxValue(i));
+  }
+}
+
+TEST(ConnectionErrors, ForeignCallTimesOutOrEndsWithTheConnection) {
+  auto [client, server_end] = MemoryStream::Pair();
+  ConnectionOptions opts;
+  opts.generation = Generation::kV5;
+  Server server(std::move(server_end), opts);
+  RawPeer raw(*client);
+  raw.Write(Frame(Request(0, Handler::kPing, BoxValue(MakeTuple({0}))), Generation::kV5));
+  EXPECT_EQ(raw.NextMessage(Generation::kV5).seq, 0u);
+
+  auto r = server.conn().Call(Handler::kPing, BoxValue(MakeTuple({1})), 50);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Error::Code::kLimit);
+  EXPECT_NE(r.error().message().find("result expired"), std::string::npos);
+
+  Result<Outcome> late = Fail(Error::Usage("not run"));
+  std::thread waiter([&] { late = server.conn().Call(Handler::kPing, BoxValue(MakeTuple({2}))); });
+  raw.NextMessage(Generation::kV5);  // the timed-out request
+  raw.NextMessage(Generation::kV5);  // the waiter's request: we close instead of answering
+  client->Shutdown();
+  waiter.join();
+  ASSERT_FALSE(late.has_value());
+  EXPECT_EQ(late.error().code(), Error::Code::kClosed);
+  // After the end, calls fail at once.
+  auto after = server.conn().Call(Handler::kPing, BoxValue(MakeTuple({3})), 10000);
+  ASSERT_FALSE(after.has_value());
+  EXPECT_EQ(after.error().code(), Error::Code::kClosed);
 }
 
 }  // namespace
