@@ -1,5 +1,9 @@
 """The server calling the client: callbacks, redirected stdio, background serving, async_."""
 
+import pytest
+
+from conftest import REFERENCE
+
 
 def test_callbacks_with_kwargs_and_sorted_key(client):
     out = client.run("""
@@ -108,6 +112,42 @@ def test_async_with_several_outstanding_requests(client):
         t = rpyc.timed(conn.modules.time.sleep, 5)(0.01)
         t.wait()
         assert not t.expired
+        conn.close()
+        print("OK")
+    """)
+    assert out.strip().endswith("OK")
+
+
+@pytest.mark.xfail(
+    not REFERENCE, strict=True,
+    reason="the engine serves Peer::Call from any thread, but the object space still refuses "
+           "client proxies outside the connection's thread (RuntimeError); remove when it stops")
+def test_server_thread_calls_back_while_client_serves_in_background(client):
+    out = client.run("""
+        import threading
+        conn = connect()
+        bg = rpyc.BgServingThread(conn)
+        called = threading.Event()
+        def cb(x):
+            called.set()
+            return x * 6
+        remote_exec(conn, '''
+            import threading
+            out = []
+            def later(f):
+                def run():
+                    try:
+                        out.append(f(7))
+                    except Exception as e:
+                        out.append(repr(e))
+                t = threading.Thread(target=run)
+                t.start()
+                return t
+        ''')
+        conn.namespace["later"](cb).join()
+        assert called.is_set()
+        assert list(conn.eval("out")) == [42], list(conn.eval("out"))
+        bg.stop()
         conn.close()
         print("OK")
     """)
