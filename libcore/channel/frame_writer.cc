@@ -49,8 +49,8 @@ Status CheckLength(size_t length) {
 
 void Deflate(std::string_view data, int level, std::string* out) {
   z_stream zs{};
-  // deflateInit fails only when out of memory (the level is ours): the same failure as a
-  // std::string that cannot grow.
+  // deflateInit fails only for a level outside -1..9 (a caller bug) or when out of memory: the
+  // same failure as a std::string that cannot grow.
   if (deflateInit(&zs, level) != Z_OK) throw std::bad_alloc();
   std::unique_ptr<z_stream, DeflateEnd> guard(&zs);
   size_t start = out->size();

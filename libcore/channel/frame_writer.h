@@ -26,7 +26,7 @@ enum class Compression {
 Status AppendFrame(std::string_view payload, std::string* out,
                    Compression compression = Compression::kAdaptive);
 
-// Compresses `data` into one zlib stream at `level`, appending it to `*out`.
+// Compresses `data` into one zlib (RFC 1950) stream at `level` (-1..9), appending it to `*out`.
 void Deflate(std::string_view data, int level, std::string* out);
 
 }  // namespace core::channel
