@@ -154,6 +154,7 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   std::unordered_map<IdKey, Entry, IdKeyHash> table_;
   std::thread::id thread_;
   bool thread_set_ = false;
+  int depth_ = 0;  // nesting of Handle() calls
   bool disconnected_ = false;
   int last_v6_ = -1;
 };
@@ -241,10 +242,12 @@ void ClassicObjectSpace::SyncGeneration() {
 
 Outcome ClassicObjectSpace::Handle(Handler h, const brine::Value& boxed_args) {
   GilHold gil;
-  if (!thread_set_) {
+  if (depth_ == 0) {
+    // The thread serving the connection now: proxies may send requests only from it.
     thread_ = std::this_thread::get_id();
     thread_set_ = true;
   }
+  ++depth_;
   Outcome out;
   try {
     SyncGeneration();
@@ -265,6 +268,7 @@ Outcome ClassicObjectSpace::Handle(Handler h, const brine::Value& boxed_args) {
     out = ExceptionOutcome();
   }
   FlushDels();
+  --depth_;
   return out;
 }
 
@@ -340,15 +344,44 @@ void ClassicObjectSpace::Rollback(const std::vector<IdKey>& added) {
 }
 
 namespace {
-// "<a>.<b>" with str() of each part, like the reference's f-string.
-PyRef DottedName(PyObject* a, PyObject* b) {
-  return PyRef::Steal(PyUnicode_FromFormat("%S.%S", a, b));
+
+// Appends str(o) as UTF-8.
+bool AppendStr(PyObject* o, std::string* out) {
+  PyRef s = PyUnicode_Check(o) ? PyRef::Borrow(o) : PyRef::Steal(PyObject_Str(o));
+  if (!s) return false;
+  Py_ssize_t n = 0;
+  const char* p = PyUnicode_AsUTF8AndSize(s.get(), &n);
+  if (p == nullptr) return false;
+  out->append(p, static_cast<size_t>(n));
+  return true;
 }
+
+// "<module>.<name>" of a class, as f"{cls.__module__}.{cls.__name__}".
+bool ClassName(PyObject* cls, PyObject* s_module, PyObject* s_name, std::string* out) {
+  auto* type = reinterpret_cast<PyTypeObject*>(cls);
+  if (PyType_Check(cls) && Py_TYPE(cls) == &PyType_Type &&
+      (type->tp_flags & Py_TPFLAGS_HEAPTYPE) == 0) {
+    // Static types: both parts come from tp_name ("module.Name", or "Name" for builtins).
+    std::string_view full(type->tp_name);
+    size_t dot = full.rfind('.');
+    if (dot == std::string_view::npos) {
+      out->append("builtins.").append(full);
+    } else {
+      out->append(full);
+    }
+    return true;
+  }
+  PyRef mod = PyRef::Steal(PyObject_GetAttr(cls, s_module));
+  if (!mod || !AppendStr(mod.get(), out)) return false;
+  out->push_back('.');
+  PyRef name = PyRef::Steal(PyObject_GetAttr(cls, s_name));
+  return name && AppendStr(name.get(), out);
+}
+
 }  // namespace
 
 // id_pack rules of §4.2, per generation.
 bool ClassicObjectSpace::MakeIdPack(PyObject* o, IdKey* key) {
-  PyRef name_pack;
   if (PyObject_TypeCheck(o, reinterpret_cast<PyTypeObject*>(sup_.base_netref.get()))) {
     // A proxy of another connection, re-exported: its id_pack unchanged.
     PyRef idp = PyRef::Steal(PyObject_GetAttr(o, sup_.s_id_pack_attr.get()));
@@ -360,81 +393,65 @@ bool ClassicObjectSpace::MakeIdPack(PyObject* o, IdKey* key) {
     return true;
   }
   PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(o));
-  int64_t class_id = Id(type);
-  int64_t instance_id = Id(o);
+  PyObject* s_module = sup_.s_module.get();
+  PyObject* s_name = sup_.s_name.get();
+  key->class_id = Id(type);
+  key->instance_id = Id(o);
+  std::string& np = key->name;
+  np.clear();
   const bool v5 = !v6();
-  PyRef name;
+  PyRef name;  // getattr(o, '__name__', None), only where the rules look at it
   if (v5 || PyModule_Check(o) || PyType_Check(o)) {
-    PyObject* obj_name = nullptr;
-    if (_PyObject_LookupAttr(o, sup_.s_name.get(), &obj_name) < 0) return false;
-    name = PyRef::Steal(obj_name);
+    PyObject* raw = nullptr;
+    if (_PyObject_LookupAttr(o, s_name, &raw) < 0) return false;
+    name = PyRef::Steal(raw);
   }
-  auto name_is_module = [&] {
-    return name && PyUnicode_Check(name.get()) &&
-           PyUnicode_CompareWithASCIIString(name.get(), "module") == 0;
-  };
+  const bool named_module = name && PyUnicode_Check(name.get()) &&
+                            PyUnicode_CompareWithASCIIString(name.get(), "module") == 0;
   if (PyModule_Check(o)) {
-    if (!name_is_module()) {
+    if (!named_module) {
       PyObject* modules = PySys_GetObject("modules");  // borrowed
       int in_sys = (modules != nullptr && name) ? PyMapping_HasKey(modules, name.get()) : 0;
-      if (in_sys) {
-        name_pack = PyRef::Steal(PyObject_Str(name.get()));
-      } else {
-        PyRef cls = PyRef::Steal(PyObject_GetAttr(o, sup_.s_class.get()));
-        if (!cls) return false;
-        PyRef mod = PyRef::Steal(PyObject_GetAttr(cls.get(), sup_.s_module.get()));
-        if (!mod) return false;
-        name_pack = DottedName(mod.get(), name ? name.get() : Py_None);
-      }
-    } else if (v5) {
-      PyRef mod = PyRef::Steal(PyObject_GetAttr(o, sup_.s_module.get()));
-      if (!mod) return false;
-      name_pack = DottedName(mod.get(), name.get());
-    } else {
-      // 6.x formats this one with a plain string, not an f-string.
-      name_pack = PyRef::Steal(PyUnicode_FromString("{obj.__module__}.{obj_name}"));
+      if (in_sys) return AppendStr(name.get(), &np);
+      PyRef cls = PyRef::Steal(PyObject_GetAttr(o, sup_.s_class.get()));
+      PyRef mod = cls ? PyRef::Steal(PyObject_GetAttr(cls.get(), s_module)) : PyRef();
+      if (!mod || !AppendStr(mod.get(), &np)) return false;
+      np.push_back('.');
+      return AppendStr(name ? name.get() : Py_None, &np);
     }
-  } else if (v5 && name_is_module()) {
-    // 5.3.0: anything named 'module' (types.ModuleType included) is treated as an instance.
-    if (PyType_Check(o)) {
-      PyRef mod = PyRef::Steal(PyObject_GetAttr(type, sup_.s_module.get()));
-      PyRef tname = PyRef::Steal(PyObject_GetAttr(type, sup_.s_name.get()));
-      if (!mod || !tname) return false;
-      name_pack = DottedName(mod.get(), tname.get());
-    } else {
-      PyObject* mod_raw = nullptr;
-      if (_PyObject_LookupAttr(o, sup_.s_module.get(), &mod_raw) < 0) return false;
-      PyRef mod = PyRef::Steal(mod_raw);
-      name_pack = mod ? DottedName(mod.get(), name.get()) : PyRef::Steal(PyObject_Str(name.get()));
+    if (!v5) {
+      np = "{obj.__module__}.{obj_name}";  // 6.x formats this one without an f-string
+      return true;
     }
-  } else if (PyType_Check(o)) {
-    PyRef mod = PyRef::Steal(PyObject_GetAttr(o, sup_.s_module.get()));
-    if (!mod) return false;
-    if (!name) {
-      PyErr_SetString(PyExc_AttributeError, "class has no __name__");
-      return false;
-    }
-    name_pack = DottedName(mod.get(), name.get());
-    class_id = Id(o);
-    instance_id = 0;
-  } else {
-    PyRef cls = PyRef::Steal(PyObject_GetAttr(o, sup_.s_class.get()));
-    if (!cls) {
-      PyErr_Clear();
-      cls = PyRef::Borrow(type);
-    }
-    PyRef mod = PyRef::Steal(PyObject_GetAttr(cls.get(), sup_.s_module.get()));
-    if (!mod) return false;
-    PyRef cname = PyRef::Steal(PyObject_GetAttr(cls.get(), sup_.s_name.get()));
-    if (!cname) return false;
-    name_pack = DottedName(mod.get(), cname.get());
+    PyRef mod = PyRef::Steal(PyObject_GetAttr(o, s_module));
+    if (!mod || !AppendStr(mod.get(), &np)) return false;
+    np.append(".module");
+    return true;
   }
-  if (!name_pack) return false;
-  Py_ssize_t n = 0;
-  const char* utf8 = PyUnicode_AsUTF8AndSize(name_pack.get(), &n);
-  if (utf8 == nullptr) return false;
-  *key = IdKey{std::string(utf8, static_cast<size_t>(n)), class_id, instance_id};
-  return true;
+  if (v5 && named_module) {
+    // 5.3.0: anything named 'module' (types.ModuleType included) is treated as an instance.
+    if (PyType_Check(o)) return ClassName(type, s_module, s_name, &np);
+    PyObject* raw = nullptr;
+    if (_PyObject_LookupAttr(o, s_module, &raw) < 0) return false;
+    PyRef mod = PyRef::Steal(raw);
+    if (mod) {
+      if (!AppendStr(mod.get(), &np)) return false;
+      np.push_back('.');
+    }
+    np.append("module");
+    return true;
+  }
+  if (PyType_Check(o)) {
+    key->class_id = Id(o);
+    key->instance_id = 0;
+    return ClassName(o, s_module, s_name, &np);
+  }
+  PyRef cls = PyRef::Steal(PyObject_GetAttr(o, sup_.s_class.get()));
+  if (!cls) {
+    PyErr_Clear();
+    cls = PyRef::Borrow(type);
+  }
+  return ClassName(cls.get(), s_module, s_name, &np);
 }
 
 PyRef ClassicObjectSpace::LookupLocal(const brine::Value& id_pack) {
@@ -541,12 +558,12 @@ PyRef ClassicObjectSpace::AccessAttr(PyObject* obj, PyObject* raw_name, PyObject
                                      PyObject* value, int mode) {
   PyRef name = AttrName(raw_name);
   if (!name) return name;
-  PyObject* hook_raw = nullptr;
-  if (_PyObject_LookupAttr(reinterpret_cast<PyObject*>(Py_TYPE(obj)), hook_name, &hook_raw) < 0) {
-    return PyRef();
-  }
-  PyRef hook = PyRef::Steal(hook_raw);
-  if (hook) {
+  // hasattr(type(obj), hook): the MRO lookup is cached and raises nothing when absent (a getattr
+  // on a type formats an AttributeError first, which cost more than the whole request).
+  if (_PyType_Lookup(Py_TYPE(obj), hook_name) != nullptr) {
+    PyRef hook =
+        PyRef::Steal(PyObject_GetAttr(reinterpret_cast<PyObject*>(Py_TYPE(obj)), hook_name));
+    if (!hook) return hook;
     if (mode == 1) {
       return PyRef::Steal(
           PyObject_CallFunctionObjArgs(hook.get(), obj, name.get(), value, nullptr));

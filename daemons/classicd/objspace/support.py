@@ -259,6 +259,26 @@ class Service:
     exposed_get_service_name = get_service_name
 
 
+# Compiling dominates a small eval; code objects are immutable, so they are reused. Same result
+# as eval(text): the file name is '<string>' and no __future__ flags are inherited.
+_code_cache = {}
+_CODE_CACHE_SIZE = 512
+_CODE_CACHE_MAX_TEXT = 4096
+
+
+def _compiled(text, mode):
+    if type(text) is not str or len(text) > _CODE_CACHE_MAX_TEXT:
+        return text
+    key = (text, mode)
+    code = _code_cache.get(key)
+    if code is None:
+        code = compile(text, '<string>', mode, dont_inherit=True)
+        if len(_code_cache) >= _CODE_CACHE_SIZE:
+            _code_cache.clear()
+        _code_cache[key] = code
+    return code
+
+
 class Slave:
     __module__ = 'rpyc.core.service'
     __slots__ = ['_conn', 'namespace']
@@ -268,10 +288,10 @@ class Slave:
         self.namespace = {}
 
     def execute(self, text):
-        exec(text, self.namespace)
+        exec(_compiled(text, 'exec'), self.namespace)
 
     def eval(self, text):
-        return eval(text, self.namespace)
+        return eval(_compiled(text, 'eval'), self.namespace)
 
     def getmodule(self, name):
         if isinstance(name, tuple):
