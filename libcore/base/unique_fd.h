@@ -2,9 +2,9 @@
 
 // UniqueFd: the one owner of a file descriptor (STYLE.md §4). Move-only; closes on destruction.
 
-#include <unistd.h>
-
 #include <utility>
+
+#include <unistd.h>
 
 namespace core {
 
