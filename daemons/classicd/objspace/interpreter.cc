@@ -1,0 +1,236 @@
+// The process's embedded interpreter (EMBEDDING.md §1, §2, §8) and the GIL helpers.
+
+#include <Python.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "daemons/classicd/objspace/internal.h"
+#include "daemons/classicd/objspace/objspace.h"
+#include "daemons/classicd/objspace/py_ref.h"
+
+namespace classicd::objspace {
+namespace {
+
+// True between a successful Start() and the destructor. Thread-exit code checks it before
+// touching Python: after Py_FinalizeEx any Python call may crash (EMBEDDING.md §8).
+std::atomic<bool> g_alive{false};
+
+// The thread state of one thread, created on its first GilHold and kept until the thread exits
+// (EMBEDDING.md §2.2: no per-call thread-state churn).
+struct ThreadPython {
+  PyThreadState* ts = nullptr;
+  PyGILState_STATE outer = PyGILState_UNLOCKED;
+  ThreadPython() = default;
+  ThreadPython(const ThreadPython&) = delete;
+  ThreadPython& operator=(const ThreadPython&) = delete;
+  ~ThreadPython() {
+    if (ts != nullptr && g_alive.load()) {
+      PyEval_RestoreThread(ts);
+      PyGILState_Release(outer);
+    }
+  }
+};
+thread_local ThreadPython t_python;
+
+core::Error StatusError(const char* what, const PyStatus& st) {
+  std::string msg = std::string(what) + ": ";
+  if (st.func != nullptr) msg += std::string(st.func) + ": ";
+  msg += st.err_msg != nullptr ? st.err_msg : "failed";
+  if (PyStatus_IsExit(st)) msg += " (exit code " + std::to_string(st.exitcode) + ")";
+  return core::Error::Python(msg);
+}
+
+PyRef MakeStrList(const std::vector<std::string>& items) {
+  PyRef list = PyRef::Steal(PyList_New(0));
+  if (!list) return list;
+  for (const auto& s : items) {
+    PyRef item =
+        PyRef::Steal(PyUnicode_DecodeFSDefaultAndSize(s.data(), static_cast<Py_ssize_t>(s.size())));
+    if (!item || PyList_Append(list.get(), item.get()) < 0) return PyRef();
+  }
+  return list;
+}
+
+bool Intern(PyRef* out, const char* s) {
+  *out = PyRef::Steal(PyUnicode_InternFromString(s));
+  return static_cast<bool>(*out);
+}
+
+bool LoadSupport(Interpreter::Support* sup) {
+  PyRef code = PyRef::Steal(Py_CompileString(kSupportSource, "<classicd-support>", Py_file_input));
+  if (!code) return false;
+  sup->module = PyRef::Steal(
+      PyImport_ExecCodeModuleEx("_classicd_support", code.get(), "<classicd-support>"));
+  if (!sup->module) return false;
+  struct {
+    PyRef* ref;
+    const char* name;
+  } attrs[] = {{&sup->get_methods, "get_methods"},
+               {&sup->dump_exc, "dump_exc"},
+               {&sup->load_exc, "load_exc"},
+               {&sup->make_root, "make_root"},
+               {&sup->proxy_conn_class, "ProxyConn"},
+               {&sup->base_netref, "BaseNetref"},
+               {&sup->ctxexit, "ctxexit"},
+               {&sup->instancecheck, "instancecheck"},
+               {&sup->pickle_dumps, "pickle_dumps"},
+               {&sup->oldslicing, "oldslicing"}};
+  for (auto& a : attrs) {
+    *a.ref = PyRef::Steal(PyObject_GetAttrString(sup->module.get(), a.name));
+    if (!*a.ref) return false;
+  }
+  return Intern(&sup->s_rpyc_getattr, "_rpyc_getattr") &&
+         Intern(&sup->s_rpyc_setattr, "_rpyc_setattr") &&
+         Intern(&sup->s_rpyc_delattr, "_rpyc_delattr") && Intern(&sup->s_proxy, "proxy") &&
+         Intern(&sup->s_drop, "drop") && Intern(&sup->s_conn_attr, "____conn__") &&
+         Intern(&sup->s_id_pack_attr, "____id_pack__") && Intern(&sup->s_v6, "v6") &&
+         Intern(&sup->s_on_disconnect, "on_disconnect") && Intern(&sup->s_closed, "_closed") &&
+         Intern(&sup->s_exit, "__exit__") && Intern(&sup->s_cmp, "__cmp__") &&
+         Intern(&sup->s_class, "__class__") && Intern(&sup->s_module, "__module__") &&
+         Intern(&sup->s_name, "__name__");
+}
+
+// sys.path[0:0] = extra + $PYTHONPATH entries.
+bool SetupPath(const InterpreterOptions& options) {
+  std::vector<std::string> entries = options.extra_sys_path;
+  if (options.honour_pythonpath) {
+    const char* env = std::getenv("PYTHONPATH");  // NOLINT(concurrency-mt-unsafe): before threads
+    std::string pp = env != nullptr ? env : "";
+    size_t start = 0;
+    while (start <= pp.size()) {
+      size_t end = pp.find(':', start);
+      if (end == std::string::npos) end = pp.size();
+      if (end > start) entries.push_back(pp.substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  if (entries.empty()) return true;
+  PyObject* path = PySys_GetObject("path");  // borrowed
+  PyRef list = MakeStrList(entries);
+  if (path == nullptr || !list) return false;
+  return PyList_SetSlice(path, 0, 0, list.get()) == 0;
+}
+
+}  // namespace
+
+std::string FetchErrorText() {
+  PyObject *t = nullptr, *v = nullptr, *tb = nullptr;
+  PyErr_Fetch(&t, &v, &tb);
+  if (t == nullptr) return "unknown Python error";
+  PyErr_NormalizeException(&t, &v, &tb);
+  PyRef type = PyRef::Steal(t), value = PyRef::Steal(v), trace = PyRef::Steal(tb);
+  if (trace) PyException_SetTraceback(value.get(), trace.get());
+  std::string text;
+  PyRef tbmod = PyRef::Steal(PyImport_ImportModule("traceback"));
+  PyRef lines;
+  if (tbmod) {
+    lines = PyRef::Steal(PyObject_CallMethod(tbmod.get(), "format_exception", "OOO", type.get(),
+                                             value ? value.get() : Py_None,
+                                             trace ? trace.get() : Py_None));
+  }
+  PyRef empty = PyRef::Steal(PyUnicode_FromString(""));
+  PyRef joined = lines && empty ? PyRef::Steal(PyUnicode_Join(empty.get(), lines.get())) : PyRef();
+  const char* utf8 = joined ? PyUnicode_AsUTF8(joined.get()) : nullptr;
+  if (utf8 != nullptr) {
+    text = utf8;
+  } else {
+    PyErr_Clear();
+    text = reinterpret_cast<PyTypeObject*>(type.get())->tp_name;
+  }
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  return text;
+}
+
+GilHold::GilHold() {
+  if (PyGILState_Check()) return;  // this thread already holds it (nested request)
+  took_ = true;
+  if (t_python.ts == nullptr) {
+    t_python.outer = PyGILState_Ensure();
+    t_python.ts = PyThreadState_Get();
+  } else {
+    PyEval_RestoreThread(t_python.ts);
+  }
+}
+
+GilHold::~GilHold() {
+  if (took_) PyEval_SaveThread();
+}
+
+Interpreter::Interpreter() : support_(std::make_unique<Support>()) {}
+
+core::Result<std::unique_ptr<Interpreter>> Interpreter::Start(const InterpreterOptions& options) {
+  if (Py_IsInitialized()) return core::Fail(core::Error::Usage("the interpreter already runs"));
+  if (options.ignore_sigpipe) std::signal(SIGPIPE, SIG_IGN);
+  struct sigaction old_int {};
+  sigaction(SIGINT, nullptr, &old_int);
+
+  PyPreConfig pre;
+  PyPreConfig_InitIsolatedConfig(&pre);
+  pre.utf8_mode = 1;
+  if (options.malloc_allocator) pre.allocator = PYMEM_ALLOCATOR_MALLOC;
+  PyStatus st = Py_PreInitialize(&pre);
+  if (PyStatus_Exception(st)) return core::Fail(StatusError("Py_PreInitialize", st));
+
+  if (PyImport_AppendInittab("_classicd_native", &InitNativeModule) < 0) {
+    return core::Fail(core::Error::Python("cannot register _classicd_native"));
+  }
+
+  PyConfig config;
+  PyConfig_InitIsolatedConfig(&config);  // install_signal_handlers = 0, parse_argv = 0
+  st = PyConfig_SetBytesString(&config, &config.executable, options.executable.c_str());
+  std::vector<char*> argv;
+  for (const auto& a : options.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  if (!PyStatus_Exception(st) && !argv.empty()) {
+    st = PyConfig_SetBytesArgv(&config, static_cast<Py_ssize_t>(argv.size()), argv.data());
+  }
+  if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&config);
+  PyConfig_Clear(&config);
+  if (PyStatus_Exception(st)) return core::Fail(StatusError("Py_InitializeFromConfig", st));
+
+  std::unique_ptr<Interpreter> interp(new Interpreter());
+  g_alive.store(true);
+  // From here on the destructor finalises; it expects the GIL released.
+  auto fail = [&](const char* what) {
+    core::Error e = core::Error::Python(std::string(what) + ": " + FetchErrorText());
+    interp->main_thread_state_ = PyEval_SaveThread();
+    return core::Fail(std::move(e));
+  };
+  if (!SetupPath(options)) return fail("setting sys.path");
+  if (!LoadSupport(interp->support_.get())) return fail("loading the support module");
+  if (options.keep_default_sigint && old_int.sa_handler == SIG_DFL &&
+      (old_int.sa_flags & SA_SIGINFO) == 0) {
+    // `import signal` (rpyc, subprocess...) installs Python's SIGINT handler while it is SIG_DFL;
+    // do that now and undo it, so it does not happen later.
+    if (PyRun_SimpleString("import signal as _s\n_s.signal(_s.SIGINT, _s.SIG_DFL)\ndel _s\n") !=
+        0) {
+      return fail("restoring SIGINT");
+    }
+  }
+  interp->main_thread_state_ = PyEval_SaveThread();
+  return interp;
+}
+
+Interpreter::~Interpreter() {
+  if (main_thread_state_ == nullptr) return;
+  PyEval_RestoreThread(static_cast<PyThreadState*>(main_thread_state_));
+  support_.reset();
+  g_alive.store(false);
+  Py_FinalizeEx();
+}
+
+core::Status Interpreter::RunString(const std::string& code) {
+  GilHold gil;
+  PyRef globals = PyRef::Steal(PyDict_New());
+  if (!globals || PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) < 0) {
+    return core::Fail(core::Error::Python(FetchErrorText()));
+  }
+  PyRef r = PyRef::Steal(PyRun_String(code.c_str(), Py_file_input, globals.get(), globals.get()));
+  if (!r) return core::Fail(core::Error::Python(FetchErrorText()));
+  return {};
+}
+
+}  // namespace classicd::objspace

@@ -1,0 +1,77 @@
+#pragma once
+
+// The embedded-CPython object space of rpyc-classicd: the one interpreter of the process and the
+// per-connection classic object space behind core::protocol::ObjectSpace (PROTOCOL.md §4-§8).
+// This header does not include <Python.h>; only files in this directory do.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "libcore/base/result.h"
+#include "libcore/protocol/object_space.h"
+
+namespace classicd::objspace {
+
+struct InterpreterOptions {
+  // sys.executable (EMBEDDING.md §1.3): Debian's interpreter, never a PATH lookup.
+  std::string executable = "/usr/bin/python3";
+  // sys.argv; not parsed as Python options.
+  std::vector<std::string> argv = {"rpyc-classicd"};
+  // Prepended to sys.path, in order, ahead of PYTHONPATH.
+  std::vector<std::string> extra_sys_path;
+  // Prepend $PYTHONPATH to sys.path (the isolated config ignores it otherwise).
+  bool honour_pythonpath = true;
+  // PYMEM_ALLOCATOR_MALLOC, for meaningful ASan/LSan reports (EMBEDDING.md §6). Defaults to on
+  // in sanitizer builds.
+  bool malloc_allocator = kSanitizerBuild;
+  // signal(SIGPIPE, SIG_IGN) before init: user code gets BrokenPipeError instead of killing the
+  // daemon (§1.2).
+  bool ignore_sigpipe = true;
+  // When SIGINT is SIG_DFL at start, keep it so after `import signal` (which would otherwise make
+  // SIGINT a KeyboardInterrupt on the init thread, §1.2). A handler the daemon installed before
+  // Start() is kept either way.
+  bool keep_default_sigint = true;
+
+#if defined(__SANITIZE_ADDRESS__)
+  static constexpr bool kSanitizerBuild = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  static constexpr bool kSanitizerBuild = true;
+#else
+  static constexpr bool kSanitizerBuild = false;
+#endif
+#else
+  static constexpr bool kSanitizerBuild = false;
+#endif
+};
+
+// The process's one interpreter. Create it once in main before any connection thread starts;
+// destroy it on the same thread after every connection thread has been joined and every object
+// space destroyed (EMBEDDING.md §8).
+class Interpreter {
+ public:
+  static core::Result<std::unique_ptr<Interpreter>> Start(const InterpreterOptions& options);
+  ~Interpreter();
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
+
+  // Runs `code` with exec() in a fresh namespace (for setup and tests). Errors carry the
+  // formatted Python exception.
+  core::Status RunString(const std::string& code);
+
+  struct Support;  // Python objects the object spaces share (defined in interpreter.cc)
+  Support& support() { return *support_; }
+
+ private:
+  Interpreter();
+  std::unique_ptr<Support> support_;
+  void* main_thread_state_ = nullptr;  // PyThreadState* of the init thread, released
+};
+
+// One per connection, used only from that connection's thread. `interpreter` and `peer` must
+// outlive the object space; destroy it before the interpreter.
+std::unique_ptr<core::protocol::ObjectSpace> MakeClassicObjectSpace(Interpreter& interpreter,
+                                                                    core::protocol::Peer& peer);
+
+}  // namespace classicd::objspace

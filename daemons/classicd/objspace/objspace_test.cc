@@ -1,0 +1,1018 @@
+// Drives the classic object space directly, with an in-memory fake peer whose replies the tests
+// script (PROTOCOL.md §4-§8). Compatibility with the real clients is proven by the e2e tests.
+
+#include "daemons/classicd/objspace/objspace.h"
+
+#include <algorithm>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "libcore/brine/value.h"
+#include "libcore/protocol/consts.h"
+#include "libcore/protocol/object_space.h"
+
+namespace classicd::objspace {
+namespace {
+
+namespace brine = core::brine;
+using brine::Value;
+using core::protocol::Generation;
+using core::protocol::Handler;
+using core::protocol::ObjectSpace;
+using core::protocol::Outcome;
+
+Interpreter* g_interp = nullptr;
+
+class InterpreterEnv : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    InterpreterOptions options;
+    auto interp = Interpreter::Start(options);
+    ASSERT_TRUE(interp.has_value()) << interp.error().ToString();
+    interp_ = std::move(*interp);
+    g_interp = interp_.get();
+  }
+  void TearDown() override {
+    g_interp = nullptr;
+    interp_.reset();
+  }
+
+ private:
+  std::unique_ptr<Interpreter> interp_;
+};
+
+const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new InterpreterEnv);
+
+// --- brine shorthands ---
+Value T(std::vector<Value> items) { return brine::MakeTuple(std::move(items)); }
+Value S(const std::string& s) { return brine::MakeStr(s); }
+Value I(int64_t i) { return brine::Int(i); }
+Value ByVal(Value v) { return T({I(1), std::move(v)}); }
+Value LocalRef(Value idp) { return T({I(3), std::move(idp)}); }
+Value RemoteRef(Value idp) { return T({I(4), std::move(idp)}); }
+Value Boxes(std::vector<Value> boxed) { return T({I(2), T(std::move(boxed))}); }
+Value PayloadOf(const Value& boxed) { return boxed.as<brine::Tuple>().items[1]; }
+
+struct PeerCall {
+  Handler h;
+  Value args;
+};
+
+class FakePeer : public core::protocol::Peer {
+ public:
+  using Script = std::function<core::Result<Outcome>(Handler, const Value&)>;
+  core::Result<Outcome> Call(Handler h, Value boxed_args, int) override {
+    calls.push_back({h, boxed_args});
+    if (!script) return core::Fail(core::Error::Closed("no script"));
+    return script(h, boxed_args);
+  }
+  core::Status Notify(Handler h, Value boxed_args) override {
+    notes.push_back({h, std::move(boxed_args)});
+    return {};
+  }
+  Generation generation() const override { return gen; }
+
+  Generation gen = Generation::kV6;
+  Script script;
+  std::vector<PeerCall> calls;
+  std::vector<PeerCall> notes;
+};
+
+class ObjSpaceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NE(g_interp, nullptr);
+    space_ = MakeClassicObjectSpace(*g_interp, peer_);
+  }
+  void TearDown() override { space_.reset(); }
+
+  Outcome Run(Handler h, const Value& boxed) { return space_->Handle(h, boxed); }
+
+  // The boxed reply; fails the test on an exception.
+  Value Reply(Handler h, const Value& boxed) {
+    Outcome o = Run(h, boxed);
+    EXPECT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
+    return o.value;
+  }
+  // The exception value; fails the test on a reply.
+  Value Exc(Handler h, const Value& boxed) {
+    Outcome o = Run(h, boxed);
+    EXPECT_EQ(o.kind, Outcome::Kind::kException) << o.value.Repr();
+    return o.value;
+  }
+
+  static const Value& Label(const Value& boxed) { return boxed.as<brine::Tuple>().items[0]; }
+  static const Value& Payload(const Value& boxed) { return boxed.as<brine::Tuple>().items[1]; }
+  static std::string NamePack(const Value& boxed) {
+    return Payload(boxed).as<brine::Tuple>().items[0].as<brine::Str>().utf8;
+  }
+  // id_pack of a REMOTE_REF reply.
+  static Value Idp(const Value& boxed) {
+    EXPECT_EQ(Label(boxed), I(4)) << boxed.Repr();
+    return Payload(boxed);
+  }
+
+  Value Root() { return Idp(Reply(Handler::kGetRoot, ByVal(T({})))); }
+  Value GetAttr(const Value& idp, const std::string& name) {
+    return Reply(Handler::kGetAttr, Boxes({LocalRef(idp), ByVal(S(name))}));
+  }
+  Value RootMethod(const std::string& name) { return Idp(GetAttr(Root(), name)); }
+  Outcome CallFn(const Value& fn_idp, std::vector<Value> boxed_args) {
+    return Run(Handler::kCall,
+               Boxes({LocalRef(fn_idp), Boxes(std::move(boxed_args)), ByVal(T({}))}));
+  }
+  Value Eval(const std::string& code) {
+    Outcome o = CallFn(RootMethod("eval"), {ByVal(S(code))});
+    EXPECT_EQ(o.kind, Outcome::Kind::kReply) << code << ": " << o.value.Repr();
+    return o.value;
+  }
+  Outcome EvalOutcome(const std::string& code) {
+    return CallFn(RootMethod("eval"), {ByVal(S(code))});
+  }
+  void Execute(const std::string& code) {
+    Outcome o = CallFn(RootMethod("execute"), {ByVal(S(code))});
+    EXPECT_EQ(o.kind, Outcome::Kind::kReply) << code << ": " << o.value.Repr();
+  }
+  // Evaluates `code`, expecting an object reference; returns its id_pack.
+  Value EvalRef(const std::string& code) { return Idp(Eval(code)); }
+
+  FakePeer peer_;
+  std::unique_ptr<ObjectSpace> space_;
+};
+
+// --- the classic session (§7.1) ----------------------------------------------------------------
+
+TEST_F(ObjSpaceTest, GetRootGivesTheSlaveServiceIdPack) {
+  Value root = Root();
+  const auto& t = root.as<brine::Tuple>().items;
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_EQ(t[0], S("rpyc.core.service.SlaveService"));
+  EXPECT_NE(t[1], I(0));
+  EXPECT_NE(t[2], I(0));
+  EXPECT_EQ(space_->LocalObjectCount(), 1u);
+  EXPECT_EQ(Root(), root);  // same object, same id_pack
+}
+
+TEST_F(ObjSpaceTest, ClassicHandshakeSequence) {
+  Value root = Root();
+  Value methods = Reply(Handler::kInspect, ByVal(T({root})));
+  EXPECT_EQ(Label(methods), I(1));
+  Value getmodule = GetAttr(root, "getmodule");
+  EXPECT_EQ(NamePack(getmodule), "builtins.method");
+  Outcome b = CallFn(Idp(getmodule), {ByVal(S("builtins"))});
+  ASSERT_EQ(b.kind, Outcome::Kind::kReply);
+  EXPECT_EQ(NamePack(b.value), "builtins");
+  Value mod_methods = Reply(Handler::kInspect, ByVal(T({Idp(b.value)})));
+  EXPECT_EQ(Payload(mod_methods).as<brine::Tuple>().items.size(), 5u) << mod_methods.Repr();
+  Outcome u = CallFn(Idp(getmodule), {ByVal(S("importlib.util"))});
+  ASSERT_EQ(u.kind, Outcome::Kind::kReply);
+  EXPECT_EQ(NamePack(u.value), "importlib.util");
+  EXPECT_EQ(NamePack(GetAttr(root, "eval")), "builtins.method");
+  EXPECT_EQ(NamePack(GetAttr(root, "execute")), "builtins.method");
+  EXPECT_EQ(NamePack(GetAttr(root, "namespace")), "builtins.dict");
+  EXPECT_TRUE(peer_.calls.empty());
+}
+
+TEST_F(ObjSpaceTest, InspectRootPerGeneration) {
+  Value root = Root();
+  auto names = [&] {
+    Value m = Reply(Handler::kInspect, ByVal(T({root})));
+    std::vector<std::string> out;
+    for (const auto& pair : Payload(m).as<brine::Tuple>().items) {
+      out.push_back(pair.as<brine::Tuple>().items[0].as<brine::Str>().utf8);
+    }
+    return out;
+  };
+  auto has = [](const std::vector<std::string>& v, const std::string& n) {
+    return std::find(v.begin(), v.end(), n) != v.end();
+  };
+  std::vector<std::string> v6 = names();
+  EXPECT_EQ(v6.size(), 17u);
+  EXPECT_TRUE(has(v6, "get_service_name"));
+  EXPECT_TRUE(has(v6, "exposed_get_service_aliases"));
+  EXPECT_FALSE(has(v6, "_protocol"));
+  EXPECT_TRUE(has(v6, "eval"));
+  peer_.gen = Generation::kV5;
+  std::vector<std::string> v5 = names();
+  EXPECT_EQ(v5.size(), 14u);
+  EXPECT_FALSE(has(v5, "get_service_name"));
+  EXPECT_TRUE(has(v5, "_protocol"));
+  EXPECT_FALSE(has(v5, "__init__"));  // LOCAL_ATTRS are filtered
+}
+
+TEST_F(ObjSpaceTest, ServiceNames) {
+  for (const char* name : {"get_service_name", "exposed_get_service_name"}) {
+    Outcome o = CallFn(RootMethod(name), {});
+    ASSERT_EQ(o.kind, Outcome::Kind::kReply);
+    EXPECT_EQ(o.value, ByVal(S("SLAVE")));
+  }
+  Outcome a = CallFn(RootMethod("get_service_aliases"), {});
+  EXPECT_EQ(a.value, ByVal(T({S("SLAVE")})));
+}
+
+TEST_F(ObjSpaceTest, EvalExecuteAndNamespace) {
+  Execute("x = 21");
+  EXPECT_EQ(Eval("x * 2"), ByVal(I(42)));
+  EXPECT_EQ(Eval("__name__"), ByVal(S("builtins")));
+  Value ns = Idp(GetAttr(Root(), "namespace"));
+  Value x = Reply(Handler::kCallAttr,
+                  Boxes({LocalRef(ns), ByVal(S("__getitem__")), ByVal(T({S("x")})), ByVal(T({}))}));
+  EXPECT_EQ(x, ByVal(I(21)));
+  Execute("class O: pass\ndef f(): pass");
+  EXPECT_EQ(NamePack(Eval("O")), "builtins.O");
+  EXPECT_EQ(Payload(Eval("O")).as<brine::Tuple>().items[2], I(0));  // a class
+  EXPECT_EQ(NamePack(Eval("O()")), "builtins.O");
+  EXPECT_EQ(NamePack(Eval("f")), "builtins.function");
+}
+
+TEST_F(ObjSpaceTest, NamespacesArePerConnection) {
+  Execute("x = 1");
+  FakePeer other_peer;
+  auto other = MakeClassicObjectSpace(*g_interp, other_peer);
+  Value root = Payload(other->Handle(Handler::kGetRoot, ByVal(T({}))).value);
+  Value eval =
+      Payload(other->Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+  Outcome o =
+      other->Handle(Handler::kCall, Boxes({LocalRef(eval), ByVal(T({S("x")})), ByVal(T({}))}));
+  ASSERT_EQ(o.kind, Outcome::Kind::kException);
+  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("NameError")}));
+  // Modules are shared.
+  Execute("import sys; sys._classicd_test_marker = 5");
+  o = other->Handle(Handler::kCall,
+                    Boxes({LocalRef(eval), ByVal(T({S("__import__('sys')._classicd_test_marker")})),
+                           ByVal(T({}))}));
+  EXPECT_EQ(o.value, ByVal(I(5)));
+  Execute("del sys._classicd_test_marker");
+}
+
+TEST_F(ObjSpaceTest, GetModuleByNameAndTuple) {
+  Value getmodule = RootMethod("getmodule");
+  Outcome o = CallFn(getmodule, {ByVal(S("os.path"))});
+  EXPECT_EQ(NamePack(o.value), "posixpath");
+  o = CallFn(getmodule, {ByVal(T({S("os"), S("path")}))});
+  EXPECT_EQ(NamePack(o.value), "posixpath");
+  o = CallFn(getmodule, {ByVal(S("no_such_module_xyz"))});
+  ASSERT_EQ(o.kind, Outcome::Kind::kException);
+  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("ModuleNotFoundError")}));
+}
+
+TEST_F(ObjSpaceTest, RootDeniesSetAttrAndDelAttr) {
+  Value root = Root();
+  Value e = Exc(Handler::kSetAttr, Boxes({LocalRef(root), ByVal(S("x")), ByVal(I(1))}));
+  EXPECT_EQ(e.as<brine::Tuple>().items[0], T({S("builtins"), S("AttributeError")}));
+  EXPECT_EQ(e.as<brine::Tuple>().items[1], T({S("access denied")}));
+  e = Exc(Handler::kDelAttr, Boxes({LocalRef(root), ByVal(S("namespace"))}));
+  EXPECT_EQ(e.as<brine::Tuple>().items[1], T({S("access denied")}));
+}
+
+TEST_F(ObjSpaceTest, AttributeNamesMustBeStrings) {
+  Value root = Root();
+  Value ok = Reply(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(brine::MakeBytes("eval"))}));
+  EXPECT_EQ(NamePack(ok), "builtins.method");
+  Value e = Exc(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(I(3))}));
+  EXPECT_EQ(e.as<brine::Tuple>().items[1], T({S("name must be a string")}));
+}
+
+// --- exceptions (§6) ---------------------------------------------------------------------------
+
+TEST_F(ObjSpaceTest, BuiltinExceptionVinegar) {
+  Outcome o = EvalOutcome("1/0");
+  ASSERT_EQ(o.kind, Outcome::Kind::kException);
+  const auto& v = o.value.as<brine::Tuple>().items;
+  ASSERT_EQ(v.size(), 4u);
+  EXPECT_EQ(v[0], T({S("builtins"), S("ZeroDivisionError")}));
+  EXPECT_EQ(v[1], T({S("division by zero")}));
+  const auto& attrs = v[2].as<brine::Tuple>().items;
+  ASSERT_FALSE(attrs.empty());
+  EXPECT_EQ(attrs.back(), T({S("_remote_version"), S("6.0.1")}));
+  const std::string& tb = v[3].as<brine::Str>().utf8;
+  EXPECT_EQ(tb.rfind("Traceback (most recent call last):\n", 0), 0u) << tb;
+  EXPECT_NE(tb.find("File \"<string>\", line 1"), std::string::npos) << tb;
+  EXPECT_NE(tb.find("ZeroDivisionError: division by zero\n"), std::string::npos) << tb;
+  EXPECT_EQ(tb.find("classicd-support"), std::string::npos) << tb;  // our frames are hidden
+}
+
+TEST_F(ObjSpaceTest, VersionFollowsGeneration) {
+  peer_.gen = Generation::kV5;
+  Outcome o = EvalOutcome("1/0");
+  const auto& attrs = o.value.as<brine::Tuple>().items[2].as<brine::Tuple>().items;
+  EXPECT_EQ(attrs.back(), T({S("_remote_version"), S("5.3.0")}));
+}
+
+TEST_F(ObjSpaceTest, OsErrorAttributes) {
+  Outcome o = EvalOutcome("open('/nonexistent/classicd')");
+  const auto& v = o.value.as<brine::Tuple>().items;
+  EXPECT_EQ(v[0], T({S("builtins"), S("FileNotFoundError")}));
+  const auto& attrs = v[2].as<brine::Tuple>().items;
+  EXPECT_NE(std::find(attrs.begin(), attrs.end(), T({S("errno"), I(2)})), attrs.end());
+  EXPECT_NE(std::find(attrs.begin(), attrs.end(), T({S("filename"), S("/nonexistent/classicd")})),
+            attrs.end());
+  EXPECT_NE(std::find(attrs.begin(), attrs.end(), T({S("filename2"), brine::NoneType{}})),
+            attrs.end());
+}
+
+TEST_F(ObjSpaceTest, CustomExceptionAndNonDumpableArgs) {
+  Execute("class MyErr(Exception):\n  pass\n");
+  Outcome o = CallFn(RootMethod("execute"), {ByVal(S("raise MyErr('boom', [1])"))});
+  ASSERT_EQ(o.kind, Outcome::Kind::kException);
+  const auto& v = o.value.as<brine::Tuple>().items;
+  EXPECT_EQ(v[0], T({S("builtins"), S("MyErr")}));
+  EXPECT_EQ(v[1], T({S("boom"), S("[1]")}));  // non-dumpable args as repr
+  EXPECT_NE(v[3].as<brine::Str>().utf8.find("MyErr: ('boom', [1])"), std::string::npos);
+}
+
+TEST_F(ObjSpaceTest, StopIterationIsOne) {
+  Outcome o = EvalOutcome("next(iter([]))");
+  ASSERT_EQ(o.kind, Outcome::Kind::kException);
+  EXPECT_EQ(o.value, I(1));
+}
+
+TEST_F(ObjSpaceTest, SystemExitAndKeyboardInterruptAreForwarded) {
+  Outcome o = CallFn(RootMethod("execute"), {ByVal(S("import sys; sys.exit(3)"))});
+  ASSERT_EQ(o.kind, Outcome::Kind::kException);
+  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("SystemExit")}));
+  const auto& attrs = o.value.as<brine::Tuple>().items[2].as<brine::Tuple>().items;
+  EXPECT_NE(std::find(attrs.begin(), attrs.end(), T({S("code"), I(3)})), attrs.end());
+  o = CallFn(RootMethod("execute"), {ByVal(S("raise KeyboardInterrupt"))});
+  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("KeyboardInterrupt")}));
+  EXPECT_EQ(Eval("6*7"), ByVal(I(42)));  // still alive
+}
+
+TEST_F(ObjSpaceTest, GetConnHasLastTraceback) {
+  EXPECT_EQ(EvalOutcome("1/0").kind, Outcome::Kind::kException);
+  Outcome c = CallFn(RootMethod("getconn"), {});
+  EXPECT_EQ(NamePack(c.value), "rpyc.core.protocol.Connection");
+  Value tb = GetAttr(Idp(c.value), "_last_traceback");
+  EXPECT_EQ(NamePack(tb), "builtins.traceback");
+}
+
+TEST_F(ObjSpaceTest, UnencodableResultsGiveExceptionReplies) {
+  Value eval = RootMethod("eval");
+  size_t before = space_->LocalObjectCount();  // root and eval
+  Outcome o = CallFn(eval, {ByVal(S("'a\\ud800b'"))});
+  ASSERT_EQ(o.kind, Outcome::Kind::kException);
+  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("UnicodeEncodeError")}));
+  o = CallFn(eval, {ByVal(S("(type('O', (), {})(), [1])"))});
+  ASSERT_EQ(o.kind, Outcome::Kind::kException) << o.value.Repr();
+  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("AttributeError")}));
+  o = CallFn(eval, {ByVal(S("([2], type('O', (), {})())"))});
+  ASSERT_EQ(o.kind, Outcome::Kind::kException) << o.value.Repr();
+  // The partly boxed replies were rolled back.
+  EXPECT_EQ(space_->LocalObjectCount(), before);
+  EXPECT_EQ(Eval("1"), ByVal(I(1)));
+}
+
+TEST_F(ObjSpaceTest, ExceptionWithUnencodableMessage) {
+  Outcome o = EvalOutcome("(_ for _ in ()).throw(ValueError('x\\udcff'))");
+  ASSERT_EQ(o.kind, Outcome::Kind::kException);
+  const auto& v = o.value.as<brine::Tuple>().items;
+  EXPECT_EQ(v[0], T({S("builtins"), S("ValueError")}));
+  EXPECT_EQ(v[1], T({S("'x\\udcff'")}));
+}
+
+// --- values ------------------------------------------------------------------------------------
+
+TEST_F(ObjSpaceTest, DumpableRulesAreExactTypes) {
+  EXPECT_EQ(Label(Eval("(1, 'a', b'b', 2.5, None, True, ..., NotImplemented, 1j)")), I(1));
+  EXPECT_EQ(Label(Eval("frozenset({1})")), I(1));
+  EXPECT_EQ(Label(Eval("slice(1, None, 2)")), I(1));
+  EXPECT_EQ(Eval("True"), ByVal(true));
+  EXPECT_EQ(NamePack(Eval("[1]")), "builtins.list");
+  EXPECT_EQ(NamePack(Eval("bytearray(b'x')")), "builtins.bytearray");
+  Execute("import enum\nclass E(enum.IntEnum):\n  A = 1\nclass MyStr(str): pass");
+  EXPECT_EQ(NamePack(Eval("E.A")), "builtins.E");
+  EXPECT_EQ(NamePack(Eval("MyStr('x')")), "builtins.MyStr");
+  // A tuple holding a reference is boxed item by item.
+  Value mixed = Eval("(1, [2])");
+  EXPECT_EQ(Label(mixed), I(2));
+  const auto& items = Payload(mixed).as<brine::Tuple>().items;
+  EXPECT_EQ(items[0], ByVal(I(1)));
+  EXPECT_EQ(Label(items[1]), I(4));
+  // A frozenset holding a non-dumpable goes by reference as a whole.
+  Execute("class H: pass");
+  EXPECT_EQ(NamePack(Eval("frozenset({H()})")), "builtins.frozenset");
+}
+
+TEST_F(ObjSpaceTest, BigIntsBothWays) {
+  Value big = Eval("10**5000 + 7");
+  const auto& i = Payload(big).as<brine::Int>();
+  ASSERT_FALSE(i.is_small());
+  EXPECT_EQ(i.big_decimal().size(), 5001u);
+  EXPECT_EQ(i.big_decimal().substr(0, 2), "10");
+  EXPECT_EQ(i.big_decimal().substr(4998), "007");
+  Value neg = Eval("-(2**64)");
+  EXPECT_EQ(Payload(neg).as<brine::Int>().big_decimal(), "-18446744073709551616");
+  EXPECT_EQ(Eval("-2**63"), ByVal(I(INT64_MIN)));
+  // Into Python: 20000 digits, past the 4300-digit str() limit.
+  std::string digits = "-9" + std::string(19999, '1');
+  auto in = brine::Int::FromDecimal(digits);
+  ASSERT_TRUE(in.has_value());
+  Execute("def check(n): return (n % 1000, n < 0, len(hex(n)))");
+  Value fn = EvalRef("check");
+  Outcome o = CallFn(fn, {ByVal(*in)});
+  ASSERT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
+  const auto& r = Payload(o.value).as<brine::Tuple>().items;
+  EXPECT_EQ(r[0], I(889));  // Python's modulo of a negative number
+  EXPECT_EQ(r[1], brine::Value(true));
+  // And back unchanged.
+  Value echo = Reply(Handler::kPing, ByVal(T({*in})));
+  EXPECT_EQ(Payload(echo).as<brine::Int>().ToDecimal(), digits);
+}
+
+TEST_F(ObjSpaceTest, LargeBytesAndTuples) {
+  Value b = Eval("b'x' * (4 << 20)");
+  EXPECT_EQ(Payload(b).as<brine::Bytes>().data.size(), 4u << 20);
+  Value t = Eval("tuple(range(10000))");
+  EXPECT_EQ(Payload(t).as<brine::Tuple>().items.size(), 10000u);
+  std::string big(1 << 20, 'y');
+  Value echo = Reply(Handler::kPing, ByVal(T({brine::MakeBytes(big)})));
+  EXPECT_EQ(Payload(echo).as<brine::Bytes>().data, big);
+}
+
+TEST_F(ObjSpaceTest, FloatsAndStrings) {
+  EXPECT_EQ(Eval("-0.0"), ByVal(-0.0));
+  EXPECT_EQ(Eval("'\\u00e9'"), ByVal(S("\xc3\xa9")));
+  Value v = Eval("float('nan')");
+  EXPECT_EQ(Label(v), I(1));
+}
+
+// --- id_pack (§4.2) ----------------------------------------------------------------------------
+
+TEST_F(ObjSpaceTest, IdPackRules) {
+  Value cls = Idp(Eval("list"));
+  const auto& c = cls.as<brine::Tuple>().items;
+  EXPECT_EQ(c[0], S("builtins.list"));
+  EXPECT_EQ(c[2], I(0));
+  Value inst = Idp(Eval("[1]"));
+  EXPECT_EQ(inst.as<brine::Tuple>().items[1], c[1]);  // class_id == id(type(x)) == id(C)
+  EXPECT_NE(inst.as<brine::Tuple>().items[2], I(0));
+  Execute("import types; m = types.ModuleType('notinsys')");
+  EXPECT_EQ(NamePack(Eval("m")), "builtins.notinsys");
+  EXPECT_EQ(NamePack(Eval("__import__('os')")), "os");
+  Execute("class Outer:\n  class Inner: pass");
+  EXPECT_EQ(NamePack(Eval("Outer.Inner")), "builtins.Inner");
+  EXPECT_EQ(NamePack(Eval("[].append")), "builtins.builtin_function_or_method");
+  EXPECT_EQ(NamePack(Eval("range(3)")), "builtins.range");
+}
+
+TEST_F(ObjSpaceTest, ModuleTypeIdPackPerGeneration) {
+  Value v6 = Idp(Eval("__import__('types').ModuleType"));
+  EXPECT_EQ(v6.as<brine::Tuple>().items[0], S("builtins.module"));
+  EXPECT_EQ(v6.as<brine::Tuple>().items[2], I(0));
+  peer_.gen = Generation::kV5;
+  Value v5 = Idp(Eval("__import__('types').ModuleType"));
+  EXPECT_EQ(v5.as<brine::Tuple>().items[0], S("builtins.type"));
+  EXPECT_NE(v5.as<brine::Tuple>().items[2], I(0));
+  EXPECT_EQ(v5.as<brine::Tuple>().items[2], v6.as<brine::Tuple>().items[1]);
+}
+
+// --- refcounts and DEL (§4.3) ------------------------------------------------------------------
+
+TEST_F(ObjSpaceTest, RefcountsAndDel) {
+  EXPECT_EQ(space_->LocalObjectCount(), 0u);
+  Value root = Root();
+  Value ns1 = Idp(GetAttr(root, "namespace"));
+  Value ns2 = Idp(GetAttr(root, "namespace"));
+  EXPECT_EQ(ns1, ns2);
+  EXPECT_EQ(space_->LocalObjectCount(), 2u);
+  Value del1 = Boxes({LocalRef(ns1), ByVal(I(1))});
+  EXPECT_EQ(Reply(Handler::kDel, del1), ByVal(brine::NoneType{}));
+  EXPECT_EQ(space_->LocalObjectCount(), 2u);  // sent twice, released once
+  EXPECT_EQ(Reply(Handler::kDel, del1), ByVal(brine::NoneType{}));
+  EXPECT_EQ(space_->LocalObjectCount(), 1u);
+  // Unknown now.
+  Value e = Exc(Handler::kDel, del1);
+  EXPECT_EQ(e.as<brine::Tuple>().items[0], T({S("builtins"), S("KeyError")}));
+  e = Exc(Handler::kGetAttr, Boxes({LocalRef(ns1), ByVal(S("keys"))}));
+  EXPECT_EQ(e.as<brine::Tuple>().items[0], T({S("builtins"), S("KeyError")}));
+  // Count 2 at once; a missing count means 1.
+  GetAttr(root, "namespace");
+  GetAttr(root, "namespace");
+  EXPECT_EQ(Reply(Handler::kDel, Boxes({LocalRef(ns1), ByVal(I(2))})), ByVal(brine::NoneType{}));
+  EXPECT_EQ(space_->LocalObjectCount(), 1u);
+  Reply(Handler::kDel, Boxes({LocalRef(root)}));
+  EXPECT_EQ(space_->LocalObjectCount(), 0u);
+}
+
+TEST_F(ObjSpaceTest, DelReleasesTheObject) {
+  Execute("import weakref\nclass K: pass\nk = K()\nw = weakref.ref(k)");
+  Value k = EvalRef("k");
+  Execute("del k");
+  EXPECT_EQ(Eval("w() is None"), ByVal(false));
+  Reply(Handler::kDel, Boxes({LocalRef(k), ByVal(I(1))}));
+  EXPECT_EQ(Eval("w() is None"), ByVal(true));
+}
+
+TEST_F(ObjSpaceTest, OnDisconnectReleasesEverything) {
+  Execute("import weakref\nclass K: pass\nk = K()\nw = weakref.ref(k)");
+  EvalRef("k");
+  Value w = EvalRef("w");
+  Execute("del k");
+  EXPECT_GT(space_->LocalObjectCount(), 2u);
+  space_->OnDisconnect();
+  EXPECT_EQ(space_->LocalObjectCount(), 0u);
+  space_->OnDisconnect();  // idempotent
+}
+
+TEST_F(ObjSpaceTest, BadLabelsAndRefs) {
+  Value e = Exc(Handler::kGetAttr, T({I(9), T({})}));
+  EXPECT_EQ(e.as<brine::Tuple>().items[0], T({S("builtins"), S("ValueError")}));
+  e = Exc(Handler::kGetAttr, Boxes({LocalRef(T({S("x.y"), I(1), I(2)})), ByVal(S("a"))}));
+  EXPECT_EQ(e.as<brine::Tuple>().items[0], T({S("builtins"), S("KeyError")}));
+  e = Exc(Handler::kInspect, ByVal(T({T({S("x.y"), I(1), I(2)})})));
+  EXPECT_EQ(e.as<brine::Tuple>().items[0], T({S("builtins"), S("KeyError")}));
+  e = Exc(Handler::kGetAttr, ByVal(T({I(1)})));
+  EXPECT_EQ(e.as<brine::Tuple>().items[0], T({S("builtins"), S("TypeError")}));
+  e = Exc(Handler::kPing, I(5));
+  EXPECT_EQ(e.as<brine::Tuple>().items[0], T({S("builtins"), S("ValueError")}));
+}
+
+// --- the other handlers (§5.2) -----------------------------------------------------------------
+
+TEST_F(ObjSpaceTest, ReprStrHashDir) {
+  Value lst = EvalRef("[1, 'a']");
+  EXPECT_EQ(Reply(Handler::kRepr, Boxes({LocalRef(lst)})), ByVal(S("[1, 'a']")));
+  EXPECT_EQ(Reply(Handler::kStr, Boxes({LocalRef(lst)})), ByVal(S("[1, 'a']")));
+  Value e = Exc(Handler::kHash, Boxes({LocalRef(lst)}));
+  EXPECT_EQ(e.as<brine::Tuple>().items[0], T({S("builtins"), S("TypeError")}));
+  Value cls = EvalRef("int");
+  Value h = Reply(Handler::kHash, Boxes({LocalRef(cls)}));
+  EXPECT_EQ(Label(h), I(1));
+  Value d = Reply(Handler::kDir, Boxes({LocalRef(lst)}));
+  const auto& names = Payload(d).as<brine::Tuple>().items;
+  EXPECT_NE(std::find(names.begin(), names.end(), S("append")), names.end());
+}
+
+TEST_F(ObjSpaceTest, CmpUsesTheType) {
+  Value a = EvalRef("[1, 2]");
+  Value b = EvalRef("[1, 2]");
+  EXPECT_EQ(Reply(Handler::kCmp, Boxes({LocalRef(a), LocalRef(b), ByVal(S("__eq__"))})),
+            ByVal(true));
+  EXPECT_EQ(Reply(Handler::kCmp, Boxes({LocalRef(a), ByVal(T({I(1)})), ByVal(S("__lt__"))})),
+            ByVal(brine::NotImplementedType{}));
+  // An instance attribute named __eq__ is not used: the lookup is on type(obj).
+  Execute("class C:\n  pass\nc = C()\nc.__eq__ = lambda o: 'instance'");
+  Value c = EvalRef("c");
+  EXPECT_EQ(Reply(Handler::kCmp, Boxes({LocalRef(c), LocalRef(c), ByVal(S("__eq__"))})),
+            ByVal(true));
+}
+
+TEST_F(ObjSpaceTest, CallWithKwargs) {
+  Execute("def f(a, b=0, *, c=0): return (a, b, c)");
+  Value f = EvalRef("f");
+  Outcome o =
+      Run(Handler::kCall,
+          Boxes({LocalRef(f), ByVal(T({I(1)})), ByVal(T({T({S("c"), I(3)}), T({S("b"), I(2)})}))}));
+  EXPECT_EQ(o.value, ByVal(T({I(1), I(2), I(3)})));
+  o = Run(Handler::kCall, Boxes({LocalRef(f), ByVal(T({I(5)}))}));  // kwargs missing
+  EXPECT_EQ(o.value, ByVal(T({I(5), I(0), I(0)})));
+}
+
+TEST_F(ObjSpaceTest, CallAttrSetAttrDelAttr) {
+  Execute("class C: pass\nc = C()");
+  Value c = EvalRef("c");
+  EXPECT_EQ(Reply(Handler::kSetAttr, Boxes({LocalRef(c), ByVal(S("v")), ByVal(I(9))})),
+            ByVal(brine::NoneType{}));
+  EXPECT_EQ(Eval("c.v"), ByVal(I(9)));
+  EXPECT_EQ(Reply(Handler::kDelAttr, Boxes({LocalRef(c), ByVal(S("v"))})),
+            ByVal(brine::NoneType{}));
+  EXPECT_EQ(Eval("hasattr(c, 'v')"), ByVal(false));
+  Value lst = EvalRef("[3, 1, 2]");
+  Reply(Handler::kCallAttr, Boxes({LocalRef(lst), ByVal(S("sort")), ByVal(T({})),
+                                   ByVal(T({T({S("reverse"), true})}))}));
+  EXPECT_EQ(Reply(Handler::kRepr, Boxes({LocalRef(lst)})), ByVal(S("[3, 2, 1]")));
+}
+
+TEST_F(ObjSpaceTest, BuffIter) {
+  Value it = EvalRef("iter(range(25))");
+  Value a = Reply(Handler::kBuffIter, Boxes({LocalRef(it), ByVal(I(10))}));
+  EXPECT_EQ(Payload(a).as<brine::Tuple>().items.size(), 10u);
+  Value b = Reply(Handler::kBuffIter, Boxes({LocalRef(it), ByVal(I(20))}));
+  EXPECT_EQ(Payload(b).as<brine::Tuple>().items.size(), 15u);
+  EXPECT_EQ(Payload(b).as<brine::Tuple>().items[0], I(10));
+  Value c = Reply(Handler::kBuffIter, Boxes({LocalRef(it), ByVal(I(40))}));
+  EXPECT_EQ(c, ByVal(T({})));
+}
+
+TEST_F(ObjSpaceTest, IterationWithStopIteration) {
+  Value gen = EvalRef("(x * x for x in range(2))");
+  Value call = Boxes({LocalRef(gen), ByVal(S("__next__")), ByVal(T({})), ByVal(T({}))});
+  EXPECT_EQ(Reply(Handler::kCallAttr, call), ByVal(I(0)));
+  EXPECT_EQ(Reply(Handler::kCallAttr, call), ByVal(I(1)));
+  EXPECT_EQ(Exc(Handler::kCallAttr, call), I(1));
+}
+
+TEST_F(ObjSpaceTest, OldSlicing) {
+  Value lst = EvalRef("[0, 1, 2, 3]");
+  Value r = Reply(Handler::kOldSlicing,
+                  Boxes({LocalRef(lst), ByVal(S("__getitem__")), ByVal(S("__getslice__")),
+                         ByVal(I(1)), ByVal(I(3)), ByVal(T({}))}));
+  EXPECT_EQ(NamePack(r), "builtins.list");
+  EXPECT_EQ(Reply(Handler::kRepr, Boxes({LocalRef(Idp(r))})), ByVal(S("[1, 2]")));
+}
+
+TEST_F(ObjSpaceTest, Pickle) {
+  Value lst = EvalRef("[1, 2]");
+  Value p = Reply(Handler::kPickle, Boxes({LocalRef(lst), ByVal(I(4))}));
+  const std::string& data = Payload(p).as<brine::Bytes>().data;
+  ASSERT_GE(data.size(), 2u);
+  EXPECT_EQ(data.substr(0, 2), std::string("\x80\x04", 2));
+  Value f = EvalRef("__import__('pickle').loads");
+  EXPECT_EQ(NamePack(Eval("[1, 2]")), "builtins.list");
+  Outcome o = CallFn(f, {ByVal(brine::MakeBytes(data))});
+  EXPECT_EQ(NamePack(o.value), "builtins.list");
+}
+
+TEST_F(ObjSpaceTest, InstanceCheck) {
+  Value list_cls = EvalRef("list");
+  Value inst = EvalRef("[1]");
+  EXPECT_EQ(Reply(Handler::kInstanceCheck, Boxes({LocalRef(list_cls), ByVal(inst)})), ByVal(true));
+  Value int_cls = EvalRef("int");
+  EXPECT_EQ(Reply(Handler::kInstanceCheck, Boxes({LocalRef(int_cls), ByVal(inst)})), ByVal(false));
+  // Not in the table: resolved by name.
+  EXPECT_EQ(Reply(Handler::kInstanceCheck,
+                  Boxes({LocalRef(int_cls), ByVal(T({S("builtins.bool"), I(1), I(2)}))})),
+            ByVal(true));
+  EXPECT_EQ(Reply(Handler::kInstanceCheck,
+                  Boxes({LocalRef(int_cls), ByVal(T({S("nomod.Nope"), I(1), I(2)}))})),
+            ByVal(false));
+  EXPECT_TRUE(peer_.notes.empty());  // no spurious DEL
+}
+
+TEST_F(ObjSpaceTest, CtxExitWithoutException) {
+  Execute(
+      "class CM:\n"
+      "  log = []\n"
+      "  def __enter__(self): return self\n"
+      "  def __exit__(self, t, v, tb):\n"
+      "    CM.log.append((t, v, tb))\n"
+      "    return True\n"
+      "cm = CM()");
+  Value cm = EvalRef("cm");
+  Value r = Reply(Handler::kCtxExit, Boxes({LocalRef(cm), ByVal(brine::NoneType{})}));
+  EXPECT_EQ(r, ByVal(true));
+  EXPECT_EQ(Eval("CM.log"), Eval("CM.log"));
+  EXPECT_EQ(Eval("CM.log == [(None, None, None)]"), ByVal(true));
+}
+
+// --- requests to the client (§8) ---------------------------------------------------------------
+
+// A client object id_pack.
+Value ClientIdp(const std::string& name_pack, int64_t cls, int64_t inst) {
+  return T({S(name_pack), I(cls), I(inst)});
+}
+
+TEST_F(ObjSpaceTest, CallbackWithKwargs) {
+  Value fn = ClientIdp("builtins.function", 100, 200);
+  peer_.script = [&](Handler h, const Value& args) -> core::Result<Outcome> {
+    EXPECT_EQ(h, Handler::kCall);
+    // (proxy as LOCAL_REF, args, kwargs pairs)
+    EXPECT_EQ(args, Boxes({LocalRef(fn), ByVal(T({I(3)})), ByVal(T({T({S("k"), I(4)})}))}));
+    return Outcome::Reply(ByVal(I(7)));
+  };
+  Value caller = EvalRef("lambda f: f(3, k=4) * 2");
+  Outcome o = CallFn(caller, {RemoteRef(fn)});
+  ASSERT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
+  EXPECT_EQ(o.value, ByVal(I(14)));
+  EXPECT_EQ(peer_.calls.size(), 1u);  // builtin name_pack: no INSPECT
+  // The proxy died with the call: one DEL with count 1.
+  ASSERT_EQ(peer_.notes.size(), 1u);
+  EXPECT_EQ(peer_.notes[0].h, Handler::kDel);
+  EXPECT_EQ(peer_.notes[0].args, Boxes({LocalRef(fn), ByVal(I(1))}));
+}
+
+TEST_F(ObjSpaceTest, ProxyReceivedTwiceSendsAccumulatedDel) {
+  Value obj = ClientIdp("builtins.list", 100, 300);
+  Value pair = EvalRef("lambda a, b: a is b");
+  Outcome o = CallFn(pair, {RemoteRef(obj), RemoteRef(obj)});
+  EXPECT_EQ(o.value, ByVal(true));
+  ASSERT_EQ(peer_.notes.size(), 1u);
+  EXPECT_EQ(peer_.notes[0].args, Boxes({LocalRef(obj), ByVal(I(2))}));
+}
+
+TEST_F(ObjSpaceTest, KeptProxyIsNotReleasedUntilDropped) {
+  Value obj = ClientIdp("builtins.list", 100, 301);
+  Execute("kept = []");
+  Value keep = EvalRef("kept.append");
+  CallFn(keep, {RemoteRef(obj)});
+  EXPECT_TRUE(peer_.notes.empty());
+  Execute("kept.clear()");
+  ASSERT_EQ(peer_.notes.size(), 1u);
+  EXPECT_EQ(peer_.notes[0].args, Boxes({LocalRef(obj), ByVal(I(1))}));
+}
+
+// A tiny client: a list [10, 20, 30] and a function that doubles, as builtin name_packs.
+class ClientModel {
+ public:
+  Value list = ClientIdp("builtins.list", 1, 11);
+  Value iter = ClientIdp("builtins.list_iterator", 2, 12);
+  Value fn = ClientIdp("builtins.function", 3, 13);
+  size_t pos = 0;
+  std::vector<int64_t> items = {10, 20, 30};
+
+  core::Result<Outcome> Serve(Handler h, const Value& args) {
+    const auto& a = args.as<brine::Tuple>().items[1].as<brine::Tuple>().items;
+    Value target = a[0].as<brine::Tuple>().items[1];
+    if (h == Handler::kCallAttr) {
+      const std::string& name = a[1].as<brine::Tuple>().items[1].as<brine::Str>().utf8;
+      if (target == list && name == "__iter__") return Outcome::Reply(RemoteRef(iter));
+      if (target == list && name == "__len__") return Outcome::Reply(ByVal(I(3)));
+      if (target == iter && name == "__next__") {
+        if (pos < items.size()) return Outcome::Reply(ByVal(I(items[pos++])));
+        return Outcome::Exception(I(1));
+      }
+      if (target == iter && name == "__length_hint__") {
+        return Outcome::Reply(ByVal(I(static_cast<int64_t>(items.size() - pos))));
+      }
+    }
+    if (h == Handler::kCall && target == fn) {
+      const auto& call_args = a[1].as<brine::Tuple>().items[1].as<brine::Tuple>().items;
+      return Outcome::Reply(ByVal(I(call_args[0].as<brine::Int>().small() * 2)));
+    }
+    return Outcome::Exception(
+        T({T({S("builtins"), S("NotImplementedError")}), T({S("fake client")}),
+           T({T({S("_remote_version"), S("6.0.1")})}), S("")}));
+  }
+};
+
+TEST_F(ObjSpaceTest, BuiltinMapOverClientObjects) {
+  ClientModel client;
+  peer_.script = [&](Handler h, const Value& a) { return client.Serve(h, a); };
+  Value fn = EvalRef("lambda f, xs: tuple(map(f, xs))");
+  Outcome o = CallFn(fn, {RemoteRef(client.fn), RemoteRef(client.list)});
+  ASSERT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
+  EXPECT_EQ(o.value, ByVal(T({I(20), I(40), I(60)})));
+  // Every proxy was released: list, iterator, function.
+  EXPECT_EQ(peer_.notes.size(), 3u);
+}
+
+TEST_F(ObjSpaceTest, SortedWithClientKey) {
+  ClientModel client;
+  client.items = {3, 1, 2};
+  peer_.script = [&](Handler h, const Value& a) { return client.Serve(h, a); };
+  Value fn = EvalRef("lambda xs, k: tuple(sorted(xs, key=k))");
+  Outcome o = CallFn(fn, {RemoteRef(client.list), RemoteRef(client.fn)});
+  ASSERT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
+  EXPECT_EQ(o.value, ByVal(T({I(1), I(2), I(3)})));
+}
+
+TEST_F(ObjSpaceTest, IsinstanceOfClientList) {
+  ClientModel client;
+  peer_.script = [&](Handler h, const Value& a) { return client.Serve(h, a); };
+  Value fn = EvalRef("lambda xs: (isinstance(xs, list), type(xs) is list, len(xs))");
+  Outcome o = CallFn(fn, {RemoteRef(client.list)});
+  EXPECT_EQ(o.value, ByVal(T({true, false, I(3)})));
+}
+
+TEST_F(ObjSpaceTest, ClientExceptionBecomesRealException) {
+  Value fn = ClientIdp("builtins.function", 100, 201);
+  peer_.script = [&](Handler, const Value&) -> core::Result<Outcome> {
+    return Outcome::Exception(T({T({S("builtins"), S("ValueError")}), T({S("bad")}),
+                                 T({T({S("_remote_version"), S("6.0.1")})}),
+                                 S("Traceback (most recent call last):\nclient side\n")}));
+  };
+  Execute(
+      "def catch(f):\n"
+      "  try:\n"
+      "    f()\n"
+      "  except ValueError as e:\n"
+      "    return ('caught', e.args, isinstance(e, ValueError))\n");
+  Outcome o = CallFn(EvalRef("catch"), {RemoteRef(fn)});
+  ASSERT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
+  EXPECT_EQ(o.value, ByVal(T({S("caught"), T({S("bad")}), true})));
+  // Uncaught, it travels back with both tracebacks.
+  o = CallFn(EvalRef("lambda f: f()"), {RemoteRef(fn)});
+  ASSERT_EQ(o.kind, Outcome::Kind::kException);
+  const auto& v = o.value.as<brine::Tuple>().items;
+  EXPECT_EQ(v[0], T({S("builtins"), S("ValueError")}));
+  const std::string& tb = v[3].as<brine::Str>().utf8;
+  EXPECT_NE(tb.find("========= Remote Traceback (1) =========\n"), std::string::npos) << tb;
+  EXPECT_NE(tb.find("client side"), std::string::npos) << tb;
+}
+
+TEST_F(ObjSpaceTest, ClientCustomExceptionUnknownHere) {
+  Value fn = ClientIdp("builtins.function", 100, 202);
+  peer_.script = [&](Handler, const Value&) -> core::Result<Outcome> {
+    return Outcome::Exception(T({T({S("client_only_mod"), S("Oops")}), T({S("x")}),
+                                 T({T({S("_remote_version"), S("6.0.1")})}), S("tb")}));
+  };
+  Outcome o = CallFn(EvalRef("lambda f: (lambda: f())()"), {RemoteRef(fn)});
+  ASSERT_EQ(o.kind, Outcome::Kind::kException);
+  EXPECT_EQ(o.value.as<brine::Tuple>().items[0],
+            T({S("classicd/client_only_mod"), S("client_only_mod.Oops")}));
+}
+
+TEST_F(ObjSpaceTest, ClientStopIterationEndsLoops) {
+  ClientModel client;
+  client.items = {};
+  peer_.script = [&](Handler h, const Value& a) { return client.Serve(h, a); };
+  Outcome o = CallFn(EvalRef("lambda xs: [x for x in xs]"), {RemoteRef(client.list)});
+  ASSERT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
+  EXPECT_EQ(NamePack(o.value), "builtins.list");
+}
+
+TEST_F(ObjSpaceTest, ConnectionFailureRaisesInPython) {
+  Value fn = ClientIdp("builtins.function", 100, 203);
+  peer_.script = nullptr;  // Call fails with kClosed
+  Outcome o = CallFn(EvalRef("lambda f: f()"), {RemoteRef(fn)});
+  ASSERT_EQ(o.kind, Outcome::Kind::kException);
+  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("EOFError")}));
+}
+
+TEST_F(ObjSpaceTest, NonBuiltinProxyIsInspected) {
+  Value file = ClientIdp("_io.TextIOWrapper", 500, 600);
+  Value write = ClientIdp("builtins.builtin_function_or_method", 501, 601);
+  std::vector<std::string> written;
+  peer_.script = [&](Handler h, const Value& args) -> core::Result<Outcome> {
+    if (h == Handler::kInspect) {
+      EXPECT_EQ(args, ByVal(T({file})));
+      return Outcome::Reply(ByVal(T({T({S("write"), S("Write.")}), T({S("flush"), S("")})})));
+    }
+    const auto& a = args.as<brine::Tuple>().items[1].as<brine::Tuple>().items;
+    if (h == Handler::kGetAttr) {
+      EXPECT_EQ(a[1], ByVal(S("write")));
+      return Outcome::Reply(RemoteRef(write));
+    }
+    if (h == Handler::kCall) {
+      written.push_back(
+          a[1].as<brine::Tuple>().items[1].as<brine::Tuple>().items[0].as<brine::Str>().utf8);
+      return Outcome::Reply(ByVal(I(1)));
+    }
+    return core::Fail(core::Error::Protocol("unexpected"));
+  };
+  // redirected_stdio: sys.stdout = client file, set through SETATTR on the sys module.
+  Value sys = Idp(CallFn(RootMethod("getmodule"), {ByVal(S("sys"))}).value);
+  Execute("import sys; saved = sys.stdout");
+  Outcome s = Run(Handler::kSetAttr, Boxes({LocalRef(sys), ByVal(S("stdout")), RemoteRef(file)}));
+  ASSERT_EQ(s.kind, Outcome::Kind::kReply) << s.value.Repr();
+  ASSERT_FALSE(peer_.calls.empty());
+  EXPECT_EQ(peer_.calls[0].h, Handler::kInspect);
+  Execute("print('hi')");
+  Execute("sys.stdout = saved");
+  EXPECT_EQ(written, (std::vector<std::string>{"hi", "\n"}));
+}
+
+TEST_F(ObjSpaceTest, CtxExitPassesTheRealException) {
+  Value exc_cls = ClientIdp("builtins.ValueError", 700, 0);
+  peer_.script = [&](Handler h, const Value&) -> core::Result<Outcome> {
+    EXPECT_EQ(h, Handler::kInspect);
+    return Outcome::Reply(ByVal(T({})));
+  };
+  Execute(
+      "class CM:\n"
+      "  log = []\n"
+      "  def __exit__(self, t, v, tb):\n"
+      "    CM.log.append((t, type(v), tb))\n"
+      "    return False\n"
+      "cm = CM()");
+  Value cm = EvalRef("cm");
+  Value r = Reply(Handler::kCtxExit, Boxes({LocalRef(cm), RemoteRef(exc_cls)}));
+  EXPECT_EQ(r, ByVal(false));
+  EXPECT_EQ(Eval("CM.log == [(ValueError, ValueError, None)]"), ByVal(true));
+}
+
+TEST_F(ObjSpaceTest, NestedRequestFromTheClientDuringACallback) {
+  Value fn = ClientIdp("builtins.function", 100, 204);
+  peer_.script = [&](Handler, const Value&) -> core::Result<Outcome> {
+    // While the server waits, the client evaluates something on the server (nesting).
+    Value root = Payload(space_->Handle(Handler::kGetRoot, ByVal(T({}))).value);
+    Value eval =
+        Payload(space_->Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+    Outcome inner = space_->Handle(Handler::kCall,
+                                   Boxes({LocalRef(eval), ByVal(T({S("40 + 2")})), ByVal(T({}))}));
+    return Outcome::Reply(inner.value);
+  };
+  Outcome o = CallFn(EvalRef("lambda f: f() + 1"), {RemoteRef(fn)});
+  EXPECT_EQ(o.value, ByVal(I(43)));
+}
+
+TEST_F(ObjSpaceTest, ProxyUsedAfterDisconnectRaises) {
+  Value fn = ClientIdp("builtins.function", 100, 205);
+  peer_.script = [&](Handler, const Value&) -> core::Result<Outcome> {
+    return Outcome::Reply(ByVal(I(1)));
+  };
+  Execute("import sys\nkept = []");
+  CallFn(EvalRef("kept.append"), {RemoteRef(fn)});
+  ASSERT_TRUE(g_interp->RunString("import sys").has_value());
+  space_->OnDisconnect();
+  EXPECT_TRUE(peer_.notes.empty());  // no DELs after the end
+}
+
+TEST_F(ObjSpaceTest, DeeplyNestedValuesAreRefused) {
+  Execute("def nest(n, leaf):\n  v = leaf\n  for _ in range(n): v = (v,)\n  return v");
+  Value nest = EvalRef("nest");
+  Outcome ok = CallFn(nest, {ByVal(I(200)), ByVal(I(1))});
+  EXPECT_EQ(ok.kind, Outcome::Kind::kReply);
+  Value eval = RootMethod("eval");
+  size_t before = space_->LocalObjectCount();
+  for (const char* leaf : {"1", "[1]"}) {
+    Outcome o = CallFn(eval, {ByVal(S(std::string("nest(100000, ") + leaf + ")"))});
+    ASSERT_EQ(o.kind, Outcome::Kind::kException) << leaf;
+    EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("RecursionError")}));
+  }
+  EXPECT_EQ(space_->LocalObjectCount(), before);  // the [1] leaf was rolled back
+}
+
+TEST_F(ObjSpaceTest, ProxyFromAnotherThreadIsRefused) {
+  Value fn = ClientIdp("builtins.function", 100, 206);
+  peer_.script = [&](Handler, const Value&) -> core::Result<Outcome> {
+    return Outcome::Reply(ByVal(I(1)));
+  };
+  Execute(
+      "import threading\n"
+      "def other_thread(f):\n"
+      "  out = []\n"
+      "  def run():\n"
+      "    try:\n"
+      "      f()\n"
+      "    except RuntimeError as e:\n"
+      "      out.append(str(e))\n"
+      "  t = threading.Thread(target=run)\n"
+      "  t.start()\n"
+      "  t.join()\n"
+      "  return out[0]\n");
+  Outcome o = CallFn(EvalRef("other_thread"), {RemoteRef(fn)});
+  ASSERT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
+  EXPECT_NE(Payload(o.value).as<brine::Str>().utf8.find("outside its connection"),
+            std::string::npos);
+  EXPECT_TRUE(peer_.calls.empty());
+}
+
+TEST(ConcurrencyTest, ManyConnectionThreads) {
+  ASSERT_NE(g_interp, nullptr);
+  constexpr int kThreads = 8;
+  constexpr int kCalls = 200;
+  std::vector<std::thread> threads;
+  std::vector<int> ok(kThreads, 0);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([t, &ok] {
+      FakePeer peer;
+      auto space = MakeClassicObjectSpace(*g_interp, peer);
+      Value root = PayloadOf(space->Handle(Handler::kGetRoot, ByVal(T({}))).value);
+      Value exec = PayloadOf(
+          space->Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("execute"))})).value);
+      Value eval = PayloadOf(
+          space->Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+      space->Handle(
+          Handler::kCall,
+          Boxes({LocalRef(exec), ByVal(T({S("me = " + std::to_string(t))})), ByVal(T({}))}));
+      for (int i = 0; i < kCalls; ++i) {
+        Outcome o = space->Handle(Handler::kCall, Boxes({LocalRef(eval),
+                                                         ByVal(T({
+                                                             S("me * 1000 + " + std::to_string(i)),
+                                                         })),
+                                                         ByVal(T({}))}));
+        if (o.value == ByVal(I(t * 1000 + i))) ++ok[t];
+      }
+      space->OnDisconnect();
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(ok[t], kCalls) << t;
+}
+
+TEST(InterpreterTest, InspectListsMatchTheReferenceLibrary) {
+  ASSERT_NE(g_interp, nullptr);
+  // python3-rpyc 5.3.0 is importable by the embedded interpreter; compare with its get_methods.
+  auto st = g_interp->RunString(
+      "import sys, rpyc, rpyc.core.netref as n, _classicd_support as s\n"
+      "from rpyc.lib import get_methods\n"
+      "ref = sorted(k for k, _ in get_methods(n.LOCAL_ATTRS, rpyc.SlaveService()))\n"
+      "root, _ = s.make_root()\n"
+      "ours = sorted(k for k, _ in s.get_methods(root, False))\n"
+      "assert ref == ours, (ref, ours)\n"
+      "for obj in (sys, [], int, ValueError('x'), s.make_root):\n"
+      "  ref = sorted(get_methods(n.LOCAL_ATTRS, obj))\n"
+      "  ours = sorted(s.get_methods(obj, False))\n"
+      "  assert ref == ours, (obj, ref, ours)\n");
+  EXPECT_TRUE(st.has_value()) << st.error().message();
+}
+
+TEST(InterpreterTest, RunStringReportsErrors) {
+  ASSERT_NE(g_interp, nullptr);
+  EXPECT_TRUE(g_interp->RunString("x = 1").has_value());
+  auto st = g_interp->RunString("raise ValueError('nope')");
+  ASSERT_FALSE(st.has_value());
+  EXPECT_NE(st.error().message().find("ValueError: nope"), std::string::npos);
+}
+
+TEST(InterpreterTest, Configuration) {
+  ASSERT_NE(g_interp, nullptr);
+  EXPECT_TRUE(g_interp
+                  ->RunString("import sys, signal\n"
+                              "assert sys.executable == '/usr/bin/python3', sys.executable\n"
+                              "assert sys.flags.utf8_mode == 1\n"
+                              "assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL\n"
+                              "assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN\n"
+                              "import rpyc\n")
+                  .has_value());
+}
+
+}  // namespace
+}  // namespace classicd::objspace

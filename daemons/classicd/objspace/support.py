@@ -1,0 +1,564 @@
+# Python half of the classicd object space (daemons/classicd/objspace). The C++ side embeds this
+# file as the module `_classicd_support` at interpreter start. It holds the parts that are cold
+# paths or need Python semantics: the classic root object (PROTOCOL.md §7.2), INSPECT method
+# lists (§5.3), vinegar (§6) both ways, and proxies ("netrefs") for the client's objects (§8).
+# The hot paths (boxing, the table of lent objects, GETATTR/CALL/...) are C++.
+import builtins
+import importlib
+import inspect
+import pickle
+import sys
+import traceback
+import types
+import weakref
+
+import _classicd_native as _native
+
+# Handler numbers (PROTOCOL.md §5.2).
+_GETATTR, _DELATTR, _SETATTR, _CALL, _CALLATTR = 4, 5, 6, 7, 8
+_REPR, _STR, _CMP, _HASH, _DIR, _PICKLE = 9, 10, 11, 12, 13, 14
+_INSPECT, _CTXEXIT, _INSTANCECHECK = 16, 19, 20
+
+DELETED_ATTRS = frozenset(['__array_struct__', '__array_interface__'])
+LOCAL_ATTRS = frozenset([
+    '____conn__', '____id_pack__', '____refcount__', '__class__', '__cmp__', '__del__',
+    '__delattr__', '__dir__', '__doc__', '__getattr__', '__getattribute__', '__hash__',
+    '__instancecheck__', '__init__', '__metaclass__', '__module__', '__new__', '__reduce__',
+    '__reduce_ex__', '__repr__', '__setattr__', '__slots__', '__str__', '__weakref__',
+    '__dict__', '__methods__', '__exit__', '__eq__', '__ne__', '__lt__', '__gt__', '__le__',
+    '__ge__',
+]) | DELETED_ATTRS
+
+
+# --- INSPECT (§5.3) ----------------------------------------------------------------------------
+
+def _getdoc(value):
+    try:
+        doc = inspect.getdoc(value)
+    except Exception:
+        return None
+    return doc if type(doc) is str else None
+
+
+def get_methods(obj, v6):
+    """The (name, doc) pairs a client builds its proxy class from."""
+    if isinstance(obj, type):
+        mros = list(reversed(type(obj).__mro__)) + list(reversed(obj.__mro__))
+    else:
+        mros = list(reversed(type(obj).__mro__))
+    attrs = {}
+    for cls in mros:
+        attrs.update(cls.__dict__)
+    keep = inspect.isroutine if v6 else callable
+    return tuple((name, _getdoc(value)) for name, value in attrs.items()
+                 if name not in LOCAL_ATTRS and keep(value))
+
+
+# --- vinegar (§6) ------------------------------------------------------------------------------
+
+REMOTE_LINE_START = "\n\n========= Remote Traceback "
+REMOTE_LINE_END = " =========\n"
+
+
+def _safe_repr(value):
+    try:
+        text = repr(value)
+    except Exception:
+        return '<unrepresentable object>'
+    return _clean(text)
+
+
+def _clean(text):
+    # Lone surrogates cannot be sent; keep them visible.
+    if type(text) is not str:
+        return '<non-str>'
+    try:
+        text.encode('utf-8')
+        return text
+    except UnicodeEncodeError:
+        return text.encode('utf-8', 'backslashreplace').decode('utf-8')
+
+
+def _wire_value(value):
+    return value if _native.encodable(value) else _safe_repr(value)
+
+
+_OWN_FILE = __file__ if '__file__' in globals() else '<classicd-support>'
+
+
+def dump_exc(typ, val, tb, version, conn):
+    """The vinegar tuple ((module, name), args, attrs, traceback_text) for a raised exception."""
+    if conn is not None:
+        try:
+            conn._last_traceback = tb
+        except Exception:
+            pass
+    # Our own frames (SlaveService.eval and friends) are not the user's business.
+    while tb is not None and tb.tb_frame.f_code.co_filename == _OWN_FILE:
+        tb = tb.tb_next
+    try:
+        tbtext = _clean(''.join(traceback.format_exception(typ, val, tb)))
+    except Exception:
+        tbtext = '<traceback unavailable>'
+    args = []
+    attrs = []
+    try:
+        names = dir(val)
+    except Exception:
+        names = ['args']
+    for name in names:
+        if name == 'args':
+            try:
+                args = [_wire_value(a) for a in val.args]
+            except Exception:
+                args = []
+        elif name.startswith('_') or name == 'with_traceback':
+            continue
+        else:
+            try:
+                value = getattr(val, name)
+            except Exception:
+                continue
+            attrs.append((_clean(name), _wire_value(value)))
+    attrs.append(('_remote_version', version))
+    module = getattr(typ, '__module__', None)
+    if type(module) is not str:
+        module = 'builtins'
+    name = getattr(typ, '__name__', None)
+    if type(name) is not str:
+        name = 'Exception'
+    return ((_clean(module), _clean(name)), tuple(args), tuple(attrs), tbtext)
+
+
+class GenericException(Exception):
+    """Raised for a client exception whose class cannot be found here."""
+
+
+_generic_classes = {}
+_derived_classes = {}
+
+
+def _derived(cls):
+    derived = _derived_classes.get(cls)
+    if derived is not None:
+        return derived
+
+    def __str__(self):
+        try:
+            text = cls.__str__(self)
+        except Exception:
+            text = '<Unprintable exception>'
+        remote_tb = getattr(self, '_remote_tb', None)
+        if type(remote_tb) is str:
+            text += '%s(%d)%s' % (REMOTE_LINE_START, remote_tb.count(REMOTE_LINE_START) + 1,
+                                  REMOTE_LINE_END)
+            text += remote_tb
+        return text
+
+    def __repr__(self):
+        return str(self)
+
+    try:
+        derived = type(cls.__name__, (cls,), {'__str__': __str__, '__repr__': __repr__,
+                                               '__module__': cls.__module__})
+    except Exception:
+        derived = cls
+    _derived_classes[cls] = derived
+    return derived
+
+
+def load_exc(val):
+    """Turns a vinegar value from the client into an exception instance to raise here."""
+    if type(val) is int and val == 1:
+        return StopIteration()
+    if type(val) is str:
+        return GenericException(val)
+    (modname, clsname), args, attrs, tbtext = val
+    if modname not in sys.modules:
+        try:
+            __import__(modname, None, None, '*')
+        except Exception:
+            pass
+    cls = getattr(sys.modules[modname], clsname, None) if modname in sys.modules else None
+    if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+        fullname = '%s.%s' % (modname, clsname)
+        cls = _generic_classes.get(fullname)
+        if cls is None:
+            cls = type(fullname, (GenericException,), {'__module__': 'classicd/' + modname})
+            _generic_classes[fullname] = cls
+    cls = _derived(cls)
+    try:
+        exc = cls.__new__(cls)
+    except Exception:
+        exc = GenericException()
+    exc.args = args
+    for name, value in attrs:
+        try:
+            setattr(exc, name, value)
+        except Exception:
+            pass
+    exc._remote_tb = tbtext
+    return exc
+
+
+# --- the classic root (§7.2) -------------------------------------------------------------------
+
+class Connection:
+    """What root.getconn() returns. rpyc.classic.pm reads _last_traceback."""
+    __module__ = 'rpyc.core.protocol'
+
+    def __init__(self):
+        self._last_traceback = None
+        self._closed = False
+        self._config = dict(
+            allow_all_attrs=True, allow_pickle=True, allow_getattr=True, allow_setattr=True,
+            allow_delattr=True, allow_exposed_attrs=False, import_custom_exceptions=True,
+            instantiate_custom_exceptions=True, instantiate_oldstyle_exceptions=True,
+            allow_safe_attrs=True, allow_public_attrs=False, exposed_prefix='exposed_',
+            include_local_traceback=True, include_local_version=True,
+            propagate_SystemExit_locally=False, propagate_KeyboardInterrupt_locally=True,
+            sync_request_timeout=30)
+
+    @property
+    def closed(self):
+        return self._closed
+
+
+class Service:
+    __module__ = 'rpyc.core.service'
+    __slots__ = ()
+    ALIASES = ()
+    _protocol = Connection
+
+    def on_connect(self, conn):
+        pass
+
+    def on_disconnect(self, conn):
+        pass
+
+    def _rpyc_delattr(self, name):
+        raise AttributeError('access denied')
+
+    def _rpyc_setattr(self, name, value):
+        raise AttributeError('access denied')
+
+    @classmethod
+    def get_service_aliases(cls):
+        if cls.ALIASES:
+            return tuple(str(n).upper() for n in cls.ALIASES)
+        name = cls.__name__.upper()
+        if name.endswith('SERVICE'):
+            name = name[:-7]
+        return (name,)
+
+    @classmethod
+    def get_service_name(cls):
+        return cls.get_service_aliases()[0]
+
+    exposed_get_service_aliases = get_service_aliases
+    exposed_get_service_name = get_service_name
+
+
+# Compiling dominates a small eval; code objects are immutable, so they are reused. Same result
+# as eval(text): the file name is '<string>' and no __future__ flags are inherited.
+_code_cache = {}
+_CODE_CACHE_SIZE = 512
+_CODE_CACHE_MAX_TEXT = 4096
+
+
+def _compiled(text, mode):
+    if type(text) is not str or len(text) > _CODE_CACHE_MAX_TEXT:
+        return text
+    key = (text, mode)
+    code = _code_cache.get(key)
+    if code is None:
+        code = compile(text, '<string>', mode, dont_inherit=True)
+        if len(_code_cache) >= _CODE_CACHE_SIZE:
+            _code_cache.clear()
+        _code_cache[key] = code
+    return code
+
+
+class Slave:
+    __module__ = 'rpyc.core.service'
+    __slots__ = ['_conn', 'namespace']
+
+    def __init__(self):
+        self._conn = None
+        self.namespace = {}
+
+    def execute(self, text):
+        exec(_compiled(text, 'exec'), self.namespace)
+
+    def eval(self, text):
+        return eval(_compiled(text, 'eval'), self.namespace)
+
+    def getmodule(self, name):
+        if isinstance(name, tuple):
+            name = '.'.join(name)
+        return importlib.import_module(name)
+
+    def getconn(self):
+        return self._conn
+
+
+class SlaveService(Slave, Service):
+    __module__ = 'rpyc.core.service'
+    __slots__ = ()
+
+    def on_connect(self, conn):
+        self._conn = conn
+
+
+def make_root():
+    root = SlaveService()
+    conn = Connection()
+    root.on_connect(conn)
+    return root, conn
+
+
+# --- CTXEXIT and INSTANCECHECK (§5.2 notes) ----------------------------------------------------
+
+def _resolve_class(name_pack):
+    module, _, name = name_pack.rpartition('.')
+    mod = sys.modules.get(module)
+    return getattr(mod, name, None) if mod is not None else None
+
+
+def ctxexit(obj, exc):
+    exit_method = obj.__exit__
+    if not exc:
+        return exit_method(None, None, None)
+    cls = exc
+    if isinstance(exc, BaseNetref):
+        cls = _resolve_class(object.__getattribute__(exc, '____id_pack__')[0])
+    if isinstance(cls, type) and issubclass(cls, BaseException):
+        try:
+            value = cls()
+        except Exception:
+            value = cls.__new__(cls)
+        return exit_method(cls, value, None)
+    try:
+        raise TypeError('exceptions must derive from BaseException')
+    except TypeError as e:
+        return exit_method(TypeError, e, e.__traceback__)
+
+
+def instancecheck(cls, other, name_pack):
+    if other is not None:
+        return isinstance(other, cls)
+    if not isinstance(cls, type):
+        return False
+    other_cls = _resolve_class(name_pack)
+    if isinstance(other_cls, type):
+        return issubclass(other_cls, cls)
+    return False
+
+
+def oldslicing(obj, attempt, fallback, start, stop, args):
+    try:
+        return getattr(obj, attempt)(slice(start, stop), *args)
+    except Exception:
+        if stop is None:
+            stop = sys.maxsize
+        return getattr(obj, fallback)(start, stop, *args)
+
+
+def pickle_dumps(obj, proto):
+    return bytes(pickle.dumps(obj, proto))
+
+
+# --- proxies for the client's objects (§8) -----------------------------------------------------
+
+def _request(proxy, handler, args):
+    conn = object.__getattribute__(proxy, '____conn__')
+    return _native.request(conn.handle, handler, args)
+
+
+class BaseNetref:
+    __slots__ = ('____conn__', '____id_pack__', '____refcount__', '__weakref__')
+    _local_class = None
+
+    def __getattribute__(self, name):
+        if name in LOCAL_ATTRS:
+            if name == '__class__':
+                cls = object.__getattribute__(self, '_local_class')
+                if cls is None:
+                    cls = _request(self, _GETATTR, (self, '__class__'))
+                return cls
+            if name == '__doc__':
+                return _request(self, _GETATTR, (self, '__doc__'))
+            if name in DELETED_ATTRS:
+                raise AttributeError(name)
+            return object.__getattribute__(self, name)
+        if name == '__call__' or name == '_local_class':
+            return object.__getattribute__(self, name)
+        return _request(self, _GETATTR, (self, name))
+
+    def __setattr__(self, name, value):
+        if name in LOCAL_ATTRS:
+            object.__setattr__(self, name, value)
+        else:
+            _request(self, _SETATTR, (self, name, value))
+
+    def __delattr__(self, name):
+        if name in LOCAL_ATTRS:
+            object.__delattr__(self, name)
+        else:
+            _request(self, _DELATTR, (self, name))
+
+    def __dir__(self):
+        return list(_request(self, _DIR, (self,)))
+
+    def __hash__(self):
+        return _request(self, _HASH, (self,))
+
+    def __repr__(self):
+        return _request(self, _REPR, (self,))
+
+    def __str__(self):
+        return _request(self, _STR, (self,))
+
+    def __eq__(self, other):
+        return _request(self, _CMP, (self, other, '__eq__'))
+
+    def __ne__(self, other):
+        return _request(self, _CMP, (self, other, '__ne__'))
+
+    def __lt__(self, other):
+        return _request(self, _CMP, (self, other, '__lt__'))
+
+    def __gt__(self, other):
+        return _request(self, _CMP, (self, other, '__gt__'))
+
+    def __le__(self, other):
+        return _request(self, _CMP, (self, other, '__le__'))
+
+    def __ge__(self, other):
+        return _request(self, _CMP, (self, other, '__ge__'))
+
+    def __exit__(self, exc, value, tb):
+        return _request(self, _CTXEXIT, (self, exc))
+
+    def __reduce_ex__(self, proto):
+        return pickle.loads, (_request(self, _PICKLE, (self, proto)),)
+
+    def __instancecheck__(self, other):
+        if isinstance(other, BaseNetref):
+            mine = object.__getattribute__(self, '____id_pack__')
+            theirs = object.__getattribute__(other, '____id_pack__')
+            if mine[2] != 0:
+                raise TypeError('isinstance() arg 2 must be a type or tuple of types')
+            if mine[1] == theirs[1]:
+                return theirs[2] != 0
+            return bool(_request(self, _INSTANCECHECK, (self, theirs)))
+        return False
+
+    def __del__(self):
+        try:
+            conn = object.__getattribute__(self, '____conn__')
+            _native.queue_del(conn.handle, object.__getattribute__(self, '____id_pack__'),
+                              object.__getattribute__(self, '____refcount__'))
+        except Exception:
+            pass
+
+
+def _make_method(name, doc):
+    if name == '__call__':
+        def method(_self, *args, **kwargs):
+            return _request(_self, _CALL, (_self, args, tuple(kwargs.items())))
+    else:
+        def method(_self, *args, **kwargs):
+            return _request(_self, _CALLATTR, (_self, name, args, tuple(kwargs.items())))
+    method.__name__ = name
+    method.__doc__ = doc
+    return method
+
+
+def _make_class(name_pack, methods, local_class):
+    namespace = {'__slots__': (), '_local_class': local_class}
+    for name, doc in methods:
+        name = str(name)
+        if name not in LOCAL_ATTRS and name not in ('_local_class',):
+            namespace[name] = _make_method(name, doc)
+    module, _, clsname = str(name_pack).rpartition('.')
+    namespace['__module__'] = module or 'builtins'
+    return type(clsname or 'netref', (BaseNetref,), namespace)
+
+
+_BUILTIN_TYPES = [
+    BaseException, Exception, type(None), bool, types.BuiltinFunctionType, bytearray, bytes,
+    types.CodeType, complex, dict, float, types.FrameType, frozenset, types.FunctionType,
+    types.GeneratorType, int, list, type(iter([])), types.MappingProxyType, memoryview,
+    types.MethodType, types.MethodWrapperType, object, type(iter(range(1))), set,
+    type(iter(set())), slice, str, types.TracebackType, tuple, type(iter(())), type,
+    types.WrapperDescriptorType,
+]
+
+
+def _methods_of(cls, as_class):
+    mros = list(reversed(cls.__mro__))
+    if as_class:
+        mros = list(reversed(type.__mro__)) + mros
+    attrs = {}
+    for c in mros:
+        attrs.update(c.__dict__)
+    return [(name, None) for name, value in attrs.items()
+            if name not in LOCAL_ATTRS and callable(value)]
+
+
+def _builtin_tables():
+    instances, classes = {}, {}
+    for cls in _BUILTIN_TYPES + [types.ModuleType]:
+        name_pack = 'builtins.' + cls.__name__
+        instances[name_pack] = _make_class(name_pack, _methods_of(cls, False), cls)
+        classes[name_pack] = _make_class(name_pack, _methods_of(cls, True), None)
+    return instances, classes
+
+
+_builtin_instance_classes, _builtin_class_classes = _builtin_tables()
+
+
+class ProxyConn:
+    """Per connection: the proxies for the client's objects, and their classes."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.v6 = True
+        self.proxies = weakref.WeakValueDictionary()
+        self.classes = {}
+
+    def proxy(self, id_pack):
+        p = self.proxies.get(id_pack)
+        if p is not None:
+            object.__setattr__(p, '____refcount__',
+                               object.__getattribute__(p, '____refcount__') + 1)
+            return p
+        cls = self._class_for(id_pack)
+        p = object.__new__(cls)
+        object.__setattr__(p, '____conn__', self)
+        object.__setattr__(p, '____id_pack__', id_pack)
+        object.__setattr__(p, '____refcount__', 1)
+        self.proxies[id_pack] = p
+        return p
+
+    def _class_for(self, id_pack):
+        name_pack, _, instance_id = id_pack
+        if instance_id == 0:
+            cls = self.classes.get(id_pack)
+            if cls is not None:
+                return cls
+        if name_pack != 'builtins.module' or self.v6:
+            table = _builtin_class_classes if instance_id == 0 else _builtin_instance_classes
+            cls = table.get(name_pack)
+            if cls is not None:
+                return cls
+        methods = _native.request(self.handle, _INSPECT, (id_pack,))
+        cls = _make_class(name_pack, methods, None)
+        if instance_id == 0:
+            self.classes[id_pack] = cls
+        return cls
+
+    def drop(self):
+        self.proxies = weakref.WeakValueDictionary()
+        self.classes = {}

@@ -1,0 +1,437 @@
+#include "libcore/protocol/connection.h"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace core::protocol {
+namespace {
+
+using brine::Value;
+
+constexpr size_t kReadChunk = size_t{256} << 10;
+// Notify()s whose replies never come are forgotten past this many (their replies are then
+// ignored as unknown, which is the same outcome).
+constexpr size_t kMaxNotified = 1 << 16;
+
+// The `_remote_version` an engine-made exception carries: its major part matches the client's,
+// so the client adds no version warning (§6).
+const char* RemoteVersion(Generation g) { return g == Generation::kV5 ? "5.3.0" : "6.0.1"; }
+
+std::string Shorten(std::string s, size_t max) {
+  if (s.size() > max) {
+    s.resize(max);
+    s += "...";
+  }
+  return s;
+}
+
+// (1, ()) or (2, ()): a boxed empty argument tuple.
+bool IsEmptyBoxedArgs(const Value& boxed) {
+  const auto* t = boxed.get_if<brine::Tuple>();
+  if (t == nullptr || t->items.size() != 2) return false;
+  const auto* label = t->items[0].get_if<brine::Int>();
+  const auto* args = t->items[1].get_if<brine::Tuple>();
+  return label != nullptr && label->is_small() &&
+         (label->small() == kLabelValue || label->small() == kLabelTuple) && args != nullptr &&
+         args->items.empty();
+}
+
+// The data of a PING whose argument is a plain value: (1, (data,)).
+const Value* PingValue(const Value& boxed) {
+  const auto* t = boxed.get_if<brine::Tuple>();
+  if (t == nullptr || t->items.size() != 2) return nullptr;
+  const auto* label = t->items[0].get_if<brine::Int>();
+  const auto* args = t->items[1].get_if<brine::Tuple>();
+  if (label == nullptr || !label->is_small() || label->small() != kLabelValue || args == nullptr ||
+      args->items.size() != 1) {
+    return nullptr;
+  }
+  return &args->items[0];
+}
+
+}  // namespace
+
+const char* EndReasonName(EndReason r) {
+  switch (r) {
+    case EndReason::kClose:
+      return "closed by the peer";
+    case EndReason::kEof:
+      return "end of stream";
+    case EndReason::kShutdown:
+      return "shut down";
+  }
+  return "?";
+}
+
+Connection::Connection(transport::Stream& stream, ConnectionOptions options)
+    : stream_(stream),
+      options_(std::move(options)),
+      peer_name_(stream.PeerName()),
+      reader_(options_.frame_limits) {
+  if (options_.generation) generation_ = static_cast<int>(*options_.generation);
+}
+
+Connection::~Connection() { stream_.Shutdown(); }
+
+Generation Connection::generation() const {
+  const int g = generation_.load();
+  return g == static_cast<int>(Generation::kV5) ? Generation::kV5 : Generation::kV6;
+}
+
+void Connection::Shutdown() {
+  shutdown_ = true;
+  stream_.Shutdown();
+}
+
+Error Connection::Fatal(Error e) {
+  if (!failed_) failed_ = e;
+  broken_ = true;
+  stream_.Shutdown();
+  return e;
+}
+
+Result<EndReason> Connection::Serve() {
+  if (space_ == nullptr) return Fail(Error::Usage("Connection::Serve without an object space"));
+  reader_thread_ = std::this_thread::get_id();
+  Result<EndReason> result = EndReason::kEof;
+  for (;;) {
+    if (ended_) {
+      result = *ended_;
+      break;
+    }
+    auto msg = ReadMessage(std::nullopt);
+    if (!msg) {
+      if (ended_) {
+        result = *ended_;
+      } else {
+        result = Fail(msg.error());
+      }
+      break;
+    }
+    if ((*msg)->type == MsgType::kRequest) {
+      if (auto st = Dispatch(std::move(**msg)); !st) {
+        result = ended_ ? Result<EndReason>(*ended_) : Result<EndReason>(Fail(st.error()));
+        break;
+      }
+    } else {
+      Outcome ignored;
+      AcceptReply(std::move(**msg), /*awaited_seq=*/UINT64_MAX, &ignored);
+    }
+  }
+  stream_.Shutdown();
+  EndForeignCalls();
+  reader_thread_ = std::thread::id();  // later Call()s read themselves and see the end
+  return result;
+}
+
+Error Connection::Expired(Handler h, int timeout_ms) const {
+  // "result expired" is what rpyc says; the object space raises TimeoutError for kLimit.
+  return Error::Limit("result expired: no reply from " + peer_name_ + " to " + HandlerName(h) +
+                      " within " + std::to_string(timeout_ms) + " ms");
+}
+
+void Connection::EndForeignCalls() {
+  {
+    std::lock_guard<std::mutex> lock(foreign_mu_);
+    reader_gone_ = true;
+    for (auto& [seq, wait] : foreign_) {
+      wait->error =
+          Error::Closed("connection to " + peer_name_ + " ended while waiting for a reply");
+    }
+  }
+  foreign_cv_.notify_all();
+}
+
+Result<std::optional<std::string>> Connection::NextPayload(std::optional<int> timeout_ms) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms.value_or(0));
+  for (;;) {
+    auto next = reader_.Next();
+    if (!next) return Fail(Fatal(next.error().WithContext("peer " + peer_name_)));
+    if (*next) return std::move(*next);
+    if (shutdown_) {
+      ended_ = EndReason::kShutdown;
+      return Fail(Error::Closed("connection to " + peer_name_ + " shut down"));
+    }
+    if (timeout_ms) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      auto ready = stream_.WaitReadable(static_cast<int>(std::max<int64_t>(left, 0)));
+      if (!ready) return Fail(Fatal(ready.error()));
+      if (!*ready) return std::optional<std::string>();
+    }
+    if (read_buf_.size() < kReadChunk) read_buf_.resize(kReadChunk);
+    auto n = stream_.Read(std::span<char>(read_buf_.data(), read_buf_.size()));
+    if (!n) return Fail(Fatal(n.error()));
+    if (*n == 0) {
+      if (shutdown_) {
+        ended_ = EndReason::kShutdown;
+        return Fail(Error::Closed("connection to " + peer_name_ + " shut down"));
+      }
+      if (auto st = reader_.CheckEof(); !st) {
+        return Fail(Fatal(st.error().WithContext("peer " + peer_name_)));
+      }
+      ended_ = EndReason::kEof;
+      return Fail(Error::Closed("peer " + peer_name_ + " closed the connection"));
+    }
+    reader_.Append(std::string_view(read_buf_.data(), *n));
+  }
+}
+
+Result<std::optional<Message>> Connection::ReadMessage(std::optional<int> timeout_ms) {
+  for (;;) {
+    auto payload = NextPayload(timeout_ms);
+    if (!payload) return Fail(payload.error());
+    if (!*payload) return std::optional<Message>();  // timed out
+    if ((*payload)->empty()) continue;               // Python peers ignore empty frames too
+    if (!generation_known()) {
+      auto gen = DetectGeneration(**payload);
+      if (!gen) return Fail(Fatal(gen.error().WithContext("peer " + peer_name_)));
+      generation_ = static_cast<int>(*gen);
+    }
+    auto msg = DecodeMessage(**payload, generation(), options_.decode_limits);
+    if (!msg) return Fail(Fatal(msg.error().WithContext("peer " + peer_name_)));
+    return std::optional<Message>(std::move(*msg));
+  }
+}
+
+Status Connection::Send(const Message& m) {
+  if (broken_) return Fail(Error::Closed("connection to " + peer_name_ + " is broken"));
+  std::string payload;
+  EncodeMessage(m, generation(), &payload);
+  std::string frame;
+  channel::AppendFrame(payload, &frame, options_.compression);
+  Status st;
+  {
+    std::lock_guard<std::mutex> lock(send_mu_);
+    st = stream_.WriteAll(frame);
+  }
+  if (!st) {
+    // The reader sees end of stream next. A Notify() from another thread must not touch the
+    // reader-owned state, so only the atomic flag and the stream.
+    broken_ = true;
+    stream_.Shutdown();
+    return Fail(st.error());
+  }
+  return {};
+}
+
+Value Connection::EngineException(const char* type_name, Value arg,
+                                  const std::string& detail) const {
+  std::string text = "rpyc-classicd protocol engine: " + detail + "\n";
+  text += type_name;
+  text += ": " + arg.Repr() + "\n";
+  return brine::MakeTuple({
+      brine::MakeTuple({brine::MakeStr("builtins"), brine::MakeStr(type_name)}),
+      brine::MakeTuple({std::move(arg)}),
+      brine::MakeTuple({brine::MakeTuple(
+          {brine::MakeStr("_remote_version"), brine::MakeStr(RemoteVersion(generation()))})}),
+      brine::MakeStr(std::move(text)),
+  });
+}
+
+Status Connection::Dispatch(Message request) {
+  const uint64_t seq = request.seq;
+  auto reply = [&](Outcome o) {
+    Message m;
+    m.type = o.kind == Outcome::Kind::kReply ? MsgType::kReply : MsgType::kException;
+    m.seq = seq;
+    m.args = std::move(o.value);
+    return Send(m);
+  };
+
+  auto parsed = ParseRequestArgs(std::move(request.args));
+  if (!parsed) {
+    // Python's `handler, args = raw_args` failing: an exception reply, the connection stays up.
+    return reply(Outcome::Exception(
+        EngineException("TypeError", brine::MakeStr(Shorten(parsed.error().message(), 200)),
+                        "a request must carry (handler, args)")));
+  }
+  if (parsed->handler < kFirstHandler || parsed->handler > kLastHandler) {
+    return reply(Outcome::Exception(
+        EngineException("KeyError", std::move(parsed->handler_key), "unknown request handler")));
+  }
+  const auto h = static_cast<Handler>(parsed->handler);
+  switch (h) {
+    case Handler::kClose:
+      if (!IsEmptyBoxedArgs(parsed->boxed_args)) {
+        return reply(Outcome::Exception(
+            EngineException("TypeError", brine::MakeStr("_handle_close() takes no arguments"),
+                            "CLOSE with arguments " + Shorten(parsed->boxed_args.Repr(), 200))));
+      }
+      // As the reference: tear down at once, no reply (the 6.x client waits for reply or EOF).
+      ended_ = EndReason::kClose;
+      stream_.Shutdown();
+      return Fail(Error::Closed("peer " + peer_name_ + " sent CLOSE"));
+    case Handler::kPing:
+      if (const Value* data = PingValue(parsed->boxed_args)) {
+        return reply(Outcome::Reply(BoxValue(*data)));
+      }
+      break;
+    default:
+      break;
+  }
+  return reply(space_->Handle(h, parsed->boxed_args));
+}
+
+bool Connection::AcceptReply(Message m, uint64_t awaited_seq, Outcome* out) {
+  Outcome o = m.type == MsgType::kReply ? Outcome::Reply(std::move(m.args))
+                                        : Outcome::Exception(std::move(m.args));
+  if (m.seq == awaited_seq) {
+    *out = std::move(o);
+    return true;
+  }
+  if (awaited_.count(m.seq) != 0) {
+    completed_[m.seq] = std::move(o);  // for an outer Call() further up this thread's stack
+    return false;
+  }
+  {
+    std::lock_guard<std::mutex> lock(foreign_mu_);
+    if (auto it = foreign_.find(m.seq); it != foreign_.end()) {
+      it->second->outcome = std::move(o);
+      foreign_cv_.notify_all();
+      return false;
+    }
+  }
+  std::lock_guard<std::mutex> lock(notified_mu_);
+  notified_.erase(m.seq);  // a Notify()'s reply, or one we no longer wait for: dropped
+  return false;
+}
+
+Result<Outcome> Connection::Call(Handler h, Value boxed_args, int timeout_ms) {
+  if (!generation_known()) {
+    return Fail(Error::Usage("connection to " + peer_name_ + ": generation not known yet"));
+  }
+  const std::thread::id me = std::this_thread::get_id();
+  std::thread::id reader = reader_thread_.load();
+  if (reader == me) return ReaderCall(h, std::move(boxed_args), timeout_ms, /*outermost=*/false);
+  // Nobody reads (no Serve(), e.g. a client-side engine): this thread reads until its reply.
+  if (reader == std::thread::id() && reader_thread_.compare_exchange_strong(reader, me)) {
+    return ReaderCall(h, std::move(boxed_args), timeout_ms, /*outermost=*/true);
+  }
+  return ForeignCall(h, std::move(boxed_args), timeout_ms);
+}
+
+Result<Outcome> Connection::ForeignCall(Handler h, Value boxed_args, int timeout_ms) {
+  if (shutdown_ || broken_) return Fail(Error::Closed("connection to " + peer_name_ + " closed"));
+  ForeignWait wait;
+  const uint64_t seq = next_seq_++;
+  {
+    std::lock_guard<std::mutex> lock(foreign_mu_);
+    if (reader_gone_) return Fail(Error::Closed("connection to " + peer_name_ + " closed"));
+    foreign_[seq] = &wait;
+  }
+  Message req;
+  req.type = MsgType::kRequest;
+  req.seq = seq;
+  req.args = MakeRequestArgs(h, std::move(boxed_args));
+  Status sent = Send(req);
+  std::unique_lock<std::mutex> lock(foreign_mu_);
+  if (sent) {
+    foreign_cv_.wait_for(lock, std::chrono::milliseconds(std::max(timeout_ms, 0)),
+                         [&] { return wait.outcome.has_value() || wait.error.has_value(); });
+  }
+  foreign_.erase(seq);
+  if (!sent) return Fail(sent.error());
+  if (wait.outcome) return std::move(*wait.outcome);
+  if (wait.error) return Fail(std::move(*wait.error));
+  return Fail(Expired(h, timeout_ms));
+}
+
+Result<Outcome> Connection::ReaderCall(Handler h, Value boxed_args, int timeout_ms,
+                                       bool outermost) {
+  auto release = [&] {
+    if (outermost) reader_thread_ = std::thread::id();
+  };
+  if (failed_) {
+    release();
+    return Fail(*failed_);
+  }
+  if (ended_ || shutdown_) {
+    release();
+    return Fail(Error::Closed("connection to " + peer_name_ + " closed"));
+  }
+
+  const uint64_t seq = next_seq_++;
+  Message req;
+  req.type = MsgType::kRequest;
+  req.seq = seq;
+  req.args = MakeRequestArgs(h, std::move(boxed_args));
+  if (auto st = Send(req); !st) {
+    release();
+    return Fail(st.error());
+  }
+
+  awaited_.insert(seq);
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
+  Result<Outcome> result = Fail(Error::Closed("unreachable"));
+  for (;;) {
+    if (auto it = completed_.find(seq); it != completed_.end()) {
+      result = std::move(it->second);
+      completed_.erase(it);
+      break;
+    }
+    if (failed_) {
+      result = Fail(*failed_);
+      break;
+    }
+    if (ended_) {
+      result = Fail(Error::Closed("connection to " + peer_name_ + " " + EndReasonName(*ended_) +
+                                  " while waiting for a reply"));
+      break;
+    }
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      result = Fail(Expired(h, timeout_ms));
+      break;
+    }
+    auto msg = ReadMessage(static_cast<int>(left));
+    if (!msg) {
+      result = Fail(msg.error());
+      break;
+    }
+    if (!*msg) continue;  // deadline: checked at the top
+    if ((*msg)->type == MsgType::kRequest) {
+      if (auto st = Dispatch(std::move(**msg)); !st) {
+        result = Fail(st.error());
+        break;
+      }
+      continue;
+    }
+    Outcome o;
+    if (AcceptReply(std::move(**msg), seq, &o)) {
+      result = std::move(o);
+      break;
+    }
+  }
+  awaited_.erase(seq);
+  completed_.erase(seq);
+  release();
+  return result;
+}
+
+Status Connection::Notify(Handler h, Value boxed_args) {
+  if (shutdown_ || broken_) return Fail(Error::Closed("connection to " + peer_name_ + " closed"));
+  if (!generation_known()) {
+    return Fail(Error::Usage("connection to " + peer_name_ + ": generation not known yet"));
+  }
+  const uint64_t seq = next_seq_++;
+  {
+    std::lock_guard<std::mutex> lock(notified_mu_);
+    if (notified_.size() >= kMaxNotified) notified_.clear();
+    notified_.insert(seq);
+  }
+  Message req;
+  req.type = MsgType::kRequest;
+  req.seq = seq;
+  req.args = MakeRequestArgs(h, std::move(boxed_args));
+  return Send(req);
+}
+
+}  // namespace core::protocol

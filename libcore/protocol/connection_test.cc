@@ -1,0 +1,677 @@
+#include "libcore/protocol/connection.h"
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "libcore/channel/frame_reader.h"
+#include "libcore/channel/frame_writer.h"
+#include "libcore/transport/memory_stream.h"
+
+namespace core::protocol {
+namespace {
+
+using brine::MakeStr;
+using brine::MakeTuple;
+using brine::Value;
+using transport::MemoryStream;
+
+Value Vinegar(const char* type, Value arg) {
+  return MakeTuple({MakeTuple({MakeStr("builtins"), MakeStr(type)}), MakeTuple({std::move(arg)}),
+                    MakeTuple({}), MakeStr("fake traceback\n")});
+}
+
+// A scripted object space. Requests are CALLs whose boxed args are (1, (op, arg...)):
+//   ("echo", x)        -> x
+//   ("raise", msg)     -> exception ValueError(msg)
+//   ("stop",)          -> StopIteration (exception value 1)
+//   ("bounce", n)      -> n == 0 ? 0 : 1 + (the peer's answer to ("bounce", n - 1))
+//   ("ask", ms, op...) -> the peer's answer to (op...), waiting at most ms; a failed Call comes
+//                         back as exception RuntimeError(<error message>)
+//   ("notify", n)      -> sends n DELs to the peer without waiting, then returns n
+//   ("sleep", ms)      -> None, after ms
+// DEL requests count the references released; GETROOT returns (1, 'root').
+class FakeSpace : public ObjectSpace {
+ public:
+  void set_peer(Peer* p) { peer_ = p; }
+
+  Outcome Handle(Handler h, const Value& boxed) override {
+    ++handled;
+    if (h == Handler::kGetRoot) return Outcome::Reply(BoxValue(MakeStr("root")));
+    if (h == Handler::kDel) {
+      ++dels;
+      return Outcome::Reply(BoxValue(brine::NoneType{}));
+    }
+    if (h == Handler::kPing) {  // only non-value pings reach the object space
+      ++pings;
+      return Outcome::Reply(BoxValue(MakeStr("space-ping")));
+    }
+    if (h != Handler::kCall) return Outcome::Exception(Vinegar("NotImplementedError", 0));
+    const auto& args = boxed.as<brine::Tuple>().items[1].as<brine::Tuple>().items;
+    const std::string op = args[0].as<brine::Str>().utf8;
+    if (op == "echo") return Outcome::Reply(BoxValue(args[1]));
+    if (op == "raise") return Outcome::Exception(Vinegar("ValueError", args[1]));
+    if (op == "stop") return Outcome::Exception(Value(kExcStopIteration));
+    if (op == "sleep") {
+      std::this_thread::sleep_for(std::chrono::milliseconds(args[1].as<brine::Int>().small()));
+      return Outcome::Reply(BoxValue(brine::NoneType{}));
+    }
+    if (op == "notify") {
+      const int64_t n = args[1].as<brine::Int>().small();
+      for (int64_t i = 0; i < n; ++i) {
+        EXPECT_TRUE(peer_->Notify(Handler::kDel, BoxValue(MakeTuple({MakeStr("x"), 1}))));
+      }
+      return Outcome::Reply(BoxValue(n));
+    }
+    if (op == "bounce") {
+      const int64_t n = args[1].as<brine::Int>().small();
+      max_depth = std::max(max_depth, n);
+      if (n == 0) return Outcome::Reply(BoxValue(0));
+      auto r = peer_->Call(Handler::kCall, BoxValue(MakeTuple({MakeStr("bounce"), n - 1})));
+      if (!r) return Outcome::Exception(Vinegar("RuntimeError", MakeStr(r.error().message())));
+      if (r->kind != Outcome::Kind::kReply) return *r;
+      const int64_t inner = r->value.as<brine::Tuple>().items[1].as<brine::Int>().small();
+      return Outcome::Reply(BoxValue(inner + 1));
+    }
+    if (op == "ask") {
+      const int ms = static_cast<int>(args[1].as<brine::Int>().small());
+      std::vector<Value> rest(args.begin() + 2, args.end());
+      auto r = peer_->Call(Handler::kCall, BoxValue(MakeTuple(std::move(rest))), ms);
+      if (!r) {
+        last_call_error = r.error();
+        return Outcome::Exception(Vinegar("RuntimeError", MakeStr(r.error().message())));
+      }
+      return *r;
+    }
+    return Outcome::Exception(Vinegar("KeyError", MakeStr(op)));
+  }
+  void OnDisconnect() override { disconnected = true; }
+  size_t LocalObjectCount() const override { return 0; }
+
+  std::atomic<int> handled{0};
+  std::atomic<int> dels{0};
+  std::atomic<int> pings{0};
+  int64_t max_depth = 0;
+  bool disconnected = false;
+  std::optional<Error> last_call_error;
+
+ private:
+  Peer* peer_ = nullptr;
+};
+
+Value CallArgs(std::vector<Value> op) { return BoxValue(MakeTuple(std::move(op))); }
+
+std::string Frame(const Message& m, Generation g) {
+  std::string out;
+  channel::AppendFrame(EncodeMessage(m, g), &out, channel::Compression::kNever);
+  return out;
+}
+
+std::string RawFrame(std::string_view payload) {
+  std::string out;
+  channel::AppendFrame(payload, &out, channel::Compression::kNever);
+  return out;
+}
+
+Message Request(uint64_t seq, Handler h, Value boxed) {
+  return Message{MsgType::kRequest, seq, MakeRequestArgs(h, std::move(boxed))};
+}
+
+std::string Hex(std::string_view s) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    if (!out.empty()) out += ' ';
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  }
+  return out;
+}
+
+// The server: a Connection with a FakeSpace serving one end of a MemoryStream pair on its own
+// thread. The test drives the other end, raw or through a client Connection.
+class Server {
+ public:
+  explicit Server(std::unique_ptr<MemoryStream> stream, ConnectionOptions opts = {})
+      : stream_(std::move(stream)), conn_(*stream_, opts) {
+    space_.set_peer(&conn_);
+    conn_.set_object_space(&space_);
+    thread_ = std::thread([this] {
+      result_ = conn_.Serve();
+      space_.OnDisconnect();
+      done_ = true;
+    });
+  }
+  ~Server() {
+    conn_.Shutdown();
+    Join();
+  }
+  Result<EndReason> Join() {
+    if (thread_.joinable()) thread_.join();
+    return result_;
+  }
+  Connection& conn() { return conn_; }
+  FakeSpace& space() { return space_; }
+  bool done() const { return done_; }
+
+ private:
+  std::unique_ptr<MemoryStream> stream_;
+  Connection conn_;
+  FakeSpace space_;
+  std::thread thread_;
+  Result<EndReason> result_ = Fail(Error::Usage("not run"));
+  std::atomic<bool> done_{false};
+};
+
+// Reads frames from the raw end of the pair.
+class RawPeer {
+ public:
+  explicit RawPeer(MemoryStream& s) : s_(s) {}
+  void Write(std::string_view bytes) { ASSERT_TRUE(s_.WriteAll(bytes).has_value()); }
+  // The next payload, or nullopt at end of stream.
+  std::optional<std::string> Next() {
+    for (;;) {
+      auto p = reader_.Next();
+      EXPECT_TRUE(p.has_value());
+      if (!p) return std::nullopt;
+      if (*p) return **p;
+      std::array<char, 4096> buf{};
+      auto n = s_.Read(buf);
+      EXPECT_TRUE(n.has_value());
+      if (!n || *n == 0) return std::nullopt;
+      reader_.Append(std::string_view(buf.data(), *n));
+    }
+  }
+  Message NextMessage(Generation g) {
+    auto p = Next();
+    EXPECT_TRUE(p.has_value());
+    if (!p) return {};
+    auto m = DecodeMessage(*p, g);
+    EXPECT_TRUE(m.has_value()) << m.error().ToString();
+    return m ? *m : Message{};
+  }
+
+ private:
+  MemoryStream& s_;
+  channel::FrameReader reader_;
+};
+
+class ConnectionTest : public ::testing::TestWithParam<Generation> {
+ protected:
+  Generation gen() const { return GetParam(); }
+  const char* version() const { return gen() == Generation::kV5 ? "5.3.0" : "6.0.1"; }
+};
+
+INSTANTIATE_TEST_SUITE_P(BothGenerations, ConnectionTest,
+                         ::testing::Values(Generation::kV5, Generation::kV6),
+                         [](const ::testing::TestParamInfo<Generation>& p) {
+                           return p.param == Generation::kV5 ? std::string("V5")
+                                                             : std::string("V6");
+                         });
+
+TEST(ConnectionGolden, PingRepliesInTheGenerationOfTheRequest) {
+  // PROTOCOL.md §3.3: REQ seq=160 PING 'hi'.
+  const std::string v5_req(
+      "\x00\x00\x00\x10\x00\x12\x51\x16\x03\x31\x36\x30\x11\x51\x11\x51\x10"
+      "\x08\x0b\x68\x69\x0a",
+      22);
+  const std::string v6_req = std::string("\x00\x00\x00\x10\x00\x01\x11", 7) + v5_req.substr(7);
+  for (const auto& [req, rep] :
+       {std::pair{v5_req, std::string("\x00\x00\x00\x0d\x00\x12\x52\x16\x03\x31\x36\x30\x11\x51"
+                                      "\x08\x0b\x68\x69\x0a",
+                                      19)},
+        std::pair{v6_req, std::string("\x00\x00\x00\x0d\x00\x02\x11\x16\x03\x31\x36\x30\x11\x51"
+                                      "\x08\x0b\x68\x69\x0a",
+                                      19)}}) {
+    auto [client, server_end] = MemoryStream::Pair();
+    Server server(std::move(server_end));
+    ASSERT_TRUE(client->WriteAll(req).has_value());
+    std::string got;
+    while (got.size() < rep.size()) {
+      std::array<char, 64> buf{};
+      auto n = client->Read(buf);
+      ASSERT_TRUE(n.has_value());
+      ASSERT_NE(*n, 0u);
+      got.append(buf.data(), *n);
+    }
+    EXPECT_EQ(Hex(got), Hex(rep));
+    client->Shutdown();
+    auto end = server.Join();
+    ASSERT_TRUE(end.has_value()) << end.error().ToString();
+    EXPECT_EQ(*end, EndReason::kEof);
+    EXPECT_EQ(server.space().handled, 0);  // the engine answered PING itself
+  }
+}
+
+TEST_P(ConnectionTest, RepliesAndExceptionsInPeerGeneration) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Server server(std::move(server_end));
+  RawPeer raw(*client);
+  raw.Write(Frame(Request(0, Handler::kGetRoot, BoxValue(MakeTuple({}))), gen()));
+  raw.Write(Frame(Request(1, Handler::kCall, CallArgs({MakeStr("raise"), MakeStr("bad")})), gen()));
+  raw.Write(Frame(Request(2, Handler::kCall, CallArgs({MakeStr("stop")})), gen()));
+  Message m = raw.NextMessage(gen());
+  EXPECT_EQ(m.type, MsgType::kReply);
+  EXPECT_EQ(m.seq, 0u);
+  EXPECT_EQ(m.args, BoxValue(MakeStr("root")));
+  m = raw.NextMessage(gen());
+  EXPECT_EQ(m.type, MsgType::kException);
+  EXPECT_EQ(m.seq, 1u);
+  EXPECT_EQ(m.args, Vinegar("ValueError", MakeStr("bad")));
+  m = raw.NextMessage(gen());
+  EXPECT_EQ(m.type, MsgType::kException);
+  EXPECT_EQ(m.seq, 2u);
+  EXPECT_EQ(m.args, Value(1));
+  EXPECT_EQ(server.conn().generation(), gen());
+}
+
+TEST_P(ConnectionTest, UnknownHandlerIsKeyErrorAndTheConnectionStaysUp) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Server server(std::move(server_end));
+  RawPeer raw(*client);
+  Message req{MsgType::kRequest, 5, MakeTuple({99, BoxValue(MakeTuple({}))})};
+  raw.Write(Frame(req, gen()));
+  Message m = raw.NextMessage(gen());
+  EXPECT_EQ(m.type, MsgType::kException);
+  EXPECT_EQ(m.seq, 5u);
+  const auto& v = m.args.as<brine::Tuple>().items;
+  ASSERT_EQ(v.size(), 4u);
+  EXPECT_EQ(v[0], MakeTuple({MakeStr("builtins"), MakeStr("KeyError")}));
+  EXPECT_EQ(v[1], MakeTuple({99}));
+  EXPECT_EQ(v[2], MakeTuple({MakeTuple({MakeStr("_remote_version"), MakeStr(version())})}));
+  EXPECT_NE(v[3].as<brine::Str>().utf8.find("KeyError: 99"), std::string::npos);
+
+  // A str handler key comes back as such: Python's dict lookup raised KeyError('x').
+  req.args = MakeTuple({MakeStr("x"), BoxValue(MakeTuple({}))});
+  req.seq = 6;
+  raw.Write(Frame(req, gen()));
+  m = raw.NextMessage(gen());
+  EXPECT_EQ(m.args.as<brine::Tuple>().items[1], MakeTuple({MakeStr("x")}));
+
+  raw.Write(Frame(Request(7, Handler::kPing, BoxValue(MakeTuple({MakeStr("still")}))), gen()));
+  m = raw.NextMessage(gen());
+  EXPECT_EQ(m.type, MsgType::kReply);
+  EXPECT_EQ(m.args, BoxValue(MakeStr("still")));
+  EXPECT_EQ(server.space().handled, 0);
+}
+
+TEST_P(ConnectionTest, BadRequestShapeIsTypeError) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Server server(std::move(server_end));
+  RawPeer raw(*client);
+  raw.Write(Frame(Message{MsgType::kRequest, 0, Value(7)}, gen()));
+  Message m = raw.NextMessage(gen());
+  EXPECT_EQ(m.type, MsgType::kException);
+  EXPECT_EQ(m.args.as<brine::Tuple>().items[0],
+            MakeTuple({MakeStr("builtins"), MakeStr("TypeError")}));
+  // CLOSE with arguments is a TypeError too, and does not close.
+  raw.Write(Frame(Request(1, Handler::kClose, BoxValue(MakeTuple({1}))), gen()));
+  m = raw.NextMessage(gen());
+  EXPECT_EQ(m.type, MsgType::kException);
+  EXPECT_EQ(m.seq, 1u);
+  raw.Write(Frame(Request(2, Handler::kPing, BoxValue(MakeTuple({1}))), gen()));
+  m = raw.NextMessage(gen());
+  EXPECT_EQ(m.type, MsgType::kReply);
+}
+
+TEST_P(ConnectionTest, CloseEndsTheConnectionWithoutAReply) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Server server(std::move(server_end));
+  RawPeer raw(*client);
+  raw.Write(Frame(Request(0, Handler::kPing, BoxValue(MakeTuple({1}))), gen()));
+  raw.Write(Frame(Request(1, Handler::kClose, BoxValue(MakeTuple({}))), gen()));
+  Message m = raw.NextMessage(gen());
+  EXPECT_EQ(m.seq, 0u);
+  EXPECT_FALSE(raw.Next().has_value());  // EOF, no reply to CLOSE: what the 6.x client waits for
+  auto end = server.Join();
+  ASSERT_TRUE(end.has_value()) << end.error().ToString();
+  EXPECT_EQ(*end, EndReason::kClose);
+  EXPECT_TRUE(server.space().disconnected);
+}
+
+TEST_P(ConnectionTest, PingWithAReferenceGoesToTheObjectSpace) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Server server(std::move(server_end));
+  RawPeer raw(*client);
+  const Value boxed =
+      MakeTuple({kLabelTuple, MakeTuple({BoxRemoteRef(MakeTuple({MakeStr("a"), 1, 2}))})});
+  raw.Write(Frame(Request(0, Handler::kPing, boxed), gen()));
+  Message m = raw.NextMessage(gen());
+  EXPECT_EQ(m.args, BoxValue(MakeStr("space-ping")));
+  EXPECT_EQ(server.space().pings, 1);
+}
+
+TEST_P(ConnectionTest, PipelinedRequestsAreAllAnsweredBySeq) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Server server(std::move(server_end));
+  RawPeer raw(*client);
+  std::string burst;
+  for (int i = 0; i < 50; ++i) {
+    burst += Frame(
+        Request(static_cast<uint64_t>(i), Handler::kCall, CallArgs({MakeStr("echo"), i * 1000})),
+        gen());
+  }
+  burst += RawFrame("");  // an empty frame in between is ignored, as Python does
+  burst += Frame(Request(50, Handler::kCall, CallArgs({MakeStr("echo"), 50000})), gen());
+  raw.Write(burst);
+  for (int i = 0; i <= 50; ++i) {
+    Message m = raw.NextMessage(gen());
+    EXPECT_EQ(m.seq, static_cast<uint64_t>(i));
+    EXPECT_EQ(m.args, BoxValue(i * 1000));
+  }
+}
+
+// Two engines talking to each other: the client side is a Connection too, with its own space,
+// so the server's callbacks are served by the client while it waits (PROTOCOL.md §8).
+struct Pair {
+  explicit Pair(Generation g) {
+    auto [c, s] = MemoryStream::Pair();
+    client_stream = std::move(c);
+    ConnectionOptions copts;
+    copts.generation = g;
+    client = std::make_unique<Connection>(*client_stream, copts);
+    client_space.set_peer(client.get());
+    client->set_object_space(&client_space);
+    server = std::make_unique<Server>(std::move(s));
+  }
+  ~Pair() {
+    client_stream->Shutdown();
+    server->Join();
+  }
+  std::unique_ptr<MemoryStream> client_stream;
+  std::unique_ptr<Connection> client;
+  FakeSpace client_space;
+  std::unique_ptr<Server> server;
+};
+
+TEST_P(ConnectionTest, NestedCallbacksGoArbitrarilyDeep) {
+  Pair p(gen());
+  auto r = p.client->Call(Handler::kCall, CallArgs({MakeStr("bounce"), 301}));
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  ASSERT_EQ(r->kind, Outcome::Kind::kReply);
+  EXPECT_EQ(r->value, BoxValue(301));
+  EXPECT_EQ(p.server->space().max_depth, 301);  // odd depths ran on the server...
+  EXPECT_EQ(p.client_space.max_depth, 300);     // ...even ones on the client
+  EXPECT_EQ(p.server->conn().generation(), gen());
+}
+
+TEST_P(ConnectionTest, ExceptionsTravelThroughNesting) {
+  Pair p(gen());
+  // The server asks the client to raise; the client's exception is the server's answer.
+  auto r = p.client->Call(Handler::kCall,
+                          CallArgs({MakeStr("ask"), 5000, MakeStr("raise"), MakeStr("deep")}));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->kind, Outcome::Kind::kException);
+  EXPECT_EQ(r->value, Vinegar("ValueError", MakeStr("deep")));
+}
+
+TEST_P(ConnectionTest, NotifyRepliesAreDropped) {
+  Pair p(gen());
+  auto r = p.client->Call(Handler::kCall, CallArgs({MakeStr("notify"), 20}));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->value, BoxValue(20));
+  // The client served the DELs (they came before the reply); their replies must not be taken
+  // for the answer to this next call.
+  r = p.client->Call(Handler::kCall, CallArgs({MakeStr("echo"), MakeStr("after")}));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->value, BoxValue(MakeStr("after")));
+  EXPECT_EQ(p.client_space.dels, 20);
+  // And the client's own Notify: the server answers, the client drops the reply.
+  ASSERT_TRUE(p.client->Notify(Handler::kDel, BoxValue(MakeTuple({MakeStr("x"), 1}))));
+  r = p.client->Call(Handler::kCall, CallArgs({MakeStr("echo"), 1}));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->value, BoxValue(1));
+  EXPECT_EQ(p.server->space().dels, 1);
+}
+
+TEST_P(ConnectionTest, LargeValuesBothWays) {
+  Pair p(gen());
+  std::string big(16 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 7919) >> 3);
+  auto r = p.client->Call(
+      Handler::kCall, CallArgs({MakeStr("ask"), 30000, MakeStr("echo"), brine::MakeBytes(big)}));
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  ASSERT_EQ(r->kind, Outcome::Kind::kReply);
+  EXPECT_TRUE(r->value == BoxValue(brine::MakeBytes(big)));
+}
+
+TEST_P(ConnectionTest, OwnCallTimesOutAndTheLateReplyIsDropped) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Server server(std::move(server_end));
+  RawPeer raw(*client);
+  raw.Write(Frame(Request(0, Handler::kCall, CallArgs({MakeStr("ask"), 100, MakeStr("echo"), 1})),
+                  gen()));
+  Message callback = raw.NextMessage(gen());  // the server's request to us: left unanswered
+  EXPECT_EQ(callback.type, MsgType::kRequest);
+  EXPECT_EQ(callback.seq, 0u);
+  Message m = raw.NextMessage(gen());
+  EXPECT_EQ(m.type, MsgType::kException);
+  EXPECT_EQ(m.seq, 0u);
+  ASSERT_TRUE(server.space().last_call_error.has_value());
+  EXPECT_EQ(server.space().last_call_error->code(), Error::Code::kLimit);
+  EXPECT_NE(server.space().last_call_error->message().find("result expired"), std::string::npos);
+  // The late reply is ignored; the connection still works.
+  raw.Write(Frame(Message{MsgType::kReply, 0, BoxValue(1)}, gen()));
+  raw.Write(Frame(Request(1, Handler::kPing, BoxValue(MakeTuple({2}))), gen()));
+  m = raw.NextMessage(gen());
+  EXPECT_EQ(m.type, MsgType::kReply);
+  EXPECT_EQ(m.seq, 1u);
+  EXPECT_EQ(m.args, BoxValue(2));
+}
+
+TEST_P(ConnectionTest, OutOfOrderRepliesToNestedCallsAreMatchedBySeq) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Server server(std::move(server_end));
+  RawPeer raw(*client);
+  // Request 0 makes the server call us (its seq 0). While it waits, our request 1 makes it call
+  // us again (its seq 1). We answer seq 0 first: the inner wait must keep it for the outer one.
+  raw.Write(Frame(
+      Request(0, Handler::kCall, CallArgs({MakeStr("ask"), 5000, MakeStr("echo"), MakeStr("A")})),
+      gen()));
+  Message a = raw.NextMessage(gen());
+  ASSERT_EQ(a.type, MsgType::kRequest);
+  raw.Write(Frame(
+      Request(1, Handler::kCall, CallArgs({MakeStr("ask"), 5000, MakeStr("echo"), MakeStr("B")})),
+      gen()));
+  Message b = raw.NextMessage(gen());
+  ASSERT_EQ(b.type, MsgType::kRequest);
+  EXPECT_EQ(a.seq, 0u);
+  EXPECT_EQ(b.seq, 1u);
+  raw.Write(Frame(Message{MsgType::kReply, a.seq, BoxValue(MakeStr("answer-A"))}, gen()));
+  raw.Write(Frame(Message{MsgType::kReply, b.seq, BoxValue(MakeStr("answer-B"))}, gen()));
+  Message r1 = raw.NextMessage(gen());  // the inner request (ours, seq 1) finishes first
+  EXPECT_EQ(r1.seq, 1u);
+  EXPECT_EQ(r1.args, BoxValue(MakeStr("answer-B")));
+  Message r0 = raw.NextMessage(gen());
+  EXPECT_EQ(r0.seq, 0u);
+  EXPECT_EQ(r0.args, BoxValue(MakeStr("answer-A")));
+}
+
+TEST_P(ConnectionTest, CloseWhileTheServerWaitsEndsTheNestedCall) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Server server(std::move(server_end));
+  RawPeer raw(*client);
+  raw.Write(Frame(Request(0, Handler::kCall, CallArgs({MakeStr("ask"), 5000, MakeStr("echo"), 1})),
+                  gen()));
+  EXPECT_EQ(raw.NextMessage(gen()).type, MsgType::kRequest);
+  raw.Write(Frame(Request(1, Handler::kClose, BoxValue(MakeTuple({}))), gen()));
+  EXPECT_FALSE(raw.Next().has_value());
+  auto end = server.Join();
+  ASSERT_TRUE(end.has_value()) << end.error().ToString();
+  EXPECT_EQ(*end, EndReason::kClose);
+  ASSERT_TRUE(server.space().last_call_error.has_value());
+  EXPECT_EQ(server.space().last_call_error->code(), Error::Code::kClosed);
+}
+
+TEST_P(ConnectionTest, MalformedMessageClosesTheConnectionNamingThePeer) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Server server(std::move(server_end));
+  RawPeer raw(*client);
+  raw.Write(Frame(Request(0, Handler::kPing, BoxValue(MakeTuple({1}))), gen()));
+  EXPECT_EQ(raw.NextMessage(gen()).seq, 0u);
+  // A valid frame whose payload is not a message: a truncated tuple.
+  const std::string head =
+      gen() == Generation::kV5 ? std::string("\x12\x51", 2) : std::string("\x01\x11", 2);
+  raw.Write(RawFrame(head + "\x51"));
+  EXPECT_FALSE(raw.Next().has_value());
+  auto end = server.Join();
+  ASSERT_FALSE(end.has_value());
+  EXPECT_EQ(end.error().code(), Error::Code::kProtocol);
+  EXPECT_NE(end.error().message().find("peer memory"), std::string::npos) << end.error().message();
+}
+
+TEST_P(ConnectionTest, SwitchingGenerationMidConnectionIsAnError) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Server server(std::move(server_end));
+  RawPeer raw(*client);
+  const Generation other = gen() == Generation::kV5 ? Generation::kV6 : Generation::kV5;
+  raw.Write(Frame(Request(0, Handler::kPing, BoxValue(MakeTuple({1}))), gen()));
+  EXPECT_EQ(raw.NextMessage(gen()).seq, 0u);
+  raw.Write(Frame(Request(1, Handler::kPing, BoxValue(MakeTuple({1}))), other));
+  EXPECT_FALSE(raw.Next().has_value());
+  EXPECT_FALSE(server.Join().has_value());
+}
+
+TEST(ConnectionErrors, ThreadBoundFrameIsRefusedClearly) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Server server(std::move(server_end));
+  // RPYC_BIND_THREADS: 16 bytes of thread ids, then a 6.x message.
+  std::string payload(16, '\0');
+  payload[1] = '\x7f';
+  payload += EncodeMessage(Request(0, Handler::kPing, BoxValue(MakeTuple({1}))), Generation::kV6);
+  ASSERT_TRUE(client->WriteAll(RawFrame(payload)).has_value());
+  auto end = server.Join();
+  ASSERT_FALSE(end.has_value());
+  EXPECT_NE(end.error().message().find("peer memory"), std::string::npos);
+  EXPECT_NE(end.error().message().find("thread"), std::string::npos) << end.error().message();
+}
+
+TEST(ConnectionErrors, GarbageFrameHeaderAndTruncatedFrame) {
+  {
+    auto [client, server_end] = MemoryStream::Pair();
+    Server server(std::move(server_end));
+    // Announces 4 GiB: refused from the header alone.
+    ASSERT_TRUE(client->WriteAll(std::string("\xff\xff\xff\xff\x00", 5)).has_value());
+    auto end = server.Join();
+    ASSERT_FALSE(end.has_value());
+    EXPECT_NE(end.error().message().find("peer memory"), std::string::npos);
+  }
+  {
+    auto [client, server_end] = MemoryStream::Pair();
+    Server server(std::move(server_end));
+    ASSERT_TRUE(client->WriteAll(std::string("\x00\x00\x00\x08\x00\x12\x51", 7)).has_value());
+    client->CloseWrite();
+    auto end = server.Join();
+    ASSERT_FALSE(end.has_value());
+    EXPECT_EQ(end.error().code(), Error::Code::kProtocol);
+  }
+  {
+    auto [client, server_end] = MemoryStream::Pair();
+    Server server(std::move(server_end));
+    client->CloseWrite();  // EOF before any frame: an orderly end
+    auto end = server.Join();
+    ASSERT_TRUE(end.has_value());
+    EXPECT_EQ(*end, EndReason::kEof);
+  }
+}
+
+TEST(ConnectionErrors, ShutdownFromAnotherThreadEndsServe) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Server server(std::move(server_end));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  server.conn().Shutdown();
+  auto end = server.Join();
+  ASSERT_TRUE(end.has_value());
+  EXPECT_EQ(*end, EndReason::kShutdown);
+  std::array<char, 8> buf{};
+  auto n = client->Read(buf);
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(*n, 0u);
+}
+
+TEST(ConnectionErrors, CallBeforeTheGenerationIsKnownFails) {
+  auto [a, b] = MemoryStream::Pair();
+  Connection conn(*a);
+  auto r = conn.Call(Handler::kPing, BoxValue(MakeTuple({1})), 10);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Error::Code::kUsage);
+  EXPECT_FALSE(conn.Notify(Handler::kDel, BoxValue(MakeTuple({}))).has_value());
+}
+
+TEST(ConnectionErrors, CallFromAnotherThreadGetsItsReplyThroughTheReader) {
+  auto [client, server_end] = MemoryStream::Pair();
+  ConnectionOptions opts;
+  opts.generation = Generation::kV6;
+  Server server(std::move(server_end), opts);
+  RawPeer raw(*client);
+  // Serve() owns the stream; make sure it runs before the foreign calls start.
+  raw.Write(Frame(Request(0, Handler::kPing, BoxValue(MakeTuple({0}))), Generation::kV6));
+  EXPECT_EQ(raw.NextMessage(Generation::kV6).seq, 0u);
+
+  constexpr int kThreads = 4;
+  std::vector<std::thread> threads;
+  std::vector<Result<Outcome>> results(kThreads, Fail(Error::Usage("not run")));
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      results[static_cast<size_t>(i)] =
+          server.conn().Call(Handler::kCall, CallArgs({MakeStr("echo"), i}), 10000);
+    });
+  }
+  // Answer the four requests in reverse order, with a request of our own in between, which the
+  // serving thread answers while the foreign callers wait.
+  std::vector<Message> reqs;
+  for (int i = 0; i < kThreads; ++i) reqs.push_back(raw.NextMessage(Generation::kV6));
+  raw.Write(Frame(Request(1, Handler::kCall, CallArgs({MakeStr("echo"), MakeStr("mine")})),
+                  Generation::kV6));
+  Message mine = raw.NextMessage(Generation::kV6);
+  EXPECT_EQ(mine.type, MsgType::kReply);
+  EXPECT_EQ(mine.args, BoxValue(MakeStr("mine")));
+  for (auto it = reqs.rbegin(); it != reqs.rend(); ++it) {
+    ASSERT_EQ(it->type, MsgType::kRequest);
+    // Echo the request's own argument back: (1, ('echo', i)) -> (1, i)
+    const auto& items = it->args.as<brine::Tuple>().items[1].as<brine::Tuple>().items[1];
+    raw.Write(Frame(Message{MsgType::kReply, it->seq, BoxValue(items.as<brine::Tuple>().items[1])},
+                    Generation::kV6));
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kThreads; ++i) {
+    auto& r = results[static_cast<size_t>(i)];
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+    EXPECT_EQ(r->value, BoxValue(i));
+  }
+}
+
+TEST(ConnectionErrors, ForeignCallTimesOutOrEndsWithTheConnection) {
+  auto [client, server_end] = MemoryStream::Pair();
+  ConnectionOptions opts;
+  opts.generation = Generation::kV5;
+  Server server(std::move(server_end), opts);
+  RawPeer raw(*client);
+  raw.Write(Frame(Request(0, Handler::kPing, BoxValue(MakeTuple({0}))), Generation::kV5));
+  EXPECT_EQ(raw.NextMessage(Generation::kV5).seq, 0u);
+
+  auto r = server.conn().Call(Handler::kPing, BoxValue(MakeTuple({1})), 50);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Error::Code::kLimit);
+  EXPECT_NE(r.error().message().find("result expired"), std::string::npos);
+
+  Result<Outcome> late = Fail(Error::Usage("not run"));
+  std::thread waiter([&] { late = server.conn().Call(Handler::kPing, BoxValue(MakeTuple({2}))); });
+  raw.NextMessage(Generation::kV5);  // the timed-out request
+  raw.NextMessage(Generation::kV5);  // the waiter's request: we close instead of answering
+  client->Shutdown();
+  waiter.join();
+  ASSERT_FALSE(late.has_value());
+  EXPECT_EQ(late.error().code(), Error::Code::kClosed);
+  // After the end, calls fail at once.
+  auto after = server.conn().Call(Handler::kPing, BoxValue(MakeTuple({3})), 10000);
+  ASSERT_FALSE(after.has_value());
+  EXPECT_EQ(after.error().code(), Error::Code::kClosed);
+}
+
+}  // namespace
+}  // namespace core::protocol

@@ -1,0 +1,78 @@
+#include "libcore/transport/address.h"
+
+#include <cstring>
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+
+namespace core::transport {
+
+SocketAddress::SocketAddress(const sockaddr* sa, socklen_t len) {
+  if (len > sizeof(storage_)) len = sizeof(storage_);
+  std::memcpy(&storage_, sa, len);
+  length_ = len;
+}
+
+Result<SocketAddress> SocketAddress::Resolve(const std::string& host, uint16_t port) {
+  const std::string name = host.empty() ? "127.0.0.1" : host;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  const std::string service = std::to_string(port);
+  const int rc = ::getaddrinfo(name.c_str(), service.c_str(), &hints, &res);
+  if (rc != 0) {
+    return Fail(Error::Config("cannot resolve host '" + name + "': " + ::gai_strerror(rc)));
+  }
+  SocketAddress out;
+  for (const addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6) {
+      out = SocketAddress(ai->ai_addr, ai->ai_addrlen);
+      break;
+    }
+  }
+  ::freeaddrinfo(res);
+  if (out.length_ == 0) return Fail(Error::Config("no IPv4/IPv6 address for host '" + name + "'"));
+  return out;
+}
+
+uint16_t SocketAddress::port() const {
+  if (family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_port);
+  if (family() == AF_INET6) {
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
+  }
+  return 0;
+}
+
+std::string SocketAddress::host() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (family() == AF_INET) {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr, buf,
+                sizeof(buf));
+  } else if (family() == AF_INET6) {
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, buf,
+                sizeof(buf));
+  } else {
+    return "?";
+  }
+  return buf;
+}
+
+std::string SocketAddress::ToString() const {
+  if (family() == AF_INET6) return "[" + host() + "]:" + std::to_string(port());
+  return host() + ":" + std::to_string(port());
+}
+
+std::string SocketAddress::PythonRepr() const {
+  std::string out = "('" + host() + "', " + std::to_string(port());
+  if (family() == AF_INET6) {
+    const auto* sa6 = reinterpret_cast<const sockaddr_in6*>(&storage_);
+    out += ", " + std::to_string(ntohl(sa6->sin6_flowinfo)) + ", " +
+           std::to_string(sa6->sin6_scope_id);
+  }
+  return out + ")";
+}
+
+}  // namespace core::transport

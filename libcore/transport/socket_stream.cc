@@ -1,0 +1,99 @@
+#include "libcore/transport/socket_stream.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <system_error>
+#include <vector>
+
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+namespace core::transport {
+
+SocketStream::SocketStream(UniqueFd fd, std::string peer_name)
+    : fd_(std::move(fd)), peer_name_(std::move(peer_name)) {
+  // Fails harmlessly (ENOTSUP/EOPNOTSUPP) on Unix sockets and pipes.
+  int one = 1;
+  (void)::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+Error SocketStream::IoError(const char* what, int err) const {
+  const std::error_code ec(err, std::generic_category());
+  return Error::Io(std::string(what) + " " + peer_name_ + ": " + ec.message());
+}
+
+Result<size_t> SocketStream::Read(std::span<char> buf) {
+  for (;;) {
+    const ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
+    if (n >= 0) return static_cast<size_t>(n);
+    const int err = errno;
+    if (err == EINTR) continue;
+    // A reset by the peer is an ordinary way for a connection to end.
+    if (err == ECONNRESET) return size_t{0};
+    return Fail(IoError("read from", err));
+  }
+}
+
+Result<bool> SocketStream::WaitReadable(int timeout_ms) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
+  for (;;) {
+    int wait_ms = -1;
+    if (timeout_ms >= 0) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      wait_ms = static_cast<int>(std::max<int64_t>(left, 0));
+    }
+    pollfd p{fd_.get(), POLLIN, 0};
+    const int rc = ::poll(&p, 1, wait_ms);
+    if (rc > 0) return true;  // readable, hung up, or an error that Read() reports
+    if (rc == 0) return false;
+    const int err = errno;
+    if (err == EINTR) continue;
+    return Fail(IoError("poll on", err));
+  }
+}
+
+Status SocketStream::WriteAll(std::span<const std::string_view> parts) {
+  std::vector<iovec> iov;
+  iov.reserve(parts.size());
+  for (std::string_view p : parts) {
+    if (!p.empty()) iov.push_back({const_cast<char*>(p.data()), p.size()});
+  }
+  size_t first = 0;
+  while (first < iov.size()) {
+    msghdr msg{};
+    msg.msg_iov = iov.data() + first;
+    msg.msg_iovlen = std::min<size_t>(iov.size() - first, IOV_MAX);
+    const ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      const int err = errno;
+      if (err == EINTR) continue;
+      return Fail(IoError("write to", err));
+    }
+    // Skip what was written; a short write resumes mid-iovec.
+    auto left = static_cast<size_t>(n);
+    while (first < iov.size() && left >= iov[first].iov_len) {
+      left -= iov[first].iov_len;
+      ++first;
+    }
+    if (left > 0) {
+      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+      iov[first].iov_len -= left;
+    }
+  }
+  return {};
+}
+
+void SocketStream::Shutdown() {
+  // shutdown() (not close()) so the descriptor stays valid for a reader in another thread: its
+  // recv() returns 0. ENOTCONN (already shut down by the peer) is expected.
+  (void)::shutdown(fd_.get(), SHUT_RDWR);
+}
+
+}  // namespace core::transport

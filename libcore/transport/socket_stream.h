@@ -1,0 +1,34 @@
+#pragma once
+
+// A Stream over a connected socket (TCP or Unix). TCP sockets get TCP_NODELAY, and each
+// WriteAll() is one writev() where the kernel takes it all, so a frame leaves in one segment.
+
+#include <string>
+
+#include "libcore/base/unique_fd.h"
+#include "libcore/transport/stream.h"
+
+namespace core::transport {
+
+class SocketStream : public Stream {
+ public:
+  // Takes ownership of a connected, blocking socket. `peer_name` is used in log lines.
+  SocketStream(UniqueFd fd, std::string peer_name);
+
+  Result<size_t> Read(std::span<char> buf) override;
+  Result<bool> WaitReadable(int timeout_ms) override;
+  Status WriteAll(std::span<const std::string_view> parts) override;
+  using Stream::WriteAll;
+  void Shutdown() override;
+  std::string PeerName() const override { return peer_name_; }
+
+  int fd() const { return fd_.get(); }
+
+ private:
+  Error IoError(const char* what, int err) const;
+
+  UniqueFd fd_;
+  std::string peer_name_;
+};
+
+}  // namespace core::transport

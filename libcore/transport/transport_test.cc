@@ -1,0 +1,218 @@
+#include <array>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "libcore/transport/address.h"
+#include "libcore/transport/listener.h"
+#include "libcore/transport/memory_stream.h"
+#include "libcore/transport/socket_stream.h"
+
+namespace core::transport {
+namespace {
+
+std::string ReadN(Stream& s, size_t n) {
+  std::string out;
+  while (out.size() < n) {
+    std::array<char, 4096> buf{};
+    auto got = s.Read(std::span<char>(buf.data(), std::min(buf.size(), n - out.size())));
+    EXPECT_TRUE(got.has_value());
+    if (!got || *got == 0) break;
+    out.append(buf.data(), *got);
+  }
+  return out;
+}
+
+// A connected pair of SocketStreams over loopback, through TcpListener.
+struct TcpPair {
+  std::unique_ptr<SocketStream> client;
+  std::unique_ptr<SocketStream> server;
+  SocketAddress server_seen_peer;
+};
+
+std::optional<TcpPair> ConnectPair(const std::string& host) {
+  auto listener = TcpListener::Listen(host, 0);
+  if (!listener) return std::nullopt;
+  const SocketAddress& addr = listener->local_address();
+  UniqueFd c(::socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+  EXPECT_TRUE(c.valid());
+  EXPECT_EQ(::connect(c.get(), addr.sockaddr_ptr(), addr.length()), 0);
+  std::optional<Accepted> acc;
+  for (int i = 0; i < 100 && !acc; ++i) {
+    auto r = listener->Accept();
+    EXPECT_TRUE(r.has_value());
+    if (r && *r) acc = std::move(**r);
+    if (!acc) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (!acc) return std::nullopt;
+  TcpPair p;
+  p.server_seen_peer = acc->peer;
+  p.server = std::make_unique<SocketStream>(std::move(acc->fd), acc->peer.ToString());
+  p.client = std::make_unique<SocketStream>(std::move(c), addr.ToString());
+  return p;
+}
+
+TEST(AddressTest, FormatsIpv4LikePython) {
+  auto a = SocketAddress::Resolve("127.0.0.1", 18812);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->family(), AF_INET);
+  EXPECT_EQ(a->ToString(), "127.0.0.1:18812");
+  EXPECT_EQ(a->PythonRepr(), "('127.0.0.1', 18812)");
+}
+
+TEST(AddressTest, EmptyHostMeansLoopback) {
+  auto a = SocketAddress::Resolve("", 1);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->host(), "127.0.0.1");
+}
+
+TEST(AddressTest, FormatsIpv6LikePython) {
+  auto a = SocketAddress::Resolve("::1", 51234);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->family(), AF_INET6);
+  EXPECT_EQ(a->ToString(), "[::1]:51234");
+  EXPECT_EQ(a->PythonRepr(), "('::1', 51234, 0, 0)");
+}
+
+TEST(AddressTest, BadHostIsConfigError) {
+  auto a = SocketAddress::Resolve("not a host name!", 1);
+  ASSERT_FALSE(a.has_value());
+  EXPECT_EQ(a.error().code(), Error::Code::kConfig);
+}
+
+TEST(ListenerTest, PortZeroGetsARealPort) {
+  auto l = TcpListener::Listen("127.0.0.1", 0);
+  ASSERT_TRUE(l.has_value()) << l.error().ToString();
+  EXPECT_NE(l->local_address().port(), 0);
+  auto none = l->Accept();
+  ASSERT_TRUE(none.has_value());
+  EXPECT_FALSE(none->has_value());  // nothing pending: non-blocking
+}
+
+TEST(ListenerTest, BindConflictIsAnError) {
+  auto a = TcpListener::Listen("127.0.0.1", 0);
+  ASSERT_TRUE(a.has_value());
+  auto b = TcpListener::Listen("127.0.0.1", a->local_address().port());
+  ASSERT_FALSE(b.has_value());
+  EXPECT_NE(b.error().message().find("bind 127.0.0.1:"), std::string::npos) << b.error().message();
+}
+
+TEST(SocketStreamTest, RoundTripOverIpv4) {
+  auto p = ConnectPair("127.0.0.1");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->server_seen_peer.host(), "127.0.0.1");
+  const std::string big(3 << 20, 'x');  // larger than socket buffers: needs a reader thread
+  std::thread writer([&] {
+    std::array<std::string_view, 3> parts = {"head", big, "\n"};
+    EXPECT_TRUE(p->client->WriteAll(parts).has_value());
+  });
+  EXPECT_EQ(ReadN(*p->server, 4), "head");
+  EXPECT_EQ(ReadN(*p->server, big.size()), big);
+  EXPECT_EQ(ReadN(*p->server, 1), "\n");
+  writer.join();
+}
+
+TEST(SocketStreamTest, RoundTripOverIpv6) {
+  auto p = ConnectPair("::1");
+  if (!p) GTEST_SKIP() << "no IPv6 loopback on this machine";
+  EXPECT_EQ(p->server_seen_peer.family(), AF_INET6);
+  ASSERT_TRUE(p->server->WriteAll("hello").has_value());
+  EXPECT_EQ(ReadN(*p->client, 5), "hello");
+}
+
+TEST(SocketStreamTest, WaitReadableTimesOutThenSeesData) {
+  auto p = ConnectPair("127.0.0.1");
+  ASSERT_TRUE(p.has_value());
+  auto w = p->server->WaitReadable(20);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_FALSE(*w);
+  ASSERT_TRUE(p->client->WriteAll("x").has_value());
+  w = p->server->WaitReadable(5000);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_TRUE(*w);
+}
+
+TEST(SocketStreamTest, ShutdownWakesABlockedReaderAndThePeer) {
+  auto p = ConnectPair("127.0.0.1");
+  ASSERT_TRUE(p.has_value());
+  std::thread reader([&] {
+    std::array<char, 16> buf{};
+    auto n = p->server->Read(buf);
+    ASSERT_TRUE(n.has_value());
+    EXPECT_EQ(*n, 0u);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  p->server->Shutdown();
+  reader.join();
+  std::array<char, 16> buf{};
+  auto n = p->client->Read(buf);
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(*n, 0u);      // the peer sees EOF
+  p->server->Shutdown();  // idempotent
+}
+
+TEST(SocketStreamTest, WriteAfterPeerClosedIsIoErrorNotSignal) {
+  auto p = ConnectPair("127.0.0.1");
+  ASSERT_TRUE(p.has_value());
+  p->client.reset();
+  Status st;
+  for (int i = 0; i < 100 && st; ++i) st = p->server->WriteAll(std::string(65536, 'y'));
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Error::Code::kIo);
+  EXPECT_NE(st.error().message().find("127.0.0.1:"), std::string::npos) << st.error().message();
+}
+
+TEST(MemoryStreamTest, PairCarriesBytesBothWays) {
+  auto [a, b] = MemoryStream::Pair();
+  ASSERT_TRUE(a->WriteAll("ping").has_value());
+  EXPECT_EQ(ReadN(*b, 4), "ping");
+  std::array<std::string_view, 2> parts = {"po", "ng"};
+  ASSERT_TRUE(b->WriteAll(parts).has_value());
+  EXPECT_EQ(ReadN(*a, 4), "pong");
+}
+
+TEST(MemoryStreamTest, WaitReadableHonoursTimeout) {
+  auto [a, b] = MemoryStream::Pair();
+  auto w = b->WaitReadable(10);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_FALSE(*w);
+  ASSERT_TRUE(a->WriteAll("x").has_value());
+  w = b->WaitReadable(0);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_TRUE(*w);
+}
+
+TEST(MemoryStreamTest, CloseWriteGivesEofAfterBufferedBytes) {
+  auto [a, b] = MemoryStream::Pair();
+  ASSERT_TRUE(a->WriteAll("tail").has_value());
+  a->CloseWrite();
+  EXPECT_EQ(ReadN(*b, 4), "tail");
+  std::array<char, 4> buf{};
+  auto n = b->Read(buf);
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(*n, 0u);
+  // b can still write back to a.
+  ASSERT_TRUE(b->WriteAll("ok").has_value());
+  EXPECT_EQ(ReadN(*a, 2), "ok");
+}
+
+TEST(MemoryStreamTest, ShutdownWakesReaderAndRefusesWrites) {
+  auto [a, b] = MemoryStream::Pair();
+  std::thread reader([&] {
+    std::array<char, 4> buf{};
+    auto n = b->Read(buf);
+    ASSERT_TRUE(n.has_value());
+    EXPECT_EQ(*n, 0u);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  b->Shutdown();
+  reader.join();
+  EXPECT_FALSE(b->WriteAll("x").has_value());
+  EXPECT_FALSE(a->WriteAll("x").has_value());
+}
+
+}  // namespace
+}  // namespace core::transport

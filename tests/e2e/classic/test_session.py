@@ -1,0 +1,82 @@
+"""The classic session: modules, eval/execute/namespace, builtins (issue 4, first test group)."""
+
+
+def test_eval_execute_namespace(client):
+    out = client.run("""
+        conn = connect()
+        assert conn.eval("1+1") == 2
+        conn.execute("x = 40")
+        assert conn.eval("x + 2") == 42
+        assert conn.namespace["x"] == 40
+        conn.namespace["y"] = "set by client"
+        assert conn.eval("y") == "set by client"
+        assert conn.eval("__name__") == "builtins"
+        conn.execute("def f(a, b=2):\\n    return a * b")
+        assert conn.namespace["f"](21) == 42
+        assert conn.namespace["f"](a=5, b=3) == 15
+        assert conn.eval("(1, 2.5, 'é', b'ab', None, True, frozenset({1}), 3+4j, 2**100)") == \\
+            (1, 2.5, "é", b"ab", None, True, frozenset({1}), 3+4j, 2**100)
+        conn.close()
+        print("OK")
+    """)
+    assert out.strip().endswith("OK")
+
+
+def test_modules(client):
+    out = client.run("""
+        conn = connect()
+        assert conn.modules.os.getpid() == int(sys.argv[1]) if len(sys.argv) > 1 else True
+        print("PID", conn.modules.os.getpid())
+        conn.modules.sys.path.append("/nonexistent-e2e")
+        assert conn.modules.sys.path[-1] == "/nonexistent-e2e"
+        assert conn.modules.sys.path.pop() == "/nonexistent-e2e"
+        assert conn.modules["os.path"].join("a", "b") == "a/b"
+        assert conn.modules.os.path.basename("/x/y.txt") == "y.txt"
+        assert conn.modules["xml.dom.minidom"].parseString("<a/>").documentElement.tagName == "a"
+        assert "os" in conn.modules
+        assert "json" in conn.modules
+        assert "no_such_module_e2e" not in conn.modules
+        assert conn.builtins.len([1, 2, 3]) == 3
+        assert conn.builtin.sum((1, 2, 3)) == 6
+        assert conn.modules.json.loads('{"a": [1, 2]}')["a"][1] == 2
+        conn.close()
+        print("OK")
+    """)
+    assert out.strip().endswith("OK")
+    pid = int(out.split("PID ")[1].split()[0])
+    assert pid == client.daemon.pid
+
+
+def test_each_connection_has_its_own_namespace(client):
+    out = client.run("""
+        a, b = connect(), connect()
+        a.execute("only_here = 1")
+        assert a.eval("only_here") == 1
+        try:
+            b.eval("only_here")
+        except NameError:
+            pass
+        else:
+            raise AssertionError("namespace shared between connections")
+        # Modules are shared by the process, as in the threaded Python server.
+        a.modules.sys.e2e_marker = "shared"
+        assert b.modules.sys.e2e_marker == "shared"
+        del a.modules.sys.e2e_marker
+        a.close(); b.close()
+        print("OK")
+    """)
+    assert out.strip().endswith("OK")
+
+
+def test_root_service_interface(client):
+    out = client.run("""
+        conn = connect()
+        assert conn.root.get_service_name() == "SLAVE"
+        assert conn.root.exposed_get_service_name() == "SLAVE"
+        assert tuple(conn.root.get_service_aliases()) == ("SLAVE",)
+        assert conn.root.getmodule(("os", "path")).join("p", "q") == "p/q"
+        assert conn.ping() is None
+        conn.close()
+        print("OK")
+    """)
+    assert out.strip().endswith("OK")
