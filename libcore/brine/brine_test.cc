@@ -199,6 +199,16 @@ TEST(BrineErrors, NestingLimit) {
   EXPECT_EQ(LoadError(fs).substr(0, 28), "brine: nesting deeper than 2");
 }
 
+TEST(BrineErrors, ValueCountLimit) {
+  // A flat tuple of 1000 immediate ints is 1001 values: refused under a limit of 1000 at the
+  // offset of the value past the limit, accepted at 1001.
+  std::vector<Value> items(1000, Value(1));
+  std::string enc = Dump(MakeTuple(items));
+  EXPECT_EQ(LoadError(enc, DecodeLimits{.max_values = 1000}),
+            "brine: more than 1000 values at offset " + std::to_string(enc.size() - 1));
+  EXPECT_TRUE(Load(enc, DecodeLimits{.max_values = 1001}).has_value());
+}
+
 TEST(BrineErrors, HugeCountsAllocateNothing) {
   // A 4-byte count of 4 billion items in a 9-byte input is refused before any allocation.
   EXPECT_EQ(LoadError(Raw({0x15, 0xff, 0xff, 0xff, 0xff, 0x50, 0x50, 0x50, 0x50})),
