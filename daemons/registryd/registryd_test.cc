@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "libcore/testing/temp_path.h"
+
 namespace registryd {
 namespace {
 
@@ -47,7 +49,7 @@ TEST(RegistrydOptions, ReferenceSwitches) {
 }
 
 TEST(RegistrydOptions, EveryTomlKeyLoads) {
-  const std::string path = ::testing::TempDir() + "/registryd_test.toml";
+  const std::string path = core::testing::TempPath("registryd_test.toml");
   std::ofstream(path) << "mode = 'both'\nport = 1\nhost = '::'\nipv6 = true\ntimeout = 3\n"
                          "listing = true\nlogfile = '/tmp/r.log'\nquiet = true\nlog = 'stderr'\n"
                          "max-entries = 10\nmax-connections = 2\nconnection-timeout-ms = 100\n";
@@ -67,7 +69,7 @@ TEST(RegistrydOptions, ErrorsExitWithSysexits) {
   EXPECT_EQ(Parse({"-q", "1"}, &o).exit_code, 64);  // -q takes no value (unlike the reference)
   EXPECT_EQ(Parse({"-t", "0"}, &o).exit_code, 64);
   EXPECT_EQ(Parse({"-m", "sctp"}, &o).exit_code, 64);
-  const std::string path = ::testing::TempDir() + "/registryd_bad.toml";
+  const std::string path = core::testing::TempPath("registryd_bad.toml");
   std::ofstream(path) << "timeout = 0\n";
   auto out = Parse({"-c", path}, &o);
   EXPECT_EQ(out.exit_code, 78);

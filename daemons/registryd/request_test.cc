@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "libcore/brine/brine.h"
+#include "libcore/testing/temp_path.h"
 
 namespace registryd {
 namespace {
@@ -130,7 +131,7 @@ TEST(Encode, GoldenReplyAndTruncation) {
 class HandlerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = ::testing::TempDir() + "/handler_test.log";
+    path_ = core::testing::TempPath("handler_test.log");
     std::remove(path_.c_str());
     core::log::Options o;
     o.file = path_;
