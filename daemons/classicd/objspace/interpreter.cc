@@ -115,6 +115,30 @@ bool SetupPath(const InterpreterOptions& options) {
   return PyList_SetSlice(path, 0, 0, list.get()) == 0;
 }
 
+// Joins user threads that are not daemons for up to `grace_ms`, then makes Py_FinalizeEx stop
+// waiting for the rest: threading._shutdown() joins exactly the locks in _shutdown_locks.
+void StopWaitingForUserThreads(int grace_ms) {
+  PyObject* modules = PySys_GetObject("modules");  // borrowed
+  if (modules == nullptr || PyDict_GetItemString(modules, "threading") == nullptr) return;
+  std::string code =
+      "import threading as _t, time as _time\n"
+      "_deadline = _time.monotonic() + " +
+      std::to_string(grace_ms / 1000.0) +
+      "\n"
+      "for _th in _t.enumerate():\n"
+      "    if _th is not _t.main_thread() and not _th.daemon:\n"
+      "        _th.join(max(0.0, _deadline - _time.monotonic()))\n"
+      "with _t._shutdown_locks_lock:\n"
+      "    _t._shutdown_locks.clear()\n";
+  PyRef globals = PyRef::Steal(PyDict_New());
+  if (!globals || PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) < 0) {
+    PyErr_Clear();
+    return;
+  }
+  PyRef r = PyRef::Steal(PyRun_String(code.c_str(), Py_file_input, globals.get(), globals.get()));
+  if (!r) PyErr_Clear();
+}
+
 }  // namespace
 
 std::string FetchErrorText() {
@@ -192,6 +216,7 @@ core::Result<std::unique_ptr<Interpreter>> Interpreter::Start(const InterpreterO
   if (PyStatus_Exception(st)) return core::Fail(StatusError("Py_InitializeFromConfig", st));
 
   std::unique_ptr<Interpreter> interp(new Interpreter());
+  interp->finalize_grace_ms_ = options.finalize_grace_ms;
   g_alive.store(true);
   // From here on the destructor finalises; it expects the GIL released.
   auto fail = [&](const char* what) {
@@ -218,6 +243,7 @@ Interpreter::~Interpreter() {
   if (main_thread_state_ == nullptr) return;
   PyEval_RestoreThread(static_cast<PyThreadState*>(main_thread_state_));
   support_.reset();
+  StopWaitingForUserThreads(finalize_grace_ms_);
   g_alive.store(false);
   Py_FinalizeEx();
 }

@@ -32,6 +32,10 @@ struct InterpreterOptions {
   // SIGINT a KeyboardInterrupt on the init thread, §1.2). A handler the daemon installed before
   // Start() is kept either way.
   bool keep_default_sigint = true;
+  // At shutdown, how long to wait for threads that user code started without daemon=True
+  // before finalising anyway (Py_FinalizeEx would otherwise wait for them forever,
+  // EMBEDDING.md §8). Such threads are then ended like daemon threads.
+  int finalize_grace_ms = 2000;
 
 #if defined(__SANITIZE_ADDRESS__)
   static constexpr bool kSanitizerBuild = true;
@@ -66,6 +70,7 @@ class Interpreter {
  private:
   Interpreter();
   std::unique_ptr<Support> support_;
+  int finalize_grace_ms_ = 0;
   void* main_thread_state_ = nullptr;  // PyThreadState* of the init thread, released
 };
 

@@ -994,6 +994,17 @@ TEST(InterpreterTest, InspectListsMatchTheReferenceLibrary) {
   EXPECT_TRUE(st.has_value()) << st.error().message();
 }
 
+TEST(InterpreterTest, UserThreadsDoNotBlockShutdown) {
+  ASSERT_NE(g_interp, nullptr);
+  // A thread without daemon=True that never ends: finalisation must still return (the
+  // environment's TearDown destroys the interpreter after all tests; ctest's timeout catches a
+  // hang).
+  EXPECT_TRUE(g_interp
+                  ->RunString("import threading, time\n"
+                              "threading.Thread(target=time.sleep, args=(3600,)).start()\n")
+                  .has_value());
+}
+
 TEST(InterpreterTest, RunStringReportsErrors) {
   ASSERT_NE(g_interp, nullptr);
   EXPECT_TRUE(g_interp->RunString("x = 1").has_value());
