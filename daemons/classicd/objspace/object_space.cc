@@ -112,7 +112,7 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   ClassicObjectSpace(const ClassicObjectSpace&) = delete;
   ClassicObjectSpace& operator=(const ClassicObjectSpace&) = delete;
 
-  bool Init();  // GIL held
+  bool Init(bool classic_root);  // GIL held
   Outcome Handle(Handler h, const brine::Value& boxed_args) override;
   void OnDisconnect() override;
   size_t LocalObjectCount() const override { return table_.size(); }
@@ -178,7 +178,7 @@ Link* LinkOf(PyObject* capsule) {
 
 // ---------------------------------------------------------------------------------------------
 
-bool ClassicObjectSpace::Init() {
+bool ClassicObjectSpace::Init(bool classic_root) {
   auto* link = new Link();
   link->space = this;
   capsule_ = PyRef::Steal(PyCapsule_New(link, kCapsuleName, &DestroyLink));
@@ -189,7 +189,8 @@ bool ClassicObjectSpace::Init() {
   link_ = link;
   proxy_conn_ = PyRef::Steal(PyObject_CallOneArg(sup_.proxy_conn_class.get(), capsule_.get()));
   if (!proxy_conn_) return false;
-  PyRef pair = PyRef::Steal(PyObject_CallNoArgs(sup_.make_root.get()));
+  PyRef pair =
+      PyRef::Steal(PyObject_CallOneArg(sup_.make_root.get(), classic_root ? Py_True : Py_False));
   if (!pair || !PyTuple_Check(pair.get()) || PyTuple_GET_SIZE(pair.get()) != 2) return false;
   root_ = PyRef::Borrow(PyTuple_GET_ITEM(pair.get(), 0));
   conn_obj_ = PyRef::Borrow(PyTuple_GET_ITEM(pair.get(), 1));
@@ -907,10 +908,11 @@ PyModuleDef kNativeModule = {PyModuleDef_HEAD_INIT,
 PyObject* InitNativeModule() { return PyModule_Create(&kNativeModule); }
 
 std::unique_ptr<core::protocol::ObjectSpace> MakeClassicObjectSpace(Interpreter& interpreter,
-                                                                    core::protocol::Peer& peer) {
+                                                                    core::protocol::Peer& peer,
+                                                                    RootService root) {
   GilHold gil;
   auto space = std::make_unique<ClassicObjectSpace>(interpreter.support(), peer);
-  if (!space->Init()) {
+  if (!space->Init(root == RootService::kClassic)) {
     // Only on out-of-memory-like failures; the space still answers, with exceptions.
     PyErr_Clear();
   }

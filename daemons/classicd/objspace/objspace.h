@@ -74,9 +74,14 @@ class Interpreter {
   void* main_thread_state_ = nullptr;  // PyThreadState* of the init thread, released
 };
 
-// One per connection, used only from that connection's thread. `interpreter` and `peer` must
-// outlive the object space; destroy it before the interpreter.
-std::unique_ptr<core::protocol::ObjectSpace> MakeClassicObjectSpace(Interpreter& interpreter,
-                                                                    core::protocol::Peer& peer);
+// The class of the root object (PROTOCOL.md §7.2, §11): SlaveService in socket modes,
+// ClassicService in stdio mode.
+enum class RootService { kSlave, kClassic };
+
+// One per connection, used only from the thread serving that connection (the thread may change
+// between top-level requests, not within one). `interpreter` and `peer` must outlive the object
+// space; destroy it before the interpreter.
+std::unique_ptr<core::protocol::ObjectSpace> MakeClassicObjectSpace(
+    Interpreter& interpreter, core::protocol::Peer& peer, RootService root = RootService::kSlave);
 
 }  // namespace classicd::objspace

@@ -4,6 +4,7 @@
 #include "daemons/classicd/objspace/objspace.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -33,6 +34,8 @@ class InterpreterEnv : public ::testing::Environment {
  public:
   void SetUp() override {
     InterpreterOptions options;
+    options.extra_sys_path = {"/nonexistent/classicd-extra"};
+    setenv("PYTHONPATH", "/nonexistent/classicd-pp1:/nonexistent/classicd-pp2", 1);
     auto interp = Interpreter::Start(options);
     ASSERT_TRUE(interp.has_value()) << interp.error().ToString();
     interp_ = std::move(*interp);
@@ -977,6 +980,29 @@ TEST(ConcurrencyTest, ManyConnectionThreads) {
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(ok[t], kCalls) << t;
 }
 
+TEST(ClassicServiceTest, StdioRootIsClassicService) {
+  ASSERT_NE(g_interp, nullptr);
+  FakePeer peer;
+  auto space = MakeClassicObjectSpace(*g_interp, peer, RootService::kClassic);
+  Value root = PayloadOf(space->Handle(Handler::kGetRoot, ByVal(T({}))).value);
+  EXPECT_EQ(root.as<brine::Tuple>().items[0], S("rpyc.core.service.ClassicService"));
+  Value name = PayloadOf(
+      space->Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("get_service_name"))}))
+          .value);
+  Outcome o = space->Handle(Handler::kCall, Boxes({LocalRef(name), ByVal(T({})), ByVal(T({}))}));
+  EXPECT_EQ(o.value, ByVal(S("CLASSIC")));
+  // The reference's INSPECT list for a ClassicService, from python3-rpyc 5.3.0.
+  EXPECT_TRUE(g_interp
+                  ->RunString("import rpyc, rpyc.core.netref as n, _classicd_support as s\n"
+                              "from rpyc.lib import get_methods\n"
+                              "ref = sorted(k for k, _ in get_methods(n.LOCAL_ATTRS,\n"
+                              "             rpyc.ClassicService()))\n"
+                              "ours = sorted(k for k, _ in s.get_methods(s.make_root(True)[0],\n"
+                              "              False))\n"
+                              "assert ref == ours, (ref, ours)\n")
+                  .has_value());
+}
+
 TEST(InterpreterTest, InspectListsMatchTheReferenceLibrary) {
   ASSERT_NE(g_interp, nullptr);
   // python3-rpyc 5.3.0 is importable by the embedded interpreter; compare with its get_methods.
@@ -1021,6 +1047,9 @@ TEST(InterpreterTest, Configuration) {
                               "assert sys.flags.utf8_mode == 1\n"
                               "assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL\n"
                               "assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN\n"
+                              "assert sys.path[:3] == ['/nonexistent/classicd-extra',\n"
+                              "    '/nonexistent/classicd-pp1', '/nonexistent/classicd-pp2']\n"
+                              "assert any(p.endswith('dist-packages') for p in sys.path)\n"
                               "import rpyc\n")
                   .has_value());
 }
