@@ -25,6 +25,8 @@ class Mpz {
   ~Mpz() { mpz_clear(z_); }
   Mpz(const Mpz&) = delete;
   Mpz& operator=(const Mpz&) = delete;
+  Mpz(Mpz&&) = delete;
+  Mpz& operator=(Mpz&&) = delete;
   mpz_ptr get() { return z_; }
 
  private:

@@ -27,6 +27,8 @@ struct ThreadPython {
   ThreadPython() = default;
   ThreadPython(const ThreadPython&) = delete;
   ThreadPython& operator=(const ThreadPython&) = delete;
+  ThreadPython(ThreadPython&&) = delete;
+  ThreadPython& operator=(ThreadPython&&) = delete;
   ~ThreadPython() {
     if (ts != nullptr && g_alive.load()) {
       PyEval_RestoreThread(ts);
@@ -40,7 +42,7 @@ core::Error StatusError(const char* what, const PyStatus& st) {
   std::string msg = std::string(what) + ": ";
   if (st.func != nullptr) msg += std::string(st.func) + ": ";
   msg += st.err_msg != nullptr ? st.err_msg : "failed";
-  if (PyStatus_IsExit(st)) msg += " (exit code " + std::to_string(st.exitcode) + ")";
+  if (PyStatus_IsExit(st) != 0) msg += " (exit code " + std::to_string(st.exitcode) + ")";
   return core::Error::Python(msg);
 }
 
@@ -170,7 +172,7 @@ std::string FetchErrorText() {
 }
 
 GilHold::GilHold() {
-  if (PyGILState_Check()) return;  // this thread already holds it (nested request)
+  if (PyGILState_Check() != 0) return;  // this thread already holds it (nested request)
   took_ = true;
   if (t_python.ts == nullptr) {
     t_python.outer = PyGILState_Ensure();
@@ -187,8 +189,9 @@ GilHold::~GilHold() {
 Interpreter::Interpreter() : support_(std::make_unique<Support>()) {}
 
 core::Result<std::unique_ptr<Interpreter>> Interpreter::Start(const InterpreterOptions& options) {
-  if (Py_IsInitialized()) return core::Fail(core::Error::Usage("the interpreter already runs"));
-  if (options.ignore_sigpipe) std::signal(SIGPIPE, SIG_IGN);
+  if (Py_IsInitialized() != 0)
+    return core::Fail(core::Error::Usage("the interpreter already runs"));
+  if (options.ignore_sigpipe) (void)std::signal(SIGPIPE, SIG_IGN);
   struct sigaction old_int {};
   sigaction(SIGINT, nullptr, &old_int);
 
@@ -197,7 +200,7 @@ core::Result<std::unique_ptr<Interpreter>> Interpreter::Start(const InterpreterO
   pre.utf8_mode = 1;
   if (options.malloc_allocator) pre.allocator = PYMEM_ALLOCATOR_MALLOC;
   PyStatus st = Py_PreInitialize(&pre);
-  if (PyStatus_Exception(st)) return core::Fail(StatusError("Py_PreInitialize", st));
+  if (PyStatus_Exception(st) != 0) return core::Fail(StatusError("Py_PreInitialize", st));
 
   if (PyImport_AppendInittab("_classicd_native", &InitNativeModule) < 0) {
     return core::Fail(core::Error::Python("cannot register _classicd_native"));
@@ -208,12 +211,14 @@ core::Result<std::unique_ptr<Interpreter>> Interpreter::Start(const InterpreterO
   st = PyConfig_SetBytesString(&config, &config.executable, options.executable.c_str());
   std::vector<char*> argv;
   for (const auto& a : options.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  if (!PyStatus_Exception(st) && !argv.empty()) {
+  if (PyStatus_Exception(st) == 0 && !argv.empty()) {
     st = PyConfig_SetBytesArgv(&config, static_cast<Py_ssize_t>(argv.size()), argv.data());
   }
-  if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&config);
+  if (PyStatus_Exception(st) == 0) st = Py_InitializeFromConfig(&config);
   PyConfig_Clear(&config);
-  if (PyStatus_Exception(st)) return core::Fail(StatusError("Py_InitializeFromConfig", st));
+  if (PyStatus_Exception(st) != 0) {
+    return core::Fail(StatusError("Py_InitializeFromConfig", st));
+  }
 
   std::unique_ptr<Interpreter> interp(new Interpreter());
   interp->finalize_grace_ms_ = options.finalize_grace_ms;

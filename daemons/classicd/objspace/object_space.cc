@@ -111,6 +111,8 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   ~ClassicObjectSpace() override;
   ClassicObjectSpace(const ClassicObjectSpace&) = delete;
   ClassicObjectSpace& operator=(const ClassicObjectSpace&) = delete;
+  ClassicObjectSpace(ClassicObjectSpace&&) = delete;
+  ClassicObjectSpace& operator=(ClassicObjectSpace&&) = delete;
 
   bool Init(bool classic_root);  // GIL held
   Outcome Handle(Handler h, const brine::Value& boxed_args) override;
@@ -169,7 +171,7 @@ struct Link {
 constexpr const char* kCapsuleName = "classicd.link";
 
 void DestroyLink(PyObject* capsule) {
-  delete static_cast<Link*>(PyCapsule_GetPointer(capsule, kCapsuleName));
+  std::unique_ptr<Link> owned(static_cast<Link*>(PyCapsule_GetPointer(capsule, kCapsuleName)));
 }
 
 Link* LinkOf(PyObject* capsule) {
@@ -179,14 +181,11 @@ Link* LinkOf(PyObject* capsule) {
 // ---------------------------------------------------------------------------------------------
 
 bool ClassicObjectSpace::Init(bool classic_root) {
-  auto* link = new Link();
+  auto link = std::make_unique<Link>();
   link->space = this;
-  capsule_ = PyRef::Steal(PyCapsule_New(link, kCapsuleName, &DestroyLink));
-  if (!capsule_) {
-    delete link;
-    return false;
-  }
-  link_ = link;
+  capsule_ = PyRef::Steal(PyCapsule_New(link.get(), kCapsuleName, &DestroyLink));
+  if (!capsule_) return false;
+  link_ = link.release();  // owned by the capsule from here on
   proxy_conn_ = PyRef::Steal(PyObject_CallOneArg(sup_.proxy_conn_class.get(), capsule_.get()));
   if (!proxy_conn_) return false;
   PyRef pair =
@@ -236,7 +235,7 @@ void ClassicObjectSpace::SyncGeneration() {
   int now = v6() ? 1 : 0;
   if (now == last_v6_) return;
   last_v6_ = now;
-  if (PyObject_SetAttr(proxy_conn_.get(), sup_.s_v6.get(), now ? Py_True : Py_False) < 0) {
+  if (PyObject_SetAttr(proxy_conn_.get(), sup_.s_v6.get(), now != 0 ? Py_True : Py_False) < 0) {
     PyErr_Clear();
   }
 }
@@ -413,7 +412,7 @@ bool ClassicObjectSpace::MakeIdPack(PyObject* o, IdKey* key) {
     if (!named_module) {
       PyObject* modules = PySys_GetObject("modules");  // borrowed
       int in_sys = (modules != nullptr && name) ? PyMapping_HasKey(modules, name.get()) : 0;
-      if (in_sys) return AppendStr(name.get(), &np);
+      if (in_sys != 0) return AppendStr(name.get(), &np);
       PyRef cls = PyRef::Steal(PyObject_GetAttr(o, sup_.s_class.get()));
       PyRef mod = cls ? PyRef::Steal(PyObject_GetAttr(cls.get(), s_module)) : PyRef();
       if (!mod || !AppendStr(mod.get(), &np)) return false;
@@ -882,7 +881,7 @@ PyObject* NativeEncodable(PyObject*, PyObject* arg) {
   brine::Value v;
   Dump d = ToValue(arg, &v);
   if (d == Dump::kError) PyErr_Clear();
-  return PyBool_FromLong(d == Dump::kOk);
+  return PyBool_FromLong(d == Dump::kOk ? 1 : 0);
 }
 
 PyMethodDef kNativeMethods[] = {

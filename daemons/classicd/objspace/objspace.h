@@ -59,6 +59,8 @@ class Interpreter {
   ~Interpreter();
   Interpreter(const Interpreter&) = delete;
   Interpreter& operator=(const Interpreter&) = delete;
+  Interpreter(Interpreter&&) = delete;
+  Interpreter& operator=(Interpreter&&) = delete;
 
   // Runs `code` with exec() in a fresh namespace (for setup and tests). Errors carry the
   // formatted Python exception.
