@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -1029,6 +1030,46 @@ TEST(InterpreterTest, UserThreadsDoNotBlockShutdown) {
                   ->RunString("import threading, time\n"
                               "threading.Thread(target=time.sleep, args=(3600,)).start()\n")
                   .has_value());
+}
+
+TEST(InterpreterTest, InspectListsMatchTheRpyc6Library) {
+  ASSERT_NE(g_interp, nullptr);
+  const char* env = std::getenv("RPYC6_PATH");
+  std::string path =
+      env != nullptr ? env : std::string(RPYC_SOURCE_DIR) + "/../shared/clients/rpyc6";
+  if (!std::filesystem::exists(path + "/rpyc/__init__.py")) {
+    GTEST_SKIP() << "rpyc 6.x library not found at " << path << " (set RPYC6_PATH)";
+  }
+  // The same objects go through 6.x's get_methods in a child /usr/bin/python3, and ours here.
+  std::string code = R"py(
+import subprocess, _classicd_support as s
+common = """
+import sys
+class K:
+    @classmethod
+    def c(cls): pass
+    @staticmethod
+    def st(): pass
+    class Nested: pass
+    def m(self): pass
+"""
+probe = common + """
+import rpyc, rpyc.core.netref as n
+from rpyc.lib import get_methods
+objs = [rpyc.SlaveService(), sys, [], int, K(), K]
+print(repr([sorted(k for k, _ in get_methods(n.LOCAL_ATTRS, o)) for o in objs]))
+"""
+out = subprocess.run(['/usr/bin/python3', '-c', probe], capture_output=True, text=True,
+                     env={'PYTHONPATH': PATH}, check=True).stdout
+ref = eval(out)
+ns = {}
+exec(common, ns)
+objs = [s.make_root()[0], ns['sys'], [], int, ns['K'](), ns['K']]
+ours = [sorted(k for k, _ in s.get_methods(o, True)) for o in objs]
+assert ref == ours, (ref, ours)
+)py";
+  auto st = g_interp->RunString("PATH = '" + path + "'\n" + code);
+  EXPECT_TRUE(st.has_value()) << st.error().message();
 }
 
 TEST(InterpreterTest, RunStringReportsErrors) {
