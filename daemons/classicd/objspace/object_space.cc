@@ -145,6 +145,7 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   PyRef AccessAttr(PyObject* obj, PyObject* raw_name, PyObject* hook_name, PyObject* value,
                    int mode);
   PyRef Call(PyObject* fn, PyObject* args, PyObject* kwargs);
+  PyRef Methods(PyObject* obj);
   void FlushDels();
   void SyncGeneration();
   bool IsOurNetref(PyObject* o);
@@ -662,8 +663,7 @@ PyRef ClassicObjectSpace::Dispatch(Handler h, PyObject* a) {
       }
       PyRef obj = LookupLocal(idp);
       if (!obj) return obj;
-      return PyRef::Steal(PyObject_CallFunctionObjArgs(sup_.get_methods.get(), obj.get(),
-                                                       v6() ? Py_True : Py_False, nullptr));
+      return Methods(obj.get());
     }
     case Handler::kBuffIter: {
       if (!CheckArgs(a, 2, 2, "BUFFITER")) return PyRef();
@@ -716,6 +716,45 @@ PyRef ClassicObjectSpace::Dispatch(Handler h, PyObject* a) {
   }
   PyErr_Format(PyExc_KeyError, "%d", static_cast<int>(h));
   return PyRef();
+}
+
+namespace {
+// The version tag of a class, assigned if need be; 0 when it has none (then nothing is cached).
+unsigned VersionTag(PyTypeObject* t, PyObject* any_name) {
+  if ((t->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) == 0) (void)_PyType_Lookup(t, any_name);
+  return (t->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) != 0 ? t->tp_version_tag : 0;
+}
+constexpr size_t kMethodsCacheSize = 4096;
+}  // namespace
+
+// INSPECT's method list (§5.3), cached per class version.
+PyRef ClassicObjectSpace::Methods(PyObject* obj) {
+  MethodsKey key;
+  key.v6 = v6();
+  key.type = Py_TYPE(obj);
+  key.type_tag = VersionTag(key.type, sup_.s_name.get());
+  bool cacheable = key.type_tag != 0;
+  if (PyType_Check(obj)) {
+    key.cls = reinterpret_cast<PyTypeObject*>(obj);
+    key.cls_tag = VersionTag(key.cls, sup_.s_name.get());
+    cacheable = cacheable && key.cls_tag != 0;
+  }
+  auto& cache = sup_.methods_cache;
+  if (cacheable) {
+    auto it = cache.find(key);
+    if (it != cache.end()) return PyRef::Borrow(it->second.get());
+  }
+  PyRef methods = PyRef::Steal(PyObject_CallFunctionObjArgs(sup_.get_methods.get(), obj,
+                                                            key.v6 ? Py_True : Py_False, nullptr));
+  if (methods && cacheable) {
+    // get_methods ran Python code, which may have changed the classes: recheck the tags.
+    if (VersionTag(key.type, sup_.s_name.get()) == key.type_tag &&
+        (key.cls == nullptr || VersionTag(key.cls, sup_.s_name.get()) == key.cls_tag)) {
+      if (cache.size() >= kMethodsCacheSize) cache.clear();
+      cache[key] = PyRef::Borrow(methods.get());
+    }
+  }
+  return methods;
 }
 
 // DEL (§4.3): keyed on the id_pack received in the LOCAL_REF, not recomputed from the object.

@@ -210,6 +210,30 @@ TEST_F(ObjSpaceTest, InspectRootPerGeneration) {
   EXPECT_FALSE(has(v5, "__init__"));  // LOCAL_ATTRS are filtered
 }
 
+TEST_F(ObjSpaceTest, InspectFollowsClassChanges) {
+  Execute("class Base:\n  def a(self): pass\nclass Sub(Base): pass\nx = Sub()");
+  Value x = EvalRef("x");
+  auto names = [&] {
+    Value m = Reply(Handler::kInspect, ByVal(T({x})));
+    std::vector<std::string> out;
+    for (const auto& pair : Payload(m).as<brine::Tuple>().items) {
+      out.push_back(pair.as<brine::Tuple>().items[0].as<brine::Str>().utf8);
+    }
+    return out;
+  };
+  auto has = [](const std::vector<std::string>& v, const std::string& n) {
+    return std::find(v.begin(), v.end(), n) != v.end();
+  };
+  std::vector<std::string> before = names();
+  EXPECT_TRUE(has(before, "a"));
+  EXPECT_FALSE(has(before, "b"));
+  EXPECT_EQ(names(), before);          // cached, same answer
+  Execute("Base.b = lambda self: 1");  // a base class changes: the cached list is stale
+  EXPECT_TRUE(has(names(), "b"));
+  Execute("del Base.a");
+  EXPECT_FALSE(has(names(), "a"));
+}
+
 TEST_F(ObjSpaceTest, ServiceNames) {
   for (const char* name : {"get_service_name", "exposed_get_service_name"}) {
     Outcome o = CallFn(RootMethod(name), {});
