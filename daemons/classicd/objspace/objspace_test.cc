@@ -143,6 +143,18 @@ class ObjSpaceTest : public ::testing::Test {
     Outcome o = CallFn(RootMethod("execute"), {ByVal(S(code))});
     EXPECT_EQ(o.kind, Outcome::Kind::kReply) << code << ": " << o.value.Repr();
   }
+  // The names in INSPECT's reply for a lent object.
+  std::vector<std::string> MethodNames(const Value& idp) {
+    Value m = Reply(Handler::kInspect, ByVal(T({idp})));
+    std::vector<std::string> out;
+    for (const auto& pair : Payload(m).as<brine::Tuple>().items) {
+      out.push_back(pair.as<brine::Tuple>().items[0].as<brine::Str>().utf8);
+    }
+    return out;
+  }
+  static bool Has(const std::vector<std::string>& v, const std::string& n) {
+    return std::find(v.begin(), v.end(), n) != v.end();
+  }
   // Evaluates `code`, expecting an object reference; returns its id_pack.
   Value EvalRef(const std::string& code) { return Idp(Eval(code)); }
 
@@ -185,53 +197,33 @@ TEST_F(ObjSpaceTest, ClassicHandshakeSequence) {
 
 TEST_F(ObjSpaceTest, InspectRootPerGeneration) {
   Value root = Root();
-  auto names = [&] {
-    Value m = Reply(Handler::kInspect, ByVal(T({root})));
-    std::vector<std::string> out;
-    for (const auto& pair : Payload(m).as<brine::Tuple>().items) {
-      out.push_back(pair.as<brine::Tuple>().items[0].as<brine::Str>().utf8);
-    }
-    return out;
-  };
-  auto has = [](const std::vector<std::string>& v, const std::string& n) {
-    return std::find(v.begin(), v.end(), n) != v.end();
-  };
+  auto names = [&] { return MethodNames(root); };
   std::vector<std::string> v6 = names();
   EXPECT_EQ(v6.size(), 17u);
-  EXPECT_TRUE(has(v6, "get_service_name"));
-  EXPECT_TRUE(has(v6, "exposed_get_service_aliases"));
-  EXPECT_FALSE(has(v6, "_protocol"));
-  EXPECT_TRUE(has(v6, "eval"));
+  EXPECT_TRUE(Has(v6, "get_service_name"));
+  EXPECT_TRUE(Has(v6, "exposed_get_service_aliases"));
+  EXPECT_FALSE(Has(v6, "_protocol"));
+  EXPECT_TRUE(Has(v6, "eval"));
   peer_.gen = Generation::kV5;
   std::vector<std::string> v5 = names();
   EXPECT_EQ(v5.size(), 14u);
-  EXPECT_FALSE(has(v5, "get_service_name"));
-  EXPECT_TRUE(has(v5, "_protocol"));
-  EXPECT_FALSE(has(v5, "__init__"));  // LOCAL_ATTRS are filtered
+  EXPECT_FALSE(Has(v5, "get_service_name"));
+  EXPECT_TRUE(Has(v5, "_protocol"));
+  EXPECT_FALSE(Has(v5, "__init__"));  // LOCAL_ATTRS are filtered
 }
 
 TEST_F(ObjSpaceTest, InspectFollowsClassChanges) {
   Execute("class Base:\n  def a(self): pass\nclass Sub(Base): pass\nx = Sub()");
   Value x = EvalRef("x");
-  auto names = [&] {
-    Value m = Reply(Handler::kInspect, ByVal(T({x})));
-    std::vector<std::string> out;
-    for (const auto& pair : Payload(m).as<brine::Tuple>().items) {
-      out.push_back(pair.as<brine::Tuple>().items[0].as<brine::Str>().utf8);
-    }
-    return out;
-  };
-  auto has = [](const std::vector<std::string>& v, const std::string& n) {
-    return std::find(v.begin(), v.end(), n) != v.end();
-  };
+  auto names = [&] { return MethodNames(x); };
   std::vector<std::string> before = names();
-  EXPECT_TRUE(has(before, "a"));
-  EXPECT_FALSE(has(before, "b"));
+  EXPECT_TRUE(Has(before, "a"));
+  EXPECT_FALSE(Has(before, "b"));
   EXPECT_EQ(names(), before);          // cached, same answer
   Execute("Base.b = lambda self: 1");  // a base class changes: the cached list is stale
-  EXPECT_TRUE(has(names(), "b"));
+  EXPECT_TRUE(Has(names(), "b"));
   Execute("del Base.a");
-  EXPECT_FALSE(has(names(), "a"));
+  EXPECT_FALSE(Has(names(), "a"));
 }
 
 TEST_F(ObjSpaceTest, ServiceNames) {
