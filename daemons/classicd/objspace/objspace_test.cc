@@ -845,6 +845,38 @@ TEST_F(ObjSpaceTest, ConnectionFailureRaisesInPython) {
   EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("EOFError")}));
 }
 
+TEST_F(ObjSpaceTest, NoReferenceLeaks) {
+  // sys.getallocatedblocks() counts the interpreter's live allocations (0 under the malloc
+  // allocator of sanitizer builds, where LSan covers leaks instead).
+  Value fn = ClientIdp("builtins.function", 100, 207);
+  peer_.script = [&](Handler, const Value&) -> core::Result<Outcome> {
+    return Outcome::Reply(ByVal(T({I(1), S("x"), brine::MakeBytes("y")})));
+  };
+  Value eval = RootMethod("eval");
+  Execute("import sys\nstuff = [1, 2]\ncall = lambda f, *a, **k: f(*a, **k)");
+  Value stuff = EvalRef("stuff");
+  Value call = EvalRef("call");
+  Value blocks = EvalRef("sys.getallocatedblocks");
+  auto round = [&] {
+    CallFn(eval, {ByVal(S("(1, 'a', b'b', 2.5, None, 10**30, frozenset({1}))"))});
+    Value getter = Idp(GetAttr(stuff, "append"));
+    Reply(Handler::kDel, Boxes({LocalRef(getter), ByVal(I(1))}));
+    CallFn(eval, {ByVal(S("1/0"))});
+    CallFn(eval, {ByVal(S("next(iter(()))"))});
+    CallFn(call, {RemoteRef(fn), ByVal(I(1)), ByVal(S("z"))});
+    Reply(Handler::kInspect, ByVal(T({stuff})));
+    Reply(Handler::kRepr, Boxes({LocalRef(stuff)}));
+  };
+  for (int i = 0; i < 100; ++i) round();
+  auto count = [&] { return Payload(CallFn(blocks, {}).value).as<brine::Int>().small(); };
+  size_t lent = space_->LocalObjectCount();
+  int64_t before = count();
+  for (int i = 0; i < 1000; ++i) round();
+  int64_t after = count();
+  EXPECT_LT(after - before, 100) << before << " -> " << after;
+  EXPECT_EQ(space_->LocalObjectCount(), lent);
+}
+
 TEST_F(ObjSpaceTest, NonBuiltinProxyIsInspected) {
   Value file = ClientIdp("_io.TextIOWrapper", 500, 600);
   Value write = ClientIdp("builtins.builtin_function_or_method", 501, 601);
