@@ -458,6 +458,12 @@ TEST_F(ObjSpaceTest, LargeBytesAndTuples) {
 TEST_F(ObjSpaceTest, FloatsAndStrings) {
   EXPECT_EQ(Eval("-0.0"), ByVal(-0.0));
   EXPECT_EQ(Eval("'\\u00e9'"), ByVal(S("\xc3\xa9")));
+  EXPECT_EQ(Eval("'a\\U0001F600'"), ByVal(S("a\xf0\x9f\x98\x80")));
+  EXPECT_EQ(Eval("''"), ByVal(S("")));
+  // Sending a non-ASCII str does not grow it with a cached UTF-8 copy.
+  Execute("import sys\nbig = '\\u00e9' * 1000\nsize = sys.getsizeof(big)");
+  Eval("big");
+  EXPECT_EQ(Eval("sys.getsizeof(big) == size"), ByVal(true));
   Value v = Eval("float('nan')");
   EXPECT_EQ(Label(v), I(1));
 }
