@@ -40,6 +40,7 @@ struct Interpreter::Support {
   // Interned names.
   PyRef s_rpyc_getattr, s_rpyc_setattr, s_rpyc_delattr, s_proxy, s_drop, s_conn_attr,
       s_id_pack_attr, s_v6, s_on_disconnect, s_closed, s_exit, s_cmp, s_class, s_module, s_name;
+  PyRef object_class_descr;  // object.__dict__['__class__']
   std::unordered_map<MethodsKey, PyRef, MethodsKeyHash> methods_cache;
 };
 

@@ -85,6 +85,12 @@ bool LoadSupport(Interpreter::Support* sup) {
     *a.ref = PyRef::Steal(PyObject_GetAttrString(sup->module.get(), a.name));
     if (!*a.ref) return false;
   }
+  sup->object_class_descr = PyRef::Steal(
+      PyObject_GetAttrString(reinterpret_cast<PyObject*>(&PyBaseObject_Type), "__dict__"));
+  if (!sup->object_class_descr) return false;
+  sup->object_class_descr =
+      PyRef::Steal(PyMapping_GetItemString(sup->object_class_descr.get(), "__class__"));
+  if (!sup->object_class_descr) return false;
   return Intern(&sup->s_rpyc_getattr, "_rpyc_getattr") &&
          Intern(&sup->s_rpyc_setattr, "_rpyc_setattr") &&
          Intern(&sup->s_rpyc_delattr, "_rpyc_delattr") && Intern(&sup->s_proxy, "proxy") &&

@@ -447,6 +447,13 @@ bool ClassicObjectSpace::MakeIdPack(PyObject* o, IdKey* key) {
     key->instance_id = 0;
     return ClassName(o, s_module, s_name, &np);
   }
+  // obj.__class__ is type(obj) unless the class overrides __class__ or attribute lookup; skip
+  // the getattr in the common case.
+  PyTypeObject* t = Py_TYPE(o);
+  if (t->tp_getattro == PyObject_GenericGetAttr &&
+      _PyType_Lookup(t, sup_.s_class.get()) == sup_.object_class_descr.get()) {
+    return ClassName(type, s_module, s_name, &np);
+  }
   PyRef cls = PyRef::Steal(PyObject_GetAttr(o, sup_.s_class.get()));
   if (!cls) {
     PyErr_Clear();

@@ -485,6 +485,11 @@ TEST_F(ObjSpaceTest, IdPackRules) {
   EXPECT_EQ(NamePack(Eval("Outer.Inner")), "builtins.Inner");
   EXPECT_EQ(NamePack(Eval("[].append")), "builtins.builtin_function_or_method");
   EXPECT_EQ(NamePack(Eval("range(3)")), "builtins.range");
+  // An object may override __class__ (as mocks do): the name_pack follows it, the ids do not.
+  Execute("class Liar:\n  @property\n  def __class__(self): return dict\nliar = Liar()");
+  Value liar = Idp(Eval("liar"));
+  EXPECT_EQ(liar.as<brine::Tuple>().items[0], S("builtins.dict"));
+  EXPECT_EQ(liar.as<brine::Tuple>().items[1], Idp(Eval("Liar")).as<brine::Tuple>().items[1]);
 }
 
 TEST_F(ObjSpaceTest, ModuleTypeIdPackPerGeneration) {
