@@ -3,10 +3,14 @@
 #include <Python.h>
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <string>
+#include <system_error>
 #include <vector>
+
+#include <unistd.h>
 
 #include "daemons/classicd/objspace/internal.h"
 #include "daemons/classicd/objspace/objspace.h"
@@ -257,6 +261,30 @@ Interpreter::~Interpreter() {
   StopWaitingForUserThreads(finalize_grace_ms_);
   g_alive.store(false);
   Py_FinalizeEx();
+}
+
+core::Result<int> Interpreter::Fork(bool freeze_gc) {
+  GilHold gil;
+  if (freeze_gc) {
+    PyRef gc = PyRef::Steal(PyImport_ImportModule("gc"));
+    PyRef r = gc ? PyRef::Steal(PyObject_CallMethod(gc.get(), "freeze", nullptr)) : PyRef();
+    if (!r) PyErr_Clear();
+  }
+  PyOS_BeforeFork();
+  pid_t pid = fork();
+  int saved_errno = errno;
+  if (pid == 0) {
+    PyOS_AfterFork_Child();
+    // The forking thread is the child's only thread: its state is the one to finalise with.
+    main_thread_state_ = PyThreadState_Get();
+  } else {
+    PyOS_AfterFork_Parent();
+  }
+  if (pid < 0) {
+    return core::Fail(core::Error::Io(
+        std::string("fork: ") + std::error_code(saved_errno, std::generic_category()).message()));
+  }
+  return static_cast<int>(pid);
 }
 
 core::Status Interpreter::RunString(const std::string& code) {

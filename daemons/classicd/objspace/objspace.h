@@ -66,6 +66,16 @@ class Interpreter {
   // formatted Python exception.
   core::Status RunString(const std::string& code);
 
+  // fork() with CPython's fork hooks around it, the GIL held across them (EMBEDDING.md §4.1).
+  // Returns the child's pid in the parent and 0 in the child, where the calling thread is the
+  // only thread and becomes Python's main thread; the child may serve one connection and then
+  // destroy this Interpreter (finalising) or _exit(). Locks that other parent threads held stay
+  // held in the child (§4.2), so fork from a thread that runs no Python (the accept loop) while
+  // no connection thread exists. `freeze_gc` runs gc.freeze() first, so that a collection in the
+  // child does not copy every object the parent made (§4.4); objects frozen in the parent are
+  // never collected there.
+  core::Result<int> Fork(bool freeze_gc = true);
+
   struct Support;  // Python objects the object spaces share (defined in interpreter.cc)
   Support& support() { return *support_; }
 

@@ -4,6 +4,8 @@
 #include "daemons/classicd/objspace/objspace.h"
 
 #include <algorithm>
+#include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -14,6 +16,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "libcore/brine/value.h"
 #include "libcore/protocol/consts.h"
@@ -46,12 +50,15 @@ class InterpreterEnv : public ::testing::Environment {
     g_interp = nullptr;
     interp_.reset();
   }
+  // For a forked child: finalise there.
+  void Finalize() { TearDown(); }
 
  private:
   std::unique_ptr<Interpreter> interp_;
 };
 
-const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new InterpreterEnv);
+InterpreterEnv* const kEnv =
+    static_cast<InterpreterEnv*>(::testing::AddGlobalTestEnvironment(new InterpreterEnv));
 
 // --- brine shorthands ---
 Value T(std::vector<Value> items) { return brine::MakeTuple(std::move(items)); }
@@ -1129,6 +1136,45 @@ assert ref == ours, (ref, ours)
 )py";
   auto st = g_interp->RunString("PATH = '" + path + "'\n" + code);
   EXPECT_TRUE(st.has_value()) << st.error().message();
+}
+
+TEST(InterpreterTest, ForkedChildServesAndFinalises) {
+  ASSERT_NE(g_interp, nullptr);
+  auto pid = g_interp->Fork();
+  ASSERT_TRUE(pid.has_value()) << pid.error().ToString();
+  if (*pid == 0) {
+    // Child: this thread is Python's main thread and serves a connection.
+    bool ok = g_interp
+                  ->RunString(
+                      "import threading\n"
+                      "assert threading.main_thread() is threading.current_thread()\n"
+                      "assert len(threading.enumerate()) == 1\n")
+                  .has_value();
+    FakePeer peer;
+    auto space = MakeClassicObjectSpace(*g_interp, peer);
+    Value root = PayloadOf(space->Handle(Handler::kGetRoot, ByVal(T({}))).value);
+    Value eval = PayloadOf(
+        space->Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+    Outcome o = space->Handle(Handler::kCall,
+                              Boxes({LocalRef(eval), ByVal(T({S("6 * 7")})), ByVal(T({}))}));
+    ok = ok && o.value == ByVal(I(42));
+    space.reset();
+    kEnv->Finalize();
+    _exit(ok ? 0 : 3);
+  }
+  int status = 0;
+  for (int i = 0; i < 200 && waitpid(*pid, &status, WNOHANG) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (waitpid(*pid, &status, WNOHANG) == 0) {
+    kill(*pid, SIGKILL);
+    waitpid(*pid, &status, 0);
+    FAIL() << "the child hung";
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  // The parent goes on.
+  EXPECT_TRUE(g_interp->RunString("assert 6 * 7 == 42").has_value());
 }
 
 TEST(InterpreterTest, RunStringReportsErrors) {
