@@ -702,11 +702,11 @@ PyRef ClassicObjectSpace::Dispatch(Handler h, PyObject* a) {
       if (!CheckArgs(a, 2, 2, "INSTANCECHECK")) return PyRef();
       brine::Value idp;
       IdKey key;
-      PyObject* other = Py_None;
+      PyRef other = PyRef::Borrow(Py_None);  // a reference of our own: Python runs below
       PyRef name_pack = PyRef::Borrow(Py_None);
       if (ToValue(arg(1), &idp) == Dump::kOk && ValueToKey(idp, &key)) {
         auto it = table_.find(key);
-        if (it != table_.end()) other = it->second.obj.get();
+        if (it != table_.end()) other = PyRef::Borrow(it->second.obj.get());
         name_pack = PyRef::Steal(
             PyUnicode_FromStringAndSize(key.name.data(), static_cast<Py_ssize_t>(key.name.size())));
         if (!name_pack) return name_pack;
@@ -714,8 +714,8 @@ PyRef ClassicObjectSpace::Dispatch(Handler h, PyObject* a) {
         PyErr_Clear();
         return PyRef::Borrow(Py_False);
       }
-      return PyRef::Steal(PyObject_CallFunctionObjArgs(sup_.instancecheck.get(), arg(0), other,
-                                                       name_pack.get(), nullptr));
+      return PyRef::Steal(PyObject_CallFunctionObjArgs(sup_.instancecheck.get(), arg(0),
+                                                       other.get(), name_pack.get(), nullptr));
     }
     case Handler::kClose:
     case Handler::kDel:
