@@ -852,7 +852,7 @@ PyRef ClassicObjectSpace::Request(int handler, PyObject* args) {
     const std::string& m = e.message();
     if (e.code() == core::Error::Code::kClosed || e.code() == core::Error::Code::kIo) {
       PyErr_SetString(PyExc_EOFError, m.c_str());
-    } else if (m.find("time") != std::string::npos || m.find("expired") != std::string::npos) {
+    } else if (e.code() == core::Error::Code::kLimit || m.find("expired") != std::string::npos) {
       PyErr_SetString(PyExc_TimeoutError, "result expired");
     } else {
       PyErr_SetString(PyExc_ConnectionError, m.c_str());

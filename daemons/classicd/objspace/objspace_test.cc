@@ -895,6 +895,21 @@ TEST_F(ObjSpaceTest, NoReferenceLeaks) {
   EXPECT_EQ(space_->LocalObjectCount(), lent);
 }
 
+TEST_F(ObjSpaceTest, TimeoutRaisesTimeoutError) {
+  Value fn = ClientIdp("builtins.function", 100, 208);
+  peer_.script = [&](Handler, const Value&) -> core::Result<Outcome> {
+    return core::Fail(core::Error::Limit("result expired"));  // what the engine reports
+  };
+  Execute(
+      "def timed(f):\n"
+      "  try:\n"
+      "    f()\n"
+      "  except TimeoutError as e:\n"
+      "    return str(e)\n");
+  Outcome o = CallFn(EvalRef("timed"), {RemoteRef(fn)});
+  EXPECT_EQ(o.value, ByVal(S("result expired")));
+}
+
 TEST_F(ObjSpaceTest, NonBuiltinProxyIsInspected) {
   Value file = ClientIdp("_io.TextIOWrapper", 500, 600);
   Value write = ClientIdp("builtins.builtin_function_or_method", 501, 601);
