@@ -36,7 +36,8 @@ def free_port():
 class Daemon:
     """One running rpyc-classicd (or the reference server), logging to a file."""
 
-    def __init__(self, tmp_path, extra_args=()):
+    def __init__(self, tmp_path, extra_args=(), host="127.0.0.1"):
+        self.host = host
         self.port = free_port()
         self.logfile = tmp_path / "classicd.log"
         if REFERENCE:
@@ -44,7 +45,7 @@ class Daemon:
         else:
             if not CLASSICD.exists():
                 pytest.fail(f"daemon binary not found: {CLASSICD} (build it or set RPYC_CLASSICD)")
-            cmd = [str(CLASSICD), "--host", "127.0.0.1", "-p", str(self.port),
+            cmd = [str(CLASSICD), "--host", host, "-p", str(self.port),
                    "--logfile", str(self.logfile), *extra_args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
@@ -54,7 +55,7 @@ class Daemon:
                 out = self.proc.stdout.read().decode(errors="replace")
                 pytest.fail(f"daemon exited with {self.proc.returncode} before listening:\n{out}\n{self.log()}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                socket.create_connection((host, self.port), timeout=0.5).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
