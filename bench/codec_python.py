@@ -53,15 +53,15 @@ class Source:
 
 
 def per_op(fn, min_time=0.5):
-    """Seconds per call: repeat until min_time passes, keep the best of 3 rounds."""
+    """CPU seconds per call (the machine may be shared): best of 3 rounds of min_time/3."""
     fn()
     best = None
     for _ in range(3):
-        n, start = 0, time.perf_counter()
+        n, start = 0, time.process_time()
         while True:
             fn()
             n += 1
-            took = time.perf_counter() - start
+            took = time.process_time() - start
             if took >= min_time / 3:
                 break
         best = took / n if best is None else min(best, took / n)

@@ -253,6 +253,9 @@ class Decoder {
     if (depth > limits_.max_depth) {
       return Fail(Err(pos_, "nesting deeper than " + std::to_string(limits_.max_depth)));
     }
+    if (++values_ > limits_.max_values) {
+      return Fail(Err(pos_, "more than " + std::to_string(limits_.max_values) + " values"));
+    }
     size_t tag_offset = pos_;
     if (remaining() == 0) return Fail(Err(tag_offset, "truncated input: expected a tag"));
     auto tag = static_cast<uint8_t>(data_[pos_++]);
@@ -330,8 +333,8 @@ class Decoder {
         if (remaining() == 0) return Fail(Truncated(tag_offset, what));
         auto ttag = static_cast<uint8_t>(data_[pos_++]);
         if (!IsTupleTag(ttag)) {
-          return Fail(Err(inner, std::string(what) + " payload must be a tuple, found tag 0x" +
-                                     Hex(ttag)));
+          return Fail(
+              Err(inner, std::string(what) + " payload must be a tuple, found tag 0x" + Hex(ttag)));
         }
         auto items = DecodeItems(ttag, inner, depth + 1);
         if (!items) return Fail(items.error());
@@ -354,6 +357,7 @@ class Decoder {
   std::string_view data_;
   const DecodeLimits& limits_;
   size_t pos_ = 0;
+  size_t values_ = 0;
 };
 
 }  // namespace

@@ -42,6 +42,9 @@ inline constexpr int64_t kImmMax = 159;
 
 struct DecodeLimits {
   int max_depth = 256;  // nesting of tuples, frozensets, slices
+  // Values in one decode, all levels counted. Each costs sizeof(Value) (48 bytes) however small
+  // its encoding, so this bounds memory per message: 4 Mi values = 192 MiB at most.
+  size_t max_values = size_t{1} << 22;
 };
 
 // Appends the encoding of `v` to `*out`. Encoding cannot fail.

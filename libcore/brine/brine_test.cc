@@ -90,9 +90,9 @@ TEST(Brine, TuplesOfEveryLengthClass) {
 }
 
 TEST(Brine, FloatsAreBitExact) {
-  for (double d : {0.0, -0.0, 1.5, -1e308, 5e-324, std::numeric_limits<double>::infinity(),
-                   -std::numeric_limits<double>::infinity(),
-                   std::numeric_limits<double>::quiet_NaN()}) {
+  for (double d :
+       {0.0, -0.0, 1.5, -1e308, 5e-324, std::numeric_limits<double>::infinity(),
+        -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()}) {
     ExpectRoundTrip(d);
     ExpectRoundTrip(Complex{d, -d});
   }
@@ -158,10 +158,12 @@ TEST(BrineErrors, UnknownTags) {
 }
 
 TEST(BrineErrors, MalformedPayloads) {
-  EXPECT_EQ(LoadError(Raw({0x08, 0x50})), "brine: str payload must be bytes, found tag 0x50 at "
-                                          "offset 1");
-  EXPECT_EQ(LoadError(Raw({0x19, 0x11, 0x50, 0x50})), "brine: slice needs 3 items, found 2 at "
-                                                      "offset 1");
+  EXPECT_EQ(LoadError(Raw({0x08, 0x50})),
+            "brine: str payload must be bytes, found tag 0x50 at "
+            "offset 1");
+  EXPECT_EQ(LoadError(Raw({0x19, 0x11, 0x50, 0x50})),
+            "brine: slice needs 3 items, found 2 at "
+            "offset 1");
   EXPECT_EQ(LoadError(Raw({0x1a, 0x50})),
             "brine: frozenset payload must be a tuple, found tag 0x50 at offset 1");
   EXPECT_EQ(LoadError(Raw({0x16, 0x02, '1', 'x'})),
@@ -174,9 +176,9 @@ TEST(BrineErrors, MalformedPayloads) {
 }
 
 TEST(BrineErrors, InvalidUtf8) {
-  for (std::string bad : {std::string("\xc0\x80"), std::string("\xed\xa0\x80"),
-                          std::string("\xf4\x90\x80\x80"), std::string("\xe2\x82"),
-                          std::string("\x80"), std::string("\xf8\x88\x80\x80\x80")}) {
+  for (std::string bad :
+       {std::string("\xc0\x80"), std::string("\xed\xa0\x80"), std::string("\xf4\x90\x80\x80"),
+        std::string("\xe2\x82"), std::string("\x80"), std::string("\xf8\x88\x80\x80\x80")}) {
     std::string enc = Raw({0x08});
     Encode(MakeBytes(bad), &enc);
     EXPECT_EQ(LoadError(enc), "brine: invalid UTF-8 in str at offset 0");
@@ -195,6 +197,16 @@ TEST(BrineErrors, NestingLimit) {
   for (int i = 0; i < 200; ++i) fs += Raw({0x1a, 0x10});
   fs.push_back(0x50);
   EXPECT_EQ(LoadError(fs).substr(0, 28), "brine: nesting deeper than 2");
+}
+
+TEST(BrineErrors, ValueCountLimit) {
+  // A flat tuple of 1000 immediate ints is 1001 values: refused under a limit of 1000 at the
+  // offset of the value past the limit, accepted at 1001.
+  std::vector<Value> items(1000, Value(1));
+  std::string enc = Dump(MakeTuple(items));
+  EXPECT_EQ(LoadError(enc, DecodeLimits{.max_values = 1000}),
+            "brine: more than 1000 values at offset " + std::to_string(enc.size() - 1));
+  EXPECT_TRUE(Load(enc, DecodeLimits{.max_values = 1001}).has_value());
 }
 
 TEST(BrineErrors, HugeCountsAllocateNothing) {

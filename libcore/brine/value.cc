@@ -79,8 +79,10 @@ struct EqVisitor {
       return a.utf8 == b.utf8;
     } else if constexpr (std::is_same_v<T, Tuple> || std::is_same_v<T, Slice>) {
       const auto& ia = [](const T& t) -> const std::vector<Value>& {
-        if constexpr (std::is_same_v<T, Tuple>) return t.items;
-        else return t.parts;
+        if constexpr (std::is_same_v<T, Tuple>)
+          return t.items;
+        else
+          return t.parts;
       };
       return ia(a) == ia(b);
     } else if constexpr (std::is_same_v<T, FrozenSet>) {

@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """Writes the fuzzers' seed corpora from the golden vectors of PROTOCOL.md, produced by the real
-rpyc library (Debian's 5.3.0): brine values and message payloads for brine_fuzz and
-message_fuzz, frame streams for frame_fuzz.
+rpyc library (Debian's 5.3.0): brine values for brine_fuzz, message payloads of both
+generations for message_fuzz (and brine_fuzz), frame streams for frame_fuzz.
 
-Run from anywhere with /usr/bin/python3; it rewrites libcore/{brine,channel}/fuzz_seeds/.
+Run from anywhere with /usr/bin/python3; it rewrites libcore/{brine,channel,protocol}/fuzz_seeds/.
 """
 
 import hashlib
@@ -75,6 +75,7 @@ def write(directory, blobs):
 def main():
     write(ROOT / 'libcore/brine/fuzz_seeds', [brine.dump(v) for v in VALUES] + message_payloads())
     msgs = message_payloads()
+    write(ROOT / 'libcore/protocol/fuzz_seeds', msgs)
     text = b'the quick brown fox jumps over the lazy dog ' * 100
     z = zlib.compress(b'hello', 9)
     streams = [frames([m]) for m in msgs]

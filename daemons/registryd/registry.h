@@ -1,0 +1,90 @@
+#pragma once
+
+// The registry's state, and nothing else: services (upper-case names) x servers (host, port),
+// each with the time of its last REGISTER. No I/O, no clock: callers pass `now` in seconds on a
+// monotonic clock, so tests drive time by hand.
+//
+// Semantics follow the reference (PROTOCOL.md §10): names are kept in first-registration order;
+// a service's servers are returned oldest registration first; a service left without servers
+// disappears. Unlike the reference, the number of (service, server) entries is capped: past the
+// cap, new entries are refused (refreshing an existing entry always works).
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace registryd {
+
+inline constexpr size_t kDefaultMaxEntries = 65536;
+
+struct Server {
+  std::string host;
+  std::string port;  // the brine encoding of the port value, as the server sent it
+};
+
+class Registry {
+ public:
+  Registry(size_t max_entries, double timeout_seconds)
+      : max_entries_(max_entries), timeout_(timeout_seconds) {}
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  enum class AddResult { kAdded, kRefreshed, kRefused };
+  // `name` must already be upper-cased.
+  AddResult Register(const std::string& name, const Server& server, double now);
+  // Removes `server` from every service; returns how many entries went.
+  size_t Unregister(const Server& server);
+  // The live servers of `name`, oldest first; drops this name's stale entries (and counts them
+  // in *pruned when given), like the reference's QUERY.
+  std::vector<Server> Query(const std::string& name, double now, size_t* pruned = nullptr);
+  // Every name in first-registration order, or only those with a server on `filter_host`.
+  std::vector<std::string> List(std::optional<std::string_view> filter_host) const;
+  // Drops every entry older than the timeout; returns how many went.
+  size_t Prune(double now);
+
+  size_t services() const { return by_name_.size(); }
+  size_t entries() const { return entries_; }
+  size_t max_entries() const { return max_entries_; }
+  double timeout() const { return timeout_; }
+  void set_timeout(double seconds) { timeout_ = seconds; }
+
+ private:
+  // Memory matters (the cap is reached under a flood): an entry is one list node plus one small
+  // hash-index node; the index is keyed by a hash of (service, host, port) only, and lookups
+  // compare the entry itself.
+  struct Service;
+  struct Entry {
+    Server server;
+    double stamp;
+    Service* service;
+  };
+  struct Service {
+    std::string name;
+    std::list<Entry> servers;  // ordered by stamp, oldest first
+  };
+  using EntryIt = std::list<Entry>::iterator;
+  using ServiceIt = std::list<Service>::iterator;
+
+  static uint64_t Hash(std::string_view name, const Server& s);
+  std::optional<EntryIt> Find(Service& svc, const Server& server, uint64_t hash) const;
+  void EraseEntry(Service& svc, EntryIt e, uint64_t hash);
+  // Drops stale entries at the front of the service's list; erases the service when it
+  // empties (then *erased). Returns the number dropped.
+  size_t PruneService(ServiceIt it, double now, bool* erased);
+  void EraseService(ServiceIt it);
+
+  size_t max_entries_;
+  double timeout_;
+  size_t entries_ = 0;
+  std::list<Service> services_;  // first-registration order
+  // Keys view Service::name (list nodes never move).
+  std::unordered_map<std::string_view, ServiceIt> by_name_;
+  std::unordered_multimap<uint64_t, EntryIt> index_;
+};
+
+}  // namespace registryd

@@ -1,0 +1,80 @@
+#include "daemons/registryd/registryd.h"
+
+#include <cstdio>
+#include <fstream>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace registryd {
+namespace {
+
+core::config::CliOutcome Parse(std::vector<std::string> args, Options* o) {
+  args.insert(args.begin(), "rpyc-registryd");
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  return ParseOptions(static_cast<int>(argv.size()), argv.data(), o);
+}
+
+TEST(RegistrydOptions, ReferenceDefaults) {
+  Options o;
+  ASSERT_FALSE(Parse({}, &o).exit);
+  EXPECT_EQ(o.mode, "UDP");
+  EXPECT_EQ(o.port, 18811);
+  EXPECT_EQ(o.timeout, 240);
+  EXPECT_FALSE(o.listing);
+  EXPECT_FALSE(o.quiet);
+  EXPECT_EQ(o.host, "0.0.0.0");
+  EXPECT_EQ(o.max_entries, 65536);
+}
+
+TEST(RegistrydOptions, ReferenceSwitches) {
+  Options o;
+  auto out =
+      Parse({"-m", "tcp", "-p", "1234", "-t", "2", "-l", "-q", "-f", "/tmp/x.log", "-6"}, &o);
+  ASSERT_FALSE(out.exit) << out.message;
+  EXPECT_EQ(o.mode, "TCP");
+  EXPECT_EQ(o.port, 1234);
+  EXPECT_EQ(o.timeout, 2);
+  EXPECT_TRUE(o.listing);
+  EXPECT_TRUE(o.quiet);
+  EXPECT_EQ(o.logfile, "/tmp/x.log");
+  EXPECT_TRUE(o.ipv6);
+  ASSERT_FALSE(Parse({"--mode=Both", "--listing=no", "--logfile", "y"}, &o).exit);
+  EXPECT_EQ(o.mode, "both");
+  EXPECT_FALSE(o.listing);
+  EXPECT_EQ(o.logfile, "y");
+}
+
+TEST(RegistrydOptions, EveryTomlKeyLoads) {
+  const std::string path = ::testing::TempDir() + "/registryd_test.toml";
+  std::ofstream(path) << "mode = 'both'\nport = 1\nhost = '::'\nipv6 = true\ntimeout = 3\n"
+                         "listing = true\nlogfile = '/tmp/r.log'\nquiet = true\nlog = 'stderr'\n"
+                         "max-entries = 10\nmax-connections = 2\nconnection-timeout-ms = 100\n";
+  Options o;
+  auto out = Parse({"-c", path}, &o);
+  ASSERT_FALSE(out.exit) << out.message;
+  EXPECT_EQ(o.mode, "both");
+  EXPECT_EQ(o.max_entries, 10);
+  EXPECT_EQ(o.max_connections, 2);
+  EXPECT_EQ(o.connection_timeout_ms, 100);
+  EXPECT_EQ(o.log, "stderr");
+  std::remove(path.c_str());
+}
+
+TEST(RegistrydOptions, ErrorsExitWithSysexits) {
+  Options o;
+  EXPECT_EQ(Parse({"-q", "1"}, &o).exit_code, 64);  // -q takes no value (unlike the reference)
+  EXPECT_EQ(Parse({"-t", "0"}, &o).exit_code, 64);
+  EXPECT_EQ(Parse({"-m", "sctp"}, &o).exit_code, 64);
+  const std::string path = ::testing::TempDir() + "/registryd_bad.toml";
+  std::ofstream(path) << "timeout = 0\n";
+  auto out = Parse({"-c", path}, &o);
+  EXPECT_EQ(out.exit_code, 78);
+  EXPECT_EQ(out.message, "rpyc-registryd: " + path + ":1: key 'timeout': 0 is out of range 1.." +
+                             std::to_string(86400 * 365));
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace registryd

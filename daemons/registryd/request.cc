@@ -1,0 +1,356 @@
+#include "daemons/registryd/request.h"
+
+#include "libcore/brine/brine.h"
+
+namespace registryd {
+namespace {
+
+using core::Error;
+using core::Fail;
+using core::brine::Value;
+namespace brine = core::brine;
+
+core::Result<Request> Bad(std::string what) { return Fail(Error::Protocol(std::move(what))); }
+
+// Python iterates a str as its characters (code points).
+std::vector<std::string> Utf8Chars(const std::string& s) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t n = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+    out.push_back(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
+// The argument list as Python's `*args` would spread it (a tuple, or a str's characters).
+std::optional<std::vector<Value>> SpreadArgs(const Value& args) {
+  if (const auto* t = args.get_if<brine::Tuple>()) return t->items;
+  if (const auto* s = args.get_if<brine::Str>()) {
+    std::vector<Value> out;
+    for (auto& c : Utf8Chars(s->utf8)) out.push_back(brine::Str{std::move(c)});
+    return out;
+  }
+  return std::nullopt;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+core::Status ParsePort(const Value& port, Request* r) {
+  if (const auto* i = port.get_if<brine::Int>()) {
+    r->port_text = i->ToDecimal();
+  } else if (const auto* s = port.get_if<brine::Str>()) {
+    r->port_text = s->utf8;
+  } else {
+    return Fail(Error::Protocol("port must be an int or a str, got " + port.Repr()));
+  }
+  r->port = brine::Dump(port);
+  if (r->port.size() > kMaxPortBytes) {
+    return Fail(Error::Protocol("port of " + std::to_string(r->port.size()) +
+                                " bytes is longer than " + std::to_string(kMaxPortBytes)));
+  }
+  return {};
+}
+
+size_t StrSize(size_t n) {
+  if (n == 0) return 2;      // 08 01
+  if (n <= 4) return 2 + n;  // 08 0a..0d
+  if (n <= 255) return 3 + n;
+  return 6 + n;
+}
+
+size_t TupleHeaderSize(size_t count) { return count <= 4 ? 1 : count <= 255 ? 2 : 5; }
+
+void AppendTupleHeader(size_t count, std::string* out) {
+  if (count == 0) {
+    out->push_back(static_cast<char>(brine::kTagEmptyTuple));
+  } else if (count <= 4) {
+    out->push_back(static_cast<char>(brine::kTagTuple1 + count - 1));
+  } else if (count <= 255) {
+    out->push_back(static_cast<char>(brine::kTagTupleShort));
+    out->push_back(static_cast<char>(count));
+  } else {
+    out->push_back(static_cast<char>(brine::kTagTupleLong));
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      out->push_back(static_cast<char>((count >> shift) & 0xff));
+    }
+  }
+}
+
+void AppendStr(const std::string& s, std::string* out) { brine::Encode(brine::Str{s}, out); }
+
+std::string QuoteList(const std::vector<std::string>& names) {
+  std::string out = "(";
+  for (size_t i = 0; i < names.size(); ++i) {
+    out += (i ? ", '" : "'") + names[i] + "'";
+  }
+  return out + (names.size() == 1 ? ",)" : ")");
+}
+
+const std::string kOk = brine::Dump(brine::Str{"OK"});
+const std::string kNone = brine::Dump(brine::NoneType{});
+
+}  // namespace
+
+std::string Upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  }
+  return out;
+}
+
+core::Result<Request> ParseRequest(std::string_view data) {
+  auto value = brine::Load(data, brine::DecodeLimits{16});
+  if (!value) return Bad("undecodable request (" + value.error().message() + ")");
+  const auto* top = value->get_if<brine::Tuple>();
+  if (top == nullptr || top->items.size() != 3) return Bad("request is not a 3-tuple");
+  const auto* magic = top->items[0].get_if<brine::Str>();
+  if (magic == nullptr || magic->utf8 != "RPYC") {
+    return Bad("invalid magic: " + top->items[0].Repr());
+  }
+  const auto* cmd = top->items[1].get_if<brine::Str>();
+  if (cmd == nullptr) return Bad("command is not a str: " + top->items[1].Repr());
+  auto args = SpreadArgs(top->items[2]);
+  if (!args) return Bad("arguments are not a tuple: " + top->items[2].Repr());
+
+  Request r;
+  const std::string name = Lower(cmd->utf8);
+  size_t arity = 1;
+  if (name == "query") {
+    r.command = Command::kQuery;
+  } else if (name == "register") {
+    r.command = Command::kRegister;
+    arity = 2;
+  } else if (name == "unregister") {
+    r.command = Command::kUnregister;
+  } else if (name == "list") {
+    r.command = Command::kList;
+  } else {
+    return Bad("unknown command: " + top->items[1].Repr());
+  }
+  if (args->size() != arity) {
+    return Bad(name + " takes " + std::to_string(arity) + " argument(s), got " +
+               std::to_string(args->size()));
+  }
+  const Value& a0 = (*args)[0];
+  switch (r.command) {
+    case Command::kQuery:
+      if (const auto* s = a0.get_if<brine::Str>()) {
+        r.names.push_back(s->utf8);
+      } else if (const auto* b = a0.get_if<brine::Bytes>()) {
+        r.names.push_back(b->data);
+        r.name_is_bytes = true;
+      } else {
+        return Bad("query name is not a str: " + a0.Repr());
+      }
+      break;
+    case Command::kRegister: {
+      std::vector<Value> names;
+      if (const auto* s = a0.get_if<brine::Str>()) {
+        for (auto& c : Utf8Chars(s->utf8)) names.push_back(brine::Str{std::move(c)});
+      } else if (const auto* t = a0.get_if<brine::Tuple>()) {
+        names = t->items;
+      } else if (const auto* f = a0.get_if<brine::FrozenSet>()) {
+        names = f->items;
+      } else {
+        return Bad("register names are not a tuple of str: " + a0.Repr());
+      }
+      for (const Value& v : names) {
+        const auto* s = v.get_if<brine::Str>();
+        if (s == nullptr) return Bad("register name is not a str: " + v.Repr());
+        if (s->utf8.size() > kMaxNameBytes) {
+          return Bad("service name of " + std::to_string(s->utf8.size()) +
+                     " bytes is longer than " + std::to_string(kMaxNameBytes));
+        }
+        r.names.push_back(s->utf8);
+      }
+      if (auto st = ParsePort((*args)[1], &r); !st) return Fail(st.error());
+      break;
+    }
+    case Command::kUnregister:
+      if (auto st = ParsePort(a0, &r); !st) return Fail(st.error());
+      break;
+    case Command::kList:
+      r.list_arg = a0;
+      break;
+  }
+  return r;
+}
+
+std::string EncodeServers(const std::vector<Server>& servers, size_t max_bytes, size_t* dropped) {
+  // Keep the newest servers that fit: walk back from the end.
+  size_t keep = 0;
+  size_t body = 0;
+  for (size_t i = servers.size(); i-- > 0;) {
+    const size_t item = 1 + StrSize(servers[i].host.size()) + servers[i].port.size();
+    if (TupleHeaderSize(keep + 1) + body + item > max_bytes) break;
+    body += item;
+    ++keep;
+  }
+  *dropped = servers.size() - keep;
+  std::string out;
+  out.reserve(TupleHeaderSize(keep) + body);
+  AppendTupleHeader(keep, &out);
+  for (size_t i = servers.size() - keep; i < servers.size(); ++i) {
+    out.push_back(static_cast<char>(brine::kTagTuple1 + 1));
+    AppendStr(servers[i].host, &out);
+    out += servers[i].port;
+  }
+  return out;
+}
+
+std::string EncodeNames(const std::vector<std::string>& names, size_t max_bytes, size_t* dropped) {
+  size_t keep = 0;
+  size_t body = 0;
+  for (const auto& n : names) {
+    const size_t item = StrSize(n.size());
+    if (TupleHeaderSize(keep + 1) + body + item > max_bytes) break;
+    body += item;
+    ++keep;
+  }
+  *dropped = names.size() - keep;
+  std::string out;
+  AppendTupleHeader(keep, &out);
+  for (size_t i = 0; i < keep; ++i) AppendStr(names[i], &out);
+  return out;
+}
+
+void Handler::WarnPeer(const std::string& peer, const std::string& what, double now) {
+  if (!warn_limit_.Allow(now)) return;
+  log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer}}, "bad request from {}: {}", peer, what);
+  if (const uint64_t n = warn_limit_.TakeSuppressed()) {
+    log_.Warn("{} more bad-request warning(s) were suppressed", n);
+  }
+}
+
+std::optional<std::string> Handler::Handle(std::string_view data, const std::string& host,
+                                           const std::string& peer, double now) {
+  auto request = ParseRequest(data);
+  if (!request) {
+    WarnPeer(peer, request.error().message(), now);
+    return std::nullopt;
+  }
+  switch (request->command) {
+    case Command::kQuery:
+      return Query(*request, peer, now);
+    case Command::kRegister:
+      return Register(*request, host, peer, now);
+    case Command::kUnregister: {
+      const size_t n = registry_.Unregister(Server{host, request->port});
+      log_.Log(core::log::Level::debug, {{"RPYC_PEER", peer}, {"RPYC_COMMAND", "UNREGISTER"}},
+               "unregistering {}:{} ({} entries)", host, request->port_text, n);
+      return kOk;
+    }
+    case Command::kList:
+      return List(*request, peer, now);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> Handler::Query(const Request& r, const std::string& peer, double now) {
+  const std::string name = Upper(r.names[0]);
+  const bool debug = log_.enabled(core::log::Level::debug);
+  if (debug) {
+    log_.Log(core::log::Level::debug, {{"RPYC_PEER", peer}, {"RPYC_SERVICE", name}},
+             "querying for '{}'", name);
+  }
+  size_t pruned = 0;
+  std::vector<Server> servers;
+  if (!r.name_is_bytes) servers = registry_.Query(name, now, &pruned);
+  if (pruned > 0 && debug) log_.Debug("discarding {} stale server(s) of {}", pruned, name);
+  size_t dropped = 0;
+  std::string reply = EncodeServers(servers, limits_.query, &dropped);
+  if (dropped > 0) {
+    log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer}, {"RPYC_SERVICE", name}},
+             "reply to {} truncated to {} bytes: {} of {} servers of {} left out (oldest first)",
+             peer, limits_.query, dropped, servers.size(), name);
+  }
+  if (debug) {
+    if (servers.empty()) {
+      log_.Debug("no such service");
+    } else {
+      std::string text = "[";
+      for (size_t i = dropped; i < servers.size(); ++i) {
+        text += (i > dropped ? ", ('" : "('") + servers[i].host + "', ";
+        auto port = core::brine::Load(servers[i].port);
+        text += (port ? port->Repr() : "?") + ")";
+      }
+      log_.Debug("replying with {}]", text);
+    }
+  }
+  return reply;
+}
+
+std::optional<std::string> Handler::Register(const Request& r, const std::string& host,
+                                             const std::string& peer, double now) {
+  std::string joined;
+  for (const auto& n : r.names) joined += (joined.empty() ? "" : ", ") + n;
+  log_.Log(core::log::Level::debug,
+           {{"RPYC_PEER", peer}, {"RPYC_SERVICE", joined}, {"RPYC_COMMAND", "REGISTER"}},
+           "registering {}:{} as {}", host, r.port_text, joined);
+  size_t refused = 0;
+  for (const auto& n : r.names) {
+    if (registry_.Register(Upper(n), Server{host, r.port}, now) == Registry::AddResult::kRefused) {
+      ++refused;
+    }
+  }
+  if (refused == 0) return kOk;
+  if (full_limit_.Allow(now)) {
+    log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer}, {"RPYC_SERVICE", joined}},
+             "registry full ({} entries): refused {} new entr{} from {} (and {} more since the "
+             "last warning); no reply sent",
+             registry_.max_entries(), refused, refused == 1 ? "y" : "ies", peer,
+             full_limit_.TakeSuppressed());
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> Handler::List(const Request& r, const std::string& peer, double now) {
+  log_.Debug("querying for services list:");
+  if (!listing_) {
+    log_.Debug("listing is disabled");
+    return kNone;
+  }
+  // The reference evaluates filter_host[0]: a tuple's first item or a str's first character.
+  std::optional<Value> first;
+  if (const auto* t = r.list_arg.get_if<core::brine::Tuple>()) {
+    if (!t->items.empty()) first = t->items[0];
+  } else if (const auto* s = r.list_arg.get_if<core::brine::Str>()) {
+    if (!s->utf8.empty()) first = core::brine::Str{Utf8Chars(s->utf8)[0]};
+  }
+  if (!first) {
+    WarnPeer(peer, "list argument is not a non-empty tuple: " + r.list_arg.Repr(), now);
+    return std::nullopt;
+  }
+  // Unlike the reference, LIST never shows servers past the timeout.
+  registry_.Prune(now);
+  std::vector<std::string> names;
+  const auto* host = first->get_if<core::brine::Str>();
+  const bool falsy = first->is<core::brine::NoneType>() || (host != nullptr && host->utf8.empty());
+  if (falsy) {
+    names = registry_.List(std::nullopt);
+  } else if (host != nullptr) {
+    names = registry_.List(host->utf8);
+  }  // any other truthy filter matches no host, as in the reference
+  size_t dropped = 0;
+  std::string reply = EncodeNames(names, limits_.list, &dropped);
+  if (dropped > 0) {
+    log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer}},
+             "reply to {} truncated to {} bytes: {} of {} service names left out", peer,
+             limits_.list, dropped, names.size());
+  }
+  if (log_.enabled(core::log::Level::debug)) {
+    log_.Debug("replying with {}", QuoteList(names));
+  }
+  return reply;
+}
+
+}  // namespace registryd

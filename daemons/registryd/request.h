@@ -1,0 +1,91 @@
+#pragma once
+
+// Registry requests (PROTOCOL.md §10): parsing the brine ('RPYC', CMD, ARGS) tuple, running it
+// against a Registry, and encoding the reply within the size the reference clients read.
+//
+// Reply size limits: the clients read 1500 bytes (15,000 for a UDP LIST). A reply that would be
+// larger is truncated to a shorter *valid* tuple instead of being cut mid-value:
+//   QUERY keeps the most recently registered servers that fit (still sent oldest first),
+//   LIST keeps the first names (first-registration order) that fit;
+// each truncation is logged as a warning.
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemons/registryd/registry.h"
+#include "libcore/base/result.h"
+#include "libcore/brine/value.h"
+#include "libcore/log/log.h"
+
+namespace registryd {
+
+inline constexpr size_t kMaxRequestBytes = 1500;  // what the reference reads per request
+inline constexpr size_t kMaxReplyBytes = 1500;
+inline constexpr size_t kMaxUdpListReplyBytes = 15000;
+inline constexpr size_t kMaxNameBytes = 255;  // longer service names are refused
+inline constexpr size_t kMaxPortBytes = 128;  // brine size of a port (an int or a socket path)
+
+enum class Command { kQuery, kRegister, kUnregister, kList };
+
+struct Request {
+  Command command = Command::kQuery;
+  std::vector<std::string> names;  // QUERY: the one name; REGISTER: the aliases, as sent
+  bool name_is_bytes = false;      // QUERY of a bytes name: matches nothing, like the reference
+  std::string port;                // REGISTER/UNREGISTER: brine encoding of the port
+  std::string port_text;           // str(port), for logs
+  core::brine::Value list_arg;     // LIST: the filter_host argument, looked at only if listing
+};
+
+// Errors are Protocol errors whose message says what was wrong, for the warning log line.
+core::Result<Request> ParseRequest(std::string_view data);
+
+// ASCII upper-casing (the reference uses str.upper(); non-ASCII letters are kept as they are).
+std::string Upper(std::string_view s);
+
+struct ReplyLimits {
+  size_t query = kMaxReplyBytes;
+  size_t list = kMaxReplyBytes;
+};
+
+// Runs requests for one transport ("REGSRV/UDP/18811", "REGSRV/TCP/18811") against the shared
+// registry, logging like the reference plus structured fields.
+class Handler {
+ public:
+  // `registry` must outlive the handler.
+  Handler(Registry& registry, bool listing, ReplyLimits limits, core::log::Logger log)
+      : registry_(registry), listing_(listing), limits_(limits), log_(std::move(log)) {}
+
+  // The reply bytes, or nullopt when nothing must be sent (bad request: one warning naming the
+  // peer; registration refused because the registry is full).
+  std::optional<std::string> Handle(std::string_view data, const std::string& host,
+                                    const std::string& peer, double now);
+
+  void set_listing(bool on) { listing_ = on; }
+  const core::log::Logger& log() const { return log_; }
+
+  // Logs a warning about `peer` (rate-limited: a flood of garbage does not flood the log).
+  void WarnPeer(const std::string& peer, const std::string& what, double now);
+
+ private:
+  std::optional<std::string> Query(const Request& r, const std::string& peer, double now);
+  std::optional<std::string> Register(const Request& r, const std::string& host,
+                                      const std::string& peer, double now);
+  std::optional<std::string> List(const Request& r, const std::string& peer, double now);
+
+  Registry& registry_;
+  bool listing_;
+  ReplyLimits limits_;
+  core::log::Logger log_;
+  core::log::RateLimit warn_limit_{20, 10.0};
+  core::log::RateLimit full_limit_{1, 10.0};
+};
+
+// Encoders, exposed for tests: a reply tuple truncated to at most `max_bytes`.
+// *dropped gets the number of items left out.
+std::string EncodeServers(const std::vector<Server>& servers, size_t max_bytes, size_t* dropped);
+std::string EncodeNames(const std::vector<std::string>& names, size_t max_bytes, size_t* dropped);
+
+}  // namespace registryd

@@ -1,0 +1,214 @@
+#include "daemons/registryd/request.h"
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "libcore/brine/brine.h"
+
+namespace registryd {
+namespace {
+
+namespace brine = core::brine;
+using brine::MakeStr;
+using brine::MakeTuple;
+using brine::Value;
+
+std::string Hex(std::string_view hex) {
+  std::string out;
+  std::istringstream in{std::string(hex)};
+  std::string byte;
+  while (in >> byte) out.push_back(static_cast<char>(std::stoi(byte, nullptr, 16)));
+  return out;
+}
+
+std::string Req(const std::string& cmd, Value args) {
+  return brine::Dump(MakeTuple({MakeStr("RPYC"), MakeStr(cmd), std::move(args)}));
+}
+
+// PROTOCOL.md §10 golden requests.
+const char* kQuerySlave = "12 08 0d 52 50 59 43 08 0e 05 51 55 45 52 59 10 08 0e 05 53 4c 41 56 45";
+const char* kRegisterSlave =
+    "12 08 0d 52 50 59 43 08 0e 08 52 45 47 49 53 54 45 52 11 10 08 0e 05 53 4c 41 56 45 16 05 31 "
+    "38 38 31 32";
+const char* kUnregister =
+    "12 08 0d 52 50 59 43 08 0e 0a 55 4e 52 45 47 49 53 54 45 52 10 16 05 31 38 38 31 32";
+const char* kListNone = "12 08 0d 52 50 59 43 08 0d 4c 49 53 54 10 10 00";
+
+TEST(ParseRequest, GoldenRequests) {
+  auto q = ParseRequest(Hex(kQuerySlave));
+  ASSERT_TRUE(q) << q.error().message();
+  EXPECT_EQ(q->command, Command::kQuery);
+  EXPECT_EQ(q->names, std::vector<std::string>{"SLAVE"});
+  auto r = ParseRequest(Hex(kRegisterSlave));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->command, Command::kRegister);
+  EXPECT_EQ(r->port, Hex("16 05 31 38 38 31 32"));
+  EXPECT_EQ(r->port_text, "18812");
+  auto u = ParseRequest(Hex(kUnregister));
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->command, Command::kUnregister);
+  auto l = ParseRequest(Hex(kListNone));
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->command, Command::kList);
+}
+
+TEST(ParseRequest, CommandIsCaseInsensitiveAndStrNamesSpread) {
+  auto q = ParseRequest(Req("qUeRy", MakeTuple({MakeStr("x")})));
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->command, Command::kQuery);
+  // REGISTER iterates names: a bare str registers its characters.
+  auto r = ParseRequest(Req("register", MakeTuple({MakeStr("ab"), Value(5)})));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->names, (std::vector<std::string>{"a", "b"}));
+}
+
+struct BadCase {
+  std::string bytes;
+  const char* message_part;
+};
+
+TEST(ParseRequest, EveryRejection) {
+  const BadCase cases[] = {
+      {"", "undecodable"},
+      {"\xff\x01", "undecodable"},
+      {Hex(kQuerySlave).substr(0, 10), "undecodable"},
+      {brine::Dump(MakeStr("RPYC")), "not a 3-tuple"},
+      {brine::Dump(MakeTuple({MakeStr("RPYC"), MakeStr("QUERY")})), "not a 3-tuple"},
+      {brine::Dump(MakeTuple({brine::MakeBytes("RPYC"), MakeStr("QUERY"), MakeTuple({})})),
+       "invalid magic: b'RPYC'"},
+      {brine::Dump(MakeTuple({MakeStr("RPYX"), MakeStr("QUERY"), MakeTuple({})})), "invalid magic"},
+      {Req("FETCH", MakeTuple({})), "unknown command: 'FETCH'"},
+      {brine::Dump(MakeTuple({MakeStr("RPYC"), Value(1), MakeTuple({})})), "command is not a str"},
+      {Req("QUERY", MakeTuple({})), "query takes 1 argument(s), got 0"},
+      {Req("QUERY", MakeTuple({MakeStr("a"), MakeStr("b")})), "takes 1"},
+      {Req("QUERY", Value(5)), "arguments are not a tuple"},
+      {Req("QUERY", MakeTuple({Value(5)})), "query name is not a str"},
+      {Req("REGISTER", MakeTuple({MakeTuple({MakeStr("A")})})), "takes 2"},
+      {Req("REGISTER", MakeTuple({MakeTuple({Value(1)}), Value(1)})), "name is not a str"},
+      {Req("REGISTER", MakeTuple({Value(1), Value(1)})), "names are not a tuple"},
+      {Req("REGISTER", MakeTuple({MakeTuple({MakeStr("A")}), Value(1.5)})), "port must be"},
+      {Req("REGISTER", MakeTuple({MakeTuple({MakeStr(std::string(256, 'x'))}), Value(1)})),
+       "longer than 255"},
+      {Req("UNREGISTER", MakeTuple({})), "takes 1"},
+      {Req("LIST", MakeTuple({})), "takes 1"},
+      {Req("QUERY", MakeTuple({MakeStr("x")})) + std::string(1, '\0'), "trailing"},
+  };
+  for (const auto& c : cases) {
+    auto r = ParseRequest(c.bytes);
+    ASSERT_FALSE(r) << c.message_part;
+    EXPECT_NE(r.error().message().find(c.message_part), std::string::npos) << r.error().message();
+  }
+}
+
+TEST(Encode, GoldenReplyAndTruncation) {
+  size_t dropped = 0;
+  const std::string port = brine::Dump(Value(18812));
+  EXPECT_EQ(EncodeServers({Server{"127.0.0.1", port}}, 1500, &dropped),
+            Hex("10 11 08 0e 09 31 32 37 2e 30 2e 30 2e 31 16 05 31 38 38 31 32"));
+  EXPECT_EQ(EncodeServers({}, 1500, &dropped), Hex("02"));
+  std::vector<Server> many;
+  for (int i = 0; i < 200; ++i) many.push_back(Server{"10.0.0." + std::to_string(i), port});
+  const std::string reply = EncodeServers(many, 1500, &dropped);
+  EXPECT_LE(reply.size(), 1500u);
+  EXPECT_GT(dropped, 0u);
+  auto v = brine::Load(reply);
+  ASSERT_TRUE(v) << v.error().message();  // still a valid tuple
+  const auto& items = v->as<brine::Tuple>().items;
+  EXPECT_EQ(items.size(), 200 - dropped);
+  // The newest servers are kept, and still sent oldest first.
+  EXPECT_EQ(items.back().as<brine::Tuple>().items[0], MakeStr("10.0.0.199"));
+  std::vector<std::string> names(2000, "SERVICE");
+  const std::string list = EncodeNames(names, 15000, &dropped);
+  EXPECT_LE(list.size(), 15000u);
+  ASSERT_TRUE(brine::Load(list));
+  EXPECT_EQ(brine::Load(list)->as<brine::Tuple>().items.size(), 2000 - dropped);
+}
+
+class HandlerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = ::testing::TempDir() + "/handler_test.log";
+    std::remove(path_.c_str());
+    core::log::Options o;
+    o.file = path_;
+    o.target = core::log::Target::kStderr;
+    logging_ = std::move(*core::log::Logging::Create(o));
+  }
+  void TearDown() override { std::remove(path_.c_str()); }
+  std::string LogText() {
+    std::ifstream in(path_);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  Handler Make(bool listing) {
+    return Handler(registry_, listing, ReplyLimits{}, logging_->Get("REGSRV/UDP/18811"));
+  }
+  Registry registry_{100, 240};
+  std::string path_;
+  std::unique_ptr<core::log::Logging> logging_;
+};
+
+TEST_F(HandlerTest, RegisterQueryUnregisterLikeTheReference) {
+  Handler h = Make(false);
+  EXPECT_EQ(*h.Handle(Hex(kRegisterSlave), "127.0.0.1", "127.0.0.1:4000", 0), Hex("08 0b 4f 4b"));
+  EXPECT_EQ(*h.Handle(Hex(kQuerySlave), "127.0.0.1", "127.0.0.1:4001", 1),
+            Hex("10 11 08 0e 09 31 32 37 2e 30 2e 30 2e 31 16 05 31 38 38 31 32"));
+  // Names are upper-cased on both sides.
+  EXPECT_EQ(*h.Handle(Req("query", MakeTuple({MakeStr("slave")})), "h", "p", 1),
+            h.Handle(Hex(kQuerySlave), "h", "p", 1));
+  // UNREGISTER from another host removes nothing.
+  EXPECT_EQ(*h.Handle(Hex(kUnregister), "127.0.0.2", "127.0.0.2:1", 2), Hex("08 0b 4f 4b"));
+  EXPECT_EQ(registry_.entries(), 1u);
+  EXPECT_EQ(*h.Handle(Hex(kUnregister), "127.0.0.1", "127.0.0.1:1", 2), Hex("08 0b 4f 4b"));
+  EXPECT_EQ(*h.Handle(Hex(kQuerySlave), "h", "p", 3), Hex("02"));
+  EXPECT_NE(LogText().find("DEBUG:REGSRV/UDP/18811:registering 127.0.0.1:18812 as SLAVE"),
+            std::string::npos)
+      << LogText();
+  EXPECT_NE(LogText().find("replying with [('127.0.0.1', 18812)]"), std::string::npos);
+}
+
+TEST_F(HandlerTest, ListOffOnAndFiltered) {
+  Handler off = Make(false);
+  EXPECT_EQ(*off.Handle(Hex(kListNone), "h", "p", 0), Hex("00"));
+  // Disabled listing answers None before looking at the argument, as the reference does.
+  EXPECT_EQ(*off.Handle(Req("LIST", MakeTuple({Value(5)})), "h", "p", 0), Hex("00"));
+  Handler on = Make(true);
+  on.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("b"), MakeStr("a")}), Value(1)})),
+            "10.0.0.1", "p", 0);
+  on.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("c")}), Value(1)})), "10.0.0.2", "p", 0);
+  auto all = brine::Load(*on.Handle(Hex(kListNone), "h", "p", 0));
+  EXPECT_EQ(*all, MakeTuple({MakeStr("B"), MakeStr("A"), MakeStr("C")}));
+  auto empty_filter = on.Handle(Req("LIST", MakeTuple({MakeTuple({MakeStr("")})})), "h", "p", 0);
+  EXPECT_EQ(*brine::Load(*empty_filter), *all);
+  auto filtered =
+      on.Handle(Req("LIST", MakeTuple({MakeTuple({MakeStr("10.0.0.2")})})), "h", "p", 0);
+  EXPECT_EQ(*brine::Load(*filtered), MakeTuple({MakeStr("C")}));
+  EXPECT_FALSE(on.Handle(Req("LIST", MakeTuple({Value(5)})), "h", "p", 0));
+}
+
+TEST_F(HandlerTest, BadInputNoReplyOneWarningNamingThePeer) {
+  Handler h = Make(false);
+  EXPECT_FALSE(h.Handle("garbage", "10.9.8.7", "10.9.8.7:555", 0));
+  EXPECT_EQ(registry_.entries(), 0u);
+  const std::string text = LogText();
+  EXPECT_NE(text.find("WARNING:REGSRV/UDP/18811:bad request from 10.9.8.7:555: undecodable"),
+            std::string::npos)
+      << text;
+}
+
+TEST_F(HandlerTest, FullRegistryRefusesWithoutReply) {
+  Registry small(1, 240);
+  Handler h(small, false, ReplyLimits{}, logging_->Get("T"));
+  EXPECT_TRUE(
+      h.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("a")}), Value(1)})), "h", "p", 0));
+  EXPECT_FALSE(
+      h.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("b")}), Value(1)})), "h", "p", 0));
+  EXPECT_NE(LogText().find("registry full (1 entries)"), std::string::npos) << LogText();
+}
+
+}  // namespace
+}  // namespace registryd

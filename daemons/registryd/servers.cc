@@ -1,0 +1,172 @@
+#include "daemons/registryd/servers.h"
+
+#include <cerrno>
+
+#include <sys/socket.h>
+
+#include "libcore/brine/brine.h"
+#include "libcore/daemon/sockets.h"
+
+namespace registryd {
+namespace {
+
+using core::daemon::HostText;
+using core::daemon::MonotonicSeconds;
+using core::daemon::PeerText;
+
+constexpr int kMaxDatagramsPerWakeup = 64;
+
+// True when `data` is a prefix of a brine value that more bytes could complete.
+bool LooksIncomplete(std::string_view data) {
+  auto v = core::brine::Load(data, core::brine::DecodeLimits{16});
+  if (v) return false;
+  const std::string& m = v.error().message();
+  return m.find("truncated") != std::string::npos || m.find("but only") != std::string::npos;
+}
+
+}  // namespace
+
+UdpServer::UdpServer(core::daemon::EventLoop& loop, core::UniqueFd fd, Handler handler)
+    : fd_(std::move(fd)),
+      handler_(std::move(handler)),
+      watch_(loop, fd_.get(), EV_READ, true, [this](short) { OnReadable(); }) {
+  watch_.Start();
+}
+
+void UdpServer::OnReadable() {
+  char buf[kMaxRequestBytes];
+  for (int i = 0; i < kMaxDatagramsPerWakeup; ++i) {
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    const ssize_t n = recvfrom(fd_.get(), buf, sizeof buf, MSG_TRUNC | MSG_DONTWAIT,
+                               reinterpret_cast<sockaddr*>(&peer), &len);
+    if (n < 0) return;  // EAGAIN, or a queued ICMP error: nothing to do
+    const double now = MonotonicSeconds();
+    const std::string peer_text = PeerText(peer);
+    if (static_cast<size_t>(n) > sizeof buf) {
+      handler_.WarnPeer(peer_text,
+                        "oversize datagram of " + std::to_string(n) + " bytes (limit " +
+                            std::to_string(kMaxRequestBytes) + ")",
+                        now);
+      continue;
+    }
+    auto reply = handler_.Handle(std::string_view(buf, static_cast<size_t>(n)), HostText(peer),
+                                 peer_text, now);
+    if (reply) {
+      sendto(fd_.get(), reply->data(), reply->size(), MSG_DONTWAIT,
+             reinterpret_cast<sockaddr*>(&peer), len);
+    }
+  }
+}
+
+struct TcpServer::Conn {
+  core::UniqueFd fd;
+  sockaddr_storage peer{};
+  std::string peer_text;
+  std::string in;
+  std::string out;
+  size_t sent = 0;
+  double deadline = 0;
+  std::unique_ptr<core::daemon::IoWatch> watch;
+};
+
+TcpServer::TcpServer(core::daemon::EventLoop& loop, core::UniqueFd listen_fd, Handler handler,
+                     TcpLimits limits)
+    : loop_(loop),
+      fd_(std::move(listen_fd)),
+      handler_(std::move(handler)),
+      limits_(limits),
+      accept_watch_(loop, fd_.get(), EV_READ, true, [this](short) { OnAcceptable(); }) {
+  accept_watch_.Start();
+}
+
+TcpServer::~TcpServer() = default;
+
+void TcpServer::OnAcceptable() {
+  for (int i = 0; i < kMaxDatagramsPerWakeup; ++i) {
+    auto conn = std::make_unique<Conn>();
+    socklen_t len = sizeof conn->peer;
+    conn->fd = core::UniqueFd(accept4(fd_.get(), reinterpret_cast<sockaddr*>(&conn->peer), &len,
+                                      SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!conn->fd) return;  // EAGAIN, or the peer already gave up
+    const double now = MonotonicSeconds();
+    if (conns_.size() >= limits_.max_connections) {
+      if (evict_limit_.Allow(now)) {
+        handler_.log().Log(core::log::Level::warn, {{"RPYC_PEER", conns_.front()->peer_text}},
+                           "{} connections open (the limit): closing the oldest, from {} ({} more "
+                           "since the last warning)",
+                           conns_.size(), conns_.front()->peer_text, evict_limit_.TakeSuppressed());
+      }
+      Close(conns_.begin());
+    }
+    conn->peer_text = PeerText(conn->peer);
+    conn->deadline = now + static_cast<double>(limits_.deadline.count()) / 1000.0;
+    conns_.push_back(std::move(conn));
+    auto it = std::prev(conns_.end());
+    (*it)->watch = std::make_unique<core::daemon::IoWatch>(
+        loop_, (*it)->fd.get(), EV_READ, false, [this, it](short what) { OnEvent(it, what); });
+    (*it)->watch->Start(limits_.deadline);
+  }
+}
+
+void TcpServer::Close(ConnList::iterator it) { conns_.erase(it); }
+
+void TcpServer::OnEvent(ConnList::iterator it, short what) {
+  Conn& c = **it;
+  const double now = MonotonicSeconds();
+  const auto remaining = std::chrono::milliseconds(static_cast<int64_t>((c.deadline - now) * 1000));
+  if ((what & EV_TIMEOUT) != 0 || remaining.count() <= 0) {
+    handler_.WarnPeer(c.peer_text,
+                      "connection timed out after " + std::to_string(limits_.deadline.count()) +
+                          " ms with " + std::to_string(c.in.size()) + " byte(s) received",
+                      now);
+    Close(it);
+    return;
+  }
+  if (!c.out.empty()) {  // writing the reply
+    const ssize_t n =
+        send(c.fd.get(), c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      c.watch->Start(remaining);
+      return;
+    }
+    if (n > 0) c.sent += static_cast<size_t>(n);
+    if (n > 0 && c.sent < c.out.size()) {
+      c.watch->Start(remaining);
+      return;
+    }
+    Close(it);
+    return;
+  }
+  char buf[kMaxRequestBytes];
+  const ssize_t n = recv(c.fd.get(), buf, kMaxRequestBytes - c.in.size(), MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    c.watch->Start(remaining);
+    return;
+  }
+  if (n < 0) {
+    Close(it);
+    return;
+  }
+  const bool eof = n == 0;
+  c.in.append(buf, static_cast<size_t>(n));
+  if (c.in.empty()) {  // connected and closed without a word: not worth a warning
+    Close(it);
+    return;
+  }
+  if (!eof && c.in.size() < kMaxRequestBytes && LooksIncomplete(c.in)) {
+    c.watch->Start(remaining);
+    return;
+  }
+  auto reply = handler_.Handle(c.in, HostText(c.peer), c.peer_text, now);
+  if (!reply) {
+    Close(it);
+    return;
+  }
+  c.out = std::move(*reply);
+  c.watch = std::make_unique<core::daemon::IoWatch>(loop_, c.fd.get(), EV_WRITE, false,
+                                                    [this, it](short w) { OnEvent(it, w); });
+  OnEvent(it, EV_WRITE);
+}
+
+}  // namespace registryd

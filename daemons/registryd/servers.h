@@ -1,0 +1,72 @@
+#pragma once
+
+// The registry's transports on the libevent loop. Everything is non-blocking: no client can
+// delay another.
+//   UdpServer: one request per datagram, the reply to the datagram's source address.
+//   TcpServer: one request per connection, reply, close. Each connection has a deadline from
+//     accept; the number of open connections is capped, and at the cap the oldest is closed.
+
+#include <chrono>
+#include <list>
+#include <memory>
+#include <string>
+
+#include <sys/socket.h>
+
+#include "daemons/registryd/request.h"
+#include "libcore/base/unique_fd.h"
+#include "libcore/daemon/loop.h"
+
+namespace registryd {
+
+class UdpServer {
+ public:
+  UdpServer(core::daemon::EventLoop& loop, core::UniqueFd fd, Handler handler);
+  UdpServer(const UdpServer&) = delete;
+  UdpServer& operator=(const UdpServer&) = delete;
+
+  Handler& handler() { return handler_; }
+
+ private:
+  void OnReadable();
+
+  core::UniqueFd fd_;
+  Handler handler_;
+  core::daemon::IoWatch watch_;
+};
+
+struct TcpLimits {
+  size_t max_connections = 256;
+  std::chrono::milliseconds deadline{5000};
+};
+
+class TcpServer {
+ public:
+  TcpServer(core::daemon::EventLoop& loop, core::UniqueFd listen_fd, Handler handler,
+            TcpLimits limits);
+  TcpServer(const TcpServer&) = delete;
+  TcpServer& operator=(const TcpServer&) = delete;
+  ~TcpServer();
+
+  Handler& handler() { return handler_; }
+  size_t connections() const { return conns_.size(); }
+  // Stops accepting (shutdown); open connections are closed with the server.
+  void StopAccepting() { accept_watch_.Stop(); }
+
+ private:
+  struct Conn;
+  using ConnList = std::list<std::unique_ptr<Conn>>;
+  void OnAcceptable();
+  void OnEvent(ConnList::iterator it, short what);
+  void Close(ConnList::iterator it);
+
+  core::daemon::EventLoop& loop_;
+  core::UniqueFd fd_;
+  Handler handler_;
+  TcpLimits limits_;
+  core::daemon::IoWatch accept_watch_;
+  ConnList conns_;  // oldest first
+  core::log::RateLimit evict_limit_{1, 10.0};
+};
+
+}  // namespace registryd

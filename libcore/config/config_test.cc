@@ -1,0 +1,205 @@
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "libcore/config/cli.h"
+#include "libcore/config/options.h"
+#include "libcore/config/toml_loader.h"
+
+namespace core::config {
+namespace {
+
+struct TestOptions {
+  std::string mode = "UDP";
+  int64_t port = 18811;
+  bool listing = false;
+  bool quiet = false;
+  std::string host = "0.0.0.0";
+};
+
+Schema MakeSchema(TestOptions* o) {
+  return {
+      Choice("mode", "-m,--mode", "mode", &o->mode, {"UDP", "TCP", "both"}),
+      Int("port", "-p,--port", "port", &o->port, 0, 65535),
+      Flag("listing", "-l,--listing", "listing", &o->listing),
+      Flag("quiet", "-q,--quiet", "quiet", &o->quiet),
+      String("host", "--host", "host", &o->host),
+  };
+}
+
+TEST(TomlLoader, SetsEveryKind) {
+  TestOptions o;
+  auto st = LoadTomlText("mode = 'tcp'\nport = 1\nlisting = true\nhost = '::'\n", "t.toml",
+                         MakeSchema(&o));
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_EQ(o.mode, "TCP");
+  EXPECT_EQ(o.port, 1);
+  EXPECT_TRUE(o.listing);
+  EXPECT_EQ(o.host, "::");
+}
+
+struct TomlCase {
+  const char* text;
+  const char* message;
+};
+
+TEST(TomlLoader, EveryErrorNamesFileLineAndKey) {
+  const TomlCase cases[] = {
+      {"port = 1\nbogus = 2\n", "t.toml:2: key 'bogus': unknown key"},
+      {"port = 'x'\n", "t.toml:1: key 'port': expected an integer, found a string"},
+      {"\n\nport = 70000\n", "t.toml:3: key 'port': 70000 is out of range 0..65535"},
+      {"port = -1\n", "t.toml:1: key 'port': -1 is out of range 0..65535"},
+      {"listing = 1\n", "t.toml:1: key 'listing': expected a boolean, found an integer"},
+      {"mode = 'tls'\n", "t.toml:1: key 'mode': 'tls' is not one of UDP|TCP|both"},
+      {"mode = 3\n", "t.toml:1: key 'mode': expected a string, found an integer"},
+      {"host = [1]\n", "t.toml:1: key 'host': expected a string, found an array"},
+      {"port = 1.5\n", "t.toml:1: key 'port': expected an integer, found a float"},
+  };
+  for (const auto& c : cases) {
+    TestOptions o;
+    auto st = LoadTomlText(c.text, "t.toml", MakeSchema(&o));
+    ASSERT_FALSE(st) << c.text;
+    EXPECT_EQ(st.error().code(), Error::Code::kConfig);
+    EXPECT_EQ(st.error().message(), c.message);
+  }
+}
+
+TEST(TomlLoader, SyntaxErrorHasLineAndColumn) {
+  TestOptions o;
+  auto st = LoadTomlText("port = 1\nport = = 2\n", "t.toml", MakeSchema(&o));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message().rfind("t.toml:2:", 0), 0u) << st.error().message();
+}
+
+TEST(TomlLoader, MissingFile) {
+  TestOptions o;
+  auto st = LoadTomlFile("/nonexistent/x.toml", MakeSchema(&o));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message(), "/nonexistent/x.toml: cannot open the configuration file");
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  CliOutcome Parse(std::vector<std::string> args) {
+    args.insert(args.begin(), "prog");
+    std::vector<const char*> argv;
+    for (const auto& a : args) argv.push_back(a.c_str());
+    AppInfo info{"prog", "test program", "prog 1.0", nullptr};
+    return ParseCommandLine(static_cast<int>(argv.size()), argv.data(), info, schema_);
+  }
+  std::string WriteToml(const std::string& text) {
+    path_ = ::testing::TempDir() + "/cli_test.toml";
+    std::ofstream(path_) << text;
+    return path_;
+  }
+  void TearDown() override {
+    if (!path_.empty()) std::remove(path_.c_str());
+  }
+  TestOptions o_;
+  Schema schema_ = MakeSchema(&o_);
+  std::string path_;
+};
+
+TEST_F(CliTest, DefaultsStay) {
+  auto out = Parse({});
+  EXPECT_FALSE(out.exit);
+  EXPECT_EQ(o_.port, 18811);
+  EXPECT_EQ(o_.mode, "UDP");
+}
+
+TEST_F(CliTest, BothSwitchForms) {
+  EXPECT_FALSE(Parse({"--port", "1"}).exit);
+  EXPECT_EQ(o_.port, 1);
+  EXPECT_FALSE(Parse({"--port=2"}).exit);
+  EXPECT_EQ(o_.port, 2);
+  EXPECT_FALSE(Parse({"-p", "3", "-m", "tcp"}).exit);
+  EXPECT_EQ(o_.port, 3);
+  EXPECT_EQ(o_.mode, "TCP");
+}
+
+TEST_F(CliTest, FlagsTakeOptionalBooleans) {
+  EXPECT_FALSE(Parse({"-l", "-q"}).exit);
+  EXPECT_TRUE(o_.listing);
+  EXPECT_TRUE(o_.quiet);
+  for (const char* off : {"--listing=false", "--listing=0", "--listing=no"}) {
+    o_.listing = true;
+    EXPECT_FALSE(Parse({off}).exit);
+    EXPECT_FALSE(o_.listing) << off;
+  }
+}
+
+TEST_F(CliTest, PrecedenceDefaultsFileCommandLine) {
+  const std::string path = WriteToml("port = 5\nmode = 'both'\nlisting = true\n");
+  auto out = Parse({"-c", path, "--port", "6"});
+  ASSERT_FALSE(out.exit) << out.message;
+  EXPECT_EQ(o_.port, 6);       // command line beats the file
+  EXPECT_EQ(o_.mode, "both");  // file beats the default
+  EXPECT_TRUE(o_.listing);
+  EXPECT_EQ(o_.host, "0.0.0.0");  // default when neither sets it
+  EXPECT_EQ(out.config_path, path);
+}
+
+TEST_F(CliTest, ExplicitFalseFlagBeatsFile) {
+  const std::string path = WriteToml("listing = true\n");
+  ASSERT_FALSE(Parse({"-c", path, "--listing=false"}).exit);
+  EXPECT_FALSE(o_.listing);
+}
+
+struct CliCase {
+  std::vector<std::string> args;
+  int code;
+  const char* message_part;
+};
+
+TEST_F(CliTest, ErrorTable) {
+  const std::string bad = WriteToml("port = 'x'\n");
+  const CliCase cases[] = {
+      {{"--bogus"}, kExitUsage, "--bogus"},
+      {{"--port", "x"}, kExitUsage, "--port: 'x' is not an integer"},
+      {{"--port", "65536"}, kExitUsage, "--port: 65536 is out of range 0..65535"},
+      {{"--port"}, kExitUsage, "--port"},
+      {{"-m", "sctp"}, kExitUsage, "--mode: 'sctp' is not one of UDP|TCP|both"},
+      {{"--listing=maybe"}, kExitUsage, "--listing"},
+      {{"extra"}, kExitUsage, "extra"},
+      {{"-c", bad}, kExitConfig, ":1: key 'port': expected an integer, found a string"},
+      {{"-c", "/nonexistent.toml"}, kExitConfig, "cannot open"},
+  };
+  for (const auto& c : cases) {
+    auto out = Parse(c.args);
+    EXPECT_TRUE(out.exit) << c.args[0];
+    EXPECT_EQ(out.exit_code, c.code) << c.args[0];
+    EXPECT_TRUE(out.to_stderr);
+    EXPECT_NE(out.message.find(c.message_part), std::string::npos)
+        << c.args[0] << " => " << out.message;
+  }
+}
+
+TEST_F(CliTest, HelpVersionCheckConfig) {
+  auto help = Parse({"--help"});
+  EXPECT_TRUE(help.exit);
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.message.find("--port"), std::string::npos);
+  auto version = Parse({"--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_EQ(version.message, "prog 1.0\n");
+  const std::string good = WriteToml("port = 7\n");
+  auto check = Parse({"-c", good, "--check-config"});
+  EXPECT_TRUE(check.exit);
+  EXPECT_EQ(check.exit_code, 0);
+  EXPECT_NE(check.message.find("configuration OK"), std::string::npos);
+}
+
+TEST_F(CliTest, ValidateHookGivesConfigExit) {
+  std::vector<std::string> args = {"prog"};
+  std::vector<const char*> argv = {args[0].c_str()};
+  AppInfo info{"prog", "d", "v", [] { return Status(Fail(Error::Config("bad combination"))); }};
+  auto out = ParseCommandLine(1, argv.data(), info, schema_);
+  EXPECT_EQ(out.exit_code, kExitConfig);
+  EXPECT_EQ(out.message, "prog: bad combination");
+}
+
+}  // namespace
+}  // namespace core::config

@@ -1,0 +1,53 @@
+#pragma once
+
+// A daemon's options are a plain struct with every default in it. A schema (a list of Field)
+// names each member once, and both the TOML loader and the command-line adapter are driven by
+// it, so a switch and its TOML key always set the same member (STYLE.md §6, chrony CNF_ParseLine).
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "libcore/base/result.h"
+
+namespace core::config {
+
+// sysexits.h codes the daemons exit with.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitUsage = 64;   // EX_USAGE: bad command-line switch
+inline constexpr int kExitConfig = 78;  // EX_CONFIG: bad configuration file
+
+enum class Kind { kBool, kInt, kString, kChoice };
+
+struct Field {
+  std::string key;       // TOML key, and the long switch without "--"
+  std::string switches;  // CLI11 names, e.g. "-p,--port"; empty means TOML only
+  std::string help;
+  Kind kind = Kind::kString;
+  int64_t min = 0;                   // kInt: inclusive range
+  int64_t max = 0;                   //
+  std::vector<std::string> choices;  // kChoice: compared case-insensitively, stored as listed
+  // Borrowed: points into the Options struct, which must outlive every use of the schema.
+  std::variant<bool*, int64_t*, std::string*> target;
+};
+
+using Schema = std::vector<Field>;
+
+Field Flag(std::string key, std::string switches, std::string help, bool* target);
+Field Int(std::string key, std::string switches, std::string help, int64_t* target, int64_t min,
+          int64_t max);
+Field String(std::string key, std::string switches, std::string help, std::string* target);
+Field Choice(std::string key, std::string switches, std::string help, std::string* target,
+             std::vector<std::string> choices);
+
+// Converts command-line text for `field` and stores it. Booleans accept
+// true/false/yes/no/on/off/1/0 (any case). Errors are Usage errors that name the switch.
+Status SetFromText(const Field& field, std::string_view text);
+
+// Human-readable default/current value of a field (for --help and messages).
+std::string ValueText(const Field& field);
+
+}  // namespace core::config

@@ -1,0 +1,101 @@
+#include <cstdlib>
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include "libcore/daemon/loop.h"
+#include "libcore/daemon/sockets.h"
+
+namespace core::daemon {
+namespace {
+
+TEST(Loop, TimerFiresAndRepeats) {
+  auto loop = EventLoop::Create();
+  ASSERT_TRUE(loop);
+  int fired = 0;
+  Timer t(*loop, [&] {
+    if (++fired == 3) loop->Break();
+  });
+  t.Start(std::chrono::milliseconds(1), true);
+  ASSERT_TRUE(loop->Run());
+  EXPECT_EQ(fired, 3);
+}
+
+TEST(Loop, IoWatchSeesDatagramAndTimeout) {
+  auto loop = EventLoop::Create();
+  ASSERT_TRUE(loop);
+  auto server = BindUdp("127.0.0.1", 0);
+  ASSERT_TRUE(server) << server.error().message();
+  const uint16_t port = LocalPort(server->get());
+  ASSERT_NE(port, 0);
+  short seen = 0;
+  IoWatch w(*loop, server->get(), EV_READ, false, [&](short what) {
+    seen = what;
+    loop->Break();
+  });
+  w.Start(std::chrono::milliseconds(5));
+  ASSERT_TRUE(loop->Run());
+  EXPECT_TRUE(seen & EV_TIMEOUT);
+
+  UniqueFd client(socket(AF_INET, SOCK_DGRAM, 0));
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(sendto(client.get(), "x", 1, 0, reinterpret_cast<sockaddr*>(&to), sizeof to), 1);
+  w.Start(std::chrono::milliseconds(2000));
+  ASSERT_TRUE(loop->Run());
+  EXPECT_TRUE(seen & EV_READ);
+}
+
+TEST(Loop, SignalIsALoopEvent) {
+  auto loop = EventLoop::Create();
+  ASSERT_TRUE(loop);
+  bool got = false;
+  SignalWatch s(*loop, SIGUSR1, [&] {
+    got = true;
+    loop->Break();
+  });
+  Timer t(*loop, [] { raise(SIGUSR1); });
+  t.Start(std::chrono::milliseconds(1));
+  ASSERT_TRUE(loop->Run());
+  EXPECT_TRUE(got);
+}
+
+TEST(Sockets, AddressText) {
+  sockaddr_storage ss{};
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  in6->sin6_family = AF_INET6;
+  in6->sin6_port = htons(7);
+  inet_pton(AF_INET6, "::ffff:127.0.0.1", &in6->sin6_addr);
+  EXPECT_EQ(HostText(ss), "::ffff:127.0.0.1");
+  EXPECT_EQ(PeerText(ss), "[::ffff:127.0.0.1]:7");
+  auto* in4 = reinterpret_cast<sockaddr_in*>(&ss);
+  ss = {};
+  in4->sin_family = AF_INET;
+  in4->sin_port = htons(18811);
+  inet_pton(AF_INET, "10.1.2.3", &in4->sin_addr);
+  EXPECT_EQ(PeerText(ss), "10.1.2.3:18811");
+}
+
+TEST(Sockets, BadHostIsAConfigError) {
+  auto fd = BindUdp("not-an-address", 0);
+  ASSERT_FALSE(fd);
+  EXPECT_EQ(fd.error().code(), Error::Code::kConfig);
+}
+
+TEST(Sockets, Ipv6ListenerAndNoInheritedFds) {
+  auto fd = ListenTcp("::1", 0, 10);
+  ASSERT_TRUE(fd) << fd.error().message();
+  EXPECT_NE(LocalPort(fd->get()), 0);
+  unsetenv("LISTEN_FDS");
+  auto inherited = TakeInheritedSockets();
+  ASSERT_TRUE(inherited);
+  EXPECT_TRUE(inherited->empty());
+}
+
+}  // namespace
+}  // namespace core::daemon

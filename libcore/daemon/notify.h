@@ -1,0 +1,14 @@
+#pragma once
+
+// sd_notify(3) for Type=notify units. Each call is a no-op when NOTIFY_SOCKET is unset.
+
+#include <string_view>
+
+namespace core::daemon {
+
+void NotifyReady(std::string_view status);
+void NotifyStatus(std::string_view status);
+void NotifyReloading();
+void NotifyStopping();
+
+}  // namespace core::daemon

@@ -1,0 +1,78 @@
+#include "libcore/daemon/run.h"
+
+#include <cstdio>
+
+#include <signal.h>
+
+#include "libcore/daemon/notify.h"
+
+namespace core::daemon {
+
+int Run(const RunOptions& options, const ServiceFactory& factory) {
+  auto logging = log::Logging::Create(options.log);
+  if (!logging) {
+    std::fprintf(stderr, "%s: %s\n", options.name.c_str(), logging.error().message().c_str());
+    return 1;
+  }
+  log::Logger log = (*logging)->Get(options.name);
+  auto loop = EventLoop::Create();
+  if (!loop) {
+    log.Error("{}", loop.error().message());
+    return 1;
+  }
+  auto inherited = TakeInheritedSockets();
+  if (!inherited) {
+    log.Error("{}", inherited.error().message());
+    return 1;
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+
+  Context context{*loop, **logging, *inherited};
+  auto service = factory(context);
+  if (!service) {
+    log.Error("{}", service.error().message());
+    return 1;
+  }
+  for (const auto& s : *inherited) {
+    if (s.fd) log.Warn("inherited fd {} ({}) is not used", s.fd.get(), s.name);
+  }
+
+  bool stopping = false;
+  auto stop = [&](const char* why) {
+    if (stopping) return;
+    stopping = true;
+    log.Info("{}: stopping", why);
+    NotifyStopping();
+    (*service)->Shutdown();
+    loop->Break();
+  };
+  SignalWatch term(*loop, SIGTERM, [&] { stop("SIGTERM"); });
+  SignalWatch intr(*loop, SIGINT, [&] { stop("SIGINT"); });
+  SignalWatch hup(*loop, SIGHUP, [&] {
+    NotifyReloading();
+    if (auto st = (*logging)->Reopen(); !st) log.Error("{}", st.error().message());
+    (*service)->Reload();
+    log.Info("SIGHUP: log reopened, configuration reloaded");
+    NotifyReady((*service)->StatusText());
+  });
+
+  std::string status = (*service)->StatusText();
+  Timer status_timer(*loop, [&] {
+    std::string now = (*service)->StatusText();
+    if (now != status) {
+      status = std::move(now);
+      NotifyStatus(status);
+    }
+  });
+  status_timer.Start(std::chrono::seconds(1), true);
+
+  NotifyReady(status);
+  auto st = loop->Run();
+  if (!st) {
+    log.Error("{}", st.error().message());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace core::daemon

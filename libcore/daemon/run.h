@@ -1,0 +1,49 @@
+#pragma once
+
+// The daemon runtime every daemon's main() hands over to (STYLE.md §6): logging, the loop,
+// inherited sockets, the daemon's Service, signals, and sd_notify, in construction order; the
+// reverse on shutdown.
+//   SIGTERM/SIGINT: STOPPING=1, Service::Shutdown(), leave the loop, exit 0.
+//   SIGHUP: reopen the log file (logrotate), Service::Reload().
+//   READY=1 with STATUS=<Service::StatusText()> once the service is built (listeners bound);
+//   STATUS= again whenever the text changes (checked every second).
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "libcore/base/result.h"
+#include "libcore/daemon/loop.h"
+#include "libcore/daemon/sockets.h"
+#include "libcore/log/log.h"
+
+namespace core::daemon {
+
+class Service {
+ public:
+  virtual ~Service() = default;
+  virtual std::string StatusText() const = 0;
+  virtual void Reload() {}
+  // Called once on SIGTERM/SIGINT, before the loop exits: stop accepting, say goodbye.
+  virtual void Shutdown() {}
+};
+
+struct Context {
+  EventLoop& loop;
+  log::Logging& logging;
+  // Sockets from socket activation; the factory moves out the ones it adopts.
+  std::vector<InheritedSocket>& inherited;
+};
+
+using ServiceFactory = std::function<Result<std::unique_ptr<Service>>(Context&)>;
+
+struct RunOptions {
+  std::string name;  // logger name for the runtime's own messages
+  log::Options log;
+};
+
+// Returns the process exit status: 0 after a signal-initiated stop, 1 when startup fails.
+int Run(const RunOptions& options, const ServiceFactory& factory);
+
+}  // namespace core::daemon

@@ -1,0 +1,207 @@
+#include "libcore/log/log.h"
+
+#include <cstdlib>
+#include <mutex>
+#include <vector>
+
+#include <spdlog/details/file_helper.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
+
+namespace core::log {
+
+// Fields of the message being logged on this thread; only the journal sink reads them.
+namespace {
+thread_local const std::initializer_list<Field>* current_fields = nullptr;
+
+// %* : the level as Python's logging prints it (DEBUG, INFO, WARNING, ERROR, CRITICAL).
+class PythonLevelFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    std::string_view name;
+    switch (msg.level) {
+      case Level::trace:
+      case Level::debug:
+        name = "DEBUG";
+        break;
+      case Level::info:
+        name = "INFO";
+        break;
+      case Level::warn:
+        name = "WARNING";
+        break;
+      case Level::err:
+        name = "ERROR";
+        break;
+      default:
+        name = "CRITICAL";
+        break;
+    }
+    dest.append(name.data(), name.data() + name.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<PythonLevelFlag>();
+  }
+};
+
+std::unique_ptr<spdlog::formatter> MakeFormatter(const std::string& pattern) {
+  auto f = std::make_unique<spdlog::pattern_formatter>();
+  f->add_flag<PythonLevelFlag>('*').set_pattern(pattern);
+  return f;
+}
+
+int SyslogPriority(Level level) {
+  switch (level) {
+    case Level::trace:
+    case Level::debug:
+      return 7;
+    case Level::info:
+      return 6;
+    case Level::warn:
+      return 4;
+    case Level::err:
+      return 3;
+    default:
+      return 2;
+  }
+}
+
+// Native journal protocol: MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, RPYC_LOGGER and the caller's
+// fields. No timestamp in MESSAGE: the journal has its own.
+class JournalSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit JournalSink(std::string identifier) : identifier_(std::move(identifier)) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    std::vector<std::string> parts;
+    parts.reserve(4 + (current_fields != nullptr ? current_fields->size() : 0));
+    parts.push_back("MESSAGE=" + std::string(msg.payload.data(), msg.payload.size()));
+    parts.push_back("PRIORITY=" + std::to_string(SyslogPriority(msg.level)));
+    parts.push_back("SYSLOG_IDENTIFIER=" + identifier_);
+    parts.push_back("RPYC_LOGGER=" + std::string(msg.logger_name.data(), msg.logger_name.size()));
+    if (current_fields != nullptr) {
+      for (const Field& f : *current_fields) {
+        parts.push_back(std::string(f.name) + "=" + std::string(f.value));
+      }
+    }
+    std::vector<iovec> iov(parts.size());
+    for (size_t i = 0; i < parts.size(); ++i) {
+      iov[i].iov_base = parts[i].data();
+      iov[i].iov_len = parts[i].size();
+    }
+    sd_journal_sendv(iov.data(), static_cast<int>(iov.size()));
+  }
+  void flush_() override {}
+
+ private:
+  std::string identifier_;
+};
+
+}  // namespace
+
+// A file sink that can be reopened in place (logrotate's "move, then HUP").
+class ReopenableFileSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit ReopenableFileSink(const std::string& path) { file_.open(path, false); }
+  void Reopen() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    file_.reopen(false);
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t formatted;
+    formatter_->format(msg, formatted);
+    file_.write(formatted);
+    file_.flush();
+  }
+  void flush_() override { file_.flush(); }
+
+ private:
+  spdlog::details::file_helper file_;
+};
+
+Result<Target> ParseTarget(std::string_view text) {
+  if (text == "auto") return Target::kAuto;
+  if (text == "stderr") return Target::kStderr;
+  if (text == "journal") return Target::kJournal;
+  return Fail(Error::Config("log target '" + std::string(text) + "' is not auto|stderr|journal"));
+}
+
+Result<std::unique_ptr<Logging>> Logging::Create(const Options& options) {
+  std::unique_ptr<Logging> l(new Logging());
+  l->level_ = options.quiet ? Level::err : Level::debug;
+  const char* stream = std::getenv("JOURNAL_STREAM");  // NOLINT(concurrency-mt-unsafe): startup
+  l->to_journal_ = options.target == Target::kJournal ||
+                   (options.target == Target::kAuto && stream != nullptr && *stream != '\0');
+  if (l->to_journal_) {
+    l->sinks_.push_back(std::make_shared<JournalSink>(options.identifier));
+  } else {
+    auto err = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    err->set_formatter(MakeFormatter("%*:%n:%v"));
+    l->sinks_.push_back(err);
+  }
+  if (!options.file.empty()) {
+    try {
+      l->file_ = std::make_shared<ReopenableFileSink>(options.file);
+    } catch (const spdlog::spdlog_ex& e) {
+      return Fail(Error::Io("log file " + options.file + ": " + e.what()));
+    }
+    l->file_->set_formatter(MakeFormatter("%b %d %H:%M:%S %*:%n:%v"));
+    l->sinks_.push_back(l->file_);
+  }
+  return l;
+}
+
+Logging::~Logging() = default;
+
+Logger Logging::Get(const std::string& name) const {
+  auto impl = std::make_shared<spdlog::logger>(name, sinks_.begin(), sinks_.end());
+  impl->set_level(level_);
+  impl->flush_on(Level::trace);
+  return Logger(std::move(impl));
+}
+
+Status Logging::Reopen() {
+  if (!file_) return {};
+  try {
+    file_->Reopen();
+  } catch (const spdlog::spdlog_ex& e) {
+    return Fail(Error::Io(std::string("reopening the log file: ") + e.what()));
+  }
+  return {};
+}
+
+void Logger::Write(Level level, std::initializer_list<Field> fields,
+                   std::string_view message) const {
+  if (!enabled(level)) return;
+  current_fields = &fields;
+  impl_->log(level, "{}", message);
+  current_fields = nullptr;
+}
+
+bool RateLimit::Allow(double now) {
+  if (now - window_start_ >= interval_) {
+    window_start_ = now;
+    count_ = 0;
+  }
+  if (count_ < burst_) {
+    ++count_;
+    return true;
+  }
+  ++suppressed_;
+  return false;
+}
+
+uint64_t RateLimit::TakeSuppressed() {
+  const uint64_t n = suppressed_;
+  suppressed_ = 0;
+  return n;
+}
+
+}  // namespace core::log

@@ -1,0 +1,120 @@
+#pragma once
+
+// Logging for every daemon: spdlog underneath, three destinations.
+//  * stderr (default), in the Python reference's style: "DEBUG:REGSRV/UDP/18811:registering ..."
+//  * a file (-f/--logfile), "Nov 26 11:42:12 DEBUG:REGSRV/UDP/18811:...", reopened by Reopen()
+//    (the daemon calls it on SIGHUP, after logrotate moved the file away)
+//  * native journald (sd_journal_sendv) with PRIORITY= and structured fields such as RPYC_PEER,
+//    chosen when Target::kJournal is configured, or with kAuto when JOURNAL_STREAM is set
+//    (systemd connected stderr to the journal).
+// No global registry: a Logging object owns the sinks and hands out named Loggers.
+
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <spdlog/spdlog.h>
+
+#include "libcore/base/result.h"
+
+namespace core::log {
+
+enum class Target { kAuto, kStderr, kJournal };
+
+struct Options {
+  std::string file;    // empty: no file
+  bool quiet = false;  // errors only
+  Target target = Target::kAuto;
+  std::string identifier = "rpyc";  // SYSLOG_IDENTIFIER for the journal
+};
+
+Result<Target> ParseTarget(std::string_view text);  // "auto", "stderr", "journal"
+
+// One structured journal field. `name` must be a valid journal field name (upper case,
+// digits, underscores) and must outlive the log call.
+struct Field {
+  std::string_view name;
+  std::string_view value;
+};
+
+using Level = spdlog::level::level_enum;
+
+class Logger {
+ public:
+  Logger() = default;
+  explicit Logger(std::shared_ptr<spdlog::logger> impl) : impl_(std::move(impl)) {}
+
+  bool enabled(Level level) const { return impl_ && impl_->should_log(level); }
+
+  template <typename... Args>
+  void Log(Level level, std::initializer_list<Field> fields, fmt::format_string<Args...> fmt,
+           Args&&... args) const {
+    if (!enabled(level)) return;
+    Write(level, fields, fmt::format(fmt, std::forward<Args>(args)...));
+  }
+  template <typename... Args>
+  void Debug(fmt::format_string<Args...> fmt, Args&&... args) const {
+    Log(Level::debug, {}, fmt, std::forward<Args>(args)...);
+  }
+  template <typename... Args>
+  void Info(fmt::format_string<Args...> fmt, Args&&... args) const {
+    Log(Level::info, {}, fmt, std::forward<Args>(args)...);
+  }
+  template <typename... Args>
+  void Warn(fmt::format_string<Args...> fmt, Args&&... args) const {
+    Log(Level::warn, {}, fmt, std::forward<Args>(args)...);
+  }
+  template <typename... Args>
+  void Error(fmt::format_string<Args...> fmt, Args&&... args) const {
+    Log(Level::err, {}, fmt, std::forward<Args>(args)...);
+  }
+
+  // Writes an already formatted message with fields (the journal sink sees them).
+  void Write(Level level, std::initializer_list<Field> fields, std::string_view message) const;
+
+ private:
+  std::shared_ptr<spdlog::logger> impl_;
+};
+
+class Logging {
+ public:
+  // Opens the file (if any) at once, so a bad path is reported before the daemon starts.
+  static Result<std::unique_ptr<Logging>> Create(const Options& options);
+  Logging(const Logging&) = delete;
+  Logging& operator=(const Logging&) = delete;
+  ~Logging();
+
+  // A logger named `name` (the reference's logger names, e.g. "REGSRV/UDP/18811").
+  Logger Get(const std::string& name) const;
+
+  // Reopens the log file (SIGHUP after logrotate). A no-op without a file.
+  Status Reopen();
+
+  bool to_journal() const { return to_journal_; }
+
+ private:
+  Logging() = default;
+  std::vector<spdlog::sink_ptr> sinks_;
+  std::shared_ptr<class ReopenableFileSink> file_;
+  Level level_ = Level::debug;
+  bool to_journal_ = false;
+};
+
+// At most `burst` messages per `interval`; afterwards Allow() is false until the interval ends,
+// and TakeSuppressed() reports how many were dropped (to log once when the window reopens).
+class RateLimit {
+ public:
+  RateLimit(int burst, double interval_seconds) : burst_(burst), interval_(interval_seconds) {}
+  bool Allow(double now_seconds);
+  uint64_t TakeSuppressed();
+
+ private:
+  int burst_;
+  double interval_;
+  double window_start_ = -1e300;
+  int count_ = 0;
+  uint64_t suppressed_ = 0;
+};
+
+}  // namespace core::log

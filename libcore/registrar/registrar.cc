@@ -1,0 +1,259 @@
+#include "libcore/registrar/registrar.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include "libcore/brine/brine.h"
+
+namespace core::registrar {
+
+struct Registrar::Address {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  int family = AF_INET;
+  bool broadcast = false;
+};
+
+namespace {
+
+uint16_t PortOf(const sockaddr_storage& ss) {
+  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port);
+  if (ss.ss_family == AF_INET6) {
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port);
+  }
+  return 0;
+}
+
+std::string Request(const char* cmd, brine::Value args) {
+  return brine::Dump(brine::MakeTuple({brine::MakeStr("RPYC"), brine::MakeStr(cmd), args}));
+}
+
+bool HasBroadcastOctet(const std::string& host) {
+  size_t start = 0;
+  while (start <= host.size()) {
+    size_t dot = host.find('.', start);
+    if (dot == std::string::npos) dot = host.size();
+    if (host.compare(start, dot - start, "255") == 0) return true;
+    start = dot + 1;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string EncodeRegister(const std::vector<std::string>& aliases, const brine::Value& port) {
+  std::vector<brine::Value> names;
+  for (const auto& a : aliases) names.push_back(brine::MakeStr(a));
+  return Request("REGISTER", brine::MakeTuple({brine::MakeTuple(std::move(names)), port}));
+}
+
+std::string EncodeUnregister(const brine::Value& port) {
+  return Request("UNREGISTER", brine::MakeTuple({port}));
+}
+
+Registrar::Registrar(daemon::EventLoop& loop, Options options, log::Logger log)
+    : loop_(loop),
+      options_(std::move(options)),
+      log_(std::move(log)),
+      addr_(std::make_unique<Address>()),
+      timer_(loop, [this] { Attempt(); }) {}
+
+Registrar::~Registrar() = default;
+
+Result<std::unique_ptr<Registrar>> Registrar::Create(daemon::EventLoop& loop, Options options,
+                                                     log::Logger log) {
+  std::unique_ptr<Registrar> r(new Registrar(loop, std::move(options), std::move(log)));
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = r->options_.transport == Transport::kUdp ? SOCK_DGRAM : SOCK_STREAM;
+  addrinfo* res = nullptr;
+  const std::string port = std::to_string(r->options_.registry_port);
+  const int rc = getaddrinfo(r->options_.registry_host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0) {
+    return Fail(
+        Error::Config("registry host '" + r->options_.registry_host + "': " + gai_strerror(rc)));
+  }
+  std::memcpy(&r->addr_->addr, res->ai_addr, res->ai_addrlen);
+  r->addr_->len = res->ai_addrlen;
+  r->addr_->family = res->ai_family;
+  freeaddrinfo(res);
+  r->addr_->broadcast = r->options_.transport == Transport::kUdp && r->addr_->family == AF_INET &&
+                        HasBroadcastOctet(r->options_.registry_host);
+  return r;
+}
+
+Result<UniqueFd> Registrar::NewSocket(int type) const {
+  UniqueFd fd(::socket(addr_->family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return Fail(Error::Io(std::string("socket: ") + std::strerror(errno)));
+  if (addr_->broadcast) {
+    const int one = 1;
+    setsockopt(fd.get(), SOL_SOCKET, SO_BROADCAST, &one, sizeof one);
+  }
+  if (!options_.bind_host.empty()) {
+    addrinfo hints{};
+    hints.ai_family = addr_->family;
+    hints.ai_socktype = type;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
+    addrinfo* res = nullptr;
+    if (getaddrinfo(options_.bind_host.c_str(), "0", &hints, &res) != 0) {
+      return Fail(Error::Config("bind address '" + options_.bind_host + "' is not usable"));
+    }
+    const int rc = ::bind(fd.get(), res->ai_addr, res->ai_addrlen);
+    const int err = errno;
+    freeaddrinfo(res);
+    if (rc != 0) {
+      return Fail(Error::Io("bind " + options_.bind_host + ": " + std::strerror(err)));
+    }
+  }
+  return fd;
+}
+
+void Registrar::Start() {
+  running_ = true;
+  Attempt();
+}
+
+std::chrono::milliseconds Registrar::Remaining() const {
+  const double left = deadline_ - daemon::MonotonicSeconds();
+  return std::chrono::milliseconds(left > 0 ? static_cast<int64_t>(left * 1000) + 1 : 0);
+}
+
+void Registrar::Attempt() {
+  if (!running_) return;
+  const bool udp = options_.transport == Transport::kUdp;
+  log_.Info("registering on {}:{}", options_.registry_host, options_.registry_port);
+  auto fd = NewSocket(udp ? SOCK_DGRAM : SOCK_STREAM);
+  if (!fd) {
+    Finish(false, fd.error().message());
+    return;
+  }
+  fd_ = std::move(*fd);
+  deadline_ = daemon::MonotonicSeconds() + static_cast<double>(options_.timeout.count()) / 1000;
+  const std::string data = EncodeRegister(options_.aliases, options_.port);
+  const auto* to = reinterpret_cast<const sockaddr*>(&addr_->addr);
+  if (udp) {
+    if (sendto(fd_.get(), data.data(), data.size(), 0, to, addr_->len) < 0) {
+      Finish(false, std::string("sendto: ") + std::strerror(errno));
+      return;
+    }
+    watch_ = std::make_unique<daemon::IoWatch>(loop_, fd_.get(), EV_READ, false,
+                                               [this](short w) { OnUdp(w); });
+  } else {
+    tcp_sent_ = false;
+    if (::connect(fd_.get(), to, addr_->len) != 0 && errno != EINPROGRESS) {
+      Finish(false, std::string("could not connect to registry: ") + std::strerror(errno));
+      return;
+    }
+    watch_ = std::make_unique<daemon::IoWatch>(loop_, fd_.get(), EV_WRITE, false,
+                                               [this](short w) { OnTcp(w); });
+  }
+  watch_->Start(options_.timeout);
+}
+
+void Registrar::OnUdp(short what) {
+  if ((what & EV_TIMEOUT) != 0) {
+    Finish(false, "no registry acknowledged");
+    return;
+  }
+  char buf[1500];
+  sockaddr_storage from{};
+  socklen_t len = sizeof from;
+  const ssize_t n =
+      recvfrom(fd_.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+  if (n >= 0 && PortOf(from) == options_.registry_port) {
+    auto reply = brine::Load(std::string_view(buf, static_cast<size_t>(n)));
+    if (reply && *reply == brine::MakeStr("OK")) {
+      Finish(true, "");
+      return;
+    }
+  }
+  // Not our acknowledgement (another port, garbage, or an ICMP error): keep waiting.
+  if (Remaining().count() <= 0) {
+    Finish(false, "no registry acknowledged");
+    return;
+  }
+  watch_->Start(Remaining());
+}
+
+void Registrar::OnTcp(short what) {
+  if ((what & EV_TIMEOUT) != 0) {
+    Finish(false, tcp_sent_ ? "no reply from registry" : "could not connect to registry");
+    return;
+  }
+  if (!tcp_sent_) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) {
+      Finish(false, std::string("could not connect to registry: ") + std::strerror(err));
+      return;
+    }
+    const std::string data = EncodeRegister(options_.aliases, options_.port);
+    if (send(fd_.get(), data.data(), data.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(data.size())) {
+      Finish(false, "could not send to registry");
+      return;
+    }
+    tcp_sent_ = true;
+    watch_ = std::make_unique<daemon::IoWatch>(loop_, fd_.get(), EV_READ, false,
+                                               [this](short w) { OnTcp(w); });
+    watch_->Start(Remaining());
+    return;
+  }
+  char buf[1500];
+  const ssize_t n = recv(fd_.get(), buf, sizeof buf, 0);
+  if (n > 0 && brine::Load(std::string_view(buf, static_cast<size_t>(n)))) {
+    Finish(true, "");
+    return;
+  }
+  Finish(false, "no valid reply from registry");
+}
+
+void Registrar::Finish(bool ok, const std::string& why) {
+  watch_.reset();
+  fd_.Reset();
+  if (ok) {
+    ++successes_;
+    log_.Info("registry {}:{} acknowledged", options_.registry_host, options_.registry_port);
+  } else {
+    ++failures_;
+    log_.Warn("{}", why);
+  }
+  if (running_) timer_.Start(ok ? options_.interval : options_.retry);
+}
+
+void Registrar::Stop() {
+  if (!running_) return;
+  running_ = false;
+  timer_.Stop();
+  watch_.reset();
+  fd_.Reset();
+  log_.Info("unregistering from {}:{}", options_.registry_host, options_.registry_port);
+  const bool udp = options_.transport == Transport::kUdp;
+  auto fd = NewSocket(udp ? SOCK_DGRAM : SOCK_STREAM);
+  if (!fd) {
+    log_.Warn("unregister: {}", fd.error().message());
+    return;
+  }
+  const std::string data = EncodeUnregister(options_.port);
+  const auto* to = reinterpret_cast<const sockaddr*>(&addr_->addr);
+  if (udp) {
+    sendto(fd->get(), data.data(), data.size(), 0, to, addr_->len);
+    return;
+  }
+  // TCP: connect and send without reading the reply, like the reference; bounded by `timeout`.
+  if (::connect(fd->get(), to, addr_->len) != 0 && errno != EINPROGRESS) return;
+  pollfd p{fd->get(), POLLOUT, 0};
+  if (poll(&p, 1, static_cast<int>(options_.timeout.count())) != 1) {
+    log_.Warn("unregister: could not connect to registry");
+    return;
+  }
+  send(fd->get(), data.data(), data.size(), MSG_NOSIGNAL);
+}
+
+}  // namespace core::registrar

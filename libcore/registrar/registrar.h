@@ -1,0 +1,84 @@
+#pragma once
+
+// The registrar: the client side of the registry protocol (PROTOCOL.md §10), as a server uses it
+// to announce itself. Same wire format and timing as rpyc's UDPRegistryClient/TCPRegistryClient:
+//   REGISTER (aliases, port) every `interval` (60 s) after a success, every `retry` (1 s) after
+//   a failure; UNREGISTER (port) on Stop().
+//   UDP success: a reply decoding to 'OK' from the registry's port within `timeout` (2 s);
+//     SO_BROADCAST when the registry address has a 255 octet (255.255.255.255 by default).
+//   TCP success: any decodable reply within `timeout`.
+//   The socket is bound to (bind_host, 0) first, so the registry records that address.
+// Runs on the daemon's libevent loop; nothing blocks except the short UNREGISTER in Stop().
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "libcore/base/result.h"
+#include "libcore/base/unique_fd.h"
+#include "libcore/brine/value.h"
+#include "libcore/daemon/loop.h"
+#include "libcore/log/log.h"
+
+namespace core::registrar {
+
+enum class Transport { kUdp, kTcp };
+
+struct Options {
+  Transport transport = Transport::kUdp;
+  std::string registry_host = "255.255.255.255";  // required (no default) for TCP
+  uint16_t registry_port = 18811;
+  std::string bind_host;  // empty: any address
+  std::vector<std::string> aliases = {"SLAVE"};
+  brine::Value port = brine::Value(18812);  // the served port, or a unix socket path (str)
+  std::chrono::milliseconds interval{60'000};
+  std::chrono::milliseconds retry{1'000};
+  std::chrono::milliseconds timeout{2'000};
+};
+
+// The request bytes, exactly as rpyc's clients send them.
+std::string EncodeRegister(const std::vector<std::string>& aliases, const brine::Value& port);
+std::string EncodeUnregister(const brine::Value& port);
+
+class Registrar {
+ public:
+  // Resolves the registry address; errors are Config errors.
+  static Result<std::unique_ptr<Registrar>> Create(daemon::EventLoop& loop, Options options,
+                                                   log::Logger log);
+  Registrar(const Registrar&) = delete;
+  Registrar& operator=(const Registrar&) = delete;
+  ~Registrar();
+
+  void Start();  // first REGISTER at once
+  void Stop();   // cancels the timer, sends UNREGISTER
+
+  uint64_t successes() const { return successes_; }
+  uint64_t failures() const { return failures_; }
+
+ private:
+  Registrar(daemon::EventLoop& loop, Options options, log::Logger log);
+  void Attempt();
+  void Finish(bool ok, const std::string& why);
+  void OnUdp(short what);
+  void OnTcp(short what);
+  Result<UniqueFd> NewSocket(int type) const;
+  std::chrono::milliseconds Remaining() const;
+
+  daemon::EventLoop& loop_;
+  Options options_;
+  log::Logger log_;
+  struct Address;
+  std::unique_ptr<Address> addr_;
+  daemon::Timer timer_;
+  UniqueFd fd_;
+  std::unique_ptr<daemon::IoWatch> watch_;
+  double deadline_ = 0;
+  bool tcp_sent_ = false;
+  bool running_ = false;
+  uint64_t successes_ = 0;
+  uint64_t failures_ = 0;
+};
+
+}  // namespace core::registrar
