@@ -101,7 +101,7 @@ def test_ipv6_loopback(tmp_path, native_only):
     import socket
     import subprocess
     import pytest
-    from conftest import PYTHON, Daemon
+    from classic_support import PYTHON, Daemon
     try:
         socket.socket(socket.AF_INET6).bind(("::1", 0))
     except OSError:
