@@ -379,6 +379,14 @@ bool IsValidUtf8(std::string_view s) {
   size_t n = s.size();
   size_t i = 0;
   while (i < n) {
+    // ASCII fast path: eight bytes at a time while none has its high bit set.
+    while (n - i >= 8) {
+      uint64_t word;
+      std::memcpy(&word, p + i, sizeof(word));
+      if ((word & 0x8080808080808080ull) != 0) break;
+      i += 8;
+    }
+    if (i >= n) break;
     unsigned char c = p[i];
     if (c < 0x80) {
       ++i;

@@ -186,6 +186,23 @@ TEST(BrineErrors, InvalidUtf8) {
   EXPECT_TRUE(IsValidUtf8("\xf0\x9f\x98\x80 \xef\xbf\xbf \x7f"));
 }
 
+TEST(BrineErrors, Utf8CheckedAtEveryPositionOfLongAsciiRuns) {
+  // The validator skips ASCII eight bytes at a time: a bad byte must be found wherever it is.
+  for (size_t at = 0; at < 40; ++at) {
+    std::string s(40, 'a');
+    s[at] = '\x80';
+    EXPECT_FALSE(IsValidUtf8(s)) << at;
+    s[at] = '\xc3';  // a lead byte whose continuation is missing or ASCII
+    EXPECT_FALSE(IsValidUtf8(s)) << at;
+    if (at + 1 < s.size()) {
+      s[at + 1] = '\xa9';  // now a valid 'é'
+      EXPECT_TRUE(IsValidUtf8(s)) << at;
+    }
+  }
+  EXPECT_TRUE(IsValidUtf8(std::string(1000, 'x')));
+  EXPECT_FALSE(IsValidUtf8(std::string(1000, 'x') + "\xed\xa0\x80"));  // a surrogate
+}
+
 TEST(BrineErrors, NestingLimit) {
   std::string deep;
   for (int i = 0; i < 300; ++i) deep.push_back(static_cast<char>(kTagTuple1));

@@ -41,11 +41,11 @@ bool IsEmptyBoxedArgs(const Value& boxed) {
 }
 
 // The data of a PING whose argument is a plain value: (1, (data,)).
-const Value* PingValue(const Value& boxed) {
-  const auto* t = boxed.get_if<brine::Tuple>();
+Value* PingValue(Value& boxed) {
+  auto* t = std::get_if<brine::Tuple>(&boxed.variant());
   if (t == nullptr || t->items.size() != 2) return nullptr;
   const auto* label = t->items[0].get_if<brine::Int>();
-  const auto* args = t->items[1].get_if<brine::Tuple>();
+  auto* args = std::get_if<brine::Tuple>(&t->items[1].variant());
   if (label == nullptr || !label->is_small() || label->small() != kLabelValue || args == nullptr ||
       args->items.size() != 1) {
     return nullptr;
@@ -201,15 +201,38 @@ Result<std::optional<Message>> Connection::ReadMessage(std::optional<int> timeou
 
 Status Connection::Send(const Message& m) {
   if (broken_) return Fail(Error::Closed("connection to " + peer_name_ + " is broken"));
-  std::string payload;
-  EncodeMessage(m, generation(), &payload);
-  std::string frame;
-  channel::AppendFrame(payload, &frame, options_.compression);
+  // The message is encoded straight after room for the frame header, in a buffer each thread
+  // reuses. A payload that stays raw (the common, small case) is framed in place; a larger one
+  // goes through the frame writer, which may compress it.
+  thread_local std::string buffer;
+  thread_local std::string framed;
+  buffer.assign(channel::kHeaderSize, '\0');
+  EncodeMessage(m, generation(), &buffer);
+  const size_t payload_size = buffer.size() - channel::kHeaderSize;
+  const std::string* frame = &buffer;
+  if (payload_size <= channel::kCompressThreshold) {
+    const auto n = static_cast<uint32_t>(payload_size);
+    buffer[0] = static_cast<char>(n >> 24);
+    buffer[1] = static_cast<char>(n >> 16);
+    buffer[2] = static_cast<char>(n >> 8);
+    buffer[3] = static_cast<char>(n);
+    buffer[4] = static_cast<char>(channel::kFlagRaw);
+    buffer.push_back(channel::kTrailer);
+  } else {
+    framed.clear();
+    channel::AppendFrame(std::string_view(buffer).substr(channel::kHeaderSize), &framed,
+                         options_.compression);
+    frame = &framed;
+  }
   Status st;
   {
     std::lock_guard<std::mutex> lock(send_mu_);
-    st = stream_.WriteAll(frame);
+    st = stream_.WriteAll(*frame);
   }
+  // Keep small buffers for the next message; give large ones back.
+  constexpr size_t kKeep = size_t{1} << 20;
+  if (buffer.capacity() > kKeep) std::string().swap(buffer);
+  if (framed.capacity() > kKeep) std::string().swap(framed);
   if (!st) {
     // The reader sees end of stream next. A Notify() from another thread must not touch the
     // reader-owned state, so only the atomic flag and the stream.
@@ -268,8 +291,8 @@ Status Connection::Dispatch(Message request) {
       stream_.Shutdown();
       return Fail(Error::Closed("peer " + peer_name_ + " sent CLOSE"));
     case Handler::kPing:
-      if (const Value* data = PingValue(parsed->boxed_args)) {
-        return reply(Outcome::Reply(BoxValue(*data)));
+      if (Value* data = PingValue(parsed->boxed_args)) {
+        return reply(Outcome::Reply(BoxValue(std::move(*data))));
       }
       break;
     default:

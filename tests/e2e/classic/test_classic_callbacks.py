@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import REFERENCE
+from classic_support import REFERENCE
 
 
 def test_callbacks_with_kwargs_and_sorted_key(client):

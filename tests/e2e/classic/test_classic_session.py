@@ -80,3 +80,41 @@ def test_root_service_interface(client):
         print("OK")
     """)
     assert out.strip().endswith("OK")
+
+
+def test_close_is_prompt(client):
+    # The 6.x client waits up to 30 s for a reply or EOF after its CLOSE (PROTOCOL.md §9).
+    out = client.run("""
+        conn = connect()
+        assert conn.eval("1") == 1
+        t0 = time.monotonic()
+        conn.close()
+        elapsed = time.monotonic() - t0
+        assert elapsed < 2, elapsed
+        assert conn.closed
+        print("OK")
+    """)
+    assert out.strip().endswith("OK")
+
+
+def test_ipv6_loopback(tmp_path, native_only):
+    import socket
+    import subprocess
+    import pytest
+    from classic_support import PYTHON, Daemon
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    d = Daemon(tmp_path, extra_args=["--ipv6"], host="::1")
+    try:
+        out = subprocess.run(
+            [PYTHON, "-c", f"import rpyc; c = rpyc.classic.connect('::1', {d.port}, ipv6=True); "
+                           "print(c.eval('6*7')); c.close()"],
+            capture_output=True, text=True, timeout=60)
+        assert out.stdout.strip() == "42", out.stderr
+        d.wait_for_log("goodbye ('::1', ")
+        assert f"server started on [::1]:{d.port}" in d.log()
+        assert "accepted ('::1', " in d.log() and ", 0, 0) with fd " in d.log()
+    finally:
+        assert d.stop() == 0
