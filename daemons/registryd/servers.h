@@ -30,9 +30,17 @@ class UdpServer {
  private:
   void OnReadable();
 
+  // recvmmsg batch: one system call fetches up to kBatch datagrams, and a short batch means the
+  // queue is empty, so no extra call ends in EAGAIN.
+  static constexpr size_t kBatch = 8;
+  struct Slot {
+    char data[kMaxRequestBytes];
+    sockaddr_storage addr;
+  };
   core::UniqueFd fd_;
   Handler handler_;
   core::daemon::IoWatch watch_;
+  std::unique_ptr<Slot[]> slots_;
 };
 
 struct TcpLimits {
