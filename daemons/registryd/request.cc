@@ -1,5 +1,8 @@
 #include "daemons/registryd/request.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "libcore/brine/brine.h"
 
 namespace registryd {
@@ -68,39 +71,43 @@ size_t StrSize(size_t n) {
 
 size_t TupleHeaderSize(size_t count) { return count <= 4 ? 1 : count <= 255 ? 2 : 5; }
 
-void AppendTupleHeader(size_t count, std::string* out) {
-  if (count == 0) {
-    out->push_back(static_cast<char>(brine::kTagEmptyTuple));
-  } else if (count <= 4) {
-    out->push_back(static_cast<char>(brine::kTagTuple1 + count - 1));
-  } else if (count <= 255) {
-    out->push_back(static_cast<char>(brine::kTagTupleShort));
-    out->push_back(static_cast<char>(count));
-  } else {
-    out->push_back(static_cast<char>(brine::kTagTupleLong));
-    for (int shift = 24; shift >= 0; shift -= 8) {
-      out->push_back(static_cast<char>((count >> shift) & 0xff));
-    }
+// The writers below put brine headers at `p` and return the end; callers size the buffer first
+// (StrSize/TupleHeaderSize), so a reply costs one resize and no per-byte appends. The bytes are
+// the same as brine::Encode's (checked by the golden tests).
+char* PutCount(uint8_t short_tag, size_t n, char* p) {
+  if (n <= 255) {
+    *p++ = static_cast<char>(short_tag);
+    *p++ = static_cast<char>(n);
+    return p;
   }
+  *p++ = static_cast<char>(short_tag + 1);  // the long form's tag follows the short one
+  for (int shift = 24; shift >= 0; shift -= 8) *p++ = static_cast<char>((n >> shift) & 0xff);
+  return p;
 }
 
-// Same bytes as brine::Encode(Str{s}) (checked by the golden tests), without building a Value.
-void AppendStr(const std::string& s, std::string* out) {
-  const size_t n = s.size();
-  out->push_back(static_cast<char>(brine::kTagStr));
-  if (n == 0) {
-    out->push_back(static_cast<char>(brine::kTagEmptyBytes));
-  } else if (n <= 4) {
-    out->push_back(static_cast<char>(brine::kTagBytes1 + n - 1));
-  } else if (n <= 255) {
-    out->push_back(static_cast<char>(brine::kTagBytesShort));
-    out->push_back(static_cast<char>(n));
+char* PutTupleHeader(size_t count, char* p) {
+  if (count == 0) {
+    *p++ = static_cast<char>(brine::kTagEmptyTuple);
+  } else if (count <= 4) {
+    *p++ = static_cast<char>(brine::kTagTuple1 + count - 1);
   } else {
-    out->push_back(static_cast<char>(brine::kTagBytesLong));
-    for (int shift = 24; shift >= 0; shift -= 8)
-      out->push_back(static_cast<char>((n >> shift) & 0xff));
+    p = PutCount(brine::kTagTupleShort, count, p);
   }
-  out->append(s);
+  return p;
+}
+
+char* PutStr(std::string_view s, char* p) {
+  const size_t n = s.size();
+  *p++ = static_cast<char>(brine::kTagStr);
+  if (n == 0) {
+    *p++ = static_cast<char>(brine::kTagEmptyBytes);
+  } else if (n <= 4) {
+    *p++ = static_cast<char>(brine::kTagBytes1 + n - 1);
+  } else {
+    p = PutCount(brine::kTagBytesShort, n, p);
+  }
+  std::memcpy(p, s.data(), n);
+  return p + n;
 }
 
 bool EqualsIgnoringAsciiCase(std::string_view a, std::string_view lower) {
@@ -224,12 +231,14 @@ void EncodeServers(const std::vector<const Server*>& servers, size_t max_bytes, 
     ++keep;
   }
   *dropped = servers.size() - keep;
-  out->clear();
-  AppendTupleHeader(keep, out);
+  out->resize(TupleHeaderSize(keep) + body);
+  char* p = PutTupleHeader(keep, out->data());
   for (size_t i = servers.size() - keep; i < servers.size(); ++i) {
-    out->push_back(static_cast<char>(brine::kTagTuple1 + 1));
-    AppendStr(servers[i]->host, out);
-    *out += servers[i]->port;
+    *p++ = static_cast<char>(brine::kTagTuple1 + 1);
+    p = PutStr(servers[i]->host, p);
+    const std::string& port = servers[i]->port;
+    std::memcpy(p, port.data(), port.size());
+    p += port.size();
   }
 }
 
@@ -243,9 +252,9 @@ std::string EncodeNames(const std::vector<std::string>& names, size_t max_bytes,
     ++keep;
   }
   *dropped = names.size() - keep;
-  std::string out;
-  AppendTupleHeader(keep, &out);
-  for (size_t i = 0; i < keep; ++i) AppendStr(names[i], &out);
+  std::string out(TupleHeaderSize(keep) + body, '\0');
+  char* p = PutTupleHeader(keep, out.data());
+  for (size_t i = 0; i < keep; ++i) p = PutStr(names[i], p);
   return out;
 }
 
@@ -312,7 +321,13 @@ std::optional<std::string_view> Handler::Handle(std::string_view data,
 
 std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
                                 const core::daemon::PeerAddress& peer, double now) {
-  const std::string name = Upper(raw_name);
+  // Upper-cased into a fixed buffer: a QUERY name fits one datagram, and needs no allocation.
+  const size_t n = std::min(raw_name.size(), sizeof name_);
+  for (size_t i = 0; i < n; ++i) {
+    const char c = raw_name[i];
+    name_[i] = c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+  }
+  const std::string_view name(name_, n);
   const bool debug = log_.enabled(core::log::Level::debug);
   if (debug) {
     log_.Log(core::log::Level::debug, {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", name}},

@@ -91,6 +91,7 @@ class Handler {
   core::log::RateLimit full_limit_{1, 10.0};
   std::vector<const Server*> servers_;  // scratch, reused: no allocation per QUERY
   std::string reply_;                   // the last reply
+  char name_[kMaxRequestBytes];         // scratch: the upper-cased QUERY name
 };
 
 // Encoders, exposed for tests: a reply tuple truncated to at most `max_bytes`.

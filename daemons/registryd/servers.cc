@@ -32,37 +32,34 @@ UdpServer::UdpServer(core::daemon::EventLoop& loop, core::UniqueFd fd, Handler h
       handler_(std::move(handler)),
       watch_(loop, fd_.get(), EV_READ, true, [this](short) { OnReadable(); }),
       slots_(std::make_unique<Slot[]>(kBatch)) {
+  for (size_t i = 0; i < kBatch; ++i) {
+    iovs_[i] = iovec{slots_[i].data, kMaxRequestBytes};
+    msgs_[i].msg_hdr.msg_name = &slots_[i].addr;
+    msgs_[i].msg_hdr.msg_iov = &iovs_[i];
+    msgs_[i].msg_hdr.msg_iovlen = 1;
+  }
   watch_.Start();
 }
 
 void UdpServer::OnReadable() {
   for (int round = 0; round < kMaxDatagramsPerWakeup / static_cast<int>(kBatch); ++round) {
-    mmsghdr msgs[kBatch];
-    iovec iovs[kBatch];
-    for (size_t i = 0; i < kBatch; ++i) {
-      iovs[i] = iovec{slots_[i].data, kMaxRequestBytes};
-      msgs[i] = mmsghdr{};
-      msgs[i].msg_hdr.msg_name = &slots_[i].addr;
-      msgs[i].msg_hdr.msg_namelen = sizeof slots_[i].addr;
-      msgs[i].msg_hdr.msg_iov = &iovs[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-    }
-    const int got = recvmmsg(fd_.get(), msgs, kBatch, MSG_DONTWAIT, nullptr);
+    for (auto& m : msgs_) m.msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+    const int got = recvmmsg(fd_.get(), msgs_, kBatch, MSG_DONTWAIT, nullptr);
     if (got <= 0) return;  // EAGAIN, or a queued ICMP error: nothing to do
     const double now = MonotonicSeconds();
     for (int i = 0; i < got; ++i) {
       const Slot& slot = slots_[static_cast<size_t>(i)];
       const PeerAddress from(slot.addr);
-      if ((msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+      if ((msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
         handler_.WarnPeer(
             from.text(),
             "oversize datagram (more than " + std::to_string(kMaxRequestBytes) + " bytes)", now);
         continue;
       }
-      auto reply = handler_.Handle(std::string_view(slot.data, msgs[i].msg_len), from, now);
+      auto reply = handler_.Handle(std::string_view(slot.data, msgs_[i].msg_len), from, now);
       if (reply) {
         sendto(fd_.get(), reply->data(), reply->size(), MSG_DONTWAIT,
-               reinterpret_cast<const sockaddr*>(&slot.addr), msgs[i].msg_hdr.msg_namelen);
+               reinterpret_cast<const sockaddr*>(&slot.addr), msgs_[i].msg_hdr.msg_namelen);
       }
     }
     if (static_cast<size_t>(got) < kBatch) return;

@@ -41,6 +41,8 @@ class UdpServer {
   Handler handler_;
   core::daemon::IoWatch watch_;
   std::unique_ptr<Slot[]> slots_;
+  mmsghdr msgs_[kBatch] = {};  // point into slots_, set up once
+  iovec iovs_[kBatch] = {};
 };
 
 struct TcpLimits {
