@@ -59,7 +59,10 @@ class Server:
         prefix = ["taskset", "-c", "0"]
         if valgrind_out:
             prefix += ["valgrind", "--tool=callgrind", f"--callgrind-out-file={valgrind_out}", "-q"]
-        self.proc = subprocess.Popen(prefix + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # SIG_DFL for SIGINT: a shell's background job starts with SIGINT ignored, and the
+        # reference only stops (and callgrind only writes its profile) on KeyboardInterrupt.
+        self.proc = subprocess.Popen(prefix + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.pid = self.proc.pid
 
     def stop(self):
