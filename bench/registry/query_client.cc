@@ -2,18 +2,18 @@
 // (one outstanding), over UDP datagrams or one TCP connection per request, exactly as the rpyc
 // clients send them. Prints "<count> <seconds> <failures>".
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <string>
 
 #include "libcore/brine/brine.h"
 
@@ -39,15 +39,17 @@ int main(int argc, char** argv) {
   to.sin_port = htons(static_cast<uint16_t>(std::atoi(argv[2])));
   to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   const long count = std::atol(argv[3]);
-  const std::string request = brine::Dump(brine::MakeTuple(
-      {brine::MakeStr("RPYC"), brine::MakeStr("QUERY"), brine::MakeTuple({brine::MakeStr(argv[4])})}));
+  const std::string request =
+      brine::Dump(brine::MakeTuple({brine::MakeStr("RPYC"), brine::MakeStr("QUERY"),
+                                    brine::MakeTuple({brine::MakeStr(argv[4])})}));
   char buf[1500];
   long failures = 0;
   const int udp_fd = socket(AF_INET, SOCK_DGRAM, 0);
   const auto t0 = std::chrono::steady_clock::now();
   for (long i = 0; i < count; ++i) {
     if (udp) {
-      sendto(udp_fd, request.data(), request.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+      sendto(udp_fd, request.data(), request.size(), 0, reinterpret_cast<sockaddr*>(&to),
+             sizeof to);
       if (!WaitReadable(udp_fd, 2000) || recv(udp_fd, buf, sizeof buf, 0) <= 0) ++failures;
       continue;
     }

@@ -68,7 +68,6 @@ void UdpServer::OnReadable() {
 
 struct TcpServer::Conn {
   core::UniqueFd fd;
-  sockaddr_storage addr{};
   std::optional<PeerAddress> peer;
   std::string in;
   std::string out;
@@ -89,14 +88,43 @@ TcpServer::TcpServer(core::daemon::EventLoop& loop, core::UniqueFd listen_fd, Ha
 
 TcpServer::~TcpServer() = default;
 
+TcpServer::Next TcpServer::Serve(int fd, std::string_view in, bool eof, const PeerAddress& peer,
+                                 double now, std::string* out, size_t* sent) {
+  if (in.empty()) return Next::kClose;  // connected and closed without a word: no warning
+  if (!eof && in.size() < kMaxRequestBytes && LooksIncomplete(in)) return Next::kRead;
+  auto reply = handler_.Handle(in, peer, now);
+  if (!reply) return Next::kClose;
+  // Usually the whole reply fits the socket buffer at once; wait for EV_WRITE only if not.
+  const ssize_t n = send(fd, reply->data(), reply->size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n == static_cast<ssize_t>(reply->size()) || (n < 0 && errno != EAGAIN)) return Next::kClose;
+  out->assign(*reply);
+  *sent = n > 0 ? static_cast<size_t>(n) : 0;
+  return Next::kWrite;
+}
+
 void TcpServer::OnAcceptable() {
   for (int i = 0; i < kMaxDatagramsPerWakeup; ++i) {
-    auto conn = std::make_unique<Conn>();
-    socklen_t len = sizeof conn->addr;
-    conn->fd = core::UniqueFd(accept4(fd_.get(), reinterpret_cast<sockaddr*>(&conn->addr), &len,
-                                      SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (!conn->fd) return;  // EAGAIN, or the peer already gave up
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    core::UniqueFd fd(
+        accept4(fd_.get(), reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd) return;  // EAGAIN, or the peer already gave up
     const double now = MonotonicSeconds();
+    // The request has often arrived with the connection: then serve it without any per-
+    // connection state or event.
+    char buf[kMaxRequestBytes];
+    const ssize_t n = recv(fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) continue;
+    const PeerAddress peer(addr);
+    std::string_view in;
+    std::string out;
+    size_t sent = 0;
+    Next next = Next::kRead;
+    if (n > 0) {
+      in = std::string_view(buf, static_cast<size_t>(n));
+      next = Serve(fd.get(), in, false, peer, now, &out, &sent);
+      if (next == Next::kClose) continue;
+    }
     if (conns_.size() >= limits_.max_connections) {
       if (evict_limit_.Allow(now)) {
         handler_.log().Log(core::log::Level::warn, {{"RPYC_PEER", conns_.front()->peer->text()}},
@@ -107,12 +135,18 @@ void TcpServer::OnAcceptable() {
       }
       Close(conns_.begin());
     }
-    conn->peer.emplace(conn->addr);
+    auto conn = std::make_unique<Conn>();
+    conn->fd = std::move(fd);
+    conn->peer.emplace(peer);
     conn->deadline = now + static_cast<double>(limits_.deadline.count()) / 1000.0;
+    if (next == Next::kRead) conn->in.assign(in);
+    conn->out = std::move(out);
+    conn->sent = sent;
     conns_.push_back(std::move(conn));
     auto it = std::prev(conns_.end());
     (*it)->watch = std::make_unique<core::daemon::IoWatch>(
-        loop_, (*it)->fd.get(), EV_READ, false, [this, it](short what) { OnEvent(it, what); });
+        loop_, (*it)->fd.get(), next == Next::kWrite ? EV_WRITE : EV_READ, false,
+        [this, it](short what) { OnEvent(it, what); });
     (*it)->watch->Start(limits_.deadline);
   }
 }
@@ -156,32 +190,20 @@ void TcpServer::OnEvent(ConnList::iterator it, short what) {
     Close(it);
     return;
   }
-  const bool eof = n == 0;
   c.in.append(buf, static_cast<size_t>(n));
-  if (c.in.empty()) {  // connected and closed without a word: not worth a warning
-    Close(it);
-    return;
+  switch (Serve(c.fd.get(), c.in, n == 0, *c.peer, now, &c.out, &c.sent)) {
+    case Next::kClose:
+      Close(it);
+      return;
+    case Next::kRead:
+      c.watch->Start(remaining);
+      return;
+    case Next::kWrite:
+      c.watch = std::make_unique<core::daemon::IoWatch>(loop_, c.fd.get(), EV_WRITE, false,
+                                                        [this, it](short w) { OnEvent(it, w); });
+      c.watch->Start(remaining);
+      return;
   }
-  if (!eof && c.in.size() < kMaxRequestBytes && LooksIncomplete(c.in)) {
-    c.watch->Start(remaining);
-    return;
-  }
-  auto reply = handler_.Handle(c.in, *c.peer, now);
-  if (!reply) {
-    Close(it);
-    return;
-  }
-  // Usually the whole reply fits the socket buffer at once; wait for EV_WRITE only if not.
-  const ssize_t sent = send(c.fd.get(), reply->data(), reply->size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-  if (sent == static_cast<ssize_t>(reply->size()) || (sent < 0 && errno != EAGAIN)) {
-    Close(it);
-    return;
-  }
-  c.out.assign(*reply);
-  c.sent = sent > 0 ? static_cast<size_t>(sent) : 0;
-  c.watch = std::make_unique<core::daemon::IoWatch>(loop_, c.fd.get(), EV_WRITE, false,
-                                                    [this, it](short w) { OnEvent(it, w); });
-  c.watch->Start(remaining);
 }
 
 }  // namespace registryd
