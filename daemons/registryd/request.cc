@@ -110,16 +110,6 @@ char* PutStr(std::string_view s, char* p) {
   return p + n;
 }
 
-bool EqualsIgnoringAsciiCase(std::string_view a, std::string_view lower) {
-  if (a.size() != lower.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char c = a[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != lower[i]) return false;
-  }
-  return true;
-}
-
 std::string QuoteList(const std::vector<std::string>& names) {
   std::string out = "(";
   for (size_t i = 0; i < names.size(); ++i) {
@@ -268,11 +258,17 @@ void Handler::WarnPeer(const std::string& peer, const std::string& what, double 
 
 std::optional<std::string_view> FastQueryName(std::string_view data) {
   // 12 | 08 0d "RPYC" | 08 0e 05 <5 bytes> | 10 08 <bytes value>
-  static constexpr std::string_view kHead("\x12\x08\x0dRPYC\x08\x0e\x05", 10);
-  if (data.size() < 18 || data.substr(0, 10) != kHead || data[15] != '\x10' || data[16] != '\x08') {
+  static constexpr char kHead[10] = {'\x12', '\x08', '\x0d', 'R',    'P',
+                                     'Y',    'C',    '\x08', '\x0e', '\x05'};
+  if (data.size() < 18 || std::memcmp(data.data(), kHead, sizeof kHead) != 0 ||
+      data[15] != '\x10' || data[16] != '\x08') {
     return std::nullopt;
   }
-  if (!EqualsIgnoringAsciiCase(data.substr(10, 5), "query")) return std::nullopt;
+  // x | 0x20 equals a lower-case ASCII letter only for that letter and its upper case.
+  static constexpr char kQuery[5] = {'q', 'u', 'e', 'r', 'y'};
+  for (size_t i = 0; i < 5; ++i) {
+    if ((data[10 + i] | 0x20) != kQuery[i]) return std::nullopt;
+  }
   const auto tag = static_cast<uint8_t>(data[17]);
   size_t pos = 18;
   size_t len = 0;
@@ -287,8 +283,10 @@ std::optional<std::string_view> FastQueryName(std::string_view data) {
   }
   if (data.size() != pos + len) return std::nullopt;
   const std::string_view name = data.substr(pos, len);
-  if (!brine::IsValidUtf8(name)) return std::nullopt;
-  return name;
+  for (const char c : name) {
+    if ((c & 0x80) != 0) return brine::IsValidUtf8(name) ? std::optional(name) : std::nullopt;
+  }
+  return name;  // ASCII
 }
 
 std::optional<std::string_view> Handler::Handle(std::string_view data,

@@ -37,15 +37,17 @@ UdpServer::UdpServer(core::daemon::EventLoop& loop, core::UniqueFd fd, Handler h
     msgs_[i].msg_hdr.msg_name = &slots_[i].addr;
     msgs_[i].msg_hdr.msg_iov = &iovs_[i];
     msgs_[i].msg_hdr.msg_iovlen = 1;
+    msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
   }
   watch_.Start();
 }
 
 void UdpServer::OnReadable() {
   for (int round = 0; round < kMaxDatagramsPerWakeup / static_cast<int>(kBatch); ++round) {
-    for (auto& m : msgs_) m.msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+    for (size_t i = 0; i < used_; ++i) msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
     const int got = recvmmsg(fd_.get(), msgs_, kBatch, MSG_DONTWAIT, nullptr);
     if (got <= 0) return;  // EAGAIN, or a queued ICMP error: nothing to do
+    used_ = static_cast<size_t>(got);
     const double now = MonotonicSeconds();
     for (int i = 0; i < got; ++i) {
       const Slot& slot = slots_[static_cast<size_t>(i)];

@@ -43,6 +43,7 @@ class UdpServer {
   std::unique_ptr<Slot[]> slots_;
   mmsghdr msgs_[kBatch] = {};  // point into slots_, set up once
   iovec iovs_[kBatch] = {};
+  size_t used_ = 0;  // slots filled by the last recvmmsg (their msg_namelen needs a reset)
 };
 
 struct TcpLimits {
