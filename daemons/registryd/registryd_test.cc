@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -62,6 +63,25 @@ TEST(RegistrydOptions, EveryTomlKeyLoads) {
   EXPECT_EQ(o.connection_timeout_ms, 100);
   EXPECT_EQ(o.log, "stderr");
   std::remove(path.c_str());
+}
+
+// The shipped sample names every key with its default (STYLE.md §5: load every etc/*.toml).
+TEST(RegistrydOptions, ShippedSampleLoadsAndMatchesDefaults) {
+  Options o;
+  auto out = Parse({"-c", RPYC_SOURCE_DIR "/etc/rpyc-registryd.toml"}, &o);
+  ASSERT_FALSE(out.exit) << out.message;
+  const Options defaults;
+  Options copy = defaults;
+  const auto schema = MakeSchema(&o);
+  const auto reference = MakeSchema(&copy);
+  ASSERT_EQ(schema.size(), reference.size());
+  std::ifstream in(RPYC_SOURCE_DIR "/etc/rpyc-registryd.toml");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (size_t i = 0; i < schema.size(); ++i) {
+    EXPECT_NE(text.find("\n" + schema[i].key + " = "), std::string::npos) << schema[i].key;
+    EXPECT_EQ(core::config::ValueText(schema[i]), core::config::ValueText(reference[i]))
+        << schema[i].key;
+  }
 }
 
 TEST(RegistrydOptions, ErrorsExitWithSysexits) {
