@@ -1,165 +1,714 @@
+// rpyc-classicd's Service: listeners (bound, Unix, or inherited from socket activation), the one
+// interpreter, and the serving modes:
+//   threaded  a thread per connection (accepted on the loop thread)
+//   forking   a child per connection, forked from the loop thread, which never runs client code
+//   oneshot   the first connection only, then exit
+//   stdio     one connection over the moved fds 0/1, then exit (also a connected socket from
+//             socket activation, Accept=yes)
+
 #include "daemons/classicd/classicd.h"
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
-#include <memory>
+#include <list>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <system_error>
+#include <thread>
+#include <vector>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
-#include <string.h>
-#include <sys/signalfd.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-#include "daemons/classicd/log.h"
 #include "daemons/classicd/objspace/objspace.h"
 #include "libcore/base/unique_fd.h"
+#include "libcore/daemon/loop.h"
+#include "libcore/daemon/sockets.h"
 #include "libcore/protocol/connection.h"
+#include "libcore/registrar/registrar.h"
+#include "libcore/transport/address.h"
+#include "libcore/transport/fd_stream.h"
 #include "libcore/transport/listener.h"
+#include "libcore/transport/socket_stream.h"
+#include "libcore/transport/tls_stream.h"
 
 namespace classicd {
 namespace {
 
-using core::protocol::Connection;
+using core::Error;
+using core::Fail;
+using core::UniqueFd;
+using core::log::Level;
 
-// SIGTERM and SIGINT are blocked in every thread and read from a signalfd by the server loop.
-core::Result<core::UniqueFd> BlockStopSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  if (const int rc = pthread_sigmask(SIG_BLOCK, &set, nullptr); rc != 0) {
-    return core::Fail(core::Error::Io("pthread_sigmask: " +
-                                      std::error_code(rc, std::generic_category()).message()));
-  }
-  core::UniqueFd fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!fd) {
-    return core::Fail(
-        core::Error::Io("signalfd: " + std::error_code(errno, std::generic_category()).message()));
-  }
-  return fd;
-}
+std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
 
-const char* SignalName(uint32_t sig) {
-  switch (sig) {
-    case SIGTERM:
-      return "SIGTERM";
-    case SIGINT:
-      return "SIGINT";
-    default:
-      return "a signal";
-  }
-}
-
-// One connection, on its own thread: the engine plus a fresh classic object space.
-class ConnectionServer {
+// Closes the connection when the client sends nothing for `idle_ms` while the server waits.
+class IdleLimitedStream final : public core::transport::Stream {
  public:
-  ConnectionServer(objspace::Interpreter& interpreter, std::shared_ptr<spdlog::logger> log)
-      : interpreter_(interpreter), log_(std::move(log)) {}
-
-  void Serve(core::transport::Stream& stream, const core::transport::SocketAddress& peer) {
-    SetThreadName("Conn-" + std::to_string(++counter_));
-    const std::string who = peer.PythonRepr();
-    log_->info("welcome {}", who);
-    try {  // the connection's top level: nothing below may take the daemon down
-      Connection conn(stream);
-      auto space = objspace::MakeClassicObjectSpace(interpreter_, conn);
-      conn.set_object_space(space.get());
-      auto end = conn.Serve();
-      if (end) {
-        log_->debug("connection {} ended: {}", who, core::protocol::EndReasonName(*end));
-      } else {
-        log_->error("connection {} closed: {}", who, end.error().ToString());
-      }
-      const size_t lent = space->LocalObjectCount();
-      space->OnDisconnect();
-      log_->debug("connection {}: {} objects lent at disconnect, {} after release", who, lent,
-                  space->LocalObjectCount());
-    } catch (const std::exception& e) {
-      log_->error("connection {} closed: internal error: {}", who, e.what());
+  IdleLimitedStream(std::unique_ptr<Stream> inner, int idle_ms)
+      : inner_(std::move(inner)), idle_ms_(idle_ms) {}
+  core::Result<size_t> Read(std::span<char> buf) override {
+    auto ready = inner_->WaitReadable(idle_ms_);
+    if (!ready) return Fail(ready.error());
+    if (!*ready) {
+      return Fail(Error::Limit("idle timeout: nothing from the client for " +
+                               std::to_string(idle_ms_ / 1000) + " s"));
     }
-    log_->info("goodbye {}", who);
+    return inner_->Read(buf);
   }
+  core::Result<bool> WaitReadable(int timeout_ms) override {
+    return inner_->WaitReadable(timeout_ms);
+  }
+  core::Status WriteAll(std::span<const std::string_view> parts) override {
+    return inner_->WriteAll(parts);
+  }
+  using Stream::WriteAll;
+  void Shutdown() override { inner_->Shutdown(); }
+  std::string PeerName() const override { return inner_->PeerName(); }
 
  private:
-  objspace::Interpreter& interpreter_;
-  std::shared_ptr<spdlog::logger> log_;
-  std::atomic<int> counter_{0};
+  std::unique_ptr<Stream> inner_;
+  int idle_ms_;
 };
+
+// Who a connection comes from, in the spellings the log and the limits use.
+struct PeerInfo {
+  std::string repr;  // "('127.0.0.1', 5000)": the reference's log spelling
+  std::string host;  // "127.0.0.1": RPYC_PEER and the per-peer limit key
+  std::string text;  // "127.0.0.1:5000"
+};
+
+PeerInfo DescribePeer(const sockaddr_storage& ss, socklen_t len) {
+  PeerInfo p;
+  if (ss.ss_family == AF_UNIX) {
+    p.repr = "'unix'";
+    p.host = "unix";
+    p.text = "unix";
+    return p;
+  }
+  const core::transport::SocketAddress addr(reinterpret_cast<const sockaddr*>(&ss), len);
+  p.repr = addr.PythonRepr();
+  p.host = addr.host();
+  p.text = addr.ToString();
+  return p;
+}
+
+bool IsLoopback(const std::string& host) {
+  in_addr a4{};
+  if (inet_pton(AF_INET, host.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+  in6_addr a6{};
+  if (inet_pton(AF_INET6, host.c_str(), &a6) == 1) return IN6_IS_ADDR_LOOPBACK(&a6);
+  return host == "localhost";
+}
+
+struct Listener {
+  UniqueFd fd;
+  std::string what;  // "[127.0.0.1]:18812" or "unix:/run/x.sock"
+  std::unique_ptr<core::daemon::IoWatch> watch;
+};
+
+class ClassicService final : public core::daemon::Service {
+ public:
+  ClassicService(core::daemon::Context& ctx, const Options& o, Reloader reload)
+      : ctx_(ctx),
+        o_(o),
+        reload_(std::move(reload)),
+        mode_name_(o.mode),
+        wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+  ~ClassicService() override;
+
+  core::Status Start(StdioFds stdio);
+  std::string StatusText() const override {
+    return std::to_string(active_.load()) + " connections, " + std::to_string(served_.load()) +
+           " served";
+  }
+  void Reload() override;
+  void Shutdown() override;
+
+ private:
+  core::Status Listen();
+  core::Status ListenUnix();
+  void AddListener(UniqueFd fd, std::string what);
+  void OnAcceptable(Listener& l);
+  void Dispatch(UniqueFd fd, PeerInfo peer);
+  bool Admit(const PeerInfo& peer);
+  void Release(const std::string& host);
+  void SpawnThread(std::function<std::unique_ptr<core::transport::Stream>()> open, PeerInfo peer,
+                   int raw_fd, uint64_t id);
+  void ForkChild(UniqueFd fd, PeerInfo peer);
+  void ReapChildren();
+  void OnWake();
+  std::unique_ptr<core::transport::Stream> OpenSocket(UniqueFd fd, const PeerInfo& peer,
+                                                      uint64_t id);
+  void Serve(core::transport::Stream& stream, const PeerInfo& peer, uint64_t id);
+  void StartRegistrar();
+  std::shared_ptr<core::transport::TlsContext> tls() const {
+    std::lock_guard<std::mutex> lock(tls_mu_);
+    return tls_;
+  }
+
+  template <typename... Args>
+  void LogConn(Level level, const PeerInfo& peer, uint64_t id, fmt::format_string<Args...> fmt,
+               Args&&... args) {
+    if (!log_.enabled(level)) return;
+    const std::string conn = std::to_string(id);
+    log_.Write(level, {{"RPYC_PEER", peer.host}, {"RPYC_CONN", conn}, {"RPYC_MODE", mode_name_}},
+               fmt::format(fmt, std::forward<Args>(args)...));
+  }
+
+  core::daemon::Context& ctx_;
+  const Options o_;
+  Reloader reload_;
+  const std::string mode_name_;
+  core::log::Logger log_;
+  // Declared before everything that runs Python, so it is destroyed last.
+  std::unique_ptr<objspace::Interpreter> interpreter_;
+
+  mutable std::mutex tls_mu_;
+  std::shared_ptr<core::transport::TlsContext> tls_;  // guarded by tls_mu_
+
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::string unix_path_;  // unlinked at shutdown
+  std::unique_ptr<core::registrar::Registrar> registrar_;
+  bool single_ = false;  // oneshot, stdio, an inherited connection: exit after one
+  bool started_one_ = false;
+  bool stopping_ = false;
+
+  std::atomic<int> active_{0};
+  std::atomic<uint64_t> served_{0};
+  std::atomic<uint64_t> next_id_{0};
+
+  // Threads (threaded, oneshot, stdio).
+  struct Conn {
+    std::thread thread;
+    int raw_fd = -1;       // for shutdown(); valid until `closing`
+    bool closing = false;  // guarded by mu_
+    bool done = false;     // guarded by mu_
+  };
+  UniqueFd wake_;
+  std::unique_ptr<core::daemon::IoWatch> wake_watch_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::list<Conn> conns_;                   // guarded by mu_
+  std::map<std::string, int> peer_counts_;  // guarded by mu_
+
+  // Children (forking).
+  std::map<pid_t, PeerInfo> children_;
+  std::unique_ptr<core::daemon::SignalWatch> sigchld_;
+};
+
+core::Status ClassicService::Start(StdioFds stdio) {
+  if (!wake_) return Fail(Error::Io("eventfd: " + ErrnoText(errno)));
+  wake_watch_ = std::make_unique<core::daemon::IoWatch>(ctx_.loop, wake_.get(), EV_READ, true,
+                                                        [this](short) { OnWake(); });
+  wake_watch_->Start();
+  log_ = ctx_.logging.Get(o_.mode == "stdio" ? "SLAVE/stdio"
+                                             : "SLAVE/" + std::to_string(o_.effective_port()));
+  if (o_.tls()) {
+    auto t = core::transport::TlsContext::Create(o_.ssl_certfile, o_.ssl_keyfile, o_.ssl_cafile);
+    if (!t) return Fail(t.error());
+    tls_ = *t;
+  }
+
+  std::optional<UniqueFd> connected;  // socket activation with Accept=yes
+  for (auto& s : ctx_.inherited) {
+    if (!s.fd || s.type != SOCK_STREAM) continue;
+    if (s.listening) {
+      AddListener(std::move(s.fd), "inherited fd");
+    } else if (!connected) {
+      connected = std::move(s.fd);
+    }
+  }
+  const bool activated = !listeners_.empty() || connected.has_value();
+  if (o_.mode == "stdio" || connected) {
+    single_ = true;
+  } else if (!activated) {
+    if (auto st = Listen(); !st) return st;
+  }
+  if (o_.mode == "oneshot") single_ = true;
+  if (!o_.unix_socket.empty() && !single_) {
+    if (auto st = ListenUnix(); !st) return st;
+  }
+
+  auto interp = objspace::Interpreter::Start(objspace::InterpreterOptions{});
+  if (!interp) {
+    return Fail(Error::Python("cannot start the Python interpreter: " + interp.error().message()));
+  }
+  interpreter_ = std::move(*interp);
+
+  if (o_.mode == "forking") {
+    sigchld_ =
+        std::make_unique<core::daemon::SignalWatch>(ctx_.loop, SIGCHLD, [this] { ReapChildren(); });
+  }
+
+  if (connected) {  // Accept=yes: this process serves one connection, like stdio
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    getpeername(connected->get(), reinterpret_cast<sockaddr*>(&ss), &len);
+    const int flags = fcntl(connected->get(), F_GETFL);
+    fcntl(connected->get(), F_SETFL, flags & ~O_NONBLOCK);
+    PeerInfo peer = DescribePeer(ss, len);
+    log_.Info("serving an inherited connection from {}", peer.repr);
+    started_one_ = true;
+    Admit(peer);
+    auto shared = std::make_shared<UniqueFd>(std::move(*connected));
+    const int raw = shared->get();
+    const uint64_t id = ++next_id_;
+    SpawnThread(
+        [this, shared, peer, id]() mutable { return OpenSocket(std::move(*shared), peer, id); },
+        peer, raw, id);
+    return {};
+  }
+  if (o_.mode == "stdio") {
+    PeerInfo peer{"stdio", "stdio", "stdio"};
+    started_one_ = true;
+    Admit(peer);
+    SpawnThread(
+        [stdio] {
+          return std::make_unique<core::transport::FdStream>(UniqueFd(stdio.in),
+                                                             UniqueFd(stdio.out), "stdio");
+        },
+        peer, -1, ++next_id_);
+    return {};
+  }
+
+  for (auto& l : listeners_) {
+    log_.Info("server started on {}", l->what);
+    Listener* raw = l.get();
+    l->watch = std::make_unique<core::daemon::IoWatch>(ctx_.loop, l->fd.get(), EV_READ, true,
+                                                       [this, raw](short) { OnAcceptable(*raw); });
+    l->watch->Start();
+  }
+  if (!tls_) {
+    const std::string host = o_.effective_host();
+    if (!activated && !IsLoopback(host)) {
+      log_.Warn(
+          "listening on non-loopback address {} without TLS: the classic service runs arbitrary "
+          "code for anyone who can connect (use --ssl-keyfile/--ssl-certfile/--ssl-cafile)",
+          host);
+    }
+  }
+  if (o_.mode == "oneshot") {
+    const auto& first = listeners_.front();
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    getsockname(first->fd.get(), reinterpret_cast<sockaddr*>(&ss), &len);
+    const core::transport::SocketAddress local(reinterpret_cast<sockaddr*>(&ss), len);
+    const std::string text =
+        "rpyc-oneshot\n" + local.host() + "\t" + std::to_string(local.port()) + "\n";
+    (void)!::write(1, text.data(), text.size());
+  }
+  if (o_.register_server) StartRegistrar();
+  return {};
+}
+
+core::Status ClassicService::Listen() {
+  const std::string host = o_.effective_host();
+  auto l = core::transport::TcpListener::Listen(host, o_.effective_port());
+  if (!l) return Fail(l.error());
+  const auto local = l->local_address();
+  // TcpListener owns its fd; take it over (same descriptor, non-blocking, close-on-exec).
+  UniqueFd fd(::fcntl(l->fd(), F_DUPFD_CLOEXEC, 3));
+  if (!fd) return Fail(Error::Io("dup: " + ErrnoText(errno)));
+  AddListener(std::move(fd), "[" + local.host() + "]:" + std::to_string(local.port()));
+  return {};
+}
+
+core::Status ClassicService::ListenUnix() {
+  const std::string& path = o_.unix_socket;
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sa.sun_path) {
+    return Fail(Error::Config("unix socket path too long: " + path));
+  }
+  std::copy(path.begin(), path.end(), sa.sun_path);
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd) return Fail(Error::Io("socket: " + ErrnoText(errno)));
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return Fail(Error::Config("unix socket path " + path + " exists and is not a socket"));
+    }
+    // A stale socket (nobody accepting) is replaced; a live one is an error.
+    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+      return Fail(Error::Config("unix socket " + path + " is in use by another server"));
+    }
+    ::unlink(path.c_str());
+  }
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    return Fail(Error::Io("bind unix:" + path + ": " + ErrnoText(errno)));
+  }
+  unix_path_ = path;
+  const auto mode = static_cast<mode_t>(std::strtoul(o_.unix_socket_mode.c_str(), nullptr, 8));
+  if (::chmod(path.c_str(), mode) != 0) {
+    return Fail(Error::Io("chmod unix:" + path + ": " + ErrnoText(errno)));
+  }
+  if (::listen(fd.get(), 128) != 0) {
+    return Fail(Error::Io("listen unix:" + path + ": " + ErrnoText(errno)));
+  }
+  AddListener(std::move(fd), "unix:" + path);
+  return {};
+}
+
+void ClassicService::AddListener(UniqueFd fd, std::string what) {
+  auto l = std::make_unique<Listener>();
+  l->fd = std::move(fd);
+  l->what = std::move(what);
+  listeners_.push_back(std::move(l));
+}
+
+void ClassicService::StartRegistrar() {
+  core::registrar::Options r;
+  r.transport = o_.registry_type == "TCP" ? core::registrar::Transport::kTcp
+                                          : core::registrar::Transport::kUdp;
+  r.registry_host = o_.registry_host.empty() ? "255.255.255.255" : o_.registry_host;
+  r.registry_port = static_cast<uint16_t>(o_.registry_port);
+  // The reference binds (server_host, 0), so the registry records the served address.
+  r.bind_host = o_.host.empty() ? o_.effective_host() : o_.host;
+  uint16_t port = 0;
+  for (const auto& l : listeners_) {
+    if (l->what.rfind("unix:", 0) != 0) port = core::daemon::LocalPort(l->fd.get());
+  }
+  if (port != 0) {
+    r.port = core::brine::Value(static_cast<int64_t>(port));
+  } else {
+    r.port = core::brine::Value(core::brine::Str{o_.unix_socket});
+  }
+  auto reg = core::registrar::Registrar::Create(ctx_.loop, r, ctx_.logging.Get("REGCLNT"));
+  if (!reg) {
+    log_.Error("registration disabled: {}", reg.error().message());
+    return;
+  }
+  registrar_ = std::move(*reg);
+  registrar_->Start();
+}
+
+void ClassicService::OnAcceptable(Listener& l) {
+  for (int i = 0; i < 64 && !stopping_; ++i) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    const int fd = ::accept4(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      if (err == EAGAIN || err == EINTR || err == ECONNABORTED || err == EPROTO) return;
+      log_.Error("accept on {}: {}", l.what, ErrnoText(err));
+      return;  // EMFILE and friends: the next readiness retries
+    }
+    UniqueFd owned(fd);
+    PeerInfo peer = DescribePeer(ss, len);
+    const uint64_t id = next_id_ + 1;
+    LogConn(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd);
+    Dispatch(std::move(owned), std::move(peer));
+    if (single_) {  // oneshot: the first connection only
+      for (auto& other : listeners_) other->watch->Stop();
+      log_.Info("listener closed");
+      return;
+    }
+  }
+}
+
+bool ClassicService::Admit(const PeerInfo& peer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (active_.load() >= o_.max_connections) {
+    log_.Warn("refused {}: {} connections open (max_connections)", peer.repr, active_.load());
+    return false;
+  }
+  int& n = peer_counts_[peer.host];
+  if (o_.max_connections_per_peer > 0 && n >= o_.max_connections_per_peer) {
+    log_.Warn("refused {}: {} connections open from {} (max_connections_per_peer)", peer.repr, n,
+              peer.host);
+    if (n == 0) peer_counts_.erase(peer.host);
+    return false;
+  }
+  ++n;
+  ++active_;
+  return true;
+}
+
+void ClassicService::Release(const std::string& host) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = peer_counts_.find(host);
+  if (it != peer_counts_.end() && --it->second <= 0) peer_counts_.erase(it);
+  --active_;
+  ++served_;
+}
+
+void ClassicService::Dispatch(UniqueFd fd, PeerInfo peer) {
+  if (!Admit(peer)) return;  // closes fd
+  started_one_ = true;
+  if (o_.mode == "forking") {
+    ForkChild(std::move(fd), std::move(peer));
+    return;
+  }
+  const int raw = fd.get();
+  const uint64_t id = ++next_id_;
+  auto shared = std::make_shared<UniqueFd>(std::move(fd));
+  SpawnThread(
+      [this, shared, peer, id]() mutable { return OpenSocket(std::move(*shared), peer, id); }, peer,
+      raw, id);
+}
+
+std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd,
+                                                                    const PeerInfo& peer,
+                                                                    uint64_t id) {
+  std::unique_ptr<core::transport::Stream> s;
+  if (auto ctx = tls()) {
+    auto t = core::transport::TlsStream::Accept(std::move(fd), ctx, peer.text,
+                                                static_cast<int>(o_.tls_handshake_timeout * 1000));
+    if (!t) {
+      LogConn(Level::err, peer, id, "{}", t.error().message());
+      return nullptr;
+    }
+    const std::string subject = (*t)->peer_subject();
+    LogConn(Level::debug, peer, id, "TLS {} with {}{}", (*t)->version(), peer.repr,
+            subject.empty() ? "" : " (client certificate " + subject + ")");
+    s = std::move(*t);
+  } else {
+    s = std::make_unique<core::transport::SocketStream>(std::move(fd), peer.text);
+  }
+  return s;
+}
+
+void ClassicService::SpawnThread(std::function<std::unique_ptr<core::transport::Stream>()> open,
+                                 PeerInfo peer, int raw_fd, uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Conn& c = conns_.emplace_back();
+  c.raw_fd = raw_fd;
+  c.thread = std::thread([this, &c, open = std::move(open), peer = std::move(peer), id] {
+    // The stop signals stay with the loop thread (Python threads inherit this mask too).
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    try {
+      auto stream = open();
+      if (stream) Serve(*stream, peer, id);
+      std::lock_guard<std::mutex> closing(mu_);
+      c.closing = true;
+    } catch (const std::exception& e) {
+      LogConn(Level::err, peer, id, "connection {} closed: internal error: {}", peer.repr,
+              e.what());
+    }
+    Release(peer.host);
+    {
+      std::lock_guard<std::mutex> done(mu_);
+      c.closing = true;
+      c.done = true;
+    }
+    cv_.notify_all();
+    const uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof one);
+  });
+}
+
+void ClassicService::Serve(core::transport::Stream& raw_stream, const PeerInfo& peer, uint64_t id) {
+  LogConn(Level::info, peer, id, "welcome {}", peer.repr);
+  std::unique_ptr<core::transport::Stream> idle;
+  core::transport::Stream* stream = &raw_stream;
+  if (o_.idle_timeout > 0) {
+    struct Borrowed final : core::transport::Stream {
+      explicit Borrowed(Stream& s) : s_(s) {}
+      core::Result<size_t> Read(std::span<char> b) override { return s_.Read(b); }
+      core::Result<bool> WaitReadable(int t) override { return s_.WaitReadable(t); }
+      core::Status WriteAll(std::span<const std::string_view> p) override { return s_.WriteAll(p); }
+      using Stream::WriteAll;
+      void Shutdown() override { s_.Shutdown(); }
+      std::string PeerName() const override { return s_.PeerName(); }
+      Stream& s_;
+    };
+    idle = std::make_unique<IdleLimitedStream>(std::make_unique<Borrowed>(raw_stream),
+                                               static_cast<int>(o_.idle_timeout * 1000));
+    stream = idle.get();
+  }
+  try {  // the connection's top level: nothing below may take the daemon down
+    core::protocol::ConnectionOptions copts;
+    copts.frame_limits.max_frame_size = static_cast<size_t>(o_.max_frame_size);
+    core::protocol::Connection conn(*stream, copts);
+    auto space = objspace::MakeClassicObjectSpace(*interpreter_, conn);
+    conn.set_object_space(space.get());
+    auto end = conn.Serve();
+    if (end) {
+      LogConn(Level::debug, peer, id, "connection {} ended: {}", peer.repr,
+              core::protocol::EndReasonName(*end));
+    } else {
+      LogConn(Level::err, peer, id, "connection {} closed: {}", peer.repr, end.error().ToString());
+    }
+    const size_t lent = space->LocalObjectCount();
+    space->OnDisconnect();
+    LogConn(Level::debug, peer, id,
+            "connection {}: {} objects lent at disconnect, {} after release", peer.repr, lent,
+            space->LocalObjectCount());
+  } catch (const std::exception& e) {
+    LogConn(Level::err, peer, id, "connection {} closed: internal error: {}", peer.repr, e.what());
+  }
+  LogConn(Level::info, peer, id, "goodbye {}", peer.repr);
+}
+
+void ClassicService::ForkChild(UniqueFd fd, PeerInfo peer) {
+  const uint64_t id = ++next_id_;
+  auto pid = interpreter_->Fork();
+  if (!pid) {
+    LogConn(Level::err, peer, id, "cannot serve {}: {}", peer.repr, pid.error().message());
+    Release(peer.host);
+    return;
+  }
+  if (*pid == 0) {
+    // The child: its own signals (the parent's handlers write to the parent's loop), no
+    // listeners, one connection, then _exit without finalising.
+    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) ::signal(s, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (auto& l : listeners_) ::close(l->fd.get());
+    auto stream = OpenSocket(std::move(fd), peer, id);
+    if (stream) Serve(*stream, peer, id);
+    (void)interpreter_->RunString("import sys\nsys.stdout.flush()\nsys.stderr.flush()\n");
+    ::_exit(0);
+  }
+  children_[*pid] = peer;
+  LogConn(Level::debug, peer, id, "child {} serves {}", *pid, peer.repr);
+}
+
+void ClassicService::ReapChildren() {
+  for (auto it = children_.begin(); it != children_.end();) {
+    int status = 0;
+    const pid_t r = ::waitpid(it->first, &status, WNOHANG);
+    if (r == 0) {
+      ++it;
+      continue;
+    }
+    if (r > 0 && WIFSIGNALED(status)) {
+      log_.Error("child {} serving {} was killed by signal {}", it->first, it->second.repr,
+                 WTERMSIG(status));
+    } else if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+      log_.Warn("child {} serving {} exited with status {}", it->first, it->second.repr,
+                WEXITSTATUS(status));
+    }
+    Release(it->second.host);
+    it = children_.erase(it);
+  }
+  if (stopping_ && children_.empty()) ctx_.loop.Break();
+}
+
+void ClassicService::OnWake() {
+  uint64_t n = 0;
+  (void)!::read(wake_.get(), &n, sizeof n);
+  std::list<Conn> finished;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = conns_.begin(); it != conns_.end();) {
+      auto next = std::next(it);
+      if (it->done) finished.splice(finished.end(), conns_, it);
+      it = next;
+    }
+  }
+  for (Conn& c : finished) c.thread.join();
+  if (single_ && started_one_ && active_.load() == 0 && !stopping_) {
+    ctx_.finish(o_.mode == "stdio" ? "end of input" : "the connection ended");
+  }
+}
+
+void ClassicService::Reload() {
+  if (!o_.tls()) return;
+  auto t = core::transport::TlsContext::Create(o_.ssl_certfile, o_.ssl_keyfile, o_.ssl_cafile);
+  if (!t) {
+    log_.Error("reload: {}; keeping the loaded certificate", t.error().message());
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(tls_mu_);
+    tls_ = *t;
+  }
+  log_.Info("reload: TLS certificate and key reloaded from {} and {}", o_.ssl_certfile,
+            o_.ssl_keyfile);
+}
+
+void ClassicService::Shutdown() {
+  stopping_ = true;
+  if (registrar_) registrar_->Stop();
+  if (!listeners_.empty()) {
+    for (auto& l : listeners_) {
+      if (l->watch) l->watch->Stop();
+      l->fd.Reset();
+    }
+    if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
+    log_.Info("listener closed");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Conn& c : conns_) {
+    if (!c.closing && c.raw_fd >= 0) (void)::shutdown(c.raw_fd, SHUT_RDWR);
+  }
+  for (const auto& [pid, peer] : children_) ::kill(pid, SIGTERM);
+}
+
+ClassicService::~ClassicService() {
+  stopping_ = true;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  // Children first: they were sent SIGTERM; after the grace period, SIGKILL.
+  while (!children_.empty()) {
+    ReapChildren();
+    if (children_.empty()) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      for (const auto& [pid, peer] : children_) ::kill(pid, SIGKILL);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  size_t stuck = 0;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (Conn& c : conns_) {
+      if (!c.closing && c.raw_fd >= 0) (void)::shutdown(c.raw_fd, SHUT_RDWR);
+    }
+    cv_.wait_until(lock, deadline, [this] {
+      for (const Conn& c : conns_) {
+        if (!c.done) return false;
+      }
+      return true;
+    });
+    for (const Conn& c : conns_) stuck += c.done ? 0 : 1;
+  }
+  if (stuck > 0) {
+    // Threads still running user code cannot be joined, and the interpreter cannot be
+    // finalised under them: leave without unwinding.
+    log_.Warn("{} connections still running user code; exiting without waiting", stuck);
+    log_.Info("server has terminated");
+    std::_Exit(0);
+  }
+  for (Conn& c : conns_) c.thread.join();
+  conns_.clear();
+  registrar_.reset();
+  interpreter_.reset();
+  log_.Info("server has terminated");
+}
 
 }  // namespace
 
-int Run(const Options& options) {
-  SetThreadName("MainThread");
-  auto signals = BlockStopSignals();
-
-  auto listener = core::transport::TcpListener::Listen(options.host, options.port);
-  LogOptions log_options;
-  log_options.name =
-      "SLAVE/" + std::to_string(listener ? listener->local_address().port() : options.port);
-  log_options.quiet = options.quiet;
-  log_options.logfile = options.logfile;
-  std::string log_error;
-  auto log = MakeLogger(log_options, &log_error);
-  if (!log_error.empty()) log->error("cannot open log file: {}", log_error);
-  if (!signals) {
-    log->critical("{}", signals.error().ToString());
-    return 1;
-  }
-  if (!listener) {
-    log->critical("cannot listen: {}", listener.error().ToString());
-    return 1;
-  }
-  const core::transport::SocketAddress local = listener->local_address();
-
-  auto interpreter = objspace::Interpreter::Start(objspace::InterpreterOptions{});
-  if (!interpreter) {
-    log->critical("cannot start the Python interpreter: {}", interpreter.error().ToString());
-    return 1;
-  }
-
-  ConnectionServer connections(**interpreter, log);
-  core::server::ServerHooks hooks;
-  hooks.on_accepted = [&log](const core::transport::SocketAddress& peer, int fd) {
-    log->info("accepted {} with fd {}", peer.PythonRepr(), fd);
-  };
-  hooks.on_accept_error = [&log](const core::Error& e) { log->error("{}", e.ToString()); };
-  core::server::ServerOptions server_options;
-  server_options.stop_fd = signals->get();
-  auto server = core::server::MakeServer(
-      options.mode, std::move(*listener),
-      [&connections](core::transport::Stream& s, const core::transport::SocketAddress& peer) {
-        connections.Serve(s, peer);
-      },
-      hooks, server_options);
-  if (!server) {
-    log->critical("{}", server.error().ToString());
-    return 1;
-  }
-  log->info("server started on [{}]:{}", local.host(), local.port());
-  auto stuck = (*server)->Run();
-
-  signalfd_siginfo info{};
-  if (::read(signals->get(), &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
-    log->info("{} received: stopping", SignalName(info.ssi_signo));
-  }
-  if (!stuck) {
-    log->critical("server failed: {}", stuck.error().ToString());
-    return 1;
-  }
-  if (*stuck > 0) {
-    // Threads still running user code cannot be joined, and the interpreter cannot be finalised
-    // under them: leave without unwinding.
-    log->warn("{} connections still running user code; exiting without waiting", *stuck);
-    log->flush();
-    std::_Exit(0);
-  }
-  server->reset();
-  interpreter->reset();
-  log->info("server has terminated");
-  return 0;
+core::Result<std::unique_ptr<core::daemon::Service>> MakeService(core::daemon::Context& context,
+                                                                 const Options& o, StdioFds stdio,
+                                                                 Reloader reload) {
+  auto service = std::make_unique<ClassicService>(context, o, std::move(reload));
+  if (auto st = service->Start(stdio); !st) return Fail(st.error());
+  return std::unique_ptr<core::daemon::Service>(std::move(service));
 }
 
 }  // namespace classicd

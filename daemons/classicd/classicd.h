@@ -1,38 +1,81 @@
 #pragma once
 
-// rpyc-classicd: the classic RPyC server (SlaveService semantics, embedded CPython) as a daemon.
-// main() parses the command line and calls Run(); everything else lives here so tests link it.
+// rpyc-classicd: the classic RPyC server (SlaveService semantics, embedded CPython) as a daemon
+// on the libcore runtime. main() parses the options and hands MakeService() to
+// core::daemon::Run(); everything else lives here so tests link it.
 
 #include <cstdint>
-#include <optional>
+#include <functional>
+#include <memory>
 #include <string>
 
-#include "libcore/server/server.h"
+#include "libcore/config/cli.h"
+#include "libcore/config/options.h"
+#include "libcore/daemon/run.h"
 
 namespace classicd {
 
+inline constexpr int64_t kDefaultPort = 18812;
+inline constexpr int64_t kDefaultTlsPort = 18821;
+
+// Every member is a switch and a top-level TOML key of the same name (PROTOCOL.md §11 for the
+// reference's switches; the rest are ours).
 struct Options {
-  std::string host;  // empty: 127.0.0.1, or ::1 with ipv6 (as rpyc_classic)
-  uint16_t port = 18812;
+  std::string mode = "threaded";  // threaded | forking | oneshot | stdio
+  int64_t port = -1;              // -1: 18812, or 18821 when TLS is on
+  std::string host;               // empty: 127.0.0.1, or ::1 with ipv6
   bool ipv6 = false;
-  core::server::Mode mode = core::server::Mode::kThreaded;
+  std::string logfile;
   bool quiet = false;
-  std::string logfile;  // empty: stderr
+  std::string log = "auto";  // auto | stderr | journal | file
+  bool register_server = false;
+  std::string registry_type = "UDP";
+  int64_t registry_port = 18811;
+  std::string registry_host;  // empty: 255.255.255.255 for UDP; required for TCP
+  std::string ssl_keyfile;
+  std::string ssl_certfile;
+  std::string ssl_cafile;
+  bool vdb = false;  // refused: obsolete upstream
+  std::string unix_socket;
+  std::string unix_socket_mode = "0600";
+  int64_t max_connections = 1000;
+  int64_t max_connections_per_peer = 0;  // 0: no limit
+  int64_t tls_handshake_timeout = 10;    // seconds
+  int64_t idle_timeout = 0;              // seconds; 0: off
+  int64_t max_frame_size = int64_t{64} << 20;
+
+  bool tls() const { return !ssl_keyfile.empty(); }
+  // The effective values: defaults that depend on other options resolved.
+  uint16_t effective_port() const;
+  std::string effective_host() const;
 };
 
-// Either options to run with, or an exit status for main(): 0 after --help/--version (printed to
-// stdout), 2 after a usage error (one line printed to stderr).
-struct CommandLine {
-  std::optional<Options> options;
-  int exit_status = 0;
-};
-CommandLine ParseCommandLine(int argc, const char* const* argv);
-
+core::config::Schema MakeSchema(Options* o);
+// Cross-option rules (key and certificate together, TCP registry needs a host, --vdb...).
+core::Status Validate(const Options& o);
+core::config::AppInfo MakeAppInfo(const Options* o);
 // "rpyc-classicd 0.1.0 (...)": the version and what this build can do.
 std::string VersionText();
 
-// Serves until SIGTERM or SIGINT; returns the process exit status. Call from main() before any
-// other thread exists (it blocks the stop signals for every thread it starts).
-int Run(const Options& options);
+// Parses argv (defaults < -c FILE < switches). On `exit`, print `message` and exit.
+core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options* o);
+
+core::daemon::RunOptions MakeRunOptions(const Options& o);
+
+// Stdio mode, before anything else runs (EMBEDDING.md §1.5): moves the protocol off fds 0 and 1
+// (returned as new close-on-exec descriptors) and points fd 0 at /dev/null and fds 1 and 2 at
+// the log file (or /dev/null), so nothing but frames ever reaches the peer.
+struct StdioFds {
+  int in = -1;
+  int out = -1;
+};
+core::Result<StdioFds> MoveStdio(const std::string& logfile);
+
+// `reload` re-reads the options on SIGHUP (the TLS certificate and key apply to new
+// connections; the rest needs a restart).
+using Reloader = std::function<core::Result<Options>()>;
+core::Result<std::unique_ptr<core::daemon::Service>> MakeService(core::daemon::Context& context,
+                                                                 const Options& o, StdioFds stdio,
+                                                                 Reloader reload);
 
 }  // namespace classicd

@@ -1,54 +1,165 @@
-#include <iostream>
+// rpyc-classicd's options: one schema drives the TOML file and the command line.
 
-#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <system_error>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "daemons/classicd/classicd.h"
 
 namespace classicd {
 
-std::string VersionText() {
-  return std::string("rpyc-classicd ") + RPYC_VERSION +
-         " (RPyC classic server; wire protocol of rpyc 5.x and 6.x; modes: threaded; "
-         "embedded CPython " RPYC_PYTHON_VERSION ")";
+using core::Error;
+using core::Fail;
+
+uint16_t Options::effective_port() const {
+  if (port >= 0) return static_cast<uint16_t>(port);
+  return static_cast<uint16_t>(tls() ? kDefaultTlsPort : kDefaultPort);
 }
 
-CommandLine ParseCommandLine(int argc, const char* const* argv) {
-  CLI::App app("rpyc-classicd: a native RPyC classic server (rpyc_classic compatible)",
-               "rpyc-classicd");
-  Options opts;
-  std::string mode = "threaded";
-  app.add_option("--host", opts.host, "address to bind (default 127.0.0.1, or ::1 with --ipv6)");
-  app.add_option("-p,--port", opts.port, "TCP port (default 18812)");
-  app.add_flag("--ipv6", opts.ipv6, "use IPv6");
-  app.add_option("-m,--mode", mode, "serving mode: threaded (only mode so far)");
-  app.add_flag("-q,--quiet", opts.quiet, "log errors only (default: everything from DEBUG up)");
-  app.add_option("--logfile", opts.logfile, "log to this file instead of stderr");
-  app.set_version_flag("--version", VersionText());
+std::string Options::effective_host() const {
+  if (!host.empty()) return host;
+  return ipv6 ? "::1" : "127.0.0.1";
+}
 
-  CommandLine out;
-  try {  // adapter boundary: CLI11 reports through exceptions
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    out.exit_status = app.exit(e);
-    if (e.get_exit_code() != 0) out.exit_status = 2;
-    return out;
+core::config::Schema MakeSchema(Options* o) {
+  using namespace core::config;  // NOLINT(google-build-using-namespace): a table of builders
+  return {
+      Choice("mode", "-m,--mode", "Serving mode (case-insensitive)", &o->mode,
+             {"threaded", "forking", "oneshot", "stdio"}),
+      Int("port", "-p,--port", "TCP port (-1: 18812, or 18821 with TLS; 0: any free port)",
+          &o->port, -1, 65535),
+      String("host", "--host",
+             "Address to bind (empty: 127.0.0.1, or ::1 with --ipv6; the classic service runs "
+             "arbitrary code, so it is never exposed by default)",
+             &o->host),
+      Flag("ipv6", "--ipv6", "Use IPv6 (default host ::1)", &o->ipv6),
+      String("logfile", "--logfile", "Log to this file too (reopened on SIGHUP)", &o->logfile),
+      Flag("quiet", "-q,--quiet", "Log errors only", &o->quiet),
+      Choice("log", "--log",
+             "Log destination: auto (journal under systemd), stderr, journal, file (logfile only)",
+             &o->log, {"auto", "stderr", "journal", "file"}),
+      Flag("register", "--register", "Register with a registry server as SLAVE",
+           &o->register_server),
+      Choice("registry_type", "--registry-type", "Registry protocol", &o->registry_type,
+             {"UDP", "TCP"}),
+      Int("registry_port", "--registry-port", "Registry port", &o->registry_port, 1, 65535),
+      String("registry_host", "--registry-host",
+             "Registry host (UDP default 255.255.255.255; required for TCP)", &o->registry_host),
+      String("ssl_keyfile", "--ssl-keyfile", "TLS private key (requires --ssl-certfile)",
+             &o->ssl_keyfile),
+      String("ssl_certfile", "--ssl-certfile", "TLS certificate chain (requires --ssl-keyfile)",
+             &o->ssl_certfile),
+      String("ssl_cafile", "--ssl-cafile",
+             "CA file: client certificates are required and verified against it", &o->ssl_cafile),
+      Flag("vdb", "--vdb", "Obsolete upstream; refused", &o->vdb),
+      String("unix_socket", "--unix-socket", "Also listen on this Unix-domain socket path",
+             &o->unix_socket),
+      String("unix_socket_mode", "--unix-socket-mode", "Permissions of the Unix socket (octal)",
+             &o->unix_socket_mode),
+      Int("max_connections", "--max-connections", "Cap on open connections (more are refused)",
+          &o->max_connections, 1, 1'000'000),
+      Int("max_connections_per_peer", "--max-connections-per-peer",
+          "Cap on open connections from one peer address (0: none)", &o->max_connections_per_peer,
+          0, 1'000'000),
+      Int("tls_handshake_timeout", "--tls-handshake-timeout", "Seconds a TLS handshake may take",
+          &o->tls_handshake_timeout, 1, 3600),
+      Int("idle_timeout", "--idle-timeout",
+          "Close a connection after this many seconds without a byte from the client (0: off)",
+          &o->idle_timeout, 0, 86400 * 365),
+      Int("max_frame_size", "--max-frame-size", "Largest frame accepted from a client, in bytes",
+          &o->max_frame_size, 1024, int64_t{1} << 32),
+  };
+}
+
+core::Status Validate(const Options& o) {
+  if (o.vdb) {
+    return Fail(Error::Usage(
+        "--vdb is not supported: the vdb service is obsolete upstream (removed from rpyc)"));
   }
-  auto parsed_mode = core::server::ParseMode(mode);
-  if (!parsed_mode) {
-    std::cerr << "rpyc-classicd: " << parsed_mode.error().message() << "\n";
-    out.exit_status = 2;
-    return out;
+  if (!o.ssl_keyfile.empty() && o.ssl_certfile.empty()) {
+    return Fail(Error::Usage("--ssl-keyfile requires --ssl-certfile"));
   }
-  if (*parsed_mode != core::server::Mode::kThreaded) {
-    std::cerr << "rpyc-classicd: mode '" << core::server::ModeName(*parsed_mode)
-              << "' is not supported yet (use threaded)\n";
-    out.exit_status = 2;
-    return out;
+  if (o.ssl_keyfile.empty() && !o.ssl_certfile.empty()) {
+    return Fail(Error::Usage("--ssl-certfile requires --ssl-keyfile"));
   }
-  opts.mode = *parsed_mode;
-  if (opts.host.empty()) opts.host = opts.ipv6 ? "::1" : "127.0.0.1";
-  out.options = opts;
-  return out;
+  if (!o.ssl_cafile.empty() && o.ssl_keyfile.empty()) {
+    return Fail(Error::Usage("--ssl-cafile requires --ssl-keyfile and --ssl-certfile"));
+  }
+  if (o.register_server && o.registry_type == "TCP" && o.registry_host.empty()) {
+    return Fail(Error::Usage("--registry-type TCP requires --registry-host"));
+  }
+  if (o.mode == "stdio" && o.log == "stderr") {
+    return Fail(Error::Usage("--mode stdio cannot log to stderr (use --logfile or --log journal)"));
+  }
+  if (o.unix_socket_mode.empty() ||
+      o.unix_socket_mode.find_first_not_of("01234567") != std::string::npos ||
+      o.unix_socket_mode.size() > 4) {
+    return Fail(Error::Config("unix_socket_mode '" + o.unix_socket_mode + "' is not octal"));
+  }
+  return {};
+}
+
+std::string VersionText() {
+  return std::string("rpyc-classicd ") + RPYC_VERSION +
+         " (RPyC classic server; wire protocol of rpyc 5.x and 6.x; embedded "
+         "CPython " RPYC_PYTHON_VERSION
+         ")\nfeatures: threaded forking oneshot stdio unix-socket tls socket-activation sd-notify "
+         "watchdog journald registration toml-config";
+}
+
+core::config::AppInfo MakeAppInfo(const Options* o) {
+  core::config::AppInfo info;
+  info.name = "rpyc-classicd";
+  info.description = "RPyC classic server (rpyc_classic compatible, embedded CPython)";
+  info.version = VersionText();
+  info.validate = [o] { return Validate(*o); };
+  return info;
+}
+
+core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options* o) {
+  return core::config::ParseCommandLine(argc, argv, MakeAppInfo(o), MakeSchema(o));
+}
+
+core::daemon::RunOptions MakeRunOptions(const Options& o) {
+  core::daemon::RunOptions r;
+  r.name =
+      "SLAVE/" + (o.mode == "stdio" ? std::string("stdio") : std::to_string(o.effective_port()));
+  r.log.file = o.logfile;
+  r.log.quiet = o.quiet;
+  r.log.identifier = "rpyc-classicd";
+  r.log.target = *core::log::ParseTarget(o.log);
+  if (o.mode == "stdio" && r.log.target != core::log::Target::kJournal) {
+    // Under systemd (JOURNAL_STREAM) the journal; otherwise the log file only.
+    const char* stream = std::getenv("JOURNAL_STREAM");  // NOLINT(concurrency-mt-unsafe)
+    const bool journal = stream != nullptr && *stream != '\0';
+    r.log.target = journal ? core::log::Target::kJournal : core::log::Target::kFile;
+  }
+  return r;
+}
+
+core::Result<StdioFds> MoveStdio(const std::string& logfile) {
+  auto err = [](const char* what) {
+    return Fail(Error::Io(std::string(what) + ": " +
+                          std::error_code(errno, std::generic_category()).message()));
+  };
+  StdioFds fds;
+  fds.in = fcntl(0, F_DUPFD_CLOEXEC, 3);
+  if (fds.in < 0) return err("moving fd 0");
+  fds.out = fcntl(1, F_DUPFD_CLOEXEC, 3);
+  if (fds.out < 0) return err("moving fd 1");
+  const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd < 0) return err("/dev/null");
+  int sink = null_fd;
+  if (!logfile.empty()) {
+    const int f = ::open(logfile.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (f >= 0) sink = f;
+  }
+  if (::dup2(null_fd, 0) < 0 || ::dup2(sink, 1) < 0 || ::dup2(sink, 2) < 0) return err("dup2");
+  if (sink != null_fd) ::close(sink);
+  ::close(null_fd);
+  return fds;
 }
 
 }  // namespace classicd

@@ -1,128 +1,179 @@
+// rpyc-classicd's options: defaults, precedence (defaults < file < switches), and every error
+// path with its exit status and message.
+
 #include "daemons/classicd/classicd.h"
 
 #include <cstdio>
 #include <fstream>
-#include <sstream>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include "daemons/classicd/log.h"
+#include "libcore/config/options.h"
 
 namespace classicd {
 namespace {
 
-CommandLine Parse(std::vector<const char*> args) {
-  args.insert(args.begin(), "rpyc-classicd");
-  return ParseCommandLine(static_cast<int>(args.size()), args.data());
+struct Parsed {
+  Options o;
+  core::config::CliOutcome outcome;
+};
+
+Parsed Parse(std::vector<std::string> args) {
+  std::vector<const char*> argv = {"rpyc-classicd"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  Parsed p;
+  p.outcome = ParseOptions(static_cast<int>(argv.size()), argv.data(), &p.o);
+  return p;
 }
 
-TEST(CommandLineTest, DefaultsMatchRpycClassic) {
-  CommandLine cl = Parse({});
-  ASSERT_TRUE(cl.options.has_value());
-  EXPECT_EQ(cl.options->host, "127.0.0.1");
-  EXPECT_EQ(cl.options->port, 18812);
-  EXPECT_EQ(cl.options->mode, core::server::Mode::kThreaded);
-  EXPECT_FALSE(cl.options->quiet);
-  EXPECT_TRUE(cl.options->logfile.empty());
+// A TOML file that lives as long as the test.
+class TomlFile {
+ public:
+  explicit TomlFile(const std::string& text) {
+    char path[] = "/tmp/classicd_test_XXXXXX";
+    const int fd = ::mkstemp(path);
+    EXPECT_GE(fd, 0);
+    ::close(fd);
+    path_ = path;
+    std::ofstream(path_) << text;
+  }
+  ~TomlFile() { std::remove(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(OptionsTest, DefaultsMatchRpycClassic) {
+  Parsed p = Parse({});
+  ASSERT_FALSE(p.outcome.exit) << p.outcome.message;
+  EXPECT_EQ(p.o.effective_host(), "127.0.0.1");
+  EXPECT_EQ(p.o.effective_port(), 18812);
+  EXPECT_EQ(p.o.mode, "threaded");
+  EXPECT_EQ(p.o.registry_type, "UDP");
+  EXPECT_EQ(p.o.registry_port, 18811);
+  EXPECT_FALSE(p.o.quiet);
+  EXPECT_EQ(p.o.idle_timeout, 0);
 }
 
-TEST(CommandLineTest, AllSwitches) {
-  CommandLine cl =
-      Parse({"--host", "0.0.0.0", "-p", "1234", "-m", "THREADED", "-q", "--logfile", "/tmp/x"});
-  ASSERT_TRUE(cl.options.has_value());
-  EXPECT_EQ(cl.options->host, "0.0.0.0");
-  EXPECT_EQ(cl.options->port, 1234);
-  EXPECT_TRUE(cl.options->quiet);
-  EXPECT_EQ(cl.options->logfile, "/tmp/x");
+TEST(OptionsTest, Ipv6AndTlsChangeTheDefaults) {
+  Parsed p = Parse({"--ipv6", "--ssl-keyfile", "k.pem", "--ssl-certfile", "c.pem"});
+  ASSERT_FALSE(p.outcome.exit) << p.outcome.message;
+  EXPECT_EQ(p.o.effective_host(), "::1");
+  EXPECT_EQ(p.o.effective_port(), 18821);
+  p = Parse({"--ssl-keyfile", "k.pem", "--ssl-certfile", "c.pem", "-p", "0"});
+  EXPECT_EQ(p.o.effective_port(), 0);
 }
 
-TEST(CommandLineTest, Ipv6DefaultsToLoopback) {
-  CommandLine cl = Parse({"--ipv6"});
-  ASSERT_TRUE(cl.options.has_value());
-  EXPECT_EQ(cl.options->host, "::1");
+TEST(OptionsTest, ModeIsCaseInsensitive) {
+  Parsed p = Parse({"-m", "FORKING"});
+  ASSERT_FALSE(p.outcome.exit);
+  EXPECT_EQ(p.o.mode, "forking");
 }
 
-TEST(CommandLineTest, UsageErrorsExitWithStatus2) {
-  EXPECT_EQ(Parse({"-p", "notaport"}).exit_status, 2);
-  EXPECT_EQ(Parse({"-p", "70000"}).exit_status, 2);
-  EXPECT_EQ(Parse({"--bogus"}).exit_status, 2);
-  EXPECT_EQ(Parse({"-m", "spawn"}).exit_status, 2);
-  CommandLine cl = Parse({"-m", "forking"});  // a real mode, not implemented yet
-  EXPECT_FALSE(cl.options.has_value());
-  EXPECT_EQ(cl.exit_status, 2);
+TEST(OptionsTest, PrecedenceDefaultsFileCommandLine) {
+  TomlFile f(
+      "port = 2000\nhost = \"0.0.0.0\"\nquiet = true\nmax_connections = 7\n"
+      "max-connections-per-peer = 2\nssl_keyfile = \"k\"\nssl_certfile = \"c\"\n");
+  Parsed p = Parse({"-c", f.path(), "-p", "3000"});
+  ASSERT_FALSE(p.outcome.exit) << p.outcome.message;
+  EXPECT_EQ(p.o.port, 3000);       // switch over file
+  EXPECT_EQ(p.o.host, "0.0.0.0");  // file over default
+  EXPECT_TRUE(p.o.quiet);          // file
+  EXPECT_EQ(p.o.max_connections, 7);
+  EXPECT_EQ(p.o.max_connections_per_peer, 2);  // dashes and underscores name the same key
+  EXPECT_EQ(p.o.idle_timeout, 0);              // default
+  EXPECT_EQ(p.o.ssl_keyfile, "k");
 }
 
-TEST(CommandLineTest, HelpAndVersionExitZero) {
-  CommandLine cl = Parse({"--version"});
-  EXPECT_FALSE(cl.options.has_value());
-  EXPECT_EQ(cl.exit_status, 0);
-  cl = Parse({"--help"});
-  EXPECT_FALSE(cl.options.has_value());
-  EXPECT_EQ(cl.exit_status, 0);
-  EXPECT_NE(VersionText().find("rpyc-classicd "), std::string::npos);
+TEST(OptionsTest, EverySwitchIsATomlKey) {
+  Options o;
+  for (const auto& f : MakeSchema(&o)) {
+    EXPECT_FALSE(f.switches.empty()) << f.key;
+    std::string dashed = f.key;
+    for (char& c : dashed) c = c == '_' ? '-' : c;
+    EXPECT_NE(f.switches.find("--" + dashed), std::string::npos) << f.key << " " << f.switches;
+  }
 }
 
-// Logs through a logger writing to a temporary file; returns the file's text.
-template <typename Fn>
-std::string LogToFile(LogOptions opts, Fn fn) {
-  char path[] = "/tmp/classicd_log_testXXXXXX";
-  const int fd = ::mkstemp(path);
-  EXPECT_GE(fd, 0);
-  ::close(fd);
-  opts.logfile = path;
-  std::string error;
-  auto log = MakeLogger(opts, &error);
-  EXPECT_TRUE(error.empty()) << error;
-  fn(*log);
-  log->flush();
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  std::remove(path);
-  return text.str();
+struct ErrorCase {
+  std::vector<std::string> args;
+  std::string toml;  // non-empty: written to a file passed with -c first
+  int exit_code;
+  std::string message;  // a substring of the one line on stderr
+};
+
+TEST(OptionsTest, EveryErrorPath) {
+  const std::vector<ErrorCase> cases = {
+      {{"--bogus"}, "", 64, "--bogus"},
+      {{"-p", "notaport"}, "", 64, "--port: 'notaport' is not an integer"},
+      {{"-p", "70000"}, "", 64, "--port: 70000 is out of range"},
+      {{"-m", "spawn"}, "", 64, "--mode: 'spawn' is not one of threaded|forking|oneshot|stdio"},
+      {{"--registry-type", "SCTP"}, "", 64, "not one of UDP|TCP"},
+      {{"--vdb"}, "", 64, "obsolete upstream"},
+      {{"--ssl-keyfile", "k"}, "", 64, "--ssl-keyfile requires --ssl-certfile"},
+      {{"--ssl-certfile", "c"}, "", 64, "--ssl-certfile requires --ssl-keyfile"},
+      {{"--ssl-cafile", "ca"}, "", 64, "--ssl-cafile requires --ssl-keyfile"},
+      {{"--register", "--registry-type", "TCP"},
+       "",
+       64,
+       "--registry-type TCP requires --registry-host"},
+      {{"-m", "stdio", "--log", "stderr"}, "", 64, "cannot log to stderr"},
+      {{"--max-connections", "0"}, "", 64, "--max-connections: 0 is out of range"},
+      {{"--unix-socket-mode", "999"}, "", 78, "is not octal"},
+      {{}, "port = \"x\"\n", 78, ":1: key 'port': expected an integer, found a string"},
+      {{}, "\nbogus = 1\n", 78, ":2: key 'bogus': unknown key"},
+      {{}, "mode = \"spawn\"\n", 78, ":1: key 'mode': 'spawn' is not one of"},
+      {{}, "port = 99999\n", 78, ":1: key 'port': 99999 is out of range"},
+      {{}, "port = \n", 78, ":1:"},  // TOML syntax
+      {{}, "quiet = 1\n", 78, "key 'quiet': expected a boolean"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args;
+    std::unique_ptr<TomlFile> file;
+    if (!c.toml.empty()) {
+      file = std::make_unique<TomlFile>(c.toml);
+      args = {"-c", file->path()};
+    }
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    Parsed p = Parse(args);
+    SCOPED_TRACE(c.message);
+    EXPECT_TRUE(p.outcome.exit);
+    EXPECT_EQ(p.outcome.exit_code, c.exit_code) << p.outcome.message;
+    EXPECT_TRUE(p.outcome.to_stderr);
+    EXPECT_NE(p.outcome.message.find(c.message), std::string::npos) << p.outcome.message;
+    if (!c.toml.empty()) {
+      EXPECT_NE(p.outcome.message.find(file->path()), std::string::npos) << p.outcome.message;
+    }
+  }
 }
 
-TEST(LogTest, LinesLookLikeTheReference) {
-  LogOptions opts;
-  opts.name = "SLAVE/18812";
-  const std::string s = LogToFile(opts, [](spdlog::logger& log) {
-    SetThreadName("Conn-7");
-    log.info("accepted {} with fd {}", "('127.0.0.1', 41428)", 4);
-    log.debug("dbg");
-    SetThreadName("MainThread");
-    log.warn("careful");
-  });
-  // "Nov 26 11:42:48 INFO SLAVE/18812[Conn-7]: accepted ('127.0.0.1', 41428) with fd 4"
-  EXPECT_NE(s.find(" INFO SLAVE/18812[Conn-7]: accepted ('127.0.0.1', 41428) with fd 4\n"),
-            std::string::npos)
-      << s;
-  EXPECT_NE(s.find(" DEBUG SLAVE/18812[Conn-7]: dbg\n"), std::string::npos) << s;
-  EXPECT_NE(s.find(" WARNING SLAVE/18812[MainThread]: careful\n"), std::string::npos) << s;
-  EXPECT_EQ(s.find(" INFO"), 15u) << "timestamp like 'Nov 26 11:42:48': " << s;
+TEST(OptionsTest, MissingConfigFileIsAConfigError) {
+  Parsed p = Parse({"-c", "/nonexistent/rpyc-classicd.toml"});
+  EXPECT_TRUE(p.outcome.exit);
+  EXPECT_EQ(p.outcome.exit_code, 78);
+  EXPECT_NE(p.outcome.message.find("/nonexistent/rpyc-classicd.toml"), std::string::npos);
 }
 
-TEST(LogTest, QuietLogsErrorsOnly) {
-  LogOptions opts;
-  opts.name = "SLAVE/1";
-  opts.quiet = true;
-  const std::string s = LogToFile(opts, [](spdlog::logger& log) {
-    log.info("hidden");
-    log.error("shown");
-  });
-  EXPECT_EQ(s.find("hidden"), std::string::npos);
-  EXPECT_NE(s.find("ERROR SLAVE/1[MainThread]: shown"), std::string::npos);
+TEST(OptionsTest, HelpVersionCheckConfigExitZero) {
+  for (const char* sw : {"--help", "--version", "--check-config"}) {
+    Parsed p = Parse({sw});
+    EXPECT_TRUE(p.outcome.exit) << sw;
+    EXPECT_EQ(p.outcome.exit_code, 0) << sw;
+    EXPECT_FALSE(p.outcome.to_stderr) << sw;
+  }
+  EXPECT_NE(Parse({"--version"}).outcome.message.find("rpyc-classicd "), std::string::npos);
+  EXPECT_NE(Parse({"--help"}).outcome.message.find("--ssl-cafile"), std::string::npos);
 }
 
-TEST(LogTest, UnopenableLogFileFallsBackToStderr) {
-  LogOptions opts;
-  opts.name = "SLAVE/1";
-  opts.logfile = "/dev/null/y.log";  // a path under a file: cannot exist
-  std::string error;
-  auto log = MakeLogger(opts, &error);
-  ASSERT_NE(log, nullptr);
-  EXPECT_FALSE(error.empty());
+TEST(OptionsTest, StdioLogsToTheFileOnlyOutsideSystemd) {
+  Parsed p = Parse({"-m", "stdio", "--logfile", "/tmp/x.log"});
+  ASSERT_FALSE(p.outcome.exit);
+  ::unsetenv("JOURNAL_STREAM");
+  EXPECT_EQ(MakeRunOptions(p.o).log.target, core::log::Target::kFile);
 }
 
 }  // namespace

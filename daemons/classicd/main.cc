@@ -1,9 +1,33 @@
-// rpyc-classicd: parse the command line, then run the daemon (classicd.cc).
+// rpyc-classicd: parse options, then hand over to the libcore daemon runtime.
+
+#include <cstdio>
 
 #include "daemons/classicd/classicd.h"
 
 int main(int argc, char** argv) {
-  const classicd::CommandLine cl = classicd::ParseCommandLine(argc, argv);
-  if (!cl.options) return cl.exit_status;
-  return classicd::Run(*cl.options);
+  classicd::Options options;
+  const auto outcome = classicd::ParseOptions(argc, argv, &options);
+  if (outcome.exit) {
+    std::fputs(outcome.message.c_str(), outcome.to_stderr ? stderr : stdout);
+    if (outcome.to_stderr) std::fputc('\n', stderr);
+    return outcome.exit_code;
+  }
+  classicd::StdioFds stdio;
+  if (options.mode == "stdio") {  // first: nothing may write to fd 1 from here on
+    auto moved = classicd::MoveStdio(options.logfile);
+    if (!moved) {
+      std::fprintf(stderr, "rpyc-classicd: %s\n", moved.error().message().c_str());
+      return 1;
+    }
+    stdio = *moved;
+  }
+  auto reload = [argc, argv]() -> core::Result<classicd::Options> {
+    classicd::Options fresh;
+    const auto again = classicd::ParseOptions(argc, argv, &fresh);
+    if (again.exit) return core::Fail(core::Error::Config(again.message));
+    return fresh;
+  };
+  return core::daemon::Run(classicd::MakeRunOptions(options), [&](core::daemon::Context& ctx) {
+    return classicd::MakeService(ctx, options, stdio, reload);
+  });
 }

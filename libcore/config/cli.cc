@@ -85,7 +85,12 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
   }
   if (info.validate) {
     auto st = info.validate();
-    if (!st) return Exit(kExitConfig, info.name + ": " + st.error().message(), true);
+    if (!st) {
+      // A Usage error is a switch combination that makes no sense (64); the rest are values
+      // that cannot work together, whether they came from the file or the command line (78).
+      const int code = st.error().code() == Error::Code::kUsage ? kExitUsage : kExitConfig;
+      return Exit(code, info.name + ": " + st.error().message(), true);
+    }
   }
   if (check_config) {
     return Exit(kExitOk,

@@ -15,7 +15,8 @@ struct AppInfo {
   std::string name;         // program name for --help
   std::string description;  // one line
   std::string version;      // full --version text (features included)
-  // Cross-field checks run after everything is merged; a failure exits kExitConfig.
+  // Cross-field checks run after everything is merged; a failure exits kExitUsage when it is
+  // an Error::Usage, kExitConfig otherwise.
   std::function<Status()> validate;
 };
 

@@ -14,7 +14,12 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-std::string SwitchName(const Field& f) { return "--" + f.key; }
+// The long switch a key is spelled as: TOML keys may use '_' where switches use '-'.
+std::string SwitchName(const Field& f) {
+  std::string name = "--" + f.key;
+  for (char& c : name) c = c == '_' ? '-' : c;
+  return name;
+}
 
 template <typename T>
 Field Make(std::string key, std::string switches, std::string help, Kind kind, T* target) {

@@ -8,6 +8,18 @@
 namespace core::config {
 namespace {
 
+// Keys are matched with '-' and '_' taken as the same character, so `max-connections` and
+// `max_connections` both name --max-connections.
+bool SameKey(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const char x = a[i] == '-' ? '_' : a[i];
+    const char y = b[i] == '-' ? '_' : b[i];
+    if (x != y) return false;
+  }
+  return true;
+}
+
 std::string Where(std::string_view source, const toml::source_region& r) {
   return std::string(source) + ":" + std::to_string(r.begin.line);
 }
@@ -84,7 +96,7 @@ Status LoadTomlText(std::string_view text, std::string_view source, const Schema
   for (const auto& [key, node] : table) {
     const Field* field = nullptr;
     for (const auto& f : schema) {
-      if (f.key == key.str()) field = &f;
+      if (SameKey(f.key, key.str())) field = &f;
     }
     if (field == nullptr) {
       return Fail(Error::Config(Where(source, key.source()) + ": key '" + std::string(key.str()) +

@@ -18,4 +18,11 @@ void NotifyReloading() { sd_notify(0, "RELOADING=1"); }
 
 void NotifyStopping() { sd_notify(0, "STOPPING=1"); }
 
+void NotifyWatchdog() { sd_notify(0, "WATCHDOG=1"); }
+
+uint64_t WatchdogUsec() {
+  uint64_t usec = 0;
+  return sd_watchdog_enabled(0, &usec) > 0 ? usec : 0;
+}
+
 }  // namespace core::daemon

@@ -1,5 +1,6 @@
 #include "libcore/daemon/run.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include <signal.h>
@@ -27,25 +28,27 @@ int Run(const RunOptions& options, const ServiceFactory& factory) {
   }
   ::signal(SIGPIPE, SIG_IGN);
 
-  Context context{*loop, **logging, *inherited};
-  auto service = factory(context);
-  if (!service) {
-    log.Error("{}", service.error().message());
-    return 1;
-  }
-  for (const auto& s : *inherited) {
-    if (s.fd) log.Warn("inherited fd {} ({}) is not used", s.fd.get(), s.name);
-  }
-
   bool stopping = false;
+  std::unique_ptr<Service>* running = nullptr;
   auto stop = [&](const char* why) {
     if (stopping) return;
     stopping = true;
     log.Info("{}: stopping", why);
     NotifyStopping();
-    (*service)->Shutdown();
+    if (running != nullptr) (*running)->Shutdown();
     loop->Break();
   };
+  Context context{*loop, **logging, *inherited, stop};
+  auto service = factory(context);
+  if (!service) {
+    log.Error("{}", service.error().message());
+    return 1;
+  }
+  running = &*service;
+  for (const auto& s : *inherited) {
+    if (s.fd) log.Warn("inherited fd {} ({}) is not used", s.fd.get(), s.name);
+  }
+
   SignalWatch term(*loop, SIGTERM, [&] { stop("SIGTERM"); });
   SignalWatch intr(*loop, SIGINT, [&] { stop("SIGINT"); });
   SignalWatch hup(*loop, SIGHUP, [&] {
@@ -66,7 +69,13 @@ int Run(const RunOptions& options, const ServiceFactory& factory) {
   });
   status_timer.Start(std::chrono::seconds(1), true);
 
+  Timer watchdog(*loop, [] { NotifyWatchdog(); });
+  if (const uint64_t usec = WatchdogUsec(); usec > 0) {
+    watchdog.Start(std::chrono::milliseconds(std::max<uint64_t>(usec / 2000, 1)), true);
+  }
+
   NotifyReady(status);
+  if (stopping) return 0;  // the service finished while starting (nothing to serve)
   auto st = loop->Run();
   if (!st) {
     log.Error("{}", st.error().message());

@@ -7,6 +7,8 @@
 //   SIGHUP: reopen the log file (logrotate), Service::Reload().
 //   READY=1 with STATUS=<Service::StatusText()> once the service is built (listeners bound);
 //   STATUS= again whenever the text changes (checked every second).
+//   WATCHDOG=1 every WatchdogSec/2 when the service manager asks for it (WATCHDOG_USEC).
+//   A service that has nothing left to do (one connection served) calls Context::finish().
 
 #include <functional>
 #include <memory>
@@ -34,6 +36,9 @@ struct Context {
   log::Logging& logging;
   // Sockets from socket activation; the factory moves out the ones it adopts.
   std::vector<InheritedSocket>& inherited;
+  // Stops the daemon as a signal would (STOPPING=1, Service::Shutdown(), exit 0). Set by Run();
+  // call it from the loop thread.
+  std::function<void(const char* why)> finish;
 };
 
 using ServiceFactory = std::function<Result<std::unique_ptr<Service>>(Context&)>;

@@ -130,7 +130,9 @@ Result<Target> ParseTarget(std::string_view text) {
   if (text == "auto") return Target::kAuto;
   if (text == "stderr") return Target::kStderr;
   if (text == "journal") return Target::kJournal;
-  return Fail(Error::Config("log target '" + std::string(text) + "' is not auto|stderr|journal"));
+  if (text == "file") return Target::kFile;
+  return Fail(
+      Error::Config("log target '" + std::string(text) + "' is not auto|stderr|journal|file"));
 }
 
 Result<std::unique_ptr<Logging>> Logging::Create(const Options& options) {
@@ -141,7 +143,7 @@ Result<std::unique_ptr<Logging>> Logging::Create(const Options& options) {
                    (options.target == Target::kAuto && stream != nullptr && *stream != '\0');
   if (l->to_journal_) {
     l->sinks_.push_back(std::make_shared<JournalSink>(options.identifier));
-  } else {
+  } else if (options.target != Target::kFile) {
     auto err = std::make_shared<spdlog::sinks::stderr_sink_mt>();
     err->set_formatter(MakeFormatter("%*:%n:%v"));
     l->sinks_.push_back(err);

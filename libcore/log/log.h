@@ -20,7 +20,9 @@
 
 namespace core::log {
 
-enum class Target { kAuto, kStderr, kJournal };
+// kFile: the log file only (stdio mode, where fd 1 is the protocol and, under inetd, fd 2 is the
+// socket too).
+enum class Target { kAuto, kStderr, kJournal, kFile };
 
 struct Options {
   std::string file;    // empty: no file
@@ -29,7 +31,7 @@ struct Options {
   std::string identifier = "rpyc";  // SYSLOG_IDENTIFIER for the journal
 };
 
-Result<Target> ParseTarget(std::string_view text);  // "auto", "stderr", "journal"
+Result<Target> ParseTarget(std::string_view text);  // "auto", "stderr", "journal", "file"
 
 // One structured journal field. `name` must be a valid journal field name (upper case,
 // digits, underscores) and must outlive the log call.

@@ -1,0 +1,217 @@
+#include "libcore/transport/tls_stream.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <system_error>
+
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+namespace core::transport {
+namespace {
+
+// OpenSSL's queued errors as one line ("certificate verify failed; ..."), clearing the queue.
+std::string OpenSslErrors() {
+  std::string out;
+  while (const unsigned long e = ERR_get_error()) {
+    const char* reason = ERR_reason_error_string(e);
+    if (!out.empty()) out += "; ";
+    out += reason != nullptr ? reason : "error " + std::to_string(e);
+  }
+  return out.empty() ? "unknown TLS error" : out;
+}
+
+using Clock = std::chrono::steady_clock;
+
+int MsLeft(Clock::time_point deadline) {
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return static_cast<int>(std::max<int64_t>(left, 0));
+}
+
+}  // namespace
+
+Result<std::shared_ptr<TlsContext>> TlsContext::Create(const std::string& certfile,
+                                                       const std::string& keyfile,
+                                                       const std::string& cafile) {
+  ERR_clear_error();
+  SSL_CTX* raw = SSL_CTX_new(TLS_server_method());
+  if (raw == nullptr) return Fail(Error::Tls("SSL_CTX_new: " + OpenSslErrors()));
+  std::shared_ptr<TlsContext> ctx(new TlsContext(raw, !cafile.empty()));
+  SSL_CTX_set_min_proto_version(raw, TLS1_2_VERSION);
+  SSL_CTX_set_options(raw, SSL_OP_NO_RENEGOTIATION);
+  if (SSL_CTX_use_certificate_chain_file(raw, certfile.c_str()) != 1) {
+    return Fail(Error::Tls("certificate file " + certfile + ": " + OpenSslErrors()));
+  }
+  if (SSL_CTX_use_PrivateKey_file(raw, keyfile.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return Fail(Error::Tls("key file " + keyfile + ": " + OpenSslErrors()));
+  }
+  if (SSL_CTX_check_private_key(raw) != 1) {
+    return Fail(Error::Tls("key file " + keyfile + " does not match certificate " + certfile +
+                           ": " + OpenSslErrors()));
+  }
+  if (!cafile.empty()) {
+    if (SSL_CTX_load_verify_locations(raw, cafile.c_str(), nullptr) != 1) {
+      return Fail(Error::Tls("CA file " + cafile + ": " + OpenSslErrors()));
+    }
+    SSL_CTX_set_verify(raw, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  } else {
+    SSL_CTX_set_verify(raw, SSL_VERIFY_NONE, nullptr);
+  }
+  return ctx;
+}
+
+TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+
+TlsStream::TlsStream(UniqueFd fd, std::shared_ptr<TlsContext> context, SSL* ssl,
+                     std::string peer_name)
+    : fd_(std::move(fd)),
+      context_(std::move(context)),
+      ssl_(ssl),
+      peer_name_(std::move(peer_name)) {}
+
+TlsStream::~TlsStream() { SSL_free(ssl_); }
+
+Result<std::unique_ptr<TlsStream>> TlsStream::Accept(UniqueFd fd,
+                                                     std::shared_ptr<TlsContext> context,
+                                                     std::string peer_name, int timeout_ms) {
+  const int flags = fcntl(fd.get(), F_GETFL);
+  fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK);
+  SSL* ssl = SSL_new(context->get());
+  if (ssl == nullptr) return Fail(Error::Tls("SSL_new: " + OpenSslErrors()));
+  SSL_set_fd(ssl, fd.get());
+  const int raw_fd = fd.get();
+  std::unique_ptr<TlsStream> s(new TlsStream(std::move(fd), std::move(context), ssl, peer_name));
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    ERR_clear_error();
+    const int rc = SSL_accept(ssl);
+    if (rc == 1) return s;
+    const int err = SSL_get_error(ssl, rc);
+    short want = 0;
+    if (err == SSL_ERROR_WANT_READ) want = POLLIN;
+    if (err == SSL_ERROR_WANT_WRITE) want = POLLOUT;
+    if (want == 0) {
+      std::string why;
+      if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN) {
+        why = ERR_peek_error() != 0 ? OpenSslErrors() : "connection closed during the handshake";
+      } else {
+        why = OpenSslErrors();
+      }
+      const long verify = SSL_get_verify_result(ssl);
+      if (verify != X509_V_OK) {
+        why += " (" + std::string(X509_verify_cert_error_string(verify)) + ")";
+      }
+      return Fail(Error::Tls("TLS handshake with " + peer_name + " failed: " + why));
+    }
+    pollfd p{raw_fd, want, 0};
+    const int left = MsLeft(deadline);
+    if (left == 0 || ::poll(&p, 1, left) == 0) {
+      return Fail(Error::Tls("TLS handshake with " + peer_name + " failed: timed out after " +
+                             std::to_string(timeout_ms) + " ms"));
+    }
+  }
+}
+
+Result<size_t> TlsStream::Read(std::span<char> buf) {
+  for (;;) {
+    short want = POLLIN;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (eof_) return size_t{0};
+      ERR_clear_error();
+      const int n =
+          SSL_read(ssl_, buf.data(), static_cast<int>(std::min<size_t>(buf.size(), 1 << 30)));
+      if (n > 0) return static_cast<size_t>(n);
+      const int err = SSL_get_error(ssl_, n);
+      if (err == SSL_ERROR_WANT_WRITE) {
+        want = POLLOUT;
+      } else if (err != SSL_ERROR_WANT_READ) {
+        eof_ = true;
+        if (err == SSL_ERROR_ZERO_RETURN) return size_t{0};
+        if (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) return size_t{0};  // reset/EOF
+        return Fail(Error::Tls("TLS read from " + peer_name_ + ": " + OpenSslErrors()));
+      }
+    }
+    pollfd p{fd_.get(), want, 0};
+    if (::poll(&p, 1, -1) < 0 && errno != EINTR) {
+      return Fail(Error::Io("poll on " + peer_name_ + ": " +
+                            std::error_code(errno, std::generic_category()).message()));
+    }
+  }
+}
+
+Result<bool> TlsStream::WaitReadable(int timeout_ms) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (eof_ || SSL_pending(ssl_) > 0) return true;
+  }
+  for (;;) {
+    pollfd p{fd_.get(), POLLIN, 0};
+    const int rc = ::poll(&p, 1, timeout_ms);
+    if (rc > 0) return true;  // maybe only a record fragment: Read() then waits for the rest
+    if (rc == 0) return false;
+    if (errno == EINTR) continue;
+    return Fail(Error::Io("poll on " + peer_name_ + ": " +
+                          std::error_code(errno, std::generic_category()).message()));
+  }
+}
+
+Status TlsStream::WriteAll(std::span<const std::string_view> parts) {
+  std::string joined;
+  std::string_view data;
+  if (parts.size() == 1) {
+    data = parts[0];
+  } else {
+    for (std::string_view p : parts) joined += p;
+    data = joined;
+  }
+  while (!data.empty()) {
+    short want = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ERR_clear_error();
+      const int n =
+          SSL_write(ssl_, data.data(), static_cast<int>(std::min<size_t>(data.size(), 1 << 30)));
+      if (n > 0) {
+        data.remove_prefix(static_cast<size_t>(n));
+        continue;
+      }
+      const int err = SSL_get_error(ssl_, n);
+      if (err == SSL_ERROR_WANT_WRITE) {
+        want = POLLOUT;
+      } else if (err == SSL_ERROR_WANT_READ) {
+        want = POLLIN;
+      } else {
+        return Fail(Error::Io("TLS write to " + peer_name_ + ": " + OpenSslErrors()));
+      }
+    }
+    pollfd p{fd_.get(), want, 0};
+    (void)::poll(&p, 1, 1000);
+  }
+  return {};
+}
+
+void TlsStream::Shutdown() { (void)::shutdown(fd_.get(), SHUT_RDWR); }
+
+std::string TlsStream::version() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return SSL_get_version(ssl_);
+}
+
+std::string TlsStream::peer_subject() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  X509* cert = SSL_get1_peer_certificate(ssl_);
+  if (cert == nullptr) return {};
+  char buf[256] = {};
+  X509_NAME_oneline(X509_get_subject_name(cert), buf, sizeof buf);
+  X509_free(cert);
+  return buf;
+}
+
+}  // namespace core::transport

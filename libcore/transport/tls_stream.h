@@ -1,0 +1,74 @@
+#pragma once
+
+// TLS over an accepted socket (OpenSSL 3), for rpyc-classicd's --ssl-* switches (PROTOCOL.md §2:
+// after the handshake the stream carries the same frames).
+//   TlsContext: certificate chain + key, TLS 1.2 minimum, and with a CA file client
+//   certificates required and verified. Immutable once made: a reload makes a new one, and
+//   connections keep the one they started with (shared_ptr).
+//   TlsStream: the socket is non-blocking underneath, and every SSL_* call is made under one
+//   lock, so the serving thread's reads and another thread's writes never use the SSL object at
+//   the same time (OpenSSL forbids that); waits happen outside the lock with poll().
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "libcore/base/result.h"
+#include "libcore/base/unique_fd.h"
+#include "libcore/transport/stream.h"
+
+typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ssl_st SSL;
+
+namespace core::transport {
+
+class TlsContext {
+ public:
+  // Errors are Error::Tls naming the file and OpenSSL's reason.
+  static Result<std::shared_ptr<TlsContext>> Create(const std::string& certfile,
+                                                    const std::string& keyfile,
+                                                    const std::string& cafile);
+  TlsContext(const TlsContext&) = delete;
+  TlsContext& operator=(const TlsContext&) = delete;
+  ~TlsContext();
+
+  SSL_CTX* get() const { return ctx_; }
+  bool verifies_clients() const { return verify_; }
+
+ private:
+  TlsContext(SSL_CTX* ctx, bool verify) : ctx_(ctx), verify_(verify) {}
+  SSL_CTX* ctx_;
+  bool verify_;
+};
+
+class TlsStream : public Stream {
+ public:
+  // Runs the server side of the handshake on `fd` (a connected socket), within `timeout_ms`.
+  // A failure (timeout, protocol version, certificate) is an Error::Tls with the reason.
+  static Result<std::unique_ptr<TlsStream>> Accept(UniqueFd fd, std::shared_ptr<TlsContext> context,
+                                                   std::string peer_name, int timeout_ms);
+  ~TlsStream() override;
+
+  Result<size_t> Read(std::span<char> buf) override;
+  Result<bool> WaitReadable(int timeout_ms) override;
+  Status WriteAll(std::span<const std::string_view> parts) override;
+  using Stream::WriteAll;
+  void Shutdown() override;
+  std::string PeerName() const override { return peer_name_; }
+
+  // "TLSv1.3", and the client certificate's subject (empty when none).
+  std::string version() const;
+  std::string peer_subject() const;
+
+ private:
+  TlsStream(UniqueFd fd, std::shared_ptr<TlsContext> context, SSL* ssl, std::string peer_name);
+
+  UniqueFd fd_;
+  std::shared_ptr<TlsContext> context_;
+  SSL* ssl_;
+  std::string peer_name_;
+  mutable std::mutex mu_;  // every SSL_* call on ssl_
+  bool eof_ = false;       // guarded by mu_
+};
+
+}  // namespace core::transport
