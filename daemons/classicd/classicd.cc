@@ -67,7 +67,13 @@ class ConnectionServer {
       Connection conn(stream);
       auto space = objspace::MakeClassicObjectSpace(interpreter_, conn);
       conn.set_object_space(space.get());
-      auto end = conn.Serve();
+      core::Result<core::protocol::EndReason> end = core::Fail(core::Error::Usage("not served"));
+      try {
+        end = conn.Serve();
+      } catch (const std::exception& e) {
+        conn.Shutdown();
+        end = core::Fail(core::Error::Protocol(std::string("internal error: ") + e.what()));
+      }
       if (end) {
         log_->debug("connection {} ended: {}", who, core::protocol::EndReasonName(*end));
       } else {
