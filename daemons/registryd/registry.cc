@@ -96,17 +96,24 @@ size_t Registry::PruneService(ServiceIt it, double now, bool* erased) {
   return dropped;
 }
 
-std::vector<Server> Registry::Query(const std::string& name, double now, size_t* pruned) {
-  std::vector<Server> out;
+size_t Registry::Query(std::string_view name, double now, std::vector<const Server*>* out) {
   auto found = by_name_.find(name);
-  if (found == by_name_.end()) return out;
+  if (found == by_name_.end()) return 0;
   auto it = found->second;
   bool erased = false;
   const size_t dropped = PruneService(it, now, &erased);
+  if (erased) return dropped;
+  for (const Entry& e : it->servers) out->push_back(&e.server);
+  return dropped;
+}
+
+std::vector<Server> Registry::Query(const std::string& name, double now, size_t* pruned) {
+  std::vector<const Server*> live;
+  const size_t dropped = Query(std::string_view(name), now, &live);
   if (pruned != nullptr) *pruned = dropped;
-  if (erased) return out;
-  out.reserve(it->servers.size());
-  for (const Entry& e : it->servers) out.push_back(e.server);
+  std::vector<Server> out;
+  out.reserve(live.size());
+  for (const Server* s : live) out.push_back(*s);
   return out;
 }
 

@@ -42,6 +42,9 @@ class Registry {
   // The live servers of `name`, oldest first; drops this name's stale entries (and counts them
   // in *pruned when given), like the reference's QUERY.
   std::vector<Server> Query(const std::string& name, double now, size_t* pruned = nullptr);
+  // The same without copies: appends pointers (valid until the next change) to *out and
+  // returns the number of stale entries dropped.
+  size_t Query(std::string_view name, double now, std::vector<const Server*>* out);
   // Every name in first-registration order, or only those with a server on `filter_host`.
   std::vector<std::string> List(std::optional<std::string_view> filter_host) const;
   // Drops every entry older than the timeout; returns how many went.

@@ -2,9 +2,12 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "libcore/testing/temp_path.h"
 
 namespace registryd {
 namespace {
@@ -47,7 +50,7 @@ TEST(RegistrydOptions, ReferenceSwitches) {
 }
 
 TEST(RegistrydOptions, EveryTomlKeyLoads) {
-  const std::string path = ::testing::TempDir() + "/registryd_test.toml";
+  const std::string path = core::testing::TempPath("registryd_test.toml");
   std::ofstream(path) << "mode = 'both'\nport = 1\nhost = '::'\nipv6 = true\ntimeout = 3\n"
                          "listing = true\nlogfile = '/tmp/r.log'\nquiet = true\nlog = 'stderr'\n"
                          "max-entries = 10\nmax-connections = 2\nconnection-timeout-ms = 100\n";
@@ -62,12 +65,31 @@ TEST(RegistrydOptions, EveryTomlKeyLoads) {
   std::remove(path.c_str());
 }
 
+// The shipped sample names every key with its default (STYLE.md §5: load every etc/*.toml).
+TEST(RegistrydOptions, ShippedSampleLoadsAndMatchesDefaults) {
+  Options o;
+  auto out = Parse({"-c", RPYC_SOURCE_DIR "/etc/rpyc-registryd.toml"}, &o);
+  ASSERT_FALSE(out.exit) << out.message;
+  const Options defaults;
+  Options copy = defaults;
+  const auto schema = MakeSchema(&o);
+  const auto reference = MakeSchema(&copy);
+  ASSERT_EQ(schema.size(), reference.size());
+  std::ifstream in(RPYC_SOURCE_DIR "/etc/rpyc-registryd.toml");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (size_t i = 0; i < schema.size(); ++i) {
+    EXPECT_NE(text.find("\n" + schema[i].key + " = "), std::string::npos) << schema[i].key;
+    EXPECT_EQ(core::config::ValueText(schema[i]), core::config::ValueText(reference[i]))
+        << schema[i].key;
+  }
+}
+
 TEST(RegistrydOptions, ErrorsExitWithSysexits) {
   Options o;
   EXPECT_EQ(Parse({"-q", "1"}, &o).exit_code, 64);  // -q takes no value (unlike the reference)
   EXPECT_EQ(Parse({"-t", "0"}, &o).exit_code, 64);
   EXPECT_EQ(Parse({"-m", "sctp"}, &o).exit_code, 64);
-  const std::string path = ::testing::TempDir() + "/registryd_bad.toml";
+  const std::string path = core::testing::TempPath("registryd_bad.toml");
   std::ofstream(path) << "timeout = 0\n";
   auto out = Parse({"-c", path}, &o);
   EXPECT_EQ(out.exit_code, 78);

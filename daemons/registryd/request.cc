@@ -1,5 +1,8 @@
 #include "daemons/registryd/request.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "libcore/brine/brine.h"
 
 namespace registryd {
@@ -68,23 +71,44 @@ size_t StrSize(size_t n) {
 
 size_t TupleHeaderSize(size_t count) { return count <= 4 ? 1 : count <= 255 ? 2 : 5; }
 
-void AppendTupleHeader(size_t count, std::string* out) {
-  if (count == 0) {
-    out->push_back(static_cast<char>(brine::kTagEmptyTuple));
-  } else if (count <= 4) {
-    out->push_back(static_cast<char>(brine::kTagTuple1 + count - 1));
-  } else if (count <= 255) {
-    out->push_back(static_cast<char>(brine::kTagTupleShort));
-    out->push_back(static_cast<char>(count));
-  } else {
-    out->push_back(static_cast<char>(brine::kTagTupleLong));
-    for (int shift = 24; shift >= 0; shift -= 8) {
-      out->push_back(static_cast<char>((count >> shift) & 0xff));
-    }
+// The writers below put brine headers at `p` and return the end; callers size the buffer first
+// (StrSize/TupleHeaderSize), so a reply costs one resize and no per-byte appends. The bytes are
+// the same as brine::Encode's (checked by the golden tests).
+char* PutCount(uint8_t short_tag, size_t n, char* p) {
+  if (n <= 255) {
+    *p++ = static_cast<char>(short_tag);
+    *p++ = static_cast<char>(n);
+    return p;
   }
+  *p++ = static_cast<char>(short_tag + 1);  // the long form's tag follows the short one
+  for (int shift = 24; shift >= 0; shift -= 8) *p++ = static_cast<char>((n >> shift) & 0xff);
+  return p;
 }
 
-void AppendStr(const std::string& s, std::string* out) { brine::Encode(brine::Str{s}, out); }
+char* PutTupleHeader(size_t count, char* p) {
+  if (count == 0) {
+    *p++ = static_cast<char>(brine::kTagEmptyTuple);
+  } else if (count <= 4) {
+    *p++ = static_cast<char>(brine::kTagTuple1 + count - 1);
+  } else {
+    p = PutCount(brine::kTagTupleShort, count, p);
+  }
+  return p;
+}
+
+char* PutStr(std::string_view s, char* p) {
+  const size_t n = s.size();
+  *p++ = static_cast<char>(brine::kTagStr);
+  if (n == 0) {
+    *p++ = static_cast<char>(brine::kTagEmptyBytes);
+  } else if (n <= 4) {
+    *p++ = static_cast<char>(brine::kTagBytes1 + n - 1);
+  } else {
+    p = PutCount(brine::kTagBytesShort, n, p);
+  }
+  std::memcpy(p, s.data(), n);
+  return p + n;
+}
 
 std::string QuoteList(const std::vector<std::string>& names) {
   std::string out = "(";
@@ -185,26 +209,27 @@ core::Result<Request> ParseRequest(std::string_view data) {
   return r;
 }
 
-std::string EncodeServers(const std::vector<Server>& servers, size_t max_bytes, size_t* dropped) {
+void EncodeServers(const std::vector<const Server*>& servers, size_t max_bytes, size_t* dropped,
+                   std::string* out) {
   // Keep the newest servers that fit: walk back from the end.
   size_t keep = 0;
   size_t body = 0;
   for (size_t i = servers.size(); i-- > 0;) {
-    const size_t item = 1 + StrSize(servers[i].host.size()) + servers[i].port.size();
+    const size_t item = 1 + StrSize(servers[i]->host.size()) + servers[i]->port.size();
     if (TupleHeaderSize(keep + 1) + body + item > max_bytes) break;
     body += item;
     ++keep;
   }
   *dropped = servers.size() - keep;
-  std::string out;
-  out.reserve(TupleHeaderSize(keep) + body);
-  AppendTupleHeader(keep, &out);
+  out->resize(TupleHeaderSize(keep) + body);
+  char* p = PutTupleHeader(keep, out->data());
   for (size_t i = servers.size() - keep; i < servers.size(); ++i) {
-    out.push_back(static_cast<char>(brine::kTagTuple1 + 1));
-    AppendStr(servers[i].host, &out);
-    out += servers[i].port;
+    *p++ = static_cast<char>(brine::kTagTuple1 + 1);
+    p = PutStr(servers[i]->host, p);
+    const std::string& port = servers[i]->port;
+    std::memcpy(p, port.data(), port.size());
+    p += port.size();
   }
-  return out;
 }
 
 std::string EncodeNames(const std::vector<std::string>& names, size_t max_bytes, size_t* dropped) {
@@ -217,9 +242,9 @@ std::string EncodeNames(const std::vector<std::string>& names, size_t max_bytes,
     ++keep;
   }
   *dropped = names.size() - keep;
-  std::string out;
-  AppendTupleHeader(keep, &out);
-  for (size_t i = 0; i < keep; ++i) AppendStr(names[i], &out);
+  std::string out(TupleHeaderSize(keep) + body, '\0');
+  char* p = PutTupleHeader(keep, out.data());
+  for (size_t i = 0; i < keep; ++i) p = PutStr(names[i], p);
   return out;
 }
 
@@ -231,22 +256,59 @@ void Handler::WarnPeer(const std::string& peer, const std::string& what, double 
   }
 }
 
-std::optional<std::string> Handler::Handle(std::string_view data, const std::string& host,
-                                           const std::string& peer, double now) {
+std::optional<std::string_view> FastQueryName(std::string_view data) {
+  // 12 | 08 0d "RPYC" | 08 0e 05 <5 bytes> | 10 08 <bytes value>
+  static constexpr char kHead[10] = {'\x12', '\x08', '\x0d', 'R',    'P',
+                                     'Y',    'C',    '\x08', '\x0e', '\x05'};
+  if (data.size() < 18 || std::memcmp(data.data(), kHead, sizeof kHead) != 0 ||
+      data[15] != '\x10' || data[16] != '\x08') {
+    return std::nullopt;
+  }
+  // x | 0x20 equals a lower-case ASCII letter only for that letter and its upper case.
+  static constexpr char kQuery[5] = {'q', 'u', 'e', 'r', 'y'};
+  for (size_t i = 0; i < 5; ++i) {
+    if ((data[10 + i] | 0x20) != kQuery[i]) return std::nullopt;
+  }
+  const auto tag = static_cast<uint8_t>(data[17]);
+  size_t pos = 18;
+  size_t len = 0;
+  if (tag == brine::kTagEmptyBytes) {
+    len = 0;
+  } else if (tag >= brine::kTagBytes1 && tag < brine::kTagBytesShort) {
+    len = tag - brine::kTagBytes1 + 1u;
+  } else if (tag == brine::kTagBytesShort && data.size() > pos) {
+    len = static_cast<uint8_t>(data[pos++]);
+  } else {
+    return std::nullopt;  // the long form and anything odd: the general path
+  }
+  if (data.size() != pos + len) return std::nullopt;
+  const std::string_view name = data.substr(pos, len);
+  for (const char c : name) {
+    if ((c & 0x80) != 0) return brine::IsValidUtf8(name) ? std::optional(name) : std::nullopt;
+  }
+  return name;  // ASCII
+}
+
+std::optional<std::string_view> Handler::Handle(std::string_view data,
+                                                const core::daemon::PeerAddress& peer, double now) {
+  if (auto name = FastQueryName(data)) return Query(*name, false, peer, now);
   auto request = ParseRequest(data);
   if (!request) {
-    WarnPeer(peer, request.error().message(), now);
+    WarnPeer(peer.text(), request.error().message(), now);
     return std::nullopt;
   }
   switch (request->command) {
     case Command::kQuery:
-      return Query(*request, peer, now);
+      return Query(request->names[0], request->name_is_bytes, peer, now);
     case Command::kRegister:
-      return Register(*request, host, peer, now);
+      return Register(*request, peer, now);
     case Command::kUnregister: {
-      const size_t n = registry_.Unregister(Server{host, request->port});
-      log_.Log(core::log::Level::debug, {{"RPYC_PEER", peer}, {"RPYC_COMMAND", "UNREGISTER"}},
-               "unregistering {}:{} ({} entries)", host, request->port_text, n);
+      const size_t n = registry_.Unregister(Server{peer.host(), request->port});
+      if (log_.enabled(core::log::Level::debug)) {
+        log_.Log(core::log::Level::debug,
+                 {{"RPYC_PEER", peer.text()}, {"RPYC_COMMAND", "UNREGISTER"}},
+                 "unregistering {}:{} ({} entries)", peer.host(), request->port_text, n);
+      }
       return kOk;
     }
     case Command::kList:
@@ -255,47 +317,58 @@ std::optional<std::string> Handler::Handle(std::string_view data, const std::str
   return std::nullopt;
 }
 
-std::optional<std::string> Handler::Query(const Request& r, const std::string& peer, double now) {
-  const std::string name = Upper(r.names[0]);
+std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
+                                const core::daemon::PeerAddress& peer, double now) {
+  // Upper-cased into a fixed buffer: a QUERY name fits one datagram, and needs no allocation.
+  const size_t n = std::min(raw_name.size(), sizeof name_);
+  for (size_t i = 0; i < n; ++i) {
+    const char c = raw_name[i];
+    name_[i] = c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+  }
+  const std::string_view name(name_, n);
   const bool debug = log_.enabled(core::log::Level::debug);
   if (debug) {
-    log_.Log(core::log::Level::debug, {{"RPYC_PEER", peer}, {"RPYC_SERVICE", name}},
+    log_.Log(core::log::Level::debug, {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", name}},
              "querying for '{}'", name);
   }
+  servers_.clear();
   size_t pruned = 0;
-  std::vector<Server> servers;
-  if (!r.name_is_bytes) servers = registry_.Query(name, now, &pruned);
+  if (!name_is_bytes) pruned = registry_.Query(name, now, &servers_);
   if (pruned > 0 && debug) log_.Debug("discarding {} stale server(s) of {}", pruned, name);
   size_t dropped = 0;
-  std::string reply = EncodeServers(servers, limits_.query, &dropped);
+  EncodeServers(servers_, limits_.query, &dropped, &reply_);
   if (dropped > 0) {
-    log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer}, {"RPYC_SERVICE", name}},
+    log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", name}},
              "reply to {} truncated to {} bytes: {} of {} servers of {} left out (oldest first)",
-             peer, limits_.query, dropped, servers.size(), name);
+             peer.text(), limits_.query, dropped, servers_.size(), name);
   }
   if (debug) {
-    if (servers.empty()) {
+    if (servers_.empty()) {
       log_.Debug("no such service");
     } else {
       std::string text = "[";
-      for (size_t i = dropped; i < servers.size(); ++i) {
-        text += (i > dropped ? ", ('" : "('") + servers[i].host + "', ";
-        auto port = core::brine::Load(servers[i].port);
+      for (size_t i = dropped; i < servers_.size(); ++i) {
+        text += (i > dropped ? ", ('" : "('") + servers_[i]->host + "', ";
+        auto port = core::brine::Load(servers_[i]->port);
         text += (port ? port->Repr() : "?") + ")";
       }
       log_.Debug("replying with {}]", text);
     }
   }
-  return reply;
+  return reply_;
 }
 
-std::optional<std::string> Handler::Register(const Request& r, const std::string& host,
-                                             const std::string& peer, double now) {
+std::optional<std::string_view> Handler::Register(const Request& r,
+                                                  const core::daemon::PeerAddress& peer,
+                                                  double now) {
+  const std::string& host = peer.host();
   std::string joined;
   for (const auto& n : r.names) joined += (joined.empty() ? "" : ", ") + n;
-  log_.Log(core::log::Level::debug,
-           {{"RPYC_PEER", peer}, {"RPYC_SERVICE", joined}, {"RPYC_COMMAND", "REGISTER"}},
-           "registering {}:{} as {}", host, r.port_text, joined);
+  if (log_.enabled(core::log::Level::debug)) {
+    log_.Log(core::log::Level::debug,
+             {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", joined}, {"RPYC_COMMAND", "REGISTER"}},
+             "registering {}:{} as {}", host, r.port_text, joined);
+  }
   size_t refused = 0;
   for (const auto& n : r.names) {
     if (registry_.Register(Upper(n), Server{host, r.port}, now) == Registry::AddResult::kRefused) {
@@ -304,16 +377,17 @@ std::optional<std::string> Handler::Register(const Request& r, const std::string
   }
   if (refused == 0) return kOk;
   if (full_limit_.Allow(now)) {
-    log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer}, {"RPYC_SERVICE", joined}},
+    log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", joined}},
              "registry full ({} entries): refused {} new entr{} from {} (and {} more since the "
              "last warning); no reply sent",
-             registry_.max_entries(), refused, refused == 1 ? "y" : "ies", peer,
+             registry_.max_entries(), refused, refused == 1 ? "y" : "ies", peer.text(),
              full_limit_.TakeSuppressed());
   }
   return std::nullopt;
 }
 
-std::optional<std::string> Handler::List(const Request& r, const std::string& peer, double now) {
+std::optional<std::string_view> Handler::List(const Request& r,
+                                              const core::daemon::PeerAddress& peer, double now) {
   log_.Debug("querying for services list:");
   if (!listing_) {
     log_.Debug("listing is disabled");
@@ -327,7 +401,7 @@ std::optional<std::string> Handler::List(const Request& r, const std::string& pe
     if (!s->utf8.empty()) first = core::brine::Str{Utf8Chars(s->utf8)[0]};
   }
   if (!first) {
-    WarnPeer(peer, "list argument is not a non-empty tuple: " + r.list_arg.Repr(), now);
+    WarnPeer(peer.text(), "list argument is not a non-empty tuple: " + r.list_arg.Repr(), now);
     return std::nullopt;
   }
   // Unlike the reference, LIST never shows servers past the timeout.
@@ -341,16 +415,16 @@ std::optional<std::string> Handler::List(const Request& r, const std::string& pe
     names = registry_.List(host->utf8);
   }  // any other truthy filter matches no host, as in the reference
   size_t dropped = 0;
-  std::string reply = EncodeNames(names, limits_.list, &dropped);
+  reply_ = EncodeNames(names, limits_.list, &dropped);
   if (dropped > 0) {
-    log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer}},
-             "reply to {} truncated to {} bytes: {} of {} service names left out", peer,
+    log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}},
+             "reply to {} truncated to {} bytes: {} of {} service names left out", peer.text(),
              limits_.list, dropped, names.size());
   }
   if (log_.enabled(core::log::Level::debug)) {
     log_.Debug("replying with {}", QuoteList(names));
   }
-  return reply;
+  return reply_;
 }
 
 }  // namespace registryd

@@ -18,6 +18,7 @@
 #include "daemons/registryd/registry.h"
 #include "libcore/base/result.h"
 #include "libcore/brine/value.h"
+#include "libcore/daemon/sockets.h"
 #include "libcore/log/log.h"
 
 namespace registryd {
@@ -42,6 +43,11 @@ struct Request {
 // Errors are Protocol errors whose message says what was wrong, for the warning log line.
 core::Result<Request> ParseRequest(std::string_view data);
 
+// The fast path: the name of a canonical QUERY (the exact bytes rpyc's clients send, with a str
+// name), or nullopt for anything else, which then takes the general path. It accepts only input
+// the general path would read the same way.
+std::optional<std::string_view> FastQueryName(std::string_view data);
+
 // ASCII upper-casing (the reference uses str.upper(); non-ASCII letters are kept as they are).
 std::string Upper(std::string_view s);
 
@@ -58,10 +64,10 @@ class Handler {
   Handler(Registry& registry, bool listing, ReplyLimits limits, core::log::Logger log)
       : registry_(registry), listing_(listing), limits_(limits), log_(std::move(log)) {}
 
-  // The reply bytes, or nullopt when nothing must be sent (bad request: one warning naming the
-  // peer; registration refused because the registry is full).
-  std::optional<std::string> Handle(std::string_view data, const std::string& host,
-                                    const std::string& peer, double now);
+  // The reply bytes (valid until the next call), or nullopt when nothing must be sent (bad
+  // request: one warning naming the peer; registration refused because the registry is full).
+  std::optional<std::string_view> Handle(std::string_view data,
+                                         const core::daemon::PeerAddress& peer, double now);
 
   void set_listing(bool on) { listing_ = on; }
   const core::log::Logger& log() const { return log_; }
@@ -70,10 +76,12 @@ class Handler {
   void WarnPeer(const std::string& peer, const std::string& what, double now);
 
  private:
-  std::optional<std::string> Query(const Request& r, const std::string& peer, double now);
-  std::optional<std::string> Register(const Request& r, const std::string& host,
-                                      const std::string& peer, double now);
-  std::optional<std::string> List(const Request& r, const std::string& peer, double now);
+  std::string_view Query(std::string_view raw_name, bool name_is_bytes,
+                         const core::daemon::PeerAddress& peer, double now);
+  std::optional<std::string_view> Register(const Request& r, const core::daemon::PeerAddress& peer,
+                                           double now);
+  std::optional<std::string_view> List(const Request& r, const core::daemon::PeerAddress& peer,
+                                       double now);
 
   Registry& registry_;
   bool listing_;
@@ -81,11 +89,15 @@ class Handler {
   core::log::Logger log_;
   core::log::RateLimit warn_limit_{20, 10.0};
   core::log::RateLimit full_limit_{1, 10.0};
+  std::vector<const Server*> servers_;  // scratch, reused: no allocation per QUERY
+  std::string reply_;                   // the last reply
+  char name_[kMaxRequestBytes];         // scratch: the upper-cased QUERY name
 };
 
 // Encoders, exposed for tests: a reply tuple truncated to at most `max_bytes`.
 // *dropped gets the number of items left out.
-std::string EncodeServers(const std::vector<Server>& servers, size_t max_bytes, size_t* dropped);
+void EncodeServers(const std::vector<const Server*>& servers, size_t max_bytes, size_t* dropped,
+                   std::string* out);
 std::string EncodeNames(const std::vector<std::string>& names, size_t max_bytes, size_t* dropped);
 
 }  // namespace registryd

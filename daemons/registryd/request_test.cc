@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "libcore/brine/brine.h"
+#include "libcore/testing/temp_path.h"
 
 namespace registryd {
 namespace {
@@ -103,15 +104,52 @@ TEST(ParseRequest, EveryRejection) {
   }
 }
 
+TEST(FastQueryName, OnlyCanonicalQueries) {
+  EXPECT_EQ(FastQueryName(Hex(kQuerySlave)), "SLAVE");
+  EXPECT_EQ(FastQueryName(Req("qUeRy", MakeTuple({MakeStr("")}))), "");
+  EXPECT_EQ(FastQueryName(Req("QUERY", MakeTuple({MakeStr(std::string(255, 'x'))}))),
+            std::string(255, 'x'));
+  // Everything else goes the general way (and gets the same answer or the same warning there).
+  EXPECT_FALSE(FastQueryName(Req("QUERY", MakeTuple({MakeStr(std::string(256, 'x'))}))));
+  EXPECT_FALSE(FastQueryName(Hex(kQuerySlave) + "x"));
+  EXPECT_FALSE(FastQueryName(Hex(kQuerySlave).substr(0, 22)));
+  EXPECT_FALSE(FastQueryName(Req("QUERX", MakeTuple({MakeStr("a")}))));
+  EXPECT_FALSE(FastQueryName(Req("QUERY", MakeTuple({brine::MakeBytes("a")}))));
+  EXPECT_FALSE(FastQueryName(Req("QUERY", MakeTuple({MakeStr("a"), MakeStr("b")}))));
+  std::string bad_utf8 = Req("QUERY", MakeTuple({MakeStr("ab")}));
+  bad_utf8.back() = '\xff';
+  EXPECT_FALSE(FastQueryName(bad_utf8));
+  EXPECT_FALSE(ParseRequest(bad_utf8));
+}
+
+TEST(Encode, SameBytesAsTheBrineEncoder) {
+  for (size_t n : {0, 1, 4, 5, 255, 256, 1000}) {
+    const std::string name(n, 'n');
+    size_t dropped = 0;
+    EXPECT_EQ(EncodeNames({name}, 100000, &dropped), brine::Dump(MakeTuple({MakeStr(name)}))) << n;
+    const Server server{name, brine::Dump(Value(static_cast<int64_t>(n)))};
+    std::string reply;
+    EncodeServers({&server}, 100000, &dropped, &reply);
+    EXPECT_EQ(reply,
+              brine::Dump(MakeTuple({MakeTuple({MakeStr(name), Value(static_cast<int64_t>(n))})})))
+        << n;
+  }
+}
+
 TEST(Encode, GoldenReplyAndTruncation) {
   size_t dropped = 0;
   const std::string port = brine::Dump(Value(18812));
-  EXPECT_EQ(EncodeServers({Server{"127.0.0.1", port}}, 1500, &dropped),
-            Hex("10 11 08 0e 09 31 32 37 2e 30 2e 30 2e 31 16 05 31 38 38 31 32"));
-  EXPECT_EQ(EncodeServers({}, 1500, &dropped), Hex("02"));
+  const Server one{"127.0.0.1", port};
+  std::string reply;
+  EncodeServers({&one}, 1500, &dropped, &reply);
+  EXPECT_EQ(reply, Hex("10 11 08 0e 09 31 32 37 2e 30 2e 30 2e 31 16 05 31 38 38 31 32"));
+  EncodeServers({}, 1500, &dropped, &reply);
+  EXPECT_EQ(reply, Hex("02"));
   std::vector<Server> many;
   for (int i = 0; i < 200; ++i) many.push_back(Server{"10.0.0." + std::to_string(i), port});
-  const std::string reply = EncodeServers(many, 1500, &dropped);
+  std::vector<const Server*> refs;
+  for (const auto& m : many) refs.push_back(&m);
+  EncodeServers(refs, 1500, &dropped, &reply);
   EXPECT_LE(reply.size(), 1500u);
   EXPECT_GT(dropped, 0u);
   auto v = brine::Load(reply);
@@ -130,7 +168,7 @@ TEST(Encode, GoldenReplyAndTruncation) {
 class HandlerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = ::testing::TempDir() + "/handler_test.log";
+    path_ = core::testing::TempPath("handler_test.log");
     std::remove(path_.c_str());
     core::log::Options o;
     o.file = path_;
@@ -154,17 +192,24 @@ class HandlerTest : public ::testing::Test {
 
 TEST_F(HandlerTest, RegisterQueryUnregisterLikeTheReference) {
   Handler h = Make(false);
-  EXPECT_EQ(*h.Handle(Hex(kRegisterSlave), "127.0.0.1", "127.0.0.1:4000", 0), Hex("08 0b 4f 4b"));
-  EXPECT_EQ(*h.Handle(Hex(kQuerySlave), "127.0.0.1", "127.0.0.1:4001", 1),
-            Hex("10 11 08 0e 09 31 32 37 2e 30 2e 30 2e 31 16 05 31 38 38 31 32"));
+  EXPECT_EQ(
+      *h.Handle(Hex(kRegisterSlave), core::daemon::PeerAddress("127.0.0.1", "127.0.0.1:4000"), 0),
+      Hex("08 0b 4f 4b"));
+  EXPECT_EQ(
+      *h.Handle(Hex(kQuerySlave), core::daemon::PeerAddress("127.0.0.1", "127.0.0.1:4001"), 1),
+      Hex("10 11 08 0e 09 31 32 37 2e 30 2e 30 2e 31 16 05 31 38 38 31 32"));
   // Names are upper-cased on both sides.
-  EXPECT_EQ(*h.Handle(Req("query", MakeTuple({MakeStr("slave")})), "h", "p", 1),
-            h.Handle(Hex(kQuerySlave), "h", "p", 1));
+  const std::string upper(*h.Handle(Hex(kQuerySlave), core::daemon::PeerAddress("h", "p"), 1));
+  EXPECT_EQ(*h.Handle(Req("query", MakeTuple({MakeStr("slave")})),
+                      core::daemon::PeerAddress("h", "p"), 1),
+            upper);
   // UNREGISTER from another host removes nothing.
-  EXPECT_EQ(*h.Handle(Hex(kUnregister), "127.0.0.2", "127.0.0.2:1", 2), Hex("08 0b 4f 4b"));
+  EXPECT_EQ(*h.Handle(Hex(kUnregister), core::daemon::PeerAddress("127.0.0.2", "127.0.0.2:1"), 2),
+            Hex("08 0b 4f 4b"));
   EXPECT_EQ(registry_.entries(), 1u);
-  EXPECT_EQ(*h.Handle(Hex(kUnregister), "127.0.0.1", "127.0.0.1:1", 2), Hex("08 0b 4f 4b"));
-  EXPECT_EQ(*h.Handle(Hex(kQuerySlave), "h", "p", 3), Hex("02"));
+  EXPECT_EQ(*h.Handle(Hex(kUnregister), core::daemon::PeerAddress("127.0.0.1", "127.0.0.1:1"), 2),
+            Hex("08 0b 4f 4b"));
+  EXPECT_EQ(*h.Handle(Hex(kQuerySlave), core::daemon::PeerAddress("h", "p"), 3), Hex("02"));
   EXPECT_NE(LogText().find("DEBUG:REGSRV/UDP/18811:registering 127.0.0.1:18812 as SLAVE"),
             std::string::npos)
       << LogText();
@@ -173,26 +218,30 @@ TEST_F(HandlerTest, RegisterQueryUnregisterLikeTheReference) {
 
 TEST_F(HandlerTest, ListOffOnAndFiltered) {
   Handler off = Make(false);
-  EXPECT_EQ(*off.Handle(Hex(kListNone), "h", "p", 0), Hex("00"));
+  EXPECT_EQ(*off.Handle(Hex(kListNone), core::daemon::PeerAddress("h", "p"), 0), Hex("00"));
   // Disabled listing answers None before looking at the argument, as the reference does.
-  EXPECT_EQ(*off.Handle(Req("LIST", MakeTuple({Value(5)})), "h", "p", 0), Hex("00"));
+  EXPECT_EQ(*off.Handle(Req("LIST", MakeTuple({Value(5)})), core::daemon::PeerAddress("h", "p"), 0),
+            Hex("00"));
   Handler on = Make(true);
   on.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("b"), MakeStr("a")}), Value(1)})),
-            "10.0.0.1", "p", 0);
-  on.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("c")}), Value(1)})), "10.0.0.2", "p", 0);
-  auto all = brine::Load(*on.Handle(Hex(kListNone), "h", "p", 0));
+            core::daemon::PeerAddress("10.0.0.1", "p"), 0);
+  on.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("c")}), Value(1)})),
+            core::daemon::PeerAddress("10.0.0.2", "p"), 0);
+  auto all = brine::Load(*on.Handle(Hex(kListNone), core::daemon::PeerAddress("h", "p"), 0));
   EXPECT_EQ(*all, MakeTuple({MakeStr("B"), MakeStr("A"), MakeStr("C")}));
-  auto empty_filter = on.Handle(Req("LIST", MakeTuple({MakeTuple({MakeStr("")})})), "h", "p", 0);
+  auto empty_filter = on.Handle(Req("LIST", MakeTuple({MakeTuple({MakeStr("")})})),
+                                core::daemon::PeerAddress("h", "p"), 0);
   EXPECT_EQ(*brine::Load(*empty_filter), *all);
-  auto filtered =
-      on.Handle(Req("LIST", MakeTuple({MakeTuple({MakeStr("10.0.0.2")})})), "h", "p", 0);
+  auto filtered = on.Handle(Req("LIST", MakeTuple({MakeTuple({MakeStr("10.0.0.2")})})),
+                            core::daemon::PeerAddress("h", "p"), 0);
   EXPECT_EQ(*brine::Load(*filtered), MakeTuple({MakeStr("C")}));
-  EXPECT_FALSE(on.Handle(Req("LIST", MakeTuple({Value(5)})), "h", "p", 0));
+  EXPECT_FALSE(
+      on.Handle(Req("LIST", MakeTuple({Value(5)})), core::daemon::PeerAddress("h", "p"), 0));
 }
 
 TEST_F(HandlerTest, BadInputNoReplyOneWarningNamingThePeer) {
   Handler h = Make(false);
-  EXPECT_FALSE(h.Handle("garbage", "10.9.8.7", "10.9.8.7:555", 0));
+  EXPECT_FALSE(h.Handle("garbage", core::daemon::PeerAddress("10.9.8.7", "10.9.8.7:555"), 0));
   EXPECT_EQ(registry_.entries(), 0u);
   const std::string text = LogText();
   EXPECT_NE(text.find("WARNING:REGSRV/UDP/18811:bad request from 10.9.8.7:555: undecodable"),
@@ -203,10 +252,10 @@ TEST_F(HandlerTest, BadInputNoReplyOneWarningNamingThePeer) {
 TEST_F(HandlerTest, FullRegistryRefusesWithoutReply) {
   Registry small(1, 240);
   Handler h(small, false, ReplyLimits{}, logging_->Get("T"));
-  EXPECT_TRUE(
-      h.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("a")}), Value(1)})), "h", "p", 0));
-  EXPECT_FALSE(
-      h.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("b")}), Value(1)})), "h", "p", 0));
+  EXPECT_TRUE(h.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("a")}), Value(1)})),
+                       core::daemon::PeerAddress("h", "p"), 0));
+  EXPECT_FALSE(h.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("b")}), Value(1)})),
+                        core::daemon::PeerAddress("h", "p"), 0));
   EXPECT_NE(LogText().find("registry full (1 entries)"), std::string::npos) << LogText();
 }
 

@@ -1,6 +1,7 @@
 #include "daemons/registryd/servers.h"
 
 #include <cerrno>
+#include <optional>
 
 #include <sys/socket.h>
 
@@ -10,14 +11,14 @@
 namespace registryd {
 namespace {
 
-using core::daemon::HostText;
 using core::daemon::MonotonicSeconds;
-using core::daemon::PeerText;
+using core::daemon::PeerAddress;
 
 constexpr int kMaxDatagramsPerWakeup = 64;
 
 // True when `data` is a prefix of a brine value that more bytes could complete.
 bool LooksIncomplete(std::string_view data) {
+  if (FastQueryName(data)) return false;
   auto v = core::brine::Load(data, core::brine::DecodeLimits{16});
   if (v) return false;
   const std::string& m = v.error().message();
@@ -29,40 +30,47 @@ bool LooksIncomplete(std::string_view data) {
 UdpServer::UdpServer(core::daemon::EventLoop& loop, core::UniqueFd fd, Handler handler)
     : fd_(std::move(fd)),
       handler_(std::move(handler)),
-      watch_(loop, fd_.get(), EV_READ, true, [this](short) { OnReadable(); }) {
+      watch_(loop, fd_.get(), EV_READ, true, [this](short) { OnReadable(); }),
+      slots_(std::make_unique<Slot[]>(kBatch)) {
+  for (size_t i = 0; i < kBatch; ++i) {
+    iovs_[i] = iovec{slots_[i].data, kMaxRequestBytes};
+    msgs_[i].msg_hdr.msg_name = &slots_[i].addr;
+    msgs_[i].msg_hdr.msg_iov = &iovs_[i];
+    msgs_[i].msg_hdr.msg_iovlen = 1;
+    msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+  }
   watch_.Start();
 }
 
 void UdpServer::OnReadable() {
-  char buf[kMaxRequestBytes];
-  for (int i = 0; i < kMaxDatagramsPerWakeup; ++i) {
-    sockaddr_storage peer{};
-    socklen_t len = sizeof peer;
-    const ssize_t n = recvfrom(fd_.get(), buf, sizeof buf, MSG_TRUNC | MSG_DONTWAIT,
-                               reinterpret_cast<sockaddr*>(&peer), &len);
-    if (n < 0) return;  // EAGAIN, or a queued ICMP error: nothing to do
+  for (int round = 0; round < kMaxDatagramsPerWakeup / static_cast<int>(kBatch); ++round) {
+    for (size_t i = 0; i < used_; ++i) msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+    const int got = recvmmsg(fd_.get(), msgs_, kBatch, MSG_DONTWAIT, nullptr);
+    if (got <= 0) return;  // EAGAIN, or a queued ICMP error: nothing to do
+    used_ = static_cast<size_t>(got);
     const double now = MonotonicSeconds();
-    const std::string peer_text = PeerText(peer);
-    if (static_cast<size_t>(n) > sizeof buf) {
-      handler_.WarnPeer(peer_text,
-                        "oversize datagram of " + std::to_string(n) + " bytes (limit " +
-                            std::to_string(kMaxRequestBytes) + ")",
-                        now);
-      continue;
+    for (int i = 0; i < got; ++i) {
+      const Slot& slot = slots_[static_cast<size_t>(i)];
+      const PeerAddress from(slot.addr);
+      if ((msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+        handler_.WarnPeer(
+            from.text(),
+            "oversize datagram (more than " + std::to_string(kMaxRequestBytes) + " bytes)", now);
+        continue;
+      }
+      auto reply = handler_.Handle(std::string_view(slot.data, msgs_[i].msg_len), from, now);
+      if (reply) {
+        sendto(fd_.get(), reply->data(), reply->size(), MSG_DONTWAIT,
+               reinterpret_cast<const sockaddr*>(&slot.addr), msgs_[i].msg_hdr.msg_namelen);
+      }
     }
-    auto reply = handler_.Handle(std::string_view(buf, static_cast<size_t>(n)), HostText(peer),
-                                 peer_text, now);
-    if (reply) {
-      sendto(fd_.get(), reply->data(), reply->size(), MSG_DONTWAIT,
-             reinterpret_cast<sockaddr*>(&peer), len);
-    }
+    if (static_cast<size_t>(got) < kBatch) return;
   }
 }
 
 struct TcpServer::Conn {
   core::UniqueFd fd;
-  sockaddr_storage peer{};
-  std::string peer_text;
+  std::optional<PeerAddress> peer;
   std::string in;
   std::string out;
   size_t sent = 0;
@@ -82,29 +90,65 @@ TcpServer::TcpServer(core::daemon::EventLoop& loop, core::UniqueFd listen_fd, Ha
 
 TcpServer::~TcpServer() = default;
 
+TcpServer::Next TcpServer::Serve(int fd, std::string_view in, bool eof, const PeerAddress& peer,
+                                 double now, std::string* out, size_t* sent) {
+  if (in.empty()) return Next::kClose;  // connected and closed without a word: no warning
+  if (!eof && in.size() < kMaxRequestBytes && LooksIncomplete(in)) return Next::kRead;
+  auto reply = handler_.Handle(in, peer, now);
+  if (!reply) return Next::kClose;
+  // Usually the whole reply fits the socket buffer at once; wait for EV_WRITE only if not.
+  const ssize_t n = send(fd, reply->data(), reply->size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n == static_cast<ssize_t>(reply->size()) || (n < 0 && errno != EAGAIN)) return Next::kClose;
+  out->assign(*reply);
+  *sent = n > 0 ? static_cast<size_t>(n) : 0;
+  return Next::kWrite;
+}
+
 void TcpServer::OnAcceptable() {
   for (int i = 0; i < kMaxDatagramsPerWakeup; ++i) {
-    auto conn = std::make_unique<Conn>();
-    socklen_t len = sizeof conn->peer;
-    conn->fd = core::UniqueFd(accept4(fd_.get(), reinterpret_cast<sockaddr*>(&conn->peer), &len,
-                                      SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (!conn->fd) return;  // EAGAIN, or the peer already gave up
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    core::UniqueFd fd(
+        accept4(fd_.get(), reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd) return;  // EAGAIN, or the peer already gave up
     const double now = MonotonicSeconds();
+    // The request has often arrived with the connection: then serve it without any per-
+    // connection state or event.
+    char buf[kMaxRequestBytes];
+    const ssize_t n = recv(fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) continue;
+    const PeerAddress peer(addr);
+    std::string_view in;
+    std::string out;
+    size_t sent = 0;
+    Next next = Next::kRead;
+    if (n > 0) {
+      in = std::string_view(buf, static_cast<size_t>(n));
+      next = Serve(fd.get(), in, false, peer, now, &out, &sent);
+      if (next == Next::kClose) continue;
+    }
     if (conns_.size() >= limits_.max_connections) {
       if (evict_limit_.Allow(now)) {
-        handler_.log().Log(core::log::Level::warn, {{"RPYC_PEER", conns_.front()->peer_text}},
+        handler_.log().Log(core::log::Level::warn, {{"RPYC_PEER", conns_.front()->peer->text()}},
                            "{} connections open (the limit): closing the oldest, from {} ({} more "
                            "since the last warning)",
-                           conns_.size(), conns_.front()->peer_text, evict_limit_.TakeSuppressed());
+                           conns_.size(), conns_.front()->peer->text(),
+                           evict_limit_.TakeSuppressed());
       }
       Close(conns_.begin());
     }
-    conn->peer_text = PeerText(conn->peer);
+    auto conn = std::make_unique<Conn>();
+    conn->fd = std::move(fd);
+    conn->peer.emplace(peer);
     conn->deadline = now + static_cast<double>(limits_.deadline.count()) / 1000.0;
+    if (next == Next::kRead) conn->in.assign(in);
+    conn->out = std::move(out);
+    conn->sent = sent;
     conns_.push_back(std::move(conn));
     auto it = std::prev(conns_.end());
     (*it)->watch = std::make_unique<core::daemon::IoWatch>(
-        loop_, (*it)->fd.get(), EV_READ, false, [this, it](short what) { OnEvent(it, what); });
+        loop_, (*it)->fd.get(), next == Next::kWrite ? EV_WRITE : EV_READ, false,
+        [this, it](short what) { OnEvent(it, what); });
     (*it)->watch->Start(limits_.deadline);
   }
 }
@@ -116,7 +160,7 @@ void TcpServer::OnEvent(ConnList::iterator it, short what) {
   const double now = MonotonicSeconds();
   const auto remaining = std::chrono::milliseconds(static_cast<int64_t>((c.deadline - now) * 1000));
   if ((what & EV_TIMEOUT) != 0 || remaining.count() <= 0) {
-    handler_.WarnPeer(c.peer_text,
+    handler_.WarnPeer(c.peer->text(),
                       "connection timed out after " + std::to_string(limits_.deadline.count()) +
                           " ms with " + std::to_string(c.in.size()) + " byte(s) received",
                       now);
@@ -148,25 +192,20 @@ void TcpServer::OnEvent(ConnList::iterator it, short what) {
     Close(it);
     return;
   }
-  const bool eof = n == 0;
   c.in.append(buf, static_cast<size_t>(n));
-  if (c.in.empty()) {  // connected and closed without a word: not worth a warning
-    Close(it);
-    return;
+  switch (Serve(c.fd.get(), c.in, n == 0, *c.peer, now, &c.out, &c.sent)) {
+    case Next::kClose:
+      Close(it);
+      return;
+    case Next::kRead:
+      c.watch->Start(remaining);
+      return;
+    case Next::kWrite:
+      c.watch = std::make_unique<core::daemon::IoWatch>(loop_, c.fd.get(), EV_WRITE, false,
+                                                        [this, it](short w) { OnEvent(it, w); });
+      c.watch->Start(remaining);
+      return;
   }
-  if (!eof && c.in.size() < kMaxRequestBytes && LooksIncomplete(c.in)) {
-    c.watch->Start(remaining);
-    return;
-  }
-  auto reply = handler_.Handle(c.in, HostText(c.peer), c.peer_text, now);
-  if (!reply) {
-    Close(it);
-    return;
-  }
-  c.out = std::move(*reply);
-  c.watch = std::make_unique<core::daemon::IoWatch>(loop_, c.fd.get(), EV_WRITE, false,
-                                                    [this, it](short w) { OnEvent(it, w); });
-  OnEvent(it, EV_WRITE);
 }
 
 }  // namespace registryd

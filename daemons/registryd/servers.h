@@ -30,9 +30,20 @@ class UdpServer {
  private:
   void OnReadable();
 
+  // recvmmsg batch: one system call fetches up to kBatch datagrams, and a short batch means the
+  // queue is empty, so no extra call ends in EAGAIN.
+  static constexpr size_t kBatch = 8;
+  struct Slot {
+    char data[kMaxRequestBytes];
+    sockaddr_storage addr;
+  };
   core::UniqueFd fd_;
   Handler handler_;
   core::daemon::IoWatch watch_;
+  std::unique_ptr<Slot[]> slots_;
+  mmsghdr msgs_[kBatch] = {};  // point into slots_, set up once
+  iovec iovs_[kBatch] = {};
+  size_t used_ = 0;  // slots filled by the last recvmmsg (their msg_namelen needs a reset)
 };
 
 struct TcpLimits {
@@ -56,6 +67,11 @@ class TcpServer {
  private:
   struct Conn;
   using ConnList = std::list<std::unique_ptr<Conn>>;
+  enum class Next { kClose, kRead, kWrite };
+  // Serves the bytes received so far: waits for more (kRead), for the socket to take the rest
+  // of the reply (kWrite, with *out and *sent set), or is done (kClose).
+  Next Serve(int fd, std::string_view in, bool eof, const core::daemon::PeerAddress& peer,
+             double now, std::string* out, size_t* sent);
   void OnAcceptable();
   void OnEvent(ConnList::iterator it, short what);
   void Close(ConnList::iterator it);

@@ -8,6 +8,7 @@
 #include "libcore/config/cli.h"
 #include "libcore/config/options.h"
 #include "libcore/config/toml_loader.h"
+#include "libcore/testing/temp_path.h"
 
 namespace core::config {
 namespace {
@@ -91,7 +92,7 @@ class CliTest : public ::testing::Test {
     return ParseCommandLine(static_cast<int>(argv.size()), argv.data(), info, schema_);
   }
   std::string WriteToml(const std::string& text) {
-    path_ = ::testing::TempDir() + "/cli_test.toml";
+    path_ = core::testing::TempPath("cli_test.toml");
     std::ofstream(path_) << text;
     return path_;
   }

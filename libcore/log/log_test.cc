@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "libcore/testing/temp_path.h"
+
 namespace core::log {
 namespace {
 
@@ -18,7 +20,7 @@ std::string ReadFile(const std::string& path) {
 }
 
 TEST(Logging, FileLinesUseTheReferenceStyle) {
-  const std::string path = ::testing::TempDir() + "/log_test.log";
+  const std::string path = core::testing::TempPath("log_test.log");
   std::remove(path.c_str());
   Options o;
   o.file = path;
@@ -37,7 +39,7 @@ TEST(Logging, FileLinesUseTheReferenceStyle) {
 }
 
 TEST(Logging, ReopenFollowsLogrotate) {
-  const std::string path = ::testing::TempDir() + "/log_test_rot.log";
+  const std::string path = core::testing::TempPath("log_test_rot.log");
   const std::string moved = path + ".1";
   std::remove(path.c_str());
   Options o;
@@ -58,7 +60,7 @@ TEST(Logging, ReopenFollowsLogrotate) {
 }
 
 TEST(Logging, QuietKeepsErrorsOnly) {
-  const std::string path = ::testing::TempDir() + "/log_test_quiet.log";
+  const std::string path = core::testing::TempPath("log_test_quiet.log");
   std::remove(path.c_str());
   Options o;
   o.file = path;

@@ -25,6 +25,8 @@ class Mpz {
   ~Mpz() { mpz_clear(z_); }
   Mpz(const Mpz&) = delete;
   Mpz& operator=(const Mpz&) = delete;
+  Mpz(Mpz&&) = delete;
+  Mpz& operator=(Mpz&&) = delete;
   mpz_ptr get() { return z_; }
 
  private:
@@ -121,10 +123,17 @@ Dump ToValueAt(PyObject* o, brine::Value* out, int depth) {
   } else if (t == &PyLong_Type) {
     return IntToValue(o, out);
   } else if (t == &PyUnicode_Type) {
-    Py_ssize_t n = 0;
-    const char* p = PyUnicode_AsUTF8AndSize(o, &n);
-    if (p == nullptr) return Dump::kError;
-    *out = brine::Str{std::string(p, static_cast<size_t>(n))};
+    if (PyUnicode_IS_ASCII(o)) {  // its own buffer is the UTF-8 form: no copy, nothing cached
+      *out = brine::Str{std::string(reinterpret_cast<const char*>(PyUnicode_DATA(o)),
+                                    static_cast<size_t>(PyUnicode_GET_LENGTH(o)))};
+    } else {
+      // PyUnicode_AsUTF8AndSize would keep a UTF-8 copy inside the str for its lifetime
+      // (EMBEDDING.md §7.2); a temporary bytes object does not.
+      PyRef utf8 = PyRef::Steal(PyUnicode_AsUTF8String(o));
+      if (!utf8) return Dump::kError;
+      *out = brine::Str{std::string(PyBytes_AS_STRING(utf8.get()),
+                                    static_cast<size_t>(PyBytes_GET_SIZE(utf8.get())))};
+    }
   } else if (t == &PyBytes_Type) {
     *out =
         brine::Bytes{std::string(PyBytes_AS_STRING(o), static_cast<size_t>(PyBytes_GET_SIZE(o)))};

@@ -4,15 +4,35 @@
 
 #include <Python.h>
 
+#include <functional>
 #include <string>
+#include <unordered_map>
 
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/objspace/py_ref.h"
 
 namespace classicd::objspace {
 
+// INSPECT results depend only on the classes involved (§5.3), so they are cached by class and
+// version tag: CPython gives a class a new tag whenever it or a base class changes.
+struct MethodsKey {
+  PyTypeObject* type = nullptr;  // type(obj)
+  unsigned type_tag = 0;
+  PyTypeObject* cls = nullptr;  // obj itself when it is a class
+  unsigned cls_tag = 0;
+  bool v6 = false;
+  bool operator==(const MethodsKey&) const = default;
+};
+struct MethodsKeyHash {
+  size_t operator()(const MethodsKey& k) const {
+    size_t h = std::hash<const void*>()(k.type) ^ (std::hash<const void*>()(k.cls) << 1);
+    return h ^ (static_cast<size_t>(k.type_tag) << 7) ^ (static_cast<size_t>(k.cls_tag) << 29) ^
+           static_cast<size_t>(k.v6);
+  }
+};
+
 // Python objects every object space uses, made once at interpreter start. Released (with the GIL)
-// before Py_FinalizeEx.
+// before Py_FinalizeEx. Used only with the GIL held.
 struct Interpreter::Support {
   PyRef module;  // _classicd_support (support.py)
   PyRef get_methods, dump_exc, load_exc, make_root, proxy_conn_class, base_netref;
@@ -20,6 +40,8 @@ struct Interpreter::Support {
   // Interned names.
   PyRef s_rpyc_getattr, s_rpyc_setattr, s_rpyc_delattr, s_proxy, s_drop, s_conn_attr,
       s_id_pack_attr, s_v6, s_on_disconnect, s_closed, s_exit, s_cmp, s_class, s_module, s_name;
+  PyRef object_class_descr;  // object.__dict__['__class__']
+  std::unordered_map<MethodsKey, PyRef, MethodsKeyHash> methods_cache;
 };
 
 // The source of support.py (generated from the file by CMake).

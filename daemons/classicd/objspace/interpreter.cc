@@ -3,10 +3,14 @@
 #include <Python.h>
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <string>
+#include <system_error>
 #include <vector>
+
+#include <unistd.h>
 
 #include "daemons/classicd/objspace/internal.h"
 #include "daemons/classicd/objspace/objspace.h"
@@ -27,6 +31,8 @@ struct ThreadPython {
   ThreadPython() = default;
   ThreadPython(const ThreadPython&) = delete;
   ThreadPython& operator=(const ThreadPython&) = delete;
+  ThreadPython(ThreadPython&&) = delete;
+  ThreadPython& operator=(ThreadPython&&) = delete;
   ~ThreadPython() {
     if (ts != nullptr && g_alive.load()) {
       PyEval_RestoreThread(ts);
@@ -40,7 +46,7 @@ core::Error StatusError(const char* what, const PyStatus& st) {
   std::string msg = std::string(what) + ": ";
   if (st.func != nullptr) msg += std::string(st.func) + ": ";
   msg += st.err_msg != nullptr ? st.err_msg : "failed";
-  if (PyStatus_IsExit(st)) msg += " (exit code " + std::to_string(st.exitcode) + ")";
+  if (PyStatus_IsExit(st) != 0) msg += " (exit code " + std::to_string(st.exitcode) + ")";
   return core::Error::Python(msg);
 }
 
@@ -83,6 +89,12 @@ bool LoadSupport(Interpreter::Support* sup) {
     *a.ref = PyRef::Steal(PyObject_GetAttrString(sup->module.get(), a.name));
     if (!*a.ref) return false;
   }
+  sup->object_class_descr = PyRef::Steal(
+      PyObject_GetAttrString(reinterpret_cast<PyObject*>(&PyBaseObject_Type), "__dict__"));
+  if (!sup->object_class_descr) return false;
+  sup->object_class_descr =
+      PyRef::Steal(PyMapping_GetItemString(sup->object_class_descr.get(), "__class__"));
+  if (!sup->object_class_descr) return false;
   return Intern(&sup->s_rpyc_getattr, "_rpyc_getattr") &&
          Intern(&sup->s_rpyc_setattr, "_rpyc_setattr") &&
          Intern(&sup->s_rpyc_delattr, "_rpyc_delattr") && Intern(&sup->s_proxy, "proxy") &&
@@ -113,6 +125,30 @@ bool SetupPath(const InterpreterOptions& options) {
   PyRef list = MakeStrList(entries);
   if (path == nullptr || !list) return false;
   return PyList_SetSlice(path, 0, 0, list.get()) == 0;
+}
+
+// Joins user threads that are not daemons for up to `grace_ms`, then makes Py_FinalizeEx stop
+// waiting for the rest: threading._shutdown() joins exactly the locks in _shutdown_locks.
+void StopWaitingForUserThreads(int grace_ms) {
+  PyObject* modules = PySys_GetObject("modules");  // borrowed
+  if (modules == nullptr || PyDict_GetItemString(modules, "threading") == nullptr) return;
+  std::string code =
+      "import threading as _t, time as _time\n"
+      "_deadline = _time.monotonic() + " +
+      std::to_string(grace_ms / 1000.0) +
+      "\n"
+      "for _th in _t.enumerate():\n"
+      "    if _th is not _t.main_thread() and not _th.daemon:\n"
+      "        _th.join(max(0.0, _deadline - _time.monotonic()))\n"
+      "with _t._shutdown_locks_lock:\n"
+      "    _t._shutdown_locks.clear()\n";
+  PyRef globals = PyRef::Steal(PyDict_New());
+  if (!globals || PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) < 0) {
+    PyErr_Clear();
+    return;
+  }
+  PyRef r = PyRef::Steal(PyRun_String(code.c_str(), Py_file_input, globals.get(), globals.get()));
+  if (!r) PyErr_Clear();
 }
 
 }  // namespace
@@ -146,7 +182,7 @@ std::string FetchErrorText() {
 }
 
 GilHold::GilHold() {
-  if (PyGILState_Check()) return;  // this thread already holds it (nested request)
+  if (PyGILState_Check() != 0) return;  // this thread already holds it (nested request)
   took_ = true;
   if (t_python.ts == nullptr) {
     t_python.outer = PyGILState_Ensure();
@@ -163,8 +199,9 @@ GilHold::~GilHold() {
 Interpreter::Interpreter() : support_(std::make_unique<Support>()) {}
 
 core::Result<std::unique_ptr<Interpreter>> Interpreter::Start(const InterpreterOptions& options) {
-  if (Py_IsInitialized()) return core::Fail(core::Error::Usage("the interpreter already runs"));
-  if (options.ignore_sigpipe) std::signal(SIGPIPE, SIG_IGN);
+  if (Py_IsInitialized() != 0)
+    return core::Fail(core::Error::Usage("the interpreter already runs"));
+  if (options.ignore_sigpipe) (void)std::signal(SIGPIPE, SIG_IGN);
   struct sigaction old_int {};
   sigaction(SIGINT, nullptr, &old_int);
 
@@ -173,7 +210,7 @@ core::Result<std::unique_ptr<Interpreter>> Interpreter::Start(const InterpreterO
   pre.utf8_mode = 1;
   if (options.malloc_allocator) pre.allocator = PYMEM_ALLOCATOR_MALLOC;
   PyStatus st = Py_PreInitialize(&pre);
-  if (PyStatus_Exception(st)) return core::Fail(StatusError("Py_PreInitialize", st));
+  if (PyStatus_Exception(st) != 0) return core::Fail(StatusError("Py_PreInitialize", st));
 
   if (PyImport_AppendInittab("_classicd_native", &InitNativeModule) < 0) {
     return core::Fail(core::Error::Python("cannot register _classicd_native"));
@@ -184,14 +221,17 @@ core::Result<std::unique_ptr<Interpreter>> Interpreter::Start(const InterpreterO
   st = PyConfig_SetBytesString(&config, &config.executable, options.executable.c_str());
   std::vector<char*> argv;
   for (const auto& a : options.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  if (!PyStatus_Exception(st) && !argv.empty()) {
+  if (PyStatus_Exception(st) == 0 && !argv.empty()) {
     st = PyConfig_SetBytesArgv(&config, static_cast<Py_ssize_t>(argv.size()), argv.data());
   }
-  if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&config);
+  if (PyStatus_Exception(st) == 0) st = Py_InitializeFromConfig(&config);
   PyConfig_Clear(&config);
-  if (PyStatus_Exception(st)) return core::Fail(StatusError("Py_InitializeFromConfig", st));
+  if (PyStatus_Exception(st) != 0) {
+    return core::Fail(StatusError("Py_InitializeFromConfig", st));
+  }
 
   std::unique_ptr<Interpreter> interp(new Interpreter());
+  interp->finalize_grace_ms_ = options.finalize_grace_ms;
   g_alive.store(true);
   // From here on the destructor finalises; it expects the GIL released.
   auto fail = [&](const char* what) {
@@ -218,8 +258,33 @@ Interpreter::~Interpreter() {
   if (main_thread_state_ == nullptr) return;
   PyEval_RestoreThread(static_cast<PyThreadState*>(main_thread_state_));
   support_.reset();
+  StopWaitingForUserThreads(finalize_grace_ms_);
   g_alive.store(false);
   Py_FinalizeEx();
+}
+
+core::Result<int> Interpreter::Fork(bool freeze_gc) {
+  GilHold gil;
+  if (freeze_gc) {
+    PyRef gc = PyRef::Steal(PyImport_ImportModule("gc"));
+    PyRef r = gc ? PyRef::Steal(PyObject_CallMethod(gc.get(), "freeze", nullptr)) : PyRef();
+    if (!r) PyErr_Clear();
+  }
+  PyOS_BeforeFork();
+  pid_t pid = fork();
+  int saved_errno = errno;
+  if (pid == 0) {
+    PyOS_AfterFork_Child();
+    // The forking thread is the child's only thread: its state is the one to finalise with.
+    main_thread_state_ = PyThreadState_Get();
+  } else {
+    PyOS_AfterFork_Parent();
+  }
+  if (pid < 0) {
+    return core::Fail(core::Error::Io(
+        std::string("fork: ") + std::error_code(saved_errno, std::generic_category()).message()));
+  }
+  return static_cast<int>(pid);
 }
 
 core::Status Interpreter::RunString(const std::string& code) {

@@ -111,8 +111,10 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   ~ClassicObjectSpace() override;
   ClassicObjectSpace(const ClassicObjectSpace&) = delete;
   ClassicObjectSpace& operator=(const ClassicObjectSpace&) = delete;
+  ClassicObjectSpace(ClassicObjectSpace&&) = delete;
+  ClassicObjectSpace& operator=(ClassicObjectSpace&&) = delete;
 
-  bool Init();  // GIL held
+  bool Init(bool classic_root);  // GIL held
   Outcome Handle(Handler h, const brine::Value& boxed_args) override;
   void OnDisconnect() override;
   size_t LocalObjectCount() const override { return table_.size(); }
@@ -143,6 +145,7 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   PyRef AccessAttr(PyObject* obj, PyObject* raw_name, PyObject* hook_name, PyObject* value,
                    int mode);
   PyRef Call(PyObject* fn, PyObject* args, PyObject* kwargs);
+  PyRef Methods(PyObject* obj);
   void FlushDels();
   void SyncGeneration();
   bool IsOurNetref(PyObject* o);
@@ -169,7 +172,7 @@ struct Link {
 constexpr const char* kCapsuleName = "classicd.link";
 
 void DestroyLink(PyObject* capsule) {
-  delete static_cast<Link*>(PyCapsule_GetPointer(capsule, kCapsuleName));
+  std::unique_ptr<Link> owned(static_cast<Link*>(PyCapsule_GetPointer(capsule, kCapsuleName)));
 }
 
 Link* LinkOf(PyObject* capsule) {
@@ -178,18 +181,16 @@ Link* LinkOf(PyObject* capsule) {
 
 // ---------------------------------------------------------------------------------------------
 
-bool ClassicObjectSpace::Init() {
-  auto* link = new Link();
+bool ClassicObjectSpace::Init(bool classic_root) {
+  auto link = std::make_unique<Link>();
   link->space = this;
-  capsule_ = PyRef::Steal(PyCapsule_New(link, kCapsuleName, &DestroyLink));
-  if (!capsule_) {
-    delete link;
-    return false;
-  }
-  link_ = link;
+  capsule_ = PyRef::Steal(PyCapsule_New(link.get(), kCapsuleName, &DestroyLink));
+  if (!capsule_) return false;
+  link_ = link.release();  // owned by the capsule from here on
   proxy_conn_ = PyRef::Steal(PyObject_CallOneArg(sup_.proxy_conn_class.get(), capsule_.get()));
   if (!proxy_conn_) return false;
-  PyRef pair = PyRef::Steal(PyObject_CallNoArgs(sup_.make_root.get()));
+  PyRef pair =
+      PyRef::Steal(PyObject_CallOneArg(sup_.make_root.get(), classic_root ? Py_True : Py_False));
   if (!pair || !PyTuple_Check(pair.get()) || PyTuple_GET_SIZE(pair.get()) != 2) return false;
   root_ = PyRef::Borrow(PyTuple_GET_ITEM(pair.get(), 0));
   conn_obj_ = PyRef::Borrow(PyTuple_GET_ITEM(pair.get(), 1));
@@ -235,7 +236,7 @@ void ClassicObjectSpace::SyncGeneration() {
   int now = v6() ? 1 : 0;
   if (now == last_v6_) return;
   last_v6_ = now;
-  if (PyObject_SetAttr(proxy_conn_.get(), sup_.s_v6.get(), now ? Py_True : Py_False) < 0) {
+  if (PyObject_SetAttr(proxy_conn_.get(), sup_.s_v6.get(), now != 0 ? Py_True : Py_False) < 0) {
     PyErr_Clear();
   }
 }
@@ -412,7 +413,7 @@ bool ClassicObjectSpace::MakeIdPack(PyObject* o, IdKey* key) {
     if (!named_module) {
       PyObject* modules = PySys_GetObject("modules");  // borrowed
       int in_sys = (modules != nullptr && name) ? PyMapping_HasKey(modules, name.get()) : 0;
-      if (in_sys) return AppendStr(name.get(), &np);
+      if (in_sys != 0) return AppendStr(name.get(), &np);
       PyRef cls = PyRef::Steal(PyObject_GetAttr(o, sup_.s_class.get()));
       PyRef mod = cls ? PyRef::Steal(PyObject_GetAttr(cls.get(), s_module)) : PyRef();
       if (!mod || !AppendStr(mod.get(), &np)) return false;
@@ -445,6 +446,13 @@ bool ClassicObjectSpace::MakeIdPack(PyObject* o, IdKey* key) {
     key->class_id = Id(o);
     key->instance_id = 0;
     return ClassName(o, s_module, s_name, &np);
+  }
+  // obj.__class__ is type(obj) unless the class overrides __class__ or attribute lookup; skip
+  // the getattr in the common case.
+  PyTypeObject* t = Py_TYPE(o);
+  if (t->tp_getattro == PyObject_GenericGetAttr &&
+      _PyType_Lookup(t, sup_.s_class.get()) == sup_.object_class_descr.get()) {
+    return ClassName(type, s_module, s_name, &np);
   }
   PyRef cls = PyRef::Steal(PyObject_GetAttr(o, sup_.s_class.get()));
   if (!cls) {
@@ -662,8 +670,7 @@ PyRef ClassicObjectSpace::Dispatch(Handler h, PyObject* a) {
       }
       PyRef obj = LookupLocal(idp);
       if (!obj) return obj;
-      return PyRef::Steal(PyObject_CallFunctionObjArgs(sup_.get_methods.get(), obj.get(),
-                                                       v6() ? Py_True : Py_False, nullptr));
+      return Methods(obj.get());
     }
     case Handler::kBuffIter: {
       if (!CheckArgs(a, 2, 2, "BUFFITER")) return PyRef();
@@ -695,11 +702,11 @@ PyRef ClassicObjectSpace::Dispatch(Handler h, PyObject* a) {
       if (!CheckArgs(a, 2, 2, "INSTANCECHECK")) return PyRef();
       brine::Value idp;
       IdKey key;
-      PyObject* other = Py_None;
+      PyRef other = PyRef::Borrow(Py_None);  // a reference of our own: Python runs below
       PyRef name_pack = PyRef::Borrow(Py_None);
       if (ToValue(arg(1), &idp) == Dump::kOk && ValueToKey(idp, &key)) {
         auto it = table_.find(key);
-        if (it != table_.end()) other = it->second.obj.get();
+        if (it != table_.end()) other = PyRef::Borrow(it->second.obj.get());
         name_pack = PyRef::Steal(
             PyUnicode_FromStringAndSize(key.name.data(), static_cast<Py_ssize_t>(key.name.size())));
         if (!name_pack) return name_pack;
@@ -707,8 +714,8 @@ PyRef ClassicObjectSpace::Dispatch(Handler h, PyObject* a) {
         PyErr_Clear();
         return PyRef::Borrow(Py_False);
       }
-      return PyRef::Steal(PyObject_CallFunctionObjArgs(sup_.instancecheck.get(), arg(0), other,
-                                                       name_pack.get(), nullptr));
+      return PyRef::Steal(PyObject_CallFunctionObjArgs(sup_.instancecheck.get(), arg(0),
+                                                       other.get(), name_pack.get(), nullptr));
     }
     case Handler::kClose:
     case Handler::kDel:
@@ -716,6 +723,45 @@ PyRef ClassicObjectSpace::Dispatch(Handler h, PyObject* a) {
   }
   PyErr_Format(PyExc_KeyError, "%d", static_cast<int>(h));
   return PyRef();
+}
+
+namespace {
+// The version tag of a class, assigned if need be; 0 when it has none (then nothing is cached).
+unsigned VersionTag(PyTypeObject* t, PyObject* any_name) {
+  if ((t->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) == 0) (void)_PyType_Lookup(t, any_name);
+  return (t->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) != 0 ? t->tp_version_tag : 0;
+}
+constexpr size_t kMethodsCacheSize = 4096;
+}  // namespace
+
+// INSPECT's method list (§5.3), cached per class version.
+PyRef ClassicObjectSpace::Methods(PyObject* obj) {
+  MethodsKey key;
+  key.v6 = v6();
+  key.type = Py_TYPE(obj);
+  key.type_tag = VersionTag(key.type, sup_.s_name.get());
+  bool cacheable = key.type_tag != 0;
+  if (PyType_Check(obj)) {
+    key.cls = reinterpret_cast<PyTypeObject*>(obj);
+    key.cls_tag = VersionTag(key.cls, sup_.s_name.get());
+    cacheable = cacheable && key.cls_tag != 0;
+  }
+  auto& cache = sup_.methods_cache;
+  if (cacheable) {
+    auto it = cache.find(key);
+    if (it != cache.end()) return PyRef::Borrow(it->second.get());
+  }
+  PyRef methods = PyRef::Steal(PyObject_CallFunctionObjArgs(sup_.get_methods.get(), obj,
+                                                            key.v6 ? Py_True : Py_False, nullptr));
+  if (methods && cacheable) {
+    // get_methods ran Python code, which may have changed the classes: recheck the tags.
+    if (VersionTag(key.type, sup_.s_name.get()) == key.type_tag &&
+        (key.cls == nullptr || VersionTag(key.cls, sup_.s_name.get()) == key.cls_tag)) {
+      if (cache.size() >= kMethodsCacheSize) cache.clear();
+      cache[key] = PyRef::Borrow(methods.get());
+    }
+  }
+  return methods;
 }
 
 // DEL (§4.3): keyed on the id_pack received in the LOCAL_REF, not recomputed from the object.
@@ -806,7 +852,7 @@ PyRef ClassicObjectSpace::Request(int handler, PyObject* args) {
     const std::string& m = e.message();
     if (e.code() == core::Error::Code::kClosed || e.code() == core::Error::Code::kIo) {
       PyErr_SetString(PyExc_EOFError, m.c_str());
-    } else if (m.find("time") != std::string::npos || m.find("expired") != std::string::npos) {
+    } else if (e.code() == core::Error::Code::kLimit || m.find("expired") != std::string::npos) {
       PyErr_SetString(PyExc_TimeoutError, "result expired");
     } else {
       PyErr_SetString(PyExc_ConnectionError, m.c_str());
@@ -881,7 +927,7 @@ PyObject* NativeEncodable(PyObject*, PyObject* arg) {
   brine::Value v;
   Dump d = ToValue(arg, &v);
   if (d == Dump::kError) PyErr_Clear();
-  return PyBool_FromLong(d == Dump::kOk);
+  return PyBool_FromLong(d == Dump::kOk ? 1 : 0);
 }
 
 PyMethodDef kNativeMethods[] = {
@@ -907,10 +953,11 @@ PyModuleDef kNativeModule = {PyModuleDef_HEAD_INIT,
 PyObject* InitNativeModule() { return PyModule_Create(&kNativeModule); }
 
 std::unique_ptr<core::protocol::ObjectSpace> MakeClassicObjectSpace(Interpreter& interpreter,
-                                                                    core::protocol::Peer& peer) {
+                                                                    core::protocol::Peer& peer,
+                                                                    RootService root) {
   GilHold gil;
   auto space = std::make_unique<ClassicObjectSpace>(interpreter.support(), peer);
-  if (!space->Init()) {
+  if (!space->Init(root == RootService::kClassic)) {
     // Only on out-of-memory-like failures; the space still answers, with exceptions.
     PyErr_Clear();
   }

@@ -32,6 +32,10 @@ struct InterpreterOptions {
   // SIGINT a KeyboardInterrupt on the init thread, §1.2). A handler the daemon installed before
   // Start() is kept either way.
   bool keep_default_sigint = true;
+  // At shutdown, how long to wait for threads that user code started without daemon=True
+  // before finalising anyway (Py_FinalizeEx would otherwise wait for them forever,
+  // EMBEDDING.md §8). Such threads are then ended like daemon threads.
+  int finalize_grace_ms = 2000;
 
 #if defined(__SANITIZE_ADDRESS__)
   static constexpr bool kSanitizerBuild = true;
@@ -55,10 +59,22 @@ class Interpreter {
   ~Interpreter();
   Interpreter(const Interpreter&) = delete;
   Interpreter& operator=(const Interpreter&) = delete;
+  Interpreter(Interpreter&&) = delete;
+  Interpreter& operator=(Interpreter&&) = delete;
 
   // Runs `code` with exec() in a fresh namespace (for setup and tests). Errors carry the
   // formatted Python exception.
   core::Status RunString(const std::string& code);
+
+  // fork() with CPython's fork hooks around it, the GIL held across them (EMBEDDING.md §4.1).
+  // Returns the child's pid in the parent and 0 in the child, where the calling thread is the
+  // only thread and becomes Python's main thread; the child may serve one connection and then
+  // destroy this Interpreter (finalising) or _exit(). Locks that other parent threads held stay
+  // held in the child (§4.2), so fork from a thread that runs no Python (the accept loop) while
+  // no connection thread exists. `freeze_gc` runs gc.freeze() first, so that a collection in the
+  // child does not copy every object the parent made (§4.4); objects frozen in the parent are
+  // never collected there.
+  core::Result<int> Fork(bool freeze_gc = true);
 
   struct Support;  // Python objects the object spaces share (defined in interpreter.cc)
   Support& support() { return *support_; }
@@ -66,12 +82,18 @@ class Interpreter {
  private:
   Interpreter();
   std::unique_ptr<Support> support_;
+  int finalize_grace_ms_ = 0;
   void* main_thread_state_ = nullptr;  // PyThreadState* of the init thread, released
 };
 
-// One per connection, used only from that connection's thread. `interpreter` and `peer` must
-// outlive the object space; destroy it before the interpreter.
-std::unique_ptr<core::protocol::ObjectSpace> MakeClassicObjectSpace(Interpreter& interpreter,
-                                                                    core::protocol::Peer& peer);
+// The class of the root object (PROTOCOL.md §7.2, §11): SlaveService in socket modes,
+// ClassicService in stdio mode.
+enum class RootService { kSlave, kClassic };
+
+// One per connection, used only from the thread serving that connection (the thread may change
+// between top-level requests, not within one). `interpreter` and `peer` must outlive the object
+// space; destroy it before the interpreter.
+std::unique_ptr<core::protocol::ObjectSpace> MakeClassicObjectSpace(
+    Interpreter& interpreter, core::protocol::Peer& peer, RootService root = RootService::kSlave);
 
 }  // namespace classicd::objspace

@@ -4,6 +4,10 @@
 #include "daemons/classicd/objspace/objspace.h"
 
 #include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -12,6 +16,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "libcore/brine/value.h"
 #include "libcore/protocol/consts.h"
@@ -33,6 +39,8 @@ class InterpreterEnv : public ::testing::Environment {
  public:
   void SetUp() override {
     InterpreterOptions options;
+    options.extra_sys_path = {"/nonexistent/classicd-extra"};
+    setenv("PYTHONPATH", "/nonexistent/classicd-pp1:/nonexistent/classicd-pp2", 1);
     auto interp = Interpreter::Start(options);
     ASSERT_TRUE(interp.has_value()) << interp.error().ToString();
     interp_ = std::move(*interp);
@@ -42,12 +50,15 @@ class InterpreterEnv : public ::testing::Environment {
     g_interp = nullptr;
     interp_.reset();
   }
+  // For a forked child: finalise there.
+  void Finalize() { TearDown(); }
 
  private:
   std::unique_ptr<Interpreter> interp_;
 };
 
-const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new InterpreterEnv);
+InterpreterEnv* const kEnv =
+    static_cast<InterpreterEnv*>(::testing::AddGlobalTestEnvironment(new InterpreterEnv));
 
 // --- brine shorthands ---
 Value T(std::vector<Value> items) { return brine::MakeTuple(std::move(items)); }
@@ -139,6 +150,18 @@ class ObjSpaceTest : public ::testing::Test {
     Outcome o = CallFn(RootMethod("execute"), {ByVal(S(code))});
     EXPECT_EQ(o.kind, Outcome::Kind::kReply) << code << ": " << o.value.Repr();
   }
+  // The names in INSPECT's reply for a lent object.
+  std::vector<std::string> MethodNames(const Value& idp) {
+    Value m = Reply(Handler::kInspect, ByVal(T({idp})));
+    std::vector<std::string> out;
+    for (const auto& pair : Payload(m).as<brine::Tuple>().items) {
+      out.push_back(pair.as<brine::Tuple>().items[0].as<brine::Str>().utf8);
+    }
+    return out;
+  }
+  static bool Has(const std::vector<std::string>& v, const std::string& n) {
+    return std::find(v.begin(), v.end(), n) != v.end();
+  }
   // Evaluates `code`, expecting an object reference; returns its id_pack.
   Value EvalRef(const std::string& code) { return Idp(Eval(code)); }
 
@@ -181,29 +204,33 @@ TEST_F(ObjSpaceTest, ClassicHandshakeSequence) {
 
 TEST_F(ObjSpaceTest, InspectRootPerGeneration) {
   Value root = Root();
-  auto names = [&] {
-    Value m = Reply(Handler::kInspect, ByVal(T({root})));
-    std::vector<std::string> out;
-    for (const auto& pair : Payload(m).as<brine::Tuple>().items) {
-      out.push_back(pair.as<brine::Tuple>().items[0].as<brine::Str>().utf8);
-    }
-    return out;
-  };
-  auto has = [](const std::vector<std::string>& v, const std::string& n) {
-    return std::find(v.begin(), v.end(), n) != v.end();
-  };
+  auto names = [&] { return MethodNames(root); };
   std::vector<std::string> v6 = names();
   EXPECT_EQ(v6.size(), 17u);
-  EXPECT_TRUE(has(v6, "get_service_name"));
-  EXPECT_TRUE(has(v6, "exposed_get_service_aliases"));
-  EXPECT_FALSE(has(v6, "_protocol"));
-  EXPECT_TRUE(has(v6, "eval"));
+  EXPECT_TRUE(Has(v6, "get_service_name"));
+  EXPECT_TRUE(Has(v6, "exposed_get_service_aliases"));
+  EXPECT_FALSE(Has(v6, "_protocol"));
+  EXPECT_TRUE(Has(v6, "eval"));
   peer_.gen = Generation::kV5;
   std::vector<std::string> v5 = names();
   EXPECT_EQ(v5.size(), 14u);
-  EXPECT_FALSE(has(v5, "get_service_name"));
-  EXPECT_TRUE(has(v5, "_protocol"));
-  EXPECT_FALSE(has(v5, "__init__"));  // LOCAL_ATTRS are filtered
+  EXPECT_FALSE(Has(v5, "get_service_name"));
+  EXPECT_TRUE(Has(v5, "_protocol"));
+  EXPECT_FALSE(Has(v5, "__init__"));  // LOCAL_ATTRS are filtered
+}
+
+TEST_F(ObjSpaceTest, InspectFollowsClassChanges) {
+  Execute("class Base:\n  def a(self): pass\nclass Sub(Base): pass\nx = Sub()");
+  Value x = EvalRef("x");
+  auto names = [&] { return MethodNames(x); };
+  std::vector<std::string> before = names();
+  EXPECT_TRUE(Has(before, "a"));
+  EXPECT_FALSE(Has(before, "b"));
+  EXPECT_EQ(names(), before);          // cached, same answer
+  Execute("Base.b = lambda self: 1");  // a base class changes: the cached list is stale
+  EXPECT_TRUE(Has(names(), "b"));
+  Execute("del Base.a");
+  EXPECT_FALSE(Has(names(), "a"));
 }
 
 TEST_F(ObjSpaceTest, ServiceNames) {
@@ -438,6 +465,12 @@ TEST_F(ObjSpaceTest, LargeBytesAndTuples) {
 TEST_F(ObjSpaceTest, FloatsAndStrings) {
   EXPECT_EQ(Eval("-0.0"), ByVal(-0.0));
   EXPECT_EQ(Eval("'\\u00e9'"), ByVal(S("\xc3\xa9")));
+  EXPECT_EQ(Eval("'a\\U0001F600'"), ByVal(S("a\xf0\x9f\x98\x80")));
+  EXPECT_EQ(Eval("''"), ByVal(S("")));
+  // Sending a non-ASCII str does not grow it with a cached UTF-8 copy.
+  Execute("import sys\nbig = '\\u00e9' * 1000\nsize = sys.getsizeof(big)");
+  Eval("big");
+  EXPECT_EQ(Eval("sys.getsizeof(big) == size"), ByVal(true));
   Value v = Eval("float('nan')");
   EXPECT_EQ(Label(v), I(1));
 }
@@ -459,6 +492,11 @@ TEST_F(ObjSpaceTest, IdPackRules) {
   EXPECT_EQ(NamePack(Eval("Outer.Inner")), "builtins.Inner");
   EXPECT_EQ(NamePack(Eval("[].append")), "builtins.builtin_function_or_method");
   EXPECT_EQ(NamePack(Eval("range(3)")), "builtins.range");
+  // An object may override __class__ (as mocks do): the name_pack follows it, the ids do not.
+  Execute("class Liar:\n  @property\n  def __class__(self): return dict\nliar = Liar()");
+  Value liar = Idp(Eval("liar"));
+  EXPECT_EQ(liar.as<brine::Tuple>().items[0], S("builtins.dict"));
+  EXPECT_EQ(liar.as<brine::Tuple>().items[1], Idp(Eval("Liar")).as<brine::Tuple>().items[1]);
 }
 
 TEST_F(ObjSpaceTest, ModuleTypeIdPackPerGeneration) {
@@ -825,6 +863,53 @@ TEST_F(ObjSpaceTest, ConnectionFailureRaisesInPython) {
   EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("EOFError")}));
 }
 
+TEST_F(ObjSpaceTest, NoReferenceLeaks) {
+  // sys.getallocatedblocks() counts the interpreter's live allocations (0 under the malloc
+  // allocator of sanitizer builds, where LSan covers leaks instead).
+  Value fn = ClientIdp("builtins.function", 100, 207);
+  peer_.script = [&](Handler, const Value&) -> core::Result<Outcome> {
+    return Outcome::Reply(ByVal(T({I(1), S("x"), brine::MakeBytes("y")})));
+  };
+  Value eval = RootMethod("eval");
+  Execute("import sys\nstuff = [1, 2]\ncall = lambda f, *a, **k: f(*a, **k)");
+  Value stuff = EvalRef("stuff");
+  Value call = EvalRef("call");
+  Value blocks = EvalRef("sys.getallocatedblocks");
+  auto round = [&] {
+    CallFn(eval, {ByVal(S("(1, 'a', b'b', 2.5, None, 10**30, frozenset({1}))"))});
+    Value getter = Idp(GetAttr(stuff, "append"));
+    Reply(Handler::kDel, Boxes({LocalRef(getter), ByVal(I(1))}));
+    CallFn(eval, {ByVal(S("1/0"))});
+    CallFn(eval, {ByVal(S("next(iter(()))"))});
+    CallFn(call, {RemoteRef(fn), ByVal(I(1)), ByVal(S("z"))});
+    Reply(Handler::kInspect, ByVal(T({stuff})));
+    Reply(Handler::kRepr, Boxes({LocalRef(stuff)}));
+  };
+  for (int i = 0; i < 100; ++i) round();
+  auto count = [&] { return Payload(CallFn(blocks, {}).value).as<brine::Int>().small(); };
+  size_t lent = space_->LocalObjectCount();
+  int64_t before = count();
+  for (int i = 0; i < 1000; ++i) round();
+  int64_t after = count();
+  EXPECT_LT(after - before, 100) << before << " -> " << after;
+  EXPECT_EQ(space_->LocalObjectCount(), lent);
+}
+
+TEST_F(ObjSpaceTest, TimeoutRaisesTimeoutError) {
+  Value fn = ClientIdp("builtins.function", 100, 208);
+  peer_.script = [&](Handler, const Value&) -> core::Result<Outcome> {
+    return core::Fail(core::Error::Limit("result expired"));  // what the engine reports
+  };
+  Execute(
+      "def timed(f):\n"
+      "  try:\n"
+      "    f()\n"
+      "  except TimeoutError as e:\n"
+      "    return str(e)\n");
+  Outcome o = CallFn(EvalRef("timed"), {RemoteRef(fn)});
+  EXPECT_EQ(o.value, ByVal(S("result expired")));
+}
+
 TEST_F(ObjSpaceTest, NonBuiltinProxyIsInspected) {
   Value file = ClientIdp("_io.TextIOWrapper", 500, 600);
   Value write = ClientIdp("builtins.builtin_function_or_method", 501, 601);
@@ -977,6 +1062,29 @@ TEST(ConcurrencyTest, ManyConnectionThreads) {
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(ok[t], kCalls) << t;
 }
 
+TEST(ClassicServiceTest, StdioRootIsClassicService) {
+  ASSERT_NE(g_interp, nullptr);
+  FakePeer peer;
+  auto space = MakeClassicObjectSpace(*g_interp, peer, RootService::kClassic);
+  Value root = PayloadOf(space->Handle(Handler::kGetRoot, ByVal(T({}))).value);
+  EXPECT_EQ(root.as<brine::Tuple>().items[0], S("rpyc.core.service.ClassicService"));
+  Value name = PayloadOf(
+      space->Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("get_service_name"))}))
+          .value);
+  Outcome o = space->Handle(Handler::kCall, Boxes({LocalRef(name), ByVal(T({})), ByVal(T({}))}));
+  EXPECT_EQ(o.value, ByVal(S("CLASSIC")));
+  // The reference's INSPECT list for a ClassicService, from python3-rpyc 5.3.0.
+  EXPECT_TRUE(g_interp
+                  ->RunString("import rpyc, rpyc.core.netref as n, _classicd_support as s\n"
+                              "from rpyc.lib import get_methods\n"
+                              "ref = sorted(k for k, _ in get_methods(n.LOCAL_ATTRS,\n"
+                              "             rpyc.ClassicService()))\n"
+                              "ours = sorted(k for k, _ in s.get_methods(s.make_root(True)[0],\n"
+                              "              False))\n"
+                              "assert ref == ours, (ref, ours)\n")
+                  .has_value());
+}
+
 TEST(InterpreterTest, InspectListsMatchTheReferenceLibrary) {
   ASSERT_NE(g_interp, nullptr);
   // python3-rpyc 5.3.0 is importable by the embedded interpreter; compare with its get_methods.
@@ -992,6 +1100,96 @@ TEST(InterpreterTest, InspectListsMatchTheReferenceLibrary) {
       "  ours = sorted(s.get_methods(obj, False))\n"
       "  assert ref == ours, (obj, ref, ours)\n");
   EXPECT_TRUE(st.has_value()) << st.error().message();
+}
+
+TEST(InterpreterTest, UserThreadsDoNotBlockShutdown) {
+  ASSERT_NE(g_interp, nullptr);
+  // A thread without daemon=True that never ends: finalisation must still return (the
+  // environment's TearDown destroys the interpreter after all tests; ctest's timeout catches a
+  // hang).
+  EXPECT_TRUE(g_interp
+                  ->RunString("import threading, time\n"
+                              "threading.Thread(target=time.sleep, args=(3600,)).start()\n")
+                  .has_value());
+}
+
+TEST(InterpreterTest, InspectListsMatchTheRpyc6Library) {
+  ASSERT_NE(g_interp, nullptr);
+  const char* env = std::getenv("RPYC6_PATH");
+  std::string path =
+      env != nullptr ? env : std::string(RPYC_SOURCE_DIR) + "/../shared/clients/rpyc6";
+  if (!std::filesystem::exists(path + "/rpyc/__init__.py")) {
+    GTEST_SKIP() << "rpyc 6.x library not found at " << path << " (set RPYC6_PATH)";
+  }
+  // The same objects go through 6.x's get_methods in a child /usr/bin/python3, and ours here.
+  std::string code = R"py(
+import subprocess, _classicd_support as s
+common = """
+import sys
+class K:
+    @classmethod
+    def c(cls): pass
+    @staticmethod
+    def st(): pass
+    class Nested: pass
+    def m(self): pass
+"""
+probe = common + """
+import rpyc, rpyc.core.netref as n
+from rpyc.lib import get_methods
+objs = [rpyc.SlaveService(), sys, [], int, K(), K]
+print(repr([sorted(k for k, _ in get_methods(n.LOCAL_ATTRS, o)) for o in objs]))
+"""
+out = subprocess.run(['/usr/bin/python3', '-c', probe], capture_output=True, text=True,
+                     env={'PYTHONPATH': PATH}, check=True).stdout
+ref = eval(out)
+ns = {}
+exec(common, ns)
+objs = [s.make_root()[0], ns['sys'], [], int, ns['K'](), ns['K']]
+ours = [sorted(k for k, _ in s.get_methods(o, True)) for o in objs]
+assert ref == ours, (ref, ours)
+)py";
+  auto st = g_interp->RunString("PATH = '" + path + "'\n" + code);
+  EXPECT_TRUE(st.has_value()) << st.error().message();
+}
+
+TEST(InterpreterTest, ForkedChildServesAndFinalises) {
+  ASSERT_NE(g_interp, nullptr);
+  auto pid = g_interp->Fork();
+  ASSERT_TRUE(pid.has_value()) << pid.error().ToString();
+  if (*pid == 0) {
+    // Child: this thread is Python's main thread and serves a connection.
+    bool ok = g_interp
+                  ->RunString(
+                      "import threading\n"
+                      "assert threading.main_thread() is threading.current_thread()\n"
+                      "assert len(threading.enumerate()) == 1\n")
+                  .has_value();
+    FakePeer peer;
+    auto space = MakeClassicObjectSpace(*g_interp, peer);
+    Value root = PayloadOf(space->Handle(Handler::kGetRoot, ByVal(T({}))).value);
+    Value eval = PayloadOf(
+        space->Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+    Outcome o = space->Handle(Handler::kCall,
+                              Boxes({LocalRef(eval), ByVal(T({S("6 * 7")})), ByVal(T({}))}));
+    ok = ok && o.value == ByVal(I(42));
+    space.reset();
+    kEnv->Finalize();
+    _exit(ok ? 0 : 3);
+  }
+  int status = 0;
+  for (int i = 0; i < 200 && waitpid(*pid, &status, WNOHANG) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (waitpid(*pid, &status, WNOHANG) == 0) {
+    kill(*pid, SIGKILL);
+    waitpid(*pid, &status, 0);
+    FAIL() << "the child hung";
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  // The parent goes on.
+  EXPECT_TRUE(g_interp->RunString("assert 6 * 7 == 42").has_value());
 }
 
 TEST(InterpreterTest, RunStringReportsErrors) {
@@ -1010,6 +1208,9 @@ TEST(InterpreterTest, Configuration) {
                               "assert sys.flags.utf8_mode == 1\n"
                               "assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL\n"
                               "assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN\n"
+                              "assert sys.path[:3] == ['/nonexistent/classicd-extra',\n"
+                              "    '/nonexistent/classicd-pp1', '/nonexistent/classicd-pp2']\n"
+                              "assert any(p.endswith('dist-packages') for p in sys.path)\n"
                               "import rpyc\n")
                   .has_value());
 }

@@ -58,6 +58,8 @@ class GilHold {
   ~GilHold();
   GilHold(const GilHold&) = delete;
   GilHold& operator=(const GilHold&) = delete;
+  GilHold(GilHold&&) = delete;
+  GilHold& operator=(GilHold&&) = delete;
 
  private:
   bool took_ = false;
@@ -70,6 +72,8 @@ class GilRelease {
   ~GilRelease() { PyEval_RestoreThread(ts_); }
   GilRelease(const GilRelease&) = delete;
   GilRelease& operator=(const GilRelease&) = delete;
+  GilRelease(GilRelease&&) = delete;
+  GilRelease& operator=(GilRelease&&) = delete;
 
  private:
   PyThreadState* ts_;

@@ -138,10 +138,15 @@ _generic_classes = {}
 _derived_classes = {}
 
 
+_CLASS_CACHE_SIZE = 1024
+
+
 def _derived(cls):
     derived = _derived_classes.get(cls)
     if derived is not None:
         return derived
+    if len(_derived_classes) >= _CLASS_CACHE_SIZE:
+        _derived_classes.clear()
 
     def __str__(self):
         try:
@@ -184,6 +189,8 @@ def load_exc(val):
         fullname = '%s.%s' % (modname, clsname)
         cls = _generic_classes.get(fullname)
         if cls is None:
+            if len(_generic_classes) >= _CLASS_CACHE_SIZE:
+                _generic_classes.clear()
             cls = type(fullname, (GenericException,), {'__module__': 'classicd/' + modname})
             _generic_classes[fullname] = cls
     cls = _derived(cls)
@@ -310,8 +317,27 @@ class SlaveService(Slave, Service):
         self._conn = conn
 
 
-def make_root():
-    root = SlaveService()
+class MasterService(Service):
+    __module__ = 'rpyc.core.service'
+    __slots__ = ()
+
+    def on_connect(self, conn):
+        # The reference also runs the classic handshake towards the client here; a compatible
+        # stdio server may skip it (PROTOCOL.md §11), which works with every client.
+        super().on_connect(conn)
+
+    @staticmethod
+    def _install(conn, slave):
+        raise NotImplementedError('the daemon does not act as a classic client')
+
+
+class ClassicService(MasterService, SlaveService):
+    __module__ = 'rpyc.core.service'
+    __slots__ = ()
+
+
+def make_root(classic=False):
+    root = ClassicService() if classic else SlaveService()
     conn = Connection()
     root.on_connect(conn)
     return root, conn
