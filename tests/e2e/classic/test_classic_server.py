@@ -175,3 +175,21 @@ def test_sigterm_while_user_code_runs_exits_after_the_grace_period(client, nativ
     out, _ = busy.communicate(timeout=30)
     assert "EOF" in out
     assert "1 connections still running user code; exiting without waiting" in client.daemon.log()
+
+
+def test_thread_bound_clients_are_refused_with_a_clear_error(client, native_only):
+    if client.gen != "rpyc6":
+        pytest.skip("5.3.0's bound mode cannot even send (PROTOCOL.md §3.2)")
+    client.env["RPYC_BIND_THREADS"] = "true"
+    out = client.run("""
+        try:
+            conn = connect()
+            conn.eval("1")
+        except (EOFError, ConnectionError, OSError) as e:
+            print("refused", type(e).__name__)
+        else:
+            raise AssertionError("a bound client was served")
+    """)
+    assert out.startswith("refused"), out
+    client.daemon.wait_for_log("thread-bound frame")
+    assert "RPYC_BIND_THREADS" in client.daemon.log()
