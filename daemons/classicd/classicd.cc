@@ -546,7 +546,14 @@ void ClassicService::Serve(core::transport::Stream& raw_stream, const PeerInfo& 
     core::protocol::Connection conn(*stream, copts);
     auto space = objspace::MakeClassicObjectSpace(*interpreter_, conn);
     conn.set_object_space(space.get());
-    auto end = conn.Serve();
+    // A C++ exception out of Serve() still releases the connection's objects (OnDisconnect).
+    core::Result<core::protocol::EndReason> end = Fail(Error::Usage("not served"));
+    try {
+      end = conn.Serve();
+    } catch (const std::exception& e) {
+      conn.Shutdown();
+      end = Fail(Error::Protocol(std::string("internal error: ") + e.what()));
+    }
     if (end) {
       LogConn(Level::debug, peer, id, "connection {} ended: {}", peer.repr,
               core::protocol::EndReasonName(*end));

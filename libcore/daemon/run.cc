@@ -38,6 +38,19 @@ int Run(const RunOptions& options, const ServiceFactory& factory) {
     if (running != nullptr) (*running)->Shutdown();
     loop->Break();
   };
+  // Signals are watched before the service starts: a SIGTERM that arrives while it binds and
+  // initialises (the interpreter takes a while) waits in the loop instead of killing the process.
+  SignalWatch term(*loop, SIGTERM, [&] { stop("SIGTERM"); });
+  SignalWatch intr(*loop, SIGINT, [&] { stop("SIGINT"); });
+  SignalWatch hup(*loop, SIGHUP, [&] {
+    if (running == nullptr) return;
+    NotifyReloading();
+    if (auto st = (*logging)->Reopen(); !st) log.Error("{}", st.error().message());
+    (*running)->Reload();
+    log.Info("SIGHUP: log reopened, configuration reloaded");
+    NotifyReady((*running)->StatusText());
+  });
+
   Context context{*loop, **logging, *inherited, stop};
   auto service = factory(context);
   if (!service) {
@@ -48,16 +61,6 @@ int Run(const RunOptions& options, const ServiceFactory& factory) {
   for (const auto& s : *inherited) {
     if (s.fd) log.Warn("inherited fd {} ({}) is not used", s.fd.get(), s.name);
   }
-
-  SignalWatch term(*loop, SIGTERM, [&] { stop("SIGTERM"); });
-  SignalWatch intr(*loop, SIGINT, [&] { stop("SIGINT"); });
-  SignalWatch hup(*loop, SIGHUP, [&] {
-    NotifyReloading();
-    if (auto st = (*logging)->Reopen(); !st) log.Error("{}", st.error().message());
-    (*service)->Reload();
-    log.Info("SIGHUP: log reopened, configuration reloaded");
-    NotifyReady((*service)->StatusText());
-  });
 
   std::string status = (*service)->StatusText();
   Timer status_timer(*loop, [&] {

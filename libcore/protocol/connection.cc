@@ -220,8 +220,12 @@ Status Connection::Send(const Message& m) {
     buffer.push_back(channel::kTrailer);
   } else {
     framed.clear();
-    channel::AppendFrame(std::string_view(buffer).substr(channel::kHeaderSize), &framed,
-                         options_.compression);
+    if (auto st = channel::AppendFrame(std::string_view(buffer).substr(channel::kHeaderSize),
+                                       &framed, options_.compression);
+        !st) {
+      std::string().swap(buffer);
+      return Fail(st.error());  // too large for a frame: nothing was sent
+    }
     frame = &framed;
   }
   Status st;
@@ -264,7 +268,15 @@ Status Connection::Dispatch(Message request) {
     m.type = o.kind == Outcome::Kind::kReply ? MsgType::kReply : MsgType::kException;
     m.seq = seq;
     m.args = std::move(o.value);
-    return Send(m);
+    Status st = Send(m);
+    if (!st && st.error().code() == Error::Code::kLimit) {
+      // Too large for one frame (over 4 GiB): the peer gets an exception instead.
+      m.type = MsgType::kException;
+      m.args = EngineException("ValueError", brine::MakeStr(st.error().message()),
+                               "the reply does not fit a frame");
+      st = Send(m);
+    }
+    return st;
   };
 
   auto parsed = ParseRequestArgs(std::move(request.args));

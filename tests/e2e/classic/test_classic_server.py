@@ -156,3 +156,40 @@ def test_sigterm_with_clients_connected_exits_zero(client, native_only):
     out, _ = idle.communicate(timeout=30)
     assert "EOF" in out
     assert "server has terminated" in client.daemon.log()
+
+
+def test_sigterm_while_user_code_runs_exits_after_the_grace_period(client, native_only):
+    busy = client.popen("""
+        conn = connect()
+        print("READY", flush=True)
+        try:
+            conn.execute("import time; time.sleep(60)")
+        except EOFError:
+            print("EOF")
+    """)
+    assert busy.stdout.readline().strip() == "READY"
+    time.sleep(0.5)  # the execute request is being served
+    t0 = time.monotonic()
+    assert client.daemon.stop() == 0
+    assert time.monotonic() - t0 < 12  # 5 s grace, then exit without joining
+    out, _ = busy.communicate(timeout=30)
+    assert "EOF" in out
+    assert "1 connections still running user code; exiting without waiting" in client.daemon.log()
+
+
+def test_thread_bound_clients_are_refused_with_a_clear_error(client, native_only):
+    if client.gen != "rpyc6":
+        pytest.skip("5.3.0's bound mode cannot even send (PROTOCOL.md §3.2)")
+    client.env["RPYC_BIND_THREADS"] = "true"
+    out = client.run("""
+        try:
+            conn = connect()
+            conn.eval("1")
+        except (EOFError, ConnectionError, OSError) as e:
+            print("refused", type(e).__name__)
+        else:
+            raise AssertionError("a bound client was served")
+    """)
+    assert out.startswith("refused"), out
+    client.daemon.wait_for_log("thread-bound frame")
+    assert "RPYC_BIND_THREADS" in client.daemon.log()
