@@ -464,3 +464,116 @@ def test_sd_notify_ready_status_stopping(tmp_path):
         if p.poll() is None:
             p.kill()
         ns.close()
+
+
+# --- more limits ---------------------------------------------------------------------------------
+
+def test_max_connections_is_enforced(gen, tmp_path):
+    d = Daemon(tmp_path, extra_args=["--max-connections", "1"])
+    try:
+        # The fixture's readiness probe may still be counted for a moment.
+        wait_for(lambda: "goodbye" in d.log(), 10, "probe connection gone")
+        _, out, _ = run_client(gen, """
+            a = rpyc.classic.connect("127.0.0.1", {port})
+            assert a.eval("1") == 1
+            try:
+                b = rpyc.classic.connect("127.0.0.1", {port})
+                b.eval("1")
+            except (EOFError, ConnectionError, OSError):
+                print("REFUSED")
+            assert a.eval("2") == 2
+            a.close()
+        """, port=d.port)
+        assert "REFUSED" in out
+        assert "(max_connections)" in d.log()
+    finally:
+        assert d.stop() == 0
+
+
+def test_max_frame_size_closes_only_that_connection(tmp_path):
+    import struct
+    d = Daemon(tmp_path, extra_args=["--max-frame-size", "4096"])
+    try:
+        with socket.create_connection(("127.0.0.1", d.port)) as s:
+            s.settimeout(10)
+            s.sendall(struct.pack("!LB", 1 << 20, 0) + b"x" * 100)
+            assert s.recv(100) == b""
+        wait_for(lambda: "closed:" in d.log(), 10, "error line")
+        line = next(l for l in d.log().splitlines() if "closed:" in l)
+        assert "ERROR" in line, line
+    finally:
+        assert d.stop() == 0
+
+
+def test_tls_handshake_timeout(tmp_path, certs):
+    d = Daemon(tmp_path, extra_args=["--ssl-keyfile", str(certs / "server.key"),
+                                     "--ssl-certfile", str(certs / "server.pem"),
+                                     "--tls-handshake-timeout", "1"])
+    try:
+        with socket.create_connection(("127.0.0.1", d.port)) as s:
+            s.settimeout(10)
+            t0 = time.monotonic()
+            assert s.recv(10) == b""   # closed without a word
+            assert time.monotonic() - t0 < 5
+        d.wait_for_log("timed out after 1000 ms")
+    finally:
+        assert d.stop() == 0
+
+
+def test_socket_activation_of_a_connected_socket(gen, tmp_path):
+    """Accept=yes: systemd passes the connection itself; it is served like stdio, then exit 0."""
+    port = free_port()
+    log = tmp_path / "accept.log"
+    act = subprocess.Popen(["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "-a",
+                            str(CLASSICD), "--logfile", str(log)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_port(port)
+        wait_for(lambda: log.exists() and "server has terminated" in log.read_text(), 15,
+                 "the probe's instance exits")
+        run_client(gen, """
+            c = rpyc.classic.connect("127.0.0.1", {port})
+            assert c.eval("'accepted'") == "accepted"
+            c.close()
+        """, port=port)
+        wait_for(lambda: log.read_text().count("server has terminated") >= 2, 15, "second exit")
+        assert "serving an inherited connection from ('127.0.0.1', " in log.read_text()
+    finally:
+        act.terminate()
+        act.wait(timeout=10)
+
+
+JOURNAL_SCRIPT = textwrap.dedent("""\
+    set -e
+    mount -t tmpfs tmpfs /run/systemd; mkdir -p /run/log; mount -t tmpfs tmpfs /run/log
+    /lib/systemd/systemd-journald & JPID=$!
+    trap "kill $JPID" EXIT
+    for i in $(seq 50); do [ -S /run/systemd/journal/socket ] && break; sleep 0.1; done
+    "$CLASSICD" -p "$PORT" --log journal & CPID=$!
+    for i in $(seq 100); do "$PYTHON" -c "import socket; socket.create_connection(('127.0.0.1', $PORT)).close()" 2>/dev/null && break; sleep 0.1; done
+    "$PYTHON" -c "import rpyc; c = rpyc.classic.connect('127.0.0.1', $PORT); c.eval('1'); c.close()"
+    sleep 0.5
+    kill -TERM $CPID; wait $CPID
+    journalctl --no-pager -o json SYSLOG_IDENTIFIER=rpyc-classicd
+""")
+
+
+def test_journal_fields(tmp_path):
+    import json
+    import shutil
+    if os.geteuid() != 0 or not shutil.which("unshare") or \
+            not os.path.exists("/lib/systemd/systemd-journald"):
+        pytest.skip("needs root, unshare and systemd-journald")
+    port = free_port()
+    env = dict(os.environ, CLASSICD=str(CLASSICD), PORT=str(port), PYTHON=PYTHON)
+    env.pop("PYTHONPATH", None)
+    out = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c",
+                          JOURNAL_SCRIPT], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    entries = [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
+    welcome = [e for e in entries if e.get("MESSAGE", "").startswith("welcome ")]
+    assert welcome, entries
+    w = welcome[-1]
+    assert w["RPYC_PEER"] == "127.0.0.1" and w["RPYC_MODE"] == "threaded" and w["RPYC_CONN"]
+    assert w["RPYC_LOGGER"] == f"SLAVE/{port}" and w["PRIORITY"] == "6"
+    assert any("server has terminated" in e.get("MESSAGE", "") for e in entries)
