@@ -1,6 +1,8 @@
 // rpyc-classicd's Service: listeners (bound, Unix, or inherited from socket activation), the one
 // interpreter, and the serving modes:
 //   threaded  a thread per connection (accepted on the loop thread)
+//   threadpool the loop owns every client socket and hands a readable one to a fixed pool of
+//             workers, which serve what has arrived and give it back: idle clients hold no thread
 //   forking   a child per connection, forked from the loop thread, which never runs client code
 //   oneshot   the first connection only, then exit
 //   stdio     one connection over the moved fds 0/1, then exit (also a connected socket from
@@ -36,6 +38,7 @@
 #include <unistd.h>
 
 #include "daemons/classicd/objspace/objspace.h"
+#include "daemons/classicd/worker_pool.h"
 #include "libcore/base/unique_fd.h"
 #include "libcore/daemon/loop.h"
 #include "libcore/daemon/sockets.h"
@@ -152,6 +155,14 @@ class ClassicService final : public core::daemon::Service {
   void SpawnThread(std::function<std::unique_ptr<core::transport::Stream>()> open, PeerInfo peer,
                    int raw_fd, uint64_t id);
   void ForkChild(UniqueFd fd, PeerInfo peer);
+  // Threadpool mode.
+  struct PoolConn;
+  void PoolAccept(UniqueFd fd, PeerInfo peer);
+  void PoolArm(const std::shared_ptr<PoolConn>& pc);
+  void PoolStep(const std::shared_ptr<PoolConn>& pc);
+  void PoolEnd(const std::shared_ptr<PoolConn>& pc,
+               const core::Result<core::protocol::EndReason>& end);
+  void PoolPost(uint64_t id, bool ended);
   void ReapChildren();
   void OnWake();
   std::unique_ptr<core::transport::Stream> OpenSocket(UniqueFd fd, const PeerInfo& peer,
@@ -188,7 +199,7 @@ class ClassicService final : public core::daemon::Service {
   std::unique_ptr<core::registrar::Registrar> registrar_;
   bool single_ = false;  // oneshot, stdio, an inherited connection: exit after one
   bool started_one_ = false;
-  bool stopping_ = false;
+  std::atomic<bool> stopping_{false};  // workers read it
 
   std::atomic<int> active_{0};
   std::atomic<uint64_t> served_{0};
@@ -207,6 +218,22 @@ class ClassicService final : public core::daemon::Service {
   std::condition_variable cv_;
   std::list<Conn> conns_;                   // guarded by mu_
   std::map<std::string, int> peer_counts_;  // guarded by mu_
+
+  // Threadpool: connections by id (loop thread), and what workers report back (under mu_).
+  struct PoolConn {
+    uint64_t id = 0;
+    PeerInfo peer;
+    int raw_fd = -1;
+    std::mutex mu;  // stream/conn/space teardown against Shutdown()
+    std::unique_ptr<core::transport::Stream> stream;
+    std::unique_ptr<core::protocol::Connection> conn;
+    std::unique_ptr<core::protocol::ObjectSpace> space;
+    std::unique_ptr<core::daemon::IoWatch> watch;  // loop thread only
+    bool armed = false;                            // loop thread only: waiting for input
+  };
+  std::unique_ptr<WorkerPool> pool_;
+  std::map<uint64_t, std::shared_ptr<PoolConn>> pool_conns_;
+  std::vector<std::pair<uint64_t, bool>> pool_events_;  // guarded by mu_: (id, ended)
 
   // Children (forking).
   std::map<pid_t, PeerInfo> children_;
@@ -252,6 +279,8 @@ core::Status ClassicService::Start(StdioFds stdio) {
   }
   interpreter_ = std::move(*interp);
 
+  if (o_.mode == "threadpool")
+    pool_ = std::make_unique<WorkerPool>(static_cast<size_t>(o_.threads));
   if (o_.mode == "forking") {
     sigchld_ =
         std::make_unique<core::daemon::SignalWatch>(ctx_.loop, SIGCHLD, [this] { ReapChildren(); });
@@ -457,6 +486,10 @@ void ClassicService::Dispatch(UniqueFd fd, PeerInfo peer) {
     ForkChild(std::move(fd), std::move(peer));
     return;
   }
+  if (pool_) {
+    PoolAccept(std::move(fd), std::move(peer));
+    return;
+  }
   const int raw = fd.get();
   const uint64_t id = ++next_id_;
   auto shared = std::make_shared<UniqueFd>(std::move(fd));
@@ -630,9 +663,143 @@ void ClassicService::OnWake() {
     }
   }
   for (Conn& c : finished) c.thread.join();
+  std::vector<std::pair<uint64_t, bool>> events;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    events.swap(pool_events_);
+  }
+  for (const auto& [id, ended] : events) {
+    auto it = pool_conns_.find(id);
+    if (it == pool_conns_.end()) continue;
+    if (ended) {
+      pool_conns_.erase(it);
+    } else if (!stopping_) {
+      PoolArm(it->second);
+    }
+  }
   if (single_ && started_one_ && active_.load() == 0 && !stopping_) {
     ctx_.finish(o_.mode == "stdio" ? "end of input" : "the connection ended");
   }
+}
+
+void ClassicService::PoolPost(uint64_t id, bool ended) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pool_events_.emplace_back(id, ended);
+  }
+  const uint64_t one = 1;
+  (void)!::write(wake_.get(), &one, sizeof one);
+}
+
+void ClassicService::PoolAccept(UniqueFd fd, PeerInfo peer) {
+  auto pc = std::make_shared<PoolConn>();
+  pc->id = ++next_id_;
+  pc->peer = std::move(peer);
+  pc->raw_fd = fd.get();
+  pool_conns_[pc->id] = pc;
+  auto shared_fd = std::make_shared<UniqueFd>(std::move(fd));
+  // The TLS handshake and the object space are made on a worker, not on the loop.
+  pool_->Submit([this, pc, shared_fd] {
+    try {
+      auto stream = OpenSocket(std::move(*shared_fd), pc->peer, pc->id);
+      if (!stream) {
+        Release(pc->peer.host);
+        PoolPost(pc->id, true);
+        return;
+      }
+      core::protocol::ConnectionOptions copts;
+      copts.frame_limits.max_frame_size = static_cast<size_t>(o_.max_frame_size);
+      std::lock_guard<std::mutex> lock(pc->mu);
+      pc->stream = std::move(stream);
+      pc->conn = std::make_unique<core::protocol::Connection>(*pc->stream, copts);
+      pc->space = objspace::MakeClassicObjectSpace(*interpreter_, *pc->conn);
+      pc->conn->set_object_space(pc->space.get());
+    } catch (const std::exception& e) {
+      LogConn(Level::err, pc->peer, pc->id, "connection {} closed: internal error: {}",
+              pc->peer.repr, e.what());
+      Release(pc->peer.host);
+      PoolPost(pc->id, true);
+      return;
+    }
+    LogConn(Level::info, pc->peer, pc->id, "welcome {}", pc->peer.repr);
+    PoolPost(pc->id, false);
+  });
+}
+
+void ClassicService::PoolArm(const std::shared_ptr<PoolConn>& pc) {
+  if (!pc->watch) {
+    const uint64_t id = pc->id;
+    pc->watch = std::make_unique<core::daemon::IoWatch>(
+        ctx_.loop, pc->raw_fd, EV_READ, false, [this, id](short what) {
+          auto it = pool_conns_.find(id);
+          if (it == pool_conns_.end()) return;
+          auto keep = it->second;
+          keep->armed = false;
+          if ((what & EV_TIMEOUT) != 0) {
+            LogConn(Level::info, keep->peer, id, "idle timeout: nothing from {} for {} s",
+                    keep->peer.repr, o_.idle_timeout);
+            std::lock_guard<std::mutex> lock(keep->mu);
+            if (keep->stream) keep->stream->Shutdown();
+          }
+          pool_->Submit([this, keep] { PoolStep(keep); });
+        });
+  }
+  pc->armed = true;
+  if (o_.idle_timeout > 0) {
+    pc->watch->Start(std::chrono::seconds(o_.idle_timeout));
+  } else {
+    pc->watch->Start();
+  }
+}
+
+void ClassicService::PoolStep(const std::shared_ptr<PoolConn>& pc) {
+  core::Result<core::protocol::EndReason> end = Fail(Error::Usage("not served"));
+  {
+    std::lock_guard<std::mutex> lock(pc->mu);
+    if (!pc->conn) return;  // already ended
+  }
+  try {
+    auto r = pc->conn->ServeAvailable();
+    if (r && !*r && !stopping_) {
+      PoolPost(pc->id, false);  // idle again: back to the loop
+      return;
+    }
+    if (r) {
+      end = *r ? **r : core::protocol::EndReason::kShutdown;
+    } else {
+      end = Fail(r.error());
+    }
+  } catch (const std::exception& e) {
+    pc->conn->Shutdown();
+    end = Fail(Error::Protocol(std::string("internal error: ") + e.what()));
+  }
+  PoolEnd(pc, end);
+}
+
+void ClassicService::PoolEnd(const std::shared_ptr<PoolConn>& pc,
+                             const core::Result<core::protocol::EndReason>& end) {
+  const PeerInfo& peer = pc->peer;
+  if (end) {
+    LogConn(Level::debug, peer, pc->id, "connection {} ended: {}", peer.repr,
+            core::protocol::EndReasonName(*end));
+  } else {
+    LogConn(Level::err, peer, pc->id, "connection {} closed: {}", peer.repr,
+            end.error().ToString());
+  }
+  {
+    std::lock_guard<std::mutex> lock(pc->mu);
+    const size_t lent = pc->space->LocalObjectCount();
+    pc->space->OnDisconnect();
+    LogConn(Level::debug, peer, pc->id,
+            "connection {}: {} objects lent at disconnect, {} after release", peer.repr, lent,
+            pc->space->LocalObjectCount());
+    pc->space.reset();
+    pc->conn.reset();
+    pc->stream.reset();
+  }
+  LogConn(Level::info, peer, pc->id, "goodbye {}", peer.repr);
+  Release(peer.host);
+  PoolPost(pc->id, true);
 }
 
 void ClassicService::Reload() {
@@ -666,6 +833,19 @@ void ClassicService::Shutdown() {
     if (!c.closing && c.raw_fd >= 0) (void)::shutdown(c.raw_fd, SHUT_RDWR);
   }
   for (const auto& [pid, peer] : children_) ::kill(pid, SIGTERM);
+  // Idle pool connections end on a worker; busy ones see the shutdown when their step ends.
+  for (auto& [id, pc] : pool_conns_) {
+    {
+      std::lock_guard<std::mutex> conn_lock(pc->mu);
+      if (pc->stream) pc->stream->Shutdown();
+    }
+    if (pc->armed) {
+      pc->watch->Stop();
+      pc->armed = false;
+      auto keep = pc;
+      pool_->Submit([this, keep] { PoolStep(keep); });
+    }
+  }
 }
 
 ClassicService::~ClassicService() {
@@ -681,6 +861,11 @@ ClassicService::~ClassicService() {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   size_t stuck = 0;
+  if (pool_) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    stuck += pool_->Stop(std::max(left, std::chrono::milliseconds(0)));
+  }
   {
     std::unique_lock<std::mutex> lock(mu_);
     for (Conn& c : conns_) {
@@ -703,6 +888,8 @@ ClassicService::~ClassicService() {
   }
   for (Conn& c : conns_) c.thread.join();
   conns_.clear();
+  pool_.reset();
+  pool_conns_.clear();
   registrar_.reset();
   interpreter_.reset();
   log_.Info("server has terminated");

@@ -21,7 +21,7 @@ inline constexpr int64_t kDefaultTlsPort = 18821;
 // Every member is a switch and a top-level TOML key of the same name (PROTOCOL.md §11 for the
 // reference's switches; the rest are ours).
 struct Options {
-  std::string mode = "threaded";  // threaded | forking | oneshot | stdio
+  std::string mode = "threaded";  // threaded | threadpool | forking | oneshot | stdio
   int64_t port = -1;              // -1: 18812, or 18821 when TLS is on
   std::string host;               // empty: 127.0.0.1, or ::1 with ipv6
   bool ipv6 = false;
@@ -43,6 +43,7 @@ struct Options {
   int64_t tls_handshake_timeout = 10;    // seconds
   int64_t idle_timeout = 0;              // seconds; 0: off
   int64_t max_frame_size = int64_t{64} << 20;
+  int64_t threads = 8;  // threadpool mode: worker threads
 
   bool tls() const { return !ssl_keyfile.empty(); }
   // The effective values: defaults that depend on other options resolved.

@@ -27,7 +27,7 @@ core::config::Schema MakeSchema(Options* o) {
   using namespace core::config;  // NOLINT(google-build-using-namespace): a table of builders
   return {
       Choice("mode", "-m,--mode", "Serving mode (case-insensitive)", &o->mode,
-             {"threaded", "forking", "oneshot", "stdio"}),
+             {"threaded", "threadpool", "forking", "oneshot", "stdio"}),
       Int("port", "-p,--port", "TCP port (-1: 18812, or 18821 with TLS; 0: any free port)",
           &o->port, -1, 65535),
       String("host", "--host",
@@ -70,6 +70,9 @@ core::config::Schema MakeSchema(Options* o) {
           &o->idle_timeout, 0, 86400 * 365),
       Int("max_frame_size", "--max-frame-size", "Largest frame accepted from a client, in bytes",
           &o->max_frame_size, 1024, int64_t{1} << 32),
+      Int("threads", "--threads",
+          "Worker threads in threadpool mode (idle connections hold no thread)", &o->threads, 1,
+          4096),
   };
 }
 
@@ -105,7 +108,8 @@ std::string VersionText() {
   return std::string("rpyc-classicd ") + RPYC_VERSION +
          " (RPyC classic server; wire protocol of rpyc 5.x and 6.x; embedded "
          "CPython " RPYC_PYTHON_VERSION
-         ")\nfeatures: threaded forking oneshot stdio unix-socket tls socket-activation sd-notify "
+         ")\nfeatures: threaded threadpool forking oneshot stdio unix-socket tls socket-activation "
+         "sd-notify "
          "watchdog journald registration toml-config";
 }
 

@@ -4,6 +4,9 @@ Each test starts the built daemon ($RPYC_CLASSICD, default build/dev/daemons/cla
 on a free loopback port and runs client snippets under the real rpyc client of each generation:
 Debian's python3-rpyc 5.3.0 and the 6.x library in $RPYC6_PATH (default <repo>/../shared/clients/rpyc6).
 
+RPYC_CLASSICD_ARGS="-m threadpool" (for example) appends switches to every daemon started here, to
+run the whole suite in another serving mode.
+
 RPYC_E2E_REFERENCE=1 runs the same tests against the Python reference server (/usr/bin/rpyc_classic,
 5.3.0 clients only), to check the tests themselves.
 """
@@ -24,6 +27,7 @@ REPO = Path(__file__).resolve().parents[3]
 CLASSICD = Path(os.environ.get("RPYC_CLASSICD", REPO / "build/dev/daemons/classicd/rpyc-classicd"))
 RPYC6_PATH = Path(os.environ.get("RPYC6_PATH", REPO.parent / "shared/clients/rpyc6"))
 REFERENCE = os.environ.get("RPYC_E2E_REFERENCE") == "1"
+EXTRA_ARGS = os.environ.get("RPYC_CLASSICD_ARGS", "").split()
 GENERATIONS = ["rpyc5", "rpyc6"]
 
 
@@ -46,7 +50,7 @@ class Daemon:
             if not CLASSICD.exists():
                 pytest.fail(f"daemon binary not found: {CLASSICD} (build it or set RPYC_CLASSICD)")
             cmd = [str(CLASSICD), "--host", host, "-p", str(self.port),
-                   "--logfile", str(self.logfile), *extra_args]
+                   "--logfile", str(self.logfile), *EXTRA_ARGS, *extra_args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
@@ -97,7 +101,8 @@ PRELUDE = """\
 import os, sys, textwrap, time, rpyc
 PORT = int(os.environ["CLASSICD_PORT"])
 GEN = os.environ["RPYC_GEN"]
-REFERENCE = os.environ.get("RPYC_E2E_REFERENCE") == "1"  # the Python server: its known bugs
+REFERENCE = os.environ.get("RPYC_E2E_REFERENCE") == "1"
+EXTRA_ARGS = os.environ.get("RPYC_CLASSICD_ARGS", "").split()  # the Python server: its known bugs
 assert rpyc.__version__.split(".")[0] == GEN[-1], (rpyc.__version__, GEN)
 def connect():
     return rpyc.classic.connect("127.0.0.1", PORT)

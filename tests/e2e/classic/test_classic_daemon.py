@@ -577,3 +577,27 @@ def test_journal_fields(tmp_path):
     assert w["RPYC_PEER"] == "127.0.0.1" and w["RPYC_MODE"] == "threaded" and w["RPYC_CONN"]
     assert w["RPYC_LOGGER"] == f"SLAVE/{port}" and w["PRIORITY"] == "6"
     assert any("server has terminated" in e.get("MESSAGE", "") for e in entries)
+
+
+# --- threadpool ----------------------------------------------------------------------------------
+
+def test_threadpool_idle_clients_hold_no_thread(gen, tmp_path):
+    d = Daemon(tmp_path, extra_args=["-m", "threadpool", "--threads", "2"])
+    try:
+        _, out, _ = run_client(gen, """
+            conns = [rpyc.classic.connect("127.0.0.1", {port}) for _ in range(40)]
+            for i, c in enumerate(conns):
+                c.execute(f"me = {{i}}")
+            for i, c in enumerate(conns):
+                assert c.eval("me") == i
+                # A callback into the client while the request is served (nested requests).
+                assert tuple(c.modules.builtins.map(lambda x: x * 2, [1, 2])) == (2, 4)
+            print("THREADS", open("/proc/{pid}/status").read().split("Threads:")[1].split()[0])
+            for c in conns:
+                c.close()
+        """, port=d.port, pid=d.pid)
+        threads = int(out.split("THREADS")[1].split()[0])
+        assert threads <= 1 + 2, threads  # the loop and two workers for 40 open clients
+        wait_for(lambda: d.log().count("goodbye") >= 41, 10, "every goodbye")
+    finally:
+        assert d.stop() == 0
