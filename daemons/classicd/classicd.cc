@@ -637,7 +637,9 @@ void ClassicService::ReapChildren() {
       ++it;
       continue;
     }
-    if (r > 0 && WIFSIGNALED(status)) {
+    if (r > 0 && WIFSIGNALED(status) && stopping_ && WTERMSIG(status) == SIGTERM) {
+      log_.Debug("child {} serving {} stopped", it->first, it->second.repr);
+    } else if (r > 0 && WIFSIGNALED(status)) {
       log_.Error("child {} serving {} was killed by signal {}", it->first, it->second.repr,
                  WTERMSIG(status));
     } else if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) != 0) {
