@@ -9,6 +9,8 @@ instructions per operation, from the difference of two runs of different lengths
 and connection costs cancel out).
 
 Usage: classic_bench.py [--ours PATH] [--seconds S] [--callgrind] [--workloads a,b]
+                        [--mode threaded|forking|threadpool]
+--mode runs both servers in that mode (rpyc_classic has no threadpool mode: it stays threaded).
 """
 import argparse
 import contextlib
@@ -61,10 +63,18 @@ def process_cpu_seconds(pid):
     return own + children
 
 
+MODE = ["threaded"]  # set by --mode
+
+
+def python_mode():
+    return "forking" if MODE[0] == "forking" else "threaded"
+
+
 SERVERS = {
-    "python": lambda port, ours: ["/usr/bin/python3", "/usr/bin/rpyc_classic", "-m", "threaded",
+    "python": lambda port, ours: ["/usr/bin/python3", "/usr/bin/rpyc_classic", "-m", python_mode(),
                                   "--host", "127.0.0.1", "-p", str(port), "-q"],
-    "ours": lambda port, ours: [ours, "--host", "127.0.0.1", "-p", str(port), "-q"],
+    "ours": lambda port, ours: [ours, "--host", "127.0.0.1", "-p", str(port), "-q", "-m",
+                                MODE[0]],
     "echo": lambda port, ours: [os.path.join(os.path.dirname(ours), "..", "..", "bench",
                                              "bench_echo_server"), str(port)],
 }
@@ -245,11 +255,14 @@ def main():
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--callgrind", action="store_true")
     ap.add_argument("--workloads", default="ping,getpid,eval,1MiB-down,1MiB-up,connect,16-clients")
+    ap.add_argument("--mode", default="threaded", choices=["threaded", "forking", "threadpool"])
     args = ap.parse_args()
+    MODE[0] = args.mode
     os.sched_setaffinity(0, {int(CLIENT_CPU)})
     workloads = args.workloads.split(",")
 
-    print(f"server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}, {args.seconds:.0f} s per cell")
+    print(f"server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}, {args.seconds:.0f} s per cell, "
+          f"mode {args.mode} (Python: {python_mode()})")
     print(f"{'workload':<12} {'server':<7} {'ops':>7} {'server CPU/op':>14} {'client wall/op':>15}")
     rows = {}
     for w in workloads:

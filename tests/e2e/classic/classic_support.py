@@ -50,7 +50,8 @@ class Daemon:
             if not CLASSICD.exists():
                 pytest.fail(f"daemon binary not found: {CLASSICD} (build it or set RPYC_CLASSICD)")
             cmd = [str(CLASSICD), "--host", host, "-p", str(self.port),
-                   "--logfile", str(self.logfile), *EXTRA_ARGS, *extra_args]
+                   "--logfile", str(self.logfile),
+                   *([] if "-m" in extra_args else EXTRA_ARGS), *extra_args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20

@@ -301,15 +301,16 @@ def certs(tmp_path_factory):
     return d
 
 
-def tls_daemon(tmp_path, certs, cafile=True):
-    args = ["--ssl-keyfile", str(certs / "server.key"), "--ssl-certfile", str(certs / "server.pem")]
+def tls_daemon(tmp_path, certs, cafile=True, mode="threaded"):
+    args = ["-m", mode, "--ssl-keyfile", str(certs / "server.key"), "--ssl-certfile", str(certs / "server.pem")]
     if cafile:
         args += ["--ssl-cafile", str(certs / "ca.pem")]
     return Daemon(tmp_path, extra_args=args)
 
 
-def test_tls_with_client_certificates(gen, tmp_path, certs):
-    d = tls_daemon(tmp_path, certs)
+@pytest.mark.parametrize("mode", ["threaded", "threadpool", "forking"])
+def test_tls_with_client_certificates(gen, tmp_path, certs, mode):
+    d = tls_daemon(tmp_path, certs, mode=mode)
     try:
         run_client(gen, """
             c = rpyc.classic.ssl_connect("127.0.0.1", {port}, keyfile={key!r}, certfile={cert!r},
