@@ -145,8 +145,10 @@ def start_python_registry(mode, port):
             return run_client("rpyc5", [["discover", mode, H, port, "X"]]) == [[]]
         except subprocess.CalledProcessError:  # not listening yet
             return False
-    ok = wait_until(answers, timeout=10, step=0.2)
-    assert ok, "rpyc_registry did not start"
+    if not wait_until(answers, timeout=10, step=0.2):
+        proc.kill()
+        proc.wait()
+        raise AssertionError("rpyc_registry did not start")
     return proc
 
 
