@@ -33,6 +33,7 @@ void Registry::EraseEntry(Service& svc, EntryIt e, uint64_t hash) {
     }
   }
   svc.servers.erase(e);
+  svc.reply.reset();
   --entries_;
 }
 
@@ -43,18 +44,20 @@ Registry::AddResult Registry::Register(const std::string& name, const Server& se
     Service& svc = *found->second;
     if (auto e = Find(svc, server, hash)) {
       (*e)->stamp = now;
+      svc.reply.reset();
       svc.servers.splice(svc.servers.end(), svc.servers, *e);  // keep stamp order
       return AddResult::kRefreshed;
     }
   }
   if (entries_ >= max_entries_) return AddResult::kRefused;
   if (found == by_name_.end()) {
-    services_.push_back(Service{name, {}});
+    services_.push_back(Service{name, {}, nullptr});
     auto it = std::prev(services_.end());
     found = by_name_.emplace(std::string_view(it->name), it).first;
   }
   Service& svc = *found->second;
   svc.servers.push_back(Entry{server, now, &svc});
+  svc.reply.reset();
   index_.emplace(hash, std::prev(svc.servers.end()));
   ++entries_;
   return AddResult::kAdded;
@@ -100,9 +103,12 @@ size_t Registry::Query(std::string_view name, double now, std::vector<const Serv
   auto found = by_name_.find(name);
   if (found == by_name_.end()) return 0;
   auto it = found->second;
-  bool erased = false;
-  const size_t dropped = PruneService(it, now, &erased);
-  if (erased) return dropped;
+  size_t dropped = 0;
+  if (it->servers.front().stamp < now - timeout_) {  // a service always has a server
+    bool erased = false;
+    dropped = PruneService(it, now, &erased);
+    if (erased) return dropped;
+  }
   for (const Entry& e : it->servers) out->push_back(&e.server);
   return dropped;
 }

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <list>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -45,6 +46,41 @@ class Registry {
   // The same without copies: appends pointers (valid until the next change) to *out and
   // returns the number of stale entries dropped.
   size_t Query(std::string_view name, double now, std::vector<const Server*>* out);
+  // An encoded QUERY reply, kept per service until the service changes: registries answer far
+  // more QUERYs than they see REGISTERs.
+  struct CachedReply {
+    std::string bytes;
+    size_t dropped = 0;  // servers left out to fit max_bytes
+    size_t total = 0;    // live servers
+    size_t max_bytes = 0;
+  };
+  // QUERY through the cache: prunes like Query(), then returns the cached reply, calling
+  // `encode(servers, reply)` to rebuild it only when the service changed (or max_bytes
+  // differs). nullptr when the service is unknown (or pruning emptied it). The pointer is valid
+  // until the next change.
+  template <typename Encode>
+  const CachedReply* QueryCached(std::string_view name, double now, size_t max_bytes,
+                                 size_t* pruned, Encode&& encode) {
+    auto found = by_name_.find(name);
+    if (found == by_name_.end()) return nullptr;
+    auto it = found->second;
+    if (it->servers.front().stamp < now - timeout_) {
+      bool erased = false;
+      *pruned = PruneService(it, now, &erased);
+      if (erased) return nullptr;
+    }
+    if (!it->reply || it->reply->max_bytes != max_bytes) {
+      std::vector<const Server*> live;
+      live.reserve(it->servers.size());
+      for (const Entry& e : it->servers) live.push_back(&e.server);
+      it->reply = std::make_unique<CachedReply>();
+      it->reply->max_bytes = max_bytes;
+      it->reply->total = live.size();
+      encode(live, it->reply.get());
+    }
+    return it->reply.get();
+  }
+
   // Every name in first-registration order, or only those with a server on `filter_host`.
   std::vector<std::string> List(std::optional<std::string_view> filter_host) const;
   // Drops every entry older than the timeout; returns how many went.
@@ -68,7 +104,8 @@ class Registry {
   };
   struct Service {
     std::string name;
-    std::list<Entry> servers;  // ordered by stamp, oldest first
+    std::list<Entry> servers;            // ordered by stamp, oldest first
+    std::unique_ptr<CachedReply> reply;  // dropped on every change of `servers`
   };
   using EntryIt = std::list<Entry>::iterator;
   using ServiceIt = std::list<Service>::iterator;

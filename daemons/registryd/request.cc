@@ -257,17 +257,21 @@ void Handler::WarnPeer(const std::string& peer, const std::string& what, double 
 }
 
 std::optional<std::string_view> FastQueryName(std::string_view data) {
-  // 12 | 08 0d "RPYC" | 08 0e 05 <5 bytes> | 10 08 <bytes value>
-  static constexpr char kHead[10] = {'\x12', '\x08', '\x0d', 'R',    'P',
-                                     'Y',    'C',    '\x08', '\x0e', '\x05'};
-  if (data.size() < 18 || std::memcmp(data.data(), kHead, sizeof kHead) != 0 ||
-      data[15] != '\x10' || data[16] != '\x08') {
-    return std::nullopt;
-  }
-  // x | 0x20 equals a lower-case ASCII letter only for that letter and its upper case.
-  static constexpr char kQuery[5] = {'q', 'u', 'e', 'r', 'y'};
-  for (size_t i = 0; i < 5; ++i) {
-    if ((data[10 + i] | 0x20) != kQuery[i]) return std::nullopt;
+  // 12 | 08 0d "RPYC" | 08 0e 05 "QUERY" | 10 08 | <bytes value>: what the clients send.
+  static constexpr char kCanonical[17] = {'\x12', '\x08', '\x0d', 'R',    'P',   'Y',
+                                          'C',    '\x08', '\x0e', '\x05', 'Q',   'U',
+                                          'E',    'R',    'Y',    '\x10', '\x08'};
+  if (data.size() < 18) return std::nullopt;
+  if (std::memcmp(data.data(), kCanonical, sizeof kCanonical) != 0) {
+    // The same with the command in another case ("query", "Query", ...).
+    if (std::memcmp(data.data(), kCanonical, 10) != 0 ||
+        std::memcmp(data.data() + 15, kCanonical + 15, 2) != 0) {
+      return std::nullopt;
+    }
+    // x | 0x20 equals a lower-case ASCII letter only for that letter and its upper case.
+    for (size_t i = 10; i < 15; ++i) {
+      if ((data[i] | 0x20) != (kCanonical[i] | 0x20)) return std::nullopt;
+    }
   }
   const auto tag = static_cast<uint8_t>(data[17]);
   size_t pos = 18;
@@ -331,16 +335,37 @@ std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
     log_.Log(core::log::Level::debug, {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", name}},
              "querying for '{}'", name);
   }
-  servers_.clear();
   size_t pruned = 0;
-  if (!name_is_bytes) pruned = registry_.Query(name, now, &servers_);
-  if (pruned > 0 && debug) log_.Debug("discarding {} stale server(s) of {}", pruned, name);
   size_t dropped = 0;
-  EncodeServers(servers_, limits_.query, &dropped, &reply_);
+  size_t total = 0;
+  std::string_view out;
+  servers_.clear();
+  if (debug) {  // the slow path, which can list the servers
+    if (!name_is_bytes) pruned = registry_.Query(name, now, &servers_);
+    EncodeServers(servers_, limits_.query, &dropped, &reply_);
+    total = servers_.size();
+  } else {
+    const Registry::CachedReply* cached =
+        name_is_bytes ? nullptr
+                      : registry_.QueryCached(
+                            name, now, limits_.query, &pruned,
+                            [](const std::vector<const Server*>& live, Registry::CachedReply* r) {
+                              EncodeServers(live, r->max_bytes, &r->dropped, &r->bytes);
+                            });
+    if (cached == nullptr) {
+      reply_.assign(1, static_cast<char>(brine::kTagEmptyTuple));
+    } else {
+      // Valid until the registry changes, which only a later request or timer can do.
+      out = cached->bytes;
+      dropped = cached->dropped;
+      total = cached->total;
+    }
+  }
+  if (pruned > 0 && debug) log_.Debug("discarding {} stale server(s) of {}", pruned, name);
   if (dropped > 0) {
     log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", name}},
              "reply to {} truncated to {} bytes: {} of {} servers of {} left out (oldest first)",
-             peer.text(), limits_.query, dropped, servers_.size(), name);
+             peer.text(), limits_.query, dropped, total, name);
   }
   if (debug) {
     if (servers_.empty()) {
@@ -355,7 +380,7 @@ std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
       log_.Debug("replying with {}]", text);
     }
   }
-  return reply_;
+  return out.data() != nullptr ? out : std::string_view(reply_);
 }
 
 std::optional<std::string_view> Handler::Register(const Request& r,

@@ -216,6 +216,34 @@ TEST_F(HandlerTest, RegisterQueryUnregisterLikeTheReference) {
   EXPECT_NE(LogText().find("replying with [('127.0.0.1', 18812)]"), std::string::npos);
 }
 
+// Without debug logging QUERY goes through the registry's reply cache: every change must show.
+TEST(HandlerCache, RepliesFollowEveryChange) {
+  core::log::Options o;
+  o.quiet = true;
+  o.target = core::log::Target::kStderr;
+  auto logging = core::log::Logging::Create(o);
+  ASSERT_TRUE(logging);
+  Registry registry(100, 10);
+  Handler h(registry, false, ReplyLimits{}, (*logging)->Get("T"));
+  auto ask = [&](const std::string& data, const char* host, double now) {
+    auto r = h.Handle(data, core::daemon::PeerAddress(host, "p"), now);
+    return r ? brine::Load(*r) : core::Result<Value>(Value());
+  };
+  const std::string reg = Req("REGISTER", MakeTuple({MakeTuple({MakeStr("S")}), Value(1)}));
+  const std::string query = Req("QUERY", MakeTuple({MakeStr("s")}));
+  auto pair = [](const char* host) { return MakeTuple({MakeStr(host), Value(1)}); };
+  EXPECT_EQ(*ask(query, "x", 0), MakeTuple({}));
+  ask(reg, "10.0.0.1", 0);
+  EXPECT_EQ(*ask(query, "x", 1), MakeTuple({pair("10.0.0.1")}));
+  ask(reg, "10.0.0.2", 2);
+  EXPECT_EQ(*ask(query, "x", 3), MakeTuple({pair("10.0.0.1"), pair("10.0.0.2")}));
+  ask(reg, "10.0.0.1", 4);  // refresh: now the newest
+  EXPECT_EQ(*ask(query, "x", 5), MakeTuple({pair("10.0.0.2"), pair("10.0.0.1")}));
+  EXPECT_EQ(*ask(query, "x", 13), MakeTuple({pair("10.0.0.1")}));  // 10.0.0.2 went stale
+  ask(Req("UNREGISTER", MakeTuple({Value(1)})), "10.0.0.1", 13);
+  EXPECT_EQ(*ask(query, "x", 13), MakeTuple({}));
+}
+
 TEST_F(HandlerTest, ListOffOnAndFiltered) {
   Handler off = Make(false);
   EXPECT_EQ(*off.Handle(Hex(kListNone), core::daemon::PeerAddress("h", "p"), 0), Hex("00"));

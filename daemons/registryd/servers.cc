@@ -70,7 +70,8 @@ void UdpServer::OnReadable() {
 
 struct TcpServer::Conn {
   core::UniqueFd fd;
-  std::optional<PeerAddress> peer;
+  sockaddr_storage addr{};
+  std::optional<PeerAddress> peer;  // borrows addr
   std::string in;
   std::string out;
   size_t sent = 0;
@@ -139,7 +140,8 @@ void TcpServer::OnAcceptable() {
     }
     auto conn = std::make_unique<Conn>();
     conn->fd = std::move(fd);
-    conn->peer.emplace(peer);
+    conn->addr = addr;
+    conn->peer.emplace(conn->addr);
     conn->deadline = now + static_cast<double>(limits_.deadline.count()) / 1000.0;
     if (next == Next::kRead) conn->in.assign(in);
     conn->out = std::move(out);

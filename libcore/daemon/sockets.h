@@ -43,22 +43,23 @@ std::string PeerText(const sockaddr_storage& addr);
 // answering the request.
 class PeerAddress {
  public:
-  explicit PeerAddress(const sockaddr_storage& addr) : addr_(addr) {}
+  // Borrows `addr`, which must outlive this object.
+  explicit PeerAddress(const sockaddr_storage& addr) : addr_(&addr) {}
   // Already formatted (tests, and callers that have text only).
   PeerAddress(std::string host, std::string text)
       : host_(std::move(host)), text_(std::move(text)), have_host_(true), have_text_(true) {}
 
   const std::string& host() const {
-    if (!have_host_) host_ = HostText(addr_), have_host_ = true;
+    if (!have_host_) host_ = HostText(*addr_), have_host_ = true;
     return host_;
   }
   const std::string& text() const {
-    if (!have_text_) text_ = PeerText(addr_), have_text_ = true;
+    if (!have_text_) text_ = PeerText(*addr_), have_text_ = true;
     return text_;
   }
 
  private:
-  sockaddr_storage addr_{};
+  const sockaddr_storage* addr_ = nullptr;
   mutable std::string host_;
   mutable std::string text_;
   mutable bool have_host_ = false;

@@ -21,6 +21,11 @@ CLIENT_SCRIPT = Path(__file__).resolve().parent / "registry_client.py"
 PY_REGISTRY = "/usr/bin/rpyc_registry"
 
 
+def sanitized(path):
+    """True for an ASan build, whose memory use says nothing about ours."""
+    return path.exists() and b"__asan_init" in path.read_bytes()
+
+
 def require_binary(path):
     if not path.exists():
         pytest.fail(f"{path} is missing: build first (cmake --build --preset dev)")

@@ -145,8 +145,10 @@ def start_python_registry(mode, port):
             return run_client("rpyc5", [["discover", mode, H, port, "X"]]) == [[]]
         except subprocess.CalledProcessError:  # not listening yet
             return False
-    ok = wait_until(answers, timeout=10, step=0.2)
-    assert ok, "rpyc_registry did not start"
+    if not wait_until(answers, timeout=10, step=0.2):
+        proc.kill()
+        proc.wait()
+        raise AssertionError("rpyc_registry did not start")
     return proc
 
 
@@ -176,3 +178,18 @@ def test_our_registrar(registry, transport):
             server.wait()
         else:
             assert server.stop() == 0
+
+
+def test_ipv6_tcp_raw_socket():
+    """rpyc's TCPRegistryClient is IPv4-only, so IPv6 TCP is checked with a plain socket and the
+    real brine."""
+    import socket
+    from rpyc.core import brine
+    with Daemon(["-m", "both", "--ipv6"]) as d:
+        def ask(request):
+            with socket.create_connection(("::1", d.port), timeout=2) as s:
+                s.sendall(brine.dump(request))
+                return brine.load(s.recv(1500))
+        assert ask(("RPYC", "REGISTER", (("V6",), 66))) == "OK"
+        assert ask(("RPYC", "QUERY", ("v6",))) == (("::1", 66),)
+        assert d.stop() == 0
