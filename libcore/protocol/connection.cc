@@ -155,10 +155,7 @@ Result<std::optional<EndReason>> Connection::ServeAvailable() {
     }
   }
   reader_thread_ = std::thread::id();
-  if (!end) {
-    std::string().swap(read_buf_);
-    return std::optional<EndReason>();
-  }
+  if (!end) return std::optional<EndReason>();
   stream_.Shutdown();
   EndForeignCalls();
   if (!*end) return Fail(end->error());
@@ -201,8 +198,11 @@ Result<std::optional<std::string>> Connection::NextPayload(std::optional<int> ti
       if (!ready) return Fail(Fatal(ready.error()));
       if (!*ready) return std::optional<std::string>();
     }
-    if (read_buf_.size() < kReadChunk) read_buf_.resize(kReadChunk);
-    auto n = stream_.Read(std::span<char>(read_buf_.data(), read_buf_.size()));
+    // Not zero-filled (new char[] leaves it uninitialised): only the pages that reads actually
+    // fill become resident, so a connection that exchanges small frames holds a page or two of
+    // it, and a new connection (or a forked child) does not pay for clearing 256 KiB.
+    if (!read_buf_) read_buf_.reset(new char[kReadChunk]);  // NOLINT(modernize-make-unique)
+    auto n = stream_.Read(std::span<char>(read_buf_.get(), kReadChunk));
     if (!n) return Fail(Fatal(n.error()));
     if (*n == 0) {
       if (shutdown_) {
@@ -215,7 +215,7 @@ Result<std::optional<std::string>> Connection::NextPayload(std::optional<int> ti
       ended_ = EndReason::kEof;
       return Fail(Error::Closed("peer " + peer_name_ + " closed the connection"));
     }
-    reader_.Append(std::string_view(read_buf_.data(), *n));
+    reader_.Append(std::string_view(read_buf_.get(), *n));
   }
 }
 

@@ -66,8 +66,7 @@ class Connection final : public Peer {
   Result<EndReason> Serve();
 
   // For event-driven servers (threadpool mode): serves, on the calling thread, what can be read
-  // without waiting, then returns nullopt (call again once the stream is readable; the read
-  // buffer is released meanwhile, so an idle connection holds little memory), or the end, as
+  // without waiting, then returns nullopt (call again once the stream is readable), or the end, as
   // Serve() reports it (the stream is then shut down). Successive calls may come from different
   // threads, never two at once.
   Result<std::optional<EndReason>> ServeAvailable();
@@ -116,7 +115,7 @@ class Connection final : public Peer {
   // Owned by the serving thread.
   std::atomic<std::thread::id> reader_thread_{};  // the thread reading the stream, if any
   channel::FrameReader reader_;
-  std::string read_buf_;
+  std::unique_ptr<char[]> read_buf_;       // kReadChunk bytes, allocated on the first read
   std::set<uint64_t> awaited_;             // seqs of Call()s waiting, at any nesting depth
   std::map<uint64_t, Outcome> completed_;  // replies for outer Call()s read by inner ones
   std::optional<EndReason> ended_;         // set once CLOSE or EOF was seen
