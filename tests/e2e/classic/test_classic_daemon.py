@@ -457,6 +457,9 @@ def test_sd_notify_ready_status_stopping(tmp_path):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()  # listening already
         while not any("WATCHDOG=1" in m for m in msgs):
             msgs.append(ns.recv(4096).decode())
+        p.send_signal(signal.SIGHUP)
+        while not any("RELOADING=1" in m for m in msgs):
+            msgs.append(ns.recv(4096).decode())
         p.send_signal(signal.SIGTERM)
         while not any("STOPPING=1" in m for m in msgs):
             msgs.append(ns.recv(4096).decode())
@@ -600,5 +603,20 @@ def test_threadpool_idle_clients_hold_no_thread(gen, tmp_path):
         threads = int(out.split("THREADS")[1].split()[0])
         assert threads <= 1 + 2, threads  # the loop and two workers for 40 open clients
         wait_for(lambda: d.log().count("goodbye") >= 41, 10, "every goodbye")
+    finally:
+        assert d.stop() == 0
+
+
+def test_logfile_is_reopened_on_sighup(tmp_path):
+    d = Daemon(tmp_path)
+    try:
+        rotated = tmp_path / "classicd.log.1"
+        d.logfile.rename(rotated)
+        os.kill(d.pid, signal.SIGHUP)
+        wait_for(lambda: d.logfile.exists(), 10, "a new log file")
+        socket.create_connection(("127.0.0.1", d.port)).close()
+        d.wait_for_log("goodbye")
+        assert "server started" in rotated.read_text()
+        assert "server started" not in d.log()
     finally:
         assert d.stop() == 0
