@@ -4,15 +4,18 @@
 # RPYC_DEB_CHECK=1 to run them), gates on `lintian --fail-on error,warning`, and checks what the
 # packages hold: files, conffiles under /etc, dependencies, and the maintainer scripts' policy
 # (registryd enabled and started, classicd neither). Leaves the .debs in $RPYC_SYSTEM_OUT/deb
-# and the staged install tree (for the rpm test) in $RPYC_SYSTEM_OUT/deb/stage.
+# and the staged install tree (for the rpm test) in $RPYC_SYSTEM_OUT/deb/rpyc-daemons-0.1.0/debian/tmp.
 source "$(dirname "$0")/lib.sh"
 need_root || { skip "needs root (dpkg-buildpackage as in CI)"; finish; }
 for c in dpkg-buildpackage dh lintian; do
   need_cmd "$c" || { bad "$c missing (apt-get install debhelper lintian)"; finish; }
 done
 out=$RPYC_SYSTEM_OUT/deb
-rm -rf "$out"
 src=$out/rpyc-daemons-0.1.0
+if [[ -n ${RPYC_DEB_REUSE:-} ]] && compgen -G "$out/rpyc-registryd_*.deb" >/dev/null; then
+  skip "RPYC_DEB_REUSE: not rebuilt, checking the .debs already in $out"
+else
+rm -rf "$out"
 mkdir -p "$src"
 (cd "$ROOT" && git ls-files -co --exclude-standard -z | grep -zv '^build/' |
   xargs -0 cp --parents -t "$src") || { bad "copying the tree"; finish; }
@@ -25,6 +28,7 @@ else
   bad "dpkg-buildpackage failed; last lines:"
   tail -n 40 "$out/build.log"
   finish
+fi
 fi
 changes=$(ls "$out"/rpyc-daemons_*.changes)
 lint=$(lintian --fail-on error,warning "$changes" 2>&1)
@@ -61,16 +65,21 @@ dep=$(dpkg-deb -f "$cls" Depends)
 dep=$(dpkg-deb -f "$reg" Depends)
 [[ $dep == *libsystemd0* ]] && ok "rpyc-registryd Depends (shlibs) has libsystemd0" || bad "registryd Depends: $dep"
 script() { dpkg-deb --ctrl-tarfile "$1" | tar -xO "./$2" 2>/dev/null; }
-script "$reg" postinst | grep -q "deb-systemd-helper enable 'rpyc-registryd.service'" &&
-  script "$reg" postinst | grep -q "deb-systemd-invoke .*start.*rpyc-registryd.service" &&
-  ok "rpyc-registryd postinst enables and starts rpyc-registryd.service" || bad "registryd postinst"
-script "$reg" postinst | grep -q "enable 'rpyc-registryd.socket'" &&
-  bad "rpyc-registryd postinst enables the socket too" || ok "rpyc-registryd.socket is not enabled"
-if script "$cls" postinst | grep -Eq "deb-systemd-helper enable|deb-systemd-invoke .*start"; then
-  bad "rpyc-classicd postinst enables or starts a unit"
-else
-  ok "rpyc-classicd postinst neither enables nor starts anything"
-fi
+# dh_installsystemd: an enabled unit gets an unconditional `enable` and a deb-systemd-invoke
+# start; a --no-enable one only keeps an admin's earlier choice (`debian-installed` guard).
+pi_reg=$(script "$reg" postinst) pi_cls=$(script "$cls" postinst)
+grep -q "deb-systemd-helper enable 'rpyc-registryd.service'" <<<"$pi_reg" &&
+  grep -q "deb-systemd-invoke \$_dh_action 'rpyc-registryd.service'" <<<"$pi_reg" &&
+  ok "rpyc-registryd postinst enables and starts rpyc-registryd.service" || bad "registryd postinst: $pi_reg"
+grep -q "debian-installed 'rpyc-registryd.socket'" <<<"$pi_reg" &&
+  ! grep -q "deb-systemd-invoke.*rpyc-registryd.socket" <<<"$pi_reg" &&
+  ok "rpyc-registryd.socket: installed, not enabled or started" || bad "registryd socket in postinst"
+n=0
+for u in rpyc-classicd.service rpyc-classicd.socket rpyc-classicd-inetd.socket; do
+  grep -q "debian-installed '$u'" <<<"$pi_cls" && n=$((n + 1))
+done
+((n == 3)) && ! grep -q deb-systemd-invoke <<<"$pi_cls" &&
+  ok "rpyc-classicd postinst neither enables nor starts any unit" || bad "classicd postinst: $pi_cls"
 # Hardening flags reached the binaries (PIE + BIND_NOW).
 for b in rpyc-registryd rpyc-classicd; do
   f=$src/debian/$b/usr/sbin/$b
