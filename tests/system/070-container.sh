@@ -15,6 +15,11 @@ if [[ -d $RPYC6_PATH/rpyc ]]; then
   args+=(--bind-ro="$(cd "$RPYC6_PATH" && pwd -P):/rpyc6")
   env+=" RPYC6=/rpyc6"
 fi
+if [[ -n ${RPYC_SYSTEM_FAKE_CLASSICD:-} ]]; then  # harness dry run only, see ct/fake-classicd.py
+  cp "$ROOT/tests/system/ct/fake-classicd.py" "$RPYC_SYSTEM_OUT/fake-classicd"
+  env+=" FAKE_CLASSICD=/ship/fake-classicd"
+  skip "RPYC_SYSTEM_FAKE_CLASSICD: rpyc-classicd replaced by a Python stand-in inside the container"
+fi
 t0=$SECONDS
 CT_ENV=$env timeout 300 bash "$ROOT/tests/system/systemd-ct.sh" "$ROOT/tests/system/ct/inside.sh" "${args[@]}"
 rc=$?
