@@ -1,0 +1,221 @@
+# Runs INSIDE the throw-away systemd container (tests/system/070-container.sh), as root, with
+# the built packages under $SHIP (deb/*.deb, rpm/*.rpm) and rpyc 6 under $RPYC6 if present.
+# Prints one line per check; exits 1 if any failed.
+set -u
+fail=0
+ok() { echo "  ok: $*"; }
+bad() { echo "  FAIL: $*"; fail=1; }
+skip() { echo "  SKIP: $*"; }
+PY=/usr/bin/python3
+export DEBIAN_FRONTEND=noninteractive
+wait_state() {  # wait_state UNIT STATE [tenths]: poll systemctl is-active
+  for _ in $(seq "${3:-50}"); do
+    [[ $(systemctl is-active "$1" 2>/dev/null) == "$2" ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+prop() { systemctl show -p "$2" --value "$1"; }
+status_text() {  # status_text UNIT: waits up to 3 s for a STATUS= line
+  local s
+  for _ in $(seq 30); do s=$(prop "$1" StatusText); [[ -n $s ]] && break; sleep 0.1; done
+  echo "$s"
+}
+journal_has() {  # journal_has PATTERN journalctl-args...: waits up to 3 s
+  local pat=$1
+  shift
+  for _ in $(seq 30); do
+    journalctl --no-pager "$@" 2>/dev/null | grep -q -- "$pat" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+registry() {  # registry udp|tcp register|discover NAME: prints the result
+  "$PY" - "$@" <<'PYEOF'
+import sys
+from rpyc.utils.registry import UDPRegistryClient, TCPRegistryClient
+kind, op, name = sys.argv[1:4]
+cls = UDPRegistryClient if kind == "udp" else TCPRegistryClient
+c = cls(ip="127.0.0.1", port=18811, timeout=3)
+print(c.register((name,), 12345) if op == "register" else c.discover(name))
+PYEOF
+}
+
+# policy-rc.d of the image would stop postinst from starting units, as on a real system it does not.
+rm -f /usr/sbin/policy-rc.d
+t0=$SECONDS
+if apt-get install -y -q "$SHIP"/deb/rpyc-registryd_*.deb "$SHIP"/deb/rpyc-classicd_*.deb >/tmp/apt.log 2>&1; then
+  ok "apt-get install ./rpyc-registryd_*.deb ./rpyc-classicd_*.deb ($((SECONDS - t0)) s)"
+else
+  bad "apt-get install: $(tail -n 20 /tmp/apt.log)"
+  exit 1
+fi
+
+if [[ -n ${FAKE_CLASSICD:-} ]]; then  # dry run of the harness only (070-container.sh)
+  install -m 755 "$FAKE_CLASSICD" /usr/sbin/rpyc-classicd
+  echo "  NOTE: /usr/sbin/rpyc-classicd replaced by a Python stand-in (harness dry run)"
+fi
+
+# ---- installed state
+units=(rpyc-registryd.service rpyc-registryd.socket rpyc-classicd.service rpyc-classicd.socket
+       rpyc-classicd-inetd.socket rpyc-classicd-inetd@.service)
+out=$(cd /lib/systemd/system && systemd-analyze verify "${units[@]}" 2>&1)
+[[ -z $out ]] && ok "systemd-analyze verify (man pages resolved too) on the installed units: no output" ||
+  bad "verify: $out"
+for p in rpyc-registryd rpyc-classicd rpyc-registryd.toml rpyc-classicd.toml; do
+  man -w "$p" >/dev/null 2>&1 || bad "man $p not found"
+done
+ok "man pages installed and found by man -w"
+wait_state rpyc-registryd.service active && ok "rpyc-registryd.service started by postinst" ||
+  bad "rpyc-registryd.service: $(systemctl is-active rpyc-registryd.service)"
+[[ $(systemctl is-enabled rpyc-registryd.service) == enabled ]] && ok "rpyc-registryd.service enabled" ||
+  bad "rpyc-registryd.service is $(systemctl is-enabled rpyc-registryd.service)"
+for u in rpyc-registryd.socket rpyc-classicd.service rpyc-classicd.socket rpyc-classicd-inetd.socket; do
+  e=$(systemctl is-enabled "$u" 2>&1) a=$(systemctl is-active "$u" 2>&1)
+  [[ $e == disabled && $a == inactive ]] && ok "$u: disabled, inactive" || bad "$u: $e, $a"
+done
+
+# ---- rpyc-registryd under systemd
+r=$(registry udp register SHIPTEST 2>&1)
+[[ $r == True ]] && ok "rpyc 5.3.0 UDPRegistryClient.register -> True" || bad "register: $r"
+r=$(registry udp discover SHIPTEST 2>&1)
+[[ $r == "(('127.0.0.1', 12345),)" ]] && ok "discover SHIPTEST -> $r" || bad "discover: $r"
+for _ in $(seq 30); do  # STATUS= is refreshed each second when the counts change
+  s=$(prop rpyc-registryd.service StatusText)
+  [[ $s == 1\ service* ]] && break
+  sleep 0.1
+done
+[[ $s == 1\ service* ]] && ok "StatusText follows the registration: $s" || bad "StatusText: '$s'"
+journal_has . -u rpyc-registryd.service -o cat && ok "journalctl -u rpyc-registryd: $(journalctl -u rpyc-registryd -o cat --no-pager | wc -l) lines" ||
+  bad "journalctl -u rpyc-registryd is empty"
+journal_has SHIPTEST -u rpyc-registryd.service RPYC_SERVICE=SHIPTEST -o cat &&
+  ok "journal field RPYC_SERVICE=SHIPTEST: $(journalctl -u rpyc-registryd RPYC_SERVICE=SHIPTEST -o cat --no-pager | head -n1)" ||
+  bad "no journal entry with RPYC_SERVICE=SHIPTEST"
+journal_has RPYC_PEER=127.0.0.1 -u rpyc-registryd.service -o verbose && ok "journal field RPYC_PEER present" ||
+  bad "no RPYC_PEER field"
+pid=$(prop rpyc-registryd.service MainPID)
+user=$(ps -o user= -p "$pid")
+[[ $user != root ]] && ok "runs as dynamic user $user" || bad "runs as root"
+systemctl reload rpyc-registryd.service && sleep 0.3 &&
+  [[ $(prop rpyc-registryd.service MainPID) == "$pid" && $(systemctl is-active rpyc-registryd) == active ]] &&
+  journal_has 'reload' -u rpyc-registryd.service -o cat &&
+  ok "systemctl reload: same pid, still active, 'reload' logged" || bad "reload"
+systemctl stop rpyc-registryd.service
+[[ $(systemctl is-active rpyc-registryd.service) == inactive && $(prop rpyc-registryd.service Result) == success ]] &&
+  ok "systemctl stop: inactive, Result=success" ||
+  bad "stop: $(systemctl is-active rpyc-registryd.service) $(prop rpyc-registryd.service Result)"
+
+# ---- socket activation through the shipped rpyc-registryd.socket
+systemctl start rpyc-registryd.socket
+[[ $(systemctl is-active rpyc-registryd.service) == inactive ]] && ok "socket up, service not started yet" ||
+  bad "service active before the first datagram"
+r=$(registry udp register SOCKTEST 2>&1)
+[[ $r == True ]] && ok "first datagram started the service; register -> True" || bad "socket-activated register: $r"
+r=$(registry tcp discover SOCKTEST 2>&1)
+[[ $r == "(('127.0.0.1', 12345),)" ]] && ok "TCP discover over the inherited stream socket -> $r" ||
+  bad "TCP discover: $r"
+wait_state rpyc-registryd.service active && ok "rpyc-registryd.service active (socket-activated)" || bad "not active"
+journal_has inherited -u rpyc-registryd.service -o cat && ok "journal: served the inherited sockets" ||
+  bad "no 'inherited' line"
+systemctl stop rpyc-registryd.socket rpyc-registryd.service
+[[ $(prop rpyc-registryd.service Result) == success ]] && ok "socket-activated stop: Result=success" ||
+  bad "socket stop: $(prop rpyc-registryd.service Result)"
+
+# ---- rpyc-classicd (needs the issue-5 runtime: -c, --check-config, notify, stdio)
+if /usr/sbin/rpyc-classicd --help 2>&1 | grep -q -- --check-config; then
+  client='
+import sys, rpyc
+c = rpyc.classic.connect("127.0.0.1", 18812)
+assert c.eval("6*7") == 42
+os = c.modules.os
+try:
+    c.builtins.open("/etc/rpyc-write-test", "w"); ro = "writable"
+except OSError as e:
+    ro = "read-only"
+print(os.getpid(), os.getuid(), os.getcwd(), ro)
+'
+  systemctl enable --now rpyc-classicd.service && wait_state rpyc-classicd.service active &&
+    ok "systemctl enable --now rpyc-classicd" || bad "classicd start: $(systemctl status rpyc-classicd --no-pager | tail)"
+  r=$("$PY" -c "$client" 2>&1)
+  read -r rpid ruid rcwd rro <<<"$r"
+  [[ $rpid == "$(prop rpyc-classicd.service MainPID)" && $ruid != 0 && $rcwd == /var/lib/*rpyc-classicd && $rro == read-only ]] &&
+    ok "rpyc 5.3.0 client: 6*7, pid $rpid, uid $ruid, cwd $rcwd, /etc $rro" || bad "classicd client: $r"
+  if [[ -d ${RPYC6:-/nonexistent}/rpyc && -z ${FAKE_CLASSICD:-} ]]; then  # (the stand-in speaks rpyc 5 only)
+    r=$(PYTHONPATH=$RPYC6 "$PY" -c "$client" 2>&1)
+    [[ $r == *read-only ]] && ok "rpyc 6 client: $r" || bad "rpyc 6 client: $r"
+  fi
+  s=$(status_text rpyc-classicd.service)
+  [[ -n $s ]] && ok "StatusText: $s" || bad "no STATUS= from rpyc-classicd"
+  journal_has RPYC_PEER=127.0.0.1 -u rpyc-classicd.service -o verbose && ok "journal field RPYC_PEER" ||
+    bad "no RPYC_PEER in journalctl -u rpyc-classicd"
+  journal_has accepted -u rpyc-classicd.service -o cat && journal_has goodbye -u rpyc-classicd.service -o cat &&
+    ok "journal: accepted and goodbye lines" || bad "no accepted/goodbye lines"
+  pid=$(prop rpyc-classicd.service MainPID)
+  systemctl reload rpyc-classicd.service && sleep 0.3 &&
+    [[ $(prop rpyc-classicd.service MainPID) == "$pid" && $(systemctl is-active rpyc-classicd) == active ]] &&
+    ok "systemctl reload rpyc-classicd: same pid, active" || bad "classicd reload"
+  systemctl disable --now rpyc-classicd.service
+  [[ $(prop rpyc-classicd.service Result) == success ]] && ok "systemctl stop rpyc-classicd: Result=success" ||
+    bad "classicd stop: $(prop rpyc-classicd.service Result)"
+  systemctl start rpyc-classicd.socket
+  r=$("$PY" -c "$client" 2>&1)
+  [[ $r == *read-only ]] && wait_state rpyc-classicd.service active &&
+    ok "socket activation: first connection started rpyc-classicd.service ($r)" || bad "classicd socket activation: $r"
+  systemctl stop rpyc-classicd.socket rpyc-classicd.service
+  systemctl start rpyc-classicd-inetd.socket
+  r=$("$PY" - <<'PYEOF' 2>&1
+import threading, rpyc
+pids, errs = [], []
+def one():
+    try:
+        c = rpyc.classic.connect("127.0.0.1", 18812)
+        assert c.eval("1+1") == 2
+        pids.append(c.modules.os.getpid()); c.close()
+    except Exception as e:
+        errs.append(repr(e))
+ts = [threading.Thread(target=one) for _ in range(3)]
+[t.start() for t in ts]; [t.join(20) for t in ts]
+print(len(set(pids)), errs)
+PYEOF
+  )
+  [[ $r == "3 []" ]] && ok "rpyc-classicd-inetd.socket: 3 concurrent clients, 3 inetd@ instances" ||
+    bad "inetd@ units: $r"
+  journal_has . -u 'rpyc-classicd-inetd@*' -o cat && ok "inetd@ instances log to the journal" ||
+    bad "no journal lines from rpyc-classicd-inetd@"
+  systemctl stop rpyc-classicd-inetd.socket
+else
+  skip "rpyc-classicd: the installed binary has no --check-config/-c yet (issue 5): not started under systemd"
+fi
+
+# ---- purge
+apt-get purge -y -q rpyc-registryd rpyc-classicd >/tmp/purge.log 2>&1 && ok "apt-get purge" ||
+  bad "purge: $(tail /tmp/purge.log)"
+left=$(ls -d /etc/rpyc /lib/systemd/system/rpyc-* /etc/systemd/system/*/rpyc-* /etc/xinetd.d/rpyc-classicd \
+  /var/lib/rpyc-* /var/lib/private/rpyc-* /var/log/rpyc-* /usr/sbin/rpyc-* 2>/dev/null)
+[[ -z $left ]] && ok "purge left nothing behind (config, units, enablement links, state)" || bad "left: $left"
+if pgrep -x rpyc-registryd >/dev/null || pgrep -x rpyc-classicd >/dev/null; then
+  bad "daemon processes remain"
+else
+  ok "no daemon processes remain"
+fi
+
+# ---- rpm, installed for real (rpm -ivh --nodeps) and started with systemctl
+if compgen -G "$SHIP/rpm/rpyc-registryd-*.rpm" >/dev/null; then
+  if rpm -ivh --nodeps "$SHIP"/rpm/rpyc-registryd-*.rpm "$SHIP"/rpm/rpyc-classicd-*.rpm >/tmp/rpm.log 2>&1; then
+    ok "rpm -ivh --nodeps rpyc-registryd rpyc-classicd"
+  else
+    bad "rpm -ivh: $(tail /tmp/rpm.log)"
+  fi
+  systemctl daemon-reload
+  systemctl start rpyc-registryd.service && wait_state rpyc-registryd.service active
+  r=$(registry udp register RPMTEST 2>&1)
+  [[ $r == True ]] && ok "rpm-installed rpyc-registryd started with systemctl, register -> True" ||
+    bad "rpm registryd: $r"
+  rpm -e --nodeps rpyc-registryd rpyc-classicd >/tmp/rpme.log 2>&1 && ok "rpm -e" || bad "rpm -e: $(tail /tmp/rpme.log)"
+  sleep 0.3
+  [[ $(systemctl is-active rpyc-registryd.service) != active && ! -e /usr/sbin/rpyc-registryd ]] &&
+    ok "rpm -e stopped the service and removed the files" || bad "after rpm -e: $(systemctl is-active rpyc-registryd)"
+else
+  skip "no .rpm built (060-rpm did not run)"
+fi
+exit $fail
