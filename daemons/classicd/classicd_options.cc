@@ -26,8 +26,9 @@ std::string Options::effective_host() const {
 core::config::Schema MakeSchema(Options* o) {
   using namespace core::config;  // NOLINT(google-build-using-namespace): a table of builders
   return {
-      Choice("mode", "-m,--mode", "Serving mode (case-insensitive)", &o->mode,
-             {"threaded", "threadpool", "forking", "oneshot", "stdio"}),
+      Choice("mode", "-m,--mode",
+             "Serving mode: threaded, threadpool, forking, oneshot, stdio (case-insensitive)",
+             &o->mode, {"threaded", "threadpool", "forking", "oneshot", "stdio"}),
       Int("port", "-p,--port", "TCP port (-1: 18812, or 18821 with TLS; 0: any free port)",
           &o->port, -1, 65535),
       String("host", "--host",

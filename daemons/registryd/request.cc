@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <arpa/inet.h>
+
 #include "libcore/brine/brine.h"
 
 namespace registryd {
@@ -129,6 +131,16 @@ std::string Upper(std::string_view s) {
     if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
   }
   return out;
+}
+
+std::string_view RegistryHost(std::string_view host) {
+  constexpr std::string_view kMapped = "::ffff:";
+  // inet_ntop's spelling, which is what peer addresses come as.
+  if (host.size() > kMapped.size() + 15 || !host.starts_with(kMapped)) return host;
+  const std::string v4(host.substr(kMapped.size()));
+  in_addr addr{};
+  if (::inet_pton(AF_INET, v4.c_str(), &addr) != 1) return host;
+  return host.substr(kMapped.size());
 }
 
 core::Result<Request> ParseRequest(std::string_view data) {
@@ -307,11 +319,12 @@ std::optional<std::string_view> Handler::Handle(std::string_view data,
     case Command::kRegister:
       return Register(*request, peer, now);
     case Command::kUnregister: {
-      const size_t n = registry_.Unregister(Server{peer.host(), request->port});
+      const std::string host(RegistryHost(peer.host()));
+      const size_t n = registry_.Unregister(Server{host, request->port});
       if (log_.enabled(core::log::Level::debug)) {
         log_.Log(core::log::Level::debug,
                  {{"RPYC_PEER", peer.text()}, {"RPYC_COMMAND", "UNREGISTER"}},
-                 "unregistering {}:{} ({} entries)", peer.host(), request->port_text, n);
+                 "unregistering {}:{} ({} entries)", host, request->port_text, n);
       }
       return kOk;
     }
@@ -386,7 +399,7 @@ std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
 std::optional<std::string_view> Handler::Register(const Request& r,
                                                   const core::daemon::PeerAddress& peer,
                                                   double now) {
-  const std::string& host = peer.host();
+  const std::string host(RegistryHost(peer.host()));
   std::string joined;
   for (const auto& n : r.names) joined += (joined.empty() ? "" : ", ") + n;
   if (log_.enabled(core::log::Level::debug)) {

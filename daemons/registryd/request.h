@@ -51,6 +51,11 @@ std::optional<std::string_view> FastQueryName(std::string_view data);
 // ASCII upper-casing (the reference uses str.upper(); non-ASCII letters are kept as they are).
 std::string Upper(std::string_view s);
 
+// The host a registration is recorded under: an IPv4 peer of a dual-stack (IPv6) socket shows as
+// "::ffff:a.b.c.d" and is recorded as "a.b.c.d", the address an IPv4-only client can reach and the
+// one the same server registered over plain IPv4 gets. Every other host is returned as it is.
+std::string_view RegistryHost(std::string_view host);
+
 struct ReplyLimits {
   size_t query = kMaxReplyBytes;
   size_t list = kMaxReplyBytes;

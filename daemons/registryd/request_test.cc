@@ -216,6 +216,32 @@ TEST_F(HandlerTest, RegisterQueryUnregisterLikeTheReference) {
   EXPECT_NE(LogText().find("replying with [('127.0.0.1', 18812)]"), std::string::npos);
 }
 
+TEST(RegistryHost, UnmapsV4MappedOnly) {
+  EXPECT_EQ(RegistryHost("::ffff:10.1.2.3"), "10.1.2.3");
+  EXPECT_EQ(RegistryHost("::ffff:127.0.0.1"), "127.0.0.1");
+  EXPECT_EQ(RegistryHost("10.1.2.3"), "10.1.2.3");
+  EXPECT_EQ(RegistryHost("::1"), "::1");
+  EXPECT_EQ(RegistryHost("::ffff:a0b:c0d"), "::ffff:a0b:c0d");  // not dotted: not inet_ntop's
+  EXPECT_EQ(RegistryHost("::ffff:"), "::ffff:");
+  EXPECT_EQ(RegistryHost("::ffff:1.2.3"), "::ffff:1.2.3");
+  EXPECT_EQ(RegistryHost("fe80::ffff:1.2.3.4"), "fe80::ffff:1.2.3.4");
+}
+
+// A server registering over a dual-stack socket's IPv4 side is recorded, answered and
+// unregistered under its IPv4 address.
+TEST_F(HandlerTest, V4MappedPeerIsRecordedAsIpv4) {
+  Handler h = Make(false);
+  const core::daemon::PeerAddress mapped("::ffff:127.0.0.1", "[::ffff:127.0.0.1]:4000");
+  EXPECT_EQ(*h.Handle(Hex(kRegisterSlave), mapped, 0), Hex("08 0b 4f 4b"));
+  EXPECT_EQ(*h.Handle(Hex(kQuerySlave), core::daemon::PeerAddress("h", "p"), 1),
+            Hex("10 11 08 0e 09 31 32 37 2e 30 2e 30 2e 31 16 05 31 38 38 31 32"));
+  // The same server over plain IPv4 refreshes the one entry.
+  h.Handle(Hex(kRegisterSlave), core::daemon::PeerAddress("127.0.0.1", "127.0.0.1:4000"), 2);
+  EXPECT_EQ(registry_.entries(), 1u);
+  EXPECT_EQ(*h.Handle(Hex(kUnregister), mapped, 3), Hex("08 0b 4f 4b"));
+  EXPECT_EQ(registry_.entries(), 0u);
+}
+
 // Without debug logging QUERY goes through the registry's reply cache: every change must show.
 TEST(HandlerCache, RepliesFollowEveryChange) {
   core::log::Options o;

@@ -69,6 +69,25 @@ def test_ipv6_udp(generation):
         assert d.stop() == 0
 
 
+@pytest.mark.parametrize("generation", GENERATIONS)
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
+def test_ipv4_peer_of_dual_stack_socket_is_recorded_as_ipv4(generation, transport):
+    """--ipv6 binds :: for IPv4 too; an IPv4 server registering there is found at its IPv4
+    address (not ::ffff:127.0.0.1, which IPv4-only clients cannot reach), and can unregister."""
+    with Daemon(["-m", "both", "--ipv6"]) as d:
+        results = run_client(generation, [
+            ["register", transport, H, d.port, ["FOUR"], 4],
+            ["discover", transport, H, d.port, "four"],
+            ["unregister", transport, H, d.port, 4],
+            ["sleep", None, None, None, 0.1],
+            ["discover", transport, H, d.port, "four"],
+        ])
+        assert results == [True, [[H, 4]], None, None, []]
+        log = d.log()
+        assert d.stop() == 0
+    assert f"registering {H}:4 as FOUR" in log
+
+
 def test_pruning_on_timer_and_at_query():
     with Daemon(["-m", "both", "-t", "2", "-l"]) as d:
         p = d.port

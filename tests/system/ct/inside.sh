@@ -137,15 +137,27 @@ print(os.getpid(), os.getuid(), os.getcwd(), ro)
   systemctl enable --now rpyc-classicd.service && wait_state rpyc-classicd.service active &&
     ok "systemctl enable --now rpyc-classicd" || bad "classicd start: $(systemctl status rpyc-classicd --no-pager | tail)"
   r=$("$PY" -c "$client" 2>&1)
+  nclients=1
   read -r rpid ruid rcwd rro <<<"$r"
   [[ $rpid == "$(prop rpyc-classicd.service MainPID)" && $ruid != 0 && $rcwd == /var/lib/*rpyc-classicd && $rro == read-only ]] &&
     ok "rpyc 5.3.0 client: 6*7, pid $rpid, uid $ruid, cwd $rcwd, /etc $rro" || bad "classicd client: $r"
   if [[ -d ${RPYC6:-/nonexistent}/rpyc && -z ${FAKE_CLASSICD:-} ]]; then  # (the stand-in speaks rpyc 5 only)
     r=$(PYTHONPATH=$RPYC6 "$PY" -c "$client" 2>&1)
+    nclients=2
     [[ $r == *read-only ]] && ok "rpyc 6 client: $r" || bad "rpyc 6 client: $r"
   fi
-  s=$(status_text rpyc-classicd.service)
-  [[ -n $s ]] && ok "StatusText: $s" || bad "no STATUS= from rpyc-classicd"
+  if [[ -z ${FAKE_CLASSICD:-} ]]; then
+    want="0 connections, $nclients served"
+    for _ in $(seq 30); do  # STATUS= is refreshed each second when the counts change
+      s=$(prop rpyc-classicd.service StatusText)
+      [[ $s == "$want" ]] && break
+      sleep 0.1
+    done
+    [[ $s == "$want" ]] && ok "StatusText follows the clients: $s" || bad "StatusText: '$s' (want '$want')"
+  else
+    s=$(status_text rpyc-classicd.service)
+    [[ -n $s ]] && ok "StatusText: $s" || bad "no STATUS= from rpyc-classicd"
+  fi
   journal_has RPYC_PEER=127.0.0.1 -u rpyc-classicd.service -o verbose && ok "journal field RPYC_PEER" ||
     bad "no RPYC_PEER in journalctl -u rpyc-classicd"
   journal_has accepted -u rpyc-classicd.service -o cat && journal_has goodbye -u rpyc-classicd.service -o cat &&
