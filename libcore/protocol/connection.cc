@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdint>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -12,7 +13,9 @@ namespace {
 
 using brine::Value;
 
-constexpr size_t kReadChunk = size_t{256} << 10;
+// Room offered to each read when no started frame needs more (a started frame gets room for
+// all of it).
+constexpr size_t kReadChunk = size_t{64} << 10;
 // Notify()s whose replies never come are forgotten past this many (their replies are then
 // ignored as unknown, which is the same outcome).
 constexpr size_t kMaxNotified = 1 << 16;
@@ -146,13 +149,13 @@ void Connection::EndForeignCalls() {
   foreign_cv_.notify_all();
 }
 
-Result<std::optional<std::string>> Connection::NextPayload(std::optional<int> timeout_ms) {
+Result<std::optional<std::string_view>> Connection::NextPayload(std::optional<int> timeout_ms) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms.value_or(0));
   for (;;) {
-    auto next = reader_.Next();
+    auto next = reader_.NextView();
     if (!next) return Fail(Fatal(next.error().WithContext("peer " + peer_name_)));
-    if (*next) return std::move(*next);
+    if (*next) return *next;
     if (shutdown_) {
       ended_ = EndReason::kShutdown;
       return Fail(Error::Closed("connection to " + peer_name_ + " shut down"));
@@ -162,10 +165,9 @@ Result<std::optional<std::string>> Connection::NextPayload(std::optional<int> ti
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
       auto ready = stream_.WaitReadable(static_cast<int>(std::max<int64_t>(left, 0)));
       if (!ready) return Fail(Fatal(ready.error()));
-      if (!*ready) return std::optional<std::string>();
+      if (!*ready) return std::optional<std::string_view>();
     }
-    if (read_buf_.size() < kReadChunk) read_buf_.resize(kReadChunk);
-    auto n = stream_.Read(std::span<char>(read_buf_.data(), read_buf_.size()));
+    auto n = stream_.Read(reader_.WriteSpace(kReadChunk));
     if (!n) return Fail(Fatal(n.error()));
     if (*n == 0) {
       if (shutdown_) {
@@ -178,7 +180,7 @@ Result<std::optional<std::string>> Connection::NextPayload(std::optional<int> ti
       ended_ = EndReason::kEof;
       return Fail(Error::Closed("peer " + peer_name_ + " closed the connection"));
     }
-    reader_.Append(std::string_view(read_buf_.data(), *n));
+    reader_.Commit(*n);
   }
 }
 
@@ -202,36 +204,43 @@ Result<std::optional<Message>> Connection::ReadMessage(std::optional<int> timeou
 Status Connection::Send(const Message& m) {
   if (broken_) return Fail(Error::Closed("connection to " + peer_name_ + " is broken"));
   // The message is encoded straight after room for the frame header, in a buffer each thread
-  // reuses. A payload that stays raw (the common, small case) is framed in place; a larger one
-  // goes through the frame writer, which may compress it.
+  // reuses. A payload that goes out raw (small ones, and large ones that do not compress) is
+  // framed in place: the header is written into that room and the trailer is a second part of
+  // the same write, so the payload is never copied. One that compresses goes through the frame
+  // writer.
   thread_local std::string buffer;
   thread_local std::string framed;
   buffer.assign(channel::kHeaderSize, '\0');
   EncodeMessage(m, generation(), &buffer);
-  const size_t payload_size = buffer.size() - channel::kHeaderSize;
-  const std::string* frame = &buffer;
-  if (payload_size <= channel::kCompressThreshold) {
-    const auto n = static_cast<uint32_t>(payload_size);
+  const std::string_view payload = std::string_view(buffer).substr(channel::kHeaderSize);
+  static constexpr char kTrailer[1] = {channel::kTrailer};
+  std::string_view parts[2] = {buffer, std::string_view(kTrailer, 1)};
+  size_t part_count = 2;
+  if (payload.size() > UINT32_MAX) {
+    std::string().swap(buffer);
+    return Fail(Error::Limit("frame: payload of " + std::to_string(payload.size()) +
+                             " bytes does not fit a frame (at most 4294967295)"));
+  }
+  if (!channel::WouldCompress(payload, options_.compression)) {
+    const auto n = static_cast<uint32_t>(payload.size());
     buffer[0] = static_cast<char>(n >> 24);
     buffer[1] = static_cast<char>(n >> 16);
     buffer[2] = static_cast<char>(n >> 8);
     buffer[3] = static_cast<char>(n);
     buffer[4] = static_cast<char>(channel::kFlagRaw);
-    buffer.push_back(channel::kTrailer);
   } else {
     framed.clear();
-    if (auto st = channel::AppendFrame(std::string_view(buffer).substr(channel::kHeaderSize),
-                                       &framed, options_.compression);
-        !st) {
+    if (auto st = channel::AppendFrame(payload, &framed, options_.compression); !st) {
       std::string().swap(buffer);
       return Fail(st.error());  // too large for a frame: nothing was sent
     }
-    frame = &framed;
+    parts[0] = framed;
+    part_count = 1;
   }
   Status st;
   {
     std::lock_guard<std::mutex> lock(send_mu_);
-    st = stream_.WriteAll(*frame);
+    st = stream_.WriteAll(std::span<const std::string_view>(parts, part_count));
   }
   // Keep small buffers for the next message; give large ones back.
   constexpr size_t kKeep = size_t{1} << 20;
