@@ -288,7 +288,7 @@ Status Connection::Dispatch(Message request) {
     return st;
   };
 
-  auto parsed = ParseRequestArgs(std::move(request.args));
+  auto parsed = ViewRequestArgs(request.args);  // points into request.args
   if (!parsed) {
     // Python's `handler, args = raw_args` failing: an exception reply, the connection stays up.
     return reply(Outcome::Exception(
@@ -297,29 +297,29 @@ Status Connection::Dispatch(Message request) {
   }
   if (parsed->handler < kFirstHandler || parsed->handler > kLastHandler) {
     return reply(Outcome::Exception(
-        EngineException("KeyError", std::move(parsed->handler_key), "unknown request handler")));
+        EngineException("KeyError", std::move(*parsed->handler_key), "unknown request handler")));
   }
   const auto h = static_cast<Handler>(parsed->handler);
   switch (h) {
     case Handler::kClose:
-      if (!IsEmptyBoxedArgs(parsed->boxed_args)) {
+      if (!IsEmptyBoxedArgs(*parsed->boxed_args)) {
         return reply(Outcome::Exception(
             EngineException("TypeError", brine::MakeStr("_handle_close() takes no arguments"),
-                            "CLOSE with arguments " + Shorten(parsed->boxed_args.Repr(), 200))));
+                            "CLOSE with arguments " + Shorten(parsed->boxed_args->Repr(), 200))));
       }
       // As the reference: tear down at once, no reply (the 6.x client waits for reply or EOF).
       ended_ = EndReason::kClose;
       stream_.Shutdown();
       return Fail(Error::Closed("peer " + peer_name_ + " sent CLOSE"));
     case Handler::kPing:
-      if (Value* data = PingValue(parsed->boxed_args)) {
+      if (Value* data = PingValue(*parsed->boxed_args)) {
         return reply(Outcome::Reply(BoxValue(std::move(*data))));
       }
       break;
     default:
       break;
   }
-  return reply(space_->Handle(h, parsed->boxed_args));
+  return reply(space_->Handle(h, *parsed->boxed_args));
 }
 
 bool Connection::AcceptReply(Message m, uint64_t awaited_seq, Outcome* out) {

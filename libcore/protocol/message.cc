@@ -134,12 +134,22 @@ Result<RequestArgs> ParseRequestArgs(const brine::Value& args) {
 }
 
 Result<RequestArgs> ParseRequestArgs(brine::Value&& args) {
-  auto* t = args.get_if<brine::Tuple>();
+  auto view = ViewRequestArgs(args);
+  if (!view) return Fail(view.error());
+  RequestArgs r;
+  r.handler = view->handler;
+  r.handler_key = std::move(*view->handler_key);
+  r.boxed_args = std::move(*view->boxed_args);
+  return r;
+}
+
+Result<RequestArgsView> ViewRequestArgs(brine::Value& args) {
+  auto* t = std::get_if<brine::Tuple>(&args.variant());
   if (t == nullptr || t->items.size() != 2) {
     return Fail(Error::Protocol("request: expected (handler, args), got " + args.Repr()));
   }
-  auto& items = args.as<brine::Tuple>().items;
-  RequestArgs r;
+  auto& items = t->items;
+  RequestArgsView r;
   if (const auto* i = items[0].get_if<brine::Int>()) {
     if (i->is_small() && i->small() >= INT_MIN && i->small() <= INT_MAX) {
       r.handler = static_cast<int>(i->small());
@@ -147,8 +157,8 @@ Result<RequestArgs> ParseRequestArgs(brine::Value&& args) {
   } else if (const auto* b = items[0].get_if<bool>()) {
     r.handler = *b ? 1 : 0;
   }
-  r.handler_key = std::move(items[0]);
-  r.boxed_args = std::move(items[1]);
+  r.handler_key = &items[0];
+  r.boxed_args = &items[1];
   return r;
 }
 
