@@ -100,7 +100,9 @@ Status SocketStream::WriteAll(std::span<const std::string_view> parts) {
 
 void SocketStream::Shutdown() {
   // shutdown() (not close()) so the descriptor stays valid for a reader in another thread: its
-  // recv() returns 0. ENOTCONN (already shut down by the peer) is expected.
+  // recv() returns 0. ENOTCONN (already shut down by the peer) is expected. Only the first call
+  // does it: a connection's end reaches here from several layers.
+  if (shut_down_.exchange(true)) return;
   (void)::shutdown(fd_.get(), SHUT_RDWR);
 }
 
