@@ -82,7 +82,7 @@ void EncodeIntText(std::string_view text, std::string* out) {
   out->append(text);
 }
 
-void EncodeInt(const Int& i, std::string* out) {
+void EncodeIntValue(const Int& i, std::string* out) {
   if (!i.is_small()) {
     EncodeIntText(i.big_decimal(), out);
     return;
@@ -102,7 +102,7 @@ struct EncodeVisitor {
   std::string* out;
   void operator()(const NoneType&) const { PutTag(kTagNone, out); }
   void operator()(bool b) const { PutTag(b ? kTagTrue : kTagFalse, out); }
-  void operator()(const Int& i) const { EncodeInt(i, out); }
+  void operator()(const Int& i) const { EncodeIntValue(i, out); }
   void operator()(double d) const {
     PutTag(kTagFloat, out);
     PutDouble(d, out);
@@ -419,6 +419,8 @@ class Decoder {
 }  // namespace
 
 void Encode(const Value& v, std::string* out) { std::visit(EncodeVisitor{out}, v.variant()); }
+
+void EncodeInt(const Int& i, std::string* out) { EncodeIntValue(i, out); }
 
 std::string Dump(const Value& v) {
   std::string out;

@@ -49,6 +49,8 @@ struct DecodeLimits {
 
 // Appends the encoding of `v` to `*out`. Encoding cannot fail.
 void Encode(const Value& v, std::string* out);
+// Encode() of an int, without building a Value around it.
+void EncodeInt(const Int& i, std::string* out);
 std::string Dump(const Value& v);
 
 // Decodes exactly one value that spans all of `data`. Errors say what went wrong and at which

@@ -112,9 +112,13 @@ void EncodeMessage(const Message& m, Generation gen, std::string* out) {
     out->push_back(static_cast<char>(brine::kTagTuple1 + 1));  // 2-tuple
   } else {
     out->push_back(static_cast<char>(brine::kTagTuple1 + 2));  // 3-tuple
-    brine::Encode(brine::Value(static_cast<int64_t>(m.type)), out);
+    brine::EncodeInt(brine::Int(static_cast<int64_t>(m.type)), out);
   }
-  brine::Encode(SeqValue(m.seq), out);
+  if (m.seq <= static_cast<uint64_t>(INT64_MAX)) {
+    brine::EncodeInt(brine::Int(static_cast<int64_t>(m.seq)), out);
+  } else {
+    brine::Encode(SeqValue(m.seq), out);
+  }
   brine::Encode(m.args, out);
 }
 
