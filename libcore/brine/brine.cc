@@ -3,7 +3,12 @@
 #include <bit>
 #include <charconv>
 #include <cstring>
+#include <optional>
 #include <string>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace core::brine {
 namespace {
@@ -77,7 +82,7 @@ void EncodeIntText(std::string_view text, std::string* out) {
   out->append(text);
 }
 
-void EncodeInt(const Int& i, std::string* out) {
+void EncodeIntValue(const Int& i, std::string* out) {
   if (!i.is_small()) {
     EncodeIntText(i.big_decimal(), out);
     return;
@@ -97,7 +102,7 @@ struct EncodeVisitor {
   std::string* out;
   void operator()(const NoneType&) const { PutTag(kTagNone, out); }
   void operator()(bool b) const { PutTag(b ? kTagTrue : kTagFalse, out); }
-  void operator()(const Int& i) const { EncodeInt(i, out); }
+  void operator()(const Int& i) const { EncodeIntValue(i, out); }
   void operator()(double d) const {
     PutTag(kTagFloat, out);
     PutDouble(d, out);
@@ -126,14 +131,16 @@ struct EncodeVisitor {
 };
 
 // The decoder: a cursor over untrusted bytes. Every length is checked against the bytes that
-// remain, by subtraction, so nothing can overflow.
+// remain, by subtraction, so nothing can overflow. Values are decoded in place into their final
+// slot (a tuple's items are sized first, then filled), so nothing is moved or copied twice; the
+// first error is kept in `error_` and every step returns false after it.
 class Decoder {
  public:
   Decoder(std::string_view data, const DecodeLimits& limits) : data_(data), limits_(limits) {}
 
   Result<Value> DecodeAll() {
-    auto v = DecodeValue(0);
-    if (!v) return v;
+    Value v;
+    if (!DecodeValue(0, &v)) return Fail(std::move(*error_));
     if (pos_ != data_.size()) {
       return Fail(Error::Protocol("brine: " + std::to_string(data_.size() - pos_) +
                                   " trailing byte(s) at offset " + std::to_string(pos_)));
@@ -141,138 +148,178 @@ class Decoder {
     return v;
   }
 
+  // See LoadTupleOf().
+  Result<bool> DecodeAllTupleOf(size_t n, Value* items, Value* other) {
+    const bool matched =
+        n >= 1 && n <= 4 && !data_.empty() && static_cast<uint8_t>(data_[0]) == kTagTuple1 + n - 1;
+    if (matched) {
+      ++values_;  // the tuple itself, as DecodeValue would count it
+      pos_ = 1;
+      if (n > remaining()) {
+        Err(0, "tuple of " + std::to_string(n) + " items but only " + std::to_string(remaining()) +
+                   " byte(s) left");
+        return Fail(std::move(*error_));
+      }
+      for (size_t i = 0; i < n; ++i) {
+        if (!DecodeValue(1, &items[i])) return Fail(std::move(*error_));
+      }
+    } else if (!DecodeValue(0, other)) {
+      return Fail(std::move(*error_));
+    }
+    if (pos_ != data_.size()) {
+      return Fail(Error::Protocol("brine: " + std::to_string(data_.size() - pos_) +
+                                  " trailing byte(s) at offset " + std::to_string(pos_)));
+    }
+    return matched;
+  }
+
  private:
   size_t remaining() const { return data_.size() - pos_; }
 
-  Error Err(size_t offset, const std::string& what) const {
-    return Error::Protocol("brine: " + what + " at offset " + std::to_string(offset));
+  bool Err(size_t offset, const std::string& what) {
+    error_ = Error::Protocol("brine: " + what + " at offset " + std::to_string(offset));
+    return false;
   }
 
-  Error Truncated(size_t offset, const char* what) const {
+  bool Truncated(size_t offset, const char* what) {
     return Err(offset, std::string("truncated input in ") + what);
   }
 
-  Result<uint32_t> ReadU32(size_t tag_offset, const char* what) {
-    if (remaining() < 4) return Fail(Truncated(tag_offset, what));
+  bool ReadU32(size_t tag_offset, const char* what, size_t* n) {
+    if (remaining() < 4) return Truncated(tag_offset, what);
     const auto* p = reinterpret_cast<const unsigned char*>(data_.data() + pos_);
-    uint32_t n = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+    *n = (size_t{p[0]} << 24) | (size_t{p[1]} << 16) | (size_t{p[2]} << 8) | size_t{p[3]};
     pos_ += 4;
-    return n;
+    return true;
   }
 
-  Result<uint8_t> ReadU8(size_t tag_offset, const char* what) {
-    if (remaining() < 1) return Fail(Truncated(tag_offset, what));
-    return static_cast<uint8_t>(data_[pos_++]);
+  bool ReadU8(size_t tag_offset, const char* what, size_t* n) {
+    if (remaining() < 1) return Truncated(tag_offset, what);
+    *n = static_cast<uint8_t>(data_[pos_++]);
+    return true;
   }
 
-  Result<double> ReadDouble(size_t tag_offset, const char* what) {
-    if (remaining() < 8) return Fail(Truncated(tag_offset, what));
+  bool ReadDouble(size_t tag_offset, const char* what, double* d) {
+    if (remaining() < 8) return Truncated(tag_offset, what);
     uint64_t bits = 0;
     for (int i = 0; i < 8; ++i) bits = (bits << 8) | static_cast<uint8_t>(data_[pos_++]);
-    return std::bit_cast<double>(bits);
+    *d = std::bit_cast<double>(bits);
+    return true;
   }
 
-  Result<std::string_view> ReadRaw(size_t n, size_t tag_offset, const char* what) {
-    if (remaining() < n) return Fail(Truncated(tag_offset, what));
-    std::string_view s = data_.substr(pos_, n);
+  bool ReadRaw(size_t n, size_t tag_offset, const char* what, std::string_view* s) {
+    if (remaining() < n) return Truncated(tag_offset, what);
+    *s = data_.substr(pos_, n);
     pos_ += n;
-    return s;
+    return true;
   }
 
-  // Returns the length of a bytes value whose tag is `tag`, or an error.
-  Result<size_t> BytesLength(uint8_t tag, size_t tag_offset) {
-    if (tag == kTagEmptyBytes) return size_t{0};
-    if (tag >= kTagBytes1 && tag <= kTagBytes1 + 3) return size_t{tag - kTagBytes1 + 1u};
-    if (tag == kTagBytesShort) {
-      auto n = ReadU8(tag_offset, "bytes length");
-      if (!n) return Fail(n.error());
-      return size_t{*n};
+  // Reads the length of a bytes value whose tag is `tag`.
+  bool BytesLength(uint8_t tag, size_t tag_offset, size_t* n) {
+    if (tag == kTagEmptyBytes) {
+      *n = 0;
+      return true;
     }
-    auto n = ReadU32(tag_offset, "bytes length");
-    if (!n) return Fail(n.error());
-    return size_t{*n};
+    if (tag >= kTagBytes1 && tag <= kTagBytes1 + 3) {
+      *n = size_t{tag - kTagBytes1 + 1u};
+      return true;
+    }
+    if (tag == kTagBytesShort) return ReadU8(tag_offset, "bytes length", n);
+    return ReadU32(tag_offset, "bytes length", n);
   }
 
   static bool IsBytesTag(uint8_t tag) {
     return tag == kTagEmptyBytes || (tag >= kTagBytes1 && tag <= kTagBytesLong);
   }
 
-  Result<std::vector<Value>> DecodeItems(uint8_t tag, size_t tag_offset, int depth) {
+  bool DecodeItems(uint8_t tag, size_t tag_offset, int depth, std::vector<Value>* items) {
     size_t count = 0;
-    if (tag == kTagEmptyTuple) return std::vector<Value>{};
+    if (tag == kTagEmptyTuple) return true;
     if (tag >= kTagTuple1 && tag <= kTagTuple1 + 3) {
       count = size_t{tag - kTagTuple1 + 1u};
     } else if (tag == kTagTupleShort) {
-      auto n = ReadU8(tag_offset, "tuple count");
-      if (!n) return Fail(n.error());
-      count = *n;
+      if (!ReadU8(tag_offset, "tuple count", &count)) return false;
     } else {
-      auto n = ReadU32(tag_offset, "tuple count");
-      if (!n) return Fail(n.error());
-      count = *n;
+      if (!ReadU32(tag_offset, "tuple count", &count)) return false;
     }
     // Every item takes at least one byte: a count past the remaining bytes is a lie, and is
     // refused before anything is allocated for it.
     if (count > remaining()) {
-      return Fail(Err(tag_offset, "tuple of " + std::to_string(count) + " items but only " +
-                                      std::to_string(remaining()) + " byte(s) left"));
+      return Err(tag_offset, "tuple of " + std::to_string(count) + " items but only " +
+                                 std::to_string(remaining()) + " byte(s) left");
     }
-    std::vector<Value> items;
-    items.reserve(count);
+    items->reserve(count);
     for (size_t i = 0; i < count; ++i) {
-      auto v = DecodeValue(depth + 1);
-      if (!v) return Fail(v.error());
-      items.push_back(std::move(*v));
+      if (!DecodeValue(depth + 1, &items->emplace_back())) return false;
     }
-    return items;
+    return true;
   }
 
   static bool IsTupleTag(uint8_t tag) {
     return tag == kTagEmptyTuple || (tag >= kTagTuple1 && tag <= kTagTupleLong);
   }
 
-  Result<Value> DecodeInt(uint8_t tag, size_t tag_offset) {
+  bool DecodeInt(uint8_t tag, size_t tag_offset, Value* out) {
     size_t n = 0;
     if (tag == kTagIntShort) {
-      auto len = ReadU8(tag_offset, "int length");
-      if (!len) return Fail(len.error());
-      n = *len;
+      if (!ReadU8(tag_offset, "int length", &n)) return false;
     } else {
-      auto len = ReadU32(tag_offset, "int length");
-      if (!len) return Fail(len.error());
-      n = *len;
+      if (!ReadU32(tag_offset, "int length", &n)) return false;
     }
-    auto text = ReadRaw(n, tag_offset, "int literal");
-    if (!text) return Fail(text.error());
-    auto i = Int::FromDecimal(*text);
-    if (!i) return Fail(Err(tag_offset, i.error().message()));
-    return Value(std::move(*i));
+    std::string_view text;
+    if (!ReadRaw(n, tag_offset, "int literal", &text)) return false;
+    // Fast path: up to 18 plain digits always fit int64_t (Python sends canonical text).
+    if (!text.empty() && text.size() <= 18 && (text[0] != '0' || text.size() == 1)) {
+      int64_t v = 0;
+      bool digits = true;
+      for (char c : text) {
+        if (c < '0' || c > '9') {
+          digits = false;
+          break;
+        }
+        v = v * 10 + (c - '0');
+      }
+      if (digits) {
+        out->variant().emplace<Int>(v);
+        return true;
+      }
+    }
+    auto i = Int::FromDecimal(text);
+    if (!i) return Err(tag_offset, i.error().message());
+    *out = std::move(*i);
+    return true;
   }
 
-  Result<Value> DecodeValue(int depth) {
+  bool DecodeValue(int depth, Value* out) {
     if (depth > limits_.max_depth) {
-      return Fail(Err(pos_, "nesting deeper than " + std::to_string(limits_.max_depth)));
+      return Err(pos_, "nesting deeper than " + std::to_string(limits_.max_depth));
     }
     if (++values_ > limits_.max_values) {
-      return Fail(Err(pos_, "more than " + std::to_string(limits_.max_values) + " values"));
+      return Err(pos_, "more than " + std::to_string(limits_.max_values) + " values");
     }
     size_t tag_offset = pos_;
-    if (remaining() == 0) return Fail(Err(tag_offset, "truncated input: expected a tag"));
+    if (remaining() == 0) return Err(tag_offset, "truncated input: expected a tag");
     auto tag = static_cast<uint8_t>(data_[pos_++]);
     if (tag >= kTagImmFirst && tag <= kTagImmLast) {
-      return Value(Int(static_cast<int64_t>(tag) - kImmBias));
+      out->variant().emplace<Int>(static_cast<int64_t>(tag) - kImmBias);
+      return true;
     }
     switch (tag) {
       case kTagNone:
-        return Value(NoneType{});
+        *out = NoneType{};
+        return true;
       case kTagTrue:
-        return Value(true);
+        *out = true;
+        return true;
       case kTagFalse:
-        return Value(false);
+        *out = false;
+        return true;
       case kTagNotImplemented:
-        return Value(NotImplementedType{});
+        *out = NotImplementedType{};
+        return true;
       case kTagEllipsis:
-        return Value(EllipsisType{});
+        *out = EllipsisType{};
+        return true;
       case kTagEmptyBytes:
       case kTagBytes1:
       case kTagBytes1 + 1:
@@ -280,25 +327,29 @@ class Decoder {
       case kTagBytes1 + 3:
       case kTagBytesShort:
       case kTagBytesLong: {
-        auto n = BytesLength(tag, tag_offset);
-        if (!n) return Fail(n.error());
-        auto raw = ReadRaw(*n, tag_offset, "bytes");
-        if (!raw) return Fail(raw.error());
-        return Value(Bytes{std::string(*raw)});
+        size_t n = 0;
+        std::string_view raw;
+        if (!BytesLength(tag, tag_offset, &n) || !ReadRaw(n, tag_offset, "bytes", &raw)) {
+          return false;
+        }
+        out->variant().emplace<Bytes>().data.assign(raw);
+        return true;
       }
       case kTagStr: {
         size_t inner = pos_;
-        if (remaining() == 0) return Fail(Truncated(tag_offset, "str"));
+        if (remaining() == 0) return Truncated(tag_offset, "str");
         auto btag = static_cast<uint8_t>(data_[pos_++]);
         if (!IsBytesTag(btag)) {
-          return Fail(Err(inner, "str payload must be bytes, found tag 0x" + Hex(btag)));
+          return Err(inner, "str payload must be bytes, found tag 0x" + Hex(btag));
         }
-        auto n = BytesLength(btag, tag_offset);
-        if (!n) return Fail(n.error());
-        auto raw = ReadRaw(*n, tag_offset, "str");
-        if (!raw) return Fail(raw.error());
-        if (!IsValidUtf8(*raw)) return Fail(Err(tag_offset, "invalid UTF-8 in str"));
-        return Value(Str{std::string(*raw)});
+        size_t n = 0;
+        std::string_view raw;
+        if (!BytesLength(btag, tag_offset, &n) || !ReadRaw(n, tag_offset, "str", &raw)) {
+          return false;
+        }
+        if (!IsValidUtf8(raw)) return Err(tag_offset, "invalid UTF-8 in str");
+        out->variant().emplace<Str>().utf8.assign(raw);
+        return true;
       }
       case kTagEmptyTuple:
       case kTagTuple1:
@@ -306,46 +357,50 @@ class Decoder {
       case kTagTuple1 + 2:
       case kTagTuple1 + 3:
       case kTagTupleShort:
-      case kTagTupleLong: {
-        auto items = DecodeItems(tag, tag_offset, depth);
-        if (!items) return Fail(items.error());
-        return Value(Tuple{std::move(*items)});
-      }
+      case kTagTupleLong:
+        return DecodeItems(tag, tag_offset, depth, &out->variant().emplace<Tuple>().items);
       case kTagIntShort:
       case kTagIntLong:
-        return DecodeInt(tag, tag_offset);
+        return DecodeInt(tag, tag_offset, out);
       case kTagFloat: {
-        auto d = ReadDouble(tag_offset, "float");
-        if (!d) return Fail(d.error());
-        return Value(*d);
+        double d = 0;
+        if (!ReadDouble(tag_offset, "float", &d)) return false;
+        *out = d;
+        return true;
       }
       case kTagComplex: {
-        auto re = ReadDouble(tag_offset, "complex");
-        if (!re) return Fail(re.error());
-        auto im = ReadDouble(tag_offset, "complex");
-        if (!im) return Fail(im.error());
-        return Value(Complex{*re, *im});
+        Complex c;
+        if (!ReadDouble(tag_offset, "complex", &c.real) ||
+            !ReadDouble(tag_offset, "complex", &c.imag)) {
+          return false;
+        }
+        *out = c;
+        return true;
       }
       case kTagSlice:
       case kTagFrozenSet: {
         const char* what = tag == kTagSlice ? "slice" : "frozenset";
         size_t inner = pos_;
-        if (remaining() == 0) return Fail(Truncated(tag_offset, what));
+        if (remaining() == 0) return Truncated(tag_offset, what);
         auto ttag = static_cast<uint8_t>(data_[pos_++]);
         if (!IsTupleTag(ttag)) {
-          return Fail(
-              Err(inner, std::string(what) + " payload must be a tuple, found tag 0x" + Hex(ttag)));
+          return Err(inner,
+                     std::string(what) + " payload must be a tuple, found tag 0x" + Hex(ttag));
         }
-        auto items = DecodeItems(ttag, inner, depth + 1);
-        if (!items) return Fail(items.error());
-        if (tag == kTagFrozenSet) return Value(FrozenSet{std::move(*items)});
-        if (items->size() != 3) {
-          return Fail(Err(inner, "slice needs 3 items, found " + std::to_string(items->size())));
+        std::vector<Value> items;
+        if (!DecodeItems(ttag, inner, depth + 1, &items)) return false;
+        if (tag == kTagFrozenSet) {
+          *out = FrozenSet{std::move(items)};
+          return true;
         }
-        return Value(Slice{std::move(*items)});
+        if (items.size() != 3) {
+          return Err(inner, "slice needs 3 items, found " + std::to_string(items.size()));
+        }
+        *out = Slice{std::move(items)};
+        return true;
       }
       default:
-        return Fail(Err(tag_offset, "unknown tag 0x" + Hex(tag)));
+        return Err(tag_offset, "unknown tag 0x" + Hex(tag));
     }
   }
 
@@ -358,11 +413,14 @@ class Decoder {
   const DecodeLimits& limits_;
   size_t pos_ = 0;
   size_t values_ = 0;
+  std::optional<Error> error_;
 };
 
 }  // namespace
 
 void Encode(const Value& v, std::string* out) { std::visit(EncodeVisitor{out}, v.variant()); }
+
+void EncodeInt(const Int& i, std::string* out) { EncodeIntValue(i, out); }
 
 std::string Dump(const Value& v) {
   std::string out;
@@ -374,12 +432,33 @@ Result<Value> Load(std::string_view data, const DecodeLimits& limits) {
   return Decoder(data, limits).DecodeAll();
 }
 
+Result<bool> LoadTupleOf(std::string_view data, size_t n, Value* items, Value* other,
+                         const DecodeLimits& limits) {
+  return Decoder(data, limits).DecodeAllTupleOf(n, items, other);
+}
+
 bool IsValidUtf8(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   size_t n = s.size();
   size_t i = 0;
   while (i < n) {
-    // ASCII fast path: eight bytes at a time while none has its high bit set.
+    // ASCII fast path: 64 (SSE2) or 32, then eight bytes at a time while none has its high
+    // bit set.
+#if defined(__SSE2__)
+    while (n - i >= 64) {
+      const auto* q = reinterpret_cast<const __m128i*>(p + i);
+      __m128i any = _mm_or_si128(_mm_or_si128(_mm_loadu_si128(q), _mm_loadu_si128(q + 1)),
+                                 _mm_or_si128(_mm_loadu_si128(q + 2), _mm_loadu_si128(q + 3)));
+      if (_mm_movemask_epi8(any) != 0) break;
+      i += 64;
+    }
+#endif
+    while (n - i >= 32) {
+      uint64_t w[4];
+      std::memcpy(w, p + i, sizeof(w));
+      if (((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ull) != 0) break;
+      i += 32;
+    }
     while (n - i >= 8) {
       uint64_t word;
       std::memcpy(&word, p + i, sizeof(word));

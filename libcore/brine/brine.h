@@ -49,11 +49,20 @@ struct DecodeLimits {
 
 // Appends the encoding of `v` to `*out`. Encoding cannot fail.
 void Encode(const Value& v, std::string* out);
+// Encode() of an int, without building a Value around it.
+void EncodeInt(const Int& i, std::string* out);
 std::string Dump(const Value& v);
 
 // Decodes exactly one value that spans all of `data`. Errors say what went wrong and at which
 // byte offset; trailing bytes are an error.
 Result<Value> Load(std::string_view data, const DecodeLimits& limits = {});
+
+// Load() for a value expected to be a tuple of `n` items (1..4), such as a message envelope:
+// when it is one, its items are decoded straight into items[0..n) (no tuple is built) and the
+// result is true; otherwise the value is decoded into `*other` and the result is false. Limits
+// and errors are exactly Load()'s.
+Result<bool> LoadTupleOf(std::string_view data, size_t n, Value* items, Value* other,
+                         const DecodeLimits& limits = {});
 
 // True when `s` is strict UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF), as Python's
 // bytes.decode('utf-8') requires.

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -120,5 +121,14 @@ class Value {
 inline Value MakeStr(std::string s) { return Str{std::move(s)}; }
 inline Value MakeBytes(std::string s) { return Bytes{std::move(s)}; }
 Value MakeTuple(std::vector<Value> items);
+// A tuple of the given items, each moved in when passed as an rvalue (a braced list for
+// MakeTuple copies every item, which matters for large strings and deep trees).
+template <typename... Items>
+Value TupleOf(Items&&... items) {
+  std::vector<Value> v;
+  v.reserve(sizeof...(items));
+  (v.emplace_back(std::forward<Items>(items)), ...);
+  return Tuple{std::move(v)};
+}
 
 }  // namespace core::brine

@@ -4,6 +4,7 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -92,18 +93,55 @@ Result<std::string> Inflate(std::string_view compressed, size_t max_output) {
   return out;
 }
 
-void FrameReader::Append(std::string_view data) {
-  if (pos_ > 0) {  // drop what was consumed, once per returned frame at most
-    buffer_.erase(0, pos_);
+void FrameReader::Reserve(size_t n) {
+  if (pos_ > 0) {  // drop what was consumed
+    std::memmove(buffer_.get(), buffer_.get() + pos_, end_ - pos_);
+    end_ -= pos_;
     pos_ = 0;
   }
-  buffer_.append(data);
+  if (capacity_ - end_ >= n) return;
+  size_t want = std::max(end_ + n, capacity_ * 2);
+  std::unique_ptr<char[]> bigger(new char[want]);  // not zero-filled
+  if (end_ > 0) std::memcpy(bigger.get(), buffer_.get(), end_);
+  buffer_ = std::move(bigger);
+  capacity_ = want;
 }
 
+void FrameReader::Append(std::string_view data) {
+  if (data.empty()) return;
+  Reserve(data.size());
+  std::memcpy(buffer_.get() + end_, data.data(), data.size());
+  end_ += data.size();
+}
+
+std::span<char> FrameReader::WriteSpace(size_t min_size) {
+  size_t want = min_size;
+  if (buffered() >= kHeaderSize) {
+    // A frame has started: room for all of it, so that it arrives in as few reads as possible.
+    size_t length = ReadU32(buffer_.get() + pos_);
+    if (length <= limits_.max_frame_size) {
+      size_t total = kHeaderSize + length + kTrailerSize;
+      if (total > buffered()) want = std::max(want, total - buffered());
+    }
+  }
+  if (capacity_ - end_ < want || (pos_ > 0 && pos_ == end_)) Reserve(want);
+  return std::span<char>(buffer_.get() + end_, capacity_ - end_);
+}
+
+void FrameReader::Commit(size_t n) { end_ += std::min(n, capacity_ - end_); }
+
 Result<std::optional<std::string>> FrameReader::Next() {
+  auto view = NextView();
+  if (!view) return Fail(view.error());
+  if (!*view) return std::nullopt;
+  if (view->value().data() == inflated_.data()) return std::move(inflated_);
+  return std::optional<std::string>(std::in_place, **view);
+}
+
+Result<std::optional<std::string_view>> FrameReader::NextView() {
   if (failed_) return Fail(*failed_);
   if (buffered() < kHeaderSize) return std::nullopt;
-  const char* header = buffer_.data() + pos_;
+  const char* header = buffer_.get() + pos_;
   uint32_t length = ReadU32(header);
   auto flag = static_cast<uint8_t>(header[4]);
   if (length > limits_.max_frame_size) {
@@ -113,32 +151,23 @@ Result<std::optional<std::string>> FrameReader::Next() {
     return Fail(*failed_);
   }
   size_t total = kHeaderSize + size_t{length} + kTrailerSize;
-  if (buffered() < total) {
-    if (pos_ > 0) {
-      buffer_.erase(0, pos_);
-      pos_ = 0;
-    }
-    buffer_.reserve(total);  // one allocation for a large frame
-    return std::nullopt;
-  }
-  std::string_view payload(buffer_.data() + pos_ + kHeaderSize, length);
+  if (buffered() < total) return std::nullopt;
+  std::string_view payload(buffer_.get() + pos_ + kHeaderSize, length);
   pos_ += total;  // the trailer byte is dropped unchecked
-  std::optional<std::string> out;
-  if (flag == kFlagRaw) {
-    out.emplace(payload);
-  } else {
-    auto inflated = Inflate(payload, limits_.max_decompressed_size);
-    if (!inflated) {
-      failed_ = inflated.error();
-      return Fail(*failed_);
-    }
-    out = std::move(*inflated);
-  }
-  if (pos_ == buffer_.size()) {
-    buffer_.clear();
+  if (pos_ == end_) {
+    // Everything consumed: the next bytes go to the start. The payload stays readable until
+    // then, because nothing is written before the next WriteSpace()/Append().
     pos_ = 0;
+    end_ = 0;
   }
-  return out;
+  if (flag == kFlagRaw) return std::optional<std::string_view>(payload);
+  auto inflated = Inflate(payload, limits_.max_decompressed_size);
+  if (!inflated) {
+    failed_ = inflated.error();
+    return Fail(*failed_);
+  }
+  inflated_ = std::move(*inflated);
+  return std::optional<std::string_view>(inflated_);
 }
 
 Status FrameReader::CheckEof() const {
@@ -149,7 +178,7 @@ Status FrameReader::CheckEof() const {
     return Fail(Error::Protocol("frame: stream ended inside a frame header (" +
                                 std::to_string(have) + " of 5 bytes)"));
   }
-  uint32_t length = ReadU32(buffer_.data() + pos_);
+  uint32_t length = ReadU32(buffer_.get() + pos_);
   return Fail(Error::Protocol("frame: stream ended inside a frame (" + std::to_string(have) +
                               " of " + std::to_string(kHeaderSize + size_t{length} + kTrailerSize) +
                               " bytes)"));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <new>
@@ -30,11 +31,30 @@ void PutHeader(uint32_t length, uint8_t flag, char* p) {
   p[4] = static_cast<char>(flag);
 }
 
+// Order-0 entropy of `data` in bits per byte (0..8).
+double Entropy(std::string_view data) {
+  uint32_t counts[256] = {};
+  for (char c : data) ++counts[static_cast<uint8_t>(c)];
+  double bits = 0;
+  const auto n = static_cast<double>(data.size());
+  for (uint32_t c : counts) {
+    if (c != 0) bits -= static_cast<double>(c) * std::log2(static_cast<double>(c) / n);
+  }
+  return bits / n;
+}
+
+// Above this many bits per byte a sample is taken for noise (random, encrypted or already
+// compressed data) without asking zlib, which costs about 80 instructions a byte on such input.
+// Data that deflate could still shrink at this entropy (long repeats of random blocks) is rare,
+// and is merely sent raw.
+constexpr double kNoiseEntropy = 7.9;
+
 bool SampleShrinks(std::string_view payload) {
-  std::string sample;
-  Deflate(payload.substr(0, kSampleSize), kCompressLevel, &sample);
-  return static_cast<double>(sample.size()) <=
-         kWorthRatio * static_cast<double>(std::min(payload.size(), kSampleSize));
+  const std::string_view sample = payload.substr(0, kSampleSize);
+  if (Entropy(sample) >= kNoiseEntropy) return false;
+  std::string compressed;
+  Deflate(sample, kCompressLevel, &compressed);
+  return static_cast<double>(compressed.size()) <= kWorthRatio * static_cast<double>(sample.size());
 }
 
 Status CheckLength(size_t length) {
@@ -75,13 +95,15 @@ void Deflate(std::string_view data, int level, std::string* out) {
   out->resize(start + used);
 }
 
+bool WouldCompress(std::string_view payload, Compression compression) {
+  if (compression == Compression::kNever || payload.size() <= kCompressThreshold) return false;
+  return compression == Compression::kPython || payload.size() <= kSampleWhole ||
+         SampleShrinks(payload);
+}
+
 Status AppendFrame(std::string_view payload, std::string* out, Compression compression) {
   if (auto ok = CheckLength(payload.size()); !ok) return ok;
-  bool compress = false;
-  if (compression != Compression::kNever && payload.size() > kCompressThreshold) {
-    compress = compression == Compression::kPython || payload.size() <= kSampleWhole ||
-               SampleShrinks(payload);
-  }
+  const bool compress = WouldCompress(payload, compression);
   size_t start = out->size();
   if (compress) {
     out->resize(start + kHeaderSize);

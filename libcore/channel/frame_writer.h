@@ -21,6 +21,11 @@ enum class Compression {
   kNever,
 };
 
+// True when AppendFrame would try to compress `payload` (for the adaptive policy: a leading
+// sample shrank). A payload for which this is false goes out raw, so a caller may frame it
+// itself (header, payload, trailer) without copying it.
+bool WouldCompress(std::string_view payload, Compression compression);
+
 // Appends one frame carrying `payload` to `*out`. Fails (Error::Limit, nothing appended) only
 // for a payload that does not fit the 32-bit length field.
 Status AppendFrame(std::string_view payload, std::string* out,

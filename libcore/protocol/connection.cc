@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdint>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -12,7 +13,9 @@ namespace {
 
 using brine::Value;
 
-constexpr size_t kReadChunk = size_t{256} << 10;
+// Room offered to each read when no started frame needs more (a started frame gets room for
+// all of it).
+constexpr size_t kReadChunk = size_t{64} << 10;
 // Notify()s whose replies never come are forgotten past this many (their replies are then
 // ignored as unknown, which is the same outcome).
 constexpr size_t kMaxNotified = 1 << 16;
@@ -128,40 +131,6 @@ Result<EndReason> Connection::Serve() {
   return result;
 }
 
-Result<std::optional<EndReason>> Connection::ServeAvailable() {
-  if (space_ == nullptr) {
-    return Fail(Error::Usage("Connection::ServeAvailable without an object space"));
-  }
-  reader_thread_ = std::this_thread::get_id();
-  std::optional<Result<EndReason>> end;
-  while (!end) {
-    if (ended_) {
-      end = *ended_;
-      break;
-    }
-    auto msg = ReadMessage(0);
-    if (!msg) {
-      end = ended_ ? Result<EndReason>(*ended_) : Result<EndReason>(Fail(msg.error()));
-      break;
-    }
-    if (!*msg) break;  // nothing more for now
-    if ((*msg)->type == MsgType::kRequest) {
-      if (auto st = Dispatch(std::move(**msg)); !st) {
-        end = ended_ ? Result<EndReason>(*ended_) : Result<EndReason>(Fail(st.error()));
-      }
-    } else {
-      Outcome ignored;
-      AcceptReply(std::move(**msg), /*awaited_seq=*/UINT64_MAX, &ignored);
-    }
-  }
-  reader_thread_ = std::thread::id();
-  if (!end) return std::optional<EndReason>();
-  stream_.Shutdown();
-  EndForeignCalls();
-  if (!*end) return Fail(end->error());
-  return std::optional<EndReason>(**end);
-}
-
 Error Connection::Expired(Handler h, int timeout_ms) const {
   // "result expired" is what rpyc says; the object space raises TimeoutError for kLimit.
   return Error::Limit("result expired: no reply from " + peer_name_ + " to " + HandlerName(h) +
@@ -180,13 +149,13 @@ void Connection::EndForeignCalls() {
   foreign_cv_.notify_all();
 }
 
-Result<std::optional<std::string>> Connection::NextPayload(std::optional<int> timeout_ms) {
+Result<std::optional<std::string_view>> Connection::NextPayload(std::optional<int> timeout_ms) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms.value_or(0));
   for (;;) {
-    auto next = reader_.Next();
+    auto next = reader_.NextView();
     if (!next) return Fail(Fatal(next.error().WithContext("peer " + peer_name_)));
-    if (*next) return std::move(*next);
+    if (*next) return *next;
     if (shutdown_) {
       ended_ = EndReason::kShutdown;
       return Fail(Error::Closed("connection to " + peer_name_ + " shut down"));
@@ -196,13 +165,9 @@ Result<std::optional<std::string>> Connection::NextPayload(std::optional<int> ti
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
       auto ready = stream_.WaitReadable(static_cast<int>(std::max<int64_t>(left, 0)));
       if (!ready) return Fail(Fatal(ready.error()));
-      if (!*ready) return std::optional<std::string>();
+      if (!*ready) return std::optional<std::string_view>();
     }
-    // Not zero-filled (new char[] leaves it uninitialised): only the pages that reads actually
-    // fill become resident, so a connection that exchanges small frames holds a page or two of
-    // it, and a new connection (or a forked child) does not pay for clearing 256 KiB.
-    if (!read_buf_) read_buf_.reset(new char[kReadChunk]);  // NOLINT(modernize-make-unique)
-    auto n = stream_.Read(std::span<char>(read_buf_.get(), kReadChunk));
+    auto n = stream_.Read(reader_.WriteSpace(kReadChunk));
     if (!n) return Fail(Fatal(n.error()));
     if (*n == 0) {
       if (shutdown_) {
@@ -215,7 +180,7 @@ Result<std::optional<std::string>> Connection::NextPayload(std::optional<int> ti
       ended_ = EndReason::kEof;
       return Fail(Error::Closed("peer " + peer_name_ + " closed the connection"));
     }
-    reader_.Append(std::string_view(read_buf_.get(), *n));
+    reader_.Commit(*n);
   }
 }
 
@@ -239,36 +204,43 @@ Result<std::optional<Message>> Connection::ReadMessage(std::optional<int> timeou
 Status Connection::Send(const Message& m) {
   if (broken_) return Fail(Error::Closed("connection to " + peer_name_ + " is broken"));
   // The message is encoded straight after room for the frame header, in a buffer each thread
-  // reuses. A payload that stays raw (the common, small case) is framed in place; a larger one
-  // goes through the frame writer, which may compress it.
+  // reuses. A payload that goes out raw (small ones, and large ones that do not compress) is
+  // framed in place: the header is written into that room and the trailer is a second part of
+  // the same write, so the payload is never copied. One that compresses goes through the frame
+  // writer.
   thread_local std::string buffer;
   thread_local std::string framed;
   buffer.assign(channel::kHeaderSize, '\0');
   EncodeMessage(m, generation(), &buffer);
-  const size_t payload_size = buffer.size() - channel::kHeaderSize;
-  const std::string* frame = &buffer;
-  if (payload_size <= channel::kCompressThreshold) {
-    const auto n = static_cast<uint32_t>(payload_size);
+  const std::string_view payload = std::string_view(buffer).substr(channel::kHeaderSize);
+  static constexpr char kTrailer[1] = {channel::kTrailer};
+  std::string_view parts[2] = {buffer, std::string_view(kTrailer, 1)};
+  size_t part_count = 2;
+  if (payload.size() > UINT32_MAX) {
+    std::string().swap(buffer);
+    return Fail(Error::Limit("frame: payload of " + std::to_string(payload.size()) +
+                             " bytes does not fit a frame (at most 4294967295)"));
+  }
+  if (!channel::WouldCompress(payload, options_.compression)) {
+    const auto n = static_cast<uint32_t>(payload.size());
     buffer[0] = static_cast<char>(n >> 24);
     buffer[1] = static_cast<char>(n >> 16);
     buffer[2] = static_cast<char>(n >> 8);
     buffer[3] = static_cast<char>(n);
     buffer[4] = static_cast<char>(channel::kFlagRaw);
-    buffer.push_back(channel::kTrailer);
   } else {
     framed.clear();
-    if (auto st = channel::AppendFrame(std::string_view(buffer).substr(channel::kHeaderSize),
-                                       &framed, options_.compression);
-        !st) {
+    if (auto st = channel::AppendFrame(payload, &framed, options_.compression); !st) {
       std::string().swap(buffer);
       return Fail(st.error());  // too large for a frame: nothing was sent
     }
-    frame = &framed;
+    parts[0] = framed;
+    part_count = 1;
   }
   Status st;
   {
     std::lock_guard<std::mutex> lock(send_mu_);
-    st = stream_.WriteAll(*frame);
+    st = stream_.WriteAll(std::span<const std::string_view>(parts, part_count));
   }
   // Keep small buffers for the next message; give large ones back.
   constexpr size_t kKeep = size_t{1} << 20;
@@ -316,7 +288,7 @@ Status Connection::Dispatch(Message request) {
     return st;
   };
 
-  auto parsed = ParseRequestArgs(std::move(request.args));
+  auto parsed = ViewRequestArgs(request.args);  // points into request.args
   if (!parsed) {
     // Python's `handler, args = raw_args` failing: an exception reply, the connection stays up.
     return reply(Outcome::Exception(
@@ -325,29 +297,29 @@ Status Connection::Dispatch(Message request) {
   }
   if (parsed->handler < kFirstHandler || parsed->handler > kLastHandler) {
     return reply(Outcome::Exception(
-        EngineException("KeyError", std::move(parsed->handler_key), "unknown request handler")));
+        EngineException("KeyError", std::move(*parsed->handler_key), "unknown request handler")));
   }
   const auto h = static_cast<Handler>(parsed->handler);
   switch (h) {
     case Handler::kClose:
-      if (!IsEmptyBoxedArgs(parsed->boxed_args)) {
+      if (!IsEmptyBoxedArgs(*parsed->boxed_args)) {
         return reply(Outcome::Exception(
             EngineException("TypeError", brine::MakeStr("_handle_close() takes no arguments"),
-                            "CLOSE with arguments " + Shorten(parsed->boxed_args.Repr(), 200))));
+                            "CLOSE with arguments " + Shorten(parsed->boxed_args->Repr(), 200))));
       }
       // As the reference: tear down at once, no reply (the 6.x client waits for reply or EOF).
       ended_ = EndReason::kClose;
       stream_.Shutdown();
       return Fail(Error::Closed("peer " + peer_name_ + " sent CLOSE"));
     case Handler::kPing:
-      if (Value* data = PingValue(parsed->boxed_args)) {
+      if (Value* data = PingValue(*parsed->boxed_args)) {
         return reply(Outcome::Reply(BoxValue(std::move(*data))));
       }
       break;
     default:
       break;
   }
-  return reply(space_->Handle(h, parsed->boxed_args));
+  return reply(space_->Handle(h, *parsed->boxed_args));
 }
 
 bool Connection::AcceptReply(Message m, uint64_t awaited_seq, Outcome* out) {

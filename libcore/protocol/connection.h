@@ -65,12 +65,6 @@ class Connection final : public Peer {
   // ended by EOF); its message names the peer. Either way the stream is shut down on return.
   Result<EndReason> Serve();
 
-  // For event-driven servers (threadpool mode): serves, on the calling thread, what can be read
-  // without waiting, then returns nullopt (call again once the stream is readable), or the end, as
-  // Serve() reports it (the stream is then shut down). Successive calls may come from different
-  // threads, never two at once.
-  Result<std::optional<EndReason>> ServeAvailable();
-
   // Peer interface.
   // Any thread (see above). A timeout fails with Error::Code::kLimit ("result expired"), and a late
   // reply is dropped; a broken or closed connection fails with kIo / kProtocol / kClosed.
@@ -88,7 +82,8 @@ class Connection final : public Peer {
  private:
   // A message read from the peer; nullopt from ReadMessage() means the deadline passed.
   Result<std::optional<Message>> ReadMessage(std::optional<int> timeout_ms);
-  Result<std::optional<std::string>> NextPayload(std::optional<int> timeout_ms);
+  // The view is valid until the next read.
+  Result<std::optional<std::string_view>> NextPayload(std::optional<int> timeout_ms);
   Status Send(const Message& m);
   Status Dispatch(Message request);
   // Builds the exception reply the engine sends itself (unknown handler, malformed request).
@@ -115,7 +110,6 @@ class Connection final : public Peer {
   // Owned by the serving thread.
   std::atomic<std::thread::id> reader_thread_{};  // the thread reading the stream, if any
   channel::FrameReader reader_;
-  std::unique_ptr<char[]> read_buf_;       // kReadChunk bytes, allocated on the first read
   std::set<uint64_t> awaited_;             // seqs of Call()s waiting, at any nesting depth
   std::map<uint64_t, Outcome> completed_;  // replies for outer Call()s read by inner ones
   std::optional<EndReason> ended_;         // set once CLOSE or EOF was seen

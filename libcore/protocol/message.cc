@@ -69,41 +69,37 @@ Result<Message> DecodeMessage(std::string_view payload, Generation gen,
                               const brine::DecodeLimits& limits) {
   if (payload.empty()) return Fail(Error::Protocol("message: empty payload"));
   Message m;
-  const brine::Value* seq = nullptr;
-  brine::Value body;
+  // The envelope's items are decoded in place (no tuple built around them).
+  brine::Value items[3];
+  brine::Value other;
   if (gen == Generation::kV6) {
     auto type = static_cast<uint8_t>(payload.front());
     if (!IsMsgType(type)) {
       return Fail(Error::Protocol("message: invalid message type: " + std::to_string(type)));
     }
     m.type = static_cast<MsgType>(type);
-    auto v = brine::Load(payload.substr(1), limits);
-    if (!v) return Fail(v.error().WithContext("message"));
-    body = std::move(*v);
-    auto* t = body.get_if<brine::Tuple>();
-    if (t == nullptr || t->items.size() != 2) {
-      return Fail(
-          Error::Protocol("message: expected (seq, args) after the type byte, got " + body.Repr()));
+    auto matched = brine::LoadTupleOf(payload.substr(1), 2, items, &other, limits);
+    if (!matched) return Fail(matched.error().WithContext("message"));
+    if (!*matched) {
+      return Fail(Error::Protocol("message: expected (seq, args) after the type byte, got " +
+                                  other.Repr()));
     }
-    seq = &t->items[0];
-    m.args = std::move(body.as<brine::Tuple>().items[1]);
+    m.args = std::move(items[1]);
   } else {
-    auto v = brine::Load(payload, limits);
-    if (!v) return Fail(v.error().WithContext("message"));
-    body = std::move(*v);
-    auto* t = body.get_if<brine::Tuple>();
-    if (t == nullptr || t->items.size() != 3) {
-      return Fail(Error::Protocol("message: expected (msg, seq, args), got " + body.Repr()));
+    auto matched = brine::LoadTupleOf(payload, 3, items, &other, limits);
+    if (!matched) return Fail(matched.error().WithContext("message"));
+    if (!*matched) {
+      return Fail(Error::Protocol("message: expected (msg, seq, args), got " + other.Repr()));
     }
-    const auto* type = t->items[0].get_if<brine::Int>();
+    const auto* type = items[0].get_if<brine::Int>();
     if (type == nullptr || !type->is_small() || !IsMsgType(type->small())) {
-      return Fail(Error::Protocol("message: invalid message type: " + t->items[0].Repr()));
+      return Fail(Error::Protocol("message: invalid message type: " + items[0].Repr()));
     }
     m.type = static_cast<MsgType>(type->small());
-    seq = &t->items[1];
-    m.args = std::move(body.as<brine::Tuple>().items[2]);
+    items[0] = std::move(items[1]);
+    m.args = std::move(items[2]);
   }
-  auto s = ParseSeq(*seq);
+  auto s = ParseSeq(items[0]);
   if (!s) return Fail(s.error());
   m.seq = *s;
   return m;
@@ -116,9 +112,13 @@ void EncodeMessage(const Message& m, Generation gen, std::string* out) {
     out->push_back(static_cast<char>(brine::kTagTuple1 + 1));  // 2-tuple
   } else {
     out->push_back(static_cast<char>(brine::kTagTuple1 + 2));  // 3-tuple
-    brine::Encode(brine::Value(static_cast<int64_t>(m.type)), out);
+    brine::EncodeInt(brine::Int(static_cast<int64_t>(m.type)), out);
   }
-  brine::Encode(SeqValue(m.seq), out);
+  if (m.seq <= static_cast<uint64_t>(INT64_MAX)) {
+    brine::EncodeInt(brine::Int(static_cast<int64_t>(m.seq)), out);
+  } else {
+    brine::Encode(SeqValue(m.seq), out);
+  }
   brine::Encode(m.args, out);
 }
 
@@ -129,7 +129,7 @@ std::string EncodeMessage(const Message& m, Generation gen) {
 }
 
 brine::Value MakeRequestArgs(Handler h, brine::Value boxed_args) {
-  return brine::MakeTuple({brine::Value(static_cast<int>(h)), std::move(boxed_args)});
+  return brine::TupleOf(brine::Value(static_cast<int>(h)), std::move(boxed_args));
 }
 
 Result<RequestArgs> ParseRequestArgs(const brine::Value& args) {
@@ -138,12 +138,22 @@ Result<RequestArgs> ParseRequestArgs(const brine::Value& args) {
 }
 
 Result<RequestArgs> ParseRequestArgs(brine::Value&& args) {
-  auto* t = args.get_if<brine::Tuple>();
+  auto view = ViewRequestArgs(args);
+  if (!view) return Fail(view.error());
+  RequestArgs r;
+  r.handler = view->handler;
+  r.handler_key = std::move(*view->handler_key);
+  r.boxed_args = std::move(*view->boxed_args);
+  return r;
+}
+
+Result<RequestArgsView> ViewRequestArgs(brine::Value& args) {
+  auto* t = std::get_if<brine::Tuple>(&args.variant());
   if (t == nullptr || t->items.size() != 2) {
     return Fail(Error::Protocol("request: expected (handler, args), got " + args.Repr()));
   }
-  auto& items = args.as<brine::Tuple>().items;
-  RequestArgs r;
+  auto& items = t->items;
+  RequestArgsView r;
   if (const auto* i = items[0].get_if<brine::Int>()) {
     if (i->is_small() && i->small() >= INT_MIN && i->small() <= INT_MAX) {
       r.handler = static_cast<int>(i->small());
@@ -151,21 +161,21 @@ Result<RequestArgs> ParseRequestArgs(brine::Value&& args) {
   } else if (const auto* b = items[0].get_if<bool>()) {
     r.handler = *b ? 1 : 0;
   }
-  r.handler_key = std::move(items[0]);
-  r.boxed_args = std::move(items[1]);
+  r.handler_key = &items[0];
+  r.boxed_args = &items[1];
   return r;
 }
 
 brine::Value BoxValue(brine::Value v) {
-  return brine::MakeTuple({brine::Value(kLabelValue), std::move(v)});
+  return brine::TupleOf(brine::Value(kLabelValue), std::move(v));
 }
 
 brine::Value BoxLocalRef(brine::Value id_pack) {
-  return brine::MakeTuple({brine::Value(kLabelLocalRef), std::move(id_pack)});
+  return brine::TupleOf(brine::Value(kLabelLocalRef), std::move(id_pack));
 }
 
 brine::Value BoxRemoteRef(brine::Value id_pack) {
-  return brine::MakeTuple({brine::Value(kLabelRemoteRef), std::move(id_pack)});
+  return brine::TupleOf(brine::Value(kLabelRemoteRef), std::move(id_pack));
 }
 
 }  // namespace core::protocol

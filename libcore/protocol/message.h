@@ -45,6 +45,13 @@ struct RequestArgs {
 // reference answers that with an exception reply (the connection stays up).
 Result<RequestArgs> ParseRequestArgs(const brine::Value& args);
 Result<RequestArgs> ParseRequestArgs(brine::Value&& args);  // moves the boxed args out
+// The same without moving anything: the pointers point into `args`, which must outlive them.
+struct RequestArgsView {
+  int handler = 0;
+  brine::Value* boxed_args = nullptr;
+  brine::Value* handler_key = nullptr;
+};
+Result<RequestArgsView> ViewRequestArgs(brine::Value& args);
 
 // Boxing helpers for values (§4.1): (label, payload).
 brine::Value BoxValue(brine::Value v);            // (1, v)

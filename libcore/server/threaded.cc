@@ -1,5 +1,6 @@
 // Mode "threaded": one thread per connection, as the reference's ThreadedServer. Every thread is
-// joined: finished ones as the accept loop wakes, the rest when the server stops.
+// joined: finished ones when the accept loop next wakes (at the next connection, or once
+// kReapBatch have finished), the rest when the server stops.
 
 #include <atomic>
 #include <cerrno>
@@ -84,6 +85,9 @@ class ThreadedServer final : public Server {
   std::mutex mu_;
   std::condition_variable cv_;
   std::list<Conn> conns_;  // guarded by mu_
+  // Finished threads not joined yet; past kReapBatch the last one wakes the accept loop.
+  static constexpr size_t kReapBatch = 16;
+  size_t unreaped_ = 0;  // guarded by mu_
 };
 
 Result<size_t> ThreadedServer::Run() {
@@ -134,12 +138,17 @@ void ThreadedServer::Spawn(transport::Accepted accepted) {
     } catch (...) {  // handlers catch at their own top level; nothing may unwind out of a thread
     }
     c.stream->Shutdown();
+    bool wake = false;
     {
       std::lock_guard<std::mutex> done_lock(mu_);
       c.done = true;
+      wake = ++unreaped_ >= kReapBatch;
     }
     cv_.notify_all();
-    Wake();
+    // The accept loop joins finished threads when it next wakes (each accept), so a thread
+    // that ends does not wake it (a wake-up per connection costs the accept thread a context
+    // switch) unless many are waiting to be joined.
+    if (wake) Wake();
   });
 }
 
@@ -152,6 +161,7 @@ void ThreadedServer::Reap() {
       if (it->done) finished.splice(finished.end(), conns_, it);
       it = next;
     }
+    unreaped_ = 0;
   }
   for (Conn& c : finished) c.thread.join();  // they are done: joins at once
 }

@@ -60,16 +60,24 @@ Result<bool> SocketStream::WaitReadable(int timeout_ms) {
 }
 
 Status SocketStream::WriteAll(std::span<const std::string_view> parts) {
-  std::vector<iovec> iov;
-  iov.reserve(parts.size());
+  // A frame is one to three parts: no allocation for the iovecs then.
+  constexpr size_t kInline = 8;
+  iovec inline_iov[kInline];
+  std::vector<iovec> heap_iov;
+  iovec* iov = inline_iov;
+  if (parts.size() > kInline) {
+    heap_iov.resize(parts.size());
+    iov = heap_iov.data();
+  }
+  size_t count = 0;
   for (std::string_view p : parts) {
-    if (!p.empty()) iov.push_back({const_cast<char*>(p.data()), p.size()});
+    if (!p.empty()) iov[count++] = {const_cast<char*>(p.data()), p.size()};
   }
   size_t first = 0;
-  while (first < iov.size()) {
+  while (first < count) {
     msghdr msg{};
-    msg.msg_iov = iov.data() + first;
-    msg.msg_iovlen = std::min<size_t>(iov.size() - first, IOV_MAX);
+    msg.msg_iov = iov + first;
+    msg.msg_iovlen = std::min<size_t>(count - first, IOV_MAX);
     const ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
     if (n < 0) {
       const int err = errno;
@@ -78,7 +86,7 @@ Status SocketStream::WriteAll(std::span<const std::string_view> parts) {
     }
     // Skip what was written; a short write resumes mid-iovec.
     auto left = static_cast<size_t>(n);
-    while (first < iov.size() && left >= iov[first].iov_len) {
+    while (first < count && left >= iov[first].iov_len) {
       left -= iov[first].iov_len;
       ++first;
     }
@@ -92,7 +100,9 @@ Status SocketStream::WriteAll(std::span<const std::string_view> parts) {
 
 void SocketStream::Shutdown() {
   // shutdown() (not close()) so the descriptor stays valid for a reader in another thread: its
-  // recv() returns 0. ENOTCONN (already shut down by the peer) is expected.
+  // recv() returns 0. ENOTCONN (already shut down by the peer) is expected. Only the first call
+  // does it: a connection's end reaches here from several layers.
+  if (shut_down_.exchange(true)) return;
   (void)::shutdown(fd_.get(), SHUT_RDWR);
 }
 

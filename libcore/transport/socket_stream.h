@@ -3,6 +3,7 @@
 // A Stream over a connected socket (TCP or Unix). TCP sockets get TCP_NODELAY, and each
 // WriteAll() is one writev() where the kernel takes it all, so a frame leaves in one segment.
 
+#include <atomic>
 #include <string>
 
 #include "libcore/base/unique_fd.h"
@@ -29,6 +30,7 @@ class SocketStream : public Stream {
 
   UniqueFd fd_;
   std::string peer_name_;
+  std::atomic<bool> shut_down_{false};
 };
 
 }  // namespace core::transport

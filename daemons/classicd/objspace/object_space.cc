@@ -291,7 +291,7 @@ bool ClassicObjectSpace::Box(PyObject* o, brine::Value* out, std::vector<IdKey>*
   brine::Value v;
   switch (ToValue(o, &v)) {
     case Dump::kOk:
-      *out = brine::MakeTuple({brine::Int(core::protocol::kLabelValue), std::move(v)});
+      *out = brine::TupleOf(brine::Int(core::protocol::kLabelValue), std::move(v));
       return true;
     case Dump::kError:
       return false;
@@ -311,7 +311,7 @@ bool ClassicObjectSpace::Box(PyObject* o, brine::Value* out, std::vector<IdKey>*
       if (!Box(PyTuple_GET_ITEM(o, i), &item, added, depth + 1)) return false;
       items.items.push_back(std::move(item));
     }
-    *out = brine::MakeTuple({brine::Int(core::protocol::kLabelTuple), std::move(items)});
+    *out = brine::TupleOf(brine::Int(core::protocol::kLabelTuple), std::move(items));
     return true;
   }
   if (IsOurNetref(o)) {
@@ -320,7 +320,7 @@ bool ClassicObjectSpace::Box(PyObject* o, brine::Value* out, std::vector<IdKey>*
       if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "bad proxy id_pack");
       return false;
     }
-    *out = brine::MakeTuple({brine::Int(core::protocol::kLabelLocalRef), std::move(v)});
+    *out = brine::TupleOf(brine::Int(core::protocol::kLabelLocalRef), std::move(v));
     return true;
   }
   IdKey key;
@@ -329,7 +329,7 @@ bool ClassicObjectSpace::Box(PyObject* o, brine::Value* out, std::vector<IdKey>*
   if (inserted) it->second.obj = PyRef::Borrow(o);
   it->second.refs += 1;
   added->push_back(key);
-  *out = brine::MakeTuple({brine::Int(core::protocol::kLabelRemoteRef), KeyToValue(key)});
+  *out = brine::TupleOf(brine::Int(core::protocol::kLabelRemoteRef), KeyToValue(key));
   return true;
 }
 
