@@ -131,6 +131,40 @@ Result<EndReason> Connection::Serve() {
   return result;
 }
 
+Result<std::optional<EndReason>> Connection::ServeAvailable() {
+  if (space_ == nullptr) {
+    return Fail(Error::Usage("Connection::ServeAvailable without an object space"));
+  }
+  reader_thread_ = std::this_thread::get_id();
+  std::optional<Result<EndReason>> end;
+  while (!end) {
+    if (ended_) {
+      end = *ended_;
+      break;
+    }
+    auto msg = ReadMessage(0);
+    if (!msg) {
+      end = ended_ ? Result<EndReason>(*ended_) : Result<EndReason>(Fail(msg.error()));
+      break;
+    }
+    if (!*msg) break;  // nothing more for now
+    if ((*msg)->type == MsgType::kRequest) {
+      if (auto st = Dispatch(std::move(**msg)); !st) {
+        end = ended_ ? Result<EndReason>(*ended_) : Result<EndReason>(Fail(st.error()));
+      }
+    } else {
+      Outcome ignored;
+      AcceptReply(std::move(**msg), /*awaited_seq=*/UINT64_MAX, &ignored);
+    }
+  }
+  reader_thread_ = std::thread::id();
+  if (!end) return std::optional<EndReason>();
+  stream_.Shutdown();
+  EndForeignCalls();
+  if (!*end) return Fail(end->error());
+  return std::optional<EndReason>(**end);
+}
+
 Error Connection::Expired(Handler h, int timeout_ms) const {
   // "result expired" is what rpyc says; the object space raises TimeoutError for kLimit.
   return Error::Limit("result expired: no reply from " + peer_name_ + " to " + HandlerName(h) +

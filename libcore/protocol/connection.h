@@ -65,6 +65,12 @@ class Connection final : public Peer {
   // ended by EOF); its message names the peer. Either way the stream is shut down on return.
   Result<EndReason> Serve();
 
+  // For event-driven servers (threadpool mode): serves, on the calling thread, what can be read
+  // without waiting, then returns nullopt (call again once the stream is readable), or the end, as
+  // Serve() reports it (the stream is then shut down). Successive calls may come from different
+  // threads, never two at once.
+  Result<std::optional<EndReason>> ServeAvailable();
+
   // Peer interface.
   // Any thread (see above). A timeout fails with Error::Code::kLimit ("result expired"), and a late
   // reply is dropped; a broken or closed connection fails with kIo / kProtocol / kClosed.
