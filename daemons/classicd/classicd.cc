@@ -60,6 +60,17 @@ using core::log::Level;
 
 std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
 
+// The stop signals stay with the loop thread (Python threads inherit this mask too).
+void BlockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGCHLD);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
 // Closes the connection when the client sends nothing for `idle_ms` while the server waits.
 class IdleLimitedStream final : public core::transport::Stream {
  public:
@@ -230,10 +241,12 @@ class ClassicService final : public core::daemon::Service {
     std::unique_ptr<core::protocol::ObjectSpace> space;
     std::unique_ptr<core::daemon::IoWatch> watch;  // loop thread only
     bool armed = false;                            // loop thread only: waiting for input
+    UniqueFd handshake_fd;  // guarded by mu: a dup of the socket while its TLS handshake runs
   };
   std::unique_ptr<WorkerPool> pool_;
   std::map<uint64_t, std::shared_ptr<PoolConn>> pool_conns_;
   std::vector<std::pair<uint64_t, bool>> pool_events_;  // guarded by mu_: (id, ended)
+  int handshakes_ = 0;  // guarded by mu_: TLS handshake threads of threadpool mode still running
 
   // Children (forking).
   std::map<pid_t, PeerInfo> children_;
@@ -525,14 +538,7 @@ void ClassicService::SpawnThread(std::function<std::unique_ptr<core::transport::
   Conn& c = conns_.emplace_back();
   c.raw_fd = raw_fd;
   c.thread = std::thread([this, &c, open = std::move(open), peer = std::move(peer), id] {
-    // The stop signals stay with the loop thread (Python threads inherit this mask too).
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGCHLD);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    BlockStopSignals();
     try {
       auto stream = open();
       if (stream) Serve(*stream, peer, id);
@@ -576,6 +582,8 @@ void ClassicService::Serve(core::transport::Stream& raw_stream, const PeerInfo& 
   try {  // the connection's top level: nothing below may take the daemon down
     core::protocol::ConnectionOptions copts;
     copts.frame_limits.max_frame_size = static_cast<size_t>(o_.max_frame_size);
+    // The limit holds after inflating too, or a zlib bomb still costs 64 MiB per connection.
+    copts.frame_limits.max_decompressed_size = copts.frame_limits.max_frame_size;
     core::protocol::Connection conn(*stream, copts);
     auto space = objspace::MakeClassicObjectSpace(*interpreter_, conn);
     conn.set_object_space(space.get());
@@ -700,8 +708,8 @@ void ClassicService::PoolAccept(UniqueFd fd, PeerInfo peer) {
   pc->raw_fd = fd.get();
   pool_conns_[pc->id] = pc;
   auto shared_fd = std::make_shared<UniqueFd>(std::move(fd));
-  // The TLS handshake and the object space are made on a worker, not on the loop.
-  pool_->Submit([this, pc, shared_fd] {
+  // The TLS handshake and the object space are made off the loop.
+  auto setup = [this, pc, shared_fd] {
     try {
       auto stream = OpenSocket(std::move(*shared_fd), pc->peer, pc->id);
       if (!stream) {
@@ -711,6 +719,7 @@ void ClassicService::PoolAccept(UniqueFd fd, PeerInfo peer) {
       }
       core::protocol::ConnectionOptions copts;
       copts.frame_limits.max_frame_size = static_cast<size_t>(o_.max_frame_size);
+      copts.frame_limits.max_decompressed_size = copts.frame_limits.max_frame_size;
       std::lock_guard<std::mutex> lock(pc->mu);
       pc->stream = std::move(stream);
       pc->conn = std::make_unique<core::protocol::Connection>(*pc->stream, copts);
@@ -725,7 +734,31 @@ void ClassicService::PoolAccept(UniqueFd fd, PeerInfo peer) {
     }
     LogConn(Level::info, pc->peer, pc->id, "welcome {}", pc->peer.repr);
     PoolPost(pc->id, false);
-  });
+  };
+  if (!tls()) {
+    pool_->Submit(std::move(setup));
+    return;
+  }
+  // A TLS handshake waits on the peer for up to tls_handshake_timeout: on a worker, --threads
+  // silent or slow peers would stall every other client (slowloris). It gets a thread of its
+  // own; the connection joins the pool once it is established.
+  // Shutdown() ends it through a dup of the socket (the original's number may be reused).
+  pc->handshake_fd = UniqueFd(::fcntl(pc->raw_fd, F_DUPFD_CLOEXEC, 3));
+  std::lock_guard<std::mutex> lock(mu_);
+  ++handshakes_;
+  std::thread([this, pc, setup = std::move(setup)] {
+    BlockStopSignals();
+    setup();
+    {
+      std::lock_guard<std::mutex> conn_lock(pc->mu);
+      pc->handshake_fd.Reset();
+    }
+    {
+      std::lock_guard<std::mutex> done(mu_);
+      --handshakes_;
+    }
+    cv_.notify_all();
+  }).detach();
 }
 
 void ClassicService::PoolArm(const std::shared_ptr<PoolConn>& pc) {
@@ -839,6 +872,7 @@ void ClassicService::Shutdown() {
   for (auto& [id, pc] : pool_conns_) {
     {
       std::lock_guard<std::mutex> conn_lock(pc->mu);
+      if (pc->handshake_fd) (void)::shutdown(pc->handshake_fd.get(), SHUT_RDWR);
       if (pc->stream) pc->stream->Shutdown();
     }
     if (pc->armed) {
@@ -877,9 +911,10 @@ ClassicService::~ClassicService() {
       for (const Conn& c : conns_) {
         if (!c.done) return false;
       }
-      return true;
+      return handshakes_ == 0;
     });
     for (const Conn& c : conns_) stuck += c.done ? 0 : 1;
+    stuck += static_cast<size_t>(handshakes_);
   }
   if (stuck > 0) {
     // Threads still running user code cannot be joined, and the interpreter cannot be

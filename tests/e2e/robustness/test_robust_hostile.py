@@ -1,0 +1,230 @@
+"""Hostile input: a table-driven corpus of raw frames in both wire generations.
+
+Each entry is sent on its own raw connection (after a GETROOT, so it can use the real root
+id_pack) and has one expected outcome:
+  close      the daemon closes that connection, with an ERROR line naming the peer;
+  exception  an exception reply of the named type, and the connection keeps working;
+  reply      a normal reply, and the connection keeps working;
+  ignored    no answer, and the connection keeps working.
+A real rpyc client is connected to the same daemon through the whole module and must never fail
+or stall; the daemon must never crash.
+"""
+
+import functools
+import socket
+import struct
+import sys
+import time
+import zlib
+
+import pytest
+
+from robust_support import (CALL, DEL, Daemon, EXCEPTION, GETATTR, GETROOT, INSPECT, PING, REPLY,
+                            REQUEST, RawPeer, Watcher, b_bytes, b_int, b_none, b_str, b_tuple,
+                            boxed_tuple, by_value, end_lines, frame, local_ref, long_only, message,
+                            native_only, other_gen, request, rss_kb)
+
+pytestmark = native_only
+
+sys.set_int_max_str_digits(0)  # replies may carry ints of any length (PROTOCOL.md §1.1)
+
+MAX_FRAME = 1 << 20  # the daemons below run with --max-frame-size 1 MiB
+
+
+def idp(root):
+    """The brine of an id_pack tuple."""
+    name, cls, inst = root
+    return b_tuple(b_str(name), b_int(cls), b_int(inst))
+
+
+@functools.lru_cache(maxsize=None)
+def zlib_bomb():
+    """64 MiB of zeros in about 64 kB: inflates far past --max-frame-size."""
+    return zlib.compress(b"\x00" * (64 << 20), 9)
+
+
+def nested(depth, leaf=b"\x00"):
+    return b"\x10" * depth + leaf
+
+
+# name -> (builder(gen, root) -> bytes, outcome, detail). `detail` is the exception's type name,
+# or a piece of the close line. A builder returning (bytes, "eof") also half-closes the socket.
+CORPUS = {
+    # --- framing ---------------------------------------------------------------------------------
+    "truncated_header": (lambda g, r: (b"\x00\x00\x00", "eof"), "close", "stream ended inside a frame"),
+    "truncated_payload": (lambda g, r: (struct.pack("!LB", 50, 0) + b"\x12\x51", "eof"), "close",
+                          "stream ended inside a frame"),
+    "length_just_past_limit": (lambda g, r: struct.pack("!LB", MAX_FRAME + 1, 0) + b"x" * 64,
+                               "close", "exceeds the limit of 1048576 bytes"),
+    "length_4gib": (lambda g, r: struct.pack("!LB", 0xFFFFFFFF, 0), "close", "exceeds the limit of 1048576 bytes"),
+    "empty_frames": (lambda g, r: frame(b"") * 1000, "ignored", None),
+    "zlib_bomb": (lambda g, r: frame(zlib_bomb(), flag=1), "close", "decompressed payload exceeds the limit of 1048576"),
+    "zlib_garbage": (lambda g, r: frame(b"\x78\x9c" + b"\xff" * 40, flag=1), "close", ""),
+    "zlib_raw_deflate": (lambda g, r: frame(zlib.compress(request(g, 1, PING, by_value(b"\x02")))[2:-4], flag=1),
+                         "close", ""),
+    # --- brine bombs -----------------------------------------------------------------------------
+    "nesting_bomb_in_args": (lambda g, r: frame(request(g, 1, PING, by_value(nested(200000)))),
+                             "close", ""),
+    "nesting_bomb_as_message": (lambda g, r: frame(b"\x12\x51\x51" + nested(200000)), "close", ""),
+    "tuple_count_4g_no_items": (lambda g, r: frame(request(g, 1, PING, by_value(b"\x15\xff\xff\xff\xff"))),
+                                "close", ""),
+    "bytes_len_4g": (lambda g, r: frame(request(g, 1, PING, by_value(b"\x0f\xff\xff\xff\xff" + b"a"))),
+                     "close", ""),
+    "int_of_100k_digits": (lambda g, r: frame(request(g, 1, PING, by_value(b_tuple(
+        b"\x17" + struct.pack("!L", 100000) + b"7" * 100000)))), "reply", None),
+    "unknown_brine_tag": (lambda g, r: frame(request(g, 1, PING, by_value(b_tuple(b"\x07")))), "close", ""),
+    "invalid_utf8_str": (lambda g, r: frame(request(g, 1, GETATTR, boxed_tuple(
+        local_ref(idp(r)), by_value(b"\x08\x0c\xff\xfe\xfd")))), "close", ""),
+    # --- message shapes --------------------------------------------------------------------------
+    "unknown_message_type": (lambda g, r: frame(message(g, 9, 1, b_none())), "close", ""),
+    "five_x_as_4_tuple": (lambda g, r: frame(b"\x13\x51\x51" + b_tuple(b_int(PING), by_value(b"\x02")) + b"\x00"),
+                          "close", ""),
+    "request_args_not_a_tuple": (lambda g, r: frame(message(g, REQUEST, 1, b_int(5))), "exception", "TypeError"),
+    "request_args_3_tuple": (lambda g, r: frame(message(g, REQUEST, 1, b_tuple(b_int(PING), by_value(b"\x02"), b_none()))),
+                             "exception", "TypeError"),
+    "handler_is_a_str": (lambda g, r: frame(message(g, REQUEST, 1, b_tuple(b_str("PING"), by_value(b"\x02")))),
+                         "exception", "KeyError"),
+    "seq_is_a_str": (lambda g, r: frame(message(g, REQUEST, 0, b"")[:2] + b_str("x") +
+                                        b_tuple(b_int(PING), by_value(b"\x02"))), "close", ""),
+    "seq_negative": (lambda g, r: frame(request(g, -5, PING, by_value(b_tuple(b_str("neg"))))), "close", "negative seq -5"),
+    "seq_huge": (lambda g, r: frame(request(g, 2 ** 100, PING, by_value(b_tuple(b_str("big"))))), "close", "does not fit 64 bits"),
+    "boxed_value_not_a_pair": (lambda g, r: frame(request(g, 1, PING, b_tuple(b_int(1)))), "exception", None),
+    "args_box_not_a_tuple": (lambda g, r: frame(request(g, 1, GETATTR, by_value(b_int(3)))), "exception", None),
+    "unknown_handler": (lambda g, r: frame(request(g, 1, 99, by_value(b"\x02"))), "exception", "KeyError"),
+    "handler_zero": (lambda g, r: frame(request(g, 1, 0, by_value(b"\x02"))), "exception", "KeyError"),
+    "wrong_arity": (lambda g, r: frame(request(g, 1, GETATTR, by_value(b_tuple(b_int(1))))),
+                    "exception", "TypeError"),
+    "unknown_label": (lambda g, r: frame(request(g, 1, GETATTR, boxed_tuple(
+        b_tuple(b_int(9), idp(r)), by_value(b_str("x"))))), "exception", "ValueError"),
+    "reply_nobody_asked_for": (lambda g, r: frame(message(g, REPLY, 77, by_value(b_none()))), "ignored", None),
+    "exception_nobody_asked_for": (lambda g, r: frame(message(g, EXCEPTION, 78, b_int(1))), "ignored", None),
+    # --- object ids ------------------------------------------------------------------------------
+    "id_never_lent": (lambda g, r: frame(request(g, 1, GETATTR, boxed_tuple(
+        local_ref(idp(("builtins.list", 12345, 67890))), by_value(b_str("append"))))), "exception", "KeyError"),
+    "root_name_wrong_ids_right": (lambda g, r: frame(request(g, 1, GETATTR, boxed_tuple(
+        local_ref(idp(("builtins.list", r[1], r[2]))), by_value(b_str("append"))))), "exception", "KeyError"),
+    "id_pack_wrong_shape": (lambda g, r: frame(request(g, 1, GETATTR, boxed_tuple(
+        local_ref(b_tuple(b_str("x"), b_int(1))), by_value(b_str("a"))))), "exception", None),
+    "call_on_id_never_lent": (lambda g, r: frame(request(g, 1, CALL, boxed_tuple(
+        local_ref(idp(("builtins.function", 1, 2))), by_value(b"\x02"), by_value(b"\x02")))),
+        "exception", "KeyError"),
+    "inspect_id_never_lent": (lambda g, r: frame(request(g, 1, INSPECT, by_value(b_tuple(
+        idp(("x.Y", 5, 6)))))), "exception", "KeyError"),
+    "del_id_never_lent": (lambda g, r: frame(request(g, 1, DEL, boxed_tuple(
+        local_ref(idp(("builtins.list", 5, 6))), by_value(b_int(1))))), "exception", "KeyError"),
+    "del_underflow_root": (lambda g, r: frame(request(g, 1, DEL, boxed_tuple(
+        local_ref(idp(r)), by_value(b_int(1000))))), "reply", None),
+    "del_negative_count": (lambda g, r: frame(request(g, 1, DEL, boxed_tuple(
+        local_ref(idp(r)), by_value(b_int(-1000))))), "reply", None),
+    "del_count_is_a_str": (lambda g, r: frame(request(g, 1, DEL, boxed_tuple(
+        local_ref(idp(r)), by_value(b_str("many"))))), "exception", None),
+}
+
+MODES = ["threaded", "threadpool", pytest.param("forking", marks=long_only)]
+
+
+@pytest.fixture(scope="module", params=MODES)
+def target(request, tmp_path_factory):
+    """(daemon, watcher): a daemon and a real client using it all through the module."""
+    gen = other_gen()
+    d = Daemon(tmp_path_factory.mktemp("hostile"),
+               extra_args=["-m", request.param, "--max-frame-size", str(MAX_FRAME)])
+    w = Watcher(gen, d.port)
+    yield d, w
+    assert d.proc.poll() is None, f"the daemon died:\n{d.log()[-5000:]}"
+    w.finish()
+    assert d.stop() == 0
+
+
+def get_root(peer, gen):
+    peer.send(frame(request(gen, 0, GETROOT, by_value(b"\x02"))))
+    msg = peer.reply(gen)
+    assert msg is not None and msg[0] == REPLY and msg[1] == 0, msg
+    label, id_pack = msg[2]
+    assert label == 4, msg
+    return id_pack
+
+
+def still_alive(peer, gen, seq=500):
+    """A PING on the connection gets its echo (skipping replies to what was sent before)."""
+    peer.send(frame(request(gen, seq, PING, by_value(b_tuple(b_str("alive?"))))))
+    while True:
+        msg = peer.reply(gen)
+        if msg is None:
+            return False
+        if msg[1] == seq:
+            return msg[0] == REPLY and msg[2] == (1, "alive?")
+
+
+def exc_name(args):
+    return args[0][1] if isinstance(args, tuple) and args and isinstance(args[0], tuple) else None
+
+
+@pytest.mark.parametrize("gen", ["rpyc5", "rpyc6"])
+@pytest.mark.parametrize("entry", sorted(CORPUS))
+def test_hostile_corpus(target, entry, gen):
+    d, _ = target
+    build, outcome, detail = CORPUS[entry]
+    peer = RawPeer(d.port)
+    try:
+        root = get_root(peer, gen)
+        data = build(gen, tuple(root))
+        eof = isinstance(data, tuple)
+        if eof:
+            data = data[0]
+        try:
+            peer.send(data)
+        except (BrokenPipeError, ConnectionResetError):
+            assert outcome == "close", "the daemon closed while reading"
+        if eof:
+            peer.sock.shutdown(socket.SHUT_WR)
+        if outcome == "close":
+            assert peer.closed(timeout=10), "the daemon kept the connection open"
+            d.wait_for_log(f"goodbye ('127.0.0.1', {peer.port})")
+            ends = end_lines(d.log(), peer.port)
+            assert len(ends) == 1, ends
+            assert "ERROR" in ends[0] and f"peer 127.0.0.1:{peer.port}" in ends[0], ends
+            if detail:
+                assert detail in ends[0], ends
+            return
+        if outcome in ("exception", "reply"):
+            peer.sock.settimeout(10)
+            msg = peer.reply(gen)
+            assert msg is not None, f"closed instead of a{'n' if outcome[0] == 'e' else ''} {outcome}"
+            if outcome == "exception":
+                assert msg[0] == EXCEPTION, msg
+                if detail:
+                    assert exc_name(msg[2]) == detail, msg
+            else:
+                assert msg[0] == REPLY, msg
+        assert still_alive(peer, gen), "the connection did not survive"
+        if entry == "del_underflow_root":
+            # The root was released by the excess DEL; asking for it again gives a fresh one.
+            assert get_root(peer, gen)
+    finally:
+        peer.close()
+
+
+def test_ten_thousand_pipelined_requests_without_reading_replies(target):
+    """The daemon may block on send; it must not buffer replies without bound. The client then
+    closes; the watcher (another client) is unaffected."""
+    d, _ = target
+    gen = "rpyc5"
+    before = rss_kb(d.pid)
+    peer = RawPeer(d.port)
+    payload = b"p" * 8000
+    reqs = [frame(request(gen, i, PING, by_value(b_tuple(b_bytes(payload))))) for i in range(10000)]
+    peer.sock.settimeout(2)
+    sent = 0
+    try:
+        for r in reqs:  # ~80 MB of requests, as many replies: far beyond the socket buffers
+            peer.sock.sendall(r)
+            sent += 1
+    except socket.timeout:
+        pass  # the daemon stopped reading: it is blocked sending replies we do not read
+    time.sleep(0.5)
+    grown = rss_kb(d.pid) - before
+    assert grown < 64 * 1024, f"RSS grew by {grown} kB with {sent} requests pipelined"
+    peer.close()
+    d.wait_for_log(f"goodbye ('127.0.0.1', {peer.port})")
+    assert d.proc.poll() is None

@@ -1,0 +1,136 @@
+"""Slowloris: 200 connections that send nothing or one byte a second, with and without TLS, in
+threaded and threadpool modes. A well-behaved real client still connects and is served promptly;
+the TLS handshake timeout and the idle timeout close them; the per-peer limit holds.
+
+The slow connections come from 127.0.0.2 (any 127/8 address is loopback on Linux) so that the
+per-peer limit applies to them and not to the well-behaved client on 127.0.0.1.
+"""
+
+import re
+import socket
+import threading
+import time
+
+import pytest
+
+from robust_support import (Daemon, LONG, client_hello, native_only, other_gen, popen_client,
+                            ssl_connect_expr, thread_count, tls_args, wait_for)
+
+pytestmark = native_only
+
+SLOW = 200 if not LONG else 600
+PER_PEER = SLOW * 3 // 4  # a quarter of the slow connections are refused
+TIMEOUT = 2  # --idle-timeout and --tls-handshake-timeout, seconds
+POOL_THREADS = 1 + 8 + 1  # the loop, --threads workers, the registrar/log spare
+PROMPT = 2.0  # seconds the well-behaved client may take to connect and get an answer
+
+GOOD = """
+port = {port}
+t0 = time.monotonic()
+c = {connect}
+assert c.eval("6*7") == 42
+print("TOOK", time.monotonic() - t0, flush=True)
+c.close()
+"""
+
+
+class Slowloris:
+    """SLOW connections from 127.0.0.2: half silent, half trickling one byte a second."""
+
+    def __init__(self, port, tls):
+        self.socks = []
+        for i in range(SLOW):
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))
+            s.settimeout(5)
+            s.connect(("127.0.0.1", port))
+            self.socks.append(s)
+        self.silent = self.socks[::2]
+        self.trickling = self.socks[1::2]
+        # What trickles: a ClientHello, or a frame header announcing a payload that never ends.
+        self.data = client_hello() if tls else b"\x00\x00\x10\x00\x00" + b"\x12" * 4096
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.trickle, daemon=True)
+        self.thread.start()
+
+    def trickle(self):
+        i = 0
+        while not self.stop.wait(1.0):
+            for s in self.trickling:
+                try:
+                    s.send(self.data[i:i + 1])
+                except OSError:
+                    pass
+            i += 1
+
+    def closed_by_server(self, socks):
+        """How many of `socks` the server has closed (EOF or reset)."""
+        n = 0
+        for s in socks:
+            s.setblocking(False)
+            try:
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        n += 1
+                        break
+            except BlockingIOError:
+                pass
+            except OSError:
+                n += 1
+        return n
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        for s in self.socks:
+            s.close()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+@pytest.mark.parametrize("mode", ["threaded", "threadpool"])
+def test_slowloris_does_not_starve_a_real_client(tmp_path, certs, mode, tls):
+    args = ["-m", mode, "--idle-timeout", str(TIMEOUT), "--tls-handshake-timeout", str(TIMEOUT),
+            "--max-connections-per-peer", str(PER_PEER)]
+    d = Daemon(tmp_path, extra_args=args + (tls_args(certs) if tls else []))
+    connect = ssl_connect_expr(certs) if tls else 'rpyc.classic.connect("127.0.0.1", port)'
+    slow = None
+    try:
+        t_open = time.monotonic()
+        slow = Slowloris(d.port, tls)
+        # While all of them are open (well within the timeouts), a real client is served promptly.
+        good = popen_client("rpyc5", GOOD, port=d.port, connect=connect)
+        out, err = good.communicate(timeout=60)
+        assert good.returncode == 0, (out, err, d.log()[-3000:])
+        took = float(re.search(r"TOOK ([\d.]+)", out).group(1))
+        assert time.monotonic() - t_open < TIMEOUT, "too slow to test within the timeouts"
+        assert took < PROMPT, f"the well-behaved client took {took:.2f} s"
+        if mode == "threadpool" and not tls:  # (a TLS handshake has a thread of its own)
+            assert thread_count(d.pid) <= POOL_THREADS, "idle connections hold threads"
+        refused = d.log().count("(max_connections_per_peer)")
+        assert refused == SLOW - PER_PEER, refused
+        # The timeouts close the rest: a silent connection at the idle (or handshake) timeout; a
+        # trickling one at the handshake timeout. Without TLS a byte a second is not idle: those
+        # stay open, held to the per-peer limit.
+        wait_for(lambda: slow.closed_by_server(slow.silent) == len(slow.silent), TIMEOUT + 5,
+                 "silent connections closed")
+        if tls:
+            wait_for(lambda: slow.closed_by_server(slow.trickling) == len(slow.trickling),
+                     TIMEOUT + 5, "trickling handshakes closed")
+            fails = [l for l in d.log().splitlines() if "TLS handshake with 127.0.0.2:" in l]
+            assert sum("timed out after" in l for l in fails) == PER_PEER, fails[:5]
+            assert "welcome ('127.0.0.2'" not in d.log(), "a slow peer was served"
+        else:
+            idle = [l for l in d.log().splitlines() if "idle timeout" in l and "127.0.0.2" in l]
+            assert len(idle) >= PER_PEER // 2 - 1, len(idle)
+            assert slow.closed_by_server(slow.trickling) <= SLOW - PER_PEER  # only the refused
+        if mode == "threadpool":
+            wait_for(lambda: thread_count(d.pid) <= POOL_THREADS, 5, "only the pool's threads")
+        # And again, with the slow ones gone or still trickling.
+        good = popen_client(other_gen(), GOOD, port=d.port, connect=connect)
+        out, err = good.communicate(timeout=60)
+        assert good.returncode == 0, (out, err)
+    finally:
+        if slow:
+            slow.close()
+        assert d.stop() == 0
