@@ -709,7 +709,7 @@ void ClassicService::PoolAccept(UniqueFd fd, PeerInfo peer) {
   pool_conns_[pc->id] = pc;
   auto shared_fd = std::make_shared<UniqueFd>(std::move(fd));
   // The TLS handshake and the object space are made off the loop.
-  auto setup = [this, pc, shared_fd] {
+  std::function<void()> setup = [this, pc, shared_fd] {
     try {
       auto stream = OpenSocket(std::move(*shared_fd), pc->peer, pc->id);
       if (!stream) {
@@ -746,17 +746,18 @@ void ClassicService::PoolAccept(UniqueFd fd, PeerInfo peer) {
   pc->handshake_fd = UniqueFd(::fcntl(pc->raw_fd, F_DUPFD_CLOEXEC, 3));
   std::lock_guard<std::mutex> lock(mu_);
   ++handshakes_;
-  std::thread([this, pc, setup = std::move(setup)] {
+  std::thread([this, pc, setup = std::move(setup)]() mutable {
     BlockStopSignals();
     setup();
     {
       std::lock_guard<std::mutex> conn_lock(pc->mu);
       pc->handshake_fd.Reset();
     }
-    {
-      std::lock_guard<std::mutex> done(mu_);
-      --handshakes_;
-    }
+    // Nothing of the connection may outlive the count: the destructor goes on at zero.
+    setup = nullptr;
+    pc.reset();
+    std::lock_guard<std::mutex> done(mu_);
+    --handshakes_;
     cv_.notify_all();
   }).detach();
 }
