@@ -17,11 +17,13 @@
 //   inside a handler, and nested calls on the serving thread work the same way.
 // - ServeAvailable() (threadpool mode) is called by one pool thread at a time. It takes the role
 //   (when a Call() holds it, that caller is reading this very input: the pool thread sleeps until
-//   the caller has read its next message) and serves what can be read without waiting. The rule
-//   that keeps pool and callers from racing: frames already in the buffer are served by whoever
-//   reads next, and when a Call() returns while no Serve()/ServeAvailable() runs and nobody else
-//   waits to read, it first serves the complete frames left in the buffer (read together with its
-//   reply): the stream may not become readable again for them.
+//   the caller has read its next message) and serves what can be read without waiting; it never
+//   reads beside a caller. The rule that keeps pool and callers from racing: frames already in
+//   the buffer are served by whoever reads next, and once ServeAvailable() has been used, a Call()
+//   that returns while no ServeAvailable() runs and nobody else waits to read first serves the
+//   complete frames left in the buffer (read together with its reply): the stream may not become
+//   readable again for them, so the pool would not come. A caller may thus keep a pool thread
+//   waiting as long as its own read of one message takes (bounded by its timeout).
 // Shutdown(), CLOSE, EOF or a failure wake every waiting Call(); it fails with kClosed (or the
 // failure). Notify() and Shutdown() may come from any thread. No Python here: the object space
 // takes its interpreter lock inside Handle() and releases it around Call().
