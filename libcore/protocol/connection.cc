@@ -88,46 +88,121 @@ Generation Connection::generation() const {
 void Connection::Shutdown() {
   shutdown_ = true;
   stream_.Shutdown();
+  std::lock_guard<std::mutex> lock(mu_);
+  cv_.notify_all();  // a Call() sleeping while nobody reads sees the shutdown
+}
+
+void Connection::SetEnded(EndReason r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!ended_) ended_ = r;
+  cv_.notify_all();
 }
 
 Error Connection::Fatal(Error e) {
-  if (!failed_) failed_ = e;
   broken_ = true;
   stream_.Shutdown();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!failed_) failed_ = e;
+  cv_.notify_all();
   return e;
+}
+
+std::optional<Error> Connection::EndErrorLocked() const {
+  if (failed_) return *failed_;
+  if (ended_) {
+    return Error::Closed("connection to " + peer_name_ + " " + EndReasonName(*ended_) +
+                         " while waiting for a reply");
+  }
+  if (shutdown_) return Error::Closed("connection to " + peer_name_ + " shut down");
+  return std::nullopt;
+}
+
+void Connection::ReleaseRoleLocked() {
+  reading_ = false;
+  if (waiting_ > 0) cv_.notify_all();
+}
+
+void Connection::DeliverLocked(Message m) {
+  if (auto it = pending_.find(m.seq); it != pending_.end()) {
+    *it->second = m.type == MsgType::kReply ? Outcome::Reply(std::move(m.args))
+                                            : Outcome::Exception(std::move(m.args));
+    if (waiting_ > 0) cv_.notify_all();
+    return;
+  }
+  notified_.erase(m.seq);  // a Notify()'s reply, or one nobody waits for any more: dropped
+}
+
+Connection::Step Connection::ReadStep(std::unique_lock<std::mutex>& lock,
+                                      std::optional<int> timeout_ms, bool buffered_only) {
+  lock.unlock();
+  auto msg = ReadMessage(timeout_ms, buffered_only);
+  lock.lock();
+  if (!msg) {
+    // NextPayload()/ReadMessage() recorded the end or the failure; make sure of it.
+    if (!ended_ && !failed_) failed_ = msg.error();
+    ReleaseRoleLocked();
+    cv_.notify_all();
+    return Step::kEnded;
+  }
+  if (!*msg) {
+    ReleaseRoleLocked();
+    return Step::kIdle;
+  }
+  if ((*msg)->type != MsgType::kRequest) {
+    DeliverLocked(std::move(**msg));
+    ReleaseRoleLocked();
+    return Step::kDone;
+  }
+  ReleaseRoleLocked();
+  lock.unlock();
+  Status st = Dispatch(std::move(**msg));
+  lock.lock();
+  if (!st && !ended_ && !failed_) {
+    // The reply could not be sent: the stream is shut down, the connection is over.
+    if (shutdown_) {
+      ended_ = EndReason::kShutdown;
+    } else {
+      failed_ = st.error();
+    }
+    cv_.notify_all();
+  }
+  return ended_ || failed_ ? Step::kEnded : Step::kDone;
+}
+
+void Connection::ServeStrandedLocked(std::unique_lock<std::mutex>& lock) {
+  while (event_driven_ && serving_ == 0 && waiting_ == 0 && !reading_ && !ended_ && !failed_ &&
+         reader_.buffered() > 0) {
+    reading_ = true;
+    if (ReadStep(lock, 0, /*buffered_only=*/true) != Step::kDone) break;
+  }
 }
 
 Result<EndReason> Connection::Serve() {
   if (space_ == nullptr) return Fail(Error::Usage("Connection::Serve without an object space"));
-  reader_thread_ = std::this_thread::get_id();
+  std::unique_lock<std::mutex> lock(mu_);
+  ++serving_;
   Result<EndReason> result = EndReason::kEof;
   for (;;) {
     if (ended_) {
       result = *ended_;
       break;
     }
-    auto msg = ReadMessage(std::nullopt);
-    if (!msg) {
-      if (ended_) {
-        result = *ended_;
-      } else {
-        result = Fail(msg.error());
-      }
+    if (failed_) {
+      result = Fail(*failed_);
       break;
     }
-    if ((*msg)->type == MsgType::kRequest) {
-      if (auto st = Dispatch(std::move(**msg)); !st) {
-        result = ended_ ? Result<EndReason>(*ended_) : Result<EndReason>(Fail(st.error()));
-        break;
-      }
-    } else {
-      Outcome ignored;
-      AcceptReply(std::move(**msg), /*awaited_seq=*/UINT64_MAX, &ignored);
+    if (reading_) {  // a Call() on another thread reads for now
+      ++waiting_;
+      cv_.wait(lock);
+      --waiting_;
+      continue;
     }
+    reading_ = true;
+    (void)ReadStep(lock, std::nullopt, /*buffered_only=*/false);
   }
+  --serving_;
+  lock.unlock();
   stream_.Shutdown();
-  EndForeignCalls();
-  reader_thread_ = std::thread::id();  // later Call()s read themselves and see the end
   return result;
 }
 
@@ -135,32 +210,32 @@ Result<std::optional<EndReason>> Connection::ServeAvailable() {
   if (space_ == nullptr) {
     return Fail(Error::Usage("Connection::ServeAvailable without an object space"));
   }
-  reader_thread_ = std::this_thread::get_id();
+  std::unique_lock<std::mutex> lock(mu_);
+  ++serving_;
+  event_driven_ = true;
   std::optional<Result<EndReason>> end;
-  while (!end) {
+  for (;;) {
     if (ended_) {
       end = *ended_;
       break;
     }
-    auto msg = ReadMessage(0);
-    if (!msg) {
-      end = ended_ ? Result<EndReason>(*ended_) : Result<EndReason>(Fail(msg.error()));
+    if (failed_) {
+      end = Fail(*failed_);
       break;
     }
-    if (!*msg) break;  // nothing more for now
-    if ((*msg)->type == MsgType::kRequest) {
-      if (auto st = Dispatch(std::move(**msg)); !st) {
-        end = ended_ ? Result<EndReason>(*ended_) : Result<EndReason>(Fail(st.error()));
-      }
-    } else {
-      Outcome ignored;
-      AcceptReply(std::move(**msg), /*awaited_seq=*/UINT64_MAX, &ignored);
+    if (reading_) {  // a Call() on another thread reads what woke us: wait for its message
+      ++waiting_;
+      cv_.wait(lock);
+      --waiting_;
+      continue;
     }
+    reading_ = true;
+    if (ReadStep(lock, 0, /*buffered_only=*/false) == Step::kIdle) break;  // nothing more for now
   }
-  reader_thread_ = std::thread::id();
+  --serving_;
+  lock.unlock();
   if (!end) return std::optional<EndReason>();
   stream_.Shutdown();
-  EndForeignCalls();
   if (!*end) return Fail(end->error());
   return std::optional<EndReason>(**end);
 }
@@ -171,33 +246,23 @@ Error Connection::Expired(Handler h, int timeout_ms) const {
                       " within " + std::to_string(timeout_ms) + " ms");
 }
 
-void Connection::EndForeignCalls() {
-  {
-    std::lock_guard<std::mutex> lock(foreign_mu_);
-    reader_gone_ = true;
-    for (auto& [seq, wait] : foreign_) {
-      wait->error =
-          Error::Closed("connection to " + peer_name_ + " ended while waiting for a reply");
-    }
-  }
-  foreign_cv_.notify_all();
-}
-
-Result<std::optional<std::string_view>> Connection::NextPayload(std::optional<int> timeout_ms) {
+Result<std::optional<std::string_view>> Connection::NextPayload(std::optional<int> timeout_ms,
+                                                                bool buffered_only) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms.value_or(0));
   for (;;) {
     auto next = reader_.NextView();
     if (!next) return Fail(Fatal(next.error().WithContext("peer " + peer_name_)));
     if (*next) return *next;
+    if (buffered_only) return std::optional<std::string_view>();
     if (shutdown_) {
-      ended_ = EndReason::kShutdown;
+      SetEnded(EndReason::kShutdown);
       return Fail(Error::Closed("connection to " + peer_name_ + " shut down"));
     }
     if (timeout_ms) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      auto ready = stream_.WaitReadable(static_cast<int>(std::max<int64_t>(left, 0)));
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      auto ready =
+          stream_.WaitReadable(static_cast<int>(std::max<int64_t>(left.count(), int64_t{0})));
       if (!ready) return Fail(Fatal(ready.error()));
       if (!*ready) return std::optional<std::string_view>();
     }
@@ -205,24 +270,25 @@ Result<std::optional<std::string_view>> Connection::NextPayload(std::optional<in
     if (!n) return Fail(Fatal(n.error()));
     if (*n == 0) {
       if (shutdown_) {
-        ended_ = EndReason::kShutdown;
+        SetEnded(EndReason::kShutdown);
         return Fail(Error::Closed("connection to " + peer_name_ + " shut down"));
       }
       if (auto st = reader_.CheckEof(); !st) {
         return Fail(Fatal(st.error().WithContext("peer " + peer_name_)));
       }
-      ended_ = EndReason::kEof;
+      SetEnded(EndReason::kEof);
       return Fail(Error::Closed("peer " + peer_name_ + " closed the connection"));
     }
     reader_.Commit(*n);
   }
 }
 
-Result<std::optional<Message>> Connection::ReadMessage(std::optional<int> timeout_ms) {
+Result<std::optional<Message>> Connection::ReadMessage(std::optional<int> timeout_ms,
+                                                       bool buffered_only) {
   for (;;) {
-    auto payload = NextPayload(timeout_ms);
+    auto payload = NextPayload(timeout_ms, buffered_only);
     if (!payload) return Fail(payload.error());
-    if (!*payload) return std::optional<Message>();  // timed out
+    if (!*payload) return std::optional<Message>();  // timed out, or nothing buffered
     if ((*payload)->empty()) continue;               // Python peers ignore empty frames too
     if (!generation_known()) {
       auto gen = DetectGeneration(**payload);
@@ -342,7 +408,7 @@ Status Connection::Dispatch(Message request) {
                             "CLOSE with arguments " + Shorten(parsed->boxed_args->Repr(), 200))));
       }
       // As the reference: tear down at once, no reply (the 6.x client waits for reply or EOF).
-      ended_ = EndReason::kClose;
+      SetEnded(EndReason::kClose);
       stream_.Shutdown();
       return Fail(Error::Closed("peer " + peer_name_ + " sent CLOSE"));
     case Handler::kPing:
@@ -356,141 +422,56 @@ Status Connection::Dispatch(Message request) {
   return reply(space_->Handle(h, *parsed->boxed_args));
 }
 
-bool Connection::AcceptReply(Message m, uint64_t awaited_seq, Outcome* out) {
-  Outcome o = m.type == MsgType::kReply ? Outcome::Reply(std::move(m.args))
-                                        : Outcome::Exception(std::move(m.args));
-  if (m.seq == awaited_seq) {
-    *out = std::move(o);
-    return true;
-  }
-  if (awaited_.count(m.seq) != 0) {
-    completed_[m.seq] = std::move(o);  // for an outer Call() further up this thread's stack
-    return false;
-  }
-  {
-    std::lock_guard<std::mutex> lock(foreign_mu_);
-    if (auto it = foreign_.find(m.seq); it != foreign_.end()) {
-      it->second->outcome = std::move(o);
-      foreign_cv_.notify_all();
-      return false;
-    }
-  }
-  std::lock_guard<std::mutex> lock(notified_mu_);
-  notified_.erase(m.seq);  // a Notify()'s reply, or one we no longer wait for: dropped
-  return false;
-}
-
 Result<Outcome> Connection::Call(Handler h, Value boxed_args, int timeout_ms) {
   if (!generation_known()) {
     return Fail(Error::Usage("connection to " + peer_name_ + ": generation not known yet"));
   }
-  const std::thread::id me = std::this_thread::get_id();
-  std::thread::id reader = reader_thread_.load();
-  if (reader == me) return ReaderCall(h, std::move(boxed_args), timeout_ms, /*outermost=*/false);
-  // Nobody reads (no Serve(), e.g. a client-side engine): this thread reads until its reply.
-  if (reader == std::thread::id() && reader_thread_.compare_exchange_strong(reader, me)) {
-    return ReaderCall(h, std::move(boxed_args), timeout_ms, /*outermost=*/true);
-  }
-  return ForeignCall(h, std::move(boxed_args), timeout_ms);
-}
-
-Result<Outcome> Connection::ForeignCall(Handler h, Value boxed_args, int timeout_ms) {
-  if (shutdown_ || broken_) return Fail(Error::Closed("connection to " + peer_name_ + " closed"));
-  ForeignWait wait;
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
+  std::optional<Outcome> reply;  // filled by whichever thread reads it, under mu_
   const uint64_t seq = next_seq_++;
   {
-    std::lock_guard<std::mutex> lock(foreign_mu_);
-    if (reader_gone_) return Fail(Error::Closed("connection to " + peer_name_ + " closed"));
-    foreign_[seq] = &wait;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto e = EndErrorLocked()) return Fail(std::move(*e));
+    pending_.emplace(seq, &reply);
   }
   Message req;
   req.type = MsgType::kRequest;
   req.seq = seq;
   req.args = MakeRequestArgs(h, std::move(boxed_args));
   Status sent = Send(req);
-  std::unique_lock<std::mutex> lock(foreign_mu_);
-  if (sent) {
-    foreign_cv_.wait_for(lock, std::chrono::milliseconds(std::max(timeout_ms, 0)),
-                         [&] { return wait.outcome.has_value() || wait.error.has_value(); });
-  }
-  foreign_.erase(seq);
-  if (!sent) return Fail(sent.error());
-  if (wait.outcome) return std::move(*wait.outcome);
-  if (wait.error) return Fail(std::move(*wait.error));
-  return Fail(Expired(h, timeout_ms));
-}
 
-Result<Outcome> Connection::ReaderCall(Handler h, Value boxed_args, int timeout_ms,
-                                       bool outermost) {
-  auto release = [&] {
-    if (outermost) reader_thread_ = std::thread::id();
-  };
-  if (failed_) {
-    release();
-    return Fail(*failed_);
-  }
-  if (ended_ || shutdown_) {
-    release();
-    return Fail(Error::Closed("connection to " + peer_name_ + " closed"));
-  }
-
-  const uint64_t seq = next_seq_++;
-  Message req;
-  req.type = MsgType::kRequest;
-  req.seq = seq;
-  req.args = MakeRequestArgs(h, std::move(boxed_args));
-  if (auto st = Send(req); !st) {
-    release();
-    return Fail(st.error());
-  }
-
-  awaited_.insert(seq);
-  using Clock = std::chrono::steady_clock;
-  const auto deadline = Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
+  std::unique_lock<std::mutex> lock(mu_);
   Result<Outcome> result = Fail(Error::Closed("unreachable"));
-  for (;;) {
-    if (auto it = completed_.find(seq); it != completed_.end()) {
-      result = std::move(it->second);
-      completed_.erase(it);
-      break;
-    }
-    if (failed_) {
-      result = Fail(*failed_);
-      break;
-    }
-    if (ended_) {
-      result = Fail(Error::Closed("connection to " + peer_name_ + " " + EndReasonName(*ended_) +
-                                  " while waiting for a reply"));
-      break;
-    }
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) {
-      result = Fail(Expired(h, timeout_ms));
-      break;
-    }
-    auto msg = ReadMessage(static_cast<int>(left));
-    if (!msg) {
-      result = Fail(msg.error());
-      break;
-    }
-    if (!*msg) continue;  // deadline: checked at the top
-    if ((*msg)->type == MsgType::kRequest) {
-      if (auto st = Dispatch(std::move(**msg)); !st) {
-        result = Fail(st.error());
+  if (!sent) {
+    result = Fail(sent.error());
+  } else {
+    for (;;) {
+      if (reply) {
+        result = std::move(*reply);
         break;
       }
-      continue;
-    }
-    Outcome o;
-    if (AcceptReply(std::move(**msg), seq, &o)) {
-      result = std::move(o);
-      break;
+      if (auto e = EndErrorLocked()) {
+        result = Fail(std::move(*e));
+        break;
+      }
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) {
+        result = Fail(Expired(h, timeout_ms));
+        break;
+      }
+      if (reading_) {  // another thread reads: it hands us our reply, or gives the role back
+        ++waiting_;
+        cv_.wait_until(lock, deadline);
+        --waiting_;
+        continue;
+      }
+      reading_ = true;
+      (void)ReadStep(lock, static_cast<int>(left.count()), /*buffered_only=*/false);
     }
   }
-  awaited_.erase(seq);
-  completed_.erase(seq);
-  release();
+  pending_.erase(seq);  // a late reply is dropped as unknown
+  ServeStrandedLocked(lock);
   return result;
 }
 
@@ -501,7 +482,7 @@ Status Connection::Notify(Handler h, Value boxed_args) {
   }
   const uint64_t seq = next_seq_++;
   {
-    std::lock_guard<std::mutex> lock(notified_mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (notified_.size() >= kMaxNotified) notified_.clear();
     notified_.insert(seq);
   }

@@ -3,8 +3,11 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <future>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -34,6 +37,7 @@ Value Vinegar(const char* type, Value arg) {
 //                         back as exception RuntimeError(<error message>)
 //   ("notify", n)      -> sends n DELs to the peer without waiting, then returns n
 //   ("sleep", ms)      -> None, after ms
+//   ("hook", ...)      -> what the test's `hook` returns (on the thread that read the request)
 // DEL requests count the references released; GETROOT returns (1, 'root').
 class FakeSpace : public ObjectSpace {
  public:
@@ -54,6 +58,7 @@ class FakeSpace : public ObjectSpace {
     const auto& args = boxed.as<brine::Tuple>().items[1].as<brine::Tuple>().items;
     const std::string op = args[0].as<brine::Str>().utf8;
     if (op == "echo") return Outcome::Reply(BoxValue(args[1]));
+    if (op == "hook") return hook(args);
     if (op == "raise") return Outcome::Exception(Vinegar("ValueError", args[1]));
     if (op == "stop") return Outcome::Exception(Value(kExcStopIteration));
     if (op == "sleep") {
@@ -69,7 +74,9 @@ class FakeSpace : public ObjectSpace {
     }
     if (op == "bounce") {
       const int64_t n = args[1].as<brine::Int>().small();
-      max_depth = std::max(max_depth, n);
+      for (int64_t seen = max_depth.load();
+           n > seen && !max_depth.compare_exchange_weak(seen, n);) {
+      }
       if (n == 0) return Outcome::Reply(BoxValue(0));
       auto r = peer_->Call(Handler::kCall, BoxValue(MakeTuple({MakeStr("bounce"), n - 1})));
       if (!r) return Outcome::Exception(Vinegar("RuntimeError", MakeStr(r.error().message())));
@@ -95,8 +102,9 @@ class FakeSpace : public ObjectSpace {
   std::atomic<int> handled{0};
   std::atomic<int> dels{0};
   std::atomic<int> pings{0};
-  int64_t max_depth = 0;
-  bool disconnected = false;
+  std::atomic<int64_t> max_depth{0};
+  std::function<Outcome(const std::vector<Value>&)> hook;
+  std::atomic<bool> disconnected{false};
   std::optional<Error> last_call_error;
 
  private:
@@ -394,8 +402,8 @@ TEST_P(ConnectionTest, NestedCallbacksGoArbitrarilyDeep) {
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
   ASSERT_EQ(r->kind, Outcome::Kind::kReply);
   EXPECT_EQ(r->value, BoxValue(301));
-  EXPECT_EQ(p.server->space().max_depth, 301);  // odd depths ran on the server...
-  EXPECT_EQ(p.client_space.max_depth, 300);     // ...even ones on the client
+  EXPECT_EQ(p.server->space().max_depth.load(), 301);  // odd depths ran on the server...
+  EXPECT_EQ(p.client_space.max_depth.load(), 300);     // ...even ones on the client
   EXPECT_EQ(p.server->conn().generation(), gen());
 }
 
@@ -671,6 +679,302 @@ TEST(ConnectionErrors, ForeignCallTimesOutOrEndsWithTheConnection) {
   auto after = server.conn().Call(Handler::kPing, BoxValue(MakeTuple({3})), 10000);
   ASSERT_FALSE(after.has_value());
   EXPECT_EQ(after.error().code(), Error::Code::kClosed);
+}
+
+// --- Call()s from threads other than the serving one ------------------------------------------
+
+// A served connection whose serving thread is blocked inside a handler (request 0, "hook") until
+// Release(): the e2e case of a server thread joined by a handler while it calls the client back.
+class BusyServer {
+ public:
+  explicit BusyServer(Generation g) : gen_(g) {
+    auto [c, s] = MemoryStream::Pair();
+    client_ = std::move(c);
+    server_ = std::make_unique<Server>(std::move(s));
+    raw_ = std::make_unique<RawPeer>(*client_);
+    server_->space().hook = [this](const std::vector<Value>&) {
+      entered_.set_value();
+      released_.wait();
+      return Outcome::Reply(BoxValue(MakeStr("unblocked")));
+    };
+    raw_->Write(Frame(Request(0, Handler::kCall, CallArgs({MakeStr("hook")})), g));
+    entered_.get_future().wait();  // the serving thread now reads nothing
+  }
+  ~BusyServer() {
+    if (!release_done_) Release();
+    JoinCallers();
+  }
+  // Lets the handler return; its reply (seq 0) goes out.
+  void Release() {
+    release_done_ = true;
+    release_.set_value();
+  }
+  // Starts `n` threads, each calling ('echo', i) on the server with `timeout_ms`, and waits until
+  // their requests have arrived here (all are then waiting for replies).
+  std::vector<Message> StartCallers(int n, int timeout_ms) {
+    results_.assign(static_cast<size_t>(n), Fail(Error::Usage("not run")));
+    for (int i = 0; i < n; ++i) {
+      callers_.emplace_back([this, i, timeout_ms] {
+        results_[static_cast<size_t>(i)] =
+            conn().Call(Handler::kCall, CallArgs({MakeStr("echo"), i}), timeout_ms);
+      });
+    }
+    std::vector<Message> reqs;
+    for (int i = 0; i < n; ++i) reqs.push_back(raw_->NextMessage(gen_));
+    return reqs;
+  }
+  std::vector<Result<Outcome>>& JoinCallers() {
+    for (auto& t : callers_) t.join();
+    callers_.clear();
+    return results_;
+  }
+  Connection& conn() { return server_->conn(); }
+  Server& server() { return *server_; }
+  RawPeer& raw() { return *raw_; }
+  MemoryStream& client() { return *client_; }
+
+ private:
+  const Generation gen_;
+  std::unique_ptr<MemoryStream> client_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<RawPeer> raw_;
+  std::promise<void> entered_;
+  std::promise<void> release_;
+  std::shared_future<void> released_ = release_.get_future().share();
+  bool release_done_ = false;
+  std::vector<std::thread> callers_;
+  std::vector<Result<Outcome>> results_;
+};
+
+// The argument of a ('echo', x) CALL request.
+Value EchoArg(const Message& req) {
+  const auto& boxed = req.args.as<brine::Tuple>().items[1];
+  return boxed.as<brine::Tuple>().items[1].as<brine::Tuple>().items[1];
+}
+
+TEST_P(ConnectionTest, ForeignCallGetsItsReplyWhileTheServingThreadIsInsideAHandler) {
+  BusyServer busy(gen());
+  RawPeer& raw = busy.raw();
+  Message req = busy.StartCallers(1, 10000)[0];
+  ASSERT_EQ(req.type, MsgType::kRequest);
+  // A request of ours before the reply: the waiting caller, the only reader, serves it.
+  raw.Write(Frame(Request(1, Handler::kCall, CallArgs({MakeStr("echo"), MakeStr("mine")})), gen()));
+  Message mine = raw.NextMessage(gen());
+  EXPECT_EQ(mine.type, MsgType::kReply);
+  EXPECT_EQ(mine.seq, 1u);
+  EXPECT_EQ(mine.args, BoxValue(MakeStr("mine")));
+  raw.Write(Frame(Message{MsgType::kReply, req.seq, BoxValue(MakeStr("seven"))}, gen()));
+  auto& r = busy.JoinCallers()[0];
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_EQ(r->kind, Outcome::Kind::kReply);
+  EXPECT_EQ(r->value, BoxValue(MakeStr("seven")));
+
+  busy.Release();
+  Message first = raw.NextMessage(gen());
+  EXPECT_EQ(first.seq, 0u);
+  EXPECT_EQ(first.args, BoxValue(MakeStr("unblocked")));
+}
+
+TEST_P(ConnectionTest, SeveralForeignCallersWhileTheServingThreadIsBusy) {
+  BusyServer busy(gen());
+  RawPeer& raw = busy.raw();
+  constexpr int kThreads = 4;
+  std::vector<Message> reqs = busy.StartCallers(kThreads, 10000);
+  // And one whose reply never comes in time: it expires while the others wait.
+  auto expired = busy.conn().Call(Handler::kCall, CallArgs({MakeStr("echo"), -1}), 100);
+  ASSERT_FALSE(expired.has_value());
+  EXPECT_EQ(expired.error().code(), Error::Code::kLimit);
+  reqs.push_back(raw.NextMessage(gen()));
+  // Answered in reverse order, the expired one first (dropped), with a request of ours in between.
+  for (auto it = reqs.rbegin(); it != reqs.rend(); ++it) {
+    ASSERT_EQ(it->type, MsgType::kRequest);
+    raw.Write(Frame(Message{MsgType::kReply, it->seq, BoxValue(EchoArg(*it))}, gen()));
+    if (it == reqs.rbegin() + 1) {
+      raw.Write(Frame(Request(1, Handler::kPing, BoxValue(MakeTuple({MakeStr("p")}))), gen()));
+      Message pong = raw.NextMessage(gen());
+      EXPECT_EQ(pong.seq, 1u);
+      EXPECT_EQ(pong.args, BoxValue(MakeStr("p")));
+    }
+  }
+  auto& results = busy.JoinCallers();
+  for (int i = 0; i < kThreads; ++i) {
+    auto& r = results[static_cast<size_t>(i)];
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+    EXPECT_EQ(r->value, BoxValue(i));
+  }
+  busy.Release();
+  EXPECT_EQ(raw.NextMessage(gen()).seq, 0u);
+}
+
+// Shutdown() or the peer's end while several foreign callers wait (one of them reading, the
+// others asleep) and the serving thread is busy: all fail with kClosed at once, nobody hangs.
+TEST_P(ConnectionTest, EndWhileForeignCallersWaitFailsThemAll) {
+  for (const bool by_shutdown : {true, false}) {
+    SCOPED_TRACE(by_shutdown ? "Shutdown()" : "peer closed");
+    BusyServer busy(gen());
+    busy.StartCallers(3, 30000);
+    const auto start = std::chrono::steady_clock::now();
+    if (by_shutdown) {
+      busy.conn().Shutdown();
+    } else {
+      busy.client().Shutdown();
+    }
+    for (auto& r : busy.JoinCallers()) {
+      ASSERT_FALSE(r.has_value());
+      EXPECT_EQ(r.error().code(), Error::Code::kClosed) << r.error().ToString();
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+    busy.Release();
+    auto end = busy.server().Join();
+    ASSERT_TRUE(end.has_value()) << end.error().ToString();
+    EXPECT_EQ(*end, by_shutdown ? EndReason::kShutdown : EndReason::kEof);
+    auto after = busy.conn().Call(Handler::kCall, CallArgs({MakeStr("echo"), 1}), 10000);
+    ASSERT_FALSE(after.has_value());
+    EXPECT_EQ(after.error().code(), Error::Code::kClosed);
+  }
+}
+
+// A Connection of a known generation with its own FakeSpace, not served by anyone yet.
+ConnectionOptions KnownGeneration(Generation g) {
+  ConnectionOptions o;
+  o.generation = g;
+  return o;
+}
+struct Endpoint {
+  Endpoint(MemoryStream& stream, Generation g) : conn(stream, KnownGeneration(g)) {
+    space.set_peer(&conn);
+    conn.set_object_space(&space);
+  }
+  Connection conn;
+  FakeSpace space;
+};
+
+// Two engines, both serving, calling each other from several threads at once with nested
+// callbacks (bounce): each side's waiting threads read and serve for each other, no deadlock.
+TEST_P(ConnectionTest, NestedCallsFromSeveralThreadsOnBothSides) {
+  auto [c, s] = MemoryStream::Pair();
+  Endpoint client_end_point(*c, gen());
+  Connection& client = client_end_point.conn;
+  Server server(std::move(s));
+  // Make the server learn the generation before its own threads call.
+  auto first = client.Call(Handler::kCall, CallArgs({MakeStr("echo"), 0}));
+  ASSERT_TRUE(first.has_value());
+  Result<EndReason> client_end = Fail(Error::Usage("not run"));
+  std::thread client_serving([&] { client_end = client.Serve(); });
+
+  constexpr int kThreads = 4;
+  constexpr int kDepth = 12;
+  constexpr int kRounds = 5;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    // Server threads that are not serving: each bounce starts on the server.
+    threads.emplace_back([&] {
+      for (int k = 0; k < kRounds; ++k) {
+        auto r = server.conn().Call(Handler::kCall, CallArgs({MakeStr("bounce"), kDepth}), 20000);
+        if (r && r->value == BoxValue(kDepth)) ++ok;
+      }
+    });
+    // Client threads that are not the client's serving thread.
+    threads.emplace_back([&] {
+      for (int k = 0; k < kRounds; ++k) {
+        auto r = client.Call(Handler::kCall, CallArgs({MakeStr("bounce"), kDepth}), 20000);
+        if (r && r->value == BoxValue(kDepth)) ++ok;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 2 * kThreads * kRounds);
+  c->Shutdown();
+  client_serving.join();
+  EXPECT_TRUE(client_end.has_value());
+  EXPECT_TRUE(server.Join().has_value());
+}
+
+// Threadpool mode: no serving thread, ServeAvailable() called when the stream is readable.
+// A foreign caller that reads its reply together with a request of the peer's (one chunk) serves
+// that request before returning: the stream will not become readable again for it.
+TEST_P(ConnectionTest, ForeignCallerServesWhatItLeftInTheBufferInThreadpoolMode) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Endpoint server(*server_end, gen());
+  Connection& conn = server.conn;
+  auto idle = conn.ServeAvailable();  // nothing to read yet
+  ASSERT_TRUE(idle.has_value());
+  EXPECT_FALSE(idle->has_value());
+
+  RawPeer raw(*client);
+  Result<Outcome> r = Fail(Error::Usage("not run"));
+  std::thread foreign([&] {
+    r = conn.Call(Handler::kCall, CallArgs({MakeStr("echo"), 5}), 10000);
+  });
+  Message req = raw.NextMessage(gen());
+  raw.Write(Frame(Message{MsgType::kReply, req.seq, BoxValue(5)}, gen()) +
+            Frame(Request(0, Handler::kCall, CallArgs({MakeStr("echo"), MakeStr("left")})), gen()));
+  foreign.join();
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_EQ(r->value, BoxValue(5));
+  auto ready = client->WaitReadable(5000);
+  ASSERT_TRUE(ready.has_value());
+  ASSERT_TRUE(*ready) << "the request left in the buffer was not served";
+  Message m = raw.NextMessage(gen());
+  EXPECT_EQ(m.seq, 0u);
+  EXPECT_EQ(m.args, BoxValue(MakeStr("left")));
+  conn.Shutdown();
+}
+
+// Threadpool mode under load: a pool thread runs ServeAvailable() whenever the stream is
+// readable, while four foreign threads call the peer and the peer calls in from two threads.
+TEST_P(ConnectionTest, PoolAndForeignCallersShareTheStream) {
+  auto [c, s] = MemoryStream::Pair();
+  Endpoint server_end_point(*s, gen());
+  Connection& server = server_end_point.conn;
+  Result<std::optional<EndReason>> pool_end = Fail(Error::Usage("not run"));
+  MemoryStream* server_stream = s.get();  // (a lambda may not capture a structured binding)
+  std::thread pool([&] {
+    for (;;) {  // the event loop's part: wait until readable, then a pool step
+      auto ready = server_stream->WaitReadable(-1);
+      if (!ready) break;
+      pool_end = server.ServeAvailable();
+      if (!pool_end || *pool_end) break;
+    }
+  });
+  Endpoint client_end_point(*c, gen());
+  Connection& client = client_end_point.conn;
+  Result<EndReason> client_end = Fail(Error::Usage("not run"));
+  std::thread client_serving([&] { client_end = client.Serve(); });
+
+  constexpr int kCalls = 50;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      for (int k = 0; k < kCalls; ++k) {
+        const int v = i * 1000 + k;
+        auto r = server.Call(Handler::kCall, CallArgs({MakeStr("echo"), v}), 20000);
+        if (r && r->value == BoxValue(v)) ++ok;
+      }
+    });
+  }
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] {
+      for (int k = 0; k < kCalls; ++k) {
+        const int v = -(i * 1000 + k);
+        // Every other one makes the server call back (nested, on whichever thread read it).
+        auto r = k % 2 == 0
+                     ? client.Call(Handler::kCall, CallArgs({MakeStr("echo"), v}), 20000)
+                     : client.Call(Handler::kCall,
+                                   CallArgs({MakeStr("ask"), 20000, MakeStr("echo"), v}), 20000);
+        if (r && r->value == BoxValue(v)) ++ok;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 6 * kCalls);
+  c->Shutdown();
+  client_serving.join();
+  pool.join();
+  ASSERT_TRUE(pool_end.has_value()) << pool_end.error().ToString();
+  EXPECT_TRUE(pool_end->has_value());
 }
 
 }  // namespace

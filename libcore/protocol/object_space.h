@@ -23,7 +23,7 @@ struct Outcome {
 };
 
 // The other side of the connection, as the object space sees it. Implemented by the engine's
-// Connection. Not thread-safe: it is used from the thread that serves the connection.
+// Connection. Call() and Notify() may come from any thread, several at once.
 class Peer {
  public:
   virtual ~Peer() = default;
@@ -39,8 +39,10 @@ class Peer {
   virtual Generation generation() const = 0;
 };
 
-// One per connection. Handle() runs on the connection's thread; it may call back into the peer
-// through the Peer it was given, which may in turn call Handle() again (nesting).
+// One per connection. Handle() runs on the thread that read the request: the connection's serving
+// thread, or any thread waiting in Peer::Call() (see connection.h), so on several threads at once;
+// it may call back into the peer through the Peer it was given, which may in turn call Handle()
+// again (nesting).
 class ObjectSpace {
  public:
   virtual ~ObjectSpace() = default;
@@ -50,6 +52,8 @@ class ObjectSpace {
   virtual Outcome Handle(Handler h, const brine::Value& boxed_args) = 0;
 
   // The connection is over: release every object lent to the peer, drop every proxy (no DELs).
+  // Calls from other threads may still be inside Peer::Call() (failing, as the connection has
+  // ended) or handling its result: the space must not be destroyed under them.
   virtual void OnDisconnect() = 0;
 
   // Number of objects currently lent to the peer (tests and stats).

@@ -184,12 +184,19 @@ std::string FetchErrorText() {
 GilHold::GilHold() {
   if (PyGILState_Check() != 0) return;  // this thread already holds it (nested request)
   took_ = true;
-  if (t_python.ts == nullptr) {
-    t_python.outer = PyGILState_Ensure();
-    t_python.ts = PyThreadState_Get();
-  } else {
+  if (t_python.ts != nullptr) {
     PyEval_RestoreThread(t_python.ts);
+    return;
   }
+  if (PyThreadState* own = PyGILState_GetThisThreadState(); own != nullptr) {
+    // A thread Python made (threading.Thread) that released the GIL around a request to the
+    // client and now serves one of the client's: its state belongs to Python, which deletes it
+    // when the thread ends, so it is borrowed here, never kept in t_python.
+    PyEval_RestoreThread(own);
+    return;
+  }
+  t_python.outer = PyGILState_Ensure();
+  t_python.ts = PyThreadState_Get();
 }
 
 GilHold::~GilHold() {

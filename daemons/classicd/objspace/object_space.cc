@@ -4,11 +4,12 @@
 
 #include <Python.h>
 
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -155,9 +156,12 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   PyRef root_, conn_obj_, proxy_conn_, capsule_;
   Link* link_ = nullptr;  // owned by capsule_
   std::unordered_map<IdKey, Entry, IdKeyHash> table_;
-  std::thread::id thread_;
-  bool thread_set_ = false;
-  int depth_ = 0;  // nesting of Handle() calls
+  // Request()s in progress, on any thread: a Python thread other than the serving one may still
+  // wait for its reply, or unbox it, when the connection ends. OnDisconnect() waits for them to
+  // leave before it tears the space down.
+  std::mutex requests_mu_;
+  std::condition_variable requests_cv_;
+  int requests_ = 0;  // guarded by requests_mu_
   bool disconnected_ = false;
   int last_v6_ = -1;
 };
@@ -211,8 +215,16 @@ void ClassicObjectSpace::OnDisconnect() {
   if (disconnected_) return;
   disconnected_ = true;
   if (link_ != nullptr) {
-    link_->space = nullptr;
+    link_->space = nullptr;  // no new Request() from here on (both under the GIL)
     link_->pending_dels.clear();
+  }
+  {
+    // Requests still inside Request() use this space until they return. The engine fails their
+    // waits when the connection ends (the caller ended it before calling this); they then need
+    // the GIL to finish. Never called from inside a Request() (that would wait for itself).
+    GilRelease nogil;
+    std::unique_lock<std::mutex> lock(requests_mu_);
+    requests_cv_.wait(lock, [&] { return requests_ == 0; });
   }
   // Objects' finalisers may run Python code; keep the table consistent while they do.
   auto table = std::move(table_);
@@ -242,13 +254,9 @@ void ClassicObjectSpace::SyncGeneration() {
 }
 
 Outcome ClassicObjectSpace::Handle(Handler h, const brine::Value& boxed_args) {
+  // Any thread: the serving one, or one that waits for a reply in Request() and reads the peer's
+  // request meanwhile (the engine lets whoever reads serve what it reads).
   GilHold gil;
-  if (depth_ == 0) {
-    // The thread serving the connection now: proxies may send requests only from it.
-    thread_ = std::this_thread::get_id();
-    thread_set_ = true;
-  }
-  ++depth_;
   Outcome out;
   try {
     SyncGeneration();
@@ -269,7 +277,6 @@ Outcome ClassicObjectSpace::Handle(Handler h, const brine::Value& boxed_args) {
     out = ExceptionOutcome();
   }
   FlushDels();
-  --depth_;
   return out;
 }
 
@@ -826,11 +833,24 @@ void ClassicObjectSpace::FlushDels() {
 }
 
 PyRef ClassicObjectSpace::Request(int handler, PyObject* args) {
-  if (thread_set_ && std::this_thread::get_id() != thread_) {
-    PyErr_SetString(PyExc_RuntimeError,
-                    "a proxy of a client object was used outside its connection's thread");
+  if (disconnected_) {
+    PyErr_SetString(PyExc_EOFError, "connection closed");
     return PyRef();
   }
+  // Any thread may use a proxy: the engine hands each reply to the thread that waits for it, and
+  // a waiting thread reads and serves the client's requests when nobody else does. Counted until
+  // it leaves (with the GIL held on both ends), see OnDisconnect().
+  {
+    std::lock_guard<std::mutex> lock(requests_mu_);
+    ++requests_;
+  }
+  struct Leave {
+    ClassicObjectSpace* self;
+    ~Leave() {
+      std::lock_guard<std::mutex> lock(self->requests_mu_);
+      if (--self->requests_ == 0) self->requests_cv_.notify_all();
+    }
+  } leave{this};
   if (handler < core::protocol::kFirstHandler || handler > core::protocol::kLastHandler) {
     PyErr_SetString(PyExc_ValueError, "bad handler");
     return PyRef();

@@ -118,10 +118,6 @@ def test_async_with_several_outstanding_requests(client):
     assert out.strip().endswith("OK")
 
 
-@pytest.mark.xfail(
-    not REFERENCE, strict=True,
-    reason="the engine serves Peer::Call from any thread, but the object space still refuses "
-           "client proxies outside the connection's thread (RuntimeError); remove when it stops")
 def test_server_thread_calls_back_while_client_serves_in_background(client):
     out = client.run("""
         import threading
@@ -152,3 +148,59 @@ def test_server_thread_calls_back_while_client_serves_in_background(client):
         print("OK")
     """)
     assert out.strip().endswith("OK")
+
+
+def test_server_thread_pool_calls_back_concurrently(client):
+    # Four server threads (concurrent.futures) call a client callback at once, 50 times each,
+    # while the thread serving the connection waits in fut.result() and the client serves in
+    # the background.
+    if REFERENCE:
+        pytest.skip("the 5.3.0 reference server dispatches a request holding its receive lock, "
+                    "so its pool threads cannot read their replies while fan_out() waits")
+    out = client.run("""
+        import threading
+        import time
+        conn = connect()
+        bg = rpyc.BgServingThread(conn)
+        lock = threading.Lock()
+        seen = []
+        def cb(worker, i):
+            if i == 0:
+                time.sleep(0.1)  # keep the first calls open: the others overlap them
+            with lock:
+                seen.append((worker, i))
+            return worker * 1000 + i * i
+        conn.execute('''if True:
+            import concurrent.futures
+            import threading
+            def fan_out(f, workers, calls):
+                start = threading.Barrier(workers)
+                state = {"in_flight": 0, "max_in_flight": 0}
+                guard = threading.Lock()
+                def work(w):
+                    start.wait()
+                    out = []
+                    for i in range(calls):
+                        with guard:
+                            state["in_flight"] += 1
+                            state["max_in_flight"] = max(state["max_in_flight"], state["in_flight"])
+                        try:
+                            out.append(f(w, i))
+                        finally:
+                            with guard:
+                                state["in_flight"] -= 1
+                    return tuple(out)
+                with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as ex:
+                    futures = [ex.submit(work, w) for w in range(workers)]
+                    results = tuple(fut.result(timeout=60) for fut in futures)
+                return results, state["max_in_flight"]
+        ''')
+        results, max_in_flight = conn.namespace["fan_out"](cb, 4, 50)
+        assert results == tuple(tuple(w * 1000 + i * i for i in range(50)) for w in range(4)), results
+        assert sorted(seen) == [(w, i) for w in range(4) for i in range(50)]
+        assert max_in_flight >= 2, max_in_flight
+        bg.stop()
+        conn.close()
+        print("OK", max_in_flight)
+    """)
+    assert out.strip().splitlines()[-1].startswith("OK")
