@@ -12,6 +12,10 @@
 
 namespace core::transport {
 
+// Asks the kernel to ACK what has arrived on TCP socket `fd` at once (TCP_QUICKACK); called
+// after every read.
+void AckNow(int fd);
+
 class SocketStream : public Stream {
  public:
   // Takes ownership of a connected, blocking socket. `peer_name` is used in log lines.
