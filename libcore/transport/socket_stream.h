@@ -1,7 +1,8 @@
 #pragma once
 
-// A Stream over a connected socket (TCP or Unix). TCP sockets get TCP_NODELAY, and each
-// WriteAll() is one writev() where the kernel takes it all, so a frame leaves in one segment.
+// A Stream over a connected socket (TCP or Unix). TCP sockets get TCP_NODELAY and ACK every
+// read at once (TCP_QUICKACK), and each WriteAll() is one writev() where the kernel takes it
+// all, so a frame leaves in one segment.
 
 #include <atomic>
 #include <string>
@@ -10,6 +11,10 @@
 #include "libcore/transport/stream.h"
 
 namespace core::transport {
+
+// Asks the kernel to ACK what has arrived on TCP socket `fd` at once (TCP_QUICKACK); called
+// after every read.
+void AckNow(int fd);
 
 class SocketStream : public Stream {
  public:
@@ -30,6 +35,7 @@ class SocketStream : public Stream {
 
   UniqueFd fd_;
   std::string peer_name_;
+  bool tcp_ = false;  // TCP (not a Unix socket or a pipe)
   std::atomic<bool> shut_down_{false};
 };
 

@@ -12,6 +12,8 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include "libcore/transport/socket_stream.h"
+
 namespace core::transport {
 namespace {
 
@@ -127,7 +129,10 @@ Result<size_t> TlsStream::Read(std::span<char> buf) {
       ERR_clear_error();
       const int n =
           SSL_read(ssl_, buf.data(), static_cast<int>(std::min<size_t>(buf.size(), 1 << 30)));
-      if (n > 0) return static_cast<size_t>(n);
+      if (n > 0) {
+        AckNow(fd_.get());
+        return static_cast<size_t>(n);
+      }
       const int err = SSL_get_error(ssl_, n);
       if (err == SSL_ERROR_WANT_WRITE) {
         want = POLLOUT;
