@@ -41,13 +41,13 @@
 #include <unistd.h>
 
 #include "daemons/classicd/objspace/objspace.h"
-#include "daemons/classicd/worker_pool.h"
 #include "libcore/base/unique_fd.h"
 #include "libcore/daemon/loop.h"
 #include "libcore/daemon/sockets.h"
 #include "libcore/protocol/connection.h"
 #include "libcore/registrar/registrar.h"
 #include "libcore/server/thread_cache.h"
+#include "libcore/server/thread_pool.h"
 #include "libcore/transport/address.h"
 #include "libcore/transport/fd_stream.h"
 #include "libcore/transport/listener.h"
@@ -61,6 +61,15 @@ using core::Error;
 using core::Fail;
 using core::UniqueFd;
 using core::log::Level;
+
+// On every connection thread: the stop signals stay with the loop thread (Python threads that
+// user code starts inherit this mask too).
+void BlockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&set, s);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
 
 std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
 
@@ -261,7 +270,7 @@ class ClassicService final : public core::daemon::Service {
     std::unique_ptr<core::daemon::IoWatch> watch;  // loop thread only
     bool armed = false;                            // loop thread only: waiting for input
   };
-  std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<core::server::WorkerPool> pool_;
   std::map<uint64_t, std::shared_ptr<PoolConn>> pool_conns_;
   std::vector<std::pair<uint64_t, bool>> pool_events_;  // guarded by mu_: (id, ended)
 
@@ -279,14 +288,7 @@ core::Status ClassicService::Start(StdioFds stdio) {
                                                         [this](short) { OnWake(); });
   wake_watch_->Start();
   core::server::ThreadCache::Options thread_options;
-  // The stop signals stay with the loop thread (Python threads started by user code inherit
-  // this mask too).
-  thread_options.on_thread_start = [] {
-    sigset_t set;
-    sigemptyset(&set);
-    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&set, s);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  };
+  thread_options.on_thread_start = BlockStopSignals;
   threads_ = std::make_unique<core::server::ThreadCache>(std::move(thread_options));
   log_ = ctx_.logging.Get(o_.mode == "stdio" ? "SLAVE/stdio"
                                              : "SLAVE/" + std::to_string(o_.effective_port()));
@@ -323,7 +325,8 @@ core::Status ClassicService::Start(StdioFds stdio) {
   interpreter_ = std::move(*interp);
 
   if (o_.mode == "threadpool")
-    pool_ = std::make_unique<WorkerPool>(static_cast<size_t>(o_.threads));
+    pool_ = std::make_unique<core::server::WorkerPool>(static_cast<size_t>(o_.threads),
+                                                       BlockStopSignals);
   if (o_.mode == "forking") {
     sigchld_ =
         std::make_unique<core::daemon::SignalWatch>(ctx_.loop, SIGCHLD, [this] { ReapChildren(); });
