@@ -20,7 +20,9 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <new>
 #include <optional>
+#include <set>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -31,6 +33,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -38,12 +41,13 @@
 #include <unistd.h>
 
 #include "daemons/classicd/objspace/objspace.h"
-#include "daemons/classicd/worker_pool.h"
 #include "libcore/base/unique_fd.h"
 #include "libcore/daemon/loop.h"
 #include "libcore/daemon/sockets.h"
 #include "libcore/protocol/connection.h"
 #include "libcore/registrar/registrar.h"
+#include "libcore/server/thread_cache.h"
+#include "libcore/server/thread_pool.h"
 #include "libcore/transport/address.h"
 #include "libcore/transport/fd_stream.h"
 #include "libcore/transport/listener.h"
@@ -58,18 +62,16 @@ using core::Fail;
 using core::UniqueFd;
 using core::log::Level;
 
-std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
-
-// The stop signals stay with the loop thread (Python threads inherit this mask too).
+// On every connection thread: the stop signals stay with the loop thread (Python threads that
+// user code starts inherit this mask too).
 void BlockStopSignals() {
   sigset_t set;
   sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGHUP);
-  sigaddset(&set, SIGCHLD);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&set, s);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
+
+std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
 
 // Closes the connection when the client sends nothing for `idle_ms` while the server waits.
 class IdleLimitedStream final : public core::transport::Stream {
@@ -141,16 +143,19 @@ class ClassicService final : public core::daemon::Service {
   ClassicService(core::daemon::Context& ctx, const Options& o, Reloader reload)
       : ctx_(ctx),
         o_(o),
+        current_(o),
         reload_(std::move(reload)),
         mode_name_(o.mode),
-        wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+        wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    limits_.Set(o);
+  }
 
   ~ClassicService() override;
 
   core::Status Start(StdioFds stdio);
   std::string StatusText() const override {
     return std::to_string(active_.load()) + " connections, " + std::to_string(served_.load()) +
-           " served";
+           " served, " + std::to_string(requests_->load(std::memory_order_relaxed)) + " requests";
   }
   void Reload() override;
   void Shutdown() override;
@@ -195,8 +200,24 @@ class ClassicService final : public core::daemon::Service {
   }
 
   core::daemon::Context& ctx_;
-  const Options o_;
+  const Options o_;  // as started
+  Options current_;  // as last (re)loaded: loop thread only
   Reloader reload_;
+  // What a reload changes for new connections (read by connection threads).
+  struct Limits {
+    std::atomic<int64_t> max_connections;
+    std::atomic<int64_t> max_connections_per_peer;
+    std::atomic<int64_t> idle_timeout;
+    std::atomic<int64_t> max_frame_size;
+    std::atomic<int64_t> tls_handshake_timeout;
+    void Set(const Options& o) {
+      max_connections = o.max_connections;
+      max_connections_per_peer = o.max_connections_per_peer;
+      idle_timeout = o.idle_timeout;
+      max_frame_size = o.max_frame_size;
+      tls_handshake_timeout = o.tls_handshake_timeout;
+    }
+  } limits_;
   const std::string mode_name_;
   core::log::Logger log_;
   // Declared before everything that runs Python, so it is destroyed last.
@@ -215,10 +236,14 @@ class ClassicService final : public core::daemon::Service {
   std::atomic<int> active_{0};
   std::atomic<uint64_t> served_{0};
   std::atomic<uint64_t> next_id_{0};
+  // Requests dispatched by every connection, forked children included: the counter lives in a
+  // shared anonymous page (a plain member when that mapping fails).
+  std::atomic<uint64_t> requests_fallback_{0};
+  std::atomic<uint64_t>* requests_ = &requests_fallback_;
+  void* requests_page_ = MAP_FAILED;
 
   // Threads (threaded, oneshot, stdio).
   struct Conn {
-    std::thread thread;
     int raw_fd = -1;       // for shutdown(); valid until `closing`
     bool closing = false;  // guarded by mu_
     bool done = false;     // guarded by mu_
@@ -227,7 +252,10 @@ class ClassicService final : public core::daemon::Service {
   std::unique_ptr<core::daemon::IoWatch> wake_watch_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::list<Conn> conns_;                   // guarded by mu_
+  std::list<Conn> conns_;  // guarded by mu_
+  size_t unreaped_ = 0;    // guarded by mu_: done conns not yet dropped
+  // Connection threads, reused (declared after everything their tasks touch).
+  std::unique_ptr<core::server::ThreadCache> threads_;
   std::map<std::string, int> peer_counts_;  // guarded by mu_
 
   // Threadpool: connections by id (loop thread), and what workers report back (under mu_).
@@ -243,7 +271,7 @@ class ClassicService final : public core::daemon::Service {
     bool armed = false;                            // loop thread only: waiting for input
     UniqueFd handshake_fd;  // guarded by mu: a dup of the socket while its TLS handshake runs
   };
-  std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<core::server::WorkerPool> pool_;
   std::map<uint64_t, std::shared_ptr<PoolConn>> pool_conns_;
   std::vector<std::pair<uint64_t, bool>> pool_events_;  // guarded by mu_: (id, ended)
   int handshakes_ = 0;  // guarded by mu_: TLS handshake threads of threadpool mode still running
@@ -254,10 +282,16 @@ class ClassicService final : public core::daemon::Service {
 };
 
 core::Status ClassicService::Start(StdioFds stdio) {
+  requests_page_ = ::mmap(nullptr, sizeof(std::atomic<uint64_t>), PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (requests_page_ != MAP_FAILED) requests_ = new (requests_page_) std::atomic<uint64_t>(0);
   if (!wake_) return Fail(Error::Io("eventfd: " + ErrnoText(errno)));
   wake_watch_ = std::make_unique<core::daemon::IoWatch>(ctx_.loop, wake_.get(), EV_READ, true,
                                                         [this](short) { OnWake(); });
   wake_watch_->Start();
+  core::server::ThreadCache::Options thread_options;
+  thread_options.on_thread_start = BlockStopSignals;
+  threads_ = std::make_unique<core::server::ThreadCache>(std::move(thread_options));
   log_ = ctx_.logging.Get(o_.mode == "stdio" ? "SLAVE/stdio"
                                              : "SLAVE/" + std::to_string(o_.effective_port()));
   if (o_.tls()) {
@@ -293,7 +327,8 @@ core::Status ClassicService::Start(StdioFds stdio) {
   interpreter_ = std::move(*interp);
 
   if (o_.mode == "threadpool")
-    pool_ = std::make_unique<WorkerPool>(static_cast<size_t>(o_.threads));
+    pool_ = std::make_unique<core::server::WorkerPool>(static_cast<size_t>(o_.threads),
+                                                       BlockStopSignals);
   if (o_.mode == "forking") {
     sigchld_ =
         std::make_unique<core::daemon::SignalWatch>(ctx_.loop, SIGCHLD, [this] { ReapChildren(); });
@@ -468,12 +503,13 @@ void ClassicService::OnAcceptable(Listener& l) {
 
 bool ClassicService::Admit(const PeerInfo& peer) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (active_.load() >= o_.max_connections) {
+  if (active_.load() >= limits_.max_connections.load()) {
     log_.Warn("refused {}: {} connections open (max_connections)", peer.repr, active_.load());
     return false;
   }
   int& n = peer_counts_[peer.host];
-  if (o_.max_connections_per_peer > 0 && n >= o_.max_connections_per_peer) {
+  const int64_t per_peer = limits_.max_connections_per_peer.load();
+  if (per_peer > 0 && n >= per_peer) {
     log_.Warn("refused {}: {} connections open from {} (max_connections_per_peer)", peer.repr, n,
               peer.host);
     if (n == 0) peer_counts_.erase(peer.host);
@@ -516,8 +552,9 @@ std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd,
                                                                     uint64_t id) {
   std::unique_ptr<core::transport::Stream> s;
   if (auto ctx = tls()) {
-    auto t = core::transport::TlsStream::Accept(std::move(fd), ctx, peer.text,
-                                                static_cast<int>(o_.tls_handshake_timeout * 1000));
+    auto t = core::transport::TlsStream::Accept(
+        std::move(fd), ctx, peer.text,
+        static_cast<int>(limits_.tls_handshake_timeout.load() * 1000));
     if (!t) {
       LogConn(Level::err, peer, id, "{}", t.error().message());
       return nullptr;
@@ -534,11 +571,15 @@ std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd,
 
 void ClassicService::SpawnThread(std::function<std::unique_ptr<core::transport::Stream>()> open,
                                  PeerInfo peer, int raw_fd, uint64_t id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  const std::string host = peer.host;
+  const std::string repr = peer.repr;
+  std::unique_lock<std::mutex> lock(mu_);
+  // Connections that ended since the last one (their threads do not wake the loop for this).
+  for (auto it = conns_.begin(); it != conns_.end();) it = it->done ? conns_.erase(it) : ++it;
+  unreaped_ = 0;
   Conn& c = conns_.emplace_back();
   c.raw_fd = raw_fd;
-  c.thread = std::thread([this, &c, open = std::move(open), peer = std::move(peer), id] {
-    BlockStopSignals();
+  auto started = threads_->Run([this, &c, open = std::move(open), peer = std::move(peer), id] {
     try {
       auto stream = open();
       if (stream) Serve(*stream, peer, id);
@@ -549,22 +590,35 @@ void ClassicService::SpawnThread(std::function<std::unique_ptr<core::transport::
               e.what());
     }
     Release(peer.host);
+    bool wake = false;
     {
       std::lock_guard<std::mutex> done(mu_);
       c.closing = true;
       c.done = true;
+      // The loop drops finished connections at the next accept; it is woken only when it has
+      // something to do (a single connection ended, stopping) or many are waiting.
+      wake = single_ || stopping_ || ++unreaped_ >= 64;
     }
     cv_.notify_all();
-    const uint64_t one = 1;
-    (void)!::write(wake_.get(), &one, sizeof one);
+    if (wake) {
+      const uint64_t one = 1;
+      (void)!::write(wake_.get(), &one, sizeof one);
+    }
   });
+  if (!started) {
+    conns_.pop_back();
+    lock.unlock();
+    log_.Error("cannot serve {}: {}", repr, started.error().message());
+    Release(host);
+  }
 }
 
 void ClassicService::Serve(core::transport::Stream& raw_stream, const PeerInfo& peer, uint64_t id) {
   LogConn(Level::info, peer, id, "welcome {}", peer.repr);
   std::unique_ptr<core::transport::Stream> idle;
   core::transport::Stream* stream = &raw_stream;
-  if (o_.idle_timeout > 0) {
+  const int64_t idle_timeout = limits_.idle_timeout.load();
+  if (idle_timeout > 0) {
     struct Borrowed final : core::transport::Stream {
       explicit Borrowed(Stream& s) : s_(s) {}
       core::Result<size_t> Read(std::span<char> b) override { return s_.Read(b); }
@@ -576,14 +630,15 @@ void ClassicService::Serve(core::transport::Stream& raw_stream, const PeerInfo& 
       Stream& s_;
     };
     idle = std::make_unique<IdleLimitedStream>(std::make_unique<Borrowed>(raw_stream),
-                                               static_cast<int>(o_.idle_timeout * 1000));
+                                               static_cast<int>(idle_timeout * 1000));
     stream = idle.get();
   }
   try {  // the connection's top level: nothing below may take the daemon down
     core::protocol::ConnectionOptions copts;
-    copts.frame_limits.max_frame_size = static_cast<size_t>(o_.max_frame_size);
+    copts.frame_limits.max_frame_size = static_cast<size_t>(limits_.max_frame_size.load());
     // The limit holds after inflating too, or a zlib bomb still costs 64 MiB per connection.
     copts.frame_limits.max_decompressed_size = copts.frame_limits.max_frame_size;
+    copts.requests_served = requests_;
     core::protocol::Connection conn(*stream, copts);
     auto space = objspace::MakeClassicObjectSpace(*interpreter_, conn);
     conn.set_object_space(space.get());
@@ -663,16 +718,11 @@ void ClassicService::ReapChildren() {
 void ClassicService::OnWake() {
   uint64_t n = 0;
   (void)!::read(wake_.get(), &n, sizeof n);
-  std::list<Conn> finished;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = conns_.begin(); it != conns_.end();) {
-      auto next = std::next(it);
-      if (it->done) finished.splice(finished.end(), conns_, it);
-      it = next;
-    }
+    for (auto it = conns_.begin(); it != conns_.end();) it = it->done ? conns_.erase(it) : ++it;
+    unreaped_ = 0;
   }
-  for (Conn& c : finished) c.thread.join();
   std::vector<std::pair<uint64_t, bool>> events;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -718,8 +768,9 @@ void ClassicService::PoolAccept(UniqueFd fd, PeerInfo peer) {
         return;
       }
       core::protocol::ConnectionOptions copts;
-      copts.frame_limits.max_frame_size = static_cast<size_t>(o_.max_frame_size);
+      copts.frame_limits.max_frame_size = static_cast<size_t>(limits_.max_frame_size.load());
       copts.frame_limits.max_decompressed_size = copts.frame_limits.max_frame_size;
+      copts.requests_served = requests_;
       std::lock_guard<std::mutex> lock(pc->mu);
       pc->stream = std::move(stream);
       pc->conn = std::make_unique<core::protocol::Connection>(*pc->stream, copts);
@@ -773,7 +824,7 @@ void ClassicService::PoolArm(const std::shared_ptr<PoolConn>& pc) {
           keep->armed = false;
           if ((what & EV_TIMEOUT) != 0) {
             LogConn(Level::info, keep->peer, id, "idle timeout: nothing from {} for {} s",
-                    keep->peer.repr, o_.idle_timeout);
+                    keep->peer.repr, limits_.idle_timeout.load());
             std::lock_guard<std::mutex> lock(keep->mu);
             if (keep->stream) keep->stream->Shutdown();
           }
@@ -781,8 +832,8 @@ void ClassicService::PoolArm(const std::shared_ptr<PoolConn>& pc) {
         });
   }
   pc->armed = true;
-  if (o_.idle_timeout > 0) {
-    pc->watch->Start(std::chrono::seconds(o_.idle_timeout));
+  if (const int64_t idle = limits_.idle_timeout.load(); idle > 0) {
+    pc->watch->Start(std::chrono::seconds(idle));
   } else {
     pc->watch->Start();
   }
@@ -839,18 +890,58 @@ void ClassicService::PoolEnd(const std::shared_ptr<PoolConn>& pc,
 }
 
 void ClassicService::Reload() {
-  if (!o_.tls()) return;
-  auto t = core::transport::TlsContext::Create(o_.ssl_certfile, o_.ssl_keyfile, o_.ssl_cafile);
-  if (!t) {
-    log_.Error("reload: {}; keeping the loaded certificate", t.error().message());
+  auto fresh = reload_ ? reload_() : core::Result<Options>(current_);
+  if (!fresh) {
+    log_.Error("reload: {}; keeping the running configuration", fresh.error().message());
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(tls_mu_);
-    tls_ = *t;
+  const Options& n = *fresh;
+  // Applied at once (to new connections for the limits and TLS): the log level, the limits, the
+  // certificate and key. Anything else is named as needing a restart.
+  static const std::set<std::string> kLive = {
+      "quiet",        "max_connections", "max_connections_per_peer",
+      "idle_timeout", "max_frame_size",  "tls_handshake_timeout",
+      "ssl_keyfile",  "ssl_certfile",    "ssl_cafile"};
+  Options before = current_;
+  const auto old_fields = MakeSchema(&before);
+  Options after = n;
+  const auto new_fields = MakeSchema(&after);
+  std::vector<std::string> changed;
+  std::vector<std::string> restart;
+  for (size_t i = 0; i < old_fields.size(); ++i) {
+    const std::string was = core::config::ValueText(old_fields[i]);
+    const std::string now = core::config::ValueText(new_fields[i]);
+    if (was == now) continue;
+    const std::string& key = old_fields[i].key;
+    if (kLive.count(key) != 0) {
+      changed.push_back(key + "=" + now);
+    } else {
+      restart.push_back(key);
+    }
   }
-  log_.Info("reload: TLS certificate and key reloaded from {} and {}", o_.ssl_certfile,
-            o_.ssl_keyfile);
+  if (n.tls() != o_.tls()) restart.emplace_back("TLS on/off");
+  if (n.tls() && o_.tls()) {
+    auto t = core::transport::TlsContext::Create(n.ssl_certfile, n.ssl_keyfile, n.ssl_cafile);
+    if (!t) {
+      log_.Error("reload: {}; keeping the loaded certificate", t.error().message());
+    } else {
+      {
+        std::lock_guard<std::mutex> lock(tls_mu_);
+        tls_ = *t;
+      }
+      log_.Info("reload: TLS certificate and key reloaded from {} and {}", n.ssl_certfile,
+                n.ssl_keyfile);
+    }
+  }
+  limits_.Set(n);
+  current_ = n;
+  std::string applied;
+  for (const auto& c : changed) applied += (applied.empty() ? "" : " ") + c;
+  log_.Info("reload: configuration applied{}{}", applied.empty() ? "" : ": ", applied);
+  for (const auto& key : restart) {
+    log_.Warn("reload: '{}' changed; it takes effect only after a restart", key);
+  }
+  ctx_.logging.SetQuiet(n.quiet);  // last: the lines above are logged at the old level
 }
 
 void ClassicService::Shutdown() {
@@ -924,12 +1015,16 @@ ClassicService::~ClassicService() {
     log_.Info("server has terminated");
     std::_Exit(0);
   }
-  for (Conn& c : conns_) c.thread.join();
+  threads_.reset();  // joins the parked threads
   conns_.clear();
   pool_.reset();
   pool_conns_.clear();
   registrar_.reset();
   interpreter_.reset();
+  if (requests_page_ != MAP_FAILED) {
+    requests_ = &requests_fallback_;
+    ::munmap(requests_page_, sizeof(std::atomic<uint64_t>));
+  }
   log_.Info("server has terminated");
 }
 

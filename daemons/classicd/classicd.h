@@ -52,8 +52,9 @@ struct Options {
 };
 
 core::config::Schema MakeSchema(Options* o);
-// Cross-option rules (key and certificate together, TCP registry needs a host, --vdb...).
-core::Status Validate(const Options& o);
+// Cross-option rules (key and certificate together, TCP registry needs a host, --vdb...). A
+// rule broken by values from the file alone names FILE:LINE and is an Error::Config.
+core::Status Validate(const Options& o, const core::config::Origins& origins = {});
 core::config::AppInfo MakeAppInfo(const Options* o);
 // "rpyc-classicd 0.1.0 (...)": the version and what this build can do.
 std::string VersionText();

@@ -77,30 +77,61 @@ core::config::Schema MakeSchema(Options* o) {
   };
 }
 
-core::Status Validate(const Options& o) {
+namespace {
+
+// A rule broken only by values from the configuration file is a configuration error that names
+// the file and line (exit 78); one that involves a switch is a usage error (exit 64).
+Error Broken(const core::config::Origins& origins, std::initializer_list<const char*> keys,
+             const std::string& switch_text, const std::string& key_text) {
+  for (const char* k : keys) {
+    if (origins.switches.count(k) != 0) return Error::Usage(switch_text);
+  }
+  for (const char* k : keys) {
+    if (auto where = origins.FileLine(k); !where.empty()) {
+      return Error::Config(where + ": key '" + k + "': " + key_text);
+    }
+  }
+  return Error::Usage(switch_text);
+}
+
+}  // namespace
+
+core::Status Validate(const Options& o, const core::config::Origins& origins) {
   if (o.vdb) {
-    return Fail(Error::Usage(
-        "--vdb is not supported: the vdb service is obsolete upstream (removed from rpyc)"));
+    return Fail(
+        Broken(origins, {"vdb"},
+               "--vdb is not supported: the vdb service is obsolete upstream (removed from rpyc)",
+               "not supported: the vdb service is obsolete upstream (removed from rpyc)"));
   }
   if (!o.ssl_keyfile.empty() && o.ssl_certfile.empty()) {
-    return Fail(Error::Usage("--ssl-keyfile requires --ssl-certfile"));
+    return Fail(Broken(origins, {"ssl_keyfile"}, "--ssl-keyfile requires --ssl-certfile",
+                       "requires ssl_certfile"));
   }
   if (o.ssl_keyfile.empty() && !o.ssl_certfile.empty()) {
-    return Fail(Error::Usage("--ssl-certfile requires --ssl-keyfile"));
+    return Fail(Broken(origins, {"ssl_certfile"}, "--ssl-certfile requires --ssl-keyfile",
+                       "requires ssl_keyfile"));
   }
   if (!o.ssl_cafile.empty() && o.ssl_keyfile.empty()) {
-    return Fail(Error::Usage("--ssl-cafile requires --ssl-keyfile and --ssl-certfile"));
+    return Fail(Broken(origins, {"ssl_cafile"},
+                       "--ssl-cafile requires --ssl-keyfile and --ssl-certfile",
+                       "requires ssl_keyfile and ssl_certfile"));
   }
   if (o.register_server && o.registry_type == "TCP" && o.registry_host.empty()) {
-    return Fail(Error::Usage("--registry-type TCP requires --registry-host"));
+    return Fail(Broken(origins, {"register", "registry_type"},
+                       "--registry-type TCP requires --registry-host",
+                       "registry_type TCP requires registry_host"));
   }
   if (o.mode == "stdio" && o.log == "stderr") {
-    return Fail(Error::Usage("--mode stdio cannot log to stderr (use --logfile or --log journal)"));
+    return Fail(Broken(origins, {"mode", "log"},
+                       "--mode stdio cannot log to stderr (use --logfile or --log journal)",
+                       "mode stdio cannot log to stderr (use logfile or log = \"journal\")"));
   }
   if (o.unix_socket_mode.empty() ||
       o.unix_socket_mode.find_first_not_of("01234567") != std::string::npos ||
       o.unix_socket_mode.size() > 4) {
-    return Fail(Error::Config("unix_socket_mode '" + o.unix_socket_mode + "' is not octal"));
+    return Fail(Broken(origins, {"unix_socket_mode"},
+                       "--unix-socket-mode '" + o.unix_socket_mode + "' is not octal",
+                       "'" + o.unix_socket_mode + "' is not octal"));
   }
   return {};
 }
@@ -119,7 +150,7 @@ core::config::AppInfo MakeAppInfo(const Options* o) {
   info.name = "rpyc-classicd";
   info.description = "RPyC classic server (rpyc_classic compatible, embedded CPython)";
   info.version = VersionText();
-  info.validate = [o] { return Validate(*o); };
+  info.validate = [o](const core::config::Origins& origins) { return Validate(*o, origins); };
   return info;
 }
 

@@ -21,6 +21,13 @@ CliOutcome Exit(int code, std::string message, bool to_stderr) {
 
 }  // namespace
 
+std::string Origins::FileLine(const std::string& key) const {
+  if (switches.count(key) != 0) return {};
+  auto it = file_lines.find(key);
+  if (it == file_lines.end()) return {};
+  return file + ":" + std::to_string(it->second);
+}
+
 CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& info,
                             const Schema& schema) {
   CLI::App app{info.description, info.name};
@@ -70,12 +77,15 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
     return Exit(kExitUsage, info.name + ": " + e.what() + " (try --help)", true);
   }
 
+  Origins origins;
+  origins.file = config_path;
   if (!config_path.empty()) {
-    auto st = LoadTomlFile(config_path, schema);
+    auto st = LoadTomlFile(config_path, schema, &origins.file_lines);
     if (!st) return Exit(kExitConfig, info.name + ": " + st.error().message(), true);
   }
   for (const Binding& b : bindings) {
     if (b.option->count() == 0) continue;
+    origins.switches.insert(b.field->key);
     if (b.flag != nullptr) {
       *std::get<bool*>(b.field->target) = *b.flag;
       continue;
@@ -84,7 +94,7 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
     if (!st) return Exit(kExitUsage, info.name + ": " + st.error().message(), true);
   }
   if (info.validate) {
-    auto st = info.validate();
+    auto st = info.validate(origins);
     if (!st) {
       // A Usage error is a switch combination that makes no sense (64); the rest are values
       // that cannot work together, whether they came from the file or the command line (78).

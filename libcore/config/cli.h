@@ -4,6 +4,8 @@
 // given explicitly on the command line. Adds -c/--config, --check-config, --version, --help.
 
 #include <functional>
+#include <map>
+#include <set>
 #include <string>
 
 #include "libcore/base/result.h"
@@ -11,13 +13,24 @@
 
 namespace core::config {
 
+// Where the options' values came from, so that a check of several options together can blame
+// the configuration file (exit 78, FILE:LINE) or the command line (exit 64).
+struct Origins {
+  std::string file;                       // the -c file, empty when none
+  std::map<std::string, int> file_lines;  // key -> line, for the keys the file sets
+  std::set<std::string> switches;         // keys given by an explicit switch
+
+  // "FILE:LINE" when `key`'s value comes from the file (not overridden by a switch), else "".
+  std::string FileLine(const std::string& key) const;
+};
+
 struct AppInfo {
   std::string name;         // program name for --help
   std::string description;  // one line
   std::string version;      // full --version text (features included)
   // Cross-field checks run after everything is merged; a failure exits kExitUsage when it is
-  // an Error::Usage, kExitConfig otherwise.
-  std::function<Status()> validate;
+  // an Error::Usage, kExitConfig otherwise (a check blames the file through `origins`).
+  std::function<Status(const Origins& origins)> validate;
 };
 
 struct CliOutcome {

@@ -196,10 +196,29 @@ TEST_F(CliTest, HelpVersionCheckConfig) {
 TEST_F(CliTest, ValidateHookGivesConfigExit) {
   std::vector<std::string> args = {"prog"};
   std::vector<const char*> argv = {args[0].c_str()};
-  AppInfo info{"prog", "d", "v", [] { return Status(Fail(Error::Config("bad combination"))); }};
+  AppInfo info{"prog", "d", "v",
+               [](const Origins&) { return Status(Fail(Error::Config("bad combination"))); }};
   auto out = ParseCommandLine(1, argv.data(), info, schema_);
   EXPECT_EQ(out.exit_code, kExitConfig);
   EXPECT_EQ(out.message, "prog: bad combination");
+}
+
+TEST_F(CliTest, ValidateSeesWhereEachValueCameFrom) {
+  const std::string path = WriteToml("\nport = 5\nmode = 'both'\n");
+  Origins seen;
+  AppInfo info{"prog", "d", "v", [&seen](const Origins& o) {
+                 seen = o;
+                 return Status();
+               }};
+  std::vector<std::string> args = {"prog", "-c", path, "-m", "tcp"};
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  auto out = ParseCommandLine(static_cast<int>(argv.size()), argv.data(), info, schema_);
+  EXPECT_FALSE(out.exit) << out.message;
+  EXPECT_EQ(seen.FileLine("port"), path + ":2");
+  EXPECT_EQ(seen.FileLine("mode"), "");     // the switch overrides the file
+  EXPECT_EQ(seen.FileLine("listing"), "");  // a default
+  EXPECT_EQ(seen.switches.count("mode"), 1U);
 }
 
 }  // namespace

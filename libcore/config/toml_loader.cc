@@ -84,7 +84,8 @@ Status SetFromNode(const Field& f, const toml::node& node, std::string_view sour
 
 }  // namespace
 
-Status LoadTomlText(std::string_view text, std::string_view source, const Schema& schema) {
+Status LoadTomlText(std::string_view text, std::string_view source, const Schema& schema,
+                    std::map<std::string, int>* lines) {
   toml::table table;
   try {
     table = toml::parse(text, source);
@@ -104,17 +105,19 @@ Status LoadTomlText(std::string_view text, std::string_view source, const Schema
     }
     auto st = SetFromNode(*field, node, source);
     if (!st) return st;
+    if (lines != nullptr) (*lines)[field->key] = static_cast<int>(key.source().begin.line);
   }
   return {};
 }
 
-Status LoadTomlFile(const std::string& path, const Schema& schema) {
+Status LoadTomlFile(const std::string& path, const Schema& schema,
+                    std::map<std::string, int>* lines) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Fail(Error::Config(path + ": cannot open the configuration file"));
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) return Fail(Error::Config(path + ": cannot read the configuration file"));
-  return LoadTomlText(text.str(), path, schema);
+  return LoadTomlText(text.str(), path, schema, lines);
 }
 
 }  // namespace core::config

@@ -45,9 +45,9 @@ int Run(const RunOptions& options, const ServiceFactory& factory) {
   SignalWatch hup(*loop, SIGHUP, [&] {
     if (running == nullptr) return;
     NotifyReloading();
+    log.Info("SIGHUP: reopening the log, reloading the configuration");
     if (auto st = (*logging)->Reopen(); !st) log.Error("{}", st.error().message());
     (*running)->Reload();
-    log.Info("SIGHUP: log reopened, configuration reloaded");
     NotifyReady((*running)->StatusText());
   });
 

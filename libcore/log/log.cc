@@ -164,9 +164,20 @@ Logging::~Logging() = default;
 
 Logger Logging::Get(const std::string& name) const {
   auto impl = std::make_shared<spdlog::logger>(name, sinks_.begin(), sinks_.end());
-  impl->set_level(level_);
   impl->flush_on(Level::trace);
+  std::lock_guard<std::mutex> lock(mu_);
+  impl->set_level(level_);
+  std::erase_if(loggers_, [](const auto& w) { return w.expired(); });
+  loggers_.push_back(impl);
   return Logger(std::move(impl));
+}
+
+void Logging::SetQuiet(bool quiet) {
+  std::lock_guard<std::mutex> lock(mu_);
+  level_ = quiet ? Level::err : Level::debug;
+  for (const auto& w : loggers_) {
+    if (auto l = w.lock()) l->set_level(level_);
+  }
 }
 
 Status Logging::Reopen() {

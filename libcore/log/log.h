@@ -11,8 +11,10 @@
 
 #include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -93,14 +95,19 @@ class Logging {
   // Reopens the log file (SIGHUP after logrotate). A no-op without a file.
   Status Reopen();
 
+  // Errors only, or everything: applies to every logger Get() handed out (a reload).
+  void SetQuiet(bool quiet);
+
   bool to_journal() const { return to_journal_; }
 
  private:
   Logging() = default;
   std::vector<spdlog::sink_ptr> sinks_;
   std::shared_ptr<class ReopenableFileSink> file_;
-  Level level_ = Level::debug;
+  Level level_ = Level::debug;  // guarded by mu_
   bool to_journal_ = false;
+  mutable std::mutex mu_;
+  mutable std::vector<std::weak_ptr<spdlog::logger>> loggers_;  // guarded by mu_
 };
 
 // At most `burst` messages per `interval`; afterwards Allow() is false until the interval ends,

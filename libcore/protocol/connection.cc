@@ -371,6 +371,9 @@ Value Connection::EngineException(const char* type_name, Value arg,
 }
 
 Status Connection::Dispatch(Message request) {
+  if (options_.requests_served != nullptr) {
+    options_.requests_served->fetch_add(1, std::memory_order_relaxed);
+  }
   const uint64_t seq = request.seq;
   auto reply = [&](Outcome o) {
     Message m;

@@ -54,6 +54,9 @@ struct ConnectionOptions {
   channel::Compression compression = channel::Compression::kAdaptive;
   // Known in advance (for a side that speaks first); otherwise detected from the first frame.
   std::optional<Generation> generation;
+  // Incremented (relaxed) for every request this side dispatches, when set: a daemon's live
+  // "requests served" count. Must outlive the Connection.
+  std::atomic<uint64_t>* requests_served = nullptr;
 };
 
 // Why Serve() returned normally.

@@ -146,3 +146,11 @@ class Client:
         self.last_stderr = err
         self.last_returncode = p.returncode
         return out
+
+
+def wait_for(pred, timeout=10, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        time.sleep(0.05)

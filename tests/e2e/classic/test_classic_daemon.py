@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from classic_support import CLASSICD, PYTHON, REFERENCE, RPYC6_PATH, GENERATIONS, Daemon, free_port
+from classic_support import (CLASSICD, PYTHON, REFERENCE, RPYC6_PATH, GENERATIONS, Daemon, free_port,
+                             wait_for)
 
 REGISTRYD = Path(os.environ.get("RPYC_REGISTRYD",
                                 Path(__file__).resolve().parents[3] /
@@ -42,14 +43,6 @@ def run_client(gen, script, timeout=60, check=True, **fmt):
     if check:
         assert p.returncode == 0, f"[{gen}] client exited {p.returncode}\n{p.stdout}\n{p.stderr}"
     return p.returncode, p.stdout, p.stderr
-
-
-def wait_for(pred, timeout=10, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        time.sleep(0.05)
 
 
 def wait_port(port, timeout=20):

@@ -1,7 +1,7 @@
 #pragma once
 
-// A fixed set of worker threads that run submitted tasks in order (threadpool mode). The stop
-// signals are blocked in the workers (the loop thread handles them), and every thread is joined.
+// A fixed set of worker threads that run submitted tasks in order (threadpool mode: the loop
+// owns the sockets and submits a readable one). Every thread is joined.
 
 #include <chrono>
 #include <condition_variable>
@@ -12,11 +12,12 @@
 #include <thread>
 #include <vector>
 
-namespace classicd {
+namespace core::server {
 
 class WorkerPool {
  public:
-  explicit WorkerPool(size_t threads);
+  // `on_thread_start` runs once on each worker before its first task (a signal mask...).
+  explicit WorkerPool(size_t threads, std::function<void()> on_thread_start = {});
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
   // Joins every worker: call Stop() first and only when it returned 0.
@@ -31,6 +32,7 @@ class WorkerPool {
  private:
   void Work();
 
+  const std::function<void()> on_thread_start_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::condition_variable idle_cv_;
@@ -40,4 +42,4 @@ class WorkerPool {
   std::vector<std::thread> threads_;
 };
 
-}  // namespace classicd
+}  // namespace core::server

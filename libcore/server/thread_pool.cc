@@ -1,12 +1,11 @@
-#include "daemons/classicd/worker_pool.h"
+#include "libcore/server/thread_pool.h"
 
 #include <exception>
 
-#include <signal.h>
+namespace core::server {
 
-namespace classicd {
-
-WorkerPool::WorkerPool(size_t threads) {
+WorkerPool::WorkerPool(size_t threads, std::function<void()> on_thread_start)
+    : on_thread_start_(std::move(on_thread_start)) {
   running_ = threads;
   threads_.reserve(threads);
   for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
@@ -39,10 +38,7 @@ size_t WorkerPool::Stop(std::chrono::milliseconds grace) {
 }
 
 void WorkerPool::Work() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&set, s);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  if (on_thread_start_) on_thread_start_();
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
@@ -60,4 +56,4 @@ void WorkerPool::Work() {
   idle_cv_.notify_all();
 }
 
-}  // namespace classicd
+}  // namespace core::server
