@@ -178,6 +178,21 @@ TEST_F(CliTest, ErrorTable) {
   }
 }
 
+// Found by config_fuzz: an argument with a line break made a multi-line error.
+TEST_F(CliTest, ErrorsStayOneLine) {
+  const CliCase cases[] = {
+      {{"line one\nline two"}, kExitUsage, "line one\\nline two"},
+      {{"--port", "1\n2"}, kExitUsage, "'1\\n2' is not an integer"},
+      {{"-m", "a\r\tb"}, kExitUsage, "'a\\x0d\\x09b' is not one of"},
+  };
+  for (const auto& c : cases) {
+    auto out = Parse(c.args);
+    EXPECT_EQ(out.exit_code, c.code);
+    EXPECT_EQ(out.message.find_first_of("\n\r\t"), std::string::npos) << out.message;
+    EXPECT_NE(out.message.find(c.message_part), std::string::npos) << out.message;
+  }
+}
+
 TEST_F(CliTest, HelpVersionCheckConfig) {
   auto help = Parse({"--help"});
   EXPECT_TRUE(help.exit);
