@@ -10,26 +10,6 @@
 namespace core::config {
 namespace {
 
-// Error messages echo what the user gave (an argument, a key, a value), which may hold line
-// breaks or other control characters: escape them, so an error stays one line.
-std::string OneLine(const std::string& text) {
-  std::string out;
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u != 0x7f) {
-      out += c;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    }
-  }
-  return out;
-}
-
 CliOutcome Exit(int code, std::string message, bool to_stderr) {
   if (to_stderr) message = OneLine(message);
   CliOutcome out;

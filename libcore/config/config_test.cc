@@ -68,6 +68,19 @@ TEST(TomlLoader, EveryErrorNamesFileLineAndKey) {
   }
 }
 
+// Found by config_fuzz: toml++ quotes the character it saw, a line break included, and keys and
+// values may hold one; the error must stay one line.
+TEST(TomlLoader, ErrorsStayOneLine) {
+  for (const char* text : {"g=f\n", "\"a\\nb\" = 1\n", "mode = \"x\\ny\"\n"}) {
+    TestOptions o;
+    auto st = LoadTomlText(text, "t.toml", MakeSchema(&o));
+    ASSERT_FALSE(st) << text;
+    EXPECT_EQ(st.error().message().find_first_of("\n\r"), std::string::npos)
+        << st.error().message();
+    EXPECT_NE(st.error().message().find("\\n"), std::string::npos) << st.error().message();
+  }
+}
+
 TEST(TomlLoader, SyntaxErrorHasLineAndColumn) {
   TestOptions o;
   auto st = LoadTomlText("port = 1\nport = = 2\n", "t.toml", MakeSchema(&o));

@@ -82,9 +82,7 @@ Status SetFromNode(const Field& f, const toml::node& node, std::string_view sour
   return {};
 }
 
-}  // namespace
-
-Status LoadTomlText(std::string_view text, std::string_view source, const Schema& schema) {
+Status LoadToml(std::string_view text, std::string_view source, const Schema& schema) {
   toml::table table;
   try {
     table = toml::parse(text, source);
@@ -106,6 +104,16 @@ Status LoadTomlText(std::string_view text, std::string_view source, const Schema
     if (!st) return st;
   }
   return {};
+}
+
+}  // namespace
+
+Status LoadTomlText(std::string_view text, std::string_view source, const Schema& schema) {
+  // Keys, values and toml++'s descriptions (which quote the character it saw) may hold line
+  // breaks: the error stays one line.
+  auto st = LoadToml(text, source, schema);
+  if (!st) return Fail(Error::Config(OneLine(st.error().message())));
+  return st;
 }
 
 Status LoadTomlFile(const std::string& path, const Schema& schema) {
