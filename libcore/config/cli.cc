@@ -11,6 +11,7 @@ namespace core::config {
 namespace {
 
 CliOutcome Exit(int code, std::string message, bool to_stderr) {
+  if (to_stderr) message = OneLine(message);
   CliOutcome out;
   out.exit = true;
   out.exit_code = code;

@@ -68,6 +68,19 @@ TEST(TomlLoader, EveryErrorNamesFileLineAndKey) {
   }
 }
 
+// Found by config_fuzz: toml++ quotes the character it saw, a line break included, and keys and
+// values may hold one; the error must stay one line.
+TEST(TomlLoader, ErrorsStayOneLine) {
+  for (const char* text : {"g=f\n", "\"a\\nb\" = 1\n", "mode = \"x\\ny\"\n"}) {
+    TestOptions o;
+    auto st = LoadTomlText(text, "t.toml", MakeSchema(&o));
+    ASSERT_FALSE(st) << text;
+    EXPECT_EQ(st.error().message().find_first_of("\n\r"), std::string::npos)
+        << st.error().message();
+    EXPECT_NE(st.error().message().find("\\n"), std::string::npos) << st.error().message();
+  }
+}
+
 TEST(TomlLoader, SyntaxErrorHasLineAndColumn) {
   TestOptions o;
   auto st = LoadTomlText("port = 1\nport = = 2\n", "t.toml", MakeSchema(&o));
@@ -175,6 +188,21 @@ TEST_F(CliTest, ErrorTable) {
     EXPECT_TRUE(out.to_stderr);
     EXPECT_NE(out.message.find(c.message_part), std::string::npos)
         << c.args[0] << " => " << out.message;
+  }
+}
+
+// Found by config_fuzz: an argument with a line break made a multi-line error.
+TEST_F(CliTest, ErrorsStayOneLine) {
+  const CliCase cases[] = {
+      {{"line one\nline two"}, kExitUsage, "line one\\nline two"},
+      {{"--port", "1\n2"}, kExitUsage, "'1\\n2' is not an integer"},
+      {{"-m", "a\r\tb"}, kExitUsage, "'a\\x0d\\x09b' is not one of"},
+  };
+  for (const auto& c : cases) {
+    auto out = Parse(c.args);
+    EXPECT_EQ(out.exit_code, c.code);
+    EXPECT_EQ(out.message.find_first_of("\n\r\t"), std::string::npos) << out.message;
+    EXPECT_NE(out.message.find(c.message_part), std::string::npos) << out.message;
   }
 }
 

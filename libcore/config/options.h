@@ -47,6 +47,10 @@ Field Choice(std::string key, std::string switches, std::string help, std::strin
 // true/false/yes/no/on/off/1/0 (any case). Errors are Usage errors that name the switch.
 Status SetFromText(const Field& field, std::string_view text);
 
+// Error messages echo what the user gave (an argument, a key, a value), which may hold line
+// breaks or other control characters: this escapes them (\n, \xNN), so an error stays one line.
+std::string OneLine(std::string_view text);
+
 // Human-readable default/current value of a field (for --help and messages).
 std::string ValueText(const Field& field);
 

@@ -82,10 +82,8 @@ Status SetFromNode(const Field& f, const toml::node& node, std::string_view sour
   return {};
 }
 
-}  // namespace
-
-Status LoadTomlText(std::string_view text, std::string_view source, const Schema& schema,
-                    std::map<std::string, int>* lines) {
+Status LoadToml(std::string_view text, std::string_view source, const Schema& schema,
+                std::map<std::string, int>* lines) {
   toml::table table;
   try {
     table = toml::parse(text, source);
@@ -108,6 +106,17 @@ Status LoadTomlText(std::string_view text, std::string_view source, const Schema
     if (lines != nullptr) (*lines)[field->key] = static_cast<int>(key.source().begin.line);
   }
   return {};
+}
+
+}  // namespace
+
+Status LoadTomlText(std::string_view text, std::string_view source, const Schema& schema,
+                    std::map<std::string, int>* lines) {
+  // Keys, values and toml++'s descriptions (which quote the character it saw) may hold line
+  // breaks: the error stays one line.
+  auto st = LoadToml(text, source, schema, lines);
+  if (!st) return Fail(Error::Config(OneLine(st.error().message())));
+  return st;
 }
 
 Status LoadTomlFile(const std::string& path, const Schema& schema,
