@@ -379,6 +379,7 @@ core::Status Interpreter::PrepareFork() {
   if (r) r = PyRef::Steal(PyObject_CallMethod(gc.get(), "freeze", nullptr));
   if (!r) return core::Fail(core::Error::Python("preparing to fork: " + FetchErrorText()));
   malloc_trim(0);
+  prepared_ = true;
   return {};
 }
 
@@ -397,7 +398,9 @@ void Interpreter::ExitChild(int status) {
 
 core::Result<int> Interpreter::Fork(bool freeze_gc) {
   GilHold gil;
-  if (freeze_gc) {
+  // After PrepareFork() the parent makes no Python objects: freezing again would only write to
+  // pages that each child then keeps a copy of.
+  if (freeze_gc && !prepared_) {
     PyRef gc = PyRef::Steal(PyImport_ImportModule("gc"));
     PyRef r = gc ? PyRef::Steal(PyObject_CallMethod(gc.get(), "freeze", nullptr)) : PyRef();
     if (!r) PyErr_Clear();

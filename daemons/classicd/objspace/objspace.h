@@ -95,6 +95,7 @@ class Interpreter {
   std::unique_ptr<Support> support_;
   int finalize_grace_ms_ = 0;
   void* main_thread_state_ = nullptr;  // PyThreadState* of the init thread, released
+  bool prepared_ = false;              // PrepareFork() ran
 };
 
 // The class of the root object (PROTOCOL.md §7.2, §11): SlaveService in socket modes,
