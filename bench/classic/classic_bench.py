@@ -230,15 +230,23 @@ def measure_concurrent(proc, port, seconds, clients):
 def callgrind_instructions(kind, ours, workload, ops):
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "cg.out")
-        wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+        # %p: forked children (followed by valgrind) write files of their own; all are summed.
+        wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p",
                    "--trace-children=no"]
         with server(kind, ours, wrapper) as (proc, port):
-            setup, op, _ = WORKLOADS[workload]
-            conn = rpyc.classic.connect("127.0.0.1", port)
-            state = setup(conn) if setup else None
-            for _ in range(ops):
-                op(conn, state)
-            conn.close()
+            if workload == "connect":
+                for _ in range(ops):
+                    c = rpyc.classic.connect("127.0.0.1", port)
+                    assert c.eval("1+1") == 2
+                    c.close()
+                time.sleep(1.0)  # let the last child finish and write its profile
+            else:
+                setup, op, _ = WORKLOADS[workload]
+                conn = rpyc.classic.connect("127.0.0.1", port)
+                state = setup(conn) if setup else None
+                for _ in range(ops):
+                    op(conn, state)
+                conn.close()
         total = 0
         for name in os.listdir(d):
             with open(os.path.join(d, name)) as f:
@@ -292,8 +300,13 @@ def main():
         print("\nuser-space instructions per op (callgrind, (I(n2) - I(n1)) / (n2 - n1)):")
         print("| workload | Python | ours | ratio |")
         print("|---|---|---|---|")
-        for w in [w for w in workloads if w in WORKLOADS]:
-            n1, n2 = (20, 120) if w.startswith("1MiB") else (200, 1200)
+        for w in [w for w in workloads if w in WORKLOADS or w == "connect"]:
+            if w.startswith("1MiB"):
+                n1, n2 = 20, 120
+            elif w == "connect":
+                n1, n2 = 20, 70
+            else:
+                n1, n2 = 200, 1200
             per = {}
             for kind in ("python", "ours"):
                 i1 = callgrind_instructions(kind, args.ours, w, n1)

@@ -325,6 +325,9 @@ core::Status ClassicService::Start(StdioFds stdio) {
     return Fail(Error::Python("cannot start the Python interpreter: " + interp.error().message()));
   }
   interpreter_ = std::move(*interp);
+  if (o_.mode == "forking") {
+    if (auto st = interpreter_->PrepareFork(); !st) log_.Warn("{}", st.error().message());
+  }
 
   if (o_.mode == "threadpool")
     pool_ = std::make_unique<core::server::WorkerPool>(static_cast<size_t>(o_.threads),
@@ -685,8 +688,7 @@ void ClassicService::ForkChild(UniqueFd fd, PeerInfo peer) {
     for (auto& l : listeners_) ::close(l->fd.get());
     auto stream = OpenSocket(std::move(fd), peer, id);
     if (stream) Serve(*stream, peer, id);
-    (void)interpreter_->RunString("import sys\nsys.stdout.flush()\nsys.stderr.flush()\n");
-    ::_exit(0);
+    interpreter_->ExitChild(0);
   }
   children_[*pid] = peer;
   LogConn(Level::debug, peer, id, "child {} serves {}", *pid, peer.repr);

@@ -4,12 +4,15 @@
 
 #include <Python.h>
 
+#include <atomic>
 #include <functional>
+#include <memory>
 #include <string>
 #include <unordered_map>
 
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/objspace/py_ref.h"
+#include "libcore/brine/value.h"
 
 namespace classicd::objspace {
 
@@ -31,6 +34,8 @@ struct MethodsKeyHash {
   }
 };
 
+using BoxedPtr = std::shared_ptr<const core::brine::Value>;
+
 // Python objects every object space uses, made once at interpreter start. Released (with the GIL)
 // before Py_FinalizeEx. Used only with the GIL held.
 struct Interpreter::Support {
@@ -41,7 +46,9 @@ struct Interpreter::Support {
   PyRef s_rpyc_getattr, s_rpyc_setattr, s_rpyc_delattr, s_proxy, s_drop, s_conn_attr,
       s_id_pack_attr, s_v6, s_on_disconnect, s_closed, s_exit, s_cmp, s_class, s_module, s_name;
   PyRef object_class_descr;  // object.__dict__['__class__']
-  std::unordered_map<MethodsKey, PyRef, MethodsKeyHash> methods_cache;
+  // INSPECT replies, already boxed for the wire (converting a method list with its docstrings
+  // cost more than the rest of a connection's handshake).
+  std::unordered_map<MethodsKey, BoxedPtr, MethodsKeyHash> methods_cache;
 };
 
 // The source of support.py (generated from the file by CMake).
@@ -49,6 +56,22 @@ extern const char kSupportSource[];
 
 // Module init of _classicd_native (object_space.cc); registered with PyImport_AppendInittab.
 PyObject* InitNativeModule();
+
+// Connections per thread (interpreter.cc). The thread that makes an object space keeps its
+// Python thread state for its whole life (no per-connection thread-state churn when a server
+// reuses threads), so what Python code keeps per thread must not outlive a connection: when the
+// last object space made on a thread is destroyed on that thread, ResetThreadPython() runs there.
+// Returns the calling thread's count of live object spaces made on it (shared, so that a space
+// destroyed on another thread can still decrement it).
+std::shared_ptr<std::atomic<int>> ThreadSpaceCount();
+// GIL held. Forgets the calling thread's per-thread Python state: threading.local data (the
+// thread state's dict), the contextvars context, trace and profile functions, a pending
+// asynchronous exception, and the threading module's dummy Thread object for this thread.
+void ResetThreadPython();
+
+// True when the current thread's Python thread state is one GilHold made and keeps (a thread the
+// daemon started), not one Python made (threading.Thread) or the interpreter's main one.
+bool OwnsThreadState();
 
 // The text of the pending Python exception (clears it), for errors reported to C++.
 std::string FetchErrorText();

@@ -6,15 +6,20 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <system_error>
 #include <vector>
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include "daemons/classicd/objspace/internal.h"
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/objspace/py_ref.h"
+#include "libcore/brine/value.h"
+#include "libcore/protocol/consts.h"
+#include "libcore/protocol/object_space.h"
 
 namespace classicd::objspace {
 namespace {
@@ -28,6 +33,7 @@ std::atomic<bool> g_alive{false};
 struct ThreadPython {
   PyThreadState* ts = nullptr;
   PyGILState_STATE outer = PyGILState_UNLOCKED;
+  std::shared_ptr<std::atomic<int>> spaces;  // ThreadSpaceCount()
   ThreadPython() = default;
   ThreadPython(const ThreadPython&) = delete;
   ThreadPython& operator=(const ThreadPython&) = delete;
@@ -153,6 +159,48 @@ void StopWaitingForUserThreads(int grace_ms) {
 
 }  // namespace
 
+std::shared_ptr<std::atomic<int>> ThreadSpaceCount() {
+  if (!t_python.spaces) t_python.spaces = std::make_shared<std::atomic<int>>(0);
+  return t_python.spaces;
+}
+
+bool OwnsThreadState() { return t_python.ts != nullptr && t_python.ts == PyThreadState_Get(); }
+
+void ResetThreadPython() {
+  PyThreadState* ts = PyThreadState_Get();
+  PyErr_Clear();
+  // threading.local (_thread._local) keeps each thread's data under a key of this dict; dropping
+  // the dict drops the data (the locals' weak references clean up their side).
+  if (ts->dict != nullptr) {
+    PyObject* dict = ts->dict;
+    ts->dict = nullptr;
+    Py_DECREF(dict);
+  }
+  if (ts->context != nullptr) {
+    Py_CLEAR(ts->context);
+    ts->context_ver++;
+  }
+  if (ts->c_tracefunc != nullptr) PyEval_SetTrace(nullptr, nullptr);
+  if (ts->c_profilefunc != nullptr) PyEval_SetProfile(nullptr, nullptr);
+  Py_CLEAR(ts->async_exc);
+  // threading.current_thread() of a thread Python did not start is a _DummyThread that stays in
+  // threading._active under the thread's ident (attributes set on it would carry over).
+  PyObject* modules = PySys_GetObject("modules");  // borrowed
+  PyObject* threading = modules != nullptr ? PyDict_GetItemString(modules, "threading") : nullptr;
+  if (threading != nullptr) {
+    PyRef active = PyRef::Steal(PyObject_GetAttrString(threading, "_active"));
+    PyRef dummy = PyRef::Steal(PyObject_GetAttrString(threading, "_DummyThread"));
+    PyRef ident = PyRef::Steal(PyLong_FromUnsignedLong(PyThread_get_thread_ident()));
+    if (active && dummy && ident && PyDict_Check(active.get())) {
+      PyObject* th = PyDict_GetItemWithError(active.get(), ident.get());  // borrowed
+      if (th != nullptr && PyObject_IsInstance(th, dummy.get()) == 1) {
+        (void)PyDict_DelItem(active.get(), ident.get());
+      }
+    }
+  }
+  PyErr_Clear();
+}
+
 std::string FetchErrorText() {
   PyObject *t = nullptr, *v = nullptr, *tb = nullptr;
   PyErr_Fetch(&t, &v, &tb);
@@ -248,6 +296,9 @@ core::Result<std::unique_ptr<Interpreter>> Interpreter::Start(const InterpreterO
   };
   if (!SetupPath(options)) return fail("setting sys.path");
   if (!LoadSupport(interp->support_.get())) return fail("loading the support module");
+  // threading takes the thread that first imports it for the main thread: make that this one,
+  // not whichever connection thread imports it first.
+  if (!PyRef::Steal(PyImport_ImportModule("threading"))) return fail("importing threading");
   if (options.keep_default_sigint && old_int.sa_handler == SIG_DFL &&
       (old_int.sa_flags & SA_SIGINFO) == 0) {
     // `import signal` (rpyc, subprocess...) installs Python's SIGINT handler while it is SIG_DFL;
@@ -270,9 +321,95 @@ Interpreter::~Interpreter() {
   Py_FinalizeEx();
 }
 
+namespace {
+
+// The client side of PrepareFork's rehearsal: nothing to call back.
+class RehearsalPeer final : public core::protocol::Peer {
+ public:
+  core::Result<core::protocol::Outcome> Call(core::protocol::Handler, core::brine::Value,
+                                             int) override {
+    return core::Fail(core::Error::Closed("rehearsal"));
+  }
+  core::Status Notify(core::protocol::Handler, core::brine::Value) override { return {}; }
+  core::protocol::Generation generation() const override { return gen; }
+  core::protocol::Generation gen = core::protocol::Generation::kV6;
+};
+
+// What rpyc.classic.connect() and a first eval send (PROTOCOL.md §7.2), both generations, plus
+// an exception reply.
+void Rehearse(Interpreter& interp) {
+  namespace brine = core::brine;
+  using core::protocol::Handler;
+  using core::protocol::Outcome;
+  auto by_val = [](brine::Value v) { return brine::TupleOf(brine::Int(1), std::move(v)); };
+  auto local = [](brine::Value idp) { return brine::TupleOf(brine::Int(3), std::move(idp)); };
+  auto boxes = [](std::vector<brine::Value> items) {
+    return brine::TupleOf(brine::Int(2), brine::Tuple{std::move(items)});
+  };
+  auto payload = [](const Outcome& o) {
+    const auto* t = o.value.get_if<brine::Tuple>();
+    return t != nullptr && t->items.size() == 2 ? t->items[1] : brine::Value();
+  };
+  for (auto gen : {core::protocol::Generation::kV5, core::protocol::Generation::kV6}) {
+    RehearsalPeer peer;
+    peer.gen = gen;
+    auto space = MakeClassicObjectSpace(interp, peer);
+    brine::Value root = payload(space->Handle(Handler::kGetRoot, by_val(brine::Tuple{})));
+    space->Handle(Handler::kInspect, by_val(brine::TupleOf(root)));
+    brine::Value getmodule = payload(space->Handle(
+        Handler::kGetAttr, boxes({local(root), by_val(brine::MakeStr("getmodule"))})));
+    for (const char* name : {"builtins", "importlib.util"}) {
+      Outcome m = space->Handle(
+          Handler::kCall, boxes({local(getmodule), by_val(brine::TupleOf(brine::MakeStr(name))),
+                                 by_val(brine::Tuple{})}));
+      space->Handle(Handler::kInspect, by_val(brine::TupleOf(payload(m))));
+    }
+    brine::Value eval;
+    for (const char* name : {"execute", "namespace", "eval"}) {
+      eval = payload(
+          space->Handle(Handler::kGetAttr, boxes({local(root), by_val(brine::MakeStr(name))})));
+    }
+    for (const char* code : {"None", "_classicd_rehearsal_undefined_name"}) {
+      space->Handle(Handler::kCall,
+                    boxes({local(eval), by_val(brine::TupleOf(brine::MakeStr(code))),
+                           by_val(brine::Tuple{})}));
+    }
+    space->OnDisconnect();
+  }
+}
+
+}  // namespace
+
+core::Status Interpreter::PrepareFork() {
+  Rehearse(*this);
+  GilHold gil;
+  PyRef gc = PyRef::Steal(PyImport_ImportModule("gc"));
+  PyRef r = gc ? PyRef::Steal(PyObject_CallMethod(gc.get(), "collect", nullptr)) : PyRef();
+  if (r) r = PyRef::Steal(PyObject_CallMethod(gc.get(), "freeze", nullptr));
+  if (!r) return core::Fail(core::Error::Python("preparing to fork: " + FetchErrorText()));
+  malloc_trim(0);
+  prepared_ = true;
+  return {};
+}
+
+void Interpreter::ExitChild(int status) {
+  {
+    GilHold gil;
+    for (const char* name : {"stdout", "stderr"}) {
+      PyObject* f = PySys_GetObject(name);  // borrowed
+      if (f == nullptr || f == Py_None) continue;
+      PyRef r = PyRef::Steal(PyObject_CallMethod(f, "flush", nullptr));
+      if (!r) PyErr_Clear();
+    }
+  }
+  ::_exit(status);
+}
+
 core::Result<int> Interpreter::Fork(bool freeze_gc) {
   GilHold gil;
-  if (freeze_gc) {
+  // After PrepareFork() the parent makes no Python objects: freezing again would only write to
+  // pages that each child then keeps a copy of.
+  if (freeze_gc && !prepared_) {
     PyRef gc = PyRef::Steal(PyImport_ImportModule("gc"));
     PyRef r = gc ? PyRef::Steal(PyObject_CallMethod(gc.get(), "freeze", nullptr)) : PyRef();
     if (!r) PyErr_Clear();

@@ -4,6 +4,7 @@
 
 #include <Python.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -108,7 +109,12 @@ struct Link;
 class ClassicObjectSpace final : public core::protocol::ObjectSpace {
  public:
   ClassicObjectSpace(Interpreter::Support& support, core::protocol::Peer& peer)
-      : sup_(support), peer_(peer) {}
+      : sup_(support),
+        peer_(peer),
+        maker_(std::this_thread::get_id()),
+        spaces_(ThreadSpaceCount()) {
+    spaces_->fetch_add(1);
+  }
   ~ClassicObjectSpace() override;
   ClassicObjectSpace(const ClassicObjectSpace&) = delete;
   ClassicObjectSpace& operator=(const ClassicObjectSpace&) = delete;
@@ -146,10 +152,12 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   PyRef AccessAttr(PyObject* obj, PyObject* raw_name, PyObject* hook_name, PyObject* value,
                    int mode);
   PyRef Call(PyObject* fn, PyObject* args, PyObject* kwargs);
-  PyRef Methods(PyObject* obj);
+  Outcome Inspect(PyObject* args);
   void FlushDels();
   void SyncGeneration();
   bool IsOurNetref(PyObject* o);
+  void SwapThreadData();
+  PyObject* Proxies();  // borrowed; NULL + Python error on failure
 
   Interpreter::Support& sup_;
   core::protocol::Peer& peer_;
@@ -164,6 +172,11 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   int requests_ = 0;  // guarded by requests_mu_
   bool disconnected_ = false;
   int last_v6_ = -1;
+  bool data_in_ = false;                // under the GIL: a Handle() has swapped the thread data in
+  PyObject* thread_dict_ = nullptr;     // owned; see SwapThreadData()
+  PyObject* thread_context_ = nullptr;  // owned
+  std::thread::id maker_;               // the thread that made this space
+  std::shared_ptr<std::atomic<int>> spaces_;  // maker_'s ThreadSpaceCount()
 };
 
 // What a proxy reaches its connection through. Owned by a capsule that the ProxyConn holds, so
@@ -186,19 +199,27 @@ Link* LinkOf(PyObject* capsule) {
 // ---------------------------------------------------------------------------------------------
 
 bool ClassicObjectSpace::Init(bool classic_root) {
-  auto link = std::make_unique<Link>();
-  link->space = this;
-  capsule_ = PyRef::Steal(PyCapsule_New(link.get(), kCapsuleName, &DestroyLink));
-  if (!capsule_) return false;
-  link_ = link.release();  // owned by the capsule from here on
-  proxy_conn_ = PyRef::Steal(PyObject_CallOneArg(sup_.proxy_conn_class.get(), capsule_.get()));
-  if (!proxy_conn_) return false;
   PyRef pair =
       PyRef::Steal(PyObject_CallOneArg(sup_.make_root.get(), classic_root ? Py_True : Py_False));
   if (!pair || !PyTuple_Check(pair.get()) || PyTuple_GET_SIZE(pair.get()) != 2) return false;
   root_ = PyRef::Borrow(PyTuple_GET_ITEM(pair.get(), 0));
   conn_obj_ = PyRef::Borrow(PyTuple_GET_ITEM(pair.get(), 1));
   return true;
+}
+
+// Made on first use: most connections never receive an object of the client's.
+PyObject* ClassicObjectSpace::Proxies() {
+  if (proxy_conn_) return proxy_conn_.get();
+  auto link = std::make_unique<Link>();
+  link->space = disconnected_ ? nullptr : this;
+  capsule_ = PyRef::Steal(PyCapsule_New(link.get(), kCapsuleName, &DestroyLink));
+  if (!capsule_) return nullptr;
+  link_ = link.release();  // owned by the capsule from here on
+  proxy_conn_ = PyRef::Steal(PyObject_CallOneArg(sup_.proxy_conn_class.get(), capsule_.get()));
+  if (!proxy_conn_) return nullptr;
+  last_v6_ = -1;
+  SyncGeneration();
+  return proxy_conn_.get();
 }
 
 ClassicObjectSpace::~ClassicObjectSpace() {
@@ -208,6 +229,9 @@ ClassicObjectSpace::~ClassicObjectSpace() {
   conn_obj_.reset();
   proxy_conn_.reset();
   capsule_.reset();
+  Py_CLEAR(thread_dict_);
+  Py_CLEAR(thread_context_);
+  if (spaces_->fetch_sub(1) == 1 && std::this_thread::get_id() == maker_) ResetThreadPython();
 }
 
 void ClassicObjectSpace::OnDisconnect() {
@@ -245,6 +269,7 @@ void ClassicObjectSpace::OnDisconnect() {
 }
 
 void ClassicObjectSpace::SyncGeneration() {
+  if (!proxy_conn_) return;
   int now = v6() ? 1 : 0;
   if (now == last_v6_) return;
   last_v6_ = now;
@@ -257,6 +282,15 @@ Outcome ClassicObjectSpace::Handle(Handler h, const brine::Value& boxed_args) {
   // Any thread: the serving one, or one that waits for a reply in Request() and reads the peer's
   // request meanwhile (the engine lets whoever reads serve what it reads).
   GilHold gil;
+  // Only on a thread whose Python thread state the object space owns (a connection thread, a
+  // pool worker), and only the outermost Handle() of this space at a time: a Python thread made by
+  // user code that serves a request while it waits for a reply keeps its own thread data, as it
+  // would under rpyc, and so does a second thread serving this space meanwhile.
+  const bool swap = !data_in_ && OwnsThreadState();
+  if (swap) {
+    SwapThreadData();  // the connection's threading.local data and context in
+    data_in_ = true;
+  }
   Outcome out;
   try {
     SyncGeneration();
@@ -264,25 +298,44 @@ Outcome ClassicObjectSpace::Handle(Handler h, const brine::Value& boxed_args) {
       out = HandleDel(boxed_args);
     } else {
       PyRef args = Unbox(boxed_args);
-      PyRef result;
       if (args && !PyTuple_Check(args.get())) {
         PyErr_SetString(PyExc_TypeError, "handler arguments must be a tuple");
-      } else if (args) {
-        result = Dispatch(h, args.get());
+        out = ExceptionOutcome();
+      } else if (!args) {
+        out = ExceptionOutcome();
+      } else if (h == Handler::kInspect) {
+        out = Inspect(args.get());
+      } else {
+        PyRef result = Dispatch(h, args.get());
+        out = result ? BoxReply(result.get()) : ExceptionOutcome();
       }
-      out = result ? BoxReply(result.get()) : ExceptionOutcome();
     }
   } catch (const std::exception& e) {
     PyErr_SetString(PyExc_RuntimeError, e.what());
     out = ExceptionOutcome();
   }
   FlushDels();
+  if (swap) {
+    SwapThreadData();  // and out again
+    data_in_ = false;
+  }
   return out;
+}
+
+// A connection is one logical thread, whichever OS thread serves a request of it (threadpool
+// mode, reused threads): what Python code keeps per thread — threading.local data (the thread
+// state's dict) and the contextvars context — is the connection's own while its requests run.
+void ClassicObjectSpace::SwapThreadData() {
+  PyThreadState* ts = PyThreadState_Get();
+  std::swap(ts->dict, thread_dict_);
+  std::swap(ts->context, thread_context_);
+  ts->context_ver++;  // ContextVar.get() caches by this version
 }
 
 // --- boxing ----------------------------------------------------------------------------------
 
 bool ClassicObjectSpace::IsOurNetref(PyObject* o) {
+  if (!proxy_conn_) return false;
   if (!PyObject_TypeCheck(o, reinterpret_cast<PyTypeObject*>(sup_.base_netref.get()))) {
     return false;
   }
@@ -515,8 +568,9 @@ PyRef ClassicObjectSpace::Unbox(const brine::Value& boxed) {
       }
       PyRef idp = ToPython(payload);
       if (!idp) return idp;
-      return PyRef::Steal(
-          PyObject_CallMethodOneArg(proxy_conn_.get(), sup_.s_proxy.get(), idp.get()));
+      PyObject* proxies = Proxies();
+      if (proxies == nullptr) return PyRef();
+      return PyRef::Steal(PyObject_CallMethodOneArg(proxies, sup_.s_proxy.get(), idp.get()));
     }
     default:
       PyErr_Format(PyExc_ValueError, "invalid label %lld", static_cast<long long>(label));
@@ -668,17 +722,6 @@ PyRef ClassicObjectSpace::Dispatch(Handler h, PyObject* a) {
       if (!CheckArgs(a, 2, 2, "PICKLE")) return PyRef();
       return PyRef::Steal(
           PyObject_CallFunctionObjArgs(sup_.pickle_dumps.get(), arg(0), arg(1), nullptr));
-    case Handler::kInspect: {
-      if (!CheckArgs(a, 1, 1, "INSPECT")) return PyRef();
-      brine::Value idp;
-      if (ToValue(arg(0), &idp) != Dump::kOk) {
-        if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, arg(0));
-        return PyRef();
-      }
-      PyRef obj = LookupLocal(idp);
-      if (!obj) return obj;
-      return Methods(obj.get());
-    }
     case Handler::kBuffIter: {
       if (!CheckArgs(a, 2, 2, "BUFFITER")) return PyRef();
       Py_ssize_t count = PyNumber_AsSsize_t(arg(1), PyExc_OverflowError);
@@ -726,6 +769,7 @@ PyRef ClassicObjectSpace::Dispatch(Handler h, PyObject* a) {
     }
     case Handler::kClose:
     case Handler::kDel:
+    case Handler::kInspect:  // Handle() answers it (Inspect)
       break;
   }
   PyErr_Format(PyExc_KeyError, "%d", static_cast<int>(h));
@@ -741,34 +785,49 @@ unsigned VersionTag(PyTypeObject* t, PyObject* any_name) {
 constexpr size_t kMethodsCacheSize = 4096;
 }  // namespace
 
-// INSPECT's method list (§5.3), cached per class version.
-PyRef ClassicObjectSpace::Methods(PyObject* obj) {
+// INSPECT's method list (§5.3), boxed for the reply; cached per class version.
+Outcome ClassicObjectSpace::Inspect(PyObject* args) {
+  if (!CheckArgs(args, 1, 1, "INSPECT")) return ExceptionOutcome();
+  PyObject* id_pack = PyTuple_GET_ITEM(args, 0);
+  brine::Value idp;
+  if (ToValue(id_pack, &idp) != Dump::kOk) {
+    if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, id_pack);
+    return ExceptionOutcome();
+  }
+  PyRef obj = LookupLocal(idp);
+  if (!obj) return ExceptionOutcome();
   MethodsKey key;
   key.v6 = v6();
-  key.type = Py_TYPE(obj);
+  key.type = Py_TYPE(obj.get());
   key.type_tag = VersionTag(key.type, sup_.s_name.get());
   bool cacheable = key.type_tag != 0;
-  if (PyType_Check(obj)) {
-    key.cls = reinterpret_cast<PyTypeObject*>(obj);
+  if (PyType_Check(obj.get())) {
+    key.cls = reinterpret_cast<PyTypeObject*>(obj.get());
     key.cls_tag = VersionTag(key.cls, sup_.s_name.get());
     cacheable = cacheable && key.cls_tag != 0;
   }
   auto& cache = sup_.methods_cache;
   if (cacheable) {
     auto it = cache.find(key);
-    if (it != cache.end()) return PyRef::Borrow(it->second.get());
+    if (it != cache.end()) return Outcome::Reply(*it->second);
   }
-  PyRef methods = PyRef::Steal(PyObject_CallFunctionObjArgs(sup_.get_methods.get(), obj,
+  PyRef methods = PyRef::Steal(PyObject_CallFunctionObjArgs(sup_.get_methods.get(), obj.get(),
                                                             key.v6 ? Py_True : Py_False, nullptr));
-  if (methods && cacheable) {
-    // get_methods ran Python code, which may have changed the classes: recheck the tags.
-    if (VersionTag(key.type, sup_.s_name.get()) == key.type_tag &&
-        (key.cls == nullptr || VersionTag(key.cls, sup_.s_name.get()) == key.cls_tag)) {
-      if (cache.size() >= kMethodsCacheSize) cache.clear();
-      cache[key] = PyRef::Borrow(methods.get());
-    }
+  if (!methods) return ExceptionOutcome();
+  std::vector<IdKey> added;
+  brine::Value boxed;
+  if (!Box(methods.get(), &boxed, &added)) {
+    Rollback(added);
+    return ExceptionOutcome();
   }
-  return methods;
+  // get_methods ran Python code, which may have changed the classes: recheck the tags. Only
+  // by-value lists are cached (they always are: tuples of str pairs and None).
+  if (cacheable && added.empty() && VersionTag(key.type, sup_.s_name.get()) == key.type_tag &&
+      (key.cls == nullptr || VersionTag(key.cls, sup_.s_name.get()) == key.cls_tag)) {
+    if (cache.size() >= kMethodsCacheSize) cache.clear();
+    cache[key] = std::make_shared<const brine::Value>(boxed);
+  }
+  return Outcome::Reply(std::move(boxed));
 }
 
 // DEL (§4.3): keyed on the id_pack received in the LOCAL_REF, not recomputed from the object.

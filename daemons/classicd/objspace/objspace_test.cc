@@ -876,7 +876,8 @@ TEST_F(ObjSpaceTest, NoReferenceLeaks) {
   Execute("import sys\nstuff = [1, 2]\ncall = lambda f, *a, **k: f(*a, **k)");
   Value stuff = EvalRef("stuff");
   Value call = EvalRef("call");
-  Value blocks = EvalRef("sys.getallocatedblocks");
+  // Collected first: exceptions make reference cycles, freed whenever the GC next runs.
+  Value blocks = EvalRef("lambda: (__import__('gc').collect(), sys.getallocatedblocks())[1]");
   auto round = [&] {
     CallFn(eval, {ByVal(S("(1, 'a', b'b', 2.5, None, 10**30, frozenset({1}))"))});
     Value getter = Idp(GetAttr(stuff, "append"));
@@ -887,7 +888,7 @@ TEST_F(ObjSpaceTest, NoReferenceLeaks) {
     Reply(Handler::kInspect, ByVal(T({stuff})));
     Reply(Handler::kRepr, Boxes({LocalRef(stuff)}));
   };
-  for (int i = 0; i < 100; ++i) round();
+  for (int i = 0; i < 1000; ++i) round();  // caches and interned names settle
   auto count = [&] { return Payload(CallFn(blocks, {}).value).as<brine::Int>().small(); };
   size_t lent = space_->LocalObjectCount();
   int64_t before = count();
@@ -1215,6 +1216,20 @@ assert ref == ours, (ref, ours)
   EXPECT_TRUE(st.has_value()) << st.error().message();
 }
 
+// Waits for a forked child for up to `seconds`, killing it if it hangs: its wait status, or -1.
+int WaitChild(pid_t pid, int seconds) {
+  int status = 0;
+  for (int i = 0; i < seconds * 20; ++i) {
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r < 0) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return -1;
+}
+
 TEST(InterpreterTest, ForkedChildServesAndFinalises) {
   ASSERT_NE(g_interp, nullptr);
   auto pid = g_interp->Fork();
@@ -1239,19 +1254,114 @@ TEST(InterpreterTest, ForkedChildServesAndFinalises) {
     kEnv->Finalize();
     _exit(ok ? 0 : 3);
   }
-  int status = 0;
-  for (int i = 0; i < 200 && waitpid(*pid, &status, WNOHANG) == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  if (waitpid(*pid, &status, WNOHANG) == 0) {
-    kill(*pid, SIGKILL);
-    waitpid(*pid, &status, 0);
-    FAIL() << "the child hung";
-  }
+  const int status = WaitChild(*pid, 10);
+  ASSERT_NE(status, -1) << "the child hung";
   ASSERT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(WEXITSTATUS(status), 0);
   // The parent goes on.
   EXPECT_TRUE(g_interp->RunString("assert 6 * 7 == 42").has_value());
+}
+
+// --- what Python keeps per thread belongs to the connection (threading.local, contextvars) ---
+
+// A connection's eval, as a client would send it: GETROOT, GETATTR eval, CALL.
+Outcome EvalOn(ObjectSpace& space, const std::string& code) {
+  Value root = PayloadOf(space.Handle(Handler::kGetRoot, ByVal(T({}))).value);
+  Value eval =
+      PayloadOf(space.Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+  return space.Handle(Handler::kCall, Boxes({LocalRef(eval), ByVal(T({S(code)})), ByVal(T({}))}));
+}
+
+constexpr const char* kThreadDataSetup =
+    "(__import__('sys').__dict__.setdefault('_objperf_local', __import__('threading').local()),"
+    " __import__('sys').__dict__.setdefault('_objperf_cv',"
+    " __import__('contextvars').ContextVar('objperf_cv', default=None)))";
+// (threading.local attribute, context variable, attribute of threading.current_thread())
+constexpr const char* kThreadDataRead =
+    "(getattr(__import__('sys')._objperf_local, 'who', None),"
+    " __import__('sys')._objperf_cv.get(),"
+    " getattr(__import__('threading').current_thread(), 'objperf_who', None))";
+std::string ThreadDataWrite(const std::string& who) {
+  return "(setattr(__import__('sys')._objperf_local, 'who', '" + who +
+         "'), __import__('sys')._objperf_cv.set('" + who +
+         "'), setattr(__import__('threading').current_thread(), 'objperf_who', '" + who + "'))";
+}
+Value Seen(const std::string& local, const std::string& cv, const std::string& thread) {
+  auto v = [](const std::string& s) { return s.empty() ? Value(brine::NoneType{}) : S(s); };
+  return ByVal(T({v(local), v(cv), v(thread)}));
+}
+
+TEST(ThreadDataTest, ThreadLocalDataDoesNotOutliveAConnectionOnAReusedThread) {
+  ASSERT_NE(g_interp, nullptr);
+  std::thread t([] {
+    FakePeer pa, pb, pc;
+    auto a = MakeClassicObjectSpace(*g_interp, pa);
+    ASSERT_EQ(EvalOn(*a, kThreadDataSetup).kind, Outcome::Kind::kReply);
+    EXPECT_EQ(EvalOn(*a, kThreadDataRead).value.Repr(), Seen("", "", "").Repr());
+    ASSERT_EQ(EvalOn(*a, ThreadDataWrite("a")).kind, Outcome::Kind::kReply);
+    EXPECT_EQ(EvalOn(*a, kThreadDataRead).value.Repr(), Seen("a", "a", "a").Repr());
+    // Another connection served by the same thread meanwhile has its own threading.local data
+    // and context (the Thread object is the OS thread's, as in the reference).
+    auto b = MakeClassicObjectSpace(*g_interp, pb);
+    EXPECT_EQ(EvalOn(*b, kThreadDataRead).value.Repr(), Seen("", "", "a").Repr());
+    ASSERT_EQ(EvalOn(*b, ThreadDataWrite("b")).kind, Outcome::Kind::kReply);
+    EXPECT_EQ(EvalOn(*a, kThreadDataRead).value.Repr(), Seen("a", "a", "b").Repr());
+    a.reset();
+    b.reset();
+    // The thread's connections are over: the next one starts clean.
+    auto c = MakeClassicObjectSpace(*g_interp, pc);
+    EXPECT_EQ(EvalOn(*c, kThreadDataRead).value.Repr(), Seen("", "", "").Repr());
+  });
+  t.join();
+}
+
+TEST(ThreadDataTest, AConnectionKeepsItsDataAcrossServingThreads) {
+  ASSERT_NE(g_interp, nullptr);
+  FakePeer peer;
+  auto space = MakeClassicObjectSpace(*g_interp, peer);  // made here, served by two workers
+  std::thread([&] {
+    ASSERT_EQ(EvalOn(*space, kThreadDataSetup).kind, Outcome::Kind::kReply);
+    ASSERT_EQ(EvalOn(*space, ThreadDataWrite("w1")).kind, Outcome::Kind::kReply);
+  }).join();
+  std::thread([&] {
+    Outcome o = EvalOn(*space, kThreadDataRead);
+    ASSERT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
+    // (Not the Thread object: the second worker may reuse the first one's pthread id.)
+    const Value payload = PayloadOf(o.value);
+    const auto& seen = payload.as<brine::Tuple>().items;
+    EXPECT_EQ(seen[0], S("w1"));
+    EXPECT_EQ(seen[1], S("w1")) << o.value.Repr();
+  }).join();
+  space.reset();
+}
+
+TEST(InterpreterTest, PrepareForkThenChildServesAndExits) {
+  ASSERT_NE(g_interp, nullptr);
+  // In a child of the test process, so that the GC freeze stays there.
+  auto pid = g_interp->Fork();
+  ASSERT_TRUE(pid.has_value()) << pid.error().ToString();
+  if (*pid == 0) {
+    bool ok = g_interp->PrepareFork().has_value();
+    ok = ok && g_interp->RunString("import gc\nassert gc.get_freeze_count() > 0\n").has_value();
+    auto grandchild = g_interp->Fork();
+    if (!grandchild) _exit(4);
+    if (*grandchild == 0) {
+      FakePeer peer;
+      peer.gen = Generation::kV5;
+      auto space = MakeClassicObjectSpace(*g_interp, peer);
+      bool served = EvalOn(*space, "6 * 7").value == ByVal(I(42));
+      space.reset();
+      g_interp->ExitChild(served ? 7 : 8);
+    }
+    int status = 0;
+    ok = ok && waitpid(*grandchild, &status, 0) == *grandchild && WIFEXITED(status) &&
+         WEXITSTATUS(status) == 7;
+    _exit(ok ? 0 : 3);
+  }
+  const int status = WaitChild(*pid, 20);
+  ASSERT_NE(status, -1) << "the child hung";
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST(InterpreterTest, RunStringReportsErrors) {

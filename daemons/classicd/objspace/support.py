@@ -210,21 +210,33 @@ def load_exc(val):
 
 # --- the classic root (§7.2) -------------------------------------------------------------------
 
+_DEFAULT_CONFIG = dict(
+    allow_all_attrs=True, allow_pickle=True, allow_getattr=True, allow_setattr=True,
+    allow_delattr=True, allow_exposed_attrs=False, import_custom_exceptions=True,
+    instantiate_custom_exceptions=True, instantiate_oldstyle_exceptions=True,
+    allow_safe_attrs=True, allow_public_attrs=False, exposed_prefix='exposed_',
+    include_local_traceback=True, include_local_version=True,
+    propagate_SystemExit_locally=False, propagate_KeyboardInterrupt_locally=True,
+    sync_request_timeout=30)
+
+
+class _PerConnectionConfig:
+    """conn._config: a dict of the connection's own, made on first access (few clients look)."""
+
+    def __get__(self, conn, owner=None):
+        if conn is None:
+            return self
+        config = conn.__dict__['_config'] = dict(_DEFAULT_CONFIG)
+        return config
+
+
 class Connection:
     """What root.getconn() returns. rpyc.classic.pm reads _last_traceback."""
     __module__ = 'rpyc.core.protocol'
-
-    def __init__(self):
-        self._last_traceback = None
-        self._closed = False
-        self._config = dict(
-            allow_all_attrs=True, allow_pickle=True, allow_getattr=True, allow_setattr=True,
-            allow_delattr=True, allow_exposed_attrs=False, import_custom_exceptions=True,
-            instantiate_custom_exceptions=True, instantiate_oldstyle_exceptions=True,
-            allow_safe_attrs=True, allow_public_attrs=False, exposed_prefix='exposed_',
-            include_local_traceback=True, include_local_version=True,
-            propagate_SystemExit_locally=False, propagate_KeyboardInterrupt_locally=True,
-            sync_request_timeout=30)
+    # Class-level defaults: creating a connection runs no Python code.
+    _last_traceback = None
+    _closed = False
+    _config = _PerConnectionConfig()
 
     @property
     def closed(self):

@@ -82,6 +82,39 @@ def test_root_service_interface(client):
     assert out.strip().endswith("OK")
 
 
+def test_thread_local_data_belongs_to_one_connection(client):
+    # threading.local data and contextvars set by one connection are never seen by another: not
+    # by the next connection on a reused serving thread, nor by one served meanwhile.
+    out = client.run("""
+        SETUP = (
+            "import sys, threading, contextvars\\n"
+            "if not hasattr(sys, '_e2e_local'):\\n"
+            "    sys._e2e_local = threading.local()\\n"
+            "    sys._e2e_cv = contextvars.ContextVar('e2e_cv', default=None)\\n")
+        READ = "(getattr(sys._e2e_local, 'who', None), sys._e2e_cv.get())"
+        def write(conn, who):
+            remote_exec(conn, f"sys._e2e_local.who = {who!r}; sys._e2e_cv.set({who!r})")
+        for i in range(12):
+            conn = connect()
+            remote_exec(conn, SETUP)
+            assert conn.eval(READ) == (None, None), (i, conn.eval(READ))
+            write(conn, f"c{i}")
+            assert conn.eval(READ) == (f"c{i}", f"c{i}")
+            conn.close()
+        a, b = connect(), connect()
+        remote_exec(a, SETUP)
+        remote_exec(b, SETUP)
+        write(a, "a")
+        assert b.eval(READ) == (None, None), b.eval(READ)
+        write(b, "b")
+        assert a.eval(READ) == ("a", "a"), a.eval(READ)
+        a.close()
+        b.close()
+        print("OK")
+    """)
+    assert out.strip().endswith("OK")
+
+
 def test_close_is_prompt(client):
     # The 6.x client waits up to 30 s for a reply or EOF after its CLOSE (PROTOCOL.md §9).
     out = client.run("""
