@@ -24,9 +24,9 @@ def test_ready_status_stopping_and_sigterm_exit_0():
     with Daemon(["-m", "both"]) as d:
         assert "STATUS=0 services, 0 servers" in d.ready
         assert run_client("rpyc5", [["register", "UDP", H, d.port, ["A", "B"], 1]]) == [True]
-        assert "2 services, 2 servers" in d.notify.wait_for("STATUS=2 services", timeout=3)
+        assert "2 services, 2 servers" in d.notify.wait_for("STATUS=2 services", timeout=10)
         d.proc.send_signal(signal.SIGTERM)
-        assert d.proc.wait(timeout=5) == 0
+        assert d.proc.wait(timeout=10) == 0
         d.notify.wait_for("STOPPING=1")
         assert "INFO:REGSRV:SIGTERM: stopping" in d.log()
         d.stop()

@@ -52,12 +52,16 @@ class Daemon:
             cmd = [str(CLASSICD), "--host", host, "-p", str(self.port),
                    "--logfile", str(self.logfile),
                    *([] if "-m" in extra_args else EXTRA_ARGS), *extra_args]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
+        # stdout and stderr go to a file, not a pipe nobody reads: a daemon that writes more than
+        # a pipe holds would block on it.
+        self.outfile = tmp_path / "classicd.out"
+        with open(self.outfile, "wb") as out:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while True:
             if self.proc.poll() is not None:
-                out = self.proc.stdout.read().decode(errors="replace")
+                out = self.outfile.read_text(errors="replace")
                 pytest.fail(f"daemon exited with {self.proc.returncode} before listening:\n{out}\n{self.log()}")
             try:
                 socket.create_connection((host, self.port), timeout=0.5).close()
@@ -94,7 +98,6 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
                 raise AssertionError("daemon did not stop within 15 s of SIGTERM")
-        self.proc.stdout.close()
         return self.proc.returncode
 
 

@@ -52,7 +52,6 @@ def test_use_after_free_in_the_daemon_is_reported_and_stops_it(tmp_path):
         if d.proc.poll() is None:
             d.proc.kill()
         d.proc.wait()
-        d.proc.stdout.close()
         san.discard_reports()
 
 

@@ -37,8 +37,8 @@ __all__ = ["CLASSICD", "GENERATIONS", "PYTHON", "RPYC6_PATH", "Daemon", "free_po
 
 
 class Daemon(classic_support.Daemon):
-    """classic_support's Daemon logging to its file only: nobody reads its stdout pipe, and the
-    hundreds of lines these tests cause would fill the pipe and block the daemon."""
+    """classic_support's Daemon logging to its log file only: the hundreds of lines these tests
+    cause stay out of the captured stdout/stderr file."""
 
     def __init__(self, tmp_path, extra_args=(), host="127.0.0.1"):
         super().__init__(tmp_path, extra_args=[*extra_args, "--log", "file"], host=host)

@@ -77,7 +77,8 @@ def test_client_killed_is_logged_once_and_its_resources_freed(tmp_path, certs, m
                  or (tls and end_lines(d.log(), vport)), 10, "the connection's end")
         wait_for(lambda: fd_count(d.pid) <= base_fds, 10, "fd count back to the baseline")
         if mode == "threaded":
-            wait_for(lambda: thread_count(d.pid) <= base_threads, 10, "its thread gone")
+            # Its thread may stay, parked for the next connection (ThreadCache), but only that one.
+            wait_for(lambda: thread_count(d.pid) <= base_threads + 1, 10, "its thread gone or parked")
         log = d.log()
         ends = end_lines(log, vport)
         assert len(ends) == 1, f"expected one line for the killed client:\n{ends}\n{log}"
