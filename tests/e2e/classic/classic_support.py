@@ -37,6 +37,26 @@ def free_port():
         return s.getsockname()[1]
 
 
+def children_of(pid):
+    """[(child pid, state letter)] of `pid`'s children."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            out.append((int(d.name), fields[0]))
+    return out
+
+
+def zombies_of(pid):
+    return [c for c, state in children_of(pid) if state == "Z"]
+
+
 class Daemon:
     """One running rpyc-classicd (or the reference server), logging to a file."""
 

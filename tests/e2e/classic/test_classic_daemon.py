@@ -17,7 +17,7 @@ import pytest
 
 import sanitizer_support
 from classic_support import (CLASSICD, PYTHON, REFERENCE, RPYC6_PATH, GENERATIONS, Daemon, free_port,
-                             wait_for)
+                             wait_for, zombies_of)
 
 REGISTRYD = Path(os.environ.get("RPYC_REGISTRYD",
                                 Path(__file__).resolve().parents[3] /
@@ -153,20 +153,6 @@ def test_socket_activation_of_a_listening_socket(gen, tmp_path):
 
 
 # --- forking -------------------------------------------------------------------------------------
-
-def zombies_of(pid):
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] == "Z" and int(fields[1]) == pid:
-            out.append(int(d.name))
-    return out
 
 
 @pytest.mark.parametrize("crash", ["__import__('os')._exit(3)",

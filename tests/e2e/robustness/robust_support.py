@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "classic"))
 
 import classic_support  # noqa: E402
 from classic_support import (CLASSICD, GENERATIONS, PYTHON, REFERENCE, REPO, RPYC6_PATH,  # noqa: E402
-                             free_port)
+                             children_of, free_port, zombies_of)
 
 REGISTRYD = Path(os.environ.get("RPYC_REGISTRYD", REPO / "build/dev/daemons/registryd/rpyc-registryd"))
 LONG = os.environ.get("RPYC_STRESS") == "long"
@@ -73,26 +73,6 @@ def thread_count(pid):
         if line.startswith("Threads:"):
             return int(line.split()[1])
     raise AssertionError("no Threads")
-
-
-def children_of(pid):
-    """[(child pid, state letter)] of `pid`'s children."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid:
-            out.append((int(d.name), fields[0]))
-    return out
-
-
-def zombies_of(pid):
-    return [c for c, state in children_of(pid) if state == "Z"]
 
 
 def pid_alive(pid):
