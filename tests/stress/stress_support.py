@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -159,14 +158,3 @@ def diagnose(daemon):
     if gdb:
         lines.append(gdb.stdout[-20000:])
     return "\n".join(lines)
-
-
-def drain(pipe):
-    """Reads and drops a child's output pipe in the background until it closes."""
-    def run():
-        try:
-            while pipe.read(65536):
-                pass
-        except (OSError, ValueError):  # closed under us by Daemon.stop()
-            pass
-    threading.Thread(target=run, daemon=True).start()

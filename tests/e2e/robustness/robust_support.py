@@ -270,9 +270,19 @@ def frame(payload, flag=0):
 class RawPeer:
     """A raw socket speaking frames; decodes just enough of replies (brine via rpyc 5.3.0)."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=10):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.port = self.sock.getsockname()[1]
+    def __init__(self, port, host="127.0.0.1", timeout=10, log=None):
+        """With log (a callable returning the daemon's log so far), the local port is one that
+        log has never mentioned, so that every line naming it is about this connection: on
+        loopback the kernel hands out a port again seconds after its last connection ended."""
+        held = []
+        while True:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+            self.port = self.sock.getsockname()[1]
+            if log is None or f"('{host}', {self.port})" not in log():
+                break
+            held.append(self.sock)  # kept open until a fresh port is found, then let go
+        for s in held:
+            s.close()
         self.buf = b""
 
     def send(self, data):

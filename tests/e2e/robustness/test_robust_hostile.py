@@ -199,7 +199,7 @@ def exc_name(args):
 def test_hostile_corpus(target, entry, gen):
     d, _ = target
     build, outcome, detail = CORPUS[entry]
-    peer = RawPeer(d.port)
+    peer = RawPeer(d.port, log=d.log)
     try:
         root = get_root(peer, gen)
         data = build(gen, tuple(root))
@@ -250,7 +250,7 @@ def test_ten_thousand_pipelined_requests_without_reading_replies(target):
     d, _ = target
     gen = "rpyc5"
     before = rss_kb(d.pid)
-    peer = RawPeer(d.port)
+    peer = RawPeer(d.port, log=d.log)
     payload = b"p" * 8000
     reqs = [frame(request(gen, i, PING, by_value(b_tuple(b_bytes(payload))))) for i in range(10000)]
     peer.sock.settimeout(2)
