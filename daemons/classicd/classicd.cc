@@ -138,6 +138,14 @@ struct Listener {
   std::unique_ptr<core::daemon::IoWatch> watch;
 };
 
+// The address a listening socket is bound to (the real port after binding port 0).
+core::transport::SocketAddress LocalAddress(const Listener& l) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  getsockname(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len);
+  return {reinterpret_cast<sockaddr*>(&ss), len};
+}
+
 class ClassicService final : public core::daemon::Service {
  public:
   ClassicService(core::daemon::Context& ctx, const Options& o, Reloader reload)
@@ -159,6 +167,7 @@ class ClassicService final : public core::daemon::Service {
   }
   void Reload() override;
   void Shutdown() override;
+  std::string LoggerName() const override { return log_name_; }
 
  private:
   core::Status Listen();
@@ -220,6 +229,7 @@ class ClassicService final : public core::daemon::Service {
   } limits_;
   const std::string mode_name_;
   core::log::Logger log_;
+  std::string log_name_;  // set when it differs from the configured port's (port 0)
   // Declared before everything that runs Python, so it is destroyed last.
   std::unique_ptr<objspace::Interpreter> interpreter_;
 
@@ -319,6 +329,11 @@ core::Status ClassicService::Start(StdioFds stdio) {
   if (!o_.unix_socket.empty() && !single_) {
     if (auto st = ListenUnix(); !st) return st;
   }
+  if (!activated && o_.effective_port() == 0 && !listeners_.empty()) {
+    // `-p 0`: the logger is named after the port the kernel chose, as the reference does.
+    log_name_ = "SLAVE/" + std::to_string(LocalAddress(*listeners_.front()).port());
+    log_ = ctx_.logging.Get(log_name_);
+  }
 
   auto interp = objspace::Interpreter::Start(objspace::InterpreterOptions{});
   if (!interp) {
@@ -385,11 +400,7 @@ core::Status ClassicService::Start(StdioFds stdio) {
     }
   }
   if (o_.mode == "oneshot") {
-    const auto& first = listeners_.front();
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    getsockname(first->fd.get(), reinterpret_cast<sockaddr*>(&ss), &len);
-    const core::transport::SocketAddress local(reinterpret_cast<sockaddr*>(&ss), len);
+    const auto local = LocalAddress(*listeners_.front());
     const std::string text =
         "rpyc-oneshot\n" + local.host() + "\t" + std::to_string(local.port()) + "\n";
     (void)!::write(1, text.data(), text.size());

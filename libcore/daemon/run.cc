@@ -58,6 +58,7 @@ int Run(const RunOptions& options, const ServiceFactory& factory) {
     return 1;
   }
   running = &*service;
+  if (std::string name = (*service)->LoggerName(); !name.empty()) log = (*logging)->Get(name);
   for (const auto& s : *inherited) {
     if (s.fd) log.Warn("inherited fd {} ({}) is not used", s.fd.get(), s.name);
   }

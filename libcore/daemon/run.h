@@ -29,6 +29,9 @@ class Service {
   virtual void Reload() {}
   // Called once on SIGTERM/SIGINT, before the loop exits: stop accepting, say goodbye.
   virtual void Shutdown() {}
+  // The logger name for the runtime's own messages once the service runs, when it differs from
+  // RunOptions::name (e.g. "SLAVE/41234" after binding port 0); empty keeps RunOptions::name.
+  virtual std::string LoggerName() const { return {}; }
 };
 
 struct Context {

@@ -5,6 +5,7 @@ Every test starts the built binary and talks to it with the real rpyc client of 
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -82,6 +83,9 @@ def test_oneshot_prints_the_contract_serves_one_connection_and_exits(gen, tmp_pa
     assert p.stdout.read() == b"", "nothing else on stdout"
     text = log.read_text()
     assert "goodbye" in text and "server has terminated" in text, text
+    # Every line, the runtime's own included, names the port the kernel chose, never port 0.
+    names = set(re.findall(r"(?:DEBUG|INFO|WARNING|ERROR):(SLAVE/[^:]+):", text))
+    assert names == {f"SLAVE/{port}"}, (names, text)
     # No second connection: the process is gone.
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", int(port)), timeout=1).close()
