@@ -170,7 +170,9 @@ Connection::Step Connection::ReadStep(std::unique_lock<std::mutex>& lock,
 }
 
 void Connection::ServeStrandedLocked(std::unique_lock<std::mutex>& lock) {
-  while (event_driven_ && serving_ == 0 && waiting_ == 0 && !reading_ && !ended_ && !failed_ &&
+  // Not only once ServeAvailable() has run: a threadpool connection's callers may read the
+  // stream dry before the pool's first step, and then the pool never comes for these frames.
+  while (serving_ == 0 && waiting_ == 0 && !reading_ && !ended_ && !failed_ &&
          reader_.buffered() > 0) {
     reading_ = true;
     if (ReadStep(lock, 0, /*buffered_only=*/true) != Step::kDone) break;
@@ -212,7 +214,6 @@ Result<std::optional<EndReason>> Connection::ServeAvailable() {
   }
   std::unique_lock<std::mutex> lock(mu_);
   ++serving_;
-  event_driven_ = true;
   std::optional<Result<EndReason>> end;
   for (;;) {
     if (ended_) {

@@ -19,11 +19,13 @@
 //   (when a Call() holds it, that caller is reading this very input: the pool thread sleeps until
 //   the caller has read its next message) and serves what can be read without waiting; it never
 //   reads beside a caller. The rule that keeps pool and callers from racing: frames already in
-//   the buffer are served by whoever reads next, and once ServeAvailable() has been used, a Call()
-//   that returns while no ServeAvailable() runs and nobody else waits to read first serves the
-//   complete frames left in the buffer (read together with its reply): the stream may not become
-//   readable again for them, so the pool would not come. A caller may thus keep a pool thread
-//   waiting as long as its own read of one message takes (bounded by its timeout).
+//   the buffer are served by whoever reads next, and a Call() that returns while no Serve() or
+//   ServeAvailable() runs and nobody else waits to read first serves the complete frames left in
+//   the buffer (read together with its reply): the stream may not become readable again for
+//   them, so the pool would not come. This holds from the first Call(), also before the first
+//   ServeAvailable(): callers may drain the stream before the pool ever sees it readable. A
+//   caller may thus keep a pool thread waiting as long as its own read of one message takes
+//   (bounded by its timeout).
 // Shutdown(), CLOSE, EOF or a failure wake every waiting Call(); it fails with kClosed (or the
 // failure). Notify() and Shutdown() may come from any thread. No Python here: the object space
 // takes its interpreter lock inside Handle() and releases it around Call().
@@ -137,7 +139,7 @@ class Connection final : public Peer {
   void ReleaseRoleLocked();
   // mu_ held: why a Call() cannot go on (ended, failed or shut down), if so.
   std::optional<Error> EndErrorLocked() const;
-  // mu_ held, role free: the threadpool rule above (serve frames nobody else would).
+  // mu_ held: the threadpool rule above (serve the frames nobody else would).
   void ServeStrandedLocked(std::unique_lock<std::mutex>& lock);
   // Record the end / a failure (mu_ not held) and wake every waiter.
   void SetEnded(EndReason r);
@@ -162,10 +164,9 @@ class Connection final : public Peer {
   std::mutex mu_;
   std::condition_variable cv_;  // the role was given back, a reply came, or the end
   // Guarded by mu_:
-  bool reading_ = false;       // a thread holds the read role
-  int waiting_ = 0;            // threads sleeping on cv_
-  int serving_ = 0;            // threads inside Serve() / ServeAvailable()
-  bool event_driven_ = false;  // ServeAvailable() has been used
+  bool reading_ = false;  // a thread holds the read role
+  int waiting_ = 0;       // threads sleeping on cv_
+  int serving_ = 0;       // threads inside Serve() / ServeAvailable()
   std::map<uint64_t, std::optional<Outcome>*> pending_;  // Call()s waiting, by seq
   std::optional<EndReason> ended_;                       // set once CLOSE, EOF or shutdown was seen
   std::optional<Error> failed_;                          // set once the connection failed

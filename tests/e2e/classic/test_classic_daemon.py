@@ -323,6 +323,56 @@ def test_tls_with_client_certificates(gen, tmp_path, certs, mode):
         assert d.stop() == 0
 
 
+def test_tls_threadpool_client_and_server_threads_call_through_one_connection(gen, tmp_path, certs):
+    # Threadpool mode over TLS: four server-side Python threads call a client callback while two
+    # client threads call the server, all on one connection. A server thread waiting for its reply
+    # reads the client's requests off the socket (or out of the TLS layer) with it, where the
+    # event loop never sees them again: whoever read them must serve them. Each call is bounded
+    # (sync_request_timeout 20 s, the server's futures 60 s), so a request left unserved fails it.
+    d = tls_daemon(tmp_path, certs, cafile=False, mode="threadpool")
+    try:
+        _, out, _ = run_client(gen, """
+            import threading
+            c = rpyc.classic.ssl_connect("127.0.0.1", {port}, ca_certs={ca!r})
+            c._config["sync_request_timeout"] = 20
+            bg = rpyc.BgServingThread(c)
+            def cb(w, i):
+                return w * 1000 + i
+            c.execute('''if True:
+                import concurrent.futures
+                def fan_out(f, workers, calls):
+                    ex = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+                    futures = [ex.submit(lambda w=w: [f(w, i) for i in range(calls)])
+                               for w in range(workers)]
+                    ex.shutdown(wait=False)
+                    return lambda: [fut.result(timeout=60) for fut in futures]
+            ''')
+            collect = c.namespace["fan_out"](cb, 4, 50)
+            errors = []
+            def client_calls(k):
+                try:
+                    for i in range(100):
+                        assert c.builtins.divmod(k * 1000 + i, 7) == divmod(k * 1000 + i, 7)
+                except Exception as e:
+                    errors.append(repr(e))
+            threads = [threading.Thread(target=client_calls, args=(k,)) for k in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            results = collect()
+            assert not errors, errors
+            assert [list(r) for r in results] == [[w * 1000 + i for i in range(50)]
+                                                  for w in range(4)]
+            bg.stop()
+            c.close()
+            print("OK")
+        """, timeout=120, port=d.port, ca=str(certs / "ca.pem"))
+        assert out.strip().endswith("OK")
+    finally:
+        assert d.stop() == 0
+
+
 def test_tls_refuses_tls_1_1_and_reloads_on_sighup(tmp_path, certs):
     import ssl
     d = tls_daemon(tmp_path, certs, cafile=False)
