@@ -284,3 +284,47 @@ def test_frame_timeout_cuts_a_trickler_not_a_large_frame(tmp_path, certs, mode, 
         if s:
             s.close()
         assert d.stop() == 0
+
+
+def tls_record_prefix(port, certs):
+    """A TLS client that completes its handshake, then sends the first 3 bytes of a record
+    carrying a frame, and no more. Returns the socket."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(str(certs / "ca.pem"))
+    ctx.load_cert_chain(str(certs / "client.pem"), str(certs / "client.key"))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            s.sendall(outgoing.read())
+            chunk = s.recv(1 << 16)
+            assert chunk, "closed during the handshake"
+            incoming.write(chunk)
+    s.sendall(outgoing.read())  # the client's Finished
+    tls.write(TRICKLED)
+    s.sendall(outgoing.read()[:3])
+    return s
+
+
+def test_partial_tls_records_hold_no_worker_in_threadpool_mode(tmp_path, certs):
+    """Peers that stop inside a TLS record (after the handshake) must not hold the workers:
+    with --threads 2, four of them, then a real client is served at once."""
+    d = Daemon(tmp_path, extra_args=["-m", "threadpool", "--threads", "2", *tls_args(certs)])
+    socks = []
+    try:
+        socks = [tls_record_prefix(d.port, certs) for _ in range(4)]
+        time.sleep(0.5)  # the workers have seen the partial records
+        good = popen_client("rpyc5", GOOD, port=d.port, connect=ssl_connect_expr(certs))
+        out, err = good.communicate("go\n", timeout=30)  # (blocked workers: never served)
+        assert good.returncode == 0, (out, err, d.log()[-3000:])
+        took = float(re.search(r"TOOK ([\d.]+)", out).group(1))
+        assert took < PROMPT, f"the well-behaved client took {took:.2f} s"
+    finally:
+        for s in socks:
+            s.close()
+        assert d.stop() == 0
