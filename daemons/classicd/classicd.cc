@@ -42,7 +42,9 @@
 
 #include "daemons/classicd/objspace/objspace.h"
 #include "libcore/base/unique_fd.h"
+#include "libcore/channel/deadline_stream.h"
 #include "libcore/daemon/loop.h"
+#include "libcore/daemon/memory.h"
 #include "libcore/daemon/sockets.h"
 #include "libcore/protocol/connection.h"
 #include "libcore/registrar/registrar.h"
@@ -72,35 +74,6 @@ void BlockStopSignals() {
 }
 
 std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
-
-// Closes the connection when the client sends nothing for `idle_ms` while the server waits.
-class IdleLimitedStream final : public core::transport::Stream {
- public:
-  IdleLimitedStream(std::unique_ptr<Stream> inner, int idle_ms)
-      : inner_(std::move(inner)), idle_ms_(idle_ms) {}
-  core::Result<size_t> Read(std::span<char> buf) override {
-    auto ready = inner_->WaitReadable(idle_ms_);
-    if (!ready) return Fail(ready.error());
-    if (!*ready) {
-      return Fail(Error::Limit("idle timeout: nothing from the client for " +
-                               std::to_string(idle_ms_ / 1000) + " s"));
-    }
-    return inner_->Read(buf);
-  }
-  core::Result<bool> WaitReadable(int timeout_ms) override {
-    return inner_->WaitReadable(timeout_ms);
-  }
-  core::Status WriteAll(std::span<const std::string_view> parts) override {
-    return inner_->WriteAll(parts);
-  }
-  using Stream::WriteAll;
-  void Shutdown() override { inner_->Shutdown(); }
-  std::string PeerName() const override { return inner_->PeerName(); }
-
- private:
-  std::unique_ptr<Stream> inner_;
-  int idle_ms_;
-};
 
 // Who a connection comes from, in the spellings the log and the limits use.
 struct PeerInfo {
@@ -194,6 +167,13 @@ class ClassicService final : public core::daemon::Service {
                                                       uint64_t id);
   void Serve(core::transport::Stream& stream, const PeerInfo& peer, uint64_t id);
   void StartRegistrar();
+  // A connection's read limits as configured now; threadpool mode watches idleness on the loop.
+  core::channel::DeadlineStream::Limits StreamLimits(bool idle) const {
+    auto ms = [](int64_t seconds) {
+      return static_cast<int>(std::min<int64_t>(seconds, INT32_MAX / 1000) * 1000);
+    };
+    return {idle ? ms(limits_.idle_timeout.load()) : 0, ms(limits_.frame_timeout.load())};
+  }
   std::shared_ptr<core::transport::TlsContext> tls() const {
     std::lock_guard<std::mutex> lock(tls_mu_);
     return tls_;
@@ -217,12 +197,14 @@ class ClassicService final : public core::daemon::Service {
     std::atomic<int64_t> max_connections;
     std::atomic<int64_t> max_connections_per_peer;
     std::atomic<int64_t> idle_timeout;
+    std::atomic<int64_t> frame_timeout;
     std::atomic<int64_t> max_frame_size;
     std::atomic<int64_t> tls_handshake_timeout;
     void Set(const Options& o) {
       max_connections = o.max_connections;
       max_connections_per_peer = o.max_connections_per_peer;
       idle_timeout = o.idle_timeout;
+      frame_timeout = o.frame_timeout;
       max_frame_size = o.max_frame_size;
       tls_handshake_timeout = o.tls_handshake_timeout;
     }
@@ -260,6 +242,8 @@ class ClassicService final : public core::daemon::Service {
   };
   UniqueFd wake_;
   std::unique_ptr<core::daemon::IoWatch> wake_watch_;
+  // Gives the heap of a load spike back once the connections are gone (glibc keeps it).
+  std::unique_ptr<core::daemon::IdleTrim> trim_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::list<Conn> conns_;  // guarded by mu_
@@ -275,11 +259,13 @@ class ClassicService final : public core::daemon::Service {
     int raw_fd = -1;
     std::mutex mu;  // stream/conn/space teardown against Shutdown()
     std::unique_ptr<core::transport::Stream> stream;
+    std::unique_ptr<core::channel::DeadlineStream> limited;  // over stream: the frame limit
     std::unique_ptr<core::protocol::Connection> conn;
     std::unique_ptr<core::protocol::ObjectSpace> space;
     std::unique_ptr<core::daemon::IoWatch> watch;  // loop thread only
     bool armed = false;                            // loop thread only: waiting for input
-    UniqueFd handshake_fd;  // guarded by mu: a dup of the socket while its TLS handshake runs
+    bool frame_wait = false;  // loop thread only: armed until a started frame's deadline
+    UniqueFd handshake_fd;    // guarded by mu: a dup of the socket while its TLS handshake runs
   };
   std::unique_ptr<core::server::WorkerPool> pool_;
   std::map<uint64_t, std::shared_ptr<PoolConn>> pool_conns_;
@@ -299,6 +285,15 @@ core::Status ClassicService::Start(StdioFds stdio) {
   wake_watch_ = std::make_unique<core::daemon::IoWatch>(ctx_.loop, wake_.get(), EV_READ, true,
                                                         [this](short) { OnWake(); });
   wake_watch_->Start();
+  trim_ = std::make_unique<core::daemon::IdleTrim>(
+      ctx_.loop, std::chrono::seconds(1), [this] { return int64_t{active_.load()}; },
+      [this] {
+        const uint64_t one = 1;
+        (void)!::write(wake_.get(), &one, sizeof one);
+      },
+      [this](size_t before, size_t after) {
+        log_.Debug("load dropped: free heap memory released, RSS {} -> {} KiB", before, after);
+      });
   core::server::ThreadCache::Options thread_options;
   thread_options.on_thread_start = BlockStopSignals;
   threads_ = std::make_unique<core::server::ThreadCache>(std::move(thread_options));
@@ -531,6 +526,7 @@ bool ClassicService::Admit(const PeerInfo& peer) {
   }
   ++n;
   ++active_;
+  if (trim_) trim_->Opened(active_.load());
   return true;
 }
 
@@ -540,6 +536,7 @@ void ClassicService::Release(const std::string& host) {
   if (it != peer_counts_.end() && --it->second <= 0) peer_counts_.erase(it);
   --active_;
   ++served_;
+  if (trim_) trim_->Closed(active_.load());
 }
 
 void ClassicService::Dispatch(UniqueFd fd, PeerInfo peer) {
@@ -629,23 +626,11 @@ void ClassicService::SpawnThread(std::function<std::unique_ptr<core::transport::
 
 void ClassicService::Serve(core::transport::Stream& raw_stream, const PeerInfo& peer, uint64_t id) {
   LogConn(Level::info, peer, id, "welcome {}", peer.repr);
-  std::unique_ptr<core::transport::Stream> idle;
+  // The idle and whole-frame limits, when on, see every byte the connection reads.
+  std::optional<core::channel::DeadlineStream> limited;
   core::transport::Stream* stream = &raw_stream;
-  const int64_t idle_timeout = limits_.idle_timeout.load();
-  if (idle_timeout > 0) {
-    struct Borrowed final : core::transport::Stream {
-      explicit Borrowed(Stream& s) : s_(s) {}
-      core::Result<size_t> Read(std::span<char> b) override { return s_.Read(b); }
-      core::Result<bool> WaitReadable(int t) override { return s_.WaitReadable(t); }
-      core::Status WriteAll(std::span<const std::string_view> p) override { return s_.WriteAll(p); }
-      using Stream::WriteAll;
-      void Shutdown() override { s_.Shutdown(); }
-      std::string PeerName() const override { return s_.PeerName(); }
-      Stream& s_;
-    };
-    idle = std::make_unique<IdleLimitedStream>(std::make_unique<Borrowed>(raw_stream),
-                                               static_cast<int>(idle_timeout * 1000));
-    stream = idle.get();
+  if (auto limits = StreamLimits(/*idle=*/true); limits.idle_ms > 0 || limits.frame_ms > 0) {
+    stream = &limited.emplace(raw_stream, limits);
   }
   try {  // the connection's top level: nothing below may take the daemon down
     core::protocol::ConnectionOptions copts;
@@ -731,6 +716,7 @@ void ClassicService::ReapChildren() {
 void ClassicService::OnWake() {
   uint64_t n = 0;
   (void)!::read(wake_.get(), &n, sizeof n);
+  trim_->OnWake();
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = conns_.begin(); it != conns_.end();) it = it->done ? conns_.erase(it) : ++it;
@@ -786,7 +772,12 @@ void ClassicService::PoolAccept(UniqueFd fd, PeerInfo peer) {
       copts.requests_served = requests_;
       std::lock_guard<std::mutex> lock(pc->mu);
       pc->stream = std::move(stream);
-      pc->conn = std::make_unique<core::protocol::Connection>(*pc->stream, copts);
+      core::transport::Stream* limited = pc->stream.get();
+      if (auto limits = StreamLimits(/*idle=*/false); limits.frame_ms > 0) {
+        pc->limited = std::make_unique<core::channel::DeadlineStream>(*pc->stream, limits);
+        limited = pc->limited.get();
+      }
+      pc->conn = std::make_unique<core::protocol::Connection>(*limited, copts);
       pc->space = objspace::MakeClassicObjectSpace(*interpreter_, *pc->conn);
       pc->conn->set_object_space(pc->space.get());
     } catch (const std::exception& e) {
@@ -835,7 +826,9 @@ void ClassicService::PoolArm(const std::shared_ptr<PoolConn>& pc) {
           if (it == pool_conns_.end()) return;
           auto keep = it->second;
           keep->armed = false;
-          if ((what & EV_TIMEOUT) != 0) {
+          // A started frame's deadline: the worker's read reports it (or finds the frame
+          // complete after all).
+          if ((what & EV_TIMEOUT) != 0 && !keep->frame_wait) {
             LogConn(Level::info, keep->peer, id, "idle timeout: nothing from {} for {} s",
                     keep->peer.repr, limits_.idle_timeout.load());
             std::lock_guard<std::mutex> lock(keep->mu);
@@ -845,8 +838,16 @@ void ClassicService::PoolArm(const std::shared_ptr<PoolConn>& pc) {
         });
   }
   pc->armed = true;
-  if (const int64_t idle = limits_.idle_timeout.load(); idle > 0) {
-    pc->watch->Start(std::chrono::seconds(idle));
+  std::optional<std::chrono::milliseconds> wait;
+  if (const int64_t idle = limits_.idle_timeout.load(); idle > 0) wait = std::chrono::seconds(idle);
+  pc->frame_wait = false;
+  if (auto left = pc->limited ? pc->limited->FrameTimeLeft() : std::nullopt;
+      left && (!wait || *left < *wait)) {
+    wait = *left;
+    pc->frame_wait = true;
+  }
+  if (wait) {
+    pc->watch->Start(*wait);
   } else {
     pc->watch->Start();
   }
@@ -895,6 +896,7 @@ void ClassicService::PoolEnd(const std::shared_ptr<PoolConn>& pc,
             pc->space->LocalObjectCount());
     pc->space.reset();
     pc->conn.reset();
+    pc->limited.reset();
     pc->stream.reset();
   }
   LogConn(Level::info, peer, pc->id, "goodbye {}", peer.repr);
@@ -912,9 +914,9 @@ void ClassicService::Reload() {
   // Applied at once (to new connections for the limits and TLS): the log level, the limits, the
   // certificate and key. Anything else is named as needing a restart.
   static const std::set<std::string> kLive = {
-      "quiet",        "max_connections", "max_connections_per_peer",
-      "idle_timeout", "max_frame_size",  "tls_handshake_timeout",
-      "ssl_keyfile",  "ssl_certfile",    "ssl_cafile"};
+      "quiet",         "max_connections", "max_connections_per_peer", "idle_timeout",
+      "frame_timeout", "max_frame_size",  "tls_handshake_timeout",    "ssl_keyfile",
+      "ssl_certfile",  "ssl_cafile"};
   Options before = current_;
   const auto old_fields = MakeSchema(&before);
   Options after = n;

@@ -69,6 +69,10 @@ core::config::Schema MakeSchema(Options* o) {
       Int("idle_timeout", "--idle-timeout",
           "Close a connection after this many seconds without a byte from the client (0: off)",
           &o->idle_timeout, 0, 86400 * 365),
+      Int("frame_timeout", "--frame-timeout",
+          "Close a connection whose frame, once begun, is not complete within this many "
+          "seconds (a peer trickling bytes; 0: off)",
+          &o->frame_timeout, 0, 86400),
       Int("max_frame_size", "--max-frame-size", "Largest frame accepted from a client, in bytes",
           &o->max_frame_size, 1024, int64_t{1} << 32),
       Int("threads", "--threads",

@@ -57,6 +57,21 @@ TEST(OptionsTest, DefaultsMatchRpycClassic) {
   EXPECT_EQ(p.o.registry_port, 18811);
   EXPECT_FALSE(p.o.quiet);
   EXPECT_EQ(p.o.idle_timeout, 0);
+  EXPECT_EQ(p.o.frame_timeout, 120);  // on, like sshd's LoginGraceTime (see the man page)
+}
+
+TEST(OptionsTest, FrameTimeoutFromFileAndSwitch) {
+  TomlFile f("frame_timeout = 30\n");
+  Parsed p = Parse({"-c", f.path()});
+  ASSERT_FALSE(p.outcome.exit) << p.outcome.message;
+  EXPECT_EQ(p.o.frame_timeout, 30);
+  p = Parse({"-c", f.path(), "--frame-timeout", "0"});  // the switch wins; 0 turns it off
+  ASSERT_FALSE(p.outcome.exit) << p.outcome.message;
+  EXPECT_EQ(p.o.frame_timeout, 0);
+  TomlFile dashed("frame-timeout = 86400\n");
+  p = Parse({"-c", dashed.path()});
+  ASSERT_FALSE(p.outcome.exit) << p.outcome.message;
+  EXPECT_EQ(p.o.frame_timeout, 86400);
 }
 
 TEST(OptionsTest, Ipv6AndTlsChangeTheDefaults) {
@@ -127,6 +142,8 @@ TEST(OptionsTest, EveryErrorPath) {
       {{"-m", "stdio", "--log", "stderr"}, "", 64, "cannot log to stderr"},
       {{"--max-connections", "0"}, "", 64, "--max-connections: 0 is out of range"},
       {{"--unix-socket-mode", "999"}, "", 64, "is not octal"},
+      {{"--frame-timeout", "86401"}, "", 64, "--frame-timeout: 86401 is out of range"},
+      {{"--frame-timeout", "soon"}, "", 64, "--frame-timeout: 'soon' is not an integer"},
       // Cross-option rules broken by the file alone: 78, FILE:LINE and the key.
       {{}, "\nssl_keyfile = \"k\"\n", 78, ":2: key 'ssl_keyfile': requires ssl_certfile"},
       {{}, "ssl_certfile = \"c\"\n", 78, ":1: key 'ssl_certfile': requires ssl_keyfile"},
@@ -142,6 +159,8 @@ TEST(OptionsTest, EveryErrorPath) {
       {{}, "port = 99999\n", 78, ":1: key 'port': 99999 is out of range"},
       {{}, "port = \n", 78, ":1:"},  // TOML syntax
       {{}, "quiet = 1\n", 78, "key 'quiet': expected a boolean"},
+      {{}, "\nframe_timeout = 90000\n", 78, ":2: key 'frame_timeout': 90000 is out of range"},
+      {{}, "frame_timeout = \"2m\"\n", 78, ":1: key 'frame_timeout': expected an integer"},
   };
   for (const auto& c : cases) {
     std::vector<std::string> args;

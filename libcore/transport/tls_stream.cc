@@ -125,6 +125,7 @@ Result<size_t> TlsStream::Read(std::span<char> buf) {
     short want = POLLIN;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      if (failed_) return Fail(*failed_);
       if (eof_) return size_t{0};
       ERR_clear_error();
       const int n =
@@ -152,18 +153,39 @@ Result<size_t> TlsStream::Read(std::span<char> buf) {
 }
 
 Result<bool> TlsStream::WaitReadable(int timeout_ms) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (eof_ || SSL_pending(ssl_) > 0) return true;
-  }
+  // Readable means decrypted bytes (or the end, or an error) for Read(): a socket holding only
+  // part of a record is not. Otherwise a peer sending a record a byte at a time would hold the
+  // reader inside Read() until the record is complete: in threadpool mode a worker, with no
+  // timeout able to end it. SSL_peek() takes in what has arrived without consuming data.
+  const auto deadline = Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
   for (;;) {
-    pollfd p{fd_.get(), POLLIN, 0};
-    const int rc = ::poll(&p, 1, timeout_ms);
-    if (rc > 0) return true;  // maybe only a record fragment: Read() then waits for the rest
+    short want = POLLIN;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (eof_ || SSL_pending(ssl_) > 0) return true;
+      ERR_clear_error();
+      char c = 0;
+      const int n = SSL_peek(ssl_, &c, 1);
+      if (n > 0) return true;
+      const int err = SSL_get_error(ssl_, n);
+      if (err == SSL_ERROR_WANT_WRITE) {
+        want = POLLOUT;
+      } else if (err != SSL_ERROR_WANT_READ) {
+        // The end or a failure: Read() reports it, as it would have found it.
+        eof_ = true;
+        const bool clean =
+            err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0);
+        if (!clean) failed_ = Error::Tls("TLS read from " + peer_name_ + ": " + OpenSslErrors());
+        return true;
+      }
+    }
+    pollfd p{fd_.get(), want, 0};
+    const int rc = ::poll(&p, 1, timeout_ms < 0 ? -1 : MsLeft(deadline));
     if (rc == 0) return false;
-    if (errno == EINTR) continue;
-    return Fail(Error::Io("poll on " + peer_name_ + ": " +
-                          std::error_code(errno, std::generic_category()).message()));
+    if (rc < 0 && errno != EINTR) {
+      return Fail(Error::Io("poll on " + peer_name_ + ": " +
+                            std::error_code(errno, std::generic_category()).message()));
+    }
   }
 }
 

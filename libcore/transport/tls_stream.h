@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "libcore/base/result.h"
@@ -67,8 +68,9 @@ class TlsStream : public Stream {
   std::shared_ptr<TlsContext> context_;
   SSL* ssl_;
   std::string peer_name_;
-  mutable std::mutex mu_;  // every SSL_* call on ssl_
-  bool eof_ = false;       // guarded by mu_
+  mutable std::mutex mu_;        // every SSL_* call on ssl_
+  bool eof_ = false;             // guarded by mu_
+  std::optional<Error> failed_;  // guarded by mu_: a failure WaitReadable() found
 };
 
 }  // namespace core::transport

@@ -131,6 +131,10 @@ def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def thread_count(pid):
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
 def children(pid):
     """{child pid: state letter} of the direct children of `pid`."""
     kids = {}

@@ -1,10 +1,10 @@
 """Soak: a steady mixed load (16 connections at once, both rpyc generations, each reconnecting
-every 40 requests) against rpyc-classicd in threaded and forking mode for 60 s (short form) or
-10 min (RPYC_STRESS=long). After warm-up the daemon's RSS (in forking mode: the parent's) stays
-within 5% (the median of the first third of the samples against that of the last third); when
-the clients leave every connection's object table is empty, the daemon's fds are back to the
-baseline, the interpreter holds no more objects than before (threaded) and no child is left,
-zombie or not (forking).
+every 40 requests) against rpyc-classicd in threaded, threadpool and forking mode for 60 s
+(short form) or 10 min (RPYC_STRESS=long). After warm-up the daemon's RSS (in forking mode: the
+parent's) stays within 5% (the median of the first third of the samples against that of the last
+third); when the clients leave every connection's object table is empty, the daemon's fds are
+back to the baseline, the interpreter holds no more objects than before (threaded, threadpool)
+and no child is left, zombie or not (forking).
 """
 import re
 import statistics
@@ -37,7 +37,7 @@ def goodbyes(d):
     return d.log().count("goodbye ('127.0.0.1'")
 
 
-@pytest.mark.parametrize("mode", ["threaded", "forking"])
+@pytest.mark.parametrize("mode", ["threaded", "threadpool", "forking"])
 def test_soak(classicd, mode):
     d = classicd(mode)
     # Warm-up load: imports, code caches and allocator arenas in place before the baseline.
