@@ -65,6 +65,14 @@ TEST(AddressTest, FormatsIpv4LikePython) {
   EXPECT_EQ(a->PythonRepr(), "('127.0.0.1', 18812)");
 }
 
+TEST(AddressTest, Ipv4HostIsDottedDecimal) {
+  for (const char* host : {"0.0.0.0", "255.255.255.255", "10.0.200.7", "192.168.1.10"}) {
+    auto a = SocketAddress::Resolve(host, 1);
+    ASSERT_TRUE(a.has_value()) << host;
+    EXPECT_EQ(a->host(), host);
+  }
+}
+
 TEST(AddressTest, EmptyHostMeansLoopback) {
   auto a = SocketAddress::Resolve("", 1);
   ASSERT_TRUE(a.has_value());
