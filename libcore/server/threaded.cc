@@ -71,6 +71,7 @@ void ThreadedAcceptor::Stop() {
     stopping_ = true;
     const uint64_t one = 1;
     (void)!::write(stop_fd_.get(), &one, sizeof one);
+    cv_.notify_all();  // threads backing off after an accept error
   }
   // The waiting threads leave at once; none accepts afterwards (they check stopping_ after
   // every wait and every accept, under mu_).

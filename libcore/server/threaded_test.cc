@@ -1,11 +1,13 @@
 #include "libcore/server/threaded.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -13,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -221,6 +224,43 @@ TEST(ThreadedAcceptorTest, StopEndsWaitingAndLetsServedConnectionsFinish) {
   EXPECT_EQ(ReadByte(busy.get(), 5000), '0');  // the served connection finished normally
   EXPECT_TRUE(Eventually([&] { return acceptor.idle() == 0U; }));
   acceptor.Stop();  // idempotent
+}
+
+TEST(ThreadedAcceptorTest, AcceptErrorsAreReportedAndRetried) {
+  TestListener l = Listen();
+  std::atomic<int> errors{0};
+  ThreadedAcceptor::Options o;
+  o.error_backoff = 20ms;
+  o.on_accept_error = [&errors](size_t listener, const Error& e) {
+    EXPECT_EQ(listener, 0U);
+    EXPECT_NE(e.message().find("accept"), std::string::npos) << e.message();
+    ++errors;
+  };
+  ThreadedAcceptor acceptor({l.fd.get()}, Greet, o);
+  ASSERT_TRUE(acceptor.Start());
+  // No descriptor left for accept() (EMFILE): the limit at the highest open one, the holes below
+  // it filled. The client's socket is made before.
+  UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int highest = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    highest = std::max(highest, std::stoi(e.path().filename().string()));
+  }
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit low = old;
+  low.rlim_cur = static_cast<rlim_t>(highest) + 1;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<UniqueFd> fillers;
+  for (int fd = ::dup(0); fd >= 0; fd = ::dup(0)) fillers.emplace_back(fd);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons(l.port);
+  ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  EXPECT_TRUE(Eventually([&] { return errors.load() >= 2; }));  // reported, and tried again
+  fillers.clear();
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+  EXPECT_EQ(ReadByte(client.get(), 5000), '0');  // served once a descriptor is free
 }
 
 TEST(ThreadedAcceptorTest, DestructorWithoutStartIsFine) {
