@@ -1,6 +1,6 @@
 // rpyc-classicd's Service: listeners (bound, Unix, or inherited from socket activation), the one
 // interpreter, and the serving modes:
-//   threaded  a thread per connection (accepted on the loop thread)
+//   threaded  a thread per connection; the threads accept for themselves (server/threaded.h)
 //   threadpool the loop owns every client socket and hands a readable one to a fixed pool of
 //             workers, which serve what has arrived and give it back: idle clients hold no thread
 //   forking   a child per connection, forked from the loop thread, which never runs client code
@@ -50,6 +50,7 @@
 #include "libcore/registrar/registrar.h"
 #include "libcore/server/thread_cache.h"
 #include "libcore/server/thread_pool.h"
+#include "libcore/server/threaded.h"
 #include "libcore/transport/address.h"
 #include "libcore/transport/fd_stream.h"
 #include "libcore/transport/listener.h"
@@ -152,6 +153,8 @@ class ClassicService final : public core::daemon::Service {
   void Release(const std::string& host);
   void SpawnThread(std::function<std::unique_ptr<core::transport::Stream>()> open, PeerInfo peer,
                    int raw_fd, uint64_t id);
+  // Threaded mode: serves a connection on the thread that accepted it.
+  void ServeAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len);
   void ForkChild(UniqueFd fd, PeerInfo peer);
   // Threadpool mode.
   struct PoolConn;
@@ -250,6 +253,8 @@ class ClassicService final : public core::daemon::Service {
   size_t unreaped_ = 0;    // guarded by mu_: done conns not yet dropped
   // Connection threads, reused (declared after everything their tasks touch).
   std::unique_ptr<core::server::ThreadCache> threads_;
+  // Threaded mode's accepting threads (each serves what it accepts).
+  std::unique_ptr<core::server::ThreadedAcceptor> acceptor_;
   std::map<std::string, int> peer_counts_;  // guarded by mu_
 
   // Threadpool: connections by id (loop thread), and what workers report back (under mu_).
@@ -380,10 +385,28 @@ core::Status ClassicService::Start(StdioFds stdio) {
 
   for (auto& l : listeners_) {
     log_.Info("server started on {}", l->what);
+    if (o_.mode == "threaded" && !single_) continue;  // the acceptor's threads accept
     Listener* raw = l.get();
     l->watch = std::make_unique<core::daemon::IoWatch>(ctx_.loop, l->fd.get(), EV_READ, true,
                                                        [this, raw](short) { OnAcceptable(*raw); });
     l->watch->Start();
+  }
+  if (o_.mode == "threaded" && !single_) {
+    std::vector<int> fds;
+    for (const auto& l : listeners_) fds.push_back(l->fd.get());
+    core::server::ThreadedAcceptor::Options a;
+    a.on_thread_start = BlockStopSignals;
+    a.on_accept_error = [this](size_t i, const Error& e) {
+      log_.Error("accept on {}: {}", listeners_[i]->what, e.message());
+    };
+    a.on_spawn_error = [this](const Error& e) { log_.Error("{}", e.message()); };
+    acceptor_ = std::make_unique<core::server::ThreadedAcceptor>(
+        std::move(fds),
+        [this](UniqueFd fd, const sockaddr_storage& ss, socklen_t len, size_t) {
+          ServeAccepted(std::move(fd), ss, len);
+        },
+        std::move(a));
+    if (auto st = acceptor_->Start(); !st) return st;
   }
   if (!tls_) {
     const std::string host = o_.effective_host();
@@ -556,6 +579,32 @@ void ClassicService::Dispatch(UniqueFd fd, PeerInfo peer) {
   SpawnThread(
       [this, shared, peer, id]() mutable { return OpenSocket(std::move(*shared), peer, id); }, peer,
       raw, id);
+}
+
+void ClassicService::ServeAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len) {
+  PeerInfo peer = DescribePeer(ss, len);
+  const uint64_t id = ++next_id_;
+  LogConn(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd.get());
+  if (!Admit(peer)) return;  // closes fd
+  std::list<Conn>::iterator conn;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    conn = conns_.emplace(conns_.end());
+    conn->raw_fd = fd.get();
+  }
+  std::unique_ptr<core::transport::Stream> stream;
+  try {
+    stream = OpenSocket(std::move(fd), peer, id);
+    if (stream) Serve(*stream, peer, id);
+  } catch (const std::exception& e) {
+    LogConn(Level::err, peer, id, "connection {} closed: internal error: {}", peer.repr, e.what());
+  }
+  Release(peer.host);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    conns_.erase(conn);  // before the socket closes: Shutdown() must not shut a reused number
+  }
+  cv_.notify_all();
 }
 
 std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd,
@@ -962,6 +1011,7 @@ void ClassicService::Reload() {
 void ClassicService::Shutdown() {
   stopping_ = true;
   if (registrar_) registrar_->Stop();
+  if (acceptor_) acceptor_->Stop();  // no thread accepts after this: the listeners may close
   if (!listeners_.empty()) {
     for (auto& l : listeners_) {
       if (l->watch) l->watch->Stop();
@@ -1030,7 +1080,8 @@ ClassicService::~ClassicService() {
     log_.Info("server has terminated");
     std::_Exit(0);
   }
-  threads_.reset();  // joins the parked threads
+  acceptor_.reset();  // joins the accepting threads (their connections ended)
+  threads_.reset();   // joins the parked threads
   conns_.clear();
   pool_.reset();
   pool_conns_.clear();

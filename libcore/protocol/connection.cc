@@ -381,10 +381,12 @@ Status Connection::Dispatch(Message request) {
     m.type = o.kind == Outcome::Kind::kReply ? MsgType::kReply : MsgType::kException;
     m.seq = seq;
     m.args = std::move(o.value);
+    m.encoded_args = std::move(o.encoded);
     Status st = Send(m);
     if (!st && st.error().code() == Error::Code::kLimit) {
       // Too large for one frame (over 4 GiB): the peer gets an exception instead.
       m.type = MsgType::kException;
+      m.encoded_args = nullptr;
       m.args = EngineException("ValueError", brine::MakeStr(st.error().message()),
                                "the reply does not fit a frame");
       st = Send(m);

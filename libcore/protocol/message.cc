@@ -119,7 +119,11 @@ void EncodeMessage(const Message& m, Generation gen, std::string* out) {
   } else {
     brine::Encode(SeqValue(m.seq), out);
   }
-  brine::Encode(m.args, out);
+  if (m.encoded_args) {
+    out->append(*m.encoded_args);
+  } else {
+    brine::Encode(m.args, out);
+  }
 }
 
 std::string EncodeMessage(const Message& m, Generation gen) {

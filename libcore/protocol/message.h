@@ -4,6 +4,7 @@
 // generations. 5.x: brine((msg, seq, args)). 6.x: one msg-type byte, then brine((seq, args)).
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,8 @@ struct Message {
   MsgType type = MsgType::kRequest;
   uint64_t seq = 0;
   brine::Value args;  // request: (handler, boxed_args); reply: boxed; exception: vinegar or 1
+  // When set, sent instead of `args`: their brine encoding, made once (a cached reply).
+  std::shared_ptr<const std::string> encoded_args = nullptr;
 };
 
 // Looks at the first payload a peer sends: 0x12 -> 5.x, 0x01..0x03 -> 6.x. Anything else is a

@@ -5,6 +5,9 @@
 // the wait-for-reply loop; the object space owns objects: boxing, the table of objects lent to
 // the peer, proxies for the peer's objects, and what each handler does.
 
+#include <memory>
+#include <string>
+
 #include "libcore/base/result.h"
 #include "libcore/brine/value.h"
 #include "libcore/protocol/consts.h"
@@ -17,9 +20,15 @@ struct Outcome {
   enum class Kind { kReply, kException };
   Kind kind = Kind::kReply;
   brine::Value value;
+  // When set, the brine encoding of the reply (made once for a reply the object space caches);
+  // it is sent as is, and `value` is left empty.
+  std::shared_ptr<const std::string> encoded;
 
-  static Outcome Reply(brine::Value boxed) { return {Kind::kReply, std::move(boxed)}; }
-  static Outcome Exception(brine::Value v) { return {Kind::kException, std::move(v)}; }
+  static Outcome Reply(brine::Value boxed) { return {Kind::kReply, std::move(boxed), nullptr}; }
+  static Outcome EncodedReply(std::shared_ptr<const std::string> bytes) {
+    return {Kind::kReply, brine::Value(), std::move(bytes)};
+  }
+  static Outcome Exception(brine::Value v) { return {Kind::kException, std::move(v), nullptr}; }
 };
 
 // The other side of the connection, as the object space sees it. Implemented by the engine's

@@ -9,21 +9,14 @@
 
 #include <gtest/gtest.h>
 
+#include "libcore/testing/eventually.h"
+
 namespace core::server {
 namespace {
 
 using namespace std::chrono_literals;
 
-// Waits until `pred` holds (or 5 s pass).
-template <typename Pred>
-bool Eventually(Pred pred) {
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
+using core::testing::Eventually;
 
 TEST(ThreadCacheTest, SequentialTasksReuseOneThread) {
   std::atomic<int> starts{0};

@@ -1,8 +1,9 @@
 #pragma once
 
-// A Stream over a connected socket (TCP or Unix). TCP sockets get TCP_NODELAY and ACK every
-// read at once (TCP_QUICKACK), and each WriteAll() is one writev() where the kernel takes it
-// all, so a frame leaves in one segment.
+// A Stream over a connected socket (TCP or Unix). TCP sockets get TCP_NODELAY, and what was read
+// is ACKed at once (TCP_QUICKACK) before the stream waits for more without having written since:
+// a reply carries the ACK anyway. Each WriteAll() is one writev() where the kernel takes it all,
+// so a frame leaves in one segment.
 
 #include <atomic>
 #include <string>
@@ -12,8 +13,7 @@
 
 namespace core::transport {
 
-// Asks the kernel to ACK what has arrived on TCP socket `fd` at once (TCP_QUICKACK); called
-// after every read.
+// Asks the kernel to ACK what has arrived on TCP socket `fd` at once (TCP_QUICKACK).
 void AckNow(int fd);
 
 class SocketStream : public Stream {
@@ -36,6 +36,9 @@ class SocketStream : public Stream {
   UniqueFd fd_;
   std::string peer_name_;
   bool tcp_ = false;  // TCP (not a Unix socket or a pipe)
+  // Bytes were read since the last write, so the peer may be waiting for their ACK (its Nagle
+  // holds a small frame until then). Cleared before a write: the segment carries the ACK.
+  std::atomic<bool> unacked_{false};
   std::atomic<bool> shut_down_{false};
 };
 

@@ -1,9 +1,11 @@
 #include <array>
+#include <chrono>
 #include <string>
 #include <thread>
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "libcore/transport/address.h"
@@ -61,6 +63,14 @@ TEST(AddressTest, FormatsIpv4LikePython) {
   EXPECT_EQ(a->family(), AF_INET);
   EXPECT_EQ(a->ToString(), "127.0.0.1:18812");
   EXPECT_EQ(a->PythonRepr(), "('127.0.0.1', 18812)");
+}
+
+TEST(AddressTest, Ipv4HostIsDottedDecimal) {
+  for (const char* host : {"0.0.0.0", "255.255.255.255", "10.0.200.7", "192.168.1.10"}) {
+    auto a = SocketAddress::Resolve(host, 1);
+    ASSERT_TRUE(a.has_value()) << host;
+    EXPECT_EQ(a->host(), host);
+  }
 }
 
 TEST(AddressTest, EmptyHostMeansLoopback) {
@@ -133,6 +143,56 @@ TEST(SocketStreamTest, WaitReadableTimesOutThenSeesData) {
   w = p->server->WaitReadable(5000);
   ASSERT_TRUE(w.has_value());
   EXPECT_TRUE(*w);
+}
+
+// rpyc's clients leave Nagle on: a client that sends two small frames in a row holds the second
+// until the first is ACKed. A server that reads the first and waits for the second without
+// writing in between must ACK first, or each such pair costs a 40 ms delayed ACK. Both ways of
+// waiting: a blocking Read(), and WaitReadable(0) (the thread pool's "nothing more for now").
+void ExpectNoDelayedAckStall(bool poll_first) {
+  auto p = ConnectPair("127.0.0.1");
+  ASSERT_TRUE(p.has_value());
+  const int cfd = p->client->fd();
+  int zero = 0;
+  ASSERT_EQ(::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &zero, sizeof zero), 0);  // Nagle on
+  constexpr int kRounds = 16;  // Linux ACKs the first few segments quickly anyway
+  int stalled = 0;
+  for (int i = 0; i < kRounds; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::thread server([&] {
+      std::array<char, 1> one{};
+      auto n = p->server->Read(one);
+      ASSERT_TRUE(n.has_value());
+      ASSERT_EQ(*n, 1u);
+      if (poll_first) {
+        auto ready = p->server->WaitReadable(0);
+        ASSERT_TRUE(ready.has_value());
+        ready = p->server->WaitReadable(5000);
+        ASSERT_TRUE(ready.has_value());
+        ASSERT_TRUE(*ready);
+      }
+      n = p->server->Read(one);
+      ASSERT_TRUE(n.has_value());
+      ASSERT_EQ(*n, 1u);
+      ASSERT_TRUE(p->server->WriteAll("ok").has_value());
+    });
+    ASSERT_EQ(::send(cfd, "a", 1, 0), 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // the server has read "a"
+    ASSERT_EQ(::send(cfd, "b", 1, 0), 1);
+    EXPECT_EQ(ReadN(*p->client, 2), "ok");
+    server.join();
+    if (std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(35)) ++stalled;
+  }
+  // A loaded machine may be late now and then; a delayed ACK makes nearly every round late.
+  EXPECT_LE(stalled, 3) << "rounds that waited for a delayed ACK";
+}
+
+TEST(SocketStreamTest, ReadingWithoutReplyingDoesNotStallANaglePeer) {
+  ExpectNoDelayedAckStall(/*poll_first=*/false);
+}
+
+TEST(SocketStreamTest, PollingWithoutReplyingDoesNotStallANaglePeer) {
+  ExpectNoDelayedAckStall(/*poll_first=*/true);
 }
 
 TEST(SocketStreamTest, ShutdownWakesABlockedReaderAndThePeer) {

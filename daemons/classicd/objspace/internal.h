@@ -34,7 +34,7 @@ struct MethodsKeyHash {
   }
 };
 
-using BoxedPtr = std::shared_ptr<const core::brine::Value>;
+using EncodedPtr = std::shared_ptr<const std::string>;
 
 // Python objects every object space uses, made once at interpreter start. Released (with the GIL)
 // before Py_FinalizeEx. Used only with the GIL held.
@@ -46,9 +46,10 @@ struct Interpreter::Support {
   PyRef s_rpyc_getattr, s_rpyc_setattr, s_rpyc_delattr, s_proxy, s_drop, s_conn_attr,
       s_id_pack_attr, s_v6, s_on_disconnect, s_closed, s_exit, s_cmp, s_class, s_module, s_name;
   PyRef object_class_descr;  // object.__dict__['__class__']
-  // INSPECT replies, already boxed for the wire (converting a method list with its docstrings
-  // cost more than the rest of a connection's handshake).
-  std::unordered_map<MethodsKey, BoxedPtr, MethodsKeyHash> methods_cache;
+  // INSPECT replies, already brine-encoded for the wire (converting a method list with its
+  // docstrings cost more than the rest of a connection's handshake; copying the boxed list into
+  // each reply and encoding it again still cost ~25k instructions per connection).
+  std::unordered_map<MethodsKey, EncodedPtr, MethodsKeyHash> methods_cache;
 };
 
 // The source of support.py (generated from the file by CMake).

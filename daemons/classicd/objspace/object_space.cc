@@ -19,6 +19,7 @@
 #include "daemons/classicd/objspace/internal.h"
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/objspace/py_ref.h"
+#include "libcore/brine/brine.h"
 #include "libcore/protocol/consts.h"
 #include "libcore/protocol/object_space.h"
 
@@ -809,7 +810,7 @@ Outcome ClassicObjectSpace::Inspect(PyObject* args) {
   auto& cache = sup_.methods_cache;
   if (cacheable) {
     auto it = cache.find(key);
-    if (it != cache.end()) return Outcome::Reply(*it->second);
+    if (it != cache.end()) return Outcome::EncodedReply(it->second);
   }
   PyRef methods = PyRef::Steal(PyObject_CallFunctionObjArgs(sup_.get_methods.get(), obj.get(),
                                                             key.v6 ? Py_True : Py_False, nullptr));
@@ -825,7 +826,10 @@ Outcome ClassicObjectSpace::Inspect(PyObject* args) {
   if (cacheable && added.empty() && VersionTag(key.type, sup_.s_name.get()) == key.type_tag &&
       (key.cls == nullptr || VersionTag(key.cls, sup_.s_name.get()) == key.cls_tag)) {
     if (cache.size() >= kMethodsCacheSize) cache.clear();
-    cache[key] = std::make_shared<const brine::Value>(boxed);
+    auto encoded = std::make_shared<std::string>();
+    brine::Encode(boxed, encoded.get());
+    cache[key] = encoded;
+    return Outcome::EncodedReply(std::move(encoded));
   }
   return Outcome::Reply(std::move(boxed));
 }

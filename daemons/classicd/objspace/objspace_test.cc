@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "libcore/brine/brine.h"
 #include "libcore/brine/value.h"
 #include "libcore/protocol/consts.h"
 #include "libcore/protocol/object_space.h"
@@ -107,10 +108,16 @@ class ObjSpaceTest : public ::testing::Test {
 
   Outcome Run(Handler h, const Value& boxed) { return space_->Handle(h, boxed); }
 
-  // The boxed reply; fails the test on an exception.
+  // The boxed reply (decoded when the object space sent it encoded); fails the test on an
+  // exception.
   Value Reply(Handler h, const Value& boxed) {
     Outcome o = Run(h, boxed);
     EXPECT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
+    if (o.encoded) {
+      auto v = brine::Load(*o.encoded);
+      EXPECT_TRUE(v.has_value());
+      return v ? *v : Value();
+    }
     return o.value;
   }
   // The exception value; fails the test on a reply.

@@ -145,8 +145,10 @@ def test_threaded_mode_reuses_connection_threads(tmp_path):
             c = rpyc.classic.connect("127.0.0.1", d.port)
             idents.add(c.eval("__import__('threading').get_native_id()"))
             c.close()
-            time.sleep(0.05)  # the thread parks before the next connection
-        assert len(idents) == 1, idents
+            time.sleep(0.05)  # the thread goes back to waiting before the next connection
+        # The accepting thread serves; while it does, another waits to accept (one is started
+        # for that once): the two take turns, no thread per connection.
+        assert len(idents) <= 2, idents
         # Concurrent connections still get a thread each.
         cs = [rpyc.classic.connect("127.0.0.1", d.port) for _ in range(3)]
         ids = {c.eval("__import__('threading').get_native_id()") for c in cs}
