@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -314,7 +315,7 @@ core::Result<std::unique_ptr<Interpreter>> Interpreter::Start(const InterpreterO
 
 Interpreter::~Interpreter() {
   if (main_thread_state_ == nullptr) return;
-  PyEval_RestoreThread(static_cast<PyThreadState*>(main_thread_state_));
+  if (!fork_holds_gil_) PyEval_RestoreThread(static_cast<PyThreadState*>(main_thread_state_));
   support_.reset();
   StopWaitingForUserThreads(finalize_grace_ms_);
   g_alive.store(false);
@@ -382,13 +383,22 @@ void Rehearse(Interpreter& interp) {
 
 core::Status Interpreter::PrepareFork() {
   Rehearse(*this);
-  GilHold gil;
-  PyRef gc = PyRef::Steal(PyImport_ImportModule("gc"));
-  PyRef r = gc ? PyRef::Steal(PyObject_CallMethod(gc.get(), "collect", nullptr)) : PyRef();
-  if (r) r = PyRef::Steal(PyObject_CallMethod(gc.get(), "freeze", nullptr));
-  if (!r) return core::Fail(core::Error::Python("preparing to fork: " + FetchErrorText()));
+  {
+    GilHold gil;
+    PyRef gc = PyRef::Steal(PyImport_ImportModule("gc"));
+    PyRef r = gc ? PyRef::Steal(PyObject_CallMethod(gc.get(), "collect", nullptr)) : PyRef();
+    if (r) r = PyRef::Steal(PyObject_CallMethod(gc.get(), "freeze", nullptr));
+    if (!r) return core::Fail(core::Error::Python("preparing to fork: " + FetchErrorText()));
+  }
   malloc_trim(0);
   prepared_ = true;
+  // The forking thread (the one that started the interpreter) keeps the GIL from now on: no
+  // other thread of the parent runs Python, and taking and releasing it around each fork writes
+  // the GIL's state and the current-thread pointer, pages that each child then keeps a copy of.
+  if (PyGILState_GetThisThreadState() == static_cast<PyThreadState*>(main_thread_state_)) {
+    PyEval_RestoreThread(static_cast<PyThreadState*>(main_thread_state_));
+    fork_holds_gil_ = true;
+  }
   return {};
 }
 
@@ -406,7 +416,8 @@ void Interpreter::ExitChild(int status) {
 }
 
 core::Result<int> Interpreter::Fork(bool freeze_gc) {
-  GilHold gil;
+  std::optional<GilHold> gil;
+  if (!fork_holds_gil_) gil.emplace();
   // After PrepareFork() the parent makes no Python objects: freezing again would only write to
   // pages that each child then keeps a copy of.
   if (freeze_gc && !prepared_) {
@@ -421,6 +432,12 @@ core::Result<int> Interpreter::Fork(bool freeze_gc) {
     PyOS_AfterFork_Child();
     // The forking thread is the child's only thread: its state is the one to finalise with.
     main_thread_state_ = PyThreadState_Get();
+    if (fork_holds_gil_) {
+      // The child serves on this thread and releases the GIL while it waits for the client, so
+      // threads that client code starts can run.
+      fork_holds_gil_ = false;
+      PyEval_SaveThread();
+    }
   } else {
     PyOS_AfterFork_Parent();
   }

@@ -1346,6 +1346,22 @@ TEST(InterpreterTest, PrepareForkThenChildServesAndExits) {
     auto grandchild = g_interp->Fork();
     if (!grandchild) _exit(4);
     if (*grandchild == 0) {
+      // The parent kept the GIL since PrepareFork(); the child must not: a thread that client
+      // code starts runs while the serving thread waits outside Python.
+      if (!g_interp
+               ->RunString("import threading, time\n"
+                           "import builtins\n"
+                           "builtins._classicd_box = []\n"
+                           "threading.Thread(target=lambda: (time.sleep(0.05),\n"
+                           "    builtins._classicd_box.append(1))).start()\n")
+               .has_value()) {
+        g_interp->ExitChild(9);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      if (!g_interp->RunString("import builtins\nassert builtins._classicd_box == [1]\n")
+               .has_value()) {
+        g_interp->ExitChild(10);
+      }
       FakePeer peer;
       peer.gen = Generation::kV5;
       auto space = MakeClassicObjectSpace(*g_interp, peer);

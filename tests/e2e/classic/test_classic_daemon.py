@@ -5,6 +5,7 @@ Every test starts the built binary and talks to it with the real rpyc client of 
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -186,6 +187,45 @@ def test_forking_child_crash_affects_nobody(gen, tmp_path, crash):
             d.wait_for_log("was killed by signal 11")
         else:
             d.wait_for_log("exited with status 3")
+    finally:
+        assert d.stop() == 0
+
+
+def test_forking_child_killed_from_outside_frees_its_slot(gen, tmp_path):
+    # --max-connections 2: the slot of a child killed with SIGKILL is given back when it is
+    # reaped; the other child keeps serving, and a thread that client code starts in a child runs
+    # while that child waits for the client (the parent keeps the GIL; a child must not).
+    d = Daemon(tmp_path, extra_args=["-m", "forking", "--max-connections", "2"])
+    try:
+        _, out, _ = run_client(gen, """
+            import signal
+            a = rpyc.classic.connect("127.0.0.1", {port})
+            b = rpyc.classic.connect("127.0.0.1", {port})
+            pa = a.modules.os.getpid()
+            b.execute("import threading, time\\n"
+                      "box = []\\n"
+                      "threading.Thread(target=lambda: (time.sleep(0.05), box.append(1))).start()")
+            time.sleep(0.5)  # b's child waits in recv meanwhile
+            assert b.eval("len(box)") == 1, "the child's thread did not run while it was idle"
+            os.kill(pa, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while True:  # until the parent has reaped a's child, a third client is refused
+                try:
+                    c = rpyc.classic.connect("127.0.0.1", {port})
+                    assert c.eval("'third'") == "third"
+                    break
+                except (EOFError, ConnectionError):
+                    assert time.monotonic() < deadline, "the killed child's slot was not freed"
+                    time.sleep(0.1)
+            assert b.eval("2**10") == 1024
+            b.close(); c.close()
+            print("KILLED", pa)
+        """, port=d.port)
+        killed = int(out.split("KILLED")[1])
+        line = re.compile(rf"child {killed} serving \('127\.0\.0\.1', \d+\) "
+                          r"was killed by signal 9")
+        wait_for(lambda: line.search(d.log()), 10, "the kill logged")
+        wait_for(lambda: not zombies_of(d.pid), 10, "no zombies")
     finally:
         assert d.stop() == 0
 
