@@ -1,5 +1,6 @@
 #include "libcore/server/forking.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <system_error>
@@ -32,7 +33,8 @@ Result<pid_t> ForkingServer::Spawn(UniqueFd fd, uint64_t id) {
   auto pid = hooks_.fork();
   if (!pid) return Fail(pid.error());  // `fd` closes here
   if (*pid == 0) RunChild(std::move(fd), id);
-  children_.emplace(*pid, id);
+  if (children_.size() == children_.capacity()) children_.reserve(children_.size() * 2 + 64);
+  children_.push_back(Child{*pid, id});
   return *pid;  // the parent's copy of `fd` closes here
 }
 
@@ -60,9 +62,10 @@ bool ForkingServer::CollectOne(pid_t pid, const EndedFn& on_end) {
     r = ::waitpid(pid, &status, WNOHANG);
   } while (r < 0 && errno == EINTR);
   if (r == 0) return false;  // still running
-  auto it = children_.find(pid);
-  const uint64_t id = it->second;
-  children_.erase(it);
+  auto it = Find(pid);
+  const uint64_t id = it->id;
+  *it = children_.back();
+  children_.pop_back();
   // r < 0 (ECHILD: someone else collected it): gone all the same, reported as a plain exit.
   if (on_end) on_end(Ended{pid, id, r > 0 ? status : 0});
   return true;
@@ -71,7 +74,7 @@ bool ForkingServer::CollectOne(pid_t pid, const EndedFn& on_end) {
 size_t ForkingServer::ScanAll(const EndedFn& on_end) {
   std::vector<pid_t> pids;
   pids.reserve(children_.size());
-  for (const auto& [pid, id] : children_) pids.push_back(pid);
+  for (const Child& c : children_) pids.push_back(c.pid);
   size_t n = 0;
   for (pid_t pid : pids) n += CollectOne(pid, on_end) ? 1 : 0;
   return n;
@@ -89,7 +92,7 @@ size_t ForkingServer::Reap(const EndedFn& on_end) {
       r = ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT);
     } while (r < 0 && errno == EINTR);
     if (r < 0 || info.si_pid == 0) break;  // no child has ended (or none at all)
-    if (children_.count(info.si_pid) != 0 && CollectOne(info.si_pid, on_end)) {
+    if (Find(info.si_pid) != children_.end() && CollectOne(info.si_pid, on_end)) {
       ++n;
       continue;
     }
@@ -100,8 +103,13 @@ size_t ForkingServer::Reap(const EndedFn& on_end) {
   return n;
 }
 
+std::vector<ForkingServer::Child>::iterator ForkingServer::Find(pid_t pid) {
+  return std::find_if(children_.begin(), children_.end(),
+                      [pid](const Child& c) { return c.pid == pid; });
+}
+
 void ForkingServer::SignalAll(int sig) {
-  for (const auto& [pid, id] : children_) ::kill(pid, sig);
+  for (const Child& c : children_) ::kill(c.pid, sig);
 }
 
 void ForkingServer::WaitAll(std::chrono::steady_clock::time_point kill_after, const EndedFn& on_end,

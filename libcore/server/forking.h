@@ -13,7 +13,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <unordered_map>
 #include <vector>
 
 #include <sys/types.h>
@@ -82,7 +81,15 @@ class ForkingServer {
 
   Hooks hooks_;
   const Options options_;
-  std::unordered_map<pid_t, uint64_t> children_;  // live children: pid -> id
+  struct Child {
+    pid_t pid;
+    uint64_t id;
+  };
+  // Live children. A vector searched linearly, not a map: the parent allocates nothing per
+  // child (each heap page the parent writes between two forks stays behind as a private copy in
+  // the children forked before), and a search of a thousand entries is cheap beside a waitpid.
+  std::vector<Child> children_;
+  std::vector<Child>::iterator Find(pid_t pid);
 };
 
 }  // namespace core::server
