@@ -199,8 +199,20 @@ def test_forking_child_killed_from_outside_frees_its_slot(gen, tmp_path):
     try:
         _, out, _ = run_client(gen, """
             import signal
-            a = rpyc.classic.connect("127.0.0.1", {port})
-            b = rpyc.classic.connect("127.0.0.1", {port})
+
+            def connect(what):  # refused while all slots are taken (the readiness probe's too)
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        c = rpyc.classic.connect("127.0.0.1", {port})
+                        c.eval("1")
+                        return c
+                    except (EOFError, ConnectionError):
+                        assert time.monotonic() < deadline, what
+                        time.sleep(0.1)
+
+            a = connect("first")
+            b = connect("second")
             pa = a.modules.os.getpid()
             b.execute("import threading, time\\n"
                       "box = []\\n"
@@ -208,15 +220,9 @@ def test_forking_child_killed_from_outside_frees_its_slot(gen, tmp_path):
             time.sleep(0.5)  # b's child waits in recv meanwhile
             assert b.eval("len(box)") == 1, "the child's thread did not run while it was idle"
             os.kill(pa, signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while True:  # until the parent has reaped a's child, a third client is refused
-                try:
-                    c = rpyc.classic.connect("127.0.0.1", {port})
-                    assert c.eval("'third'") == "third"
-                    break
-                except (EOFError, ConnectionError):
-                    assert time.monotonic() < deadline, "the killed child's slot was not freed"
-                    time.sleep(0.1)
+            # Refused until the parent has reaped a's child.
+            c = connect("the killed child's slot was not freed")
+            assert c.eval("'third'") == "third"
             assert b.eval("2**10") == 1024
             b.close(); c.close()
             print("KILLED", pa)
