@@ -423,6 +423,14 @@ std::vector<void*> PlugHeapHoles() {
   plugs.reserve(kMaxHeapPlugs);  // mmapped: not from the heap being plugged
   const struct mallinfo2 mi = mallinfo2();
   const auto* top = static_cast<const char*>(sbrk(0)) - mi.keepcost;
+  // The thread's cache first: up to 7 chunks of each size class up to 1 KiB, which malloc hands
+  // out before anything else.
+  for (size_t size = 8; size <= 1032; size += 16) {
+    for (int i = 0; i < 7; ++i) {
+      void* p = malloc(size);  // NOLINT(cppcoreguidelines-no-malloc)
+      if (p != nullptr) plugs.push_back(p);
+    }
+  }
   while (plugs.size() < kMaxHeapPlugs) {
     void* p = malloc(16);  // NOLINT(cppcoreguidelines-no-malloc)
     if (p == nullptr) break;
