@@ -80,10 +80,11 @@ class Interpreter {
   // (both wire generations, an exception included) through a throw-away object space, so that
   // the imports, caches (INSPECT lists, compiled code, CPython's type cache) and lazily made
   // objects a child needs already exist; then collects, gives free heap memory back and freezes
-  // the GC (§4.4), and fills the free blocks of pymalloc's partly used pools so that a child's
-  // new objects land in pools of their own. Each child then does and dirties (copies) less. The
-  // calling thread keeps the GIL from then on (released in each child): call it on the thread that
-  // started the interpreter and forks, and run no Python on other threads afterwards.
+  // the GC (§4.4), and takes the free blocks of pymalloc's partly used pools and glibc's free
+  // chunks (per-thread cache, free lists) so that a child's new objects land on pages of its
+  // own. Each child then does and dirties (copies) less. The calling thread keeps the GIL from
+  // then on (released in each child): call it on the thread that started the interpreter and
+  // forks, and run no Python on other threads afterwards.
   core::Status PrepareFork();
 
   // A forked child's end after serving: flushes sys.stdout and sys.stderr and _exit()s without
