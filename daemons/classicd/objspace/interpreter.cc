@@ -461,7 +461,8 @@ core::Status Interpreter::PrepareFork() {
   // The forking thread (the one that started the interpreter) keeps the GIL from now on: no
   // other thread of the parent runs Python, and taking and releasing it around each fork writes
   // the GIL's state and the current-thread pointer, pages that each child then keeps a copy of.
-  if (PyGILState_GetThisThreadState() == static_cast<PyThreadState*>(main_thread_state_)) {
+  if (!fork_holds_gil_ &&
+      PyGILState_GetThisThreadState() == static_cast<PyThreadState*>(main_thread_state_)) {
     PyEval_RestoreThread(static_cast<PyThreadState*>(main_thread_state_));
     fork_holds_gil_ = true;
   }
