@@ -26,6 +26,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <arpa/inet.h>
@@ -48,6 +49,7 @@
 #include "libcore/daemon/sockets.h"
 #include "libcore/protocol/connection.h"
 #include "libcore/registrar/registrar.h"
+#include "libcore/server/forking.h"
 #include "libcore/server/thread_cache.h"
 #include "libcore/server/thread_pool.h"
 #include "libcore/server/threaded.h"
@@ -165,6 +167,7 @@ class ClassicService final : public core::daemon::Service {
                const core::Result<core::protocol::EndReason>& end);
   void PoolPost(uint64_t id, bool ended);
   void ReapChildren();
+  void ChildEnded(const core::server::ForkingServer::Ended& e);
   void OnWake();
   std::unique_ptr<core::transport::Stream> OpenSocket(UniqueFd fd, const PeerInfo& peer,
                                                       uint64_t id);
@@ -277,8 +280,9 @@ class ClassicService final : public core::daemon::Service {
   std::vector<std::pair<uint64_t, bool>> pool_events_;  // guarded by mu_: (id, ended)
   int handshakes_ = 0;  // guarded by mu_: TLS handshake threads of threadpool mode still running
 
-  // Children (forking).
-  std::map<pid_t, PeerInfo> children_;
+  // Children (forking): the server forks and reaps; the peers of live children by id.
+  std::unique_ptr<core::server::ForkingServer> forking_;
+  std::unordered_map<uint64_t, PeerInfo> child_peers_;
   std::unique_ptr<core::daemon::SignalWatch> sigchld_;
 };
 
@@ -348,6 +352,25 @@ core::Status ClassicService::Start(StdioFds stdio) {
     pool_ = std::make_unique<core::server::WorkerPool>(static_cast<size_t>(o_.threads),
                                                        BlockStopSignals);
   if (o_.mode == "forking") {
+    core::server::ForkingServer::Hooks hooks;
+    hooks.fork = [this]() -> core::Result<pid_t> {
+      auto pid = interpreter_->Fork();
+      if (!pid) return Fail(pid.error());
+      return static_cast<pid_t>(*pid);
+    };
+    // The child: no listeners, one connection, then _exit without finalising.
+    hooks.in_child = [this] {
+      for (auto& l : listeners_) ::close(l->fd.get());
+    };
+    hooks.serve = [this](UniqueFd fd, uint64_t id) {
+      const PeerInfo& peer = child_peers_.at(id);
+      auto stream = OpenSocket(std::move(fd), peer, id);
+      if (stream) Serve(*stream, peer, id);
+    };
+    hooks.exit_child = [this](int status) { interpreter_->ExitChild(status); };
+    // The parent's handlers write to the parent's loop.
+    forking_ = std::make_unique<core::server::ForkingServer>(
+        std::move(hooks), core::server::ForkingServer::Options{{SIGTERM, SIGINT, SIGHUP, SIGCHLD}});
     sigchld_ =
         std::make_unique<core::daemon::SignalWatch>(ctx_.loop, SIGCHLD, [this] { ReapChildren(); });
   }
@@ -717,49 +740,37 @@ void ClassicService::Serve(core::transport::Stream& raw_stream, const PeerInfo& 
 
 void ClassicService::ForkChild(UniqueFd fd, PeerInfo peer) {
   const uint64_t id = ++next_id_;
-  auto pid = interpreter_->Fork();
+  auto it = child_peers_.emplace(id, std::move(peer)).first;
+  auto pid = forking_->Spawn(std::move(fd), id);
   if (!pid) {
-    LogConn(Level::err, peer, id, "cannot serve {}: {}", peer.repr, pid.error().message());
-    Release(peer.host);
+    LogConn(Level::err, it->second, id, "cannot serve {}: {}", it->second.repr,
+            pid.error().message());
+    Release(it->second.host);
+    child_peers_.erase(it);
     return;
   }
-  if (*pid == 0) {
-    // The child: its own signals (the parent's handlers write to the parent's loop), no
-    // listeners, one connection, then _exit without finalising.
-    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) ::signal(s, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (auto& l : listeners_) ::close(l->fd.get());
-    auto stream = OpenSocket(std::move(fd), peer, id);
-    if (stream) Serve(*stream, peer, id);
-    interpreter_->ExitChild(0);
+  LogConn(Level::debug, it->second, id, "child {} serves {}", *pid, it->second.repr);
+}
+
+void ClassicService::ChildEnded(const core::server::ForkingServer::Ended& e) {
+  auto it = child_peers_.find(e.id);
+  if (it == child_peers_.end()) return;
+  const PeerInfo& peer = it->second;
+  if (WIFSIGNALED(e.status) && stopping_ && WTERMSIG(e.status) == SIGTERM) {
+    log_.Debug("child {} serving {} stopped", e.pid, peer.repr);
+  } else if (WIFSIGNALED(e.status)) {
+    log_.Error("child {} serving {} was killed by signal {}", e.pid, peer.repr, WTERMSIG(e.status));
+  } else if (WIFEXITED(e.status) && WEXITSTATUS(e.status) != 0) {
+    log_.Warn("child {} serving {} exited with status {}", e.pid, peer.repr, WEXITSTATUS(e.status));
   }
-  children_[*pid] = peer;
-  LogConn(Level::debug, peer, id, "child {} serves {}", *pid, peer.repr);
+  Release(peer.host);
+  child_peers_.erase(it);
 }
 
 void ClassicService::ReapChildren() {
-  for (auto it = children_.begin(); it != children_.end();) {
-    int status = 0;
-    const pid_t r = ::waitpid(it->first, &status, WNOHANG);
-    if (r == 0) {
-      ++it;
-      continue;
-    }
-    if (r > 0 && WIFSIGNALED(status) && stopping_ && WTERMSIG(status) == SIGTERM) {
-      log_.Debug("child {} serving {} stopped", it->first, it->second.repr);
-    } else if (r > 0 && WIFSIGNALED(status)) {
-      log_.Error("child {} serving {} was killed by signal {}", it->first, it->second.repr,
-                 WTERMSIG(status));
-    } else if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) != 0) {
-      log_.Warn("child {} serving {} exited with status {}", it->first, it->second.repr,
-                WEXITSTATUS(status));
-    }
-    Release(it->second.host);
-    it = children_.erase(it);
-  }
-  if (stopping_ && children_.empty()) ctx_.loop.Break();
+  if (!forking_) return;
+  forking_->Reap([this](const core::server::ForkingServer::Ended& e) { ChildEnded(e); });
+  if (stopping_ && forking_->empty()) ctx_.loop.Break();
 }
 
 void ClassicService::OnWake() {
@@ -1024,7 +1035,7 @@ void ClassicService::Shutdown() {
   for (Conn& c : conns_) {
     if (!c.closing && c.raw_fd >= 0) (void)::shutdown(c.raw_fd, SHUT_RDWR);
   }
-  for (const auto& [pid, peer] : children_) ::kill(pid, SIGTERM);
+  if (forking_) forking_->SignalAll(SIGTERM);
   // Idle pool connections end on a worker; busy ones see the shutdown when their step ends.
   for (auto& [id, pc] : pool_conns_) {
     {
@@ -1045,13 +1056,9 @@ ClassicService::~ClassicService() {
   stopping_ = true;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   // Children first: they were sent SIGTERM; after the grace period, SIGKILL.
-  while (!children_.empty()) {
-    ReapChildren();
-    if (children_.empty()) break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      for (const auto& [pid, peer] : children_) ::kill(pid, SIGKILL);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (forking_) {
+    forking_->WaitAll(deadline,
+                      [this](const core::server::ForkingServer::Ended& e) { ChildEnded(e); });
   }
   size_t stuck = 0;
   if (pool_) {

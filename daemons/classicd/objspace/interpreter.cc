@@ -5,8 +5,10 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -287,6 +289,7 @@ core::Result<std::unique_ptr<Interpreter>> Interpreter::Start(const InterpreterO
 
   std::unique_ptr<Interpreter> interp(new Interpreter());
   interp->finalize_grace_ms_ = options.finalize_grace_ms;
+  interp->pymalloc_ = !options.malloc_allocator;
   g_alive.store(true);
   // From here on the destructor finalises; it expects the GIL released.
   auto fail = [&](const char* what) {
@@ -314,7 +317,11 @@ core::Result<std::unique_ptr<Interpreter>> Interpreter::Start(const InterpreterO
 
 Interpreter::~Interpreter() {
   if (main_thread_state_ == nullptr) return;
-  PyEval_RestoreThread(static_cast<PyThreadState*>(main_thread_state_));
+  if (!fork_holds_gil_) PyEval_RestoreThread(static_cast<PyThreadState*>(main_thread_state_));
+  for (void* p : pool_plugs_) PyObject_Free(p);
+  pool_plugs_.clear();
+  for (void* p : heap_plugs_) free(p);  // NOLINT(cppcoreguidelines-no-malloc)
+  heap_plugs_.clear();
   support_.reset();
   StopWaitingForUserThreads(finalize_grace_ms_);
   g_alive.store(false);
@@ -378,17 +385,87 @@ void Rehearse(Interpreter& interp) {
   }
 }
 
+// pymalloc (CPython 3.11, 64-bit: radix tree on) carves 16 KiB pools into blocks of one size
+// class; a fresh pool's first block follows its 48-byte header.
+constexpr uintptr_t kPoolSize = uintptr_t{16} << 10;
+constexpr uintptr_t kPoolHeader = 48;
+constexpr size_t kMaxBlock = 512;
+constexpr size_t kPlugBudget = size_t{4} << 20;
+
+// Takes every free block of pymalloc's partly used pools, size class by size class, until a
+// block comes from a fresh pool (given back at once), and keeps them: the objects a forked child
+// makes then go to pools of their own instead of into the holes of pools it shares with the
+// parent (each such block costs the child a copy of a shared page). Returns the blocks taken.
+std::vector<void*> PlugPoolHoles() {
+  std::vector<void*> plugs;
+  size_t bytes = 0;
+  for (size_t size = 16; size <= kMaxBlock && bytes < kPlugBudget; size += 16) {
+    while (bytes < kPlugBudget) {
+      void* p = PyObject_Malloc(size);
+      if (p == nullptr) break;
+      if ((reinterpret_cast<uintptr_t>(p) & (kPoolSize - 1)) == kPoolHeader) {
+        PyObject_Free(p);  // a fresh pool (or one whose first block was free): done
+        break;
+      }
+      plugs.push_back(p);
+      bytes += size;
+    }
+  }
+  return plugs;
+}
+
+// The same for glibc's main heap, after malloc_trim(): takes 16-byte chunks out of the free
+// lists until one comes from the top chunk (given back at once).
+constexpr size_t kMaxHeapPlugs = size_t{1} << 17;
+
+std::vector<void*> PlugHeapHoles() {
+  std::vector<void*> plugs;
+  plugs.reserve(kMaxHeapPlugs);  // mmapped: not from the heap being plugged
+  const struct mallinfo2 mi = mallinfo2();
+  const auto* top = static_cast<const char*>(sbrk(0)) - mi.keepcost;
+  // The thread's cache first: up to 7 chunks of each size class up to 1 KiB, which malloc hands
+  // out before anything else.
+  for (size_t size = 8; size <= 1032; size += 16) {
+    for (int i = 0; i < 7; ++i) {
+      void* p = malloc(size);  // NOLINT(cppcoreguidelines-no-malloc)
+      if (p != nullptr) plugs.push_back(p);
+    }
+  }
+  while (plugs.size() < kMaxHeapPlugs) {
+    void* p = malloc(16);  // NOLINT(cppcoreguidelines-no-malloc)
+    if (p == nullptr) break;
+    if (static_cast<const char*>(p) >= top) {
+      free(p);  // NOLINT(cppcoreguidelines-no-malloc)
+      break;
+    }
+    plugs.push_back(p);
+  }
+  return plugs;
+}
+
 }  // namespace
 
 core::Status Interpreter::PrepareFork() {
   Rehearse(*this);
-  GilHold gil;
-  PyRef gc = PyRef::Steal(PyImport_ImportModule("gc"));
-  PyRef r = gc ? PyRef::Steal(PyObject_CallMethod(gc.get(), "collect", nullptr)) : PyRef();
-  if (r) r = PyRef::Steal(PyObject_CallMethod(gc.get(), "freeze", nullptr));
-  if (!r) return core::Fail(core::Error::Python("preparing to fork: " + FetchErrorText()));
+  {
+    GilHold gil;
+    PyRef gc = PyRef::Steal(PyImport_ImportModule("gc"));
+    PyRef r = gc ? PyRef::Steal(PyObject_CallMethod(gc.get(), "collect", nullptr)) : PyRef();
+    if (r) r = PyRef::Steal(PyObject_CallMethod(gc.get(), "freeze", nullptr));
+    if (!r) return core::Fail(core::Error::Python("preparing to fork: " + FetchErrorText()));
+    if (pymalloc_ && pool_plugs_.empty()) pool_plugs_ = PlugPoolHoles();
+  }
   malloc_trim(0);
+  if (pymalloc_ && heap_plugs_.empty()) heap_plugs_ = PlugHeapHoles();
   prepared_ = true;
+  // The forking thread (the one that started the interpreter) keeps the GIL from now on: no
+  // other thread of the parent runs Python, and taking and releasing it around each fork writes
+  // the GIL's state and the current-thread pointer, pages that each child then keeps a copy of.
+  if (!fork_holds_gil_ &&
+      PyGILState_GetThisThreadState() == static_cast<PyThreadState*>(main_thread_state_)) {
+    PyEval_RestoreThread(static_cast<PyThreadState*>(main_thread_state_));
+    fork_holds_gil_ = true;
+  }
   return {};
 }
 
@@ -406,7 +483,8 @@ void Interpreter::ExitChild(int status) {
 }
 
 core::Result<int> Interpreter::Fork(bool freeze_gc) {
-  GilHold gil;
+  std::optional<GilHold> gil;
+  if (!fork_holds_gil_) gil.emplace();
   // After PrepareFork() the parent makes no Python objects: freezing again would only write to
   // pages that each child then keeps a copy of.
   if (freeze_gc && !prepared_) {
@@ -421,6 +499,12 @@ core::Result<int> Interpreter::Fork(bool freeze_gc) {
     PyOS_AfterFork_Child();
     // The forking thread is the child's only thread: its state is the one to finalise with.
     main_thread_state_ = PyThreadState_Get();
+    if (fork_holds_gil_) {
+      // The child serves on this thread and releases the GIL while it waits for the client, so
+      // threads that client code starts can run.
+      fork_holds_gil_ = false;
+      PyEval_SaveThread();
+    }
   } else {
     PyOS_AfterFork_Parent();
   }

@@ -80,7 +80,11 @@ class Interpreter {
   // (both wire generations, an exception included) through a throw-away object space, so that
   // the imports, caches (INSPECT lists, compiled code, CPython's type cache) and lazily made
   // objects a child needs already exist; then collects, gives free heap memory back and freezes
-  // the GC (§4.4). Each child then does and dirties (copies) less.
+  // the GC (§4.4), and takes the free blocks of pymalloc's partly used pools and glibc's free
+  // chunks (per-thread cache, free lists) so that a child's new objects land on pages of its
+  // own. Each child then does and dirties (copies) less. The calling thread keeps the GIL from
+  // then on (released in each child): call it on the thread that started the interpreter and
+  // forks, and run no Python on other threads afterwards.
   core::Status PrepareFork();
 
   // A forked child's end after serving: flushes sys.stdout and sys.stderr and _exit()s without
@@ -96,6 +100,10 @@ class Interpreter {
   int finalize_grace_ms_ = 0;
   void* main_thread_state_ = nullptr;  // PyThreadState* of the init thread, released
   bool prepared_ = false;              // PrepareFork() ran
+  bool fork_holds_gil_ = false;        // after PrepareFork(): the forking thread keeps the GIL
+  bool pymalloc_ = true;               // Python's own allocator (not PYMEM_ALLOCATOR_MALLOC)
+  std::vector<void*> pool_plugs_;      // PrepareFork(): pymalloc blocks kept out of children's way
+  std::vector<void*> heap_plugs_;      // PrepareFork(): the same for glibc's heap
 };
 
 // The class of the root object (PROTOCOL.md §7.2, §11): SlaveService in socket modes,

@@ -2,11 +2,13 @@
 // script (PROTOCOL.md §4-§8). Compatibility with the real clients is proven by the e2e tests.
 
 #include "daemons/classicd/objspace/objspace.h"
+#include <Python.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1349,10 +1352,41 @@ TEST(InterpreterTest, PrepareForkThenChildServesAndExits) {
   ASSERT_TRUE(pid.has_value()) << pid.error().ToString();
   if (*pid == 0) {
     bool ok = g_interp->PrepareFork().has_value();
+    if (!InterpreterOptions::kSanitizerBuild) {
+      // The holes of pymalloc's partly used pools are plugged: a new block of every size class
+      // comes from a fresh 16 KiB pool (just after its 48-byte header), as it will in a child
+      // (checked before any Python runs again: freeing old objects makes new holes).
+      for (size_t size = 16; size <= 512; size += 16) {
+        void* p = PyObject_Malloc(size);  // the GIL stays with this thread after PrepareFork
+        if ((reinterpret_cast<uintptr_t>(p) & ((uintptr_t{1} << 14) - 1)) != 48) _exit(20);
+        PyObject_Free(p);
+      }
+      // And glibc's free lists: a small chunk comes from the top of the heap.
+      void* h = malloc(16);  // NOLINT(cppcoreguidelines-no-malloc)
+      const auto* top = static_cast<const char*>(sbrk(0)) - mallinfo2().keepcost;
+      if (static_cast<const char*>(h) < top - 64) _exit(21);
+      free(h);  // NOLINT(cppcoreguidelines-no-malloc)
+    }
     ok = ok && g_interp->RunString("import gc\nassert gc.get_freeze_count() > 0\n").has_value();
     auto grandchild = g_interp->Fork();
     if (!grandchild) _exit(4);
     if (*grandchild == 0) {
+      // The parent kept the GIL since PrepareFork(); the child must not: a thread that client
+      // code starts runs while the serving thread waits outside Python.
+      if (!g_interp
+               ->RunString("import threading, time\n"
+                           "import builtins\n"
+                           "builtins._classicd_box = []\n"
+                           "threading.Thread(target=lambda: (time.sleep(0.05),\n"
+                           "    builtins._classicd_box.append(1))).start()\n")
+               .has_value()) {
+        g_interp->ExitChild(9);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      if (!g_interp->RunString("import builtins\nassert builtins._classicd_box == [1]\n")
+               .has_value()) {
+        g_interp->ExitChild(10);
+      }
       FakePeer peer;
       peer.gen = Generation::kV5;
       auto space = MakeClassicObjectSpace(*g_interp, peer);

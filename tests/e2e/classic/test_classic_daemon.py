@@ -194,6 +194,51 @@ def test_forking_child_crash_affects_nobody(gen, tmp_path, crash):
         assert d.stop() == 0
 
 
+def test_forking_child_killed_from_outside_frees_its_slot(gen, tmp_path):
+    # --max-connections 2: the slot of a child killed with SIGKILL is given back when it is
+    # reaped; the other child keeps serving, and a thread that client code starts in a child runs
+    # while that child waits for the client (the parent keeps the GIL; a child must not).
+    d = Daemon(tmp_path, extra_args=["-m", "forking", "--max-connections", "2"])
+    try:
+        _, out, _ = run_client(gen, """
+            import signal
+
+            def connect(what):  # refused while all slots are taken (the readiness probe's too)
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        c = rpyc.classic.connect("127.0.0.1", {port})
+                        c.eval("1")
+                        return c
+                    except (EOFError, ConnectionError):
+                        assert time.monotonic() < deadline, what
+                        time.sleep(0.1)
+
+            a = connect("first")
+            b = connect("second")
+            pa = a.modules.os.getpid()
+            b.execute("import threading, time\\n"
+                      "box = []\\n"
+                      "threading.Thread(target=lambda: (time.sleep(0.05), box.append(1))).start()")
+            time.sleep(0.5)  # b's child waits in recv meanwhile
+            assert b.eval("len(box)") == 1, "the child's thread did not run while it was idle"
+            os.kill(pa, signal.SIGKILL)
+            # Refused until the parent has reaped a's child.
+            c = connect("the killed child's slot was not freed")
+            assert c.eval("'third'") == "third"
+            assert b.eval("2**10") == 1024
+            b.close(); c.close()
+            print("KILLED", pa)
+        """, port=d.port)
+        killed = int(out.split("KILLED")[1])
+        line = re.compile(rf"child {killed} serving \('127\.0\.0\.1', \d+\) "
+                          r"was killed by signal 9")
+        wait_for(lambda: line.search(d.log()), 10, "the kill logged")
+        wait_for(lambda: not zombies_of(d.pid), 10, "no zombies")
+    finally:
+        assert d.stop() == 0
+
+
 # --- Unix socket ---------------------------------------------------------------------------------
 
 def test_unix_socket_listener(gen, tmp_path):

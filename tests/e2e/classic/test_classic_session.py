@@ -1,5 +1,7 @@
 """The classic session: modules, eval/execute/namespace, builtins (issue 4, first test group)."""
 
+from classic_support import EXTRA_ARGS
+
 
 def test_eval_execute_namespace(client):
     out = client.run("""
@@ -44,7 +46,10 @@ def test_modules(client):
     """)
     assert out.strip().endswith("OK")
     pid = int(out.split("PID ")[1].split()[0])
-    assert pid == client.daemon.pid
+    if "forking" in EXTRA_ARGS:  # a child per connection; the parent never runs client code
+        assert pid != client.daemon.pid
+    else:
+        assert pid == client.daemon.pid
 
 
 def test_each_connection_has_its_own_namespace(client):
@@ -58,9 +63,13 @@ def test_each_connection_has_its_own_namespace(client):
             pass
         else:
             raise AssertionError("namespace shared between connections")
-        # Modules are shared by the process, as in the threaded Python server.
+        # Modules are shared by the process, as in the threaded Python server (forking: each
+        # connection has a process of its own).
         a.modules.sys.e2e_marker = "shared"
-        assert b.modules.sys.e2e_marker == "shared"
+        if "forking" in EXTRA_ARGS:
+            assert not b.modules.builtins.hasattr(b.modules.sys, "e2e_marker")
+        else:
+            assert b.modules.sys.e2e_marker == "shared"
         del a.modules.sys.e2e_marker
         a.close(); b.close()
         print("OK")
