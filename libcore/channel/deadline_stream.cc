@@ -22,9 +22,7 @@ bool FrameTracker::Feed(std::string_view data) {
       received_ += take;
       data.remove_prefix(take);
       if (header_got_ == kHeaderSize) {
-        const uint64_t length = (uint64_t{header_[0]} << 24) | (uint64_t{header_[1]} << 16) |
-                                (uint64_t{header_[2]} << 8) | uint64_t{header_[3]};
-        remaining_ = length + kTrailerSize;
+        remaining_ = uint64_t{HeaderLength(header_)} + kTrailerSize;
         total_ = kHeaderSize + remaining_;
       }
       continue;

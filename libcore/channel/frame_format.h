@@ -20,6 +20,14 @@ inline constexpr size_t kHeaderSize = 5;   // struct "!LB"
 inline constexpr size_t kTrailerSize = 1;  // '\n', for line-buffered transports
 inline constexpr char kTrailer = '\n';
 
+// The payload length from the first four bytes of a header.
+inline uint32_t HeaderLength(const unsigned char* h) {
+  return (uint32_t{h[0]} << 24) | (uint32_t{h[1]} << 16) | (uint32_t{h[2]} << 8) | uint32_t{h[3]};
+}
+inline uint32_t HeaderLength(const char* h) {
+  return HeaderLength(reinterpret_cast<const unsigned char*>(h));
+}
+
 inline constexpr uint8_t kFlagRaw = 0;
 inline constexpr uint8_t kFlagZlib = 1;  // what senders write; receivers accept any nonzero flag
 

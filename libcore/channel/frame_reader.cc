@@ -18,11 +18,6 @@ namespace {
 // the limit.
 constexpr size_t kInflateChunk = size_t{64} << 10;
 
-uint32_t ReadU32(const char* p) {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) | (uint32_t{u[2]} << 8) | uint32_t{u[3]};
-}
-
 std::string ZlibMessage(const z_stream& zs, int ret) {
   std::string text = zs.msg != nullptr ? zs.msg : "zlib error";
   return text + " (" + std::to_string(ret) + ")";
@@ -118,7 +113,7 @@ std::span<char> FrameReader::WriteSpace(size_t min_size) {
   size_t want = min_size;
   if (buffered() >= kHeaderSize) {
     // A frame has started: room for all of it, so that it arrives in as few reads as possible.
-    size_t length = ReadU32(buffer_.get() + pos_);
+    size_t length = HeaderLength(buffer_.get() + pos_);
     if (length <= limits_.max_frame_size) {
       size_t total = kHeaderSize + length + kTrailerSize;
       if (total > buffered()) want = std::max(want, total - buffered());
@@ -142,7 +137,7 @@ Result<std::optional<std::string_view>> FrameReader::NextView() {
   if (failed_) return Fail(*failed_);
   if (buffered() < kHeaderSize) return std::nullopt;
   const char* header = buffer_.get() + pos_;
-  uint32_t length = ReadU32(header);
+  uint32_t length = HeaderLength(header);
   auto flag = static_cast<uint8_t>(header[4]);
   if (length > limits_.max_frame_size) {
     failed_ =
@@ -178,7 +173,7 @@ Status FrameReader::CheckEof() const {
     return Fail(Error::Protocol("frame: stream ended inside a frame header (" +
                                 std::to_string(have) + " of 5 bytes)"));
   }
-  uint32_t length = ReadU32(buffer_.get() + pos_);
+  uint32_t length = HeaderLength(buffer_.get() + pos_);
   return Fail(Error::Protocol("frame: stream ended inside a frame (" + std::to_string(have) +
                               " of " + std::to_string(kHeaderSize + size_t{length} + kTrailerSize) +
                               " bytes)"));
