@@ -170,10 +170,11 @@ def target(request, tmp_path_factory):
     assert d.stop() == 0
 
 
-def get_root(peer, gen):
+def get_root(peer, gen, d):
     peer.send(frame(request(gen, 0, GETROOT, by_value(b"\x02"))))
     msg = peer.reply(gen)
-    assert msg is not None and msg[0] == REPLY and msg[1] == 0, msg
+    assert msg is not None and msg[0] == REPLY and msg[1] == 0, (
+        msg, [line for line in d.log().splitlines() if str(peer.port) in line])
     label, id_pack = msg[2]
     assert label == 4, msg
     return id_pack
@@ -201,7 +202,7 @@ def test_hostile_corpus(target, entry, gen):
     build, outcome, detail = CORPUS[entry]
     peer = RawPeer(d.port, log=d.log)
     try:
-        root = get_root(peer, gen)
+        root = get_root(peer, gen, d)
         data = build(gen, tuple(root))
         eof = isinstance(data, tuple)
         if eof:
@@ -234,7 +235,7 @@ def test_hostile_corpus(target, entry, gen):
         assert still_alive(peer, gen), "the connection did not survive"
         if entry == "del_underflow_root":
             # The root was released by the excess DEL; asking for it again gives a fresh one.
-            assert get_root(peer, gen)
+            assert get_root(peer, gen, d)
         peer.close()
         # The object table is consistent (no count wrapped below zero) and empty after release.
         d.wait_for_log(f"goodbye ('127.0.0.1', {peer.port})")
