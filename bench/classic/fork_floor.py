@@ -64,13 +64,19 @@ def shared_libraries(pid):
     return sorted(libs)
 
 
+def parent_cpu_seconds(pid):
+    """The process CPU clock of `pid` alone (its reaped children not included)."""
+    return time.clock_gettime(((~pid) << 3) | 2)
+
+
 def connect_loop(proc, port, seconds):
-    """connect + eval + close for `seconds`: (n, server CPU s, child faults, parent faults)."""
+    """connect + eval + close for `seconds`:
+    (n, server CPU s, parent's own CPU s, child faults, parent faults)."""
     c = rpyc.classic.connect("127.0.0.1", port)
     c.eval("1+1")
     c.close()
     time.sleep(0.2)
-    f0, cpu0 = faults(proc.pid), cb.process_cpu_seconds(proc.pid)
+    f0, cpu0, own0 = faults(proc.pid), cb.process_cpu_seconds(proc.pid), parent_cpu_seconds(proc.pid)
     n, t0 = 0, time.monotonic()
     while time.monotonic() - t0 < seconds:
         c = rpyc.classic.connect("127.0.0.1", port)
@@ -78,8 +84,8 @@ def connect_loop(proc, port, seconds):
         c.close()
         n += 1
     time.sleep(0.2)  # the last child ends and is reaped
-    f1, cpu1 = faults(proc.pid), cb.process_cpu_seconds(proc.pid)
-    return n, cpu1 - cpu0, (f1[1] - f0[1]) / n, (f1[0] - f0[0]) / n
+    f1, cpu1, own1 = faults(proc.pid), cb.process_cpu_seconds(proc.pid), parent_cpu_seconds(proc.pid)
+    return n, cpu1 - cpu0, own1 - own0, (f1[1] - f0[1]) / n, (f1[0] - f0[0]) / n
 
 
 def run_floor(floor, args):
@@ -96,6 +102,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--iterations", type=int, default=2000)
     ap.add_argument("--huge", action="store_true", help="also a floor run with MADV_HUGEPAGE")
+    ap.add_argument("--no-reference", action="store_true", help="skip rpyc_classic")
     args = ap.parse_args()
     cb.MODE[0] = "forking"
     os.sched_setaffinity(0, {int(cb.CLIENT_CPU)})
@@ -107,10 +114,12 @@ def main():
         time.sleep(0.3)
         rollup, maps = smaps_rollup(proc.pid), count_maps(proc.pid)
         libs = shared_libraries(proc.pid)
-        n, cpu, child_faults, parent_faults = connect_loop(proc, port, args.seconds)
-    ours_us = cpu / n * 1e6
-    pn, pcpu, _ = cb.measure("python", args.ours, "connect", args.seconds)
-    ref_us = pcpu / pn * 1e6
+        n, cpu, own, child_faults, parent_faults = connect_loop(proc, port, args.seconds)
+    ours_us, parent_us = cpu / n * 1e6, own / n * 1e6
+    ref_us = float("nan")
+    if not args.no_reference:
+        pn, pcpu, _ = cb.measure("python", args.ours, "connect", args.seconds)
+        ref_us = pcpu / pn * 1e6
 
     anon = rollup.get("Anonymous", 0)
     print(f"rpyc-classicd parent after PrepareFork: Anonymous {anon} KiB, Rss {rollup.get('Rss')} "
@@ -139,7 +148,8 @@ def main():
     print("|---|---:|---:|---:|---:|")
     print(f"| rpyc_classic -m forking (connect, eval, close) | {ref_us:.0f} us | | | 1.0x |")
     print(f"| rpyc_classic / 5 (the 5x target) | {ref_us / 5:.0f} us | | | 5.0x |")
-    print(f"| rpyc-classicd --mode forking (connect, eval, close) | {ours_us:.0f} us | "
+    print(f"| rpyc-classicd --mode forking (connect, eval, close) | {ours_us:.0f} us (parent "
+          f"{parent_us:.0f}, children {ours_us - parent_us:.0f}) | "
           f"{child_faults:.0f} | {maps} | {ref_us / ours_us:.1f}x |")
     for name, r in rows:
         print(f"| floor: {name} | {r['cpu_us']:.0f} us (parent {r['self_us']:.0f}, children "
