@@ -14,11 +14,12 @@
 //
 // Prints one line of key=value pairs:
 //   iterations cpu_us self_us children_us child_minflt parent_minflt wall_us anon_kib maps
-// (anon_kib and maps: this process's anonymous memory and mappings while it forks).
+// (anon_kib and maps: this process's anonymous memory and mappings after the loop).
 //
 // --dlopen LIB (repeatable) loads the daemon's shared libraries first, so the process has the
 // daemon's mappings too, and --total-anon-kib T then maps a heap that brings its anonymous memory
-// up to T KiB.
+// up to T KiB. --huge aligns the heap to 2 MiB and asks for transparent huge pages
+// (MADV_HUGEPAGE).
 
 #include <chrono>
 #include <cstddef>

@@ -322,6 +322,14 @@ Interpreter::~Interpreter() {
   pool_plugs_.clear();
   for (void* p : heap_plugs_) free(p);  // NOLINT(cppcoreguidelines-no-malloc)
   heap_plugs_.clear();
+  if (after_fork_fn_ != nullptr) {  // threading._after_fork as it was (QuietAfterFork)
+    auto* fn = static_cast<PyObject*>(after_fork_fn_);
+    auto* code = static_cast<PyObject*>(after_fork_code_);
+    if (PyObject_SetAttrString(fn, "__code__", code) < 0) PyErr_Clear();
+    Py_DECREF(fn);
+    Py_DECREF(code);
+    after_fork_fn_ = after_fork_code_ = nullptr;
+  }
   support_.reset();
   StopWaitingForUserThreads(finalize_grace_ms_);
   g_alive.store(false);
@@ -487,7 +495,7 @@ void Interpreter::QuietAfterFork() {
     PyErr_Clear();
     return;
   }
-  // Kept for the life of the process (the parent's and each child's).
+  // Kept until the interpreter finalises (~Interpreter puts the real code back then).
   after_fork_fn_ = Py_NewRef(PyTuple_GET_ITEM(result, 0));
   after_fork_code_ = Py_NewRef(PyTuple_GET_ITEM(result, 1));
 }

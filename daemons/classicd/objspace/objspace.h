@@ -107,7 +107,8 @@ class Interpreter {
   std::vector<void*> pool_plugs_;      // PrepareFork(): pymalloc blocks kept out of children's way
   std::vector<void*> heap_plugs_;      // PrepareFork(): the same for glibc's heap
   // PrepareFork(): threading._after_fork (a no-op in the parent) and its real code, which each
-  // child puts back after the fork hooks. Null when left as it was.
+  // child puts back after the fork hooks (and ~Interpreter in any process). Null when left as
+  // it was.
   void* after_fork_fn_ = nullptr;
   void* after_fork_code_ = nullptr;
   void QuietAfterFork();  // sets the two above when the parent's threading state allows it
