@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -22,11 +24,25 @@ Result<pid_t> PlainFork() {
   return pid;
 }
 
+// A shared library's first call to a function of another library is bound then (lazy binding):
+// the dynamic loader looks the name up in every loaded library, reading their symbol tables, and
+// writes the calling library's GOT. Done in a child, that is ~25 page faults (file pages the
+// child has not mapped yet, a copy of the GOT page) each time, in each child. The libstdc++ calls
+// that serving a connection makes and the forking parent does not (LD_DEBUG=bindings on children
+// of rpyc-classicd) are made once here, so the children inherit them bound.
+void BindAhead() {
+  std::condition_variable cv;
+  cv.notify_all();                         // pthread_cond_broadcast
+  (void)std::chrono::steady_clock::now();  // clock_gettime
+  (void)std::chrono::system_clock::now();
+}
+
 }  // namespace
 
 ForkingServer::ForkingServer(Hooks hooks, Options options)
     : hooks_(std::move(hooks)), options_(std::move(options)) {
   if (!hooks_.fork) hooks_.fork = PlainFork;
+  BindAhead();
 }
 
 Result<pid_t> ForkingServer::Spawn(UniqueFd fd, uint64_t id) {

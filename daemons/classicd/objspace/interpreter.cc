@@ -322,6 +322,14 @@ Interpreter::~Interpreter() {
   pool_plugs_.clear();
   for (void* p : heap_plugs_) free(p);  // NOLINT(cppcoreguidelines-no-malloc)
   heap_plugs_.clear();
+  if (after_fork_fn_ != nullptr) {  // threading._after_fork as it was (QuietAfterFork)
+    auto* fn = static_cast<PyObject*>(after_fork_fn_);
+    auto* code = static_cast<PyObject*>(after_fork_code_);
+    if (PyObject_SetAttrString(fn, "__code__", code) < 0) PyErr_Clear();
+    Py_DECREF(fn);
+    Py_DECREF(code);
+    after_fork_fn_ = after_fork_code_ = nullptr;
+  }
   support_.reset();
   StopWaitingForUserThreads(finalize_grace_ms_);
   g_alive.store(false);
@@ -443,12 +451,65 @@ std::vector<void*> PlugHeapHoles() {
   return plugs;
 }
 
+// threading registers _after_fork() to run in every forked child (os.register_at_fork). It
+// exists for a child forked while other threads ran: it drops them from the thread table and
+// replaces every lock they might have held. A forking parent after PrepareFork() runs Python on
+// one thread only, the main thread, and holds no lock of threading's when it forks; in its
+// children CPython 3.11's _after_fork() then only swaps objects for equal fresh ones, yet it
+// writes to ~80 pages the child shares with the parent (module dict, thread object, locks, the
+// freed objects' pools, the code's quickening), ~0.3 ms of a connection's CPU. When the parent is
+// in that state, this makes the registered function a no-op in the parent and returns it with
+// its real code; each child puts the code back right after the fork hooks (Interpreter::Fork),
+// so an os.fork() in client code, which may have threads, still gets the full reset. None
+// otherwise (the hook stays as it is).
+constexpr const char kQuietAfterFork[] = R"(
+def _quiet_after_fork():
+    import sys, threading, types
+    fn = getattr(threading, "_after_fork", None)
+    main = threading.main_thread()
+    if (sys.version_info[:2] != (3, 11) or type(fn) is not types.FunctionType
+            or fn.__closure__ is not None or threading.current_thread() is not main
+            or threading._enumerate() != [main] or threading._limbo
+            or any(t is not main for t in threading._dangling)):
+        return None
+    real = fn.__code__
+    def _after_fork():
+        pass
+    fn.__code__ = _after_fork.__code__
+    return fn, real
+_result = _quiet_after_fork()
+)";
+
 }  // namespace
+
+void Interpreter::QuietAfterFork() {
+  PyRef globals = PyRef::Steal(PyDict_New());
+  if (!globals || PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) < 0) {
+    PyErr_Clear();
+    return;
+  }
+  PyRef r =
+      PyRef::Steal(PyRun_String(kQuietAfterFork, Py_file_input, globals.get(), globals.get()));
+  PyObject* result = r ? PyDict_GetItemString(globals.get(), "_result") : nullptr;  // borrowed
+  if (result == nullptr || !PyTuple_Check(result) || PyTuple_GET_SIZE(result) != 2) {
+    PyErr_Clear();
+    return;
+  }
+  // Kept until the interpreter finalises (~Interpreter puts the real code back then).
+  after_fork_fn_ = Py_NewRef(PyTuple_GET_ITEM(result, 0));
+  after_fork_code_ = Py_NewRef(PyTuple_GET_ITEM(result, 1));
+}
 
 core::Status Interpreter::PrepareFork() {
   Rehearse(*this);
   {
     GilHold gil;
+    // PyOS_AfterFork_Child() deletes and re-creates the GIL state's thread-local key: libpython's
+    // first call of pthread_key_delete, which would be bound lazily in every child (the dynamic
+    // loader's lookup through all the libraries' symbol tables, ~25 page faults). Bound here.
+    Py_tss_t key = Py_tss_NEEDS_INIT;
+    if (PyThread_tss_create(&key) == 0) PyThread_tss_delete(&key);
+    if (!after_fork_fn_) QuietAfterFork();
     PyRef gc = PyRef::Steal(PyImport_ImportModule("gc"));
     PyRef r = gc ? PyRef::Steal(PyObject_CallMethod(gc.get(), "collect", nullptr)) : PyRef();
     if (r) r = PyRef::Steal(PyObject_CallMethod(gc.get(), "freeze", nullptr));
@@ -497,6 +558,12 @@ core::Result<int> Interpreter::Fork(bool freeze_gc) {
   int saved_errno = errno;
   if (pid == 0) {
     PyOS_AfterFork_Child();
+    if (after_fork_fn_) {  // threading._after_fork gets its code back (QuietAfterFork)
+      if (PyObject_SetAttrString(static_cast<PyObject*>(after_fork_fn_), "__code__",
+                                 static_cast<PyObject*>(after_fork_code_)) < 0) {
+        PyErr_Clear();
+      }
+    }
     // The forking thread is the child's only thread: its state is the one to finalise with.
     main_thread_state_ = PyThreadState_Get();
     if (fork_holds_gil_) {

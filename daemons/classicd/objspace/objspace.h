@@ -84,7 +84,9 @@ class Interpreter {
   // chunks (per-thread cache, free lists) so that a child's new objects land on pages of its
   // own. Each child then does and dirties (copies) less. The calling thread keeps the GIL from
   // then on (released in each child): call it on the thread that started the interpreter and
-  // forks, and run no Python on other threads afterwards.
+  // forks, and run no Python on other threads afterwards. threading's at-fork reset, which has
+  // nothing to reset in such a parent's children, is skipped in them (see QuietAfterFork in
+  // interpreter.cc); it runs again for forks made inside a child.
   core::Status PrepareFork();
 
   // A forked child's end after serving: flushes sys.stdout and sys.stderr and _exit()s without
@@ -104,6 +106,12 @@ class Interpreter {
   bool pymalloc_ = true;               // Python's own allocator (not PYMEM_ALLOCATOR_MALLOC)
   std::vector<void*> pool_plugs_;      // PrepareFork(): pymalloc blocks kept out of children's way
   std::vector<void*> heap_plugs_;      // PrepareFork(): the same for glibc's heap
+  // PrepareFork(): threading._after_fork (a no-op in the parent) and its real code, which each
+  // child puts back after the fork hooks (and ~Interpreter in any process). Null when left as
+  // it was.
+  void* after_fork_fn_ = nullptr;
+  void* after_fork_code_ = nullptr;
+  void QuietAfterFork();  // sets the two above when the parent's threading state allows it
 };
 
 // The class of the root object (PROTOCOL.md §7.2, §11): SlaveService in socket modes,

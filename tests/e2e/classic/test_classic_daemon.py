@@ -239,6 +239,50 @@ def test_forking_child_killed_from_outside_frees_its_slot(gen, tmp_path):
         assert d.stop() == 0
 
 
+def test_forking_child_threading_state_and_forks_of_its_own(gen, tmp_path):
+    # The parent skips threading's at-fork reset in its children (it has nothing to reset there)
+    # and each child puts it back: in a child, threading sees only its main thread, and a fork
+    # that client code makes while one of its threads runs gets the full reset (the grandchild
+    # sees one thread, not the parent's stale entry for the other).
+    d = Daemon(tmp_path, extra_args=["-m", "forking"])
+    try:
+        _, out, _ = run_client(gen, """
+            for _ in range(2):  # the second child too: the parent's state did not drift
+                c = rpyc.classic.connect("127.0.0.1", {port})
+                c.execute("import threading")
+                assert c.eval("threading.active_count()") == 1
+                assert c.eval("threading.current_thread() is threading.main_thread()")
+                c.execute('''
+            import os
+            ev = threading.Event()
+            t = threading.Thread(target=ev.wait, daemon=True)
+            t.start()
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.write(w, repr((threading.active_count(),
+                                  threading.current_thread() is threading.main_thread(),
+                                  len(threading.enumerate()))).encode())
+                os._exit(0)
+            os.close(w)
+            seen = os.read(r, 100).decode()
+            os.close(r)
+            os.waitpid(pid, 0)
+            running = threading.active_count()
+            ev.set()
+            t.join()
+            ''')
+                assert c.eval("seen") == "(1, True, 1)", c.eval("seen")
+                assert c.eval("running") == 2
+                assert c.eval("threading.active_count()") == 1
+                c.close()
+            print("OK")
+        """, port=d.port)
+        assert "OK" in out
+    finally:
+        assert d.stop() == 0
+
+
 # --- Unix socket ---------------------------------------------------------------------------------
 
 def test_unix_socket_listener(gen, tmp_path):
