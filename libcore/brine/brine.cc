@@ -63,11 +63,7 @@ void EncodeCount(size_t n, std::string* out) {
 }
 
 void EncodeItems(const std::vector<Value>& items, std::string* out) {
-  if (items.empty()) {
-    PutTag(kTagEmptyTuple, out);
-    return;
-  }
-  EncodeCount(items.size(), out);
+  EncodeTupleHeader(items.size(), out);
   for (const Value& item : items) Encode(item, out);
 }
 
@@ -113,10 +109,7 @@ struct EncodeVisitor {
     PutDouble(c.imag, out);
   }
   void operator()(const Bytes& b) const { EncodeBytes(b.data, out); }
-  void operator()(const Str& s) const {
-    PutTag(kTagStr, out);
-    EncodeBytes(s.utf8, out);
-  }
+  void operator()(const Str& s) const { EncodeStr(s.utf8, out); }
   void operator()(const Tuple& t) const { EncodeItems(t.items, out); }
   void operator()(const FrozenSet& f) const {
     PutTag(kTagFrozenSet, out);
@@ -421,6 +414,19 @@ class Decoder {
 void Encode(const Value& v, std::string* out) { std::visit(EncodeVisitor{out}, v.variant()); }
 
 void EncodeInt(const Int& i, std::string* out) { EncodeIntValue(i, out); }
+
+void EncodeStr(std::string_view utf8, std::string* out) {
+  PutTag(kTagStr, out);
+  EncodeBytes(utf8, out);
+}
+
+void EncodeTupleHeader(size_t n, std::string* out) {
+  if (n == 0) {
+    PutTag(kTagEmptyTuple, out);
+    return;
+  }
+  EncodeCount(n, out);
+}
 
 std::string Dump(const Value& v) {
   std::string out;

@@ -89,6 +89,24 @@ TEST(Brine, TuplesOfEveryLengthClass) {
   }
 }
 
+TEST(Brine, HandEncodedTuplesAndStrsMatchEncode) {
+  // EncodeTupleHeader() + items and EncodeStr() write exactly what Encode() of the Value does.
+  for (size_t n : {0, 1, 2, 3, 4, 5, 255, 256, 10000}) {
+    std::vector<Value> items;
+    std::string by_hand;
+    EncodeTupleHeader(n, &by_hand);
+    for (size_t i = 0; i < n; ++i) {
+      std::string text(i % 300, static_cast<char>('a' + i % 26));
+      items.push_back(MakeStr(text));
+      EncodeStr(text, &by_hand);
+    }
+    EXPECT_EQ(by_hand, Dump(MakeTuple(items))) << n;
+  }
+  std::string s;
+  EncodeStr("", &s);
+  EXPECT_EQ(s, Raw({kTagStr, kTagEmptyBytes}));
+}
+
 TEST(Brine, FloatsAreBitExact) {
   for (double d :
        {0.0, -0.0, 1.5, -1e308, 5e-324, std::numeric_limits<double>::infinity(),
