@@ -88,10 +88,13 @@ void EncodeIntValue(const Int& i, std::string* out) {
     PutTag(static_cast<uint8_t>(v + kImmBias), out);
     return;
   }
-  char buf[24];
-  auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  // Tag, length and digits (at most 20: always the short form) in one append.
+  char buf[2 + 24];
+  auto [ptr, ec] = std::to_chars(buf + 2, buf + sizeof buf, v);
   (void)ec;
-  EncodeIntText(std::string_view(buf, static_cast<size_t>(ptr - buf)), out);
+  buf[0] = static_cast<char>(kTagIntShort);
+  buf[1] = static_cast<char>(ptr - (buf + 2));
+  out->append(buf, static_cast<size_t>(ptr - buf));
 }
 
 struct EncodeVisitor {

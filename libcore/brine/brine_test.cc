@@ -35,6 +35,8 @@ TEST(Brine, IntBoundariesOfEveryLengthClass) {
                     int64_t{INT32_MAX}, int64_t{INT32_MIN}, INT64_MAX, INT64_MIN}) {
     ExpectRoundTrip(v);
   }
+  EXPECT_EQ(Dump(int64_t{160}), Raw({kTagIntShort, 3, '1', '6', '0'}));
+  EXPECT_EQ(Dump(INT64_MIN), std::string("\x16\x14-9223372036854775808", 22));
   // 2**1000 and -(2**100), written out, round-trip exactly.
   auto big = Int::FromDecimal(
       "10715086071862673209484250490600018105614048117055336074437503883703510511249361224931983788"
