@@ -156,6 +156,9 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   enum class BoxAs { kError, kValue, kTuple, kLocalRef, kRemoteRef };
   BoxAs Classify(PyObject* o, brine::Value* value, IdKey* key, std::vector<IdKey>* added,
                  int depth);
+  // BoxEncoded() once `o` is classified (not kError).
+  bool AppendBoxed(PyObject* o, BoxAs as, const brine::Value& v, const IdKey& key, std::string* out,
+                   std::vector<IdKey>* added, int depth);
   bool MakeIdPack(PyObject* o, IdKey* key);
   void Rollback(const std::vector<IdKey>& added);
   PyRef Unbox(const brine::Value& boxed);
@@ -427,11 +430,15 @@ bool ClassicObjectSpace::Box(PyObject* o, brine::Value* out, std::vector<IdKey>*
 
 bool ClassicObjectSpace::BoxEncoded(PyObject* o, std::string* out, std::vector<IdKey>* added,
                                     int depth) {
-  // The bytes Encode() gives for Box()'s value: (label, payload).
   brine::Value v;
   IdKey key;
   const BoxAs as = Classify(o, &v, &key, added, depth);
-  if (as == BoxAs::kError) return false;
+  return as != BoxAs::kError && AppendBoxed(o, as, v, key, out, added, depth);
+}
+
+bool ClassicObjectSpace::AppendBoxed(PyObject* o, BoxAs as, const brine::Value& v, const IdKey& key,
+                                     std::string* out, std::vector<IdKey>* added, int depth) {
+  // The bytes Encode() gives for Box()'s value: (label, payload).
   brine::EncodeTupleHeader(2, out);
   switch (as) {
     case BoxAs::kError:
@@ -647,9 +654,21 @@ PyRef ClassicObjectSpace::Unbox(const brine::Value& boxed) {
 
 Outcome ClassicObjectSpace::BoxReply(PyObject* result) {
   std::vector<IdKey> added;
+  brine::Value v;
+  IdKey key;
+  const BoxAs as = Classify(result, &v, &key, &added, 0);
+  if (as == BoxAs::kError) {
+    Rollback(added);
+    return ExceptionOutcome();
+  }
+  if (as == BoxAs::kValue) {
+    // A value (a large bytes or str among them) is encoded once, straight into the frame.
+    return Outcome::Reply(brine::TupleOf(brine::Int(core::protocol::kLabelValue), std::move(v)));
+  }
+  // References and tuples of boxes: straight into bytes, no tree.
   std::string encoded;
   encoded.reserve(128);  // one allocation for most replies (a reference's is ~50 bytes)
-  if (!BoxEncoded(result, &encoded, &added)) {
+  if (!AppendBoxed(result, as, v, key, &encoded, &added, 0)) {
     Rollback(added);
     return ExceptionOutcome();
   }
