@@ -80,9 +80,10 @@ std::string ErrnoText(int err) { return std::error_code(err, std::generic_catego
 
 // Who a connection comes from, in the spellings the log and the limits use.
 struct PeerInfo {
-  std::string repr;  // "('127.0.0.1', 5000)": the reference's log spelling
-  std::string host;  // "127.0.0.1": RPYC_PEER and the per-peer limit key
-  std::string text;  // "127.0.0.1:5000"
+  std::string repr;      // "('127.0.0.1', 5000)": the reference's log spelling
+  std::string host;      // "127.0.0.1": RPYC_PEER and the per-peer limit key
+  std::string text;      // "127.0.0.1:5000"
+  bool nodelay = false;  // accepted from a listener with TCP_NODELAY: the socket has it too
 };
 
 PeerInfo DescribePeer(const sockaddr_storage& ss, socklen_t len) {
@@ -110,7 +111,8 @@ bool IsLoopback(const std::string& host) {
 
 struct Listener {
   UniqueFd fd;
-  std::string what;  // "[127.0.0.1]:18812" or "unix:/run/x.sock"
+  std::string what;      // "[127.0.0.1]:18812" or "unix:/run/x.sock"
+  bool nodelay = false;  // TCP_NODELAY set: the connections it accepts inherit it
   std::unique_ptr<core::daemon::IoWatch> watch;
 };
 
@@ -156,7 +158,7 @@ class ClassicService final : public core::daemon::Service {
   void SpawnThread(std::function<std::unique_ptr<core::transport::Stream>()> open, PeerInfo peer,
                    int raw_fd, uint64_t id);
   // Threaded mode: serves a connection on the thread that accepted it.
-  void ServeAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len);
+  void ServeAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len, bool nodelay);
   void ForkChild(UniqueFd fd, PeerInfo peer);
   // Threadpool mode.
   struct PoolConn;
@@ -425,8 +427,8 @@ core::Status ClassicService::Start(StdioFds stdio) {
     a.on_spawn_error = [this](const Error& e) { log_.Error("{}", e.message()); };
     acceptor_ = std::make_unique<core::server::ThreadedAcceptor>(
         std::move(fds),
-        [this](UniqueFd fd, const sockaddr_storage& ss, socklen_t len, size_t) {
-          ServeAccepted(std::move(fd), ss, len);
+        [this](UniqueFd fd, const sockaddr_storage& ss, socklen_t len, size_t i) {
+          ServeAccepted(std::move(fd), ss, len, listeners_[i]->nodelay);
         },
         std::move(a));
     if (auto st = acceptor_->Start(); !st) return st;
@@ -503,6 +505,7 @@ void ClassicService::AddListener(UniqueFd fd, std::string what) {
   auto l = std::make_unique<Listener>();
   l->fd = std::move(fd);
   l->what = std::move(what);
+  l->nodelay = core::transport::SetNoDelay(l->fd.get());
   listeners_.push_back(std::move(l));
 }
 
@@ -545,6 +548,7 @@ void ClassicService::OnAcceptable(Listener& l) {
     }
     UniqueFd owned(fd);
     PeerInfo peer = DescribePeer(ss, len);
+    peer.nodelay = l.nodelay;
     const uint64_t id = next_id_ + 1;
     LogConn(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd);
     Dispatch(std::move(owned), std::move(peer));
@@ -604,8 +608,10 @@ void ClassicService::Dispatch(UniqueFd fd, PeerInfo peer) {
       raw, id);
 }
 
-void ClassicService::ServeAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len) {
+void ClassicService::ServeAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len,
+                                   bool nodelay) {
   PeerInfo peer = DescribePeer(ss, len);
+  peer.nodelay = nodelay;
   const uint64_t id = ++next_id_;
   LogConn(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd.get());
   if (!Admit(peer)) return;  // closes fd
@@ -635,6 +641,8 @@ std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd,
                                                                     uint64_t id) {
   std::unique_ptr<core::transport::Stream> s;
   if (auto ctx = tls()) {
+    // TLS connections keep Nagle's algorithm, as they did before the listeners had TCP_NODELAY.
+    if (peer.nodelay) (void)core::transport::SetNoDelay(fd.get(), false);
     auto t = core::transport::TlsStream::Accept(
         std::move(fd), ctx, peer.text,
         static_cast<int>(limits_.tls_handshake_timeout.load() * 1000));
@@ -647,7 +655,10 @@ std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd,
             subject.empty() ? "" : " (client certificate " + subject + ")");
     s = std::move(*t);
   } else {
-    s = std::make_unique<core::transport::SocketStream>(std::move(fd), peer.text);
+    s = std::make_unique<core::transport::SocketStream>(
+        std::move(fd), peer.text,
+        peer.nodelay ? core::transport::SocketStream::NoDelay::kInherited
+                     : core::transport::SocketStream::NoDelay::kSet);
   }
   return s;
 }

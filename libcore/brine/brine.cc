@@ -63,11 +63,7 @@ void EncodeCount(size_t n, std::string* out) {
 }
 
 void EncodeItems(const std::vector<Value>& items, std::string* out) {
-  if (items.empty()) {
-    PutTag(kTagEmptyTuple, out);
-    return;
-  }
-  EncodeCount(items.size(), out);
+  EncodeTupleHeader(items.size(), out);
   for (const Value& item : items) Encode(item, out);
 }
 
@@ -92,10 +88,13 @@ void EncodeIntValue(const Int& i, std::string* out) {
     PutTag(static_cast<uint8_t>(v + kImmBias), out);
     return;
   }
-  char buf[24];
-  auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  // Tag, length and digits (at most 20: always the short form) in one append.
+  char buf[2 + 24];
+  auto [ptr, ec] = std::to_chars(buf + 2, buf + sizeof buf, v);
   (void)ec;
-  EncodeIntText(std::string_view(buf, static_cast<size_t>(ptr - buf)), out);
+  buf[0] = static_cast<char>(kTagIntShort);
+  buf[1] = static_cast<char>(ptr - (buf + 2));
+  out->append(buf, static_cast<size_t>(ptr - buf));
 }
 
 struct EncodeVisitor {
@@ -113,10 +112,7 @@ struct EncodeVisitor {
     PutDouble(c.imag, out);
   }
   void operator()(const Bytes& b) const { EncodeBytes(b.data, out); }
-  void operator()(const Str& s) const {
-    PutTag(kTagStr, out);
-    EncodeBytes(s.utf8, out);
-  }
+  void operator()(const Str& s) const { EncodeStr(s.utf8, out); }
   void operator()(const Tuple& t) const { EncodeItems(t.items, out); }
   void operator()(const FrozenSet& f) const {
     PutTag(kTagFrozenSet, out);
@@ -421,6 +417,19 @@ class Decoder {
 void Encode(const Value& v, std::string* out) { std::visit(EncodeVisitor{out}, v.variant()); }
 
 void EncodeInt(const Int& i, std::string* out) { EncodeIntValue(i, out); }
+
+void EncodeStr(std::string_view utf8, std::string* out) {
+  PutTag(kTagStr, out);
+  EncodeBytes(utf8, out);
+}
+
+void EncodeTupleHeader(size_t n, std::string* out) {
+  if (n == 0) {
+    PutTag(kTagEmptyTuple, out);
+    return;
+  }
+  EncodeCount(n, out);
+}
 
 std::string Dump(const Value& v) {
   std::string out;

@@ -51,6 +51,11 @@ struct DecodeLimits {
 void Encode(const Value& v, std::string* out);
 // Encode() of an int, without building a Value around it.
 void EncodeInt(const Int& i, std::string* out);
+// Encode() of a str (`utf8` must be valid UTF-8), without building a Value around it.
+void EncodeStr(std::string_view utf8, std::string* out);
+// The start of a tuple of `n` items, as Encode() writes it before the items (for n == 0, the
+// whole empty tuple): a tuple is encoded by hand as this, then each item's encoding.
+void EncodeTupleHeader(size_t n, std::string* out);
 std::string Dump(const Value& v);
 
 // Decodes exactly one value that spans all of `data`. Errors say what went wrong and at which

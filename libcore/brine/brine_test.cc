@@ -35,6 +35,8 @@ TEST(Brine, IntBoundariesOfEveryLengthClass) {
                     int64_t{INT32_MAX}, int64_t{INT32_MIN}, INT64_MAX, INT64_MIN}) {
     ExpectRoundTrip(v);
   }
+  EXPECT_EQ(Dump(int64_t{160}), Raw({kTagIntShort, 3, '1', '6', '0'}));
+  EXPECT_EQ(Dump(INT64_MIN), std::string("\x16\x14-9223372036854775808", 22));
   // 2**1000 and -(2**100), written out, round-trip exactly.
   auto big = Int::FromDecimal(
       "10715086071862673209484250490600018105614048117055336074437503883703510511249361224931983788"
@@ -87,6 +89,24 @@ TEST(Brine, TuplesOfEveryLengthClass) {
     ExpectRoundTrip(MakeTuple(items));
     ExpectRoundTrip(FrozenSet{items});
   }
+}
+
+TEST(Brine, HandEncodedTuplesAndStrsMatchEncode) {
+  // EncodeTupleHeader() + items and EncodeStr() write exactly what Encode() of the Value does.
+  for (size_t n : {0, 1, 2, 3, 4, 5, 255, 256, 10000}) {
+    std::vector<Value> items;
+    std::string by_hand;
+    EncodeTupleHeader(n, &by_hand);
+    for (size_t i = 0; i < n; ++i) {
+      std::string text(i % 300, static_cast<char>('a' + i % 26));
+      items.push_back(MakeStr(text));
+      EncodeStr(text, &by_hand);
+    }
+    EXPECT_EQ(by_hand, Dump(MakeTuple(items))) << n;
+  }
+  std::string s;
+  EncodeStr("", &s);
+  EXPECT_EQ(s, Raw({kTagStr, kTagEmptyBytes}));
 }
 
 TEST(Brine, FloatsAreBitExact) {

@@ -382,11 +382,13 @@ Status Connection::Dispatch(Message request) {
     m.seq = seq;
     m.args = std::move(o.value);
     m.encoded_args = std::move(o.encoded);
+    m.own_encoding = std::move(o.own_encoding);
     Status st = Send(m);
     if (!st && st.error().code() == Error::Code::kLimit) {
       // Too large for one frame (over 4 GiB): the peer gets an exception instead.
       m.type = MsgType::kException;
       m.encoded_args = nullptr;
+      std::string().swap(m.own_encoding);
       m.args = EngineException("ValueError", brine::MakeStr(st.error().message()),
                                "the reply does not fit a frame");
       st = Send(m);

@@ -121,6 +121,8 @@ void EncodeMessage(const Message& m, Generation gen, std::string* out) {
   }
   if (m.encoded_args) {
     out->append(*m.encoded_args);
+  } else if (!m.own_encoding.empty()) {
+    out->append(m.own_encoding);
   } else {
     brine::Encode(m.args, out);
   }

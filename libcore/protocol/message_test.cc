@@ -108,6 +108,10 @@ TEST(Message, EncodedArgsAreSentAsIs) {
     auto back = DecodeMessage(EncodeMessage(encoded, gen), gen);
     ASSERT_TRUE(back.has_value());
     EXPECT_EQ(back->args, boxed);
+    // The same bytes made for one message only.
+    Message own{MsgType::kReply, 9, Value()};
+    own.own_encoding = *bytes;
+    EXPECT_EQ(EncodeMessage(own, gen), EncodeMessage(plain, gen));
   }
 }
 

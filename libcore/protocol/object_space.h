@@ -23,10 +23,17 @@ struct Outcome {
   // When set, the brine encoding of the reply (made once for a reply the object space caches);
   // it is sent as is, and `value` is left empty.
   std::shared_ptr<const std::string> encoded;
+  // When not empty, the brine encoding of the reply, made for this reply alone (the object space
+  // boxed straight into bytes: no value tree to build, encode and free); sent as is, and `value`
+  // is left empty. (No brine encoding is empty.)
+  std::string own_encoding = {};
 
   static Outcome Reply(brine::Value boxed) { return {Kind::kReply, std::move(boxed), nullptr}; }
   static Outcome EncodedReply(std::shared_ptr<const std::string> bytes) {
     return {Kind::kReply, brine::Value(), std::move(bytes)};
+  }
+  static Outcome EncodedReply(std::string bytes) {
+    return {Kind::kReply, brine::Value(), nullptr, std::move(bytes)};
   }
   static Outcome Exception(brine::Value v) { return {Kind::kException, std::move(v), nullptr}; }
 };

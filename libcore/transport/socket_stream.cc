@@ -22,11 +22,15 @@ void AckNow(int fd) {
   (void)::setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 }
 
-SocketStream::SocketStream(UniqueFd fd, std::string peer_name)
-    : fd_(std::move(fd)), peer_name_(std::move(peer_name)) {
+bool SetNoDelay(int fd, bool on) {
   // Fails harmlessly (ENOTSUP/EOPNOTSUPP) on Unix sockets and pipes.
-  int one = 1;
-  tcp_ = ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0;
+  int v = on ? 1 : 0;
+  return ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof(v)) == 0;
+}
+
+SocketStream::SocketStream(UniqueFd fd, std::string peer_name, NoDelay nodelay)
+    : fd_(std::move(fd)), peer_name_(std::move(peer_name)) {
+  tcp_ = nodelay == NoDelay::kInherited || SetNoDelay(fd_.get());
 }
 
 Error SocketStream::IoError(const char* what, int err) const {

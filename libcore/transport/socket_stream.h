@@ -16,10 +16,22 @@ namespace core::transport {
 // Asks the kernel to ACK what has arrived on TCP socket `fd` at once (TCP_QUICKACK).
 void AckNow(int fd);
 
+// Sets (or with `on` false, clears) TCP_NODELAY on `fd`; false when it is not a TCP socket. Set on
+// a listening socket, it is inherited by every connection accepted from it (Linux copies it into
+// the accepted socket), so a SocketStream over one of those need not set it again
+// (NoDelay::kInherited): one system call less per connection.
+bool SetNoDelay(int fd, bool on = true);
+
 class SocketStream : public Stream {
  public:
+  enum class NoDelay {
+    kSet,        // sets TCP_NODELAY when the socket is TCP (and learns whether it is)
+    kInherited,  // the socket is TCP and has TCP_NODELAY already (accepted from a listener that
+                 // has it: see SetNoDelay())
+  };
+
   // Takes ownership of a connected, blocking socket. `peer_name` is used in log lines.
-  SocketStream(UniqueFd fd, std::string peer_name);
+  SocketStream(UniqueFd fd, std::string peer_name, NoDelay nodelay = NoDelay::kSet);
 
   Result<size_t> Read(std::span<char> buf) override;
   Result<bool> WaitReadable(int timeout_ms) override;

@@ -35,9 +35,13 @@ struct TcpPair {
   SocketAddress server_seen_peer;
 };
 
-std::optional<TcpPair> ConnectPair(const std::string& host) {
+// `inherited`: the listener has TCP_NODELAY and the server's stream relies on its inheritance.
+std::optional<TcpPair> ConnectPair(const std::string& host, bool inherited = false) {
   auto listener = TcpListener::Listen(host, 0);
   if (!listener) return std::nullopt;
+  if (inherited) {
+    EXPECT_TRUE(SetNoDelay(listener->fd()));
+  }
   const SocketAddress& addr = listener->local_address();
   UniqueFd c(::socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
   EXPECT_TRUE(c.valid());
@@ -52,7 +56,9 @@ std::optional<TcpPair> ConnectPair(const std::string& host) {
   if (!acc) return std::nullopt;
   TcpPair p;
   p.server_seen_peer = acc->peer;
-  p.server = std::make_unique<SocketStream>(std::move(acc->fd), acc->peer.ToString());
+  p.server = std::make_unique<SocketStream>(
+      std::move(acc->fd), acc->peer.ToString(),
+      inherited ? SocketStream::NoDelay::kInherited : SocketStream::NoDelay::kSet);
   p.client = std::make_unique<SocketStream>(std::move(c), addr.ToString());
   return p;
 }
@@ -149,8 +155,8 @@ TEST(SocketStreamTest, WaitReadableTimesOutThenSeesData) {
 // until the first is ACKed. A server that reads the first and waits for the second without
 // writing in between must ACK first, or each such pair costs a 40 ms delayed ACK. Both ways of
 // waiting: a blocking Read(), and WaitReadable(0) (the thread pool's "nothing more for now").
-void ExpectNoDelayedAckStall(bool poll_first) {
-  auto p = ConnectPair("127.0.0.1");
+void ExpectNoDelayedAckStall(bool poll_first, bool inherited = false) {
+  auto p = ConnectPair("127.0.0.1", inherited);
   ASSERT_TRUE(p.has_value());
   const int cfd = p->client->fd();
   int zero = 0;
@@ -193,6 +199,36 @@ TEST(SocketStreamTest, ReadingWithoutReplyingDoesNotStallANaglePeer) {
 
 TEST(SocketStreamTest, PollingWithoutReplyingDoesNotStallANaglePeer) {
   ExpectNoDelayedAckStall(/*poll_first=*/true);
+}
+
+TEST(SocketStreamTest, NoDelayInheritedFromTheListenerStillAcksBeforeWaiting) {
+  ExpectNoDelayedAckStall(/*poll_first=*/false, /*inherited=*/true);
+}
+
+int NoDelayOf(int fd) {
+  int v = -1;
+  socklen_t len = sizeof v;
+  EXPECT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len), 0);
+  return v;
+}
+
+TEST(SocketStreamTest, AcceptedSocketsInheritTheListenersNoDelay) {
+  // What NoDelay::kInherited relies on: the kernel copies TCP_NODELAY into accepted sockets.
+  for (const char* host : {"127.0.0.1", "::1"}) {
+    auto p = ConnectPair(host, /*inherited=*/true);
+    if (!p && std::string(host) == "::1") continue;  // no IPv6 loopback here
+    ASSERT_TRUE(p.has_value()) << host;
+    EXPECT_EQ(NoDelayOf(p->server->fd()), 1) << host;
+  }
+  auto plain = TcpListener::Listen("127.0.0.1", 0);
+  ASSERT_TRUE(plain.has_value());
+  EXPECT_EQ(NoDelayOf(plain->fd()), 0);  // off unless set: the test above is not vacuous
+  EXPECT_TRUE(SetNoDelay(plain->fd()));
+  EXPECT_EQ(NoDelayOf(plain->fd()), 1);
+  EXPECT_TRUE(SetNoDelay(plain->fd(), false));
+  EXPECT_EQ(NoDelayOf(plain->fd()), 0);
+  UniqueFd unix_socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  EXPECT_FALSE(SetNoDelay(unix_socket.get()));
 }
 
 TEST(SocketStreamTest, ShutdownWakesABlockedReaderAndThePeer) {

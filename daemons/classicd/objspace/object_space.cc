@@ -51,8 +51,15 @@ struct IdKeyHash {
 };
 
 brine::Value KeyToValue(const IdKey& k) {
-  return brine::MakeTuple(
-      {brine::MakeStr(k.name), brine::Int(k.class_id), brine::Int(k.instance_id)});
+  return brine::TupleOf(brine::MakeStr(k.name), brine::Int(k.class_id), brine::Int(k.instance_id));
+}
+
+// Encode() of KeyToValue(k).
+void EncodeKey(const IdKey& k, std::string* out) {
+  brine::EncodeTupleHeader(3, out);
+  brine::EncodeStr(k.name, out);
+  brine::EncodeInt(brine::Int(k.class_id), out);
+  brine::EncodeInt(brine::Int(k.instance_id), out);
 }
 
 bool ValueToKey(const brine::Value& v, IdKey* key) {
@@ -140,8 +147,18 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   const char* version() const { return v6() ? kVersion6 : kVersion5; }
 
   // Boxing. False means a Python error is set; `added` collects the table keys added, so that a
-  // failed reply can be rolled back.
+  // failed reply can be rolled back. BoxEncoded() appends the brine encoding of what Box() makes.
   bool Box(PyObject* o, brine::Value* out, std::vector<IdKey>* added, int depth = 0);
+  bool BoxEncoded(PyObject* o, std::string* out, std::vector<IdKey>* added, int depth = 0);
+  // How `o` is boxed: by value (into `value`), as a tuple of boxed items (at `depth`), as the
+  // client's own object (its id_pack into `value`) or as ours (its id_pack into `key`, lent:
+  // counted in the table and added to `added`). kError: a Python error is set.
+  enum class BoxAs { kError, kValue, kTuple, kLocalRef, kRemoteRef };
+  BoxAs Classify(PyObject* o, brine::Value* value, IdKey* key, std::vector<IdKey>* added,
+                 int depth);
+  // BoxEncoded() once `o` is classified (not kError).
+  bool AppendBoxed(PyObject* o, BoxAs as, const brine::Value& v, const IdKey& key, std::string* out,
+                   std::vector<IdKey>* added, int depth);
   bool MakeIdPack(PyObject* o, IdKey* key);
   void Rollback(const std::vector<IdKey>& added);
   PyRef Unbox(const brine::Value& boxed);
@@ -348,49 +365,105 @@ bool ClassicObjectSpace::IsOurNetref(PyObject* o) {
   return conn.get() == proxy_conn_.get();
 }
 
-bool ClassicObjectSpace::Box(PyObject* o, brine::Value* out, std::vector<IdKey>* added, int depth) {
-  brine::Value v;
-  switch (ToValue(o, &v)) {
+ClassicObjectSpace::BoxAs ClassicObjectSpace::Classify(PyObject* o, brine::Value* value, IdKey* key,
+                                                       std::vector<IdKey>* added, int depth) {
+  switch (ToValue(o, value)) {
     case Dump::kOk:
-      *out = brine::TupleOf(brine::Int(core::protocol::kLabelValue), std::move(v));
-      return true;
+      return BoxAs::kValue;
     case Dump::kError:
-      return false;
+      return BoxAs::kError;
     case Dump::kNotDumpable:
       break;
   }
   if (PyTuple_CheckExact(o)) {
     if (depth >= kMaxNesting) {
       PyErr_Format(PyExc_RecursionError, "value nested deeper than %d levels", kMaxNesting);
-      return false;
+      return BoxAs::kError;
     }
-    brine::Tuple items;
-    Py_ssize_t n = PyTuple_GET_SIZE(o);
-    items.items.reserve(static_cast<size_t>(n));
-    for (Py_ssize_t i = 0; i < n; ++i) {
-      brine::Value item;
-      if (!Box(PyTuple_GET_ITEM(o, i), &item, added, depth + 1)) return false;
-      items.items.push_back(std::move(item));
-    }
-    *out = brine::TupleOf(brine::Int(core::protocol::kLabelTuple), std::move(items));
-    return true;
+    return BoxAs::kTuple;
   }
   if (IsOurNetref(o)) {
     PyRef idp = PyRef::Steal(PyObject_GetAttr(o, sup_.s_id_pack_attr.get()));
-    if (!idp || ToValue(idp.get(), &v) != Dump::kOk) {
+    if (!idp || ToValue(idp.get(), value) != Dump::kOk) {
       if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "bad proxy id_pack");
-      return false;
+      return BoxAs::kError;
     }
-    *out = brine::TupleOf(brine::Int(core::protocol::kLabelLocalRef), std::move(v));
-    return true;
+    return BoxAs::kLocalRef;
   }
-  IdKey key;
-  if (!MakeIdPack(o, &key)) return false;
-  auto [it, inserted] = table_.try_emplace(key);
+  if (!MakeIdPack(o, key)) return BoxAs::kError;
+  auto [it, inserted] = table_.try_emplace(*key);
   if (inserted) it->second.obj = PyRef::Borrow(o);
   it->second.refs += 1;
-  added->push_back(key);
-  *out = brine::TupleOf(brine::Int(core::protocol::kLabelRemoteRef), KeyToValue(key));
+  added->push_back(*key);
+  return BoxAs::kRemoteRef;
+}
+
+bool ClassicObjectSpace::Box(PyObject* o, brine::Value* out, std::vector<IdKey>* added, int depth) {
+  brine::Value v;
+  IdKey key;
+  switch (Classify(o, &v, &key, added, depth)) {
+    case BoxAs::kError:
+      return false;
+    case BoxAs::kValue:
+      *out = brine::TupleOf(brine::Int(core::protocol::kLabelValue), std::move(v));
+      return true;
+    case BoxAs::kLocalRef:
+      *out = brine::TupleOf(brine::Int(core::protocol::kLabelLocalRef), std::move(v));
+      return true;
+    case BoxAs::kRemoteRef:
+      *out = brine::TupleOf(brine::Int(core::protocol::kLabelRemoteRef), KeyToValue(key));
+      return true;
+    case BoxAs::kTuple:
+      break;
+  }
+  brine::Tuple items;
+  Py_ssize_t n = PyTuple_GET_SIZE(o);
+  items.items.reserve(static_cast<size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    brine::Value item;
+    if (!Box(PyTuple_GET_ITEM(o, i), &item, added, depth + 1)) return false;
+    items.items.push_back(std::move(item));
+  }
+  *out = brine::TupleOf(brine::Int(core::protocol::kLabelTuple), std::move(items));
+  return true;
+}
+
+bool ClassicObjectSpace::BoxEncoded(PyObject* o, std::string* out, std::vector<IdKey>* added,
+                                    int depth) {
+  brine::Value v;
+  IdKey key;
+  const BoxAs as = Classify(o, &v, &key, added, depth);
+  return as != BoxAs::kError && AppendBoxed(o, as, v, key, out, added, depth);
+}
+
+bool ClassicObjectSpace::AppendBoxed(PyObject* o, BoxAs as, const brine::Value& v, const IdKey& key,
+                                     std::string* out, std::vector<IdKey>* added, int depth) {
+  // The bytes Encode() gives for Box()'s value: (label, payload).
+  brine::EncodeTupleHeader(2, out);
+  switch (as) {
+    case BoxAs::kError:
+      return false;
+    case BoxAs::kValue:
+      brine::EncodeInt(brine::Int(core::protocol::kLabelValue), out);
+      brine::Encode(v, out);
+      return true;
+    case BoxAs::kLocalRef:
+      brine::EncodeInt(brine::Int(core::protocol::kLabelLocalRef), out);
+      brine::Encode(v, out);
+      return true;
+    case BoxAs::kRemoteRef:
+      brine::EncodeInt(brine::Int(core::protocol::kLabelRemoteRef), out);
+      EncodeKey(key, out);
+      return true;
+    case BoxAs::kTuple:
+      break;
+  }
+  brine::EncodeInt(brine::Int(core::protocol::kLabelTuple), out);
+  const Py_ssize_t n = PyTuple_GET_SIZE(o);
+  brine::EncodeTupleHeader(static_cast<size_t>(n), out);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    if (!BoxEncoded(PyTuple_GET_ITEM(o, i), out, added, depth + 1)) return false;
+  }
   return true;
 }
 
@@ -581,12 +654,25 @@ PyRef ClassicObjectSpace::Unbox(const brine::Value& boxed) {
 
 Outcome ClassicObjectSpace::BoxReply(PyObject* result) {
   std::vector<IdKey> added;
-  brine::Value boxed;
-  if (!Box(result, &boxed, &added)) {
+  brine::Value v;
+  IdKey key;
+  const BoxAs as = Classify(result, &v, &key, &added, 0);
+  if (as == BoxAs::kError) {
     Rollback(added);
     return ExceptionOutcome();
   }
-  return Outcome::Reply(std::move(boxed));
+  if (as == BoxAs::kValue) {
+    // A value (a large bytes or str among them) is encoded once, straight into the frame.
+    return Outcome::Reply(brine::TupleOf(brine::Int(core::protocol::kLabelValue), std::move(v)));
+  }
+  // References and tuples of boxes: straight into bytes, no tree.
+  std::string encoded;
+  encoded.reserve(128);  // one allocation for most replies (a reference's is ~50 bytes)
+  if (!AppendBoxed(result, as, v, key, &encoded, &added, 0)) {
+    Rollback(added);
+    return ExceptionOutcome();
+  }
+  return Outcome::EncodedReply(std::move(encoded));
 }
 
 Outcome ClassicObjectSpace::ExceptionOutcome() {

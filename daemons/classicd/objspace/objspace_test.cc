@@ -76,6 +76,19 @@ Value RemoteRef(Value idp) { return T({I(4), std::move(idp)}); }
 Value Boxes(std::vector<Value> boxed) { return T({I(2), T(std::move(boxed))}); }
 Value PayloadOf(const Value& boxed) { return boxed.as<brine::Tuple>().items[1]; }
 
+// Handle(), with a reply that was boxed straight into bytes given back in `value` as what those
+// bytes carry (what the client receives).
+Outcome HandleSent(ObjectSpace& space, Handler h, const Value& boxed) {
+  Outcome o = space.Handle(h, boxed);
+  if (!o.own_encoding.empty()) {
+    EXPECT_EQ(o.value, Value()) << o.value.Repr();
+    auto v = brine::Load(o.own_encoding);
+    EXPECT_TRUE(v.has_value()) << v.error().ToString();
+    if (v) o.value = std::move(*v);
+  }
+  return o;
+}
+
 struct PeerCall {
   Handler h;
   Value args;
@@ -109,7 +122,7 @@ class ObjSpaceTest : public ::testing::Test {
   }
   void TearDown() override { space_.reset(); }
 
-  Outcome Run(Handler h, const Value& boxed) { return space_->Handle(h, boxed); }
+  Outcome Run(Handler h, const Value& boxed) { return HandleSent(*space_, h, boxed); }
 
   // The boxed reply (decoded when the object space sent it encoded); fails the test on an
   // exception.
@@ -274,18 +287,18 @@ TEST_F(ObjSpaceTest, NamespacesArePerConnection) {
   Execute("x = 1");
   FakePeer other_peer;
   auto other = MakeClassicObjectSpace(*g_interp, other_peer);
-  Value root = Payload(other->Handle(Handler::kGetRoot, ByVal(T({}))).value);
-  Value eval =
-      Payload(other->Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+  Value root = Payload(HandleSent(*other, Handler::kGetRoot, ByVal(T({}))).value);
+  Value eval = Payload(
+      HandleSent(*other, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
   Outcome o =
-      other->Handle(Handler::kCall, Boxes({LocalRef(eval), ByVal(T({S("x")})), ByVal(T({}))}));
+      HandleSent(*other, Handler::kCall, Boxes({LocalRef(eval), ByVal(T({S("x")})), ByVal(T({}))}));
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
   EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("NameError")}));
   // Modules are shared.
   Execute("import sys; sys._classicd_test_marker = 5");
-  o = other->Handle(Handler::kCall,
-                    Boxes({LocalRef(eval), ByVal(T({S("__import__('sys')._classicd_test_marker")})),
-                           ByVal(T({}))}));
+  o = HandleSent(*other, Handler::kCall,
+                 Boxes({LocalRef(eval), ByVal(T({S("__import__('sys')._classicd_test_marker")})),
+                        ByVal(T({}))}));
   EXPECT_EQ(o.value, ByVal(I(5)));
   Execute("del sys._classicd_test_marker");
 }
@@ -433,6 +446,22 @@ TEST_F(ObjSpaceTest, DumpableRulesAreExactTypes) {
   const auto& items = Payload(mixed).as<brine::Tuple>().items;
   EXPECT_EQ(items[0], ByVal(I(1)));
   EXPECT_EQ(Label(items[1]), I(4));
+  // Nested, empty and long tuples of boxes (the reply is encoded as it is boxed).
+  Value nested = Eval("((1, [2]), (), 'x' * 300, ([3], ([4],)), ([5], 6, 7, 8, 9, 10))");
+  ASSERT_EQ(Label(nested), I(2));
+  const auto& n = Payload(nested).as<brine::Tuple>().items;
+  ASSERT_EQ(n.size(), 5u);
+  EXPECT_EQ(Label(n[0]), I(2));
+  EXPECT_EQ(Payload(n[0]).as<brine::Tuple>().items[0], ByVal(I(1)));
+  EXPECT_EQ(NamePack(Payload(n[0]).as<brine::Tuple>().items[1]), "builtins.list");
+  EXPECT_EQ(n[1], ByVal(T({})));
+  EXPECT_EQ(n[2], ByVal(S(std::string(300, 'x'))));
+  const auto& deep = Payload(Payload(n[3]).as<brine::Tuple>().items[1]).as<brine::Tuple>().items;
+  ASSERT_EQ(deep.size(), 1u);
+  EXPECT_EQ(NamePack(deep[0]), "builtins.list");
+  const auto& six = Payload(n[4]).as<brine::Tuple>().items;
+  ASSERT_EQ(six.size(), 6u);
+  EXPECT_EQ(six[5], ByVal(I(10)));
   // A frozenset holding a non-dumpable goes by reference as a whole.
   Execute("class H: pass");
   EXPECT_EQ(NamePack(Eval("frozenset({H()})")), "builtins.frozenset");
@@ -979,11 +1008,11 @@ TEST_F(ObjSpaceTest, NestedRequestFromTheClientDuringACallback) {
   Value fn = ClientIdp("builtins.function", 100, 204);
   peer_.script = [&](Handler, const Value&) -> core::Result<Outcome> {
     // While the server waits, the client evaluates something on the server (nesting).
-    Value root = Payload(space_->Handle(Handler::kGetRoot, ByVal(T({}))).value);
-    Value eval =
-        Payload(space_->Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
-    Outcome inner = space_->Handle(Handler::kCall,
-                                   Boxes({LocalRef(eval), ByVal(T({S("40 + 2")})), ByVal(T({}))}));
+    Value root = Payload(HandleSent(*space_, Handler::kGetRoot, ByVal(T({}))).value);
+    Value eval = Payload(
+        HandleSent(*space_, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+    Outcome inner = HandleSent(*space_, Handler::kCall,
+                               Boxes({LocalRef(eval), ByVal(T({S("40 + 2")})), ByVal(T({}))}));
     return Outcome::Reply(inner.value);
   };
   Outcome o = CallFn(EvalRef("lambda f: f() + 1"), {RemoteRef(fn)});
@@ -1049,8 +1078,8 @@ TEST_F(ObjSpaceTest, APythonThreadWaitingForAReplyServesTheClientsRequests) {
   Value fn = ClientIdp("builtins.function", 100, 208);
   Value eval = RootMethod("eval");
   peer_.script = [&](Handler, const Value&) -> core::Result<Outcome> {
-    Outcome inner = space_->Handle(Handler::kCall,
-                                   Boxes({LocalRef(eval), ByVal(T({S("6 * 7")})), ByVal(T({}))}));
+    Outcome inner = HandleSent(*space_, Handler::kCall,
+                               Boxes({LocalRef(eval), ByVal(T({S("6 * 7")})), ByVal(T({}))}));
     return inner;
   };
   Execute(
@@ -1112,20 +1141,21 @@ TEST(ConcurrencyTest, ManyConnectionThreads) {
     threads.emplace_back([t, &ok] {
       FakePeer peer;
       auto space = MakeClassicObjectSpace(*g_interp, peer);
-      Value root = PayloadOf(space->Handle(Handler::kGetRoot, ByVal(T({}))).value);
+      Value root = PayloadOf(HandleSent(*space, Handler::kGetRoot, ByVal(T({}))).value);
       Value exec = PayloadOf(
-          space->Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("execute"))})).value);
+          HandleSent(*space, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("execute"))}))
+              .value);
       Value eval = PayloadOf(
-          space->Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
-      space->Handle(
-          Handler::kCall,
-          Boxes({LocalRef(exec), ByVal(T({S("me = " + std::to_string(t))})), ByVal(T({}))}));
+          HandleSent(*space, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+      HandleSent(*space, Handler::kCall,
+                 Boxes({LocalRef(exec), ByVal(T({S("me = " + std::to_string(t))})), ByVal(T({}))}));
       for (int i = 0; i < kCalls; ++i) {
-        Outcome o = space->Handle(Handler::kCall, Boxes({LocalRef(eval),
-                                                         ByVal(T({
-                                                             S("me * 1000 + " + std::to_string(i)),
-                                                         })),
-                                                         ByVal(T({}))}));
+        Outcome o = HandleSent(*space, Handler::kCall,
+                               Boxes({LocalRef(eval),
+                                      ByVal(T({
+                                          S("me * 1000 + " + std::to_string(i)),
+                                      })),
+                                      ByVal(T({}))}));
         if (o.value == ByVal(I(t * 1000 + i))) ++ok[t];
       }
       space->OnDisconnect();
@@ -1139,12 +1169,13 @@ TEST(ClassicServiceTest, StdioRootIsClassicService) {
   ASSERT_NE(g_interp, nullptr);
   FakePeer peer;
   auto space = MakeClassicObjectSpace(*g_interp, peer, RootService::kClassic);
-  Value root = PayloadOf(space->Handle(Handler::kGetRoot, ByVal(T({}))).value);
+  Value root = PayloadOf(HandleSent(*space, Handler::kGetRoot, ByVal(T({}))).value);
   EXPECT_EQ(root.as<brine::Tuple>().items[0], S("rpyc.core.service.ClassicService"));
   Value name = PayloadOf(
-      space->Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("get_service_name"))}))
+      HandleSent(*space, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("get_service_name"))}))
           .value);
-  Outcome o = space->Handle(Handler::kCall, Boxes({LocalRef(name), ByVal(T({})), ByVal(T({}))}));
+  Outcome o =
+      HandleSent(*space, Handler::kCall, Boxes({LocalRef(name), ByVal(T({})), ByVal(T({}))}));
   EXPECT_EQ(o.value, ByVal(S("CLASSIC")));
   // The reference's INSPECT list for a ClassicService, from python3-rpyc 5.3.0.
   EXPECT_TRUE(g_interp
@@ -1254,11 +1285,11 @@ TEST(InterpreterTest, ForkedChildServesAndFinalises) {
                   .has_value();
     FakePeer peer;
     auto space = MakeClassicObjectSpace(*g_interp, peer);
-    Value root = PayloadOf(space->Handle(Handler::kGetRoot, ByVal(T({}))).value);
+    Value root = PayloadOf(HandleSent(*space, Handler::kGetRoot, ByVal(T({}))).value);
     Value eval = PayloadOf(
-        space->Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
-    Outcome o = space->Handle(Handler::kCall,
-                              Boxes({LocalRef(eval), ByVal(T({S("6 * 7")})), ByVal(T({}))}));
+        HandleSent(*space, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+    Outcome o = HandleSent(*space, Handler::kCall,
+                           Boxes({LocalRef(eval), ByVal(T({S("6 * 7")})), ByVal(T({}))}));
     ok = ok && o.value == ByVal(I(42));
     space.reset();
     kEnv->Finalize();
@@ -1276,10 +1307,11 @@ TEST(InterpreterTest, ForkedChildServesAndFinalises) {
 
 // A connection's eval, as a client would send it: GETROOT, GETATTR eval, CALL.
 Outcome EvalOn(ObjectSpace& space, const std::string& code) {
-  Value root = PayloadOf(space.Handle(Handler::kGetRoot, ByVal(T({}))).value);
-  Value eval =
-      PayloadOf(space.Handle(Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
-  return space.Handle(Handler::kCall, Boxes({LocalRef(eval), ByVal(T({S(code)})), ByVal(T({}))}));
+  Value root = PayloadOf(HandleSent(space, Handler::kGetRoot, ByVal(T({}))).value);
+  Value eval = PayloadOf(
+      HandleSent(space, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+  return HandleSent(space, Handler::kCall,
+                    Boxes({LocalRef(eval), ByVal(T({S(code)})), ByVal(T({}))}));
 }
 
 constexpr const char* kThreadDataSetup =
