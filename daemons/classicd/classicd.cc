@@ -50,8 +50,8 @@
 #include "libcore/protocol/connection.h"
 #include "libcore/registrar/registrar.h"
 #include "libcore/server/forking.h"
+#include "libcore/server/pooled.h"
 #include "libcore/server/thread_cache.h"
-#include "libcore/server/thread_pool.h"
 #include "libcore/server/threaded.h"
 #include "libcore/transport/address.h"
 #include "libcore/transport/fd_stream.h"
@@ -158,14 +158,10 @@ class ClassicService final : public core::daemon::Service {
   // Threaded mode: serves a connection on the thread that accepted it.
   void ServeAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len);
   void ForkChild(UniqueFd fd, PeerInfo peer);
-  // Threadpool mode.
-  struct PoolConn;
-  void PoolAccept(UniqueFd fd, PeerInfo peer);
-  void PoolArm(const std::shared_ptr<PoolConn>& pc);
-  void PoolStep(const std::shared_ptr<PoolConn>& pc);
-  void PoolEnd(const std::shared_ptr<PoolConn>& pc,
-               const core::Result<core::protocol::EndReason>& end);
-  void PoolPost(uint64_t id, bool ended);
+  // Threadpool mode: the pool's connections, and their peers by id (under mu_).
+  class PoolSession;
+  core::Status StartPool();
+  std::unique_ptr<core::server::PooledServer::Session> PoolOpen(UniqueFd fd, uint64_t id);
   void ReapChildren();
   void ChildEnded(const core::server::ForkingServer::Ended& e);
   void OnWake();
@@ -260,25 +256,9 @@ class ClassicService final : public core::daemon::Service {
   std::unique_ptr<core::server::ThreadedAcceptor> acceptor_;
   std::map<std::string, int> peer_counts_;  // guarded by mu_
 
-  // Threadpool: connections by id (loop thread), and what workers report back (under mu_).
-  struct PoolConn {
-    uint64_t id = 0;
-    PeerInfo peer;
-    int raw_fd = -1;
-    std::mutex mu;  // stream/conn/space teardown against Shutdown()
-    std::unique_ptr<core::transport::Stream> stream;
-    std::unique_ptr<core::channel::DeadlineStream> limited;  // over stream: the frame limit
-    std::unique_ptr<core::protocol::Connection> conn;
-    std::unique_ptr<core::protocol::ObjectSpace> space;
-    std::unique_ptr<core::daemon::IoWatch> watch;  // loop thread only
-    bool armed = false;                            // loop thread only: waiting for input
-    bool frame_wait = false;  // loop thread only: armed until a started frame's deadline
-    UniqueFd handshake_fd;    // guarded by mu: a dup of the socket while its TLS handshake runs
-  };
-  std::unique_ptr<core::server::WorkerPool> pool_;
-  std::map<uint64_t, std::shared_ptr<PoolConn>> pool_conns_;
-  std::vector<std::pair<uint64_t, bool>> pool_events_;  // guarded by mu_: (id, ended)
-  int handshakes_ = 0;  // guarded by mu_: TLS handshake threads of threadpool mode still running
+  // Threadpool mode (declared after everything its sessions touch).
+  std::unordered_map<uint64_t, PeerInfo> pool_peers_;  // guarded by mu_
+  std::unique_ptr<core::server::PooledServer> pool_;
 
   // Children (forking): the server forks and reaps; the peers of live children by id.
   std::unique_ptr<core::server::ForkingServer> forking_;
@@ -348,9 +328,9 @@ core::Status ClassicService::Start(StdioFds stdio) {
     if (auto st = interpreter_->PrepareFork(); !st) log_.Warn("{}", st.error().message());
   }
 
-  if (o_.mode == "threadpool")
-    pool_ = std::make_unique<core::server::WorkerPool>(static_cast<size_t>(o_.threads),
-                                                       BlockStopSignals);
+  if (o_.mode == "threadpool") {
+    if (auto st = StartPool(); !st) return st;
+  }
   if (o_.mode == "forking") {
     core::server::ForkingServer::Hooks hooks;
     hooks.fork = [this]() -> core::Result<pid_t> {
@@ -593,7 +573,12 @@ void ClassicService::Dispatch(UniqueFd fd, PeerInfo peer) {
     return;
   }
   if (pool_) {
-    PoolAccept(std::move(fd), std::move(peer));
+    const uint64_t id = ++next_id_;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pool_peers_.emplace(id, std::move(peer));
+    }
+    pool_->Add(std::move(fd), id);
     return;
   }
   const int raw = fd.get();
@@ -782,186 +767,159 @@ void ClassicService::OnWake() {
     for (auto it = conns_.begin(); it != conns_.end();) it = it->done ? conns_.erase(it) : ++it;
     unreaped_ = 0;
   }
-  std::vector<std::pair<uint64_t, bool>> events;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    events.swap(pool_events_);
-  }
-  for (const auto& [id, ended] : events) {
-    auto it = pool_conns_.find(id);
-    if (it == pool_conns_.end()) continue;
-    if (ended) {
-      pool_conns_.erase(it);
-    } else if (!stopping_) {
-      PoolArm(it->second);
-    }
-  }
   if (single_ && started_one_ && active_.load() == 0 && !stopping_) {
     ctx_.finish(o_.mode == "stdio" ? "end of input" : "the connection ended");
   }
 }
 
-void ClassicService::PoolPost(uint64_t id, bool ended) {
+// A threadpool connection: the protocol engine over the socket, stepped by the pool's workers.
+class ClassicService::PoolSession final : public core::server::PooledServer::Session {
+ public:
+  PoolSession(ClassicService& service, PeerInfo peer, uint64_t id)
+      : service_(service), peer_(std::move(peer)), id_(id) {}
+
+  // Builds the connection over `stream`; throws what the object space throws.
+  void Open(std::unique_ptr<core::transport::Stream> stream) {
+    core::protocol::ConnectionOptions copts;
+    copts.frame_limits.max_frame_size = static_cast<size_t>(service_.limits_.max_frame_size.load());
+    copts.frame_limits.max_decompressed_size = copts.frame_limits.max_frame_size;
+    copts.requests_served = service_.requests_;
+    stream_ = std::move(stream);
+    core::transport::Stream* limited = stream_.get();
+    if (auto limits = service_.StreamLimits(/*idle=*/false); limits.frame_ms > 0) {
+      limited_ = std::make_unique<core::channel::DeadlineStream>(*stream_, limits);
+      limited = limited_.get();
+    }
+    conn_ = std::make_unique<core::protocol::Connection>(*limited, copts);
+    space_ = objspace::MakeClassicObjectSpace(*service_.interpreter_, *conn_);
+    conn_->set_object_space(space_.get());
+  }
+
+  const PeerInfo& peer() const { return peer_; }
+
+  bool ServeAvailable() override {
+    try {
+      auto r = conn_->ServeAvailable();
+      if (r && !*r) return true;
+      if (r) {
+        end_ = **r;
+      } else {
+        end_ = Fail(r.error());
+      }
+    } catch (const std::exception& e) {
+      conn_->Shutdown();
+      end_ = Fail(Error::Protocol(std::string("internal error: ") + e.what()));
+    }
+    return false;
+  }
+
+  void Finish() override {
+    if (end_) {
+      service_.LogConn(Level::debug, peer_, id_, "connection {} ended: {}", peer_.repr,
+                       core::protocol::EndReasonName(*end_));
+    } else {
+      service_.LogConn(Level::err, peer_, id_, "connection {} closed: {}", peer_.repr,
+                       end_.error().ToString());
+    }
+    const size_t lent = space_->LocalObjectCount();
+    space_->OnDisconnect();
+    service_.LogConn(Level::debug, peer_, id_,
+                     "connection {}: {} objects lent at disconnect, {} after release", peer_.repr,
+                     lent, space_->LocalObjectCount());
+  }
+
+  void Shutdown() override {
+    if (stream_) stream_->Shutdown();
+  }
+
+  std::optional<std::chrono::milliseconds> FrameTimeLeft() const override {
+    return limited_ ? limited_->FrameTimeLeft() : std::nullopt;
+  }
+
+  ~PoolSession() override {
+    // The object space before the connection, the connection before its streams.
+    space_.reset();
+    conn_.reset();
+    limited_.reset();
+    stream_.reset();
+  }
+
+ private:
+  ClassicService& service_;
+  const PeerInfo peer_;
+  const uint64_t id_;
+  // Ended by the server while idle (it is stopping) unless a step saw another end.
+  core::Result<core::protocol::EndReason> end_ = core::protocol::EndReason::kShutdown;
+  std::unique_ptr<core::transport::Stream> stream_;
+  std::unique_ptr<core::channel::DeadlineStream> limited_;  // over stream_: the frame limit
+  std::unique_ptr<core::protocol::Connection> conn_;
+  std::unique_ptr<core::protocol::ObjectSpace> space_;
+};
+
+core::Status ClassicService::StartPool() {
+  core::server::PooledServer::Hooks hooks;
+  hooks.open = [this](UniqueFd fd, uint64_t id) { return PoolOpen(std::move(fd), id); };
+  hooks.closed = [this](uint64_t id) {
+    PeerInfo peer;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = pool_peers_.find(id);
+      peer = std::move(it->second);
+      pool_peers_.erase(it);
+    }
+    LogConn(Level::info, peer, id, "goodbye {}", peer.repr);
+    Release(peer.host);
+  };
+  hooks.idle_timeout = [this] {
+    return std::chrono::milliseconds(std::chrono::seconds(limits_.idle_timeout.load()));
+  };
+  hooks.on_idle_timeout = [this](uint64_t id) {
+    PeerInfo peer;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      peer = pool_peers_.at(id);
+    }
+    LogConn(Level::info, peer, id, "idle timeout: nothing from {} for {} s", peer.repr,
+            limits_.idle_timeout.load());
+  };
+  core::server::PooledServer::Options options;
+  options.threads = static_cast<size_t>(o_.threads);
+  // A TLS handshake waits on the peer for up to tls_handshake_timeout.
+  options.setup_thread = tls_ != nullptr;
+  options.on_thread_start = BlockStopSignals;
+  pool_ =
+      std::make_unique<core::server::PooledServer>(ctx_.loop, std::move(hooks), std::move(options));
+  return pool_->Start();
+}
+
+std::unique_ptr<core::server::PooledServer::Session> ClassicService::PoolOpen(UniqueFd fd,
+                                                                              uint64_t id) {
+  PeerInfo peer;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    pool_events_.emplace_back(id, ended);
+    peer = pool_peers_.at(id);
   }
-  const uint64_t one = 1;
-  (void)!::write(wake_.get(), &one, sizeof one);
-}
-
-void ClassicService::PoolAccept(UniqueFd fd, PeerInfo peer) {
-  auto pc = std::make_shared<PoolConn>();
-  pc->id = ++next_id_;
-  pc->peer = std::move(peer);
-  pc->raw_fd = fd.get();
-  pool_conns_[pc->id] = pc;
-  auto shared_fd = std::make_shared<UniqueFd>(std::move(fd));
-  // The TLS handshake and the object space are made off the loop.
-  std::function<void()> setup = [this, pc, shared_fd] {
-    try {
-      auto stream = OpenSocket(std::move(*shared_fd), pc->peer, pc->id);
-      if (!stream) {
-        Release(pc->peer.host);
-        PoolPost(pc->id, true);
-        return;
-      }
-      core::protocol::ConnectionOptions copts;
-      copts.frame_limits.max_frame_size = static_cast<size_t>(limits_.max_frame_size.load());
-      copts.frame_limits.max_decompressed_size = copts.frame_limits.max_frame_size;
-      copts.requests_served = requests_;
-      std::lock_guard<std::mutex> lock(pc->mu);
-      pc->stream = std::move(stream);
-      core::transport::Stream* limited = pc->stream.get();
-      if (auto limits = StreamLimits(/*idle=*/false); limits.frame_ms > 0) {
-        pc->limited = std::make_unique<core::channel::DeadlineStream>(*pc->stream, limits);
-        limited = pc->limited.get();
-      }
-      pc->conn = std::make_unique<core::protocol::Connection>(*limited, copts);
-      pc->space = objspace::MakeClassicObjectSpace(*interpreter_, *pc->conn);
-      pc->conn->set_object_space(pc->space.get());
-    } catch (const std::exception& e) {
-      LogConn(Level::err, pc->peer, pc->id, "connection {} closed: internal error: {}",
-              pc->peer.repr, e.what());
-      Release(pc->peer.host);
-      PoolPost(pc->id, true);
-      return;
-    }
-    LogConn(Level::info, pc->peer, pc->id, "welcome {}", pc->peer.repr);
-    PoolPost(pc->id, false);
-  };
-  if (!tls()) {
-    pool_->Submit(std::move(setup));
-    return;
-  }
-  // A TLS handshake waits on the peer for up to tls_handshake_timeout: on a worker, --threads
-  // silent or slow peers would stall every other client (slowloris). It gets a thread of its
-  // own; the connection joins the pool once it is established.
-  // Shutdown() ends it through a dup of the socket (the original's number may be reused).
-  pc->handshake_fd = UniqueFd(::fcntl(pc->raw_fd, F_DUPFD_CLOEXEC, 3));
-  std::lock_guard<std::mutex> lock(mu_);
-  ++handshakes_;
-  std::thread([this, pc, setup = std::move(setup)]() mutable {
-    BlockStopSignals();
-    setup();
+  auto end_early = [&] {
     {
-      std::lock_guard<std::mutex> conn_lock(pc->mu);
-      pc->handshake_fd.Reset();
+      std::lock_guard<std::mutex> lock(mu_);
+      pool_peers_.erase(id);
     }
-    // Nothing of the connection may outlive the count: the destructor goes on at zero.
-    setup = nullptr;
-    pc.reset();
-    std::lock_guard<std::mutex> done(mu_);
-    --handshakes_;
-    cv_.notify_all();
-  }).detach();
-}
-
-void ClassicService::PoolArm(const std::shared_ptr<PoolConn>& pc) {
-  if (!pc->watch) {
-    const uint64_t id = pc->id;
-    pc->watch = std::make_unique<core::daemon::IoWatch>(
-        ctx_.loop, pc->raw_fd, EV_READ, false, [this, id](short what) {
-          auto it = pool_conns_.find(id);
-          if (it == pool_conns_.end()) return;
-          auto keep = it->second;
-          keep->armed = false;
-          // A started frame's deadline: the worker's read reports it (or finds the frame
-          // complete after all).
-          if ((what & EV_TIMEOUT) != 0 && !keep->frame_wait) {
-            LogConn(Level::info, keep->peer, id, "idle timeout: nothing from {} for {} s",
-                    keep->peer.repr, limits_.idle_timeout.load());
-            std::lock_guard<std::mutex> lock(keep->mu);
-            if (keep->stream) keep->stream->Shutdown();
-          }
-          pool_->Submit([this, keep] { PoolStep(keep); });
-        });
-  }
-  pc->armed = true;
-  std::optional<std::chrono::milliseconds> wait;
-  if (const int64_t idle = limits_.idle_timeout.load(); idle > 0) wait = std::chrono::seconds(idle);
-  pc->frame_wait = false;
-  if (auto left = pc->limited ? pc->limited->FrameTimeLeft() : std::nullopt;
-      left && (!wait || *left < *wait)) {
-    wait = *left;
-    pc->frame_wait = true;
-  }
-  if (wait) {
-    pc->watch->Start(*wait);
-  } else {
-    pc->watch->Start();
-  }
-}
-
-void ClassicService::PoolStep(const std::shared_ptr<PoolConn>& pc) {
-  core::Result<core::protocol::EndReason> end = Fail(Error::Usage("not served"));
-  {
-    std::lock_guard<std::mutex> lock(pc->mu);
-    if (!pc->conn) return;  // already ended
-  }
+    Release(peer.host);
+    return nullptr;
+  };
+  std::unique_ptr<PoolSession> session;
   try {
-    auto r = pc->conn->ServeAvailable();
-    if (r && !*r && !stopping_) {
-      PoolPost(pc->id, false);  // idle again: back to the loop
-      return;
-    }
-    if (r) {
-      end = *r ? **r : core::protocol::EndReason::kShutdown;
-    } else {
-      end = Fail(r.error());
-    }
+    auto stream = OpenSocket(std::move(fd), peer, id);
+    if (!stream) return end_early();
+    session = std::make_unique<PoolSession>(*this, peer, id);
+    session->Open(std::move(stream));
   } catch (const std::exception& e) {
-    pc->conn->Shutdown();
-    end = Fail(Error::Protocol(std::string("internal error: ") + e.what()));
+    LogConn(Level::err, peer, id, "connection {} closed: internal error: {}", peer.repr, e.what());
+    session.reset();
+    return end_early();
   }
-  PoolEnd(pc, end);
-}
-
-void ClassicService::PoolEnd(const std::shared_ptr<PoolConn>& pc,
-                             const core::Result<core::protocol::EndReason>& end) {
-  const PeerInfo& peer = pc->peer;
-  if (end) {
-    LogConn(Level::debug, peer, pc->id, "connection {} ended: {}", peer.repr,
-            core::protocol::EndReasonName(*end));
-  } else {
-    LogConn(Level::err, peer, pc->id, "connection {} closed: {}", peer.repr,
-            end.error().ToString());
-  }
-  {
-    std::lock_guard<std::mutex> lock(pc->mu);
-    const size_t lent = pc->space->LocalObjectCount();
-    pc->space->OnDisconnect();
-    LogConn(Level::debug, peer, pc->id,
-            "connection {}: {} objects lent at disconnect, {} after release", peer.repr, lent,
-            pc->space->LocalObjectCount());
-    pc->space.reset();
-    pc->conn.reset();
-    pc->limited.reset();
-    pc->stream.reset();
-  }
-  LogConn(Level::info, peer, pc->id, "goodbye {}", peer.repr);
-  Release(peer.host);
-  PoolPost(pc->id, true);
+  LogConn(Level::info, peer, id, "welcome {}", peer.repr);
+  return session;
 }
 
 void ClassicService::Reload() {
@@ -1036,20 +994,7 @@ void ClassicService::Shutdown() {
     if (!c.closing && c.raw_fd >= 0) (void)::shutdown(c.raw_fd, SHUT_RDWR);
   }
   if (forking_) forking_->SignalAll(SIGTERM);
-  // Idle pool connections end on a worker; busy ones see the shutdown when their step ends.
-  for (auto& [id, pc] : pool_conns_) {
-    {
-      std::lock_guard<std::mutex> conn_lock(pc->mu);
-      if (pc->handshake_fd) (void)::shutdown(pc->handshake_fd.get(), SHUT_RDWR);
-      if (pc->stream) pc->stream->Shutdown();
-    }
-    if (pc->armed) {
-      pc->watch->Stop();
-      pc->armed = false;
-      auto keep = pc;
-      pool_->Submit([this, keep] { PoolStep(keep); });
-    }
-  }
+  if (pool_) pool_->Shutdown();
 }
 
 ClassicService::~ClassicService() {
@@ -1061,11 +1006,7 @@ ClassicService::~ClassicService() {
                       [this](const core::server::ForkingServer::Ended& e) { ChildEnded(e); });
   }
   size_t stuck = 0;
-  if (pool_) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    stuck += pool_->Stop(std::max(left, std::chrono::milliseconds(0)));
-  }
+  if (pool_) stuck += pool_->Stop(deadline);
   {
     std::unique_lock<std::mutex> lock(mu_);
     for (Conn& c : conns_) {
@@ -1075,10 +1016,9 @@ ClassicService::~ClassicService() {
       for (const Conn& c : conns_) {
         if (!c.done) return false;
       }
-      return handshakes_ == 0;
+      return true;
     });
     for (const Conn& c : conns_) stuck += c.done ? 0 : 1;
-    stuck += static_cast<size_t>(handshakes_);
   }
   if (stuck > 0) {
     // Threads still running user code cannot be joined, and the interpreter cannot be
@@ -1091,7 +1031,6 @@ ClassicService::~ClassicService() {
   threads_.reset();   // joins the parked threads
   conns_.clear();
   pool_.reset();
-  pool_conns_.clear();
   registrar_.reset();
   interpreter_.reset();
   if (requests_page_ != MAP_FAILED) {
