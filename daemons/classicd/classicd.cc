@@ -51,7 +51,7 @@
 #include "libcore/registrar/registrar.h"
 #include "libcore/server/forking.h"
 #include "libcore/server/pooled.h"
-#include "libcore/server/thread_cache.h"
+#include "libcore/server/single.h"
 #include "libcore/server/threaded.h"
 #include "libcore/transport/address.h"
 #include "libcore/transport/fd_stream.h"
@@ -153,8 +153,9 @@ class ClassicService final : public core::daemon::Service {
   void Dispatch(UniqueFd fd, PeerInfo peer);
   bool Admit(const PeerInfo& peer);
   void Release(const std::string& host);
-  void SpawnThread(std::function<std::unique_ptr<core::transport::Stream>()> open, PeerInfo peer,
-                   int raw_fd, uint64_t id);
+  // Oneshot, stdio, an inherited connection: serves one connection, then the daemon ends.
+  void ServeOne(std::function<std::unique_ptr<core::transport::Stream>()> open, PeerInfo peer,
+                int raw_fd, uint64_t id);
   // Threaded mode: serves a connection on the thread that accepted it.
   void ServeAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len);
   void ForkChild(UniqueFd fd, PeerInfo peer);
@@ -223,8 +224,7 @@ class ClassicService final : public core::daemon::Service {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::string unix_path_;  // unlinked at shutdown
   std::unique_ptr<core::registrar::Registrar> registrar_;
-  bool single_ = false;  // oneshot, stdio, an inherited connection: exit after one
-  bool started_one_ = false;
+  bool single_ = false;                // oneshot, stdio, an inherited connection: exit after one
   std::atomic<bool> stopping_{false};  // workers read it
 
   std::atomic<int> active_{0};
@@ -236,11 +236,9 @@ class ClassicService final : public core::daemon::Service {
   std::atomic<uint64_t>* requests_ = &requests_fallback_;
   void* requests_page_ = MAP_FAILED;
 
-  // Threads (threaded, oneshot, stdio).
+  // Threaded mode's connections being served (each erases itself before its socket closes).
   struct Conn {
-    int raw_fd = -1;       // for shutdown(); valid until `closing`
-    bool closing = false;  // guarded by mu_
-    bool done = false;     // guarded by mu_
+    int raw_fd = -1;  // for shutdown()
   };
   UniqueFd wake_;
   std::unique_ptr<core::daemon::IoWatch> wake_watch_;
@@ -249,9 +247,9 @@ class ClassicService final : public core::daemon::Service {
   std::mutex mu_;
   std::condition_variable cv_;
   std::list<Conn> conns_;  // guarded by mu_
-  size_t unreaped_ = 0;    // guarded by mu_: done conns not yet dropped
-  // Connection threads, reused (declared after everything their tasks touch).
-  std::unique_ptr<core::server::ThreadCache> threads_;
+  // The one connection of oneshot, stdio or an inherited connection (declared after everything
+  // its thread touches).
+  std::unique_ptr<core::server::SingleConnection> single_conn_;
   // Threaded mode's accepting threads (each serves what it accepts).
   std::unique_ptr<core::server::ThreadedAcceptor> acceptor_;
   std::map<std::string, int> peer_counts_;  // guarded by mu_
@@ -283,9 +281,6 @@ core::Status ClassicService::Start(StdioFds stdio) {
       [this](size_t before, size_t after) {
         log_.Debug("load dropped: free heap memory released, RSS {} -> {} KiB", before, after);
       });
-  core::server::ThreadCache::Options thread_options;
-  thread_options.on_thread_start = BlockStopSignals;
-  threads_ = std::make_unique<core::server::ThreadCache>(std::move(thread_options));
   log_ = ctx_.logging.Get(o_.mode == "stdio" ? "SLAVE/stdio"
                                              : "SLAVE/" + std::to_string(o_.effective_port()));
   if (o_.tls()) {
@@ -363,21 +358,19 @@ core::Status ClassicService::Start(StdioFds stdio) {
     fcntl(connected->get(), F_SETFL, flags & ~O_NONBLOCK);
     PeerInfo peer = DescribePeer(ss, len);
     log_.Info("serving an inherited connection from {}", peer.repr);
-    started_one_ = true;
     Admit(peer);
     auto shared = std::make_shared<UniqueFd>(std::move(*connected));
     const int raw = shared->get();
     const uint64_t id = ++next_id_;
-    SpawnThread(
+    ServeOne(
         [this, shared, peer, id]() mutable { return OpenSocket(std::move(*shared), peer, id); },
         peer, raw, id);
     return {};
   }
   if (o_.mode == "stdio") {
     PeerInfo peer{"stdio", "stdio", "stdio"};
-    started_one_ = true;
     Admit(peer);
-    SpawnThread(
+    ServeOne(
         [stdio] {
           return std::make_unique<core::transport::FdStream>(UniqueFd(stdio.in),
                                                              UniqueFd(stdio.out), "stdio");
@@ -567,7 +560,6 @@ void ClassicService::Release(const std::string& host) {
 
 void ClassicService::Dispatch(UniqueFd fd, PeerInfo peer) {
   if (!Admit(peer)) return;  // closes fd
-  started_one_ = true;
   if (o_.mode == "forking") {
     ForkChild(std::move(fd), std::move(peer));
     return;
@@ -584,9 +576,8 @@ void ClassicService::Dispatch(UniqueFd fd, PeerInfo peer) {
   const int raw = fd.get();
   const uint64_t id = ++next_id_;
   auto shared = std::make_shared<UniqueFd>(std::move(fd));
-  SpawnThread(
-      [this, shared, peer, id]() mutable { return OpenSocket(std::move(*shared), peer, id); }, peer,
-      raw, id);
+  ServeOne([this, shared, peer, id]() mutable { return OpenSocket(std::move(*shared), peer, id); },
+           peer, raw, id);
 }
 
 void ClassicService::ServeAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len) {
@@ -637,47 +628,27 @@ std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd,
   return s;
 }
 
-void ClassicService::SpawnThread(std::function<std::unique_ptr<core::transport::Stream>()> open,
-                                 PeerInfo peer, int raw_fd, uint64_t id) {
-  const std::string host = peer.host;
-  const std::string repr = peer.repr;
-  std::unique_lock<std::mutex> lock(mu_);
-  // Connections that ended since the last one (their threads do not wake the loop for this).
-  for (auto it = conns_.begin(); it != conns_.end();) it = it->done ? conns_.erase(it) : ++it;
-  unreaped_ = 0;
-  Conn& c = conns_.emplace_back();
-  c.raw_fd = raw_fd;
-  auto started = threads_->Run([this, &c, open = std::move(open), peer = std::move(peer), id] {
-    try {
-      auto stream = open();
-      if (stream) Serve(*stream, peer, id);
-      std::lock_guard<std::mutex> closing(mu_);
-      c.closing = true;
-    } catch (const std::exception& e) {
-      LogConn(Level::err, peer, id, "connection {} closed: internal error: {}", peer.repr,
-              e.what());
+void ClassicService::ServeOne(std::function<std::unique_ptr<core::transport::Stream>()> open,
+                              PeerInfo peer, int raw_fd, uint64_t id) {
+  core::server::SingleConnection::Hooks hooks;
+  hooks.open = std::move(open);
+  hooks.serve = [this, peer, id](core::transport::Stream& stream) { Serve(stream, peer, id); };
+  hooks.on_exception = [this, peer, id](const std::exception& e) {
+    LogConn(Level::err, peer, id, "connection {} closed: internal error: {}", peer.repr, e.what());
+  };
+  hooks.closed = [this, host = peer.host] { Release(host); };
+  hooks.on_end = [this] {
+    if (active_.load() == 0 && !stopping_) {
+      ctx_.finish(o_.mode == "stdio" ? "end of input" : "the connection ended");
     }
+  };
+  core::server::SingleConnection::Options options;
+  options.on_thread_start = BlockStopSignals;
+  single_conn_ = std::make_unique<core::server::SingleConnection>(ctx_.loop, std::move(hooks),
+                                                                  std::move(options));
+  if (auto started = single_conn_->Start(raw_fd); !started) {
+    log_.Error("cannot serve {}: {}", peer.repr, started.error().message());
     Release(peer.host);
-    bool wake = false;
-    {
-      std::lock_guard<std::mutex> done(mu_);
-      c.closing = true;
-      c.done = true;
-      // The loop drops finished connections at the next accept; it is woken only when it has
-      // something to do (a single connection ended, stopping) or many are waiting.
-      wake = single_ || stopping_ || ++unreaped_ >= 64;
-    }
-    cv_.notify_all();
-    if (wake) {
-      const uint64_t one = 1;
-      (void)!::write(wake_.get(), &one, sizeof one);
-    }
-  });
-  if (!started) {
-    conns_.pop_back();
-    lock.unlock();
-    log_.Error("cannot serve {}: {}", repr, started.error().message());
-    Release(host);
   }
 }
 
@@ -762,14 +733,6 @@ void ClassicService::OnWake() {
   uint64_t n = 0;
   (void)!::read(wake_.get(), &n, sizeof n);
   trim_->OnWake();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = conns_.begin(); it != conns_.end();) it = it->done ? conns_.erase(it) : ++it;
-    unreaped_ = 0;
-  }
-  if (single_ && started_one_ && active_.load() == 0 && !stopping_) {
-    ctx_.finish(o_.mode == "stdio" ? "end of input" : "the connection ended");
-  }
 }
 
 // A threadpool connection: the protocol engine over the socket, stepped by the pool's workers.
@@ -989,10 +952,9 @@ void ClassicService::Shutdown() {
     if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
     log_.Info("listener closed");
   }
+  if (single_conn_) single_conn_->Shutdown();
   std::lock_guard<std::mutex> lock(mu_);
-  for (Conn& c : conns_) {
-    if (!c.closing && c.raw_fd >= 0) (void)::shutdown(c.raw_fd, SHUT_RDWR);
-  }
+  for (Conn& c : conns_) (void)::shutdown(c.raw_fd, SHUT_RDWR);
   if (forking_) forking_->SignalAll(SIGTERM);
   if (pool_) pool_->Shutdown();
 }
@@ -1007,18 +969,15 @@ ClassicService::~ClassicService() {
   }
   size_t stuck = 0;
   if (pool_) stuck += pool_->Stop(deadline);
+  if (single_conn_) {
+    single_conn_->Shutdown();
+    stuck += single_conn_->Wait(deadline) ? 0 : 1;
+  }
   {
     std::unique_lock<std::mutex> lock(mu_);
-    for (Conn& c : conns_) {
-      if (!c.closing && c.raw_fd >= 0) (void)::shutdown(c.raw_fd, SHUT_RDWR);
-    }
-    cv_.wait_until(lock, deadline, [this] {
-      for (const Conn& c : conns_) {
-        if (!c.done) return false;
-      }
-      return true;
-    });
-    for (const Conn& c : conns_) stuck += c.done ? 0 : 1;
+    for (Conn& c : conns_) (void)::shutdown(c.raw_fd, SHUT_RDWR);
+    cv_.wait_until(lock, deadline, [this] { return conns_.empty(); });
+    stuck += conns_.size();
   }
   if (stuck > 0) {
     // Threads still running user code cannot be joined, and the interpreter cannot be
@@ -1027,9 +986,8 @@ ClassicService::~ClassicService() {
     log_.Info("server has terminated");
     std::_Exit(0);
   }
-  acceptor_.reset();  // joins the accepting threads (their connections ended)
-  threads_.reset();   // joins the parked threads
-  conns_.clear();
+  acceptor_.reset();     // joins the accepting threads (their connections ended)
+  single_conn_.reset();  // joins its thread (the connection ended)
   pool_.reset();
   registrar_.reset();
   interpreter_.reset();
