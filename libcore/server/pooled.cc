@@ -68,6 +68,11 @@ void PooledServer::OnWake() {
       conns_.erase(it);
     } else if (!stopping_) {
       Arm(it->second);
+    } else {
+      // Its step (or setup) ended as Shutdown() began, so Shutdown() found it neither armed nor
+      // stepping: it ends on a worker like the others.
+      auto keep = it->second;
+      pool_.Submit([this, keep] { Step(keep); });
     }
   }
 }

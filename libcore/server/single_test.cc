@@ -105,7 +105,7 @@ TEST(SingleConnectionTest, ShutdownEndsAWaitingConnectionWithoutOnEnd) {
   EXPECT_EQ(ReadToEnd(p.client.get()), "");
   // The thread's report reaches the loop, which does not pass it on after Shutdown().
   for (int i = 0; i < 50; ++i) {
-    event_base_loop(loop.base(), EVLOOP_NONBLOCK);
+    event_base_loop(loop.base(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
     std::this_thread::sleep_for(1ms);
   }
   EXPECT_EQ(seen.ended.load(), 0);

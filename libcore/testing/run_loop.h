@@ -21,14 +21,15 @@ inline daemon::EventLoop NewLoop() {
   return std::move(*loop);
 }
 
-// Runs what is ready on `loop`, over and over, until `pred()` holds; false when `timeout` passed
-// first.
+// Runs one round of what is ready on `loop` (never more: a descriptor that stays ready, such as a
+// listener without a free descriptor to accept into, would keep a draining loop busy forever),
+// checks `pred()`, and repeats until it holds; false when `timeout` passed first.
 template <typename Pred>
 bool RunLoopUntil(daemon::EventLoop& loop, Pred pred,
                   std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
   return Eventually(
       [&] {
-        event_base_loop(loop.base(), EVLOOP_NONBLOCK);
+        event_base_loop(loop.base(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
         return pred();
       },
       timeout);
