@@ -50,6 +50,7 @@
 #include "libcore/protocol/connection.h"
 #include "libcore/registrar/registrar.h"
 #include "libcore/server/forking.h"
+#include "libcore/server/loop_acceptor.h"
 #include "libcore/server/pooled.h"
 #include "libcore/server/single.h"
 #include "libcore/server/threaded.h"
@@ -111,7 +112,6 @@ bool IsLoopback(const std::string& host) {
 struct Listener {
   UniqueFd fd;
   std::string what;  // "[127.0.0.1]:18812" or "unix:/run/x.sock"
-  std::unique_ptr<core::daemon::IoWatch> watch;
 };
 
 // The address a listening socket is bound to (the real port after binding port 0).
@@ -149,7 +149,8 @@ class ClassicService final : public core::daemon::Service {
   core::Status Listen();
   core::Status ListenUnix();
   void AddListener(UniqueFd fd, std::string what);
-  void OnAcceptable(Listener& l);
+  // Threadpool, forking, oneshot: a connection accepted on the loop thread.
+  void OnAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len, size_t listener);
   void Dispatch(UniqueFd fd, PeerInfo peer);
   bool Admit(const PeerInfo& peer);
   void Release(const std::string& host);
@@ -252,6 +253,8 @@ class ClassicService final : public core::daemon::Service {
   std::unique_ptr<core::server::SingleConnection> single_conn_;
   // Threaded mode's accepting threads (each serves what it accepts).
   std::unique_ptr<core::server::ThreadedAcceptor> acceptor_;
+  // The other modes accept on the loop thread.
+  std::unique_ptr<core::server::LoopAcceptor> loop_acceptor_;
   std::map<std::string, int> peer_counts_;  // guarded by mu_
 
   // Threadpool mode (declared after everything its sessions touch).
@@ -379,17 +382,24 @@ core::Status ClassicService::Start(StdioFds stdio) {
     return {};
   }
 
-  for (auto& l : listeners_) {
+  std::vector<int> fds;
+  for (const auto& l : listeners_) {
     log_.Info("server started on {}", l->what);
-    if (o_.mode == "threaded" && !single_) continue;  // the acceptor's threads accept
-    Listener* raw = l.get();
-    l->watch = std::make_unique<core::daemon::IoWatch>(ctx_.loop, l->fd.get(), EV_READ, true,
-                                                       [this, raw](short) { OnAcceptable(*raw); });
-    l->watch->Start();
+    fds.push_back(l->fd.get());
   }
-  if (o_.mode == "threaded" && !single_) {
-    std::vector<int> fds;
-    for (const auto& l : listeners_) fds.push_back(l->fd.get());
+  if (o_.mode != "threaded" || single_) {
+    core::server::LoopAcceptor::Options a;
+    a.on_accept_error = [this](size_t i, const Error& e) {
+      log_.Error("accept on {}: {}", listeners_[i]->what, e.message());
+    };
+    loop_acceptor_ = std::make_unique<core::server::LoopAcceptor>(
+        ctx_.loop, std::move(fds),
+        [this](UniqueFd fd, const sockaddr_storage& ss, socklen_t len, size_t listener) {
+          OnAccepted(std::move(fd), ss, len, listener);
+        },
+        std::move(a));
+    loop_acceptor_->Start();
+  } else {  // the acceptor's threads accept
     core::server::ThreadedAcceptor::Options a;
     a.on_thread_start = BlockStopSignals;
     a.on_accept_error = [this](size_t i, const Error& e) {
@@ -505,27 +515,14 @@ void ClassicService::StartRegistrar() {
   registrar_->Start();
 }
 
-void ClassicService::OnAcceptable(Listener& l) {
-  for (int i = 0; i < 64 && !stopping_; ++i) {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    const int fd = ::accept4(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
-    if (fd < 0) {
-      const int err = errno;
-      if (err == EAGAIN || err == EINTR || err == ECONNABORTED || err == EPROTO) return;
-      log_.Error("accept on {}: {}", l.what, ErrnoText(err));
-      return;  // EMFILE and friends: the next readiness retries
-    }
-    UniqueFd owned(fd);
-    PeerInfo peer = DescribePeer(ss, len);
-    const uint64_t id = next_id_ + 1;
-    LogConn(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd);
-    Dispatch(std::move(owned), std::move(peer));
-    if (single_) {  // oneshot: the first connection only
-      for (auto& other : listeners_) other->watch->Stop();
-      log_.Info("listener closed");
-      return;
-    }
+void ClassicService::OnAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len, size_t) {
+  PeerInfo peer = DescribePeer(ss, len);
+  const uint64_t id = next_id_ + 1;
+  LogConn(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd.get());
+  Dispatch(std::move(fd), std::move(peer));
+  if (single_) {  // oneshot: the first connection only
+    loop_acceptor_->Stop();
+    log_.Info("listener closed");
   }
 }
 
@@ -944,11 +941,9 @@ void ClassicService::Shutdown() {
   stopping_ = true;
   if (registrar_) registrar_->Stop();
   if (acceptor_) acceptor_->Stop();  // no thread accepts after this: the listeners may close
+  if (loop_acceptor_) loop_acceptor_->Stop();
   if (!listeners_.empty()) {
-    for (auto& l : listeners_) {
-      if (l->watch) l->watch->Stop();
-      l->fd.Reset();
-    }
+    for (auto& l : listeners_) l->fd.Reset();
     if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
     log_.Info("listener closed");
   }

@@ -2,12 +2,16 @@
 
 // Test-only helpers (never linked into the daemons): plain sockets for the serving-mode tests.
 
+#include <algorithm>
 #include <cstdint>
+#include <filesystem>
 #include <string>
+#include <vector>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -69,5 +73,36 @@ inline std::string ReadSome(int fd, int ms) {
   if (n <= 0) return "EOF";
   return {buf, static_cast<size_t>(n)};
 }
+
+// While it lives, this process has no free descriptor: RLIMIT_NOFILE is lowered to the highest
+// open one and the numbers below it are filled, so accept() fails with EMFILE. ok() is false when
+// the limit could not be set.
+class NoFreeDescriptors {
+ public:
+  NoFreeDescriptors() {
+    int highest = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+      highest = std::max(highest, std::stoi(e.path().filename().string()));
+    }
+    if (::getrlimit(RLIMIT_NOFILE, &old_) != 0) return;
+    rlimit low = old_;
+    low.rlim_cur = static_cast<rlim_t>(highest) + 1;
+    if (::setrlimit(RLIMIT_NOFILE, &low) != 0) return;
+    ok_ = true;
+    for (int fd = ::dup(0); fd >= 0; fd = ::dup(0)) fillers_.emplace_back(fd);
+  }
+  NoFreeDescriptors(const NoFreeDescriptors&) = delete;
+  NoFreeDescriptors& operator=(const NoFreeDescriptors&) = delete;
+  ~NoFreeDescriptors() {
+    fillers_.clear();
+    if (ok_) (void)::setrlimit(RLIMIT_NOFILE, &old_);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  rlimit old_{};
+  bool ok_ = false;
+  std::vector<UniqueFd> fillers_;
+};
 
 }  // namespace core::testing
