@@ -1,12 +1,13 @@
-// rpyc-classicd's Service: listeners (bound, Unix, or inherited from socket activation), the one
-// interpreter, and the serving modes:
-//   threaded  a thread per connection; the threads accept for themselves (server/threaded.h)
+// rpyc-classicd's Service: the wiring of listeners (bound, Unix, or inherited from socket
+// activation), the one interpreter and the serving modes, which live in libcore/server/:
+//   threaded   a thread per connection; the threads accept for themselves (threaded.h)
 //   threadpool the loop owns every client socket and hands a readable one to a fixed pool of
-//             workers, which serve what has arrived and give it back: idle clients hold no thread
-//   forking   a child per connection, forked from the loop thread, which never runs client code
-//   oneshot   the first connection only, then exit
-//   stdio     one connection over the moved fds 0/1, then exit (also a connected socket from
-//             socket activation, Accept=yes)
+//              workers (pooled.h); PoolSession below steps the protocol engine
+//   forking    a child per connection, forked from the loop thread, which never runs client code
+//              (forking.h)
+//   oneshot    the first connection only, then exit (loop_acceptor.h, single.h)
+//   stdio      one connection over the moved fds 0/1, then exit (also a connected socket from
+//              socket activation, Accept=yes; single.h, inherited.h)
 
 #include "daemons/classicd/classicd.h"
 
@@ -36,8 +37,6 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,10 +49,12 @@
 #include "libcore/protocol/connection.h"
 #include "libcore/registrar/registrar.h"
 #include "libcore/server/forking.h"
+#include "libcore/server/inherited.h"
 #include "libcore/server/loop_acceptor.h"
 #include "libcore/server/pooled.h"
 #include "libcore/server/single.h"
 #include "libcore/server/threaded.h"
+#include "libcore/server/unix_listener.h"
 #include "libcore/transport/address.h"
 #include "libcore/transport/fd_stream.h"
 #include "libcore/transport/listener.h"
@@ -160,7 +161,7 @@ class ClassicService final : public core::daemon::Service {
   // Threaded mode: serves a connection on the thread that accepted it.
   void ServeAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len);
   void ForkChild(UniqueFd fd, PeerInfo peer);
-  // Threadpool mode: the pool's connections, and their peers by id (under mu_).
+  // Threadpool mode: the session the pool steps, and the hooks that make it.
   class PoolSession;
   core::Status StartPool();
   std::unique_ptr<core::server::PooledServer::Session> PoolOpen(UniqueFd fd, uint64_t id);
@@ -292,16 +293,10 @@ core::Status ClassicService::Start(StdioFds stdio) {
     tls_ = *t;
   }
 
-  std::optional<UniqueFd> connected;  // socket activation with Accept=yes
-  for (auto& s : ctx_.inherited) {
-    if (!s.fd || s.type != SOCK_STREAM) continue;
-    if (s.listening) {
-      AddListener(std::move(s.fd), "inherited fd");
-    } else if (!connected) {
-      connected = std::move(s.fd);
-    }
-  }
-  const bool activated = !listeners_.empty() || connected.has_value();
+  auto inherited = core::server::TakeStreamSockets(ctx_.inherited);
+  for (auto& fd : inherited.listening) AddListener(std::move(fd), "inherited fd");
+  UniqueFd& connected = inherited.connected;  // socket activation with Accept=yes
+  const bool activated = !listeners_.empty() || connected;
   if (o_.mode == "stdio" || connected) {
     single_ = true;
   } else if (!activated) {
@@ -354,15 +349,11 @@ core::Status ClassicService::Start(StdioFds stdio) {
   }
 
   if (connected) {  // Accept=yes: this process serves one connection, like stdio
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    getpeername(connected->get(), reinterpret_cast<sockaddr*>(&ss), &len);
-    const int flags = fcntl(connected->get(), F_GETFL);
-    fcntl(connected->get(), F_SETFL, flags & ~O_NONBLOCK);
-    PeerInfo peer = DescribePeer(ss, len);
+    const auto addr = core::server::PrepareConnected(connected.get());
+    PeerInfo peer = DescribePeer(addr.addr, addr.len);
     log_.Info("serving an inherited connection from {}", peer.repr);
     Admit(peer);
-    auto shared = std::make_shared<UniqueFd>(std::move(*connected));
+    auto shared = std::make_shared<UniqueFd>(std::move(connected));
     const int raw = shared->get();
     const uint64_t id = ++next_id_;
     ServeOne(
@@ -447,38 +438,11 @@ core::Status ClassicService::Listen() {
 
 core::Status ClassicService::ListenUnix() {
   const std::string& path = o_.unix_socket;
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  if (path.size() >= sizeof sa.sun_path) {
-    return Fail(Error::Config("unix socket path too long: " + path));
-  }
-  std::copy(path.begin(), path.end(), sa.sun_path);
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd) return Fail(Error::Io("socket: " + ErrnoText(errno)));
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) {
-      return Fail(Error::Config("unix socket path " + path + " exists and is not a socket"));
-    }
-    // A stale socket (nobody accepting) is replaced; a live one is an error.
-    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
-      return Fail(Error::Config("unix socket " + path + " is in use by another server"));
-    }
-    ::unlink(path.c_str());
-  }
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    return Fail(Error::Io("bind unix:" + path + ": " + ErrnoText(errno)));
-  }
-  unix_path_ = path;
   const auto mode = static_cast<mode_t>(std::strtoul(o_.unix_socket_mode.c_str(), nullptr, 8));
-  if (::chmod(path.c_str(), mode) != 0) {
-    return Fail(Error::Io("chmod unix:" + path + ": " + ErrnoText(errno)));
-  }
-  if (::listen(fd.get(), 128) != 0) {
-    return Fail(Error::Io("listen unix:" + path + ": " + ErrnoText(errno)));
-  }
-  AddListener(std::move(fd), "unix:" + path);
+  auto fd = core::server::ListenUnix(path, mode);
+  if (!fd) return Fail(fd.error());
+  unix_path_ = path;
+  AddListener(std::move(*fd), "unix:" + path);
   return {};
 }
 
