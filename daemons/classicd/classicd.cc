@@ -1,12 +1,13 @@
-// rpyc-classicd's Service: listeners (bound, Unix, or inherited from socket activation), the one
-// interpreter, and the serving modes:
-//   threaded  a thread per connection; the threads accept for themselves (server/threaded.h)
+// rpyc-classicd's Service: the wiring of listeners (bound, Unix, or inherited from socket
+// activation), the one interpreter and the serving modes, which live in libcore/server/:
+//   threaded   a thread per connection; the threads accept for themselves (threaded.h)
 //   threadpool the loop owns every client socket and hands a readable one to a fixed pool of
-//             workers, which serve what has arrived and give it back: idle clients hold no thread
-//   forking   a child per connection, forked from the loop thread, which never runs client code
-//   oneshot   the first connection only, then exit
-//   stdio     one connection over the moved fds 0/1, then exit (also a connected socket from
-//             socket activation, Accept=yes)
+//              workers (pooled.h); PoolSession below steps the protocol engine
+//   forking    a child per connection, forked from the loop thread, which never runs client code
+//              (forking.h)
+//   oneshot    the first connection only, then exit (loop_acceptor.h, single.h)
+//   stdio      one connection over the moved fds 0/1, then exit (also a connected socket from
+//              socket activation, Accept=yes; single.h, inherited.h)
 
 #include "daemons/classicd/classicd.h"
 
@@ -36,8 +37,6 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,9 +49,12 @@
 #include "libcore/protocol/connection.h"
 #include "libcore/registrar/registrar.h"
 #include "libcore/server/forking.h"
-#include "libcore/server/thread_cache.h"
-#include "libcore/server/thread_pool.h"
+#include "libcore/server/inherited.h"
+#include "libcore/server/loop_acceptor.h"
+#include "libcore/server/pooled.h"
+#include "libcore/server/single.h"
 #include "libcore/server/threaded.h"
+#include "libcore/server/unix_listener.h"
 #include "libcore/transport/address.h"
 #include "libcore/transport/fd_stream.h"
 #include "libcore/transport/listener.h"
@@ -113,7 +115,6 @@ struct Listener {
   UniqueFd fd;
   std::string what;      // "[127.0.0.1]:18812" or "unix:/run/x.sock"
   bool nodelay = false;  // TCP_NODELAY set: the connections it accepts inherit it
-  std::unique_ptr<core::daemon::IoWatch> watch;
 };
 
 // The address a listening socket is bound to (the real port after binding port 0).
@@ -151,23 +152,21 @@ class ClassicService final : public core::daemon::Service {
   core::Status Listen();
   core::Status ListenUnix();
   void AddListener(UniqueFd fd, std::string what);
-  void OnAcceptable(Listener& l);
+  // Threadpool, forking, oneshot: a connection accepted on the loop thread.
+  void OnAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len, size_t listener);
   void Dispatch(UniqueFd fd, PeerInfo peer);
   bool Admit(const PeerInfo& peer);
   void Release(const std::string& host);
-  void SpawnThread(std::function<std::unique_ptr<core::transport::Stream>()> open, PeerInfo peer,
-                   int raw_fd, uint64_t id);
+  // Oneshot, stdio, an inherited connection: serves one connection, then the daemon ends.
+  void ServeOne(std::function<std::unique_ptr<core::transport::Stream>()> open, PeerInfo peer,
+                int raw_fd, uint64_t id);
   // Threaded mode: serves a connection on the thread that accepted it.
   void ServeAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len, bool nodelay);
   void ForkChild(UniqueFd fd, PeerInfo peer);
-  // Threadpool mode.
-  struct PoolConn;
-  void PoolAccept(UniqueFd fd, PeerInfo peer);
-  void PoolArm(const std::shared_ptr<PoolConn>& pc);
-  void PoolStep(const std::shared_ptr<PoolConn>& pc);
-  void PoolEnd(const std::shared_ptr<PoolConn>& pc,
-               const core::Result<core::protocol::EndReason>& end);
-  void PoolPost(uint64_t id, bool ended);
+  // Threadpool mode: the session the pool steps, and the hooks that make it.
+  class PoolSession;
+  core::Status StartPool();
+  std::unique_ptr<core::server::PooledServer::Session> PoolOpen(UniqueFd fd, uint64_t id);
   void ReapChildren();
   void ChildEnded(const core::server::ForkingServer::Ended& e);
   void OnWake();
@@ -229,8 +228,7 @@ class ClassicService final : public core::daemon::Service {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::string unix_path_;  // unlinked at shutdown
   std::unique_ptr<core::registrar::Registrar> registrar_;
-  bool single_ = false;  // oneshot, stdio, an inherited connection: exit after one
-  bool started_one_ = false;
+  bool single_ = false;                // oneshot, stdio, an inherited connection: exit after one
   std::atomic<bool> stopping_{false};  // workers read it
 
   std::atomic<int> active_{0};
@@ -242,11 +240,9 @@ class ClassicService final : public core::daemon::Service {
   std::atomic<uint64_t>* requests_ = &requests_fallback_;
   void* requests_page_ = MAP_FAILED;
 
-  // Threads (threaded, oneshot, stdio).
+  // Threaded mode's connections being served (each erases itself before its socket closes).
   struct Conn {
-    int raw_fd = -1;       // for shutdown(); valid until `closing`
-    bool closing = false;  // guarded by mu_
-    bool done = false;     // guarded by mu_
+    int raw_fd = -1;  // for shutdown()
   };
   UniqueFd wake_;
   std::unique_ptr<core::daemon::IoWatch> wake_watch_;
@@ -255,32 +251,18 @@ class ClassicService final : public core::daemon::Service {
   std::mutex mu_;
   std::condition_variable cv_;
   std::list<Conn> conns_;  // guarded by mu_
-  size_t unreaped_ = 0;    // guarded by mu_: done conns not yet dropped
-  // Connection threads, reused (declared after everything their tasks touch).
-  std::unique_ptr<core::server::ThreadCache> threads_;
+  // The one connection of oneshot, stdio or an inherited connection (declared after everything
+  // its thread touches).
+  std::unique_ptr<core::server::SingleConnection> single_conn_;
   // Threaded mode's accepting threads (each serves what it accepts).
   std::unique_ptr<core::server::ThreadedAcceptor> acceptor_;
+  // The other modes accept on the loop thread.
+  std::unique_ptr<core::server::LoopAcceptor> loop_acceptor_;
   std::map<std::string, int> peer_counts_;  // guarded by mu_
 
-  // Threadpool: connections by id (loop thread), and what workers report back (under mu_).
-  struct PoolConn {
-    uint64_t id = 0;
-    PeerInfo peer;
-    int raw_fd = -1;
-    std::mutex mu;  // stream/conn/space teardown against Shutdown()
-    std::unique_ptr<core::transport::Stream> stream;
-    std::unique_ptr<core::channel::DeadlineStream> limited;  // over stream: the frame limit
-    std::unique_ptr<core::protocol::Connection> conn;
-    std::unique_ptr<core::protocol::ObjectSpace> space;
-    std::unique_ptr<core::daemon::IoWatch> watch;  // loop thread only
-    bool armed = false;                            // loop thread only: waiting for input
-    bool frame_wait = false;  // loop thread only: armed until a started frame's deadline
-    UniqueFd handshake_fd;    // guarded by mu: a dup of the socket while its TLS handshake runs
-  };
-  std::unique_ptr<core::server::WorkerPool> pool_;
-  std::map<uint64_t, std::shared_ptr<PoolConn>> pool_conns_;
-  std::vector<std::pair<uint64_t, bool>> pool_events_;  // guarded by mu_: (id, ended)
-  int handshakes_ = 0;  // guarded by mu_: TLS handshake threads of threadpool mode still running
+  // Threadpool mode (declared after everything its sessions touch).
+  std::unordered_map<uint64_t, PeerInfo> pool_peers_;  // guarded by mu_
+  std::unique_ptr<core::server::PooledServer> pool_;
 
   // Children (forking): the server forks and reaps; the peers of live children by id.
   std::unique_ptr<core::server::ForkingServer> forking_;
@@ -305,9 +287,6 @@ core::Status ClassicService::Start(StdioFds stdio) {
       [this](size_t before, size_t after) {
         log_.Debug("load dropped: free heap memory released, RSS {} -> {} KiB", before, after);
       });
-  core::server::ThreadCache::Options thread_options;
-  thread_options.on_thread_start = BlockStopSignals;
-  threads_ = std::make_unique<core::server::ThreadCache>(std::move(thread_options));
   log_ = ctx_.logging.Get(o_.mode == "stdio" ? "SLAVE/stdio"
                                              : "SLAVE/" + std::to_string(o_.effective_port()));
   if (o_.tls()) {
@@ -316,16 +295,10 @@ core::Status ClassicService::Start(StdioFds stdio) {
     tls_ = *t;
   }
 
-  std::optional<UniqueFd> connected;  // socket activation with Accept=yes
-  for (auto& s : ctx_.inherited) {
-    if (!s.fd || s.type != SOCK_STREAM) continue;
-    if (s.listening) {
-      AddListener(std::move(s.fd), "inherited fd");
-    } else if (!connected) {
-      connected = std::move(s.fd);
-    }
-  }
-  const bool activated = !listeners_.empty() || connected.has_value();
+  auto inherited = core::server::TakeStreamSockets(ctx_.inherited);
+  for (auto& fd : inherited.listening) AddListener(std::move(fd), "inherited fd");
+  UniqueFd& connected = inherited.connected;  // socket activation with Accept=yes
+  const bool activated = !listeners_.empty() || connected;
   if (o_.mode == "stdio" || connected) {
     single_ = true;
   } else if (!activated) {
@@ -350,9 +323,9 @@ core::Status ClassicService::Start(StdioFds stdio) {
     if (auto st = interpreter_->PrepareFork(); !st) log_.Warn("{}", st.error().message());
   }
 
-  if (o_.mode == "threadpool")
-    pool_ = std::make_unique<core::server::WorkerPool>(static_cast<size_t>(o_.threads),
-                                                       BlockStopSignals);
+  if (o_.mode == "threadpool") {
+    if (auto st = StartPool(); !st) return st;
+  }
   if (o_.mode == "forking") {
     core::server::ForkingServer::Hooks hooks;
     hooks.fork = [this]() -> core::Result<pid_t> {
@@ -378,28 +351,22 @@ core::Status ClassicService::Start(StdioFds stdio) {
   }
 
   if (connected) {  // Accept=yes: this process serves one connection, like stdio
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    getpeername(connected->get(), reinterpret_cast<sockaddr*>(&ss), &len);
-    const int flags = fcntl(connected->get(), F_GETFL);
-    fcntl(connected->get(), F_SETFL, flags & ~O_NONBLOCK);
-    PeerInfo peer = DescribePeer(ss, len);
+    const auto addr = core::server::PrepareConnected(connected.get());
+    PeerInfo peer = DescribePeer(addr.addr, addr.len);
     log_.Info("serving an inherited connection from {}", peer.repr);
-    started_one_ = true;
     Admit(peer);
-    auto shared = std::make_shared<UniqueFd>(std::move(*connected));
+    auto shared = std::make_shared<UniqueFd>(std::move(connected));
     const int raw = shared->get();
     const uint64_t id = ++next_id_;
-    SpawnThread(
+    ServeOne(
         [this, shared, peer, id]() mutable { return OpenSocket(std::move(*shared), peer, id); },
         peer, raw, id);
     return {};
   }
   if (o_.mode == "stdio") {
     PeerInfo peer{"stdio", "stdio", "stdio"};
-    started_one_ = true;
     Admit(peer);
-    SpawnThread(
+    ServeOne(
         [stdio] {
           return std::make_unique<core::transport::FdStream>(UniqueFd(stdio.in),
                                                              UniqueFd(stdio.out), "stdio");
@@ -408,17 +375,24 @@ core::Status ClassicService::Start(StdioFds stdio) {
     return {};
   }
 
-  for (auto& l : listeners_) {
+  std::vector<int> fds;
+  for (const auto& l : listeners_) {
     log_.Info("server started on {}", l->what);
-    if (o_.mode == "threaded" && !single_) continue;  // the acceptor's threads accept
-    Listener* raw = l.get();
-    l->watch = std::make_unique<core::daemon::IoWatch>(ctx_.loop, l->fd.get(), EV_READ, true,
-                                                       [this, raw](short) { OnAcceptable(*raw); });
-    l->watch->Start();
+    fds.push_back(l->fd.get());
   }
-  if (o_.mode == "threaded" && !single_) {
-    std::vector<int> fds;
-    for (const auto& l : listeners_) fds.push_back(l->fd.get());
+  if (o_.mode != "threaded" || single_) {
+    core::server::LoopAcceptor::Options a;
+    a.on_accept_error = [this](size_t i, const Error& e) {
+      log_.Error("accept on {}: {}", listeners_[i]->what, e.message());
+    };
+    loop_acceptor_ = std::make_unique<core::server::LoopAcceptor>(
+        ctx_.loop, std::move(fds),
+        [this](UniqueFd fd, const sockaddr_storage& ss, socklen_t len, size_t listener) {
+          OnAccepted(std::move(fd), ss, len, listener);
+        },
+        std::move(a));
+    loop_acceptor_->Start();
+  } else {  // the acceptor's threads accept
     core::server::ThreadedAcceptor::Options a;
     a.on_thread_start = BlockStopSignals;
     a.on_accept_error = [this](size_t i, const Error& e) {
@@ -466,38 +440,11 @@ core::Status ClassicService::Listen() {
 
 core::Status ClassicService::ListenUnix() {
   const std::string& path = o_.unix_socket;
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  if (path.size() >= sizeof sa.sun_path) {
-    return Fail(Error::Config("unix socket path too long: " + path));
-  }
-  std::copy(path.begin(), path.end(), sa.sun_path);
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd) return Fail(Error::Io("socket: " + ErrnoText(errno)));
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) {
-      return Fail(Error::Config("unix socket path " + path + " exists and is not a socket"));
-    }
-    // A stale socket (nobody accepting) is replaced; a live one is an error.
-    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
-      return Fail(Error::Config("unix socket " + path + " is in use by another server"));
-    }
-    ::unlink(path.c_str());
-  }
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    return Fail(Error::Io("bind unix:" + path + ": " + ErrnoText(errno)));
-  }
-  unix_path_ = path;
   const auto mode = static_cast<mode_t>(std::strtoul(o_.unix_socket_mode.c_str(), nullptr, 8));
-  if (::chmod(path.c_str(), mode) != 0) {
-    return Fail(Error::Io("chmod unix:" + path + ": " + ErrnoText(errno)));
-  }
-  if (::listen(fd.get(), 128) != 0) {
-    return Fail(Error::Io("listen unix:" + path + ": " + ErrnoText(errno)));
-  }
-  AddListener(std::move(fd), "unix:" + path);
+  auto fd = core::server::ListenUnix(path, mode);
+  if (!fd) return Fail(fd.error());
+  unix_path_ = path;
+  AddListener(std::move(*fd), "unix:" + path);
   return {};
 }
 
@@ -535,28 +482,16 @@ void ClassicService::StartRegistrar() {
   registrar_->Start();
 }
 
-void ClassicService::OnAcceptable(Listener& l) {
-  for (int i = 0; i < 64 && !stopping_; ++i) {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    const int fd = ::accept4(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
-    if (fd < 0) {
-      const int err = errno;
-      if (err == EAGAIN || err == EINTR || err == ECONNABORTED || err == EPROTO) return;
-      log_.Error("accept on {}: {}", l.what, ErrnoText(err));
-      return;  // EMFILE and friends: the next readiness retries
-    }
-    UniqueFd owned(fd);
-    PeerInfo peer = DescribePeer(ss, len);
-    peer.nodelay = l.nodelay;
-    const uint64_t id = next_id_ + 1;
-    LogConn(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd);
-    Dispatch(std::move(owned), std::move(peer));
-    if (single_) {  // oneshot: the first connection only
-      for (auto& other : listeners_) other->watch->Stop();
-      log_.Info("listener closed");
-      return;
-    }
+void ClassicService::OnAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len,
+                                size_t listener) {
+  PeerInfo peer = DescribePeer(ss, len);
+  peer.nodelay = listeners_[listener]->nodelay;
+  const uint64_t id = next_id_ + 1;
+  LogConn(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd.get());
+  Dispatch(std::move(fd), std::move(peer));
+  if (single_) {  // oneshot: the first connection only
+    loop_acceptor_->Stop();
+    log_.Info("listener closed");
   }
 }
 
@@ -591,21 +526,24 @@ void ClassicService::Release(const std::string& host) {
 
 void ClassicService::Dispatch(UniqueFd fd, PeerInfo peer) {
   if (!Admit(peer)) return;  // closes fd
-  started_one_ = true;
   if (o_.mode == "forking") {
     ForkChild(std::move(fd), std::move(peer));
     return;
   }
   if (pool_) {
-    PoolAccept(std::move(fd), std::move(peer));
+    const uint64_t id = ++next_id_;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pool_peers_.emplace(id, std::move(peer));
+    }
+    pool_->Add(std::move(fd), id);
     return;
   }
   const int raw = fd.get();
   const uint64_t id = ++next_id_;
   auto shared = std::make_shared<UniqueFd>(std::move(fd));
-  SpawnThread(
-      [this, shared, peer, id]() mutable { return OpenSocket(std::move(*shared), peer, id); }, peer,
-      raw, id);
+  ServeOne([this, shared, peer, id]() mutable { return OpenSocket(std::move(*shared), peer, id); },
+           peer, raw, id);
 }
 
 void ClassicService::ServeAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len,
@@ -663,47 +601,27 @@ std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd,
   return s;
 }
 
-void ClassicService::SpawnThread(std::function<std::unique_ptr<core::transport::Stream>()> open,
-                                 PeerInfo peer, int raw_fd, uint64_t id) {
-  const std::string host = peer.host;
-  const std::string repr = peer.repr;
-  std::unique_lock<std::mutex> lock(mu_);
-  // Connections that ended since the last one (their threads do not wake the loop for this).
-  for (auto it = conns_.begin(); it != conns_.end();) it = it->done ? conns_.erase(it) : ++it;
-  unreaped_ = 0;
-  Conn& c = conns_.emplace_back();
-  c.raw_fd = raw_fd;
-  auto started = threads_->Run([this, &c, open = std::move(open), peer = std::move(peer), id] {
-    try {
-      auto stream = open();
-      if (stream) Serve(*stream, peer, id);
-      std::lock_guard<std::mutex> closing(mu_);
-      c.closing = true;
-    } catch (const std::exception& e) {
-      LogConn(Level::err, peer, id, "connection {} closed: internal error: {}", peer.repr,
-              e.what());
+void ClassicService::ServeOne(std::function<std::unique_ptr<core::transport::Stream>()> open,
+                              PeerInfo peer, int raw_fd, uint64_t id) {
+  core::server::SingleConnection::Hooks hooks;
+  hooks.open = std::move(open);
+  hooks.serve = [this, peer, id](core::transport::Stream& stream) { Serve(stream, peer, id); };
+  hooks.on_exception = [this, peer, id](const std::exception& e) {
+    LogConn(Level::err, peer, id, "connection {} closed: internal error: {}", peer.repr, e.what());
+  };
+  hooks.closed = [this, host = peer.host] { Release(host); };
+  hooks.on_end = [this] {
+    if (active_.load() == 0 && !stopping_) {
+      ctx_.finish(o_.mode == "stdio" ? "end of input" : "the connection ended");
     }
+  };
+  core::server::SingleConnection::Options options;
+  options.on_thread_start = BlockStopSignals;
+  single_conn_ = std::make_unique<core::server::SingleConnection>(ctx_.loop, std::move(hooks),
+                                                                  std::move(options));
+  if (auto started = single_conn_->Start(raw_fd); !started) {
+    log_.Error("cannot serve {}: {}", peer.repr, started.error().message());
     Release(peer.host);
-    bool wake = false;
-    {
-      std::lock_guard<std::mutex> done(mu_);
-      c.closing = true;
-      c.done = true;
-      // The loop drops finished connections at the next accept; it is woken only when it has
-      // something to do (a single connection ended, stopping) or many are waiting.
-      wake = single_ || stopping_ || ++unreaped_ >= 64;
-    }
-    cv_.notify_all();
-    if (wake) {
-      const uint64_t one = 1;
-      (void)!::write(wake_.get(), &one, sizeof one);
-    }
-  });
-  if (!started) {
-    conns_.pop_back();
-    lock.unlock();
-    log_.Error("cannot serve {}: {}", repr, started.error().message());
-    Release(host);
   }
 }
 
@@ -788,191 +706,156 @@ void ClassicService::OnWake() {
   uint64_t n = 0;
   (void)!::read(wake_.get(), &n, sizeof n);
   trim_->OnWake();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = conns_.begin(); it != conns_.end();) it = it->done ? conns_.erase(it) : ++it;
-    unreaped_ = 0;
-  }
-  std::vector<std::pair<uint64_t, bool>> events;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    events.swap(pool_events_);
-  }
-  for (const auto& [id, ended] : events) {
-    auto it = pool_conns_.find(id);
-    if (it == pool_conns_.end()) continue;
-    if (ended) {
-      pool_conns_.erase(it);
-    } else if (!stopping_) {
-      PoolArm(it->second);
+}
+
+// A threadpool connection: the protocol engine over the socket, stepped by the pool's workers.
+class ClassicService::PoolSession final : public core::server::PooledServer::Session {
+ public:
+  PoolSession(ClassicService& service, PeerInfo peer, uint64_t id)
+      : service_(service), peer_(std::move(peer)), id_(id) {}
+
+  // Builds the connection over `stream`; throws what the object space throws.
+  void Open(std::unique_ptr<core::transport::Stream> stream) {
+    core::protocol::ConnectionOptions copts;
+    copts.frame_limits.max_frame_size = static_cast<size_t>(service_.limits_.max_frame_size.load());
+    copts.frame_limits.max_decompressed_size = copts.frame_limits.max_frame_size;
+    copts.requests_served = service_.requests_;
+    stream_ = std::move(stream);
+    core::transport::Stream* limited = stream_.get();
+    if (auto limits = service_.StreamLimits(/*idle=*/false); limits.frame_ms > 0) {
+      limited_ = std::make_unique<core::channel::DeadlineStream>(*stream_, limits);
+      limited = limited_.get();
     }
+    conn_ = std::make_unique<core::protocol::Connection>(*limited, copts);
+    space_ = objspace::MakeClassicObjectSpace(*service_.interpreter_, *conn_);
+    conn_->set_object_space(space_.get());
   }
-  if (single_ && started_one_ && active_.load() == 0 && !stopping_) {
-    ctx_.finish(o_.mode == "stdio" ? "end of input" : "the connection ended");
-  }
-}
 
-void ClassicService::PoolPost(uint64_t id, bool ended) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    pool_events_.emplace_back(id, ended);
-  }
-  const uint64_t one = 1;
-  (void)!::write(wake_.get(), &one, sizeof one);
-}
+  const PeerInfo& peer() const { return peer_; }
 
-void ClassicService::PoolAccept(UniqueFd fd, PeerInfo peer) {
-  auto pc = std::make_shared<PoolConn>();
-  pc->id = ++next_id_;
-  pc->peer = std::move(peer);
-  pc->raw_fd = fd.get();
-  pool_conns_[pc->id] = pc;
-  auto shared_fd = std::make_shared<UniqueFd>(std::move(fd));
-  // The TLS handshake and the object space are made off the loop.
-  std::function<void()> setup = [this, pc, shared_fd] {
+  bool ServeAvailable() override {
     try {
-      auto stream = OpenSocket(std::move(*shared_fd), pc->peer, pc->id);
-      if (!stream) {
-        Release(pc->peer.host);
-        PoolPost(pc->id, true);
-        return;
+      auto r = conn_->ServeAvailable();
+      if (r && !*r) return true;
+      if (r) {
+        end_ = **r;
+      } else {
+        end_ = Fail(r.error());
       }
-      core::protocol::ConnectionOptions copts;
-      copts.frame_limits.max_frame_size = static_cast<size_t>(limits_.max_frame_size.load());
-      copts.frame_limits.max_decompressed_size = copts.frame_limits.max_frame_size;
-      copts.requests_served = requests_;
-      std::lock_guard<std::mutex> lock(pc->mu);
-      pc->stream = std::move(stream);
-      core::transport::Stream* limited = pc->stream.get();
-      if (auto limits = StreamLimits(/*idle=*/false); limits.frame_ms > 0) {
-        pc->limited = std::make_unique<core::channel::DeadlineStream>(*pc->stream, limits);
-        limited = pc->limited.get();
-      }
-      pc->conn = std::make_unique<core::protocol::Connection>(*limited, copts);
-      pc->space = objspace::MakeClassicObjectSpace(*interpreter_, *pc->conn);
-      pc->conn->set_object_space(pc->space.get());
     } catch (const std::exception& e) {
-      LogConn(Level::err, pc->peer, pc->id, "connection {} closed: internal error: {}",
-              pc->peer.repr, e.what());
-      Release(pc->peer.host);
-      PoolPost(pc->id, true);
-      return;
+      conn_->Shutdown();
+      end_ = Fail(Error::Protocol(std::string("internal error: ") + e.what()));
     }
-    LogConn(Level::info, pc->peer, pc->id, "welcome {}", pc->peer.repr);
-    PoolPost(pc->id, false);
-  };
-  if (!tls()) {
-    pool_->Submit(std::move(setup));
-    return;
+    return false;
   }
-  // A TLS handshake waits on the peer for up to tls_handshake_timeout: on a worker, --threads
-  // silent or slow peers would stall every other client (slowloris). It gets a thread of its
-  // own; the connection joins the pool once it is established.
-  // Shutdown() ends it through a dup of the socket (the original's number may be reused).
-  pc->handshake_fd = UniqueFd(::fcntl(pc->raw_fd, F_DUPFD_CLOEXEC, 3));
-  std::lock_guard<std::mutex> lock(mu_);
-  ++handshakes_;
-  std::thread([this, pc, setup = std::move(setup)]() mutable {
-    BlockStopSignals();
-    setup();
-    {
-      std::lock_guard<std::mutex> conn_lock(pc->mu);
-      pc->handshake_fd.Reset();
-    }
-    // Nothing of the connection may outlive the count: the destructor goes on at zero.
-    setup = nullptr;
-    pc.reset();
-    std::lock_guard<std::mutex> done(mu_);
-    --handshakes_;
-    cv_.notify_all();
-  }).detach();
-}
 
-void ClassicService::PoolArm(const std::shared_ptr<PoolConn>& pc) {
-  if (!pc->watch) {
-    const uint64_t id = pc->id;
-    pc->watch = std::make_unique<core::daemon::IoWatch>(
-        ctx_.loop, pc->raw_fd, EV_READ, false, [this, id](short what) {
-          auto it = pool_conns_.find(id);
-          if (it == pool_conns_.end()) return;
-          auto keep = it->second;
-          keep->armed = false;
-          // A started frame's deadline: the worker's read reports it (or finds the frame
-          // complete after all).
-          if ((what & EV_TIMEOUT) != 0 && !keep->frame_wait) {
-            LogConn(Level::info, keep->peer, id, "idle timeout: nothing from {} for {} s",
-                    keep->peer.repr, limits_.idle_timeout.load());
-            std::lock_guard<std::mutex> lock(keep->mu);
-            if (keep->stream) keep->stream->Shutdown();
-          }
-          pool_->Submit([this, keep] { PoolStep(keep); });
-        });
-  }
-  pc->armed = true;
-  std::optional<std::chrono::milliseconds> wait;
-  if (const int64_t idle = limits_.idle_timeout.load(); idle > 0) wait = std::chrono::seconds(idle);
-  pc->frame_wait = false;
-  if (auto left = pc->limited ? pc->limited->FrameTimeLeft() : std::nullopt;
-      left && (!wait || *left < *wait)) {
-    wait = *left;
-    pc->frame_wait = true;
-  }
-  if (wait) {
-    pc->watch->Start(*wait);
-  } else {
-    pc->watch->Start();
-  }
-}
-
-void ClassicService::PoolStep(const std::shared_ptr<PoolConn>& pc) {
-  core::Result<core::protocol::EndReason> end = Fail(Error::Usage("not served"));
-  {
-    std::lock_guard<std::mutex> lock(pc->mu);
-    if (!pc->conn) return;  // already ended
-  }
-  try {
-    auto r = pc->conn->ServeAvailable();
-    if (r && !*r && !stopping_) {
-      PoolPost(pc->id, false);  // idle again: back to the loop
-      return;
-    }
-    if (r) {
-      end = *r ? **r : core::protocol::EndReason::kShutdown;
+  void Finish() override {
+    if (end_) {
+      service_.LogConn(Level::debug, peer_, id_, "connection {} ended: {}", peer_.repr,
+                       core::protocol::EndReasonName(*end_));
     } else {
-      end = Fail(r.error());
+      service_.LogConn(Level::err, peer_, id_, "connection {} closed: {}", peer_.repr,
+                       end_.error().ToString());
     }
-  } catch (const std::exception& e) {
-    pc->conn->Shutdown();
-    end = Fail(Error::Protocol(std::string("internal error: ") + e.what()));
+    const size_t lent = space_->LocalObjectCount();
+    space_->OnDisconnect();
+    service_.LogConn(Level::debug, peer_, id_,
+                     "connection {}: {} objects lent at disconnect, {} after release", peer_.repr,
+                     lent, space_->LocalObjectCount());
   }
-  PoolEnd(pc, end);
+
+  void Shutdown() override {
+    if (stream_) stream_->Shutdown();
+  }
+
+  std::optional<std::chrono::milliseconds> FrameTimeLeft() const override {
+    return limited_ ? limited_->FrameTimeLeft() : std::nullopt;
+  }
+
+  ~PoolSession() override {
+    // The object space before the connection, the connection before its streams.
+    space_.reset();
+    conn_.reset();
+    limited_.reset();
+    stream_.reset();
+  }
+
+ private:
+  ClassicService& service_;
+  const PeerInfo peer_;
+  const uint64_t id_;
+  // Ended by the server while idle (it is stopping) unless a step saw another end.
+  core::Result<core::protocol::EndReason> end_ = core::protocol::EndReason::kShutdown;
+  std::unique_ptr<core::transport::Stream> stream_;
+  std::unique_ptr<core::channel::DeadlineStream> limited_;  // over stream_: the frame limit
+  std::unique_ptr<core::protocol::Connection> conn_;
+  std::unique_ptr<core::protocol::ObjectSpace> space_;
+};
+
+core::Status ClassicService::StartPool() {
+  core::server::PooledServer::Hooks hooks;
+  hooks.open = [this](UniqueFd fd, uint64_t id) { return PoolOpen(std::move(fd), id); };
+  hooks.closed = [this](uint64_t id) {
+    PeerInfo peer;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = pool_peers_.find(id);
+      peer = std::move(it->second);
+      pool_peers_.erase(it);
+    }
+    LogConn(Level::info, peer, id, "goodbye {}", peer.repr);
+    Release(peer.host);
+  };
+  hooks.idle_timeout = [this] {
+    return std::chrono::milliseconds(std::chrono::seconds(limits_.idle_timeout.load()));
+  };
+  hooks.on_idle_timeout = [this](uint64_t id) {
+    PeerInfo peer;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      peer = pool_peers_.at(id);
+    }
+    LogConn(Level::info, peer, id, "idle timeout: nothing from {} for {} s", peer.repr,
+            limits_.idle_timeout.load());
+  };
+  core::server::PooledServer::Options options;
+  options.threads = static_cast<size_t>(o_.threads);
+  // A TLS handshake waits on the peer for up to tls_handshake_timeout.
+  options.setup_thread = tls_ != nullptr;
+  options.on_thread_start = BlockStopSignals;
+  pool_ =
+      std::make_unique<core::server::PooledServer>(ctx_.loop, std::move(hooks), std::move(options));
+  return pool_->Start();
 }
 
-void ClassicService::PoolEnd(const std::shared_ptr<PoolConn>& pc,
-                             const core::Result<core::protocol::EndReason>& end) {
-  const PeerInfo& peer = pc->peer;
-  if (end) {
-    LogConn(Level::debug, peer, pc->id, "connection {} ended: {}", peer.repr,
-            core::protocol::EndReasonName(*end));
-  } else {
-    LogConn(Level::err, peer, pc->id, "connection {} closed: {}", peer.repr,
-            end.error().ToString());
-  }
+std::unique_ptr<core::server::PooledServer::Session> ClassicService::PoolOpen(UniqueFd fd,
+                                                                              uint64_t id) {
+  PeerInfo peer;
   {
-    std::lock_guard<std::mutex> lock(pc->mu);
-    const size_t lent = pc->space->LocalObjectCount();
-    pc->space->OnDisconnect();
-    LogConn(Level::debug, peer, pc->id,
-            "connection {}: {} objects lent at disconnect, {} after release", peer.repr, lent,
-            pc->space->LocalObjectCount());
-    pc->space.reset();
-    pc->conn.reset();
-    pc->limited.reset();
-    pc->stream.reset();
+    std::lock_guard<std::mutex> lock(mu_);
+    peer = pool_peers_.at(id);
   }
-  LogConn(Level::info, peer, pc->id, "goodbye {}", peer.repr);
-  Release(peer.host);
-  PoolPost(pc->id, true);
+  auto end_early = [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pool_peers_.erase(id);
+    }
+    Release(peer.host);
+    return nullptr;
+  };
+  std::unique_ptr<PoolSession> session;
+  try {
+    auto stream = OpenSocket(std::move(fd), peer, id);
+    if (!stream) return end_early();
+    session = std::make_unique<PoolSession>(*this, peer, id);
+    session->Open(std::move(stream));
+  } catch (const std::exception& e) {
+    LogConn(Level::err, peer, id, "connection {} closed: internal error: {}", peer.repr, e.what());
+    session.reset();
+    return end_early();
+  }
+  LogConn(Level::info, peer, id, "welcome {}", peer.repr);
+  return session;
 }
 
 void ClassicService::Reload() {
@@ -1034,33 +917,17 @@ void ClassicService::Shutdown() {
   stopping_ = true;
   if (registrar_) registrar_->Stop();
   if (acceptor_) acceptor_->Stop();  // no thread accepts after this: the listeners may close
+  if (loop_acceptor_) loop_acceptor_->Stop();
   if (!listeners_.empty()) {
-    for (auto& l : listeners_) {
-      if (l->watch) l->watch->Stop();
-      l->fd.Reset();
-    }
+    for (auto& l : listeners_) l->fd.Reset();
     if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
     log_.Info("listener closed");
   }
+  if (single_conn_) single_conn_->Shutdown();
   std::lock_guard<std::mutex> lock(mu_);
-  for (Conn& c : conns_) {
-    if (!c.closing && c.raw_fd >= 0) (void)::shutdown(c.raw_fd, SHUT_RDWR);
-  }
+  for (Conn& c : conns_) (void)::shutdown(c.raw_fd, SHUT_RDWR);
   if (forking_) forking_->SignalAll(SIGTERM);
-  // Idle pool connections end on a worker; busy ones see the shutdown when their step ends.
-  for (auto& [id, pc] : pool_conns_) {
-    {
-      std::lock_guard<std::mutex> conn_lock(pc->mu);
-      if (pc->handshake_fd) (void)::shutdown(pc->handshake_fd.get(), SHUT_RDWR);
-      if (pc->stream) pc->stream->Shutdown();
-    }
-    if (pc->armed) {
-      pc->watch->Stop();
-      pc->armed = false;
-      auto keep = pc;
-      pool_->Submit([this, keep] { PoolStep(keep); });
-    }
-  }
+  if (pool_) pool_->Shutdown();
 }
 
 ClassicService::~ClassicService() {
@@ -1072,24 +939,16 @@ ClassicService::~ClassicService() {
                       [this](const core::server::ForkingServer::Ended& e) { ChildEnded(e); });
   }
   size_t stuck = 0;
-  if (pool_) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    stuck += pool_->Stop(std::max(left, std::chrono::milliseconds(0)));
+  if (pool_) stuck += pool_->Stop(deadline);
+  if (single_conn_) {
+    single_conn_->Shutdown();
+    stuck += single_conn_->Wait(deadline) ? 0 : 1;
   }
   {
     std::unique_lock<std::mutex> lock(mu_);
-    for (Conn& c : conns_) {
-      if (!c.closing && c.raw_fd >= 0) (void)::shutdown(c.raw_fd, SHUT_RDWR);
-    }
-    cv_.wait_until(lock, deadline, [this] {
-      for (const Conn& c : conns_) {
-        if (!c.done) return false;
-      }
-      return handshakes_ == 0;
-    });
-    for (const Conn& c : conns_) stuck += c.done ? 0 : 1;
-    stuck += static_cast<size_t>(handshakes_);
+    for (Conn& c : conns_) (void)::shutdown(c.raw_fd, SHUT_RDWR);
+    cv_.wait_until(lock, deadline, [this] { return conns_.empty(); });
+    stuck += conns_.size();
   }
   if (stuck > 0) {
     // Threads still running user code cannot be joined, and the interpreter cannot be
@@ -1098,11 +957,9 @@ ClassicService::~ClassicService() {
     log_.Info("server has terminated");
     std::_Exit(0);
   }
-  acceptor_.reset();  // joins the accepting threads (their connections ended)
-  threads_.reset();   // joins the parked threads
-  conns_.clear();
+  acceptor_.reset();     // joins the accepting threads (their connections ended)
+  single_conn_.reset();  // joins its thread (the connection ended)
   pool_.reset();
-  pool_conns_.clear();
   registrar_.reset();
   interpreter_.reset();
   if (requests_page_ != MAP_FAILED) {
