@@ -19,6 +19,7 @@
 #include "daemons/classicd/objspace/internal.h"
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/objspace/py_ref.h"
+#include "libcore/brine/brine.h"
 #include "libcore/brine/value.h"
 #include "libcore/protocol/consts.h"
 #include "libcore/protocol/object_space.h"
@@ -351,8 +352,10 @@ class RehearsalPeer final : public core::protocol::Peer {
 };
 
 // What rpyc.classic.connect() and a first eval send (PROTOCOL.md §7.2), both generations, plus
-// an exception reply.
-void Rehearse(Interpreter& interp) {
+// an exception reply. Fails when a step does not get the reply a client would get: a rehearsal
+// that stops early leaves the imports and caches to every child (it did once, when replies
+// started to come encoded).
+core::Status Rehearse(Interpreter& interp) {
   namespace brine = core::brine;
   using core::protocol::Handler;
   using core::protocol::Outcome;
@@ -361,36 +364,74 @@ void Rehearse(Interpreter& interp) {
   auto boxes = [](std::vector<brine::Value> items) {
     return brine::TupleOf(brine::Int(2), brine::Tuple{std::move(items)});
   };
-  auto payload = [](const Outcome& o) {
-    const auto* t = o.value.get_if<brine::Tuple>();
-    return t != nullptr && t->items.size() == 2 ? t->items[1] : brine::Value();
+  // The boxed reply's payload (decoded when the object space sent it encoded), or Fail.
+  auto payload = [](const Outcome& o, const char* step) -> core::Result<brine::Value> {
+    auto fail = [step] {
+      return core::Fail(core::Error::Usage(std::string("fork preparation: no reply to ") + step));
+    };
+    if (o.kind != Outcome::Kind::kReply) return fail();
+    brine::Value boxed = o.value;
+    const std::string* bytes = !o.own_encoding.empty() ? &o.own_encoding : o.encoded.get();
+    if (bytes != nullptr) {
+      auto v = brine::Load(*bytes);
+      if (!v) return fail();
+      boxed = std::move(*v);
+    }
+    const auto* t = boxed.get_if<brine::Tuple>();
+    if (t == nullptr || t->items.size() != 2) return fail();
+    return t->items[1];
   };
   for (auto gen : {core::protocol::Generation::kV5, core::protocol::Generation::kV6}) {
     RehearsalPeer peer;
     peer.gen = gen;
     auto space = MakeClassicObjectSpace(interp, peer);
-    brine::Value root = payload(space->Handle(Handler::kGetRoot, by_val(brine::Tuple{})));
-    space->Handle(Handler::kInspect, by_val(brine::TupleOf(root)));
-    brine::Value getmodule = payload(space->Handle(
-        Handler::kGetAttr, boxes({local(root), by_val(brine::MakeStr("getmodule"))})));
-    for (const char* name : {"builtins", "importlib.util"}) {
-      Outcome m = space->Handle(
-          Handler::kCall, boxes({local(getmodule), by_val(brine::TupleOf(brine::MakeStr(name))),
-                                 by_val(brine::Tuple{})}));
-      space->Handle(Handler::kInspect, by_val(brine::TupleOf(payload(m))));
+    auto root = payload(space->Handle(Handler::kGetRoot, by_val(brine::Tuple{})), "GETROOT");
+    if (!root) return Fail(root.error());
+    if (auto r =
+            payload(space->Handle(Handler::kInspect, by_val(brine::TupleOf(*root))), "INSPECT");
+        !r) {
+      return Fail(r.error());
     }
-    brine::Value eval;
+    auto getmodule =
+        payload(space->Handle(Handler::kGetAttr,
+                              boxes({local(*root), by_val(brine::MakeStr("getmodule"))})),
+                "GETATTR getmodule");
+    if (!getmodule) return Fail(getmodule.error());
+    for (const char* name : {"builtins", "importlib.util"}) {
+      auto m = payload(
+          space->Handle(Handler::kCall,
+                        boxes({local(*getmodule), by_val(brine::TupleOf(brine::MakeStr(name))),
+                               by_val(brine::Tuple{})})),
+          name);
+      if (!m) return Fail(m.error());
+      space->Handle(Handler::kInspect, by_val(brine::TupleOf(*m)));
+    }
+    core::Result<brine::Value> eval;
     for (const char* name : {"execute", "namespace", "eval"}) {
       eval = payload(
-          space->Handle(Handler::kGetAttr, boxes({local(root), by_val(brine::MakeStr(name))})));
+          space->Handle(Handler::kGetAttr, boxes({local(*root), by_val(brine::MakeStr(name))})),
+          name);
+      if (!eval) return Fail(eval.error());
     }
-    for (const char* code : {"None", "_classicd_rehearsal_undefined_name"}) {
-      space->Handle(Handler::kCall,
-                    boxes({local(eval), by_val(brine::TupleOf(brine::MakeStr(code))),
-                           by_val(brine::Tuple{})}));
+    if (auto r = payload(
+            space->Handle(Handler::kCall,
+                          boxes({local(*eval), by_val(brine::TupleOf(brine::MakeStr("None"))),
+                                 by_val(brine::Tuple{})})),
+            "eval");
+        !r) {
+      return Fail(r.error());
+    }
+    const Outcome e = space->Handle(
+        Handler::kCall,
+        boxes({local(*eval),
+               by_val(brine::TupleOf(brine::MakeStr("_classicd_rehearsal_undefined_name"))),
+               by_val(brine::Tuple{})}));
+    if (e.kind != Outcome::Kind::kException) {
+      return Fail(core::Error::Usage("fork preparation: no exception from an undefined name"));
     }
     space->OnDisconnect();
   }
+  return {};
 }
 
 // pymalloc (CPython 3.11, 64-bit: radix tree on) carves 16 KiB pools into blocks of one size
@@ -501,7 +542,7 @@ void Interpreter::QuietAfterFork() {
 }
 
 core::Status Interpreter::PrepareFork() {
-  Rehearse(*this);
+  const core::Status rehearsed = Rehearse(*this);
   {
     GilHold gil;
     // PyOS_AfterFork_Child() deletes and re-creates the GIL state's thread-local key: libpython's
@@ -527,7 +568,7 @@ core::Status Interpreter::PrepareFork() {
     PyEval_RestoreThread(static_cast<PyThreadState*>(main_thread_state_));
     fork_holds_gil_ = true;
   }
-  return {};
+  return rehearsed;  // the rest of the preparation stands either way
 }
 
 void Interpreter::ExitChild(int status) {
