@@ -64,6 +64,7 @@
 namespace classicd {
 namespace {
 
+using core::ErrnoText;
 using core::Error;
 using core::Fail;
 using core::UniqueFd;
@@ -77,8 +78,6 @@ void BlockStopSignals() {
   for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&set, s);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
-
-std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
 
 // Who a connection comes from, in the spellings the log and the limits use.
 struct PeerInfo {

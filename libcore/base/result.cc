@@ -1,6 +1,10 @@
 #include "libcore/base/result.h"
 
+#include <system_error>
+
 namespace core {
+
+std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
 
 std::string_view CodeName(Error::Code code) {
   switch (code) {

@@ -38,6 +38,9 @@ class [[nodiscard]] Error {
   std::string message_;
 };
 
+// strerror's text for an errno value, thread-safe ("Too many open files").
+std::string ErrnoText(int err);
+
 std::string_view CodeName(Error::Code code);
 
 template <typename T>

@@ -14,8 +14,6 @@
 namespace core::daemon {
 namespace {
 
-std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
-
 Result<UniqueFd> BindSocket(const std::string& host, uint16_t port, int type, int backlog) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;

@@ -19,7 +19,7 @@ namespace {
 Result<pid_t> PlainFork() {
   const pid_t pid = ::fork();
   if (pid < 0) {
-    return Fail(Error::Io("fork: " + std::error_code(errno, std::generic_category()).message()));
+    return Fail(Error::Io("fork: " + ErrnoText(errno)));
   }
   return pid;
 }

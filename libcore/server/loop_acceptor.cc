@@ -34,10 +34,9 @@ void LoopAcceptor::OnAcceptable(size_t listener) {
         ::accept4(listeners_[listener], reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
     if (fd < 0) {
       const int err = errno;
-      if (err == EAGAIN || err == EINTR || err == ECONNABORTED || err == EPROTO) return;
+      if (TransientAcceptError(err)) return;
       if (options_.on_accept_error) {
-        options_.on_accept_error(
-            listener, Error::Io(std::error_code(err, std::generic_category()).message()));
+        options_.on_accept_error(listener, Error::Io(ErrnoText(err)));
       }
       return;  // EMFILE and friends: the next readiness retries
     }

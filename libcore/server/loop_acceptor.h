@@ -16,15 +16,14 @@
 #include "libcore/base/result.h"
 #include "libcore/base/unique_fd.h"
 #include "libcore/daemon/loop.h"
+#include "libcore/server/accept.h"
 
 namespace core::server {
 
 class LoopAcceptor {
  public:
-  // Takes one accepted connection (a blocking, close-on-exec socket); `listener` indexes the fds
-  // given to the constructor. May call Stop() (oneshot: the first connection only).
-  using Handler = std::function<void(UniqueFd fd, const sockaddr_storage& peer, socklen_t len,
-                                     size_t listener)>;
+  // May call Stop() (oneshot: the first connection only).
+  using Handler = AcceptHandler;
 
   struct Options {
     size_t max_per_wake = 64;

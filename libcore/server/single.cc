@@ -24,7 +24,7 @@ SingleConnection::~SingleConnection() {
 
 Status SingleConnection::Start(int raw_fd) {
   if (!wake_) {
-    return Fail(Error::Io("eventfd: " + std::error_code(errno, std::generic_category()).message()));
+    return Fail(Error::Io("eventfd: " + ErrnoText(errno)));
   }
   wake_watch_ = std::make_unique<daemon::IoWatch>(loop_, wake_.get(), EV_READ, true,
                                                   [this](short) { OnWake(); });

@@ -14,14 +14,6 @@ namespace {
 
 constexpr uint64_t kStopEvent = std::numeric_limits<uint64_t>::max();
 
-std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
-
-// accept() failures that belong to one peer (it gave up, or a signal came): try the next.
-bool Transient(int err) {
-  return err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED ||
-         err == EPROTO;
-}
-
 }  // namespace
 
 ThreadedAcceptor::ThreadedAcceptor(std::vector<int> listeners, Handler handler, Options options)
@@ -160,7 +152,7 @@ bool ThreadedAcceptor::AcceptOne(std::unique_lock<std::mutex>& lock) {
         ::accept4(listeners_[listener], reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
     const int err = errno;
     UniqueFd conn(fd);
-    const bool failed = !conn && !Transient(err);
+    const bool failed = !conn && !TransientAcceptError(err);
     if (!failed) Rearm(listener);  // the next connection wakes another waiting thread
     lock.lock();
     if (stopping_) return false;  // closes a connection accepted as Stop() began

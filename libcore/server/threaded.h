@@ -24,15 +24,14 @@
 
 #include "libcore/base/result.h"
 #include "libcore/base/unique_fd.h"
+#include "libcore/server/accept.h"
 
 namespace core::server {
 
 class ThreadedAcceptor {
  public:
-  // Serves one accepted connection (a blocking, close-on-exec socket) on the accepting thread;
-  // returns when the connection is over. `listener` indexes the fds given to the constructor.
-  using Handler = std::function<void(UniqueFd fd, const sockaddr_storage& peer, socklen_t len,
-                                     size_t listener)>;
+  // Serves one accepted connection on the accepting thread; returns when it is over.
+  using Handler = AcceptHandler;
 
   struct Options {
     size_t max_idle = 32;

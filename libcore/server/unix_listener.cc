@@ -10,11 +10,6 @@
 #include <unistd.h>
 
 namespace core::server {
-namespace {
-
-std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
-
-}  // namespace
 
 Result<UniqueFd> ListenUnix(const std::string& path, mode_t mode, int backlog) {
   sockaddr_un sa{};
