@@ -33,7 +33,7 @@ double SourceLimits::reply_burst() const {
 }
 
 Sources::State& Sources::Get(std::string_view host, double now) {
-  auto it = table_.find(std::string(host));
+  auto it = table_.find(host);
   if (it == table_.end()) {
     if (table_.size() >= kMaxSources) {
       overflow_.last_seen = now;

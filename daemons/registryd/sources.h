@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -96,8 +97,13 @@ class Sources {
  private:
   bool Idle(const State& s, double now) const;
 
+  // Transparent: looking a host up needs no std::string copy.
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   SourceLimits limits_;
-  std::unordered_map<std::string, State> table_;
+  std::unordered_map<std::string, State, Hash, std::equal_to<>> table_;
   State overflow_;  // shared by the sources past kMaxSources
 };
 
