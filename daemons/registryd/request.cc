@@ -429,7 +429,9 @@ std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
       total = cached->total;
     }
   }
-  if (pruned > 0 && debug) log_.Debug("discarding {} stale server(s) of {}", pruned, shown);
+  if (pruned > 0 && debug) {
+    log_.Debug("discarding {} stale server{} of {}", pruned, pruned == 1 ? "" : "s", shown);
+  }
   if (dropped > 0 && AllowWarning(peer, sources_.Get(RegistryHost(peer.host()), now), now)) {
     if (shown.empty()) shown = core::log::Escape(name);
     log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", shown}},
@@ -504,10 +506,10 @@ std::optional<std::string_view> Handler::Register(const Request& r,
   if (over_host > 0 && AllowWarning(peer, source, now)) {
     const std::string names = joined();
     log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", names}},
-             "{} has {} entries (max-entries-per-source): refused {} new entr{} from {}; no "
+             "{} has {} entr{} (max-entries-per-source): refused {} new entr{} from {}; no "
              "reply sent",
-             host, registry_.entries_of(host), over_host, over_host == 1 ? "y" : "ies",
-             peer.text());
+             host, registry_.entries_of(host), registry_.entries_of(host) == 1 ? "y" : "ies",
+             over_host, over_host == 1 ? "y" : "ies", peer.text());
   }
   return std::nullopt;
 }
