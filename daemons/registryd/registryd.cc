@@ -126,15 +126,12 @@ class RegistryService final : public core::daemon::Service {
     registry_.set_timeout(static_cast<double>(o->timeout));
     registry_.set_max_entries_per_host(static_cast<size_t>(o->max_entries_per_source));
     sources_.set_limits(SourceLimitsOf(*o));
-    ctx_.logging.SetQuiet(o->quiet);
     if (udp_) udp_->handler().set_listing(o->listing);
     if (tcp_) tcp_->handler().set_listing(o->listing);
-    if (applied.empty() && pending.empty()) {
-      log().Info("reload: configuration unchanged");
-      return;
-    }
+    if (applied.empty() && pending.empty()) log().Info("reload: configuration unchanged");
     if (!applied.empty()) log().Info("reload: applied {}", applied);
     if (!pending.empty()) log().Warn("reload: needs a restart to apply: {}", pending);
+    ctx_.logging.SetQuiet(o->quiet);  // last: the lines above are logged at the old level
   }
 
   void Shutdown() override {

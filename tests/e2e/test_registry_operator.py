@@ -102,9 +102,13 @@ def test_reload_logs_what_changed_and_what_needs_a_restart_every_time(tmp_path):
         for n in (1, 2):
             d.proc.send_signal(signal.SIGHUP)
             assert wait_until(lambda: d.log().count("needs a restart to apply") == n), d.log()
+        # Turning quiet on is itself logged (at the level in force before the reload).
+        conf.write_text('timeout = 30\nhost = "127.0.0.1"\nmax-entries = 10\nquiet = true\n')
+        d.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "reload: applied quiet false -> true" in d.log()), d.log()
         log = d.log()
         assert d.stop() == 0
     assert "INFO:REGSRV/UDP/%d:reload: applied timeout 240 -> 30" % d.port in log, log
-    assert log.count("reload: needs a restart to apply: host 0.0.0.0 -> 127.0.0.1, max-entries 65536 -> 10") == 2, log
+    assert log.count("reload: needs a restart to apply: host 0.0.0.0 -> 127.0.0.1, max-entries 65536 -> 10") == 3, log
     # The second reload applies nothing new: timeout is already 30.
-    assert log.count("reload: applied") == 1, log
+    assert log.count("reload: applied") == 2, log
