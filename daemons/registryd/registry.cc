@@ -32,6 +32,9 @@ void Registry::EraseEntry(Service& svc, EntryIt e, uint64_t hash) {
       break;
     }
   }
+  if (auto h = per_host_.find(e->server.host); h != per_host_.end() && --h->second == 0) {
+    per_host_.erase(h);
+  }
   svc.servers.erase(e);
   svc.reply.reset();
   --entries_;
@@ -50,6 +53,9 @@ Registry::AddResult Registry::Register(const std::string& name, const Server& se
     }
   }
   if (entries_ >= max_entries_) return AddResult::kRefused;
+  size_t& of_host = per_host_[server.host];
+  if (of_host >= max_per_host_) return AddResult::kRefusedHost;
+  ++of_host;
   if (found == by_name_.end()) {
     services_.push_back(Service{name, {}, nullptr});
     auto it = std::prev(services_.end());
@@ -61,6 +67,11 @@ Registry::AddResult Registry::Register(const std::string& name, const Server& se
   index_.emplace(hash, std::prev(svc.servers.end()));
   ++entries_;
   return AddResult::kAdded;
+}
+
+size_t Registry::entries_of(std::string_view host) const {
+  auto it = per_host_.find(std::string(host));
+  return it == per_host_.end() ? 0 : it->second;
 }
 
 void Registry::EraseService(ServiceIt it) {

@@ -7,7 +7,9 @@
 // Semantics follow the reference (PROTOCOL.md §10): names are kept in first-registration order;
 // a service's servers are returned oldest registration first; a service left without servers
 // disappears. Unlike the reference, the number of (service, server) entries is capped: past the
-// cap, new entries are refused (refreshing an existing entry always works).
+// cap, new entries are refused (refreshing an existing entry always works). So is the number of
+// entries of one host (the address a REGISTER came from), so that one source cannot fill the
+// registry and lock every other server out.
 
 #include <cstddef>
 #include <cstdint>
@@ -22,6 +24,7 @@
 namespace registryd {
 
 inline constexpr size_t kDefaultMaxEntries = 65536;
+inline constexpr size_t kDefaultMaxEntriesPerHost = 1024;
 
 struct Server {
   std::string host;
@@ -30,12 +33,14 @@ struct Server {
 
 class Registry {
  public:
-  Registry(size_t max_entries, double timeout_seconds)
-      : max_entries_(max_entries), timeout_(timeout_seconds) {}
+  Registry(size_t max_entries, double timeout_seconds,
+           size_t max_entries_per_host = kDefaultMaxEntriesPerHost)
+      : max_entries_(max_entries), max_per_host_(max_entries_per_host), timeout_(timeout_seconds) {}
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;
 
-  enum class AddResult { kAdded, kRefreshed, kRefused };
+  // kRefused: the registry is full; kRefusedHost: this host has max_entries_per_host entries.
+  enum class AddResult { kAdded, kRefreshed, kRefused, kRefusedHost };
   // `name` must already be upper-cased.
   AddResult Register(const std::string& name, const Server& server, double now);
   // Removes `server` from every service; returns how many entries went.
@@ -89,8 +94,13 @@ class Registry {
   size_t services() const { return by_name_.size(); }
   size_t entries() const { return entries_; }
   size_t max_entries() const { return max_entries_; }
+  size_t max_entries_per_host() const { return max_per_host_; }
+  // The number of entries registered from `host`.
+  size_t entries_of(std::string_view host) const;
   double timeout() const { return timeout_; }
   void set_timeout(double seconds) { timeout_ = seconds; }
+  // Applies to new entries only: a host already past a lowered cap keeps its entries.
+  void set_max_entries_per_host(size_t n) { max_per_host_ = n; }
 
  private:
   // Memory matters (the cap is reached under a flood): an entry is one list node plus one small
@@ -119,12 +129,14 @@ class Registry {
   void EraseService(ServiceIt it);
 
   size_t max_entries_;
+  size_t max_per_host_;
   double timeout_;
   size_t entries_ = 0;
   std::list<Service> services_;  // first-registration order
   // Keys view Service::name (list nodes never move).
   std::unordered_map<std::string_view, ServiceIt> by_name_;
   std::unordered_multimap<uint64_t, EntryIt> index_;
+  std::unordered_map<std::string, size_t> per_host_;  // host -> entries (none at 0)
 };
 
 }  // namespace registryd

@@ -29,6 +29,26 @@ TEST(Registry, QueryReturnsOldestRegistrationFirst) {
   EXPECT_TRUE(r.Query("NOPE", 5.0).empty());
 }
 
+TEST(Registry, OneHostCannotFillTheRegistry) {
+  Registry r(100, 240, 3);
+  EXPECT_EQ(r.Register("A", S("10.0.0.9", 1), 0), Registry::AddResult::kAdded);
+  EXPECT_EQ(r.Register("B", S("10.0.0.9", 1), 0), Registry::AddResult::kAdded);
+  EXPECT_EQ(r.Register("A", S("10.0.0.9", 2), 0), Registry::AddResult::kAdded);
+  EXPECT_EQ(r.Register("C", S("10.0.0.9", 1), 0), Registry::AddResult::kRefusedHost);
+  EXPECT_EQ(r.services(), 2u);  // the refused name left nothing behind
+  // Refreshing still works at the cap, and another host is not affected.
+  EXPECT_EQ(r.Register("A", S("10.0.0.9", 1), 1), Registry::AddResult::kRefreshed);
+  EXPECT_EQ(r.Register("C", S("10.0.0.1", 1), 1), Registry::AddResult::kAdded);
+  EXPECT_EQ(r.entries_of("10.0.0.9"), 3u);
+  // Entries that go (unregistered, pruned) give the host room again.
+  EXPECT_EQ(r.Unregister(S("10.0.0.9", 2)), 1u);
+  EXPECT_EQ(r.entries_of("10.0.0.9"), 2u);
+  EXPECT_EQ(r.Register("C", S("10.0.0.9", 1), 2), Registry::AddResult::kAdded);
+  EXPECT_EQ(r.Prune(300), 4u);
+  EXPECT_EQ(r.entries_of("10.0.0.9"), 0u);
+  EXPECT_EQ(r.entries_of("10.0.0.1"), 0u);
+}
+
 TEST(Registry, HostAndPortTogetherMakeTheKey) {
   Registry r(100, 240);
   r.Register("A", S("h", 1), 0);

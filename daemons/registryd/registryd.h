@@ -25,6 +25,10 @@ struct Options {
   bool quiet = false;
   std::string log = "auto";  // auto | stderr | journal
   int64_t max_entries = 65536;
+  // Per source address (see sources.h); 0 turns a rate limit off.
+  int64_t max_entries_per_source = 1024;
+  int64_t register_rate_per_source = 20;   // REGISTERs per second
+  int64_t reply_bytes_per_source = 65536;  // UDP reply bytes per second
   int64_t max_connections = 256;
   int64_t connection_timeout_ms = 5000;
 };
@@ -37,8 +41,14 @@ core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options
 
 core::daemon::RunOptions MakeRunOptions(const Options& o);
 
-// `reload` re-reads the options on SIGHUP (timeout and listing apply at once; the rest needs a
-// restart).
+// `reload` re-reads the options on SIGHUP. Keys in kReloadableKeys apply at once; the rest need
+// a restart. Each reload logs what changed, applied or not.
+inline constexpr const char* kReloadableKeys[] = {"timeout",
+                                                  "listing",
+                                                  "quiet",
+                                                  "max-entries-per-source",
+                                                  "register-rate-per-source",
+                                                  "reply-bytes-per-source"};
 using Reloader = std::function<core::Result<Options>()>;
 core::Result<std::unique_ptr<core::daemon::Service>> MakeService(core::daemon::Context& context,
                                                                  const Options& o, Reloader reload);

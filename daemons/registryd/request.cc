@@ -115,7 +115,7 @@ char* PutStr(std::string_view s, char* p) {
 std::string QuoteList(const std::vector<std::string>& names) {
   std::string out = "(";
   for (size_t i = 0; i < names.size(); ++i) {
-    out += (i ? ", '" : "'") + names[i] + "'";
+    out += (i ? ", '" : "'") + core::log::Escape(names[i]) + "'";
   }
   return out + (names.size() == 1 ? ",)" : ")");
 }
@@ -260,12 +260,35 @@ std::string EncodeNames(const std::vector<std::string>& names, size_t max_bytes,
   return out;
 }
 
-void Handler::WarnPeer(const std::string& peer, const std::string& what, double now) {
-  if (!warn_limit_.Allow(now)) return;
-  log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer}}, "bad request from {}: {}", peer, what);
+std::string HostPort(std::string_view host, std::string_view port) {
+  std::string out;
+  const bool v6 = host.find(':') != std::string_view::npos;
+  if (v6) out += '[';
+  out += host;
+  if (v6) out += ']';
+  out += ':';
+  out += port;
+  return out;
+}
+
+bool Handler::AllowWarning(const core::daemon::PeerAddress& peer, Sources::State& source,
+                           double now) {
+  if (!source.warnings.Allow(now) || !warn_limit_.Allow(now)) return false;
+  if (const uint64_t n = source.warnings.TakeSuppressed()) {
+    log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}},
+             "{} more warning(s) about {} were suppressed (more than {} in {} s)", n, peer.host(),
+             kWarningBurst, kLogInterval);
+  }
   if (const uint64_t n = warn_limit_.TakeSuppressed()) {
     log_.Warn("{} more bad-request warning(s) were suppressed", n);
   }
+  return true;
+}
+
+void Handler::WarnPeer(const core::daemon::PeerAddress& peer, const std::string& what, double now) {
+  if (!AllowWarning(peer, sources_.Get(RegistryHost(peer.host()), now), now)) return;
+  log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}}, "bad request from {}: {}",
+           peer.text(), core::log::Escape(what));
 }
 
 std::optional<std::string_view> FastQueryName(std::string_view data) {
@@ -307,24 +330,54 @@ std::optional<std::string_view> FastQueryName(std::string_view data) {
 
 std::optional<std::string_view> Handler::Handle(std::string_view data,
                                                 const core::daemon::PeerAddress& peer, double now) {
+  Sources::State& source = sources_.Get(RegistryHost(peer.host()), now);
+  log_request_ = log_.enabled(core::log::Level::debug) && source.requests.Allow(now);
+  if (log_request_) {
+    if (const uint64_t n = source.requests.TakeSuppressed()) {
+      log_.Log(core::log::Level::debug, {{"RPYC_PEER", peer.text()}},
+               "{} request(s) from {} were not logged (more than {} in {} s)", n, peer.host(),
+               kRequestLogBurst, kLogInterval);
+    }
+  }
+  auto reply = Dispatch(data, peer, source, now);
+  if (!reply || !limits_.per_source_budget) return reply;
+  if (sources_.AllowReply(source, reply->size(), now)) return reply;
+  ++source.refused_replies;
+  source.reply_bytes_refused += reply->size();
+  if (AllowWarning(peer, source, now)) {
+    log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}},
+             "reply budget of {} ({} bytes/s) exceeded: {} repl{} ({} bytes) not sent since the "
+             "last warning",
+             peer.host(), sources_.limits().reply_bytes_per_second, source.refused_replies,
+             source.refused_replies == 1 ? "y" : "ies", source.reply_bytes_refused);
+    source.refused_replies = 0;
+    source.reply_bytes_refused = 0;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string_view> Handler::Dispatch(std::string_view data,
+                                                  const core::daemon::PeerAddress& peer,
+                                                  Sources::State& source, double now) {
   if (auto name = FastQueryName(data)) return Query(*name, false, peer, now);
   auto request = ParseRequest(data);
   if (!request) {
-    WarnPeer(peer.text(), request.error().message(), now);
+    WarnPeer(peer, request.error().message(), now);
     return std::nullopt;
   }
   switch (request->command) {
     case Command::kQuery:
       return Query(request->names[0], request->name_is_bytes, peer, now);
     case Command::kRegister:
-      return Register(*request, peer, now);
+      return Register(*request, peer, source, now);
     case Command::kUnregister: {
       const std::string host(RegistryHost(peer.host()));
       const size_t n = registry_.Unregister(Server{host, request->port});
-      if (log_.enabled(core::log::Level::debug)) {
+      if (log_request_) {
         log_.Log(core::log::Level::debug,
                  {{"RPYC_PEER", peer.text()}, {"RPYC_COMMAND", "UNREGISTER"}},
-                 "unregistering {}:{} ({} entries)", host, request->port_text, n);
+                 "unregistering {} ({} entr{})",
+                 HostPort(host, core::log::Escape(request->port_text)), n, n == 1 ? "y" : "ies");
       }
       return kOk;
     }
@@ -343,10 +396,12 @@ std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
     name_[i] = c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
   }
   const std::string_view name(name_, n);
-  const bool debug = log_.enabled(core::log::Level::debug);
+  const bool debug = log_request_;
+  std::string shown;  // the name as logged: escaped
   if (debug) {
-    log_.Log(core::log::Level::debug, {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", name}},
-             "querying for '{}'", name);
+    shown = core::log::Escape(name);
+    log_.Log(core::log::Level::debug, {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", shown}},
+             "querying for '{}'", shown);
   }
   size_t pruned = 0;
   size_t dropped = 0;
@@ -374,11 +429,14 @@ std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
       total = cached->total;
     }
   }
-  if (pruned > 0 && debug) log_.Debug("discarding {} stale server(s) of {}", pruned, name);
-  if (dropped > 0) {
-    log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", name}},
+  if (pruned > 0 && debug) {
+    log_.Debug("discarding {} stale server{} of {}", pruned, pruned == 1 ? "" : "s", shown);
+  }
+  if (dropped > 0 && AllowWarning(peer, sources_.Get(RegistryHost(peer.host()), now), now)) {
+    if (shown.empty()) shown = core::log::Escape(name);
+    log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", shown}},
              "reply to {} truncated to {} bytes: {} of {} servers of {} left out (oldest first)",
-             peer.text(), limits_.query, dropped, total, name);
+             peer.text(), limits_.query, dropped, total, shown);
   }
   if (debug) {
     if (servers_.empty()) {
@@ -386,7 +444,7 @@ std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
     } else {
       std::string text = "[";
       for (size_t i = dropped; i < servers_.size(); ++i) {
-        text += (i > dropped ? ", ('" : "('") + servers_[i]->host + "', ";
+        text += (i > dropped ? ", ('" : "('") + core::log::Escape(servers_[i]->host) + "', ";
         auto port = core::brine::Load(servers_[i]->port);
         text += (port ? port->Repr() : "?") + ")";
       }
@@ -398,37 +456,69 @@ std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
 
 std::optional<std::string_view> Handler::Register(const Request& r,
                                                   const core::daemon::PeerAddress& peer,
-                                                  double now) {
+                                                  Sources::State& source, double now) {
   const std::string host(RegistryHost(peer.host()));
-  std::string joined;
-  for (const auto& n : r.names) joined += (joined.empty() ? "" : ", ") + n;
-  if (log_.enabled(core::log::Level::debug)) {
-    log_.Log(core::log::Level::debug,
-             {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", joined}, {"RPYC_COMMAND", "REGISTER"}},
-             "registering {}:{} as {}", host, r.port_text, joined);
+  const auto joined = [&r] {
+    std::string out;
+    for (const auto& n : r.names) out += (out.empty() ? "" : ", ") + core::log::Escape(n);
+    return out;
+  };
+  if (!sources_.AllowRegister(source, now)) {
+    ++source.refused_registers;
+    if (AllowWarning(peer, source, now)) {
+      log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}, {"RPYC_COMMAND", "REGISTER"}},
+               "REGISTER rate of {} over {}/s: {} REGISTER(s) refused since the last warning; no "
+               "reply sent",
+               host, sources_.limits().registers_per_second, source.refused_registers);
+      source.refused_registers = 0;
+    }
+    return std::nullopt;
   }
-  size_t refused = 0;
+  if (log_request_) {
+    const std::string names = joined();
+    log_.Log(core::log::Level::debug,
+             {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", names}, {"RPYC_COMMAND", "REGISTER"}},
+             "registering {} as {}", HostPort(host, core::log::Escape(r.port_text)), names);
+  }
+  size_t full = 0;
+  size_t over_host = 0;
   for (const auto& n : r.names) {
-    if (registry_.Register(Upper(n), Server{host, r.port}, now) == Registry::AddResult::kRefused) {
-      ++refused;
+    switch (registry_.Register(Upper(n), Server{host, r.port}, now)) {
+      case Registry::AddResult::kRefused:
+        ++full;
+        break;
+      case Registry::AddResult::kRefusedHost:
+        ++over_host;
+        break;
+      default:
+        break;
     }
   }
-  if (refused == 0) return kOk;
-  if (full_limit_.Allow(now)) {
-    log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", joined}},
-             "registry full ({} entries): refused {} new entr{} from {} (and {} more since the "
+  if (full == 0 && over_host == 0) return kOk;
+  if (full > 0 && full_limit_.Allow(now)) {
+    const std::string names = joined();
+    log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", names}},
+             "registry full ({} entr{}): refused {} new entr{} from {} (and {} more since the "
              "last warning); no reply sent",
-             registry_.max_entries(), refused, refused == 1 ? "y" : "ies", peer.text(),
-             full_limit_.TakeSuppressed());
+             registry_.max_entries(), registry_.max_entries() == 1 ? "y" : "ies", full,
+             full == 1 ? "y" : "ies", peer.text(), full_limit_.TakeSuppressed());
+  }
+  if (over_host > 0 && AllowWarning(peer, source, now)) {
+    const std::string names = joined();
+    log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", names}},
+             "{} has {} entr{} (max-entries-per-source): refused {} new entr{} from {}; no "
+             "reply sent",
+             host, registry_.entries_of(host), registry_.entries_of(host) == 1 ? "y" : "ies",
+             over_host, over_host == 1 ? "y" : "ies", peer.text());
   }
   return std::nullopt;
 }
 
 std::optional<std::string_view> Handler::List(const Request& r,
                                               const core::daemon::PeerAddress& peer, double now) {
-  log_.Debug("querying for services list:");
+  if (log_request_) log_.Debug("querying for services list:");
   if (!listing_) {
-    log_.Debug("listing is disabled");
+    if (log_request_) log_.Debug("listing is disabled");
     return kNone;
   }
   // The reference evaluates filter_host[0]: a tuple's first item or a str's first character.
@@ -439,7 +529,7 @@ std::optional<std::string_view> Handler::List(const Request& r,
     if (!s->utf8.empty()) first = core::brine::Str{Utf8Chars(s->utf8)[0]};
   }
   if (!first) {
-    WarnPeer(peer.text(), "list argument is not a non-empty tuple: " + r.list_arg.Repr(), now);
+    WarnPeer(peer, "list argument is not a non-empty tuple: " + r.list_arg.Repr(), now);
     return std::nullopt;
   }
   // Unlike the reference, LIST never shows servers past the timeout.
@@ -454,14 +544,12 @@ std::optional<std::string_view> Handler::List(const Request& r,
   }  // any other truthy filter matches no host, as in the reference
   size_t dropped = 0;
   reply_ = EncodeNames(names, limits_.list, &dropped);
-  if (dropped > 0) {
+  if (dropped > 0 && AllowWarning(peer, sources_.Get(RegistryHost(peer.host()), now), now)) {
     log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}},
              "reply to {} truncated to {} bytes: {} of {} service names left out", peer.text(),
              limits_.list, dropped, names.size());
   }
-  if (log_.enabled(core::log::Level::debug)) {
-    log_.Debug("replying with {}", QuoteList(names));
-  }
+  if (log_request_) log_.Debug("replying with {}", QuoteList(names));
   return reply_;
 }
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "daemons/registryd/registry.h"
+#include "daemons/registryd/sources.h"
 #include "libcore/base/result.h"
 #include "libcore/brine/value.h"
 #include "libcore/daemon/sockets.h"
@@ -59,45 +60,69 @@ std::string_view RegistryHost(std::string_view host);
 struct ReplyLimits {
   size_t query = kMaxReplyBytes;
   size_t list = kMaxReplyBytes;
+  // UDP: replies count against the source's reply budget (a forged source address cannot be
+  // sent more than reply-bytes-per-source per second). TCP sources cannot be forged.
+  bool per_source_budget = false;
 };
 
 // Runs requests for one transport ("REGSRV/UDP/18811", "REGSRV/TCP/18811") against the shared
-// registry, logging like the reference plus structured fields.
+// registry, logging like the reference plus structured fields. Every peer-supplied string in a
+// log line is escaped (core::log::Escape). Per source address (see Sources): REGISTERs beyond
+// the source's rate get no reply, and so do UDP replies beyond its byte budget; at most
+// kRequestLogBurst requests and kWarningBurst warnings are logged per kLogInterval.
 class Handler {
  public:
-  // `registry` must outlive the handler.
-  Handler(Registry& registry, bool listing, ReplyLimits limits, core::log::Logger log)
-      : registry_(registry), listing_(listing), limits_(limits), log_(std::move(log)) {}
+  // `registry` and `sources` must outlive the handler.
+  Handler(Registry& registry, Sources& sources, bool listing, ReplyLimits limits,
+          core::log::Logger log)
+      : registry_(registry),
+        sources_(sources),
+        listing_(listing),
+        limits_(limits),
+        log_(std::move(log)) {}
 
   // The reply bytes (valid until the next call), or nullopt when nothing must be sent (bad
-  // request: one warning naming the peer; registration refused because the registry is full).
+  // request: one warning naming the peer; registration refused because the registry, or the
+  // source's share of it, is full; the source is over its REGISTER rate or reply budget).
   std::optional<std::string_view> Handle(std::string_view data,
                                          const core::daemon::PeerAddress& peer, double now);
 
   void set_listing(bool on) { listing_ = on; }
   const core::log::Logger& log() const { return log_; }
 
-  // Logs a warning about `peer` (rate-limited: a flood of garbage does not flood the log).
-  void WarnPeer(const std::string& peer, const std::string& what, double now);
+  // Logs a warning about `peer` ("bad request from PEER: WHAT", WHAT escaped), rate-limited per
+  // source and overall: a flood of garbage does not flood the log.
+  void WarnPeer(const core::daemon::PeerAddress& peer, const std::string& what, double now);
 
  private:
+  std::optional<std::string_view> Dispatch(std::string_view data,
+                                           const core::daemon::PeerAddress& peer,
+                                           Sources::State& source, double now);
+  // True when a warning about `source` may be written now (per source, then overall); then
+  // also writes the counts of the warnings suppressed before it.
+  bool AllowWarning(const core::daemon::PeerAddress& peer, Sources::State& source, double now);
   std::string_view Query(std::string_view raw_name, bool name_is_bytes,
                          const core::daemon::PeerAddress& peer, double now);
   std::optional<std::string_view> Register(const Request& r, const core::daemon::PeerAddress& peer,
-                                           double now);
+                                           Sources::State& source, double now);
   std::optional<std::string_view> List(const Request& r, const core::daemon::PeerAddress& peer,
                                        double now);
 
   Registry& registry_;
+  Sources& sources_;
   bool listing_;
   ReplyLimits limits_;
   core::log::Logger log_;
+  bool log_request_ = false;  // debug lines for the current request (within the source's budget)
   core::log::RateLimit warn_limit_{20, 10.0};
   core::log::RateLimit full_limit_{1, 10.0};
   std::vector<const Server*> servers_;  // scratch, reused: no allocation per QUERY
   std::string reply_;                   // the last reply
   char name_[kMaxRequestBytes];         // scratch: the upper-cased QUERY name
 };
+
+// "host:port", with an IPv6 host in brackets ("[::1]:18811").
+std::string HostPort(std::string_view host, std::string_view port);
 
 // Encoders, exposed for tests: a reply tuple truncated to at most `max_bytes`.
 // *dropped gets the number of items left out.

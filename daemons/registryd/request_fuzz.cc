@@ -22,6 +22,7 @@ void Check(bool ok) {
 }
 
 constexpr size_t kCap = 8;
+constexpr size_t kCapPerHost = 3;
 constexpr const char* kHosts[] = {"127.0.0.1", "10.0.0.2", "::ffff:127.0.0.1", "::1"};
 
 }  // namespace
@@ -29,11 +30,16 @@ constexpr const char* kHosts[] = {"127.0.0.1", "10.0.0.2", "::ffff:127.0.0.1", "
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static constexpr std::string_view kSep = "|REQ|";
   std::string_view in(reinterpret_cast<const char*>(data), size);
-  registryd::Registry registry(kCap, /*timeout_seconds=*/60);
-  const registryd::ReplyLimits udp{registryd::kMaxReplyBytes, registryd::kMaxUdpListReplyBytes};
+  registryd::Registry registry(kCap, /*timeout_seconds=*/60, kCapPerHost);
+  registryd::SourceLimits source_limits;
+  source_limits.registers_per_second = 2;
+  source_limits.reply_bytes_per_second = 4000;
+  registryd::Sources sources(source_limits);
+  const registryd::ReplyLimits udp{registryd::kMaxReplyBytes, registryd::kMaxUdpListReplyBytes,
+                                   true};
   const registryd::ReplyLimits tcp{};
-  registryd::Handler udp_handler(registry, /*listing=*/true, udp, core::log::Logger());
-  registryd::Handler tcp_handler(registry, /*listing=*/false, tcp, core::log::Logger());
+  registryd::Handler udp_handler(registry, sources, /*listing=*/true, udp, core::log::Logger());
+  registryd::Handler tcp_handler(registry, sources, /*listing=*/false, tcp, core::log::Logger());
   double now = 0;
   size_t start = 0;
   while (start < in.size()) {
@@ -65,6 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Check(value.has_value());
     }
     Check(registry.entries() <= kCap);
+    Check(registry.entries_of(registryd::RegistryHost(host)) <= kCapPerHost);
   }
   return 0;
 }

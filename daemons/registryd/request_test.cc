@@ -183,9 +183,10 @@ class HandlerTest : public ::testing::Test {
     return s.str();
   }
   Handler Make(bool listing) {
-    return Handler(registry_, listing, ReplyLimits{}, logging_->Get("REGSRV/UDP/18811"));
+    return Handler(registry_, sources_, listing, ReplyLimits{}, logging_->Get("REGSRV/UDP/18811"));
   }
   Registry registry_{100, 240};
+  Sources sources_{SourceLimits{}};
   std::string path_;
   std::unique_ptr<core::log::Logging> logging_;
 };
@@ -250,7 +251,8 @@ TEST(HandlerCache, RepliesFollowEveryChange) {
   auto logging = core::log::Logging::Create(o);
   ASSERT_TRUE(logging);
   Registry registry(100, 10);
-  Handler h(registry, false, ReplyLimits{}, (*logging)->Get("T"));
+  Sources sources{SourceLimits{}};
+  Handler h(registry, sources, false, ReplyLimits{}, (*logging)->Get("T"));
   auto ask = [&](const std::string& data, const char* host, double now) {
     auto r = h.Handle(data, core::daemon::PeerAddress(host, "p"), now);
     return r ? brine::Load(*r) : core::Result<Value>(Value());
@@ -305,12 +307,78 @@ TEST_F(HandlerTest, BadInputNoReplyOneWarningNamingThePeer) {
 
 TEST_F(HandlerTest, FullRegistryRefusesWithoutReply) {
   Registry small(1, 240);
-  Handler h(small, false, ReplyLimits{}, logging_->Get("T"));
+  Handler h(small, sources_, false, ReplyLimits{}, logging_->Get("T"));
   EXPECT_TRUE(h.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("a")}), Value(1)})),
                        core::daemon::PeerAddress("h", "p"), 0));
   EXPECT_FALSE(h.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("b")}), Value(1)})),
                         core::daemon::PeerAddress("h", "p"), 0));
-  EXPECT_NE(LogText().find("registry full (1 entries)"), std::string::npos) << LogText();
+  EXPECT_NE(LogText().find("registry full (1 entry)"), std::string::npos) << LogText();
+}
+
+TEST_F(HandlerTest, PeerStringsAreEscapedInLogLines) {
+  Handler h = Make(false);
+  const core::daemon::PeerAddress peer("10.0.0.5", "10.0.0.5:77");
+  EXPECT_TRUE(h.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("X\r\nWARNING:forged")}),
+                                                  MakeStr("/tmp/a\nb")})),
+                       peer, 0));
+  EXPECT_TRUE(h.Handle(Req("QUERY", MakeTuple({MakeStr("Y\nDEBUG:forged")})), peer, 0));
+  const std::string text = LogText();
+  EXPECT_EQ(text.find("\nWARNING:forged"), std::string::npos) << text;
+  EXPECT_EQ(text.find("\nDEBUG:forged"), std::string::npos) << text;
+  EXPECT_NE(text.find("registering 10.0.0.5:/tmp/a\\nb as X\\r\\nWARNING:forged"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("querying for 'Y\\nDEBUG:FORGED'"), std::string::npos) << text;
+}
+
+TEST_F(HandlerTest, OneSourceCannotFillTheRegistryNorRegisterFaster) {
+  Registry registry(100, 240, 3);
+  SourceLimits limits;
+  limits.registers_per_second = 2;  // a burst of 10
+  Sources sources(limits);
+  Handler h(registry, sources, false, ReplyLimits{}, logging_->Get("T"));
+  const core::daemon::PeerAddress a("10.0.0.1", "10.0.0.1:5"), b("10.0.0.2", "10.0.0.2:5");
+  auto reg = [&](const char* name, const core::daemon::PeerAddress& p, double now) {
+    return h.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr(name)}), Value(1)})), p, now)
+        .has_value();
+  };
+  EXPECT_TRUE(reg("a", a, 0));
+  EXPECT_TRUE(reg("b", a, 0));
+  EXPECT_TRUE(reg("c", a, 0));
+  EXPECT_FALSE(reg("d", a, 0));  // a's share is full
+  EXPECT_TRUE(reg("d", b, 0));   // b is not affected
+  EXPECT_TRUE(reg("a", a, 0));   // refreshing works
+  EXPECT_NE(LogText().find("10.0.0.1 has 3 entries (max-entries-per-source): refused 1 new entry"),
+            std::string::npos)
+      << LogText();
+  int answered = 0;
+  for (int i = 0; i < 20; ++i) answered += reg("a", a, 0) ? 1 : 0;
+  EXPECT_EQ(answered, 5);  // the burst of 10 REGISTERs, 5 of them used above
+  EXPECT_TRUE(reg("e", b, 0));
+  EXPECT_TRUE(reg("a", a, 1.0));  // 2 per second again
+  EXPECT_NE(LogText().find("REGISTER rate of 10.0.0.1 over 2/s: 1 REGISTER(s) refused"),
+            std::string::npos)
+      << LogText();
+}
+
+TEST_F(HandlerTest, UdpRepliesStayWithinTheSourceBudget) {
+  SourceLimits limits;
+  limits.reply_bytes_per_second = 1000;  // the burst: one largest reply, 15,000 bytes
+  Sources sources(limits);
+  Handler h(registry_, sources, true, ReplyLimits{kMaxReplyBytes, kMaxUdpListReplyBytes, true},
+            logging_->Get("T"));
+  const core::daemon::PeerAddress victim("10.0.0.7", "10.0.0.7:53");
+  const std::string query = Req("QUERY", MakeTuple({MakeStr("NOBODY")}));
+  size_t bytes = 0;
+  for (int i = 0; i < 100000; ++i) {
+    if (auto r = h.Handle(query, victim, 0)) bytes += r->size();
+  }
+  EXPECT_LE(bytes, 15000u);
+  EXPECT_GE(bytes, 14000u);
+  EXPECT_TRUE(h.Handle(query, core::daemon::PeerAddress("10.0.0.8", "10.0.0.8:1"), 0));
+  EXPECT_TRUE(h.Handle(query, victim, 1.0));  // 1000 bytes/s later
+  EXPECT_NE(LogText().find("reply budget of 10.0.0.7 (1000 bytes/s) exceeded"), std::string::npos)
+      << LogText();
 }
 
 }  // namespace

@@ -54,8 +54,8 @@ void UdpServer::OnReadable() {
       const PeerAddress from(slot.addr);
       if ((msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
         handler_.WarnPeer(
-            from.text(),
-            "oversize datagram (more than " + std::to_string(kMaxRequestBytes) + " bytes)", now);
+            from, "oversize datagram (more than " + std::to_string(kMaxRequestBytes) + " bytes)",
+            now);
         continue;
       }
       auto reply = handler_.Handle(std::string_view(slot.data, msgs_[i].msg_len), from, now);
@@ -162,7 +162,7 @@ void TcpServer::OnEvent(ConnList::iterator it, short what) {
   const double now = MonotonicSeconds();
   const auto remaining = std::chrono::milliseconds(static_cast<int64_t>((c.deadline - now) * 1000));
   if ((what & EV_TIMEOUT) != 0 || remaining.count() <= 0) {
-    handler_.WarnPeer(c.peer->text(),
+    handler_.WarnPeer(*c.peer,
                       "connection timed out after " + std::to_string(limits_.deadline.count()) +
                           " ms with " + std::to_string(c.in.size()) + " byte(s) received",
                       now);

@@ -1,6 +1,8 @@
 #include "libcore/config/cli.h"
 
+#include <cctype>
 #include <deque>
+#include <string_view>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -17,6 +19,65 @@ CliOutcome Exit(int code, std::string message, bool to_stderr) {
   out.exit_code = code;
   out.message = std::move(message);
   out.to_stderr = to_stderr;
+  return out;
+}
+
+std::string TypeName(const Field& f) {
+  switch (f.kind) {
+    case Kind::kInt:
+      return "INT";
+    case Kind::kChoice: {
+      std::string out = "{";
+      for (const auto& c : f.choices) out += (out.size() > 1 ? "," : "") + c;
+      return out + "}";
+    }
+    default:
+      return "TEXT";
+  }
+}
+
+bool IsBoolWord(std::string_view word) {
+  std::string t(word);
+  for (char& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* w : {"true", "false", "yes", "no", "on", "off", "1", "0"}) {
+    if (t == w) return true;
+  }
+  return false;
+}
+
+// `-l WORD` -> `--listing=WORD` for every boolean switch followed by a word that is not a switch
+// (CLI11 flags take a value only after '=').
+Result<std::vector<std::string>> JoinFlagValues(int argc, const char* const* argv,
+                                                const Schema& schema, const std::string& app) {
+  std::vector<std::string> out;
+  if (argc > 0) out.emplace_back(argv[0]);
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    const Field* flag = nullptr;
+    std::string long_name;
+    for (const Field& f : schema) {
+      if (f.kind != Kind::kBool || f.switches.empty()) continue;
+      std::string_view names = f.switches;
+      while (!names.empty()) {
+        const size_t comma = names.find(',');
+        const std::string_view name = names.substr(0, comma);
+        if (name.starts_with("--")) long_name = name;
+        if (name == arg) flag = &f;
+        names = comma == std::string_view::npos ? "" : names.substr(comma + 1);
+      }
+      if (flag != nullptr) break;
+    }
+    if (flag == nullptr || long_name.empty() || i + 1 >= argc || argv[i + 1][0] == '-') {
+      out.emplace_back(arg);
+      continue;
+    }
+    const std::string_view word = argv[++i];
+    if (!IsBoolWord(word)) {
+      return Fail(Error::Usage(app + ": " + std::string(arg) + ": '" + std::string(word) +
+                               "' is not a boolean (true/false/yes/no/on/off/1/0)"));
+    }
+    out.push_back(long_name + "=" + std::string(word));
+  }
   return out;
 }
 
@@ -55,19 +116,34 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
   for (const Field& f : schema) {
     if (f.switches.empty()) continue;
     Binding b{&f, nullptr, nullptr, nullptr};
-    const std::string help = f.help + " [default: " + ValueText(f) + "]";
+    const std::string value = ValueText(f);
+    const std::string help =
+        info.typed_help && value.empty() ? f.help : f.help + " [default: " + value + "]";
     if (f.kind == Kind::kBool) {
       b.flag = &bools.emplace_back(false);
       b.option = app.add_flag(f.switches, *b.flag, help);
+      if (info.typed_help && info.flag_values) b.option->type_name("[BOOL]");
     } else {
       b.text = &texts.emplace_back();
       b.option = app.add_option(f.switches, *b.text, help);
+      if (info.typed_help) b.option->type_name(TypeName(f));
     }
     bindings.push_back(b);
   }
 
+  std::vector<std::string> args;
+  if (info.flag_values) {
+    auto joined = JoinFlagValues(argc, argv, schema, info.name);
+    if (!joined) return Exit(kExitUsage, joined.error().message(), true);
+    args = std::move(*joined);
+  } else {
+    args.assign(argv, argv + argc);
+  }
+  std::vector<const char*> arg_ptrs;
+  for (const auto& a : args) arg_ptrs.push_back(a.c_str());
+
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
   } catch (const CLI::CallForHelp&) {
     return Exit(kExitOk, app.help(), false);
   } catch (const CLI::CallForAllHelp&) {

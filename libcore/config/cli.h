@@ -31,6 +31,14 @@ struct AppInfo {
   // Cross-field checks run after everything is merged; a failure exits kExitUsage when it is
   // an Error::Usage, kExitConfig otherwise (a check blames the file through `origins`).
   std::function<Status(const Origins& origins)> validate;
+  // Opt-in (rpyc-registryd; other daemons keep the plain behaviour):
+  //  * flag_values: a boolean switch also takes a value as a separate word, as the reference's
+  //    `-l true` / `-q 1` do: `-l`, `-l true`, `-l no`, `--listing 0` and `--listing=off` all
+  //    work; a word that is not a switch and not a boolean is an error naming the switch.
+  //  * typed_help: --help shows each value's type (INT, TEXT, [BOOL]) or choices ({UDP,TCP}),
+  //    and no "[default: ]" for an empty default.
+  bool flag_values = false;
+  bool typed_help = false;
 };
 
 struct CliOutcome {

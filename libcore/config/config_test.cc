@@ -97,11 +97,13 @@ TEST(TomlLoader, MissingFile) {
 
 class CliTest : public ::testing::Test {
  protected:
-  CliOutcome Parse(std::vector<std::string> args) {
+  CliOutcome Parse(std::vector<std::string> args, bool opt_in = false) {
     args.insert(args.begin(), "prog");
     std::vector<const char*> argv;
     for (const auto& a : args) argv.push_back(a.c_str());
     AppInfo info{"prog", "test program", "prog 1.0", nullptr};
+    info.flag_values = opt_in;
+    info.typed_help = opt_in;
     return ParseCommandLine(static_cast<int>(argv.size()), argv.data(), info, schema_);
   }
   std::string WriteToml(const std::string& text) {
@@ -204,6 +206,32 @@ TEST_F(CliTest, ErrorsStayOneLine) {
     EXPECT_EQ(out.message.find_first_of("\n\r\t"), std::string::npos) << out.message;
     EXPECT_NE(out.message.find(c.message_part), std::string::npos) << out.message;
   }
+}
+
+// Opt-in (rpyc-registryd): flags take an optional separate value; without it nothing changes.
+TEST_F(CliTest, FlagValuesAreOptIn) {
+  EXPECT_EQ(Parse({"-q", "1"}).exit_code, kExitUsage);
+  ASSERT_FALSE(Parse({"-q", "1", "-l", "false", "-p", "3"}, true).exit);
+  EXPECT_TRUE(o_.quiet);
+  EXPECT_FALSE(o_.listing);
+  EXPECT_EQ(o_.port, 3);
+  ASSERT_FALSE(Parse({"--listing", "-q", "OFF"}, true).exit);
+  EXPECT_TRUE(o_.listing);
+  EXPECT_FALSE(o_.quiet);
+  auto bad = Parse({"--quiet", "sometimes"}, true);
+  EXPECT_EQ(bad.exit_code, kExitUsage);
+  EXPECT_EQ(bad.message,
+            "prog: --quiet: 'sometimes' is not a boolean (true/false/yes/no/on/off/1/0)");
+}
+
+TEST_F(CliTest, TypedHelpIsOptIn) {
+  const std::string plain = Parse({"--help"}).message;
+  EXPECT_NE(plain.find("-m,--mode TEXT"), std::string::npos) << plain;
+  const std::string typed = Parse({"--help"}, true).message;
+  EXPECT_NE(typed.find("-m,--mode {UDP,TCP,both}"), std::string::npos) << typed;
+  EXPECT_NE(typed.find("-p,--port INT"), std::string::npos) << typed;
+  EXPECT_NE(typed.find("-q,--quiet [BOOL]"), std::string::npos) << typed;
+  EXPECT_EQ(typed.find("[default: ]"), std::string::npos) << typed;
 }
 
 TEST_F(CliTest, HelpVersionCheckConfig) {

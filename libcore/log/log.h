@@ -110,6 +110,13 @@ class Logging {
   mutable std::vector<std::weak_ptr<spdlog::logger>> loggers_;  // guarded by mu_
 };
 
+// A peer-supplied string made safe for one log line: ASCII control characters, DEL, C1 controls
+// (U+0080..U+009F) and the line/paragraph separators U+2028/U+2029 become escapes (\n \r \t,
+// \xNN, \u0085), bytes that are not UTF-8 become \xNN, and a backslash is doubled, so an
+// escaped string cannot forge a line break nor be mistaken for another escaped string.
+// Printable text, non-ASCII letters included, is kept as it is.
+std::string Escape(std::string_view text);
+
 // At most `burst` messages per `interval`; afterwards Allow() is false until the interval ends,
 // and TakeSuppressed() reports how many were dropped (to log once when the window reopens).
 class RateLimit {

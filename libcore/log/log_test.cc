@@ -103,5 +103,37 @@ TEST(RateLimit, BurstThenSuppressThenReopen) {
   EXPECT_EQ(rl.TakeSuppressed(), 0u);
 }
 
+TEST(Escape, PrintableTextIsKept) {
+  EXPECT_EQ(Escape("SLAVE"), "SLAVE");
+  EXPECT_EQ(Escape("fe80::1%eth0"), "fe80::1%eth0");
+  EXPECT_EQ(Escape("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+            "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  EXPECT_EQ(Escape(""), "");
+}
+
+TEST(Escape, LineBreaksCannotForgeLines) {
+  const std::string forged = Escape("X\r\nWARNING:REGSRV/UDP/18811:forged");
+  EXPECT_EQ(forged, "X\\r\\nWARNING:REGSRV/UDP/18811:forged");
+  EXPECT_EQ(forged.find_first_of("\r\n"), std::string::npos);
+  EXPECT_EQ(Escape("\t\x1b[31m\x7f"), "\\t\\x1b[31m\\x7f");
+  EXPECT_EQ(Escape(std::string("a\0b", 3)), "a\\x00b");
+}
+
+TEST(Escape, BackslashIsDoubledSoEscapesAreUnambiguous) {
+  EXPECT_EQ(Escape("a\\nb"), "a\\\\nb");
+  EXPECT_NE(Escape("a\\nb"), Escape("a\nb"));
+}
+
+TEST(Escape, UnicodeControlsAndSeparatorsAndBadUtf8) {
+  EXPECT_EQ(Escape("a\xc2\x85z"), "a\\u0085z");          // NEL
+  EXPECT_EQ(Escape("a\xc2\x9bz"), "a\\u009bz");          // CSI
+  EXPECT_EQ(Escape("a\xe2\x80\xa8z"), "a\\u2028z");      // LINE SEPARATOR
+  EXPECT_EQ(Escape("a\xe2\x80\xa9z"), "a\\u2029z");      // PARAGRAPH SEPARATOR
+  EXPECT_EQ(Escape("\xff\xfe"), "\\xff\\xfe");           // not UTF-8
+  EXPECT_EQ(Escape("\xc3"), "\\xc3");                    // truncated sequence
+  EXPECT_EQ(Escape("\xc0\x8a"), "\\xc0\\x8a");           // overlong newline
+  EXPECT_EQ(Escape("\xed\xa0\x80"), "\\xed\\xa0\\x80");  // surrogate
+}
+
 }  // namespace
 }  // namespace core::log

@@ -29,24 +29,34 @@ def test_garbage_and_oversize_datagrams_get_no_reply_and_one_warning_each():
         b"\x00" * 9000,  # oversize
     ]
     with Daemon(["-m", "UDP"]) as d:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((H, 0))
-            s.settimeout(0.3)
-            me = f"{H}:{s.getsockname()[1]}"
-            for data in bad:
-                s.sendto(data, (H, d.port))
-            try:
-                reply = s.recv(65536)
-            except socket.timeout:
-                reply = None
-        assert reply is None
+        # Each from its own source address (127.0.0.10, .11, ...): warnings are rate-limited per
+        # source (5 per 10 s), which test_warnings_are_rate_limited_per_source checks.
+        senders = []
+        for i, data in enumerate(bad):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((f"127.0.0.{10 + i}", 0))
+            s.settimeout(0.3 if i == len(bad) - 1 else 0.01)
+            s.sendto(data, (H, d.port))
+            senders.append(s)
+        try:
+            replies = []
+            for s in senders:
+                try:
+                    replies.append(s.recv(65536))
+                except socket.timeout:
+                    pass
+        finally:
+            me = [f"{a}:{p}" for a, p in (s.getsockname() for s in senders)]
+            for s in senders:
+                s.close()
+        assert replies == []
         assert good_query(d.port) == ("reply", ())
         log = d.log()
         assert d.stop() == 0
     warnings = [line for line in log.splitlines() if line.startswith("WARNING:")]
     # Empty datagrams are as bad as any other: one warning per bad datagram, each naming the peer.
     assert len(warnings) == len(bad), log
-    assert all(f"bad request from {me}: " in w for w in warnings), warnings
+    assert all(f"bad request from {peer}: " in w for peer, w in zip(me, warnings)), warnings
     assert sum("oversize datagram" in w for w in warnings) == 2
     assert any("invalid magic: b'RPYC'" in w for w in warnings)
 
@@ -62,7 +72,10 @@ def test_garbage_over_tcp_is_closed_without_reply():
 
 
 def test_100000_distinct_registrations_cap_and_memory():
-    with Daemon(["-m", "UDP", "-q"]) as d:
+    # One source fills the global cap here: its per-source limits are lifted (the per-source
+    # cap itself is checked in test_registry_limits.py).
+    with Daemon(["-m", "UDP", "-q", "--max-entries-per-source", "100000", "--register-rate-per-source", "0",
+                 "--reply-bytes-per-source", "0"]) as d:
         rss_before = d.rss_kib()
         acked = 0
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -165,7 +178,7 @@ def test_connection_cap_evicts_the_oldest():
 
 
 def test_big_query_reply_is_truncated_to_a_valid_tuple():
-    with Daemon(["-m", "UDP"]) as d:
+    with Daemon(["-m", "UDP", "--register-rate-per-source", "0"]) as d:
         for port in range(200):
             assert udp_ask(d.port, brine_request("REGISTER", (("MANY",), port))) == ("reply", "OK")
         kind, servers = udp_ask(d.port, brine_request("QUERY", ("MANY",)))

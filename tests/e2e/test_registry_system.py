@@ -47,7 +47,7 @@ def test_sighup_reopens_the_log_file_and_reloads(tmp_path):
         os.rename(log, tmp_path / "registry.log.1")
         conf.write_text("listing = true\n")
         d.proc.send_signal(signal.SIGHUP)
-        assert wait_until(lambda: log.exists() and "reload: timeout=240 listing=true" in log.read_text())
+        assert wait_until(lambda: log.exists() and "reload: applied listing false -> true" in log.read_text())
         assert run_client("rpyc5", [["list", "UDP", H, d.port]]) == [[]]
         assert "replying with ()" in log.read_text()
         old = (tmp_path / "registry.log.1").read_text()
@@ -117,7 +117,7 @@ CONFIG_ERRORS = [
     (["-p"], None, 64, "--port"),
     (["-m", "sctp"], None, 64, "--mode: 'sctp' is not one of UDP|TCP|both"),
     (["-t", "0"], None, 64, "--timeout: 0 is out of range"),
-    (["-q", "1"], None, 64, "1"),
+    (["-q", "maybe"], None, 64, "-q: 'maybe' is not a boolean (true/false/yes/no/on/off/1/0)"),
     (["--listing=maybe"], None, 64, "--listing"),
     (["--log", "syslog"], None, 64, "--log: 'syslog' is not one of auto|stderr|journal"),
     (["--max-connections", "0"], None, 64, "--max-connections: 0 is out of range 1..65536"),

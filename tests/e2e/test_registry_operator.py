@@ -1,0 +1,114 @@
+"""rpyc-registryd for the operator (issue 14): the reference's switch syntax, --help, -m both,
+log wording, the `file` key, and what a reload reports."""
+import signal
+import subprocess
+
+import pytest
+
+from registry_support import REGISTRYD, Daemon, require_binary, run_client, wait_until
+
+H = "127.0.0.1"
+
+
+def run(args, timeout=10):
+    require_binary(REGISTRYD)
+    return subprocess.run([str(REGISTRYD), *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("args,listing", [
+    (["-l"], []), (["-l", "true"], []), (["-l", "1"], []), (["-l", "yes"], []),
+    (["-l", "false"], None), (["-l", "no"], None), (["-l", "0"], None), ([], None),
+])
+def test_listing_switch_takes_the_references_values(args, listing):
+    # The reference's -l takes a value (and is on even for `-l false`); here it is optional.
+    with Daemon(["-m", "UDP", *args]) as d:
+        assert run_client("rpyc5", [["list", "UDP", H, d.port]]) == [listing]
+        assert d.stop() == 0
+
+
+def test_quiet_switch_takes_a_value():
+    with Daemon(["-m", "UDP", "-q", "1"]) as d:
+        assert run_client("rpyc5", [["register", "UDP", H, d.port, ["Q"], 1]]) == [True]
+        assert "DEBUG:" not in d.log()
+        assert d.stop() == 0
+    with Daemon(["-m", "UDP", "-q", "0"]) as d:
+        assert run_client("rpyc5", [["register", "UDP", H, d.port, ["Q"], 1]]) == [True]
+        assert wait_until(lambda: "registering 127.0.0.1:1 as Q" in d.log())
+        assert d.stop() == 0
+
+
+def test_help_shows_types_and_choices_and_errors_name_the_switch():
+    out = run(["--help"])
+    assert out.returncode == 0
+    assert "-m,--mode {UDP,TCP,both}" in out.stdout, out.stdout
+    assert "--log {auto,stderr,journal}" in out.stdout
+    assert "-p,--port INT" in out.stdout
+    assert "-l,--listing [BOOL]" in out.stdout
+    assert "[default: ]" not in out.stdout
+    for args, message in [(["-m"], "--mode: 1 required {UDP,TCP,both} missing"),
+                          (["-p", "x"], "--port: 'x' is not an integer"),
+                          (["-l", "maybe"], "-l: 'maybe' is not a boolean (true/false/yes/no/on/off/1/0)")]:
+        err = run(args)
+        assert err.returncode == 64
+        assert message in err.stderr, err.stderr
+
+
+def test_both_binds_one_port_and_logs_both_listeners_closing():
+    # Not through Daemon, which chooses a port itself: here the kernel chooses (-p 0).
+    require_binary(REGISTRYD)
+    proc = subprocess.Popen([str(REGISTRYD), "-m", "both", "-p", "0", "--host", "::1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = [proc.stdout.readline() for _ in range(2)]
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=5)
+    assert proc.returncode == 0
+    udp_port = lines[0].split(":")[-1].strip()
+    assert lines[0] == f"DEBUG:REGSRV/UDP/{udp_port}:server started on [::1]:{udp_port}\n", lines
+    assert lines[1] == f"DEBUG:REGSRV/TCP/{udp_port}:server started on [::1]:{udp_port}\n", lines
+    assert f"DEBUG:REGSRV/UDP/{udp_port}:server closed" in rest, rest
+    assert f"DEBUG:REGSRV/TCP/{udp_port}:server closed" in rest, rest
+
+
+def test_plurals_in_status_and_log():
+    with Daemon(["-m", "UDP"]) as d:
+        assert run_client("rpyc5", [["register", "UDP", H, d.port, ["ONE"], 1]]) == [True]
+        assert "STATUS=1 service, 1 server" in d.notify.wait_for("STATUS=1 ")
+        assert run_client("rpyc5", [["unregister", "UDP", H, d.port, 1]]) == [None]
+        assert wait_until(lambda: "unregistering 127.0.0.1:1 (1 entry)" in d.log()), d.log()
+        assert d.stop() == 0
+
+
+def test_file_is_a_configuration_key(tmp_path):
+    log = tmp_path / "r.log"
+    conf = tmp_path / "r.toml"
+    conf.write_text(f'file = "{log}"\n')
+    assert run(["-c", str(conf), "--check-config"]).returncode == 0
+    with Daemon(["-m", "UDP", "-c", str(conf)]) as d:
+        assert wait_until(lambda: log.exists() and "server started" in log.read_text())
+        assert d.stop() == 0
+    conf.write_text(f'file = "{log}"\nlogfile = "{log}"\n')
+    out = run(["-c", str(conf), "--check-config"])
+    assert out.returncode == 78
+    assert ":1: keys 'file' and 'logfile' are the same setting; keep one" in out.stderr
+
+
+def test_reload_logs_what_changed_and_what_needs_a_restart_every_time(tmp_path):
+    conf = tmp_path / "r.toml"
+    conf.write_text("timeout = 240\n")
+    with Daemon(["-m", "UDP", "-c", str(conf)]) as d:
+        d.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "reload: configuration unchanged" in d.log()), d.log()
+        conf.write_text('timeout = 30\nhost = "127.0.0.1"\nmax-entries = 10\n')
+        for n in (1, 2):
+            d.proc.send_signal(signal.SIGHUP)
+            assert wait_until(lambda: d.log().count("needs a restart to apply") == n), d.log()
+        # Turning quiet on is itself logged (at the level in force before the reload).
+        conf.write_text('timeout = 30\nhost = "127.0.0.1"\nmax-entries = 10\nquiet = true\n')
+        d.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "reload: applied quiet false -> true" in d.log()), d.log()
+        log = d.log()
+        assert d.stop() == 0
+    assert "INFO:REGSRV/UDP/%d:reload: applied timeout 240 -> 30" % d.port in log, log
+    assert log.count("reload: needs a restart to apply: host 0.0.0.0 -> 127.0.0.1, max-entries 65536 -> 10") == 3, log
+    # The second reload applies nothing new: timeout is already 30.
+    assert log.count("reload: applied") == 2, log
