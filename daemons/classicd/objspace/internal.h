@@ -55,7 +55,7 @@ struct Interpreter::Support {
 // The source of support.py (generated from the file by CMake).
 extern const char kSupportSource[];
 
-// Module init of _classicd_native (object_space.cc); registered with PyImport_AppendInittab.
+// Module init of _classicd_native (proxies.cc); registered with PyImport_AppendInittab.
 PyObject* InitNativeModule();
 
 // Connections per thread (interpreter.cc). The thread that makes an object space keeps its
