@@ -14,6 +14,7 @@
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/objspace/py_ref.h"
 #include "daemons/classicd/objspace/serving_frame.h"
+#include "daemons/classicd/objspace/type_hash.h"
 
 namespace classicd::objspace {
 namespace {
@@ -261,6 +262,9 @@ core::Result<std::unique_ptr<Interpreter>> Interpreter::Start(const InterpreterO
   if (options.malloc_allocator) pre.allocator = PYMEM_ALLOCATOR_MALLOC;
   PyStatus st = Py_PreInitialize(&pre);
   if (PyStatus_Exception(st) != 0) return core::Fail(StatusError("Py_PreInitialize", st));
+
+  // Before any type is hashed; the Python server's executable (never a PATH lookup).
+  (void)MatchTypeHashes(options.executable);
 
   if (PyImport_AppendInittab("_classicd_native", &InitNativeModule) < 0) {
     return core::Fail(core::Error::Python("cannot register _classicd_native"));
