@@ -46,6 +46,11 @@ struct Interpreter::Support {
   PyRef s_rpyc_getattr, s_rpyc_setattr, s_rpyc_delattr, s_proxy, s_drop, s_conn_attr,
       s_id_pack_attr, s_v6, s_on_disconnect, s_closed, s_exit, s_cmp, s_class, s_module, s_name;
   PyRef object_class_descr;  // object.__dict__['__class__']
+  // The frame requests run in (serving_frame.h): the frame object, its _PyInterpreterFrame and the
+  // address of that frame's f_locals.
+  PyRef serving_frame;
+  void* serving_iframe = nullptr;
+  PyObject** serving_locals = nullptr;
   // INSPECT replies, already brine-encoded for the wire (converting a method list with its
   // docstrings cost more than the rest of a connection's handshake; copying the boxed list into
   // each reply and encoding it again still cost ~25k instructions per connection).
@@ -55,7 +60,7 @@ struct Interpreter::Support {
 // The source of support.py (generated from the file by CMake).
 extern const char kSupportSource[];
 
-// Module init of _classicd_native (object_space.cc); registered with PyImport_AppendInittab.
+// Module init of _classicd_native (proxies.cc); registered with PyImport_AppendInittab.
 PyObject* InitNativeModule();
 
 // Connections per thread (interpreter.cc). The thread that makes an object space keeps its

@@ -86,14 +86,14 @@ class Interpreter {
   // then on (released in each child): call it on the thread that started the interpreter and
   // forks, and run no Python on other threads afterwards. threading's at-fork reset, which has
   // nothing to reset in such a parent's children, is skipped in them (see QuietAfterFork in
-  // interpreter.cc); it runs again for forks made inside a child.
+  // fork_preparation.cc); it runs again for forks made inside a child.
   core::Status PrepareFork();
 
   // A forked child's end after serving: flushes sys.stdout and sys.stderr and _exit()s without
   // finalising (finalising costs ~10 ms per child, EMBEDDING.md §8).
   [[noreturn]] void ExitChild(int status);
 
-  struct Support;  // Python objects the object spaces share (defined in interpreter.cc)
+  struct Support;  // Python objects the object spaces share (defined in internal.h)
   Support& support() { return *support_; }
 
  private:
@@ -114,8 +114,9 @@ class Interpreter {
   void QuietAfterFork();  // sets the two above when the parent's threading state allows it
 };
 
-// The class of the root object (PROTOCOL.md §7.2, §11): SlaveService in socket modes,
-// ClassicService in stdio mode.
+// The class of the root object (PROTOCOL.md §7.2, §11). The daemon serves SlaveService in every
+// mode, stdio included (a ClassicService root would handshake back and break VoidService clients,
+// daemons/classicd/README.md); kClassic, rpyc's ClassicService, is there for its unit test.
 enum class RootService { kSlave, kClassic };
 
 // One per connection, used only from the thread serving that connection (the thread may change
