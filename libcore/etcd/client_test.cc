@@ -392,7 +392,8 @@ TEST_F(EtcdFakeTest, MalformedJsonIsAProtocolError) {
 }
 
 TEST_F(EtcdFakeTest, GarbageThatIsNotHttpIsAnError) {
-  FakeServer fake(std::string("\x16\x03\x01\x00\xff garbage\r\n\r\n", 21));
+  const char kGarbage[] = "\x16\x03\x01\x00\xff garbage\r\n\r\n";
+  FakeServer fake(std::string(kGarbage, sizeof kGarbage - 1));
   auto c = MakeClient({fake.url()});
   auto r = Range(*c);
   ASSERT_FALSE(r);
