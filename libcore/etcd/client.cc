@@ -78,6 +78,7 @@ struct Client::Connection {
   evhttp_connection* conn = nullptr;
   evhttp_request* req = nullptr;  // owned by conn (libevent frees it after the done callback)
   std::string endpoint;
+  bool https = false;
   int error = -1;  // the last evhttp_request_error, -1: none
   std::function<void(evhttp_request*)> on_done;
   std::function<void(evhttp_request*)> on_chunk;
@@ -92,7 +93,18 @@ struct Client::Connection {
   }
 
   std::string FailureText() const {
-    return endpoint + ": " + RequestErrorText(error == -1 ? EVREQ_HTTP_BUFFER_ERROR : error);
+    std::string text =
+        endpoint + ": " + RequestErrorText(error == -1 ? EVREQ_HTTP_BUFFER_ERROR : error);
+    // A TLS failure says why (certificate verify failed...), from the bufferevent's queue.
+    bufferevent* bev = https ? evhttp_connection_get_bufferevent(conn) : nullptr;
+    while (bev != nullptr) {
+      unsigned long e = bufferevent_get_openssl_error(bev);  // NOLINT(google-runtime-int)
+      if (e == 0) break;
+      char buf[256];
+      ERR_error_string_n(e, buf, sizeof buf);
+      text += std::string(" (") + buf + ")";
+    }
+    return text;
   }
 
   static void DoneTrampoline(evhttp_request* req, void* self) noexcept {
@@ -239,6 +251,7 @@ Result<std::unique_ptr<Client::Connection>> Client::Connect(size_t index,
   }
   auto c = std::make_unique<Connection>();
   c->endpoint = e.url;
+  c->https = e.https;
   // Without a DNS base, a host name is resolved with a blocking getaddrinfo (README).
   c->conn =
       evhttp_connection_base_bufferevent_new(loop_.base(), nullptr, bev, e.host.c_str(), e.port);
