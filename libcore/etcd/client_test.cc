@@ -233,6 +233,33 @@ TEST_F(EtcdClientTest, LeasePutRangeKeepAliveRevoke) {
   EXPECT_EQ(client_->pending(), 0u);
 }
 
+TEST_F(EtcdClientTest, ExpiredLeaseKeepAliveSaysExpiredAndKeysAreGone) {
+  Slot<Result<LeaseReply>> grant;
+  client_->LeaseGrant(seconds(1), grant.Setter());  // etcd raises it to its minimum (2 s)
+  auto lease = Wait(grant);
+  ASSERT_TRUE(lease) << lease.error().ToString();
+  Slot<Result<TxnReply>> put;
+  client_->PutAll({{"/e/k", "v"}}, lease->id, put.Setter());
+  ASSERT_TRUE(Wait(put));
+  std::optional<Result<KeepAliveReply>> last;
+  // No keepalive until it lapses; then one says so.
+  testing::RunLoopUntil(
+      loop_, [] { return false; }, milliseconds(lease->ttl * 1000 + 500));
+  ASSERT_TRUE(testing::Eventually(
+      [&] {
+        Slot<Result<KeepAliveReply>> ka;
+        client_->LeaseKeepAlive(lease->id, ka.Setter());
+        last = Wait(ka);
+        return !*last || (*last)->expired();
+      },
+      seconds(15)));
+  ASSERT_TRUE(*last) << last->error().ToString();
+  EXPECT_TRUE((*last)->expired());
+  auto range = RangePrefix(*client_, "/e/");
+  ASSERT_TRUE(range);
+  EXPECT_TRUE(range->kvs.empty());
+}
+
 TEST_F(EtcdClientTest, PutUnderDeadLeaseIsAFinalError) {
   Slot<Result<TxnReply>> put;
   client_->PutAll({{"k", "v"}}, 12345, put.Setter());
