@@ -137,8 +137,11 @@ class PrivateAvahi {
         [&] {
           std::ifstream log(dir_ + "/avahi.log");
           std::string text((std::istreambuf_iterator<char>(log)), {});
-          return text.find("Server startup complete") != std::string::npos ||
-                 waitpid(avahi_, nullptr, WNOHANG) == avahi_;
+          if (waitpid(avahi_, nullptr, WNOHANG) == avahi_) {
+            avahi_ = -1;  // exited (reaped): nothing to stop later
+            return true;
+          }
+          return text.find("Server startup complete") != std::string::npos;
         },
         seconds(15));
     std::ifstream log(dir_ + "/avahi.log");
