@@ -7,6 +7,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/err.h>
@@ -170,6 +171,7 @@ Client::~Client() {
   calls_.clear();
   finished_.clear();
   graveyard_.clear();
+  if (dns_ != nullptr) evdns_base_free(dns_, 0);  // after every connection that used it
 }
 
 Result<std::unique_ptr<Client>> Client::Create(daemon::EventLoop& loop, Options options) {
@@ -194,6 +196,10 @@ Result<std::unique_ptr<Client>> Client::Create(daemon::EventLoop& loop, Options 
     any_https = any_https || e.https;
     c->endpoints_.push_back(std::move(e));
   }
+  // Host names are resolved without blocking the loop (resolv.conf and /etc/hosts); without a
+  // resolver evhttp falls back to a blocking getaddrinfo.
+  c->dns_ = evdns_base_new(loop.base(),
+                           EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
   const auto& o = c->options_;
   if (o.cert_file.empty() != o.key_file.empty()) {
     return Fail(Error::Config("etcd: cert_file and key_file go together"));

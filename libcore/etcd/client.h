@@ -24,6 +24,7 @@
 #include "libcore/daemon/loop.h"
 #include "libcore/etcd/codec.h"
 
+struct evdns_base;
 struct evhttp_request;
 
 namespace core::etcd {
@@ -92,6 +93,7 @@ class Client {
   Options options_;
   std::vector<Endpoint> endpoints_;
   std::unique_ptr<Tls> tls_;
+  evdns_base* dns_ = nullptr;  // owned; freed last
   size_t current_ = 0;
   std::list<std::unique_ptr<Call>> calls_;
   std::vector<std::unique_ptr<Call>> finished_;  // freed by the reaper

@@ -12,6 +12,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -45,6 +46,8 @@ class EtcdServer {
   // With a directory holding ca.pem, server.pem and server.key: https only, client certificates
   // signed by that CA required.
   void UseTls(std::string dir) { tls_dir_ = std::move(dir); }
+  // Also listen on [::1] (same port), so a name resolving to either loopback reaches it.
+  void AlsoIpv6() { ipv6_ = true; }
 
   bool Start() {
     for (int attempt = 0; attempt < 3; ++attempt) {
@@ -54,15 +57,17 @@ class EtcdServer {
       std::filesystem::remove_all(dir_);
       std::string curl = url();
       std::string purl = "http://127.0.0.1:" + std::to_string(peer);
-      std::vector<std::string> args = {kEtcd,
-                                       "--name=t",
-                                       "--data-dir=" + dir_,
-                                       "--unsafe-no-fsync",
-                                       "--listen-client-urls=" + curl,
-                                       "--advertise-client-urls=" + curl,
-                                       "--listen-peer-urls=" + purl,
-                                       "--initial-advertise-peer-urls=" + purl,
-                                       "--initial-cluster=t=" + purl};
+      std::vector<std::string> args = {
+          kEtcd,
+          "--name=t",
+          "--data-dir=" + dir_,
+          "--unsafe-no-fsync",
+          "--listen-client-urls=" + curl +
+              (ipv6_ ? ",http://[::1]:" + std::to_string(client_port_) : std::string()),
+          "--advertise-client-urls=" + curl,
+          "--listen-peer-urls=" + purl,
+          "--initial-advertise-peer-urls=" + purl,
+          "--initial-cluster=t=" + purl};
       if (!tls_dir_.empty()) {
         args.push_back("--cert-file=" + tls_dir_ + "/server.pem");
         args.push_back("--key-file=" + tls_dir_ + "/server.key");
@@ -123,6 +128,7 @@ class EtcdServer {
 
  private:
   std::string tls_dir_;
+  bool ipv6_ = false;
   pid_t pid_ = -1;
   uint16_t client_port_ = 0;
   std::string dir_;
@@ -364,6 +370,31 @@ TEST_F(EtcdClientTest, WatchEndsWithAnErrorWhenTheServerDies) {
   EXPECT_FALSE(watch->active());
 }
 
+// True when a socket can be bound to [::1] (IPv6 loopback is up).
+bool HaveIpv6Loopback() {
+  UniqueFd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in6 sa{};
+  sa.sin6_family = AF_INET6;
+  sa.sin6_addr = in6addr_loopback;
+  return fd && ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+}
+
+class EtcdNameTest : public EtcdClientTest {
+ protected:
+  void SetUp() override {
+    if (HaveIpv6Loopback()) etcd_.AlsoIpv6();
+    EtcdClientTest::SetUp();
+  }
+};
+
+TEST_F(EtcdNameTest, HostNameIsResolvedOnTheLoop) {
+  auto url = etcd_.url();
+  auto c = MakeClient({"http://localhost" + url.substr(url.rfind(':'))});
+  ASSERT_TRUE(c);
+  auto r = RangePrefix(*c, "/");
+  ASSERT_TRUE(r) << r.error().ToString();
+}
+
 TEST_F(EtcdClientTest, DeadEndpointIsSkipped) {
   auto dead = "http://127.0.0.1:" + std::to_string(FreePort());
   auto c = MakeClient({dead, etcd_.url()});
@@ -580,6 +611,14 @@ TEST_F(EtcdFakeTest, AllEndpointsFailingNamesEach) {
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message().find("no leader"), std::string::npos) << r.error().ToString();
   EXPECT_NE(r.error().message().find(dead), std::string::npos) << r.error().ToString();
+}
+
+TEST_F(EtcdFakeTest, UnresolvableNameIsAnError) {
+  auto c = MakeClient({"http://rpyc-test.invalid:2379"}, milliseconds(1'000));
+  auto r = Range(*c);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("rpyc-test.invalid"), std::string::npos)
+      << r.error().ToString();
 }
 
 TEST_F(EtcdFakeTest, WatchGarbageLineEndsTheWatch) {
