@@ -613,6 +613,19 @@ TEST_F(EtcdFakeTest, AllEndpointsFailingNamesEach) {
   EXPECT_NE(r.error().message().find(dead), std::string::npos) << r.error().ToString();
 }
 
+TEST_F(EtcdFakeTest, ReplyOverTheLimitIsAnError) {
+  std::string big = R"({"header":{"revision":"1"},"pad":")" + std::string(4096, 'x') + "\"}";
+  FakeServer fake(HttpReply("200 OK", big));
+  Options o;
+  o.endpoints = {fake.url()};
+  o.max_reply_bytes = 1024;
+  auto c = Client::Create(loop_, o);
+  ASSERT_TRUE(c);
+  auto r = Range(**c);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("reply too long"), std::string::npos) << r.error().ToString();
+}
+
 TEST_F(EtcdFakeTest, UnresolvableNameIsAnError) {
   auto c = MakeClient({"http://rpyc-test.invalid:2379"}, milliseconds(1'000));
   auto r = Range(*c);
