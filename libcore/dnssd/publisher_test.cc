@@ -78,6 +78,13 @@ const std::string& BusPath() {
     setenv("DBUS_SYSTEM_BUS_ADDRESS", ("unix:path=" + p).c_str(), 1);
     return p;
   }();
+  static const bool cleanup = [] {
+    return std::atexit([] {
+             std::error_code ec;
+             std::filesystem::remove_all(std::filesystem::path(path).parent_path(), ec);
+           }) == 0;
+  }();
+  (void)cleanup;
   return path;
 }
 
