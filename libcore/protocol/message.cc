@@ -119,13 +119,7 @@ void EncodeMessage(const Message& m, Generation gen, std::string* out) {
   } else {
     brine::Encode(SeqValue(m.seq), out);
   }
-  if (m.encoded_args) {
-    out->append(*m.encoded_args);
-  } else if (!m.own_encoding.empty()) {
-    out->append(m.own_encoding);
-  } else {
-    brine::Encode(m.args, out);
-  }
+  m.args.AppendTo(out);
 }
 
 std::string EncodeMessage(const Message& m, Generation gen) {

@@ -1028,8 +1028,13 @@ PyRef ClassicObjectSpace::Request(int handler, PyObject* args) {
     }
     return PyRef();
   }
-  if (r->kind == Outcome::Kind::kReply) return Unbox(r->value);
-  PyRef raw = ToPython(r->value);
+  const brine::Value* value = r->value.tree();  // the engine's replies are decoded trees
+  if (value == nullptr) {
+    PyErr_SetString(PyExc_ConnectionError, "reply not decoded");
+    return PyRef();
+  }
+  if (r->kind == Outcome::Kind::kReply) return Unbox(*value);
+  PyRef raw = ToPython(*value);
   if (!raw) return raw;
   PyRef exc = PyRef::Steal(PyObject_CallOneArg(sup_.load_exc.get(), raw.get()));
   if (!exc) return exc;

@@ -75,16 +75,17 @@ Value LocalRef(Value idp) { return T({I(3), std::move(idp)}); }
 Value RemoteRef(Value idp) { return T({I(4), std::move(idp)}); }
 Value Boxes(std::vector<Value> boxed) { return T({I(2), T(std::move(boxed))}); }
 Value PayloadOf(const Value& boxed) { return boxed.as<brine::Tuple>().items[1]; }
+// The same of an outcome from HandleSent() (whose value is a tree).
+Value PayloadOf(const Outcome& o) { return PayloadOf(*o.value.tree()); }
 
-// Handle(), with a reply that was boxed straight into bytes given back in `value` as what those
-// bytes carry (what the client receives).
+// Handle(), with a reply that was made as brine bytes given back in `value` as the tree those
+// bytes carry (what the client receives), so that `value.tree()` is never null.
 Outcome HandleSent(ObjectSpace& space, Handler h, const Value& boxed) {
   Outcome o = space.Handle(h, boxed);
-  if (!o.own_encoding.empty()) {
-    EXPECT_EQ(o.value, Value()) << o.value.Repr();
-    auto v = brine::Load(o.own_encoding);
+  if (o.value.tree() == nullptr) {
+    auto v = o.value.Decoded();
     EXPECT_TRUE(v.has_value()) << v.error().ToString();
-    if (v) o.value = std::move(*v);
+    o.value = v ? std::move(*v) : Value();
   }
   return o;
 }
@@ -129,22 +130,18 @@ class ObjSpaceTest : public ::testing::Test {
   Value Reply(Handler h, const Value& boxed) {
     Outcome o = Run(h, boxed);
     EXPECT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
-    if (o.encoded) {
-      auto v = brine::Load(*o.encoded);
-      EXPECT_TRUE(v.has_value());
-      return v ? *v : Value();
-    }
-    return o.value;
+    return *o.value.tree();
   }
   // The exception value; fails the test on a reply.
   Value Exc(Handler h, const Value& boxed) {
     Outcome o = Run(h, boxed);
     EXPECT_EQ(o.kind, Outcome::Kind::kException) << o.value.Repr();
-    return o.value;
+    return *o.value.tree();
   }
 
   static const Value& Label(const Value& boxed) { return boxed.as<brine::Tuple>().items[0]; }
   static const Value& Payload(const Value& boxed) { return boxed.as<brine::Tuple>().items[1]; }
+  static const Value& Payload(const Outcome& o) { return Payload(*o.value.tree()); }
   static std::string NamePack(const Value& boxed) {
     return Payload(boxed).as<brine::Tuple>().items[0].as<brine::Str>().utf8;
   }
@@ -153,6 +150,7 @@ class ObjSpaceTest : public ::testing::Test {
     EXPECT_EQ(Label(boxed), I(4)) << boxed.Repr();
     return Payload(boxed);
   }
+  static Value Idp(const Outcome& o) { return Idp(*o.value.tree()); }
 
   Value Root() { return Idp(Reply(Handler::kGetRoot, ByVal(T({})))); }
   Value GetAttr(const Value& idp, const std::string& name) {
@@ -166,7 +164,7 @@ class ObjSpaceTest : public ::testing::Test {
   Value Eval(const std::string& code) {
     Outcome o = CallFn(RootMethod("eval"), {ByVal(S(code))});
     EXPECT_EQ(o.kind, Outcome::Kind::kReply) << code << ": " << o.value.Repr();
-    return o.value;
+    return *o.value.tree();
   }
   Outcome EvalOutcome(const std::string& code) {
     return CallFn(RootMethod("eval"), {ByVal(S(code))});
@@ -215,12 +213,12 @@ TEST_F(ObjSpaceTest, ClassicHandshakeSequence) {
   EXPECT_EQ(NamePack(getmodule), "builtins.method");
   Outcome b = CallFn(Idp(getmodule), {ByVal(S("builtins"))});
   ASSERT_EQ(b.kind, Outcome::Kind::kReply);
-  EXPECT_EQ(NamePack(b.value), "builtins");
-  Value mod_methods = Reply(Handler::kInspect, ByVal(T({Idp(b.value)})));
+  EXPECT_EQ(NamePack(*b.value.tree()), "builtins");
+  Value mod_methods = Reply(Handler::kInspect, ByVal(T({Idp(*b.value.tree())})));
   EXPECT_EQ(Payload(mod_methods).as<brine::Tuple>().items.size(), 5u) << mod_methods.Repr();
   Outcome u = CallFn(Idp(getmodule), {ByVal(S("importlib.util"))});
   ASSERT_EQ(u.kind, Outcome::Kind::kReply);
-  EXPECT_EQ(NamePack(u.value), "importlib.util");
+  EXPECT_EQ(NamePack(*u.value.tree()), "importlib.util");
   EXPECT_EQ(NamePack(GetAttr(root, "eval")), "builtins.method");
   EXPECT_EQ(NamePack(GetAttr(root, "execute")), "builtins.method");
   EXPECT_EQ(NamePack(GetAttr(root, "namespace")), "builtins.dict");
@@ -287,13 +285,14 @@ TEST_F(ObjSpaceTest, NamespacesArePerConnection) {
   Execute("x = 1");
   FakePeer other_peer;
   auto other = MakeClassicObjectSpace(*g_interp, other_peer);
-  Value root = Payload(HandleSent(*other, Handler::kGetRoot, ByVal(T({}))).value);
-  Value eval = Payload(
-      HandleSent(*other, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+  Value root = Payload(*HandleSent(*other, Handler::kGetRoot, ByVal(T({}))).value.tree());
+  Value eval =
+      Payload(*HandleSent(*other, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))}))
+                   .value.tree());
   Outcome o =
       HandleSent(*other, Handler::kCall, Boxes({LocalRef(eval), ByVal(T({S("x")})), ByVal(T({}))}));
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("NameError")}));
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("NameError")}));
   // Modules are shared.
   Execute("import sys; sys._classicd_test_marker = 5");
   o = HandleSent(*other, Handler::kCall,
@@ -306,12 +305,13 @@ TEST_F(ObjSpaceTest, NamespacesArePerConnection) {
 TEST_F(ObjSpaceTest, GetModuleByNameAndTuple) {
   Value getmodule = RootMethod("getmodule");
   Outcome o = CallFn(getmodule, {ByVal(S("os.path"))});
-  EXPECT_EQ(NamePack(o.value), "posixpath");
+  EXPECT_EQ(NamePack(*o.value.tree()), "posixpath");
   o = CallFn(getmodule, {ByVal(T({S("os"), S("path")}))});
-  EXPECT_EQ(NamePack(o.value), "posixpath");
+  EXPECT_EQ(NamePack(*o.value.tree()), "posixpath");
   o = CallFn(getmodule, {ByVal(S("no_such_module_xyz"))});
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("ModuleNotFoundError")}));
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0],
+            T({S("builtins"), S("ModuleNotFoundError")}));
 }
 
 TEST_F(ObjSpaceTest, RootDeniesSetAttrAndDelAttr) {
@@ -336,7 +336,7 @@ TEST_F(ObjSpaceTest, AttributeNamesMustBeStrings) {
 TEST_F(ObjSpaceTest, BuiltinExceptionVinegar) {
   Outcome o = EvalOutcome("1/0");
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  const auto& v = o.value.as<brine::Tuple>().items;
+  const auto& v = o.value.tree()->as<brine::Tuple>().items;
   ASSERT_EQ(v.size(), 4u);
   EXPECT_EQ(v[0], T({S("builtins"), S("ZeroDivisionError")}));
   EXPECT_EQ(v[1], T({S("division by zero")}));
@@ -353,13 +353,13 @@ TEST_F(ObjSpaceTest, BuiltinExceptionVinegar) {
 TEST_F(ObjSpaceTest, VersionFollowsGeneration) {
   peer_.gen = Generation::kV5;
   Outcome o = EvalOutcome("1/0");
-  const auto& attrs = o.value.as<brine::Tuple>().items[2].as<brine::Tuple>().items;
+  const auto& attrs = o.value.tree()->as<brine::Tuple>().items[2].as<brine::Tuple>().items;
   EXPECT_EQ(attrs.back(), T({S("_remote_version"), S("5.3.0")}));
 }
 
 TEST_F(ObjSpaceTest, OsErrorAttributes) {
   Outcome o = EvalOutcome("open('/nonexistent/classicd')");
-  const auto& v = o.value.as<brine::Tuple>().items;
+  const auto& v = o.value.tree()->as<brine::Tuple>().items;
   EXPECT_EQ(v[0], T({S("builtins"), S("FileNotFoundError")}));
   const auto& attrs = v[2].as<brine::Tuple>().items;
   EXPECT_NE(std::find(attrs.begin(), attrs.end(), T({S("errno"), I(2)})), attrs.end());
@@ -373,7 +373,7 @@ TEST_F(ObjSpaceTest, CustomExceptionAndNonDumpableArgs) {
   Execute("class MyErr(Exception):\n  pass\n");
   Outcome o = CallFn(RootMethod("execute"), {ByVal(S("raise MyErr('boom', [1])"))});
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  const auto& v = o.value.as<brine::Tuple>().items;
+  const auto& v = o.value.tree()->as<brine::Tuple>().items;
   EXPECT_EQ(v[0], T({S("builtins"), S("MyErr")}));
   EXPECT_EQ(v[1], T({S("boom"), S("[1]")}));  // non-dumpable args as repr
   EXPECT_NE(v[3].as<brine::Str>().utf8.find("MyErr: ('boom', [1])"), std::string::npos);
@@ -388,19 +388,20 @@ TEST_F(ObjSpaceTest, StopIterationIsOne) {
 TEST_F(ObjSpaceTest, SystemExitAndKeyboardInterruptAreForwarded) {
   Outcome o = CallFn(RootMethod("execute"), {ByVal(S("import sys; sys.exit(3)"))});
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("SystemExit")}));
-  const auto& attrs = o.value.as<brine::Tuple>().items[2].as<brine::Tuple>().items;
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("SystemExit")}));
+  const auto& attrs = o.value.tree()->as<brine::Tuple>().items[2].as<brine::Tuple>().items;
   EXPECT_NE(std::find(attrs.begin(), attrs.end(), T({S("code"), I(3)})), attrs.end());
   o = CallFn(RootMethod("execute"), {ByVal(S("raise KeyboardInterrupt"))});
-  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("KeyboardInterrupt")}));
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0],
+            T({S("builtins"), S("KeyboardInterrupt")}));
   EXPECT_EQ(Eval("6*7"), ByVal(I(42)));  // still alive
 }
 
 TEST_F(ObjSpaceTest, GetConnHasLastTraceback) {
   EXPECT_EQ(EvalOutcome("1/0").kind, Outcome::Kind::kException);
   Outcome c = CallFn(RootMethod("getconn"), {});
-  EXPECT_EQ(NamePack(c.value), "rpyc.core.protocol.Connection");
-  Value tb = GetAttr(Idp(c.value), "_last_traceback");
+  EXPECT_EQ(NamePack(*c.value.tree()), "rpyc.core.protocol.Connection");
+  Value tb = GetAttr(Idp(*c.value.tree()), "_last_traceback");
   EXPECT_EQ(NamePack(tb), "builtins.traceback");
 }
 
@@ -409,10 +410,11 @@ TEST_F(ObjSpaceTest, UnencodableResultsGiveExceptionReplies) {
   size_t before = space_->LocalObjectCount();  // root and eval
   Outcome o = CallFn(eval, {ByVal(S("'a\\ud800b'"))});
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("UnicodeEncodeError")}));
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0],
+            T({S("builtins"), S("UnicodeEncodeError")}));
   o = CallFn(eval, {ByVal(S("(type('O', (), {})(), [1])"))});
   ASSERT_EQ(o.kind, Outcome::Kind::kException) << o.value.Repr();
-  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("AttributeError")}));
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("AttributeError")}));
   o = CallFn(eval, {ByVal(S("([2], type('O', (), {})())"))});
   ASSERT_EQ(o.kind, Outcome::Kind::kException) << o.value.Repr();
   // The partly boxed replies were rolled back.
@@ -423,7 +425,7 @@ TEST_F(ObjSpaceTest, UnencodableResultsGiveExceptionReplies) {
 TEST_F(ObjSpaceTest, ExceptionWithUnencodableMessage) {
   Outcome o = EvalOutcome("(_ for _ in ()).throw(ValueError('x\\udcff'))");
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  const auto& v = o.value.as<brine::Tuple>().items;
+  const auto& v = o.value.tree()->as<brine::Tuple>().items;
   EXPECT_EQ(v[0], T({S("builtins"), S("ValueError")}));
   EXPECT_EQ(v[1], T({S("'x\\udcff'")}));
 }
@@ -485,7 +487,7 @@ TEST_F(ObjSpaceTest, BigIntsBothWays) {
   Value fn = EvalRef("check");
   Outcome o = CallFn(fn, {ByVal(*in)});
   ASSERT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
-  const auto& r = Payload(o.value).as<brine::Tuple>().items;
+  const auto& r = Payload(*o.value.tree()).as<brine::Tuple>().items;
   EXPECT_EQ(r[0], I(889));  // Python's modulo of a negative number
   EXPECT_EQ(r[1], brine::Value(true));
   // And back unchanged.
@@ -705,7 +707,7 @@ TEST_F(ObjSpaceTest, Pickle) {
   Value f = EvalRef("__import__('pickle').loads");
   EXPECT_EQ(NamePack(Eval("[1, 2]")), "builtins.list");
   Outcome o = CallFn(f, {ByVal(brine::MakeBytes(data))});
-  EXPECT_EQ(NamePack(o.value), "builtins.list");
+  EXPECT_EQ(NamePack(*o.value.tree()), "builtins.list");
 }
 
 TEST_F(ObjSpaceTest, InstanceCheck) {
@@ -868,7 +870,7 @@ TEST_F(ObjSpaceTest, ClientExceptionBecomesRealException) {
   // Uncaught, it travels back with both tracebacks.
   o = CallFn(EvalRef("lambda f: f()"), {RemoteRef(fn)});
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  const auto& v = o.value.as<brine::Tuple>().items;
+  const auto& v = o.value.tree()->as<brine::Tuple>().items;
   EXPECT_EQ(v[0], T({S("builtins"), S("ValueError")}));
   const std::string& tb = v[3].as<brine::Str>().utf8;
   EXPECT_NE(tb.find("========= Remote Traceback (1) =========\n"), std::string::npos) << tb;
@@ -883,7 +885,7 @@ TEST_F(ObjSpaceTest, ClientCustomExceptionUnknownHere) {
   };
   Outcome o = CallFn(EvalRef("lambda f: (lambda: f())()"), {RemoteRef(fn)});
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  EXPECT_EQ(o.value.as<brine::Tuple>().items[0],
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0],
             T({S("classicd/client_only_mod"), S("client_only_mod.Oops")}));
 }
 
@@ -893,7 +895,7 @@ TEST_F(ObjSpaceTest, ClientStopIterationEndsLoops) {
   peer_.script = [&](Handler h, const Value& a) { return client.Serve(h, a); };
   Outcome o = CallFn(EvalRef("lambda xs: [x for x in xs]"), {RemoteRef(client.list)});
   ASSERT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
-  EXPECT_EQ(NamePack(o.value), "builtins.list");
+  EXPECT_EQ(NamePack(*o.value.tree()), "builtins.list");
 }
 
 TEST_F(ObjSpaceTest, ConnectionFailureRaisesInPython) {
@@ -901,7 +903,7 @@ TEST_F(ObjSpaceTest, ConnectionFailureRaisesInPython) {
   peer_.script = nullptr;  // Call fails with kClosed
   Outcome o = CallFn(EvalRef("lambda f: f()"), {RemoteRef(fn)});
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("EOFError")}));
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("EOFError")}));
 }
 
 TEST_F(ObjSpaceTest, NoReferenceLeaks) {
@@ -928,7 +930,7 @@ TEST_F(ObjSpaceTest, NoReferenceLeaks) {
     Reply(Handler::kRepr, Boxes({LocalRef(stuff)}));
   };
   for (int i = 0; i < 1000; ++i) round();  // caches and interned names settle
-  auto count = [&] { return Payload(CallFn(blocks, {}).value).as<brine::Int>().small(); };
+  auto count = [&] { return Payload(CallFn(blocks, {})).as<brine::Int>().small(); };
   size_t lent = space_->LocalObjectCount();
   int64_t before = count();
   for (int i = 0; i < 1000; ++i) round();
@@ -974,7 +976,7 @@ TEST_F(ObjSpaceTest, NonBuiltinProxyIsInspected) {
     return core::Fail(core::Error::Protocol("unexpected"));
   };
   // redirected_stdio: sys.stdout = client file, set through SETATTR on the sys module.
-  Value sys = Idp(CallFn(RootMethod("getmodule"), {ByVal(S("sys"))}).value);
+  Value sys = Idp(CallFn(RootMethod("getmodule"), {ByVal(S("sys"))}));
   Execute("import sys; saved = sys.stdout");
   Outcome s = Run(Handler::kSetAttr, Boxes({LocalRef(sys), ByVal(S("stdout")), RemoteRef(file)}));
   ASSERT_EQ(s.kind, Outcome::Kind::kReply) << s.value.Repr();
@@ -1008,12 +1010,12 @@ TEST_F(ObjSpaceTest, NestedRequestFromTheClientDuringACallback) {
   Value fn = ClientIdp("builtins.function", 100, 204);
   peer_.script = [&](Handler, const Value&) -> core::Result<Outcome> {
     // While the server waits, the client evaluates something on the server (nesting).
-    Value root = Payload(HandleSent(*space_, Handler::kGetRoot, ByVal(T({}))).value);
-    Value eval = Payload(
-        HandleSent(*space_, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+    Value root = Payload(HandleSent(*space_, Handler::kGetRoot, ByVal(T({}))));
+    Value eval =
+        Payload(HandleSent(*space_, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})));
     Outcome inner = HandleSent(*space_, Handler::kCall,
                                Boxes({LocalRef(eval), ByVal(T({S("40 + 2")})), ByVal(T({}))}));
-    return Outcome::Reply(inner.value);
+    return Outcome::Reply(*inner.value.tree());
   };
   Outcome o = CallFn(EvalRef("lambda f: f() + 1"), {RemoteRef(fn)});
   EXPECT_EQ(o.value, ByVal(I(43)));
@@ -1041,7 +1043,7 @@ TEST_F(ObjSpaceTest, DeeplyNestedValuesAreRefused) {
   for (const char* leaf : {"1", "[1]"}) {
     Outcome o = CallFn(eval, {ByVal(S(std::string("nest(100000, ") + leaf + ")"))});
     ASSERT_EQ(o.kind, Outcome::Kind::kException) << leaf;
-    EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("RecursionError")}));
+    EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("RecursionError")}));
   }
   EXPECT_EQ(space_->LocalObjectCount(), before);  // the [1] leaf was rolled back
 }
@@ -1066,7 +1068,7 @@ TEST_F(ObjSpaceTest, ProxyWorksFromAnotherThread) {
       "  return out[0]\n");
   Outcome o = CallFn(EvalRef("other_thread"), {RemoteRef(fn)});
   ASSERT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
-  EXPECT_EQ(Payload(o.value), I(42)) << o.value.Repr();
+  EXPECT_EQ(Payload(*o.value.tree()), I(42)) << o.value.Repr();
   ASSERT_EQ(peer_.calls.size(), 1u);
   EXPECT_EQ(peer_.calls[0].h, Handler::kCall);
 }
@@ -1093,11 +1095,11 @@ TEST_F(ObjSpaceTest, APythonThreadWaitingForAReplyServesTheClientsRequests) {
       "  return sum(out)\n");
   Outcome o = CallFn(EvalRef("threads"), {RemoteRef(fn), ByVal(I(20))});
   ASSERT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
-  EXPECT_EQ(Payload(o.value), I(20 * 42)) << o.value.Repr();
+  EXPECT_EQ(Payload(*o.value.tree()), I(20 * 42)) << o.value.Repr();
   // The threads have ended; the interpreter still works from this one and from new threads.
   EXPECT_EQ(Payload(Eval("1 + 1")), I(2));
   o = CallFn(EvalRef("threads"), {RemoteRef(fn), ByVal(I(2))});
-  EXPECT_EQ(Payload(o.value), I(84)) << o.value.Repr();
+  EXPECT_EQ(Payload(*o.value.tree()), I(84)) << o.value.Repr();
 }
 
 TEST_F(ObjSpaceTest, DisconnectWaitsForRequestsFromOtherThreads) {
@@ -1141,12 +1143,11 @@ TEST(ConcurrencyTest, ManyConnectionThreads) {
     threads.emplace_back([t, &ok] {
       FakePeer peer;
       auto space = MakeClassicObjectSpace(*g_interp, peer);
-      Value root = PayloadOf(HandleSent(*space, Handler::kGetRoot, ByVal(T({}))).value);
+      Value root = PayloadOf(HandleSent(*space, Handler::kGetRoot, ByVal(T({}))));
       Value exec = PayloadOf(
-          HandleSent(*space, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("execute"))}))
-              .value);
+          HandleSent(*space, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("execute"))})));
       Value eval = PayloadOf(
-          HandleSent(*space, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+          HandleSent(*space, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})));
       HandleSent(*space, Handler::kCall,
                  Boxes({LocalRef(exec), ByVal(T({S("me = " + std::to_string(t))})), ByVal(T({}))}));
       for (int i = 0; i < kCalls; ++i) {
@@ -1169,11 +1170,10 @@ TEST(ClassicServiceTest, StdioRootIsClassicService) {
   ASSERT_NE(g_interp, nullptr);
   FakePeer peer;
   auto space = MakeClassicObjectSpace(*g_interp, peer, RootService::kClassic);
-  Value root = PayloadOf(HandleSent(*space, Handler::kGetRoot, ByVal(T({}))).value);
+  Value root = PayloadOf(HandleSent(*space, Handler::kGetRoot, ByVal(T({}))));
   EXPECT_EQ(root.as<brine::Tuple>().items[0], S("rpyc.core.service.ClassicService"));
   Value name = PayloadOf(
-      HandleSent(*space, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("get_service_name"))}))
-          .value);
+      HandleSent(*space, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("get_service_name"))})));
   Outcome o =
       HandleSent(*space, Handler::kCall, Boxes({LocalRef(name), ByVal(T({})), ByVal(T({}))}));
   EXPECT_EQ(o.value, ByVal(S("CLASSIC")));
@@ -1285,9 +1285,9 @@ TEST(InterpreterTest, ForkedChildServesAndFinalises) {
                   .has_value();
     FakePeer peer;
     auto space = MakeClassicObjectSpace(*g_interp, peer);
-    Value root = PayloadOf(HandleSent(*space, Handler::kGetRoot, ByVal(T({}))).value);
-    Value eval = PayloadOf(
-        HandleSent(*space, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+    Value root = PayloadOf(HandleSent(*space, Handler::kGetRoot, ByVal(T({}))));
+    Value eval =
+        PayloadOf(HandleSent(*space, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})));
     Outcome o = HandleSent(*space, Handler::kCall,
                            Boxes({LocalRef(eval), ByVal(T({S("6 * 7")})), ByVal(T({}))}));
     ok = ok && o.value == ByVal(I(42));
@@ -1307,9 +1307,9 @@ TEST(InterpreterTest, ForkedChildServesAndFinalises) {
 
 // A connection's eval, as a client would send it: GETROOT, GETATTR eval, CALL.
 Outcome EvalOn(ObjectSpace& space, const std::string& code) {
-  Value root = PayloadOf(HandleSent(space, Handler::kGetRoot, ByVal(T({}))).value);
-  Value eval = PayloadOf(
-      HandleSent(space, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})).value);
+  Value root = PayloadOf(HandleSent(space, Handler::kGetRoot, ByVal(T({}))));
+  Value eval =
+      PayloadOf(HandleSent(space, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S("eval"))})));
   return HandleSent(space, Handler::kCall,
                     Boxes({LocalRef(eval), ByVal(T({S(code)})), ByVal(T({}))}));
 }
@@ -1369,7 +1369,7 @@ TEST(ThreadDataTest, AConnectionKeepsItsDataAcrossServingThreads) {
     Outcome o = EvalOn(*space, kThreadDataRead);
     ASSERT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
     // (Not the Thread object: the second worker may reuse the first one's pthread id.)
-    const Value payload = PayloadOf(o.value);
+    const Value payload = PayloadOf(*o.value.tree());
     const auto& seen = payload.as<brine::Tuple>().items;
     EXPECT_EQ(seen[0], S("w1"));
     EXPECT_EQ(seen[1], S("w1")) << o.value.Repr();
