@@ -52,11 +52,10 @@ struct Inflater::State {
 Inflater::Inflater() : state_(std::make_unique<State>()) {}
 Inflater::~Inflater() = default;
 
-void Inflater::Trim(size_t keep) {
-  if (state_->capacity > keep) {
-    state_->out.reset();
-    state_->capacity = 0;
-  }
+void Inflater::Release() {
+  state_->out.reset();
+  state_->capacity = 0;
+  capacity_ = 0;
 }
 
 Result<std::string_view> Inflater::Run(std::string_view compressed, size_t max_output) {
@@ -101,7 +100,7 @@ Result<std::string_view> Inflater::Run(std::string_view compressed, size_t max_o
   const size_t guess = std::min(std::max(kInflateChunk, compressed.size() * 2), cap);
   if (s.capacity < guess) {
     Regrow(&s.out, 0, guess);
-    s.capacity = guess;
+    s.capacity = capacity_ = guess;
   }
   size_t filled = 0;
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(deflated.data()));
@@ -117,7 +116,7 @@ Result<std::string_view> Inflater::Run(std::string_view compressed, size_t max_o
     if (filled == limit) {
       const size_t bigger = std::min(std::max(s.capacity, kInflateChunk / 2) * 2, cap);
       Regrow(&s.out, filled, bigger);
-      s.capacity = bigger;
+      s.capacity = capacity_ = bigger;
       continue;
     }
     const size_t room = std::min<size_t>(limit - filled, UINT_MAX);

@@ -37,11 +37,16 @@ class Inflater {
   Result<std::string_view> Run(std::string_view compressed, size_t max_output);
 
   // Gives the output buffer back when it is larger than `keep` bytes.
-  void Trim(size_t keep);
+  void Trim(size_t keep) {
+    if (capacity_ > keep) Release();
+  }
 
  private:
+  void Release();
+
   struct State;
   std::unique_ptr<State> state_;
+  size_t capacity_ = 0;  // of the output buffer
 };
 
 class FrameReader {

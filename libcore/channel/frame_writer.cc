@@ -51,12 +51,9 @@ bool SampleShrinks(std::string_view payload) {
 
 }  // namespace
 
-Status CheckPayloadSize(size_t length) {
-  if (length > UINT32_MAX) {
-    return Fail(Error::Limit("frame: payload of " + std::to_string(length) +
-                             " bytes does not fit a frame (at most 4294967295)"));
-  }
-  return {};
+Error PayloadTooLarge(size_t length) {
+  return Error::Limit("frame: payload of " + std::to_string(length) +
+                      " bytes does not fit a frame (at most 4294967295)");
 }
 
 void Deflate(std::string_view data, int level, std::string* out) {
@@ -120,20 +117,11 @@ Status AppendFrame(std::string_view payload, std::string* out, Compression compr
 
 namespace core::channel {
 
-Result<FrameParts> SealFrame(std::string* buffer, Compression compression, std::string* scratch) {
-  static constexpr char kTrailerByte[1] = {kTrailer};
-  const std::string_view payload = std::string_view(*buffer).substr(kHeaderSize);
-  if (auto ok = CheckPayloadSize(payload.size()); !ok) return Fail(ok.error());
-  FrameParts f;
-  if (!WouldCompress(payload, compression)) {
-    PutHeader(static_cast<uint32_t>(payload.size()), kFlagRaw, buffer->data());
-    f.parts[0] = *buffer;
-    f.parts[1] = std::string_view(kTrailerByte, 1);
-    f.count = 2;
-    return f;
-  }
+Result<FrameParts> SealCompressedFrame(std::string_view payload, Compression compression,
+                                       std::string* scratch) {
   scratch->clear();
   if (auto st = AppendFrame(payload, scratch, compression); !st) return Fail(st.error());
+  FrameParts f;
   f.parts[0] = *scratch;
   f.count = 1;
   return f;

@@ -6,7 +6,6 @@
 #include <memory>
 #include <string>
 #include <utility>
-#include <variant>
 
 #include "libcore/base/result.h"
 #include "libcore/brine/brine.h"
@@ -21,31 +20,37 @@ namespace core::protocol {
 class Args {
  public:
   Args() = default;
-  Args(brine::Value tree) : v_(std::move(tree)) {}  // NOLINT(google-explicit-constructor)
+  Args(brine::Value tree) : tree_(std::move(tree)) {}  // NOLINT(google-explicit-constructor)
   // The brine encoding of the args (never empty: no brine encoding is).
-  static Args Encoded(std::string bytes) { return Args(Form(std::move(bytes))); }
+  static Args Encoded(std::string bytes) {
+    Args a;
+    a.own_ = std::move(bytes);
+    return a;
+  }
   static Args Encoded(std::shared_ptr<const std::string> bytes) {
-    return Args(Form(std::move(bytes)));
+    Args a;
+    a.shared_ = std::move(bytes);
+    return a;
   }
 
   // Appends the brine encoding to `*out`.
   void AppendTo(std::string* out) const {
-    if (const auto* t = tree()) {
-      brine::Encode(*t, out);
-    } else if (const auto* own = std::get_if<std::string>(&v_)) {
-      out->append(*own);
+    if (shared_) {
+      out->append(*shared_);
+    } else if (!own_.empty()) {
+      out->append(own_);
     } else {
-      out->append(*std::get<std::shared_ptr<const std::string>>(v_));
+      brine::Encode(tree_, out);
     }
   }
   // The tree when the args are held as one (always, for args the engine decoded), else nullptr.
-  const brine::Value* tree() const { return std::get_if<brine::Value>(&v_); }
-  brine::Value* tree() { return std::get_if<brine::Value>(&v_); }
+  const brine::Value* tree() const { return is_tree() ? &tree_ : nullptr; }
+  brine::Value* tree() { return is_tree() ? &tree_ : nullptr; }
   // The value whatever the form: the tree (copied), or the encoding decoded.
   Result<brine::Value> Decoded() const {
-    if (const auto* t = tree()) return *t;
-    if (const auto* own = std::get_if<std::string>(&v_)) return brine::Load(*own);
-    return brine::Load(*std::get<std::shared_ptr<const std::string>>(v_));
+    if (shared_) return brine::Load(*shared_);
+    if (!own_.empty()) return brine::Load(own_);
+    return tree_;
   }
   // Python-like repr of the value, for logs and test messages.
   std::string Repr() const {
@@ -54,15 +59,19 @@ class Args {
   }
   // Equal to `v` once decoded.
   bool operator==(const brine::Value& v) const {
-    if (const auto* t = tree()) return *t == v;
+    if (is_tree()) return tree_ == v;
     auto mine = Decoded();
     return mine && *mine == v;
   }
 
  private:
-  using Form = std::variant<brine::Value, std::string, std::shared_ptr<const std::string>>;
-  explicit Args(Form f) : v_(std::move(f)) {}
-  Form v_;
+  bool is_tree() const { return !shared_ && own_.empty(); }
+
+  // One form at a time: the tree unless an encoding is set. (Three members rather than a
+  // std::variant: moving these on every message costs less than visiting a variant of variants.)
+  brine::Value tree_;
+  std::string own_;                            // the encoding, made for these args alone
+  std::shared_ptr<const std::string> shared_;  // the encoding, shared (a cache's)
 };
 
 }  // namespace core::protocol

@@ -355,10 +355,8 @@ Status Connection::Dispatch(Message request) {
   }
   const uint64_t seq = request.seq;
   auto reply = [&](Outcome o) {
-    Message m;
-    m.type = o.kind == Outcome::Kind::kReply ? MsgType::kReply : MsgType::kException;
-    m.seq = seq;
-    m.args = std::move(o.value);
+    Message m{o.kind == Outcome::Kind::kReply ? MsgType::kReply : MsgType::kException, seq,
+              std::move(o.value)};
     Status st = Send(m);
     if (!st && st.error().code() == Error::Code::kLimit) {
       // Too large for one frame (over 4 GiB): the peer gets an exception instead.

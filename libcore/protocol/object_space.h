@@ -24,7 +24,7 @@ struct Outcome {
   Args value;
 
   static Outcome Reply(Args boxed) { return {Kind::kReply, std::move(boxed)}; }
-  static Outcome Reply(brine::Value boxed) { return {Kind::kReply, Args(std::move(boxed))}; }
+  static Outcome Reply(brine::Value boxed) { return Tree(Kind::kReply, std::move(boxed)); }
   static Outcome EncodedReply(std::shared_ptr<const std::string> bytes) {
     return {Kind::kReply, Args::Encoded(std::move(bytes))};
   }
@@ -32,7 +32,16 @@ struct Outcome {
     return {Kind::kReply, Args::Encoded(std::move(bytes))};
   }
   static Outcome Exception(Args v) { return {Kind::kException, std::move(v)}; }
-  static Outcome Exception(brine::Value v) { return {Kind::kException, Args(std::move(v))}; }
+  static Outcome Exception(brine::Value v) { return Tree(Kind::kException, std::move(v)); }
+
+ private:
+  // Moves the tree in once (every reply is made here: no intermediate Args to move again).
+  static Outcome Tree(Kind kind, brine::Value v) {
+    Outcome o;
+    o.kind = kind;
+    *o.value.tree() = std::move(v);
+    return o;
+  }
 };
 
 // The other side of the connection, as the object space sees it. Implemented by the engine's
