@@ -133,12 +133,24 @@ def w_up(conn, state):
     assert sink(data) == MiB
 
 
+def setup_upload(conn):
+    return (conn.namespace, os.urandom(MiB))
+
+
+def w_upload(conn, state):
+    # The upload of issue 11: a store into the server's namespace, as `ns["blob"] = data` does
+    # (the 5.x client compresses the frame, so the server inflates it).
+    ns, data = state
+    ns["blob"] = data
+
+
 WORKLOADS = {
     "ping": (None, w_ping, 1.0),
     "getpid": (None, w_getpid, 1.0),
     "eval": (None, w_eval, 1.0),
     "1MiB-down": (setup_down, w_down, 1.0),
     "1MiB-up": (setup_up, w_up, 1.0),
+    "upload": (setup_upload, w_upload, 1.0),
 }
 
 
@@ -262,7 +274,7 @@ def main():
         "RPYC_CLASSICD", os.path.join(ROOT, "build/release/daemons/classicd/rpyc-classicd")))
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--callgrind", action="store_true")
-    ap.add_argument("--workloads", default="ping,getpid,eval,1MiB-down,1MiB-up,connect,16-clients")
+    ap.add_argument("--workloads", default="ping,getpid,eval,1MiB-down,1MiB-up,upload,connect,16-clients")
     ap.add_argument("--mode", default="threaded", choices=["threaded", "forking", "threadpool"])
     args = ap.parse_args()
     MODE[0] = args.mode
@@ -301,7 +313,7 @@ def main():
         print("| workload | Python | ours | ratio |")
         print("|---|---|---|---|")
         for w in [w for w in workloads if w in WORKLOADS or w == "connect"]:
-            if w.startswith("1MiB"):
+            if w.startswith("1MiB") or w == "upload":
                 n1, n2 = 20, 120
             elif w == "connect":
                 n1, n2 = 20, 70

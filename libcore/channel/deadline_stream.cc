@@ -22,8 +22,8 @@ bool FrameTracker::Feed(std::string_view data) {
       received_ += take;
       data.remove_prefix(take);
       if (header_got_ == kHeaderSize) {
-        remaining_ = uint64_t{HeaderLength(header_)} + kTrailerSize;
-        total_ = kHeaderSize + remaining_;
+        total_ = FrameSize(HeaderLength(header_));
+        remaining_ = total_ - kHeaderSize;
       }
       continue;
     }

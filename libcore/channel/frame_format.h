@@ -20,6 +20,9 @@ inline constexpr size_t kHeaderSize = 5;   // struct "!LB"
 inline constexpr size_t kTrailerSize = 1;  // '\n', for line-buffered transports
 inline constexpr char kTrailer = '\n';
 
+inline constexpr uint8_t kFlagRaw = 0;
+inline constexpr uint8_t kFlagZlib = 1;  // what senders write; receivers accept any nonzero flag
+
 // The payload length from the first four bytes of a header.
 inline uint32_t HeaderLength(const unsigned char* h) {
   return (uint32_t{h[0]} << 24) | (uint32_t{h[1]} << 16) | (uint32_t{h[2]} << 8) | uint32_t{h[3]};
@@ -28,8 +31,17 @@ inline uint32_t HeaderLength(const char* h) {
   return HeaderLength(reinterpret_cast<const unsigned char*>(h));
 }
 
-inline constexpr uint8_t kFlagRaw = 0;
-inline constexpr uint8_t kFlagZlib = 1;  // what senders write; receivers accept any nonzero flag
+// The whole frame (header, payload, trailer) that a header announcing `length` starts.
+inline uint64_t FrameSize(uint32_t length) { return kHeaderSize + uint64_t{length} + kTrailerSize; }
+
+// Writes the kHeaderSize bytes of a header at `out`.
+inline void PutHeader(uint32_t length, uint8_t flag, char* out) {
+  out[0] = static_cast<char>(length >> 24);
+  out[1] = static_cast<char>(length >> 16);
+  out[2] = static_cast<char>(length >> 8);
+  out[3] = static_cast<char>(length);
+  out[4] = static_cast<char>(flag);
+}
 
 // Python compresses payloads strictly longer than this, with zlib level 1.
 inline constexpr size_t kCompressThreshold = 3000;

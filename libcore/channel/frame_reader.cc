@@ -4,18 +4,20 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <utility>
-#include <vector>
 
 #include <zlib.h>
+
+#include "libcore/channel/adler32.h"
 
 namespace core::channel {
 namespace {
 
-// Inflate output grows by at most this much per step, so a bomb is caught within one step of
-// the limit.
+// The smallest output buffer an inflate starts with.
 constexpr size_t kInflateChunk = size_t{64} << 10;
 
 std::string ZlibMessage(const z_stream& zs, int ret) {
@@ -23,70 +25,135 @@ std::string ZlibMessage(const z_stream& zs, int ret) {
   return text + " (" + std::to_string(ret) + ")";
 }
 
-struct InflateEnd {
-  void operator()(z_stream* zs) const { inflateEnd(zs); }
-};
+// Grows (or first allocates) a malloc'd buffer to `size` bytes, keeping its first `keep` bytes.
+// realloc: a large block is moved by remapping its pages, not by copying them.
+void Regrow(std::unique_ptr<char, FreeDeleter>* buffer, size_t keep, size_t size) {
+  if (keep == 0) buffer->reset();  // nothing to carry over: no copy at all
+  void* p = std::realloc(buffer->get(), size);
+  if (p == nullptr) throw std::bad_alloc();
+  (void)buffer->release();
+  buffer->reset(static_cast<char*>(p));
+}
 
 }  // namespace
 
-Result<std::string> Inflate(std::string_view compressed, size_t max_output) {
+void FreeDeleter::operator()(char* p) const { std::free(p); }
+
+struct Inflater::State {
   z_stream zs{};
-  if (int ret = inflateInit(&zs); ret != Z_OK) {
+  bool started = false;  // inflateInit done (then inflateReset for each stream)
+  std::unique_ptr<char, FreeDeleter> out;
+  size_t capacity = 0;
+  ~State() {
+    if (started) inflateEnd(&zs);
+  }
+};
+
+Inflater::Inflater() : state_(std::make_unique<State>()) {}
+Inflater::~Inflater() = default;
+
+void Inflater::Release() {
+  state_->out.reset();
+  state_->capacity = 0;
+  capacity_ = 0;
+}
+
+Result<std::string_view> Inflater::Run(std::string_view compressed, size_t max_output) {
+  State& s = *state_;
+  z_stream& zs = s.zs;
+  // The zlib wrapper (RFC 1950: two header bytes before the deflate data, the Adler-32 of the
+  // output after it) is read here and the deflate data inflated raw, so that the checksum is
+  // Adler32()'s rather than zlib's byte-at-a-time one. The errors are the ones zlib gives.
+  if (!s.started) {
+    if (int ret = inflateInit2(&zs, -MAX_WBITS); ret != Z_OK) {
+      return Fail(Error::Limit("frame: cannot start inflating: " + ZlibMessage(zs, ret)));
+    }
+    s.started = true;
+  } else if (int ret = inflateReset(&zs); ret != Z_OK) {
     return Fail(Error::Limit("frame: cannot start inflating: " + ZlibMessage(zs, ret)));
   }
-  std::unique_ptr<z_stream, InflateEnd> guard(&zs);
-  // Output goes into pieces that are never reallocated, so the peak is the output itself (plus
-  // one copy when joining), never a doubled buffer. Together the pieces hold at most one byte
-  // past the limit, which is how a bomb is detected without inflating further.
+  auto corrupt = [](const char* what) {
+    return Fail(Error::Protocol(std::string("frame: corrupt zlib payload: ") + what + " (" +
+                                std::to_string(Z_DATA_ERROR) + ")"));
+  };
+  auto truncated = [&compressed] {
+    return Fail(Error::Protocol("frame: truncated zlib payload (" +
+                                std::to_string(compressed.size()) + " bytes, no end of stream)"));
+  };
+  constexpr size_t kZlibHeader = 2, kDictId = 4, kZlibTrailer = 4;
+  if (compressed.size() < kZlibHeader) return truncated();
+  const auto cmf = static_cast<unsigned char>(compressed[0]);
+  const auto flg = static_cast<unsigned char>(compressed[1]);
+  if (((cmf << 8) | flg) % 31 != 0) return corrupt("incorrect header check");
+  if ((cmf & 0x0f) != Z_DEFLATED) return corrupt("unknown compression method");
+  if ((cmf >> 4) + 8 > MAX_WBITS) return corrupt("invalid window size");
+  if ((flg & 0x20) != 0) {
+    if (compressed.size() < kZlibHeader + kDictId) return truncated();
+    return Fail(Error::Protocol("frame: corrupt zlib payload: needs a preset dictionary"));
+  }
+  const std::string_view deflated = compressed.substr(kZlibHeader);
+
+  // The buffer holds at most one byte past the limit, which is how a bomb is detected without
+  // inflating further. A first guess from the input size (twice it: random data, which the
+  // clients compress too, comes out as large as it went in), then doubling.
   const size_t cap = max_output == SIZE_MAX ? max_output : max_output + 1;
-  std::vector<std::string> pieces;
-  size_t total = 0;   // bytes in full pieces plus `filled`
-  size_t filled = 0;  // bytes used in pieces.back()
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
-  size_t in_left = compressed.size();  // not yet handed to zlib
+  const size_t guess = std::min(std::max(kInflateChunk, compressed.size() * 2), cap);
+  if (s.capacity < guess) {
+    Regrow(&s.out, 0, guess);
+    s.capacity = capacity_ = guess;
+  }
+  size_t filled = 0;
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(deflated.data()));
+  zs.avail_in = 0;
+  size_t in_left = deflated.size();  // not yet handed to zlib
   for (;;) {
     if (zs.avail_in == 0 && in_left > 0) {
       auto n = static_cast<uInt>(std::min<size_t>(in_left, UINT_MAX));
       zs.avail_in = n;
       in_left -= n;
     }
-    if (pieces.empty() || filled == pieces.back().size()) {
-      // The first piece guesses from the input size; later ones double the total so far.
-      size_t want = pieces.empty() ? compressed.size() * 4 : total;
-      pieces.emplace_back(std::min(std::max(want, kInflateChunk), cap - total), '\0');
-      filled = 0;
+    const size_t limit = std::min(s.capacity, cap);  // a kept buffer may be larger than cap
+    if (filled == limit) {
+      const size_t bigger = std::min(std::max(s.capacity, kInflateChunk / 2) * 2, cap);
+      Regrow(&s.out, filled, bigger);
+      s.capacity = capacity_ = bigger;
+      continue;
     }
-    std::string& piece = pieces.back();
-    size_t room = std::min<size_t>(piece.size() - filled, UINT_MAX);
-    zs.next_out = reinterpret_cast<Bytef*>(piece.data() + filled);
+    const size_t room = std::min<size_t>(limit - filled, UINT_MAX);
+    zs.next_out = reinterpret_cast<Bytef*>(s.out.get() + filled);
     zs.avail_out = static_cast<uInt>(room);
     int ret = inflate(&zs, Z_NO_FLUSH);
     filled += room - zs.avail_out;
-    total += room - zs.avail_out;
-    if (total > max_output) {
+    if (filled > max_output) {
       return Fail(Error::Limit("frame: decompressed payload exceeds the limit of " +
                                std::to_string(max_output) + " bytes"));
     }
-    if (ret == Z_STREAM_END) break;  // trailing bytes are ignored, as zlib.decompress does
-    if (ret == Z_NEED_DICT) {
-      return Fail(Error::Protocol("frame: corrupt zlib payload: needs a preset dictionary"));
-    }
+    if (ret == Z_STREAM_END) break;
     if (ret != Z_OK && ret != Z_BUF_ERROR) {
       return Fail(Error::Protocol("frame: corrupt zlib payload: " + ZlibMessage(zs, ret)));
     }
     // All input consumed and room left over: the stream stops before its end.
-    if (zs.avail_in == 0 && in_left == 0 && zs.avail_out != 0) {
-      return Fail(Error::Protocol("frame: truncated zlib payload (" +
-                                  std::to_string(compressed.size()) + " bytes, no end of stream)"));
-    }
+    if (zs.avail_in == 0 && in_left == 0 && zs.avail_out != 0) return truncated();
   }
-  pieces.back().resize(filled);
-  if (pieces.size() == 1) return std::move(pieces.front());
-  std::string out;
-  out.reserve(total);
-  for (const auto& p : pieces) out += p;
+  // The Adler-32 follows the deflate data; bytes after it are ignored, as zlib.decompress does.
+  const size_t after = deflated.size() - in_left - zs.avail_in;
+  if (deflated.size() - after < kZlibTrailer) return truncated();
+  const auto* t = reinterpret_cast<const unsigned char*>(deflated.data() + after);
+  const uint32_t want = HeaderLength(t);  // the same big-endian uint32 as a frame length
+  const std::string_view out(s.out.get(), filled);
+  if (Adler32(kAdler32Initial, out) != want) return corrupt("incorrect data check");
   return out;
 }
+
+Result<std::string> Inflate(std::string_view compressed, size_t max_output) {
+  Inflater inflater;
+  auto out = inflater.Run(compressed, max_output);
+  if (!out) return Fail(out.error());
+  return std::string(*out);
+}
+
+FrameReader::FrameReader(FrameLimits limits) : limits_(limits) {}
+FrameReader::~FrameReader() = default;
 
 void FrameReader::Reserve(size_t n) {
   if (pos_ > 0) {  // drop what was consumed
@@ -96,9 +163,7 @@ void FrameReader::Reserve(size_t n) {
   }
   if (capacity_ - end_ >= n) return;
   size_t want = std::max(end_ + n, capacity_ * 2);
-  std::unique_ptr<char[]> bigger(new char[want]);  // not zero-filled
-  if (end_ > 0) std::memcpy(bigger.get(), buffer_.get(), end_);
-  buffer_ = std::move(bigger);
+  Regrow(&buffer_, end_, want);  // not zero-filled
   capacity_ = want;
 }
 
@@ -110,16 +175,31 @@ void FrameReader::Append(std::string_view data) {
 }
 
 std::span<char> FrameReader::WriteSpace(size_t min_size) {
-  size_t want = min_size;
-  if (buffered() >= kHeaderSize) {
-    // A frame has started: room for all of it, so that it arrives in as few reads as possible.
-    size_t length = HeaderLength(buffer_.get() + pos_);
-    if (length <= limits_.max_frame_size) {
-      size_t total = kHeaderSize + length + kTrailerSize;
-      if (total > buffered()) want = std::max(want, total - buffered());
+  // The views NextView() gave are dead now: large buffers go back.
+  if (pos_ == end_ && capacity_ > kKeepBuffer) {
+    buffer_.reset();
+    capacity_ = pos_ = end_ = 0;
+  }
+  inflater_.Trim(kKeepBuffer);
+  if (capacity_ - end_ >= min_size) return std::span<char>(buffer_.get() + end_, capacity_ - end_);
+  if (pos_ > 0) {  // drop what was consumed first
+    std::memmove(buffer_.get(), buffer_.get() + pos_, end_ - pos_);
+    end_ -= pos_;
+    pos_ = 0;
+    if (capacity_ - end_ >= min_size)
+      return std::span<char>(buffer_.get() + end_, capacity_ - end_);
+  }
+  size_t more = min_size;
+  if (end_ >= kHeaderSize) {
+    // A frame has started: room for more of it, as much as it has received so far, so the
+    // buffer doubles as its bytes come and holds at most about twice what was received.
+    const uint32_t length = HeaderLength(buffer_.get());
+    if (length <= limits_.max_frame_size && FrameSize(length) > end_) {
+      more = std::max<size_t>(more, std::min<uint64_t>(FrameSize(length) - end_, end_));
     }
   }
-  if (capacity_ - end_ < want || (pos_ > 0 && pos_ == end_)) Reserve(want);
+  Regrow(&buffer_, end_, end_ + more);  // not zero-filled
+  capacity_ = end_ + more;
   return std::span<char>(buffer_.get() + end_, capacity_ - end_);
 }
 
@@ -129,7 +209,6 @@ Result<std::optional<std::string>> FrameReader::Next() {
   auto view = NextView();
   if (!view) return Fail(view.error());
   if (!*view) return std::nullopt;
-  if (view->value().data() == inflated_.data()) return std::move(inflated_);
   return std::optional<std::string>(std::in_place, **view);
 }
 
@@ -145,7 +224,7 @@ Result<std::optional<std::string_view>> FrameReader::NextView() {
                      std::to_string(limits_.max_frame_size) + " bytes");
     return Fail(*failed_);
   }
-  size_t total = kHeaderSize + size_t{length} + kTrailerSize;
+  const uint64_t total = FrameSize(length);
   if (buffered() < total) return std::nullopt;
   std::string_view payload(buffer_.get() + pos_ + kHeaderSize, length);
   pos_ += total;  // the trailer byte is dropped unchecked
@@ -156,13 +235,12 @@ Result<std::optional<std::string_view>> FrameReader::NextView() {
     end_ = 0;
   }
   if (flag == kFlagRaw) return std::optional<std::string_view>(payload);
-  auto inflated = Inflate(payload, limits_.max_decompressed_size);
+  auto inflated = inflater_.Run(payload, limits_.max_decompressed_size);
   if (!inflated) {
     failed_ = inflated.error();
     return Fail(*failed_);
   }
-  inflated_ = std::move(*inflated);
-  return std::optional<std::string_view>(inflated_);
+  return std::optional<std::string_view>(*inflated);
 }
 
 Status FrameReader::CheckEof() const {
@@ -175,8 +253,7 @@ Status FrameReader::CheckEof() const {
   }
   uint32_t length = HeaderLength(buffer_.get() + pos_);
   return Fail(Error::Protocol("frame: stream ended inside a frame (" + std::to_string(have) +
-                              " of " + std::to_string(kHeaderSize + size_t{length} + kTrailerSize) +
-                              " bytes)"));
+                              " of " + std::to_string(FrameSize(length)) + " bytes)"));
 }
 
 }  // namespace core::channel

@@ -15,9 +15,44 @@
 
 namespace core::channel {
 
+struct FreeDeleter {
+  void operator()(char* p) const;
+};
+
+// Inflates zlib (RFC 1950) streams into an output buffer it keeps from one call to the next, with
+// one zlib state it resets: a peer's large compressed frames (the 5.x and 6.x clients compress
+// every frame over 3000 bytes, even random data that does not shrink) then cost no fresh
+// allocation, page faults and zlib set-up each.
+class Inflater {
+ public:
+  Inflater();
+  ~Inflater();
+  Inflater(const Inflater&) = delete;
+  Inflater& operator=(const Inflater&) = delete;
+
+  // The decompressed bytes of the zlib stream `compressed` starts with, refusing output past
+  // `max_output` bytes without producing more than about that much (the output buffer grows as
+  // output comes, never beyond max_output + 1). Bytes after the end of the stream are ignored, as
+  // Python's zlib.decompress does. The view is valid until the next call of any method.
+  Result<std::string_view> Run(std::string_view compressed, size_t max_output);
+
+  // Gives the output buffer back when it is larger than `keep` bytes.
+  void Trim(size_t keep) {
+    if (capacity_ > keep) Release();
+  }
+
+ private:
+  void Release();
+
+  struct State;
+  std::unique_ptr<State> state_;
+  size_t capacity_ = 0;  // of the output buffer
+};
+
 class FrameReader {
  public:
-  explicit FrameReader(FrameLimits limits = {}) : limits_(limits) {}
+  explicit FrameReader(FrameLimits limits = {});
+  ~FrameReader();
   FrameReader(const FrameReader&) = delete;
   FrameReader& operator=(const FrameReader&) = delete;
 
@@ -26,9 +61,12 @@ class FrameReader {
   void Append(std::string_view data);
 
   // For reading straight into the buffer, without a copy: free space at the end of the buffer,
-  // at least `min_size` bytes, and more when a started frame needs more (so a large frame is
-  // read in few calls). Write into it, then Commit() the bytes written. The span is valid until
-  // the next call of any other method.
+  // at least `min_size` bytes, and more when a started frame needs more, up to as many bytes as
+  // that frame has received so far: the buffer doubles as a large frame arrives (so it is read in
+  // few calls and copied an amortised once), and memory follows the bytes received, not the
+  // length a header announces (a header alone reserves nothing). A buffer over kKeepBuffer bytes
+  // is given back once nothing is buffered. Write into it, then Commit() the bytes written. The
+  // span is valid until the next call of any other method.
   std::span<char> WriteSpace(size_t min_size);
   void Commit(size_t n);
 
@@ -45,23 +83,27 @@ class FrameReader {
 
   // Bytes received but not yet returned as payloads.
   size_t buffered() const { return end_ - pos_; }
+  // Bytes of buffer held for them (tests).
+  size_t capacity() const { return capacity_; }
+
+  // Buffers (received and inflated bytes) up to this size are kept for the next frames; larger
+  // ones are given back once their frame is consumed.
+  static constexpr size_t kKeepBuffer = size_t{4} << 20;
 
  private:
   // Makes room for `n` more bytes after end_ (dropping consumed bytes first); never zero-fills.
   void Reserve(size_t n);
 
   FrameLimits limits_;
-  std::unique_ptr<char[]> buffer_;
+  std::unique_ptr<char, FreeDeleter> buffer_;  // malloc'd: grown with realloc
   size_t capacity_ = 0;
-  size_t pos_ = 0;        // start of the unparsed bytes in buffer_
-  size_t end_ = 0;        // end of the received bytes in buffer_
-  std::string inflated_;  // the last decompressed payload, for NextView()
+  size_t pos_ = 0;     // start of the unparsed bytes in buffer_
+  size_t end_ = 0;     // end of the received bytes in buffer_
+  Inflater inflater_;  // holds the last decompressed payload, for NextView()
   std::optional<Error> failed_;
 };
 
-// Inflates one zlib (RFC 1950) stream, refusing output past `max_output` bytes without
-// producing more than about that much. Bytes after the end of the stream are ignored, as
-// Python's zlib.decompress does.
+// Inflates one zlib (RFC 1950) stream, as Inflater::Run, into a string of its own.
 Result<std::string> Inflate(std::string_view compressed, size_t max_output);
 
 }  // namespace core::channel

@@ -1,8 +1,11 @@
 // The frame layer (PROTOCOL.md §2, §3.3): golden frames, any split of the byte stream,
 // compression both ways, and every way a frame is refused, with the exact message.
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -267,6 +270,84 @@ TEST(Frame, LengthOverLimitIsRefusedFromTheHeaderAlone) {
   std::string at(1000, 'a');
   EXPECT_PAYLOADS(ReadAll(Frame(at, Compression::kNever), {}, FrameLimits{1000, 1000}),
                   std::vector<std::string>{at});
+}
+
+// Reads `stream` into `r` through WriteSpace()/Commit(), as the connection does, in pieces of at
+// most `piece` bytes; returns the largest capacity seen.
+size_t Feed(FrameReader& r, std::string_view stream, size_t piece) {
+  size_t peak = r.capacity();
+  while (!stream.empty()) {
+    std::span<char> room = r.WriteSpace(64 << 10);
+    const size_t n = std::min({room.size(), piece, stream.size()});
+    std::memcpy(room.data(), stream.data(), n);
+    r.Commit(n);
+    stream.remove_prefix(n);
+    peak = std::max(peak, r.capacity());
+  }
+  return peak;
+}
+
+TEST(Frame, AnnouncedLengthReservesNothingUntilBytesArrive) {
+  // A header announcing 64 MiB (the default limit) and 1000 payload bytes: the buffer stays at a
+  // first read's size instead of reserving the announced length (issue 12).
+  FrameReader r;
+  const std::string start = Header(64 << 20, 0) + std::string(1000, 'x');
+  size_t peak = Feed(r, start, start.size());
+  for (int i = 0; i < 3; ++i) peak = std::max(peak, r.WriteSpace(64 << 10).size() + r.buffered());
+  EXPECT_LE(peak, size_t{256} << 10);
+  auto p = r.NextView();
+  ASSERT_TRUE(p);
+  EXPECT_FALSE(*p);
+
+  // As the frame's bytes come, the buffer grows with them, never to more than about twice what
+  // was received (doubling: each byte is copied an amortised once), and the frame comes out whole.
+  const std::string payload = Text(3 << 20);
+  const std::string frame = Frame(payload, Compression::kNever);
+  FrameReader big;
+  std::string_view rest = frame;
+  size_t received = 0;
+  while (!rest.empty()) {
+    const size_t n = std::min<size_t>(rest.size(), 100000);
+    const size_t peak_now = Feed(big, rest.substr(0, n), 16 << 10);
+    received += n;
+    rest.remove_prefix(n);
+    EXPECT_LE(peak_now, 2 * received + (size_t{128} << 10)) << "after " << received << " bytes";
+  }
+  auto whole = big.NextView();
+  ASSERT_TRUE(whole);
+  ASSERT_TRUE(*whole);
+  EXPECT_TRUE(**whole == payload);
+}
+
+TEST(Frame, LargeBuffersAreGivenBackOnceConsumed) {
+  FrameReader r;
+  const std::string large = Text(FrameReader::kKeepBuffer + 1000);
+  Feed(r, Frame(large, Compression::kNever), 1 << 20);
+  auto p = r.NextView();
+  ASSERT_TRUE(p && *p);
+  EXPECT_GT(r.capacity(), FrameReader::kKeepBuffer);
+  r.WriteSpace(64 << 10);
+  EXPECT_LE(r.capacity(), size_t{64} << 10);
+  // A buffer within the bound is kept for the next frames.
+  const std::string small = Text(1 << 20);
+  Feed(r, Frame(small, Compression::kNever), 1 << 20);
+  ASSERT_TRUE(r.NextView());
+  const size_t kept = r.capacity();
+  EXPECT_GE(kept, small.size());
+  r.WriteSpace(64 << 10);
+  EXPECT_EQ(r.capacity(), kept);
+}
+
+TEST(Frame, InflaterIsReusedAcrossFramesAndStaysCorrect) {
+  // Several compressed frames of different sizes through one reader: the kept output buffer and
+  // the reset zlib state give each payload exactly.
+  std::string stream;
+  std::vector<std::string> want;
+  for (size_t n : {size_t{5000}, size_t{3} << 20, size_t{4000}, size_t{200000}}) {
+    want.push_back(Text(n));
+    stream += Frame(want.back(), Compression::kPython);
+  }
+  EXPECT_PAYLOADS(ReadAll(stream, {}), want);
 }
 
 TEST(Frame, DecompressedSizeLimit) {

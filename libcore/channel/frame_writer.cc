@@ -23,14 +23,6 @@ struct DeflateEnd {
   void operator()(z_stream* zs) const { deflateEnd(zs); }
 };
 
-void PutHeader(uint32_t length, uint8_t flag, char* p) {
-  p[0] = static_cast<char>(length >> 24);
-  p[1] = static_cast<char>(length >> 16);
-  p[2] = static_cast<char>(length >> 8);
-  p[3] = static_cast<char>(length);
-  p[4] = static_cast<char>(flag);
-}
-
 // Order-0 entropy of `data` in bits per byte (0..8).
 double Entropy(std::string_view data) {
   uint32_t counts[256] = {};
@@ -57,15 +49,12 @@ bool SampleShrinks(std::string_view payload) {
   return static_cast<double>(compressed.size()) <= kWorthRatio * static_cast<double>(sample.size());
 }
 
-Status CheckLength(size_t length) {
-  if (length > UINT32_MAX) {
-    return Fail(Error::Limit("frame: payload of " + std::to_string(length) +
-                             " bytes does not fit a frame (at most 4294967295)"));
-  }
-  return {};
-}
-
 }  // namespace
+
+Error PayloadTooLarge(size_t length) {
+  return Error::Limit("frame: payload of " + std::to_string(length) +
+                      " bytes does not fit a frame (at most 4294967295)");
+}
 
 void Deflate(std::string_view data, int level, std::string* out) {
   z_stream zs{};
@@ -102,7 +91,7 @@ bool WouldCompress(std::string_view payload, Compression compression) {
 }
 
 Status AppendFrame(std::string_view payload, std::string* out, Compression compression) {
-  if (auto ok = CheckLength(payload.size()); !ok) return ok;
+  if (auto ok = CheckPayloadSize(payload.size()); !ok) return ok;
   const bool compress = WouldCompress(payload, compression);
   size_t start = out->size();
   if (compress) {
@@ -110,7 +99,7 @@ Status AppendFrame(std::string_view payload, std::string* out, Compression compr
     Deflate(payload, kCompressLevel, out);
     size_t length = out->size() - start - kHeaderSize;
     bool keep = compression == Compression::kPython || length < payload.size();
-    if (keep && CheckLength(length)) {
+    if (keep && CheckPayloadSize(length)) {
       PutHeader(static_cast<uint32_t>(length), kFlagZlib, out->data() + start);
       out->push_back(kTrailer);
       return {};
@@ -122,6 +111,20 @@ Status AppendFrame(std::string_view payload, std::string* out, Compression compr
   out->append(payload);
   out->push_back(kTrailer);
   return {};
+}
+
+}  // namespace core::channel
+
+namespace core::channel {
+
+Result<FrameParts> SealCompressedFrame(std::string_view payload, Compression compression,
+                                       std::string* scratch) {
+  scratch->clear();
+  if (auto st = AppendFrame(payload, scratch, compression); !st) return Fail(st.error());
+  FrameParts f;
+  f.parts[0] = *scratch;
+  f.count = 1;
+  return f;
 }
 
 }  // namespace core::channel

@@ -305,43 +305,21 @@ Result<std::optional<Message>> Connection::ReadMessage(std::optional<int> timeou
 Status Connection::Send(const Message& m) {
   if (broken_) return Fail(Error::Closed("connection to " + peer_name_ + " is broken"));
   // The message is encoded straight after room for the frame header, in a buffer each thread
-  // reuses. A payload that goes out raw (small ones, and large ones that do not compress) is
-  // framed in place: the header is written into that room and the trailer is a second part of
-  // the same write, so the payload is never copied. One that compresses goes through the frame
-  // writer.
+  // reuses, and framed there (channel::SealFrame): a payload that goes out raw (small ones, and
+  // large ones that do not compress) is never copied.
   thread_local std::string buffer;
   thread_local std::string framed;
   buffer.assign(channel::kHeaderSize, '\0');
   EncodeMessage(m, generation(), &buffer);
-  const std::string_view payload = std::string_view(buffer).substr(channel::kHeaderSize);
-  static constexpr char kTrailer[1] = {channel::kTrailer};
-  std::string_view parts[2] = {buffer, std::string_view(kTrailer, 1)};
-  size_t part_count = 2;
-  if (payload.size() > UINT32_MAX) {
+  auto frame = channel::SealFrame(&buffer, options_.compression, &framed);
+  if (!frame) {
     std::string().swap(buffer);
-    return Fail(Error::Limit("frame: payload of " + std::to_string(payload.size()) +
-                             " bytes does not fit a frame (at most 4294967295)"));
-  }
-  if (!channel::WouldCompress(payload, options_.compression)) {
-    const auto n = static_cast<uint32_t>(payload.size());
-    buffer[0] = static_cast<char>(n >> 24);
-    buffer[1] = static_cast<char>(n >> 16);
-    buffer[2] = static_cast<char>(n >> 8);
-    buffer[3] = static_cast<char>(n);
-    buffer[4] = static_cast<char>(channel::kFlagRaw);
-  } else {
-    framed.clear();
-    if (auto st = channel::AppendFrame(payload, &framed, options_.compression); !st) {
-      std::string().swap(buffer);
-      return Fail(st.error());  // too large for a frame: nothing was sent
-    }
-    parts[0] = framed;
-    part_count = 1;
+    return Fail(frame.error());  // too large for a frame: nothing was sent
   }
   Status st;
   {
     std::lock_guard<std::mutex> lock(send_mu_);
-    st = stream_.WriteAll(std::span<const std::string_view>(parts, part_count));
+    st = stream_.WriteAll(frame->span());
   }
   // Keep small buffers for the next message; give large ones back.
   constexpr size_t kKeep = size_t{1} << 20;
@@ -377,18 +355,12 @@ Status Connection::Dispatch(Message request) {
   }
   const uint64_t seq = request.seq;
   auto reply = [&](Outcome o) {
-    Message m;
-    m.type = o.kind == Outcome::Kind::kReply ? MsgType::kReply : MsgType::kException;
-    m.seq = seq;
-    m.args = std::move(o.value);
-    m.encoded_args = std::move(o.encoded);
-    m.own_encoding = std::move(o.own_encoding);
+    Message m{o.kind == Outcome::Kind::kReply ? MsgType::kReply : MsgType::kException, seq,
+              std::move(o.value)};
     Status st = Send(m);
     if (!st && st.error().code() == Error::Code::kLimit) {
       // Too large for one frame (over 4 GiB): the peer gets an exception instead.
       m.type = MsgType::kException;
-      m.encoded_args = nullptr;
-      std::string().swap(m.own_encoding);
       m.args = EngineException("ValueError", brine::MakeStr(st.error().message()),
                                "the reply does not fit a frame");
       st = Send(m);
@@ -396,7 +368,7 @@ Status Connection::Dispatch(Message request) {
     return st;
   };
 
-  auto parsed = ViewRequestArgs(request.args);  // points into request.args
+  auto parsed = ViewRequestArgs(*request.args.tree());  // points into request.args (decoded)
   if (!parsed) {
     // Python's `handler, args = raw_args` failing: an exception reply, the connection stays up.
     return reply(Outcome::Exception(

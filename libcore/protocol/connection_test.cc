@@ -81,7 +81,7 @@ class FakeSpace : public ObjectSpace {
       auto r = peer_->Call(Handler::kCall, BoxValue(MakeTuple({MakeStr("bounce"), n - 1})));
       if (!r) return Outcome::Exception(Vinegar("RuntimeError", MakeStr(r.error().message())));
       if (r->kind != Outcome::Kind::kReply) return *r;
-      const int64_t inner = r->value.as<brine::Tuple>().items[1].as<brine::Int>().small();
+      const int64_t inner = r->value.tree()->as<brine::Tuple>().items[1].as<brine::Int>().small();
       return Outcome::Reply(BoxValue(inner + 1));
     }
     if (op == "ask") {
@@ -286,7 +286,7 @@ TEST_P(ConnectionTest, UnknownHandlerIsKeyErrorAndTheConnectionStaysUp) {
   Message m = raw.NextMessage(gen());
   EXPECT_EQ(m.type, MsgType::kException);
   EXPECT_EQ(m.seq, 5u);
-  const auto& v = m.args.as<brine::Tuple>().items;
+  const auto& v = m.args.tree()->as<brine::Tuple>().items;
   ASSERT_EQ(v.size(), 4u);
   EXPECT_EQ(v[0], MakeTuple({MakeStr("builtins"), MakeStr("KeyError")}));
   EXPECT_EQ(v[1], MakeTuple({99}));
@@ -298,7 +298,7 @@ TEST_P(ConnectionTest, UnknownHandlerIsKeyErrorAndTheConnectionStaysUp) {
   req.seq = 6;
   raw.Write(Frame(req, gen()));
   m = raw.NextMessage(gen());
-  EXPECT_EQ(m.args.as<brine::Tuple>().items[1], MakeTuple({MakeStr("x")}));
+  EXPECT_EQ(m.args.tree()->as<brine::Tuple>().items[1], MakeTuple({MakeStr("x")}));
 
   raw.Write(Frame(Request(7, Handler::kPing, BoxValue(MakeTuple({MakeStr("still")}))), gen()));
   m = raw.NextMessage(gen());
@@ -314,7 +314,7 @@ TEST_P(ConnectionTest, BadRequestShapeIsTypeError) {
   raw.Write(Frame(Message{MsgType::kRequest, 0, Value(7)}, gen()));
   Message m = raw.NextMessage(gen());
   EXPECT_EQ(m.type, MsgType::kException);
-  EXPECT_EQ(m.args.as<brine::Tuple>().items[0],
+  EXPECT_EQ(m.args.tree()->as<brine::Tuple>().items[0],
             MakeTuple({MakeStr("builtins"), MakeStr("TypeError")}));
   // CLOSE with arguments is a TypeError too, and does not close.
   raw.Write(Frame(Request(1, Handler::kClose, BoxValue(MakeTuple({1}))), gen()));
@@ -641,7 +641,7 @@ TEST(ConnectionErrors, CallFromAnotherThreadGetsItsReplyThroughTheReader) {
   for (auto it = reqs.rbegin(); it != reqs.rend(); ++it) {
     ASSERT_EQ(it->type, MsgType::kRequest);
     // Echo the request's own argument back: (1, ('echo', i)) -> (1, i)
-    const auto& items = it->args.as<brine::Tuple>().items[1].as<brine::Tuple>().items[1];
+    const auto& items = it->args.tree()->as<brine::Tuple>().items[1].as<brine::Tuple>().items[1];
     raw.Write(Frame(Message{MsgType::kReply, it->seq, BoxValue(items.as<brine::Tuple>().items[1])},
                     Generation::kV6));
   }
@@ -748,7 +748,7 @@ class BusyServer {
 
 // The argument of a ('echo', x) CALL request.
 Value EchoArg(const Message& req) {
-  const auto& boxed = req.args.as<brine::Tuple>().items[1];
+  const auto& boxed = req.args.tree()->as<brine::Tuple>().items[1];
   return boxed.as<brine::Tuple>().items[1].as<brine::Tuple>().items[1];
 }
 

@@ -207,7 +207,7 @@ class FakeSpace : public core::protocol::ObjectSpace {
     --depth_;
     if (!r) return Raise("EOFError", MakeStr(r.error().message()));
     if (r->kind == Outcome::Kind::kException) return *r;
-    auto u = Unbox(r->value);
+    auto u = Unbox(*r->value.tree());  // replies the engine read are trees
     if (!u) return Raise(u.error().type, u.error().arg);
     return Outcome::Reply(Box(*u));
   }

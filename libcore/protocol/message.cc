@@ -84,7 +84,7 @@ Result<Message> DecodeMessage(std::string_view payload, Generation gen,
       return Fail(Error::Protocol("message: expected (seq, args) after the type byte, got " +
                                   other.Repr()));
     }
-    m.args = std::move(items[1]);
+    *m.args.tree() = std::move(items[1]);  // a new Message holds a tree
   } else {
     auto matched = brine::LoadTupleOf(payload, 3, items, &other, limits);
     if (!matched) return Fail(matched.error().WithContext("message"));
@@ -97,7 +97,7 @@ Result<Message> DecodeMessage(std::string_view payload, Generation gen,
     }
     m.type = static_cast<MsgType>(type->small());
     items[0] = std::move(items[1]);
-    m.args = std::move(items[2]);
+    *m.args.tree() = std::move(items[2]);
   }
   auto s = ParseSeq(items[0]);
   if (!s) return Fail(s.error());
@@ -119,13 +119,7 @@ void EncodeMessage(const Message& m, Generation gen, std::string* out) {
   } else {
     brine::Encode(SeqValue(m.seq), out);
   }
-  if (m.encoded_args) {
-    out->append(*m.encoded_args);
-  } else if (!m.own_encoding.empty()) {
-    out->append(m.own_encoding);
-  } else {
-    brine::Encode(m.args, out);
-  }
+  m.args.AppendTo(out);
 }
 
 std::string EncodeMessage(const Message& m, Generation gen) {

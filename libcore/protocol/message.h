@@ -10,6 +10,7 @@
 
 #include "libcore/base/result.h"
 #include "libcore/brine/brine.h"
+#include "libcore/protocol/args.h"
 #include "libcore/protocol/consts.h"
 
 namespace core::protocol {
@@ -17,12 +18,7 @@ namespace core::protocol {
 struct Message {
   MsgType type = MsgType::kRequest;
   uint64_t seq = 0;
-  brine::Value args;  // request: (handler, boxed_args); reply: boxed; exception: vinegar or 1
-  // When set, sent instead of `args`: their brine encoding, made once (a cached reply).
-  std::shared_ptr<const std::string> encoded_args = nullptr;
-  // When not empty (and encoded_args is null), sent instead of `args`: their brine encoding, made
-  // for this message alone.
-  std::string own_encoding = {};
+  Args args;
 };
 
 // Looks at the first payload a peer sends: 0x12 -> 5.x, 0x01..0x03 -> 6.x. Anything else is a

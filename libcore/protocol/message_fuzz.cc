@@ -18,11 +18,11 @@ void Check(std::string_view in, Generation gen) {
   auto detected = core::protocol::DetectGeneration(enc);
   if (!detected || *detected != gen) std::abort();
   auto back = core::protocol::DecodeMessage(enc, gen);
-  if (!back || back->type != m->type || back->seq != m->seq || !(back->args == m->args)) {
+  if (!back || back->type != m->type || back->seq != m->seq || !(back->args == *m->args.tree())) {
     std::abort();
   }
   if (m->type == core::protocol::MsgType::kRequest) {
-    (void)core::protocol::ParseRequestArgs(m->args);
+    (void)core::protocol::ParseRequestArgs(*m->args.tree());  // decoded: a tree
   }
 }
 

@@ -92,26 +92,35 @@ std::string V5FromV6(const std::string& v6) {
 void ExpectSameMessage(const Message& got, const Message& want) {
   EXPECT_EQ(got.type, want.type);
   EXPECT_EQ(got.seq, want.seq);
-  EXPECT_EQ(got.args, want.args) << got.args.Repr() << " vs " << want.args.Repr();
+  EXPECT_EQ(got.args, *want.args.tree()) << got.args.Repr() << " vs " << want.args.Repr();
 }
 
 TEST(Message, EncodedArgsAreSentAsIs) {
-  // A cached reply carries its brine encoding: the payload is the one `args` would give.
+  // Args made as brine bytes (shared by a cache, or for one message) give the payload their
+  // tree would, and read back as that tree.
   for (Generation gen : {Generation::kV5, Generation::kV6}) {
     const Value boxed = BoxValue(MakeTuple({MakeTuple({MakeStr("__add__"), MakeStr("doc")})}));
     const Message plain{MsgType::kReply, 9, boxed};
     auto bytes = std::make_shared<std::string>();
     brine::Encode(boxed, bytes.get());
-    Message encoded{MsgType::kReply, 9, Value()};
-    encoded.encoded_args = bytes;
+    const Message encoded{MsgType::kReply, 9, Args::Encoded(bytes)};
     EXPECT_EQ(EncodeMessage(encoded, gen), EncodeMessage(plain, gen));
     auto back = DecodeMessage(EncodeMessage(encoded, gen), gen);
     ASSERT_TRUE(back.has_value());
     EXPECT_EQ(back->args, boxed);
-    // The same bytes made for one message only.
-    Message own{MsgType::kReply, 9, Value()};
-    own.own_encoding = *bytes;
+    ASSERT_NE(back->args.tree(), nullptr);  // what the engine decodes is a tree
+    const Message own{MsgType::kReply, 9, Args::Encoded(*bytes)};
     EXPECT_EQ(EncodeMessage(own, gen), EncodeMessage(plain, gen));
+    // Every form gives the same value; only a tree is held as one.
+    for (const Args* a : {&plain.args, &encoded.args, &own.args}) {
+      auto v = a->Decoded();
+      ASSERT_TRUE(v.has_value());
+      EXPECT_EQ(*v, boxed);
+      EXPECT_TRUE(*a == boxed);
+      EXPECT_EQ(a->Repr(), boxed.Repr());
+    }
+    EXPECT_EQ(encoded.args.tree(), nullptr);
+    EXPECT_EQ(own.args.tree(), nullptr);
   }
 }
 

@@ -10,32 +10,38 @@
 
 #include "libcore/base/result.h"
 #include "libcore/brine/value.h"
+#include "libcore/protocol/args.h"
 #include "libcore/protocol/consts.h"
 
 namespace core::protocol {
 
 // What answers one request: a reply carrying a boxed value, or an exception carrying the vinegar
-// tuple (or the int 1 for StopIteration), unboxed (§6).
+// tuple (or the int 1 for StopIteration), unboxed (§6). The value is made in whichever form suits
+// the object space (Args): a tree, or brine bytes made for this reply or cached and shared.
 struct Outcome {
   enum class Kind { kReply, kException };
   Kind kind = Kind::kReply;
-  brine::Value value;
-  // When set, the brine encoding of the reply (made once for a reply the object space caches);
-  // it is sent as is, and `value` is left empty.
-  std::shared_ptr<const std::string> encoded;
-  // When not empty, the brine encoding of the reply, made for this reply alone (the object space
-  // boxed straight into bytes: no value tree to build, encode and free); sent as is, and `value`
-  // is left empty. (No brine encoding is empty.)
-  std::string own_encoding = {};
+  Args value;
 
-  static Outcome Reply(brine::Value boxed) { return {Kind::kReply, std::move(boxed), nullptr}; }
+  static Outcome Reply(Args boxed) { return {Kind::kReply, std::move(boxed)}; }
+  static Outcome Reply(brine::Value boxed) { return Tree(Kind::kReply, std::move(boxed)); }
   static Outcome EncodedReply(std::shared_ptr<const std::string> bytes) {
-    return {Kind::kReply, brine::Value(), std::move(bytes)};
+    return {Kind::kReply, Args::Encoded(std::move(bytes))};
   }
   static Outcome EncodedReply(std::string bytes) {
-    return {Kind::kReply, brine::Value(), nullptr, std::move(bytes)};
+    return {Kind::kReply, Args::Encoded(std::move(bytes))};
   }
-  static Outcome Exception(brine::Value v) { return {Kind::kException, std::move(v), nullptr}; }
+  static Outcome Exception(Args v) { return {Kind::kException, std::move(v)}; }
+  static Outcome Exception(brine::Value v) { return Tree(Kind::kException, std::move(v)); }
+
+ private:
+  // Moves the tree in once (every reply is made here: no intermediate Args to move again).
+  static Outcome Tree(Kind kind, brine::Value v) {
+    Outcome o;
+    o.kind = kind;
+    *o.value.tree() = std::move(v);
+    return o;
+  }
 };
 
 // The other side of the connection, as the object space sees it. Implemented by the engine's

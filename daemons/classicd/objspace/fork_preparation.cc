@@ -57,14 +57,9 @@ core::Status Rehearse(Interpreter& interp) {
       return core::Fail(core::Error::Usage(std::string("fork preparation: no reply to ") + step));
     };
     if (o.kind != Outcome::Kind::kReply) return fail();
-    brine::Value boxed = o.value;
-    const std::string* bytes = !o.own_encoding.empty() ? &o.own_encoding : o.encoded.get();
-    if (bytes != nullptr) {
-      auto v = brine::Load(*bytes);
-      if (!v) return fail();
-      boxed = std::move(*v);
-    }
-    const auto* t = boxed.get_if<brine::Tuple>();
+    auto boxed = o.value.Decoded();
+    if (!boxed) return fail();
+    const auto* t = boxed->get_if<brine::Tuple>();
     if (t == nullptr || t->items.size() != 2) return fail();
     return t->items[1];
   };

@@ -132,7 +132,7 @@ TEST_F(ObjSpaceTest, NamespacesArePerConnection) {
   Outcome o =
       HandleSent(*other, Handler::kCall, Boxes({LocalRef(eval), ByVal(T({S("x")})), ByVal(T({}))}));
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("NameError")}));
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("NameError")}));
   // Modules are shared.
   Execute("import sys; sys._classicd_test_marker = 5");
   o = HandleSent(*other, Handler::kCall,
@@ -150,7 +150,7 @@ TEST_F(ObjSpaceTest, GetModuleByNameAndTuple) {
   EXPECT_EQ(NamePack(o.value), "posixpath");
   o = CallFn(getmodule, {ByVal(S("no_such_module_xyz"))});
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("ModuleNotFoundError")}));
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("ModuleNotFoundError")}));
 }
 
 TEST_F(ObjSpaceTest, RootDeniesSetAttrAndDelAttr) {

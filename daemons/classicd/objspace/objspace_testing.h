@@ -46,18 +46,20 @@ inline Value RemoteRef(Value idp) { return T({I(4), std::move(idp)}); }
 inline Value Boxes(std::vector<Value> boxed) { return T({I(2), T(std::move(boxed))}); }
 inline Value PayloadOf(const Value& boxed) { return boxed.as<brine::Tuple>().items[1]; }
 
-// Handle(), with a reply that was boxed straight into bytes given back in `value` as what those
-// bytes carry (what the client receives).
+// Handle(), with a reply that was made as brine bytes given back in `value` as the tree those
+// bytes carry (what the client receives), so that `value.tree()` is never null.
 inline Outcome HandleSent(ObjectSpace& space, Handler h, const Value& boxed) {
   Outcome o = space.Handle(h, boxed);
-  if (!o.own_encoding.empty()) {
-    EXPECT_EQ(o.value, Value()) << o.value.Repr();
-    auto v = brine::Load(o.own_encoding);
+  if (o.value.tree() == nullptr) {
+    auto v = o.value.Decoded();
     EXPECT_TRUE(v.has_value()) << v.error().ToString();
-    if (v) o.value = std::move(*v);
+    o.value = v ? std::move(*v) : Value();
   }
   return o;
 }
+// The tree of args that HandleSent() gave back.
+inline const Value& Tree(const core::protocol::Args& a) { return *a.tree(); }
+inline Value PayloadOf(const core::protocol::Args& a) { return PayloadOf(Tree(a)); }
 
 struct PeerCall {
   Handler h;
@@ -99,22 +101,20 @@ class ObjSpaceTest : public ::testing::Test {
   Value Reply(Handler h, const Value& boxed) {
     Outcome o = Run(h, boxed);
     EXPECT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
-    if (o.encoded) {
-      auto v = brine::Load(*o.encoded);
-      EXPECT_TRUE(v.has_value());
-      return v ? *v : Value();
-    }
-    return o.value;
+    return Tree(o.value);
   }
   // The exception value; fails the test on a reply.
   Value Exc(Handler h, const Value& boxed) {
     Outcome o = Run(h, boxed);
     EXPECT_EQ(o.kind, Outcome::Kind::kException) << o.value.Repr();
-    return o.value;
+    return Tree(o.value);
   }
 
   static const Value& Label(const Value& boxed) { return boxed.as<brine::Tuple>().items[0]; }
   static const Value& Payload(const Value& boxed) { return boxed.as<brine::Tuple>().items[1]; }
+  static const Value& Payload(const core::protocol::Args& a) { return Payload(Tree(a)); }
+  static std::string NamePack(const core::protocol::Args& a) { return NamePack(Tree(a)); }
+  static Value Idp(const core::protocol::Args& a) { return Idp(Tree(a)); }
   static std::string NamePack(const Value& boxed) {
     return Payload(boxed).as<brine::Tuple>().items[0].as<brine::Str>().utf8;
   }
@@ -136,7 +136,7 @@ class ObjSpaceTest : public ::testing::Test {
   Value Eval(const std::string& code) {
     Outcome o = CallFn(RootMethod("eval"), {ByVal(S(code))});
     EXPECT_EQ(o.kind, Outcome::Kind::kReply) << code << ": " << o.value.Repr();
-    return o.value;
+    return Tree(o.value);
   }
   Outcome EvalOutcome(const std::string& code) {
     return CallFn(RootMethod("eval"), {ByVal(S(code))});

@@ -124,8 +124,13 @@ PyRef ClassicObjectSpace::Request(int handler, PyObject* args) {
     }
     return PyRef();
   }
-  if (r->kind == Outcome::Kind::kReply) return Unbox(r->value);
-  RaiseRemote(r->value);
+  const brine::Value* value = r->value.tree();  // the engine's replies are decoded trees
+  if (value == nullptr) {
+    PyErr_SetString(PyExc_ConnectionError, "reply not decoded");
+    return PyRef();
+  }
+  if (r->kind == Outcome::Kind::kReply) return Unbox(*value);
+  RaiseRemote(*value);
   return PyRef();
 }
 

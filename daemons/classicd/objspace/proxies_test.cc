@@ -160,7 +160,7 @@ TEST_F(ObjSpaceTest, ClientExceptionBecomesRealException) {
   // Uncaught, it travels back with both tracebacks.
   o = CallFn(EvalRef("lambda f: f()"), {RemoteRef(fn)});
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  const auto& v = o.value.as<brine::Tuple>().items;
+  const auto& v = o.value.tree()->as<brine::Tuple>().items;
   EXPECT_EQ(v[0], T({S("builtins"), S("ValueError")}));
   const std::string& tb = v[3].as<brine::Str>().utf8;
   EXPECT_NE(tb.find("========= Remote Traceback (1) =========\n"), std::string::npos) << tb;
@@ -175,7 +175,7 @@ TEST_F(ObjSpaceTest, ClientCustomExceptionUnknownHere) {
   };
   Outcome o = CallFn(EvalRef("lambda f: (lambda: f())()"), {RemoteRef(fn)});
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  EXPECT_EQ(o.value.as<brine::Tuple>().items[0],
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0],
             T({S("classicd/client_only_mod"), S("client_only_mod.Oops")}));
 }
 
@@ -193,7 +193,7 @@ TEST_F(ObjSpaceTest, ConnectionFailureRaisesInPython) {
   peer_.script = nullptr;  // Call fails with kClosed
   Outcome o = CallFn(EvalRef("lambda f: f()"), {RemoteRef(fn)});
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("EOFError")}));
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("EOFError")}));
 }
 
 TEST_F(ObjSpaceTest, NoReferenceLeaks) {
@@ -333,7 +333,7 @@ TEST_F(ObjSpaceTest, DeeplyNestedValuesAreRefused) {
   for (const char* leaf : {"1", "[1]"}) {
     Outcome o = CallFn(eval, {ByVal(S(std::string("nest(100000, ") + leaf + ")"))});
     ASSERT_EQ(o.kind, Outcome::Kind::kException) << leaf;
-    EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("RecursionError")}));
+    EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("RecursionError")}));
   }
   EXPECT_EQ(space_->LocalObjectCount(), before);  // the [1] leaf was rolled back
 }

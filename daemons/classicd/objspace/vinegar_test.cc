@@ -37,7 +37,7 @@ namespace {
 TEST_F(ObjSpaceTest, BuiltinExceptionVinegar) {
   Outcome o = EvalOutcome("1/0");
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  const auto& v = o.value.as<brine::Tuple>().items;
+  const auto& v = o.value.tree()->as<brine::Tuple>().items;
   ASSERT_EQ(v.size(), 4u);
   EXPECT_EQ(v[0], T({S("builtins"), S("ZeroDivisionError")}));
   EXPECT_EQ(v[1], T({S("division by zero")}));
@@ -54,13 +54,13 @@ TEST_F(ObjSpaceTest, BuiltinExceptionVinegar) {
 TEST_F(ObjSpaceTest, VersionFollowsGeneration) {
   peer_.gen = Generation::kV5;
   Outcome o = EvalOutcome("1/0");
-  const auto& attrs = o.value.as<brine::Tuple>().items[2].as<brine::Tuple>().items;
+  const auto& attrs = o.value.tree()->as<brine::Tuple>().items[2].as<brine::Tuple>().items;
   EXPECT_EQ(attrs.back(), T({S("_remote_version"), S("5.3.0")}));
 }
 
 TEST_F(ObjSpaceTest, OsErrorAttributes) {
   Outcome o = EvalOutcome("open('/nonexistent/classicd')");
-  const auto& v = o.value.as<brine::Tuple>().items;
+  const auto& v = o.value.tree()->as<brine::Tuple>().items;
   EXPECT_EQ(v[0], T({S("builtins"), S("FileNotFoundError")}));
   const auto& attrs = v[2].as<brine::Tuple>().items;
   EXPECT_NE(std::find(attrs.begin(), attrs.end(), T({S("errno"), I(2)})), attrs.end());
@@ -74,7 +74,7 @@ TEST_F(ObjSpaceTest, CustomExceptionAndNonDumpableArgs) {
   Execute("class MyErr(Exception):\n  pass\n");
   Outcome o = CallFn(RootMethod("execute"), {ByVal(S("raise MyErr('boom', [1])"))});
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  const auto& v = o.value.as<brine::Tuple>().items;
+  const auto& v = o.value.tree()->as<brine::Tuple>().items;
   EXPECT_EQ(v[0], T({S("builtins"), S("MyErr")}));
   EXPECT_EQ(v[1], T({S("boom"), S("[1]")}));  // non-dumpable args as repr
   EXPECT_NE(v[3].as<brine::Str>().utf8.find("MyErr: ('boom', [1])"), std::string::npos);
@@ -89,11 +89,11 @@ TEST_F(ObjSpaceTest, StopIterationIsOne) {
 TEST_F(ObjSpaceTest, SystemExitAndKeyboardInterruptAreForwarded) {
   Outcome o = CallFn(RootMethod("execute"), {ByVal(S("import sys; sys.exit(3)"))});
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("SystemExit")}));
-  const auto& attrs = o.value.as<brine::Tuple>().items[2].as<brine::Tuple>().items;
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("SystemExit")}));
+  const auto& attrs = o.value.tree()->as<brine::Tuple>().items[2].as<brine::Tuple>().items;
   EXPECT_NE(std::find(attrs.begin(), attrs.end(), T({S("code"), I(3)})), attrs.end());
   o = CallFn(RootMethod("execute"), {ByVal(S("raise KeyboardInterrupt"))});
-  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("KeyboardInterrupt")}));
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("KeyboardInterrupt")}));
   EXPECT_EQ(Eval("6*7"), ByVal(I(42)));  // still alive
 }
 
@@ -110,10 +110,10 @@ TEST_F(ObjSpaceTest, UnencodableResultsGiveExceptionReplies) {
   size_t before = space_->LocalObjectCount();  // root and eval
   Outcome o = CallFn(eval, {ByVal(S("'a\\ud800b'"))});
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("UnicodeEncodeError")}));
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("UnicodeEncodeError")}));
   o = CallFn(eval, {ByVal(S("(type('O', (), {})(), [1])"))});
   ASSERT_EQ(o.kind, Outcome::Kind::kException) << o.value.Repr();
-  EXPECT_EQ(o.value.as<brine::Tuple>().items[0], T({S("builtins"), S("AttributeError")}));
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("AttributeError")}));
   o = CallFn(eval, {ByVal(S("([2], type('O', (), {})())"))});
   ASSERT_EQ(o.kind, Outcome::Kind::kException) << o.value.Repr();
   // The partly boxed replies were rolled back.
@@ -124,7 +124,7 @@ TEST_F(ObjSpaceTest, UnencodableResultsGiveExceptionReplies) {
 TEST_F(ObjSpaceTest, ExceptionWithUnencodableMessage) {
   Outcome o = EvalOutcome("(_ for _ in ()).throw(ValueError('x\\udcff'))");
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  const auto& v = o.value.as<brine::Tuple>().items;
+  const auto& v = o.value.tree()->as<brine::Tuple>().items;
   EXPECT_EQ(v[0], T({S("builtins"), S("ValueError")}));
   EXPECT_EQ(v[1], T({S("'x\\udcff'")}));
 }
