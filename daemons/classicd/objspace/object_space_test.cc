@@ -150,7 +150,8 @@ TEST_F(ObjSpaceTest, GetModuleByNameAndTuple) {
   EXPECT_EQ(NamePack(o.value), "posixpath");
   o = CallFn(getmodule, {ByVal(S("no_such_module_xyz"))});
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("ModuleNotFoundError")}));
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0],
+            T({S("builtins"), S("ModuleNotFoundError")}));
 }
 
 TEST_F(ObjSpaceTest, RootDeniesSetAttrAndDelAttr) {

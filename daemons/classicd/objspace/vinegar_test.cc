@@ -93,7 +93,8 @@ TEST_F(ObjSpaceTest, SystemExitAndKeyboardInterruptAreForwarded) {
   const auto& attrs = o.value.tree()->as<brine::Tuple>().items[2].as<brine::Tuple>().items;
   EXPECT_NE(std::find(attrs.begin(), attrs.end(), T({S("code"), I(3)})), attrs.end());
   o = CallFn(RootMethod("execute"), {ByVal(S("raise KeyboardInterrupt"))});
-  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("KeyboardInterrupt")}));
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0],
+            T({S("builtins"), S("KeyboardInterrupt")}));
   EXPECT_EQ(Eval("6*7"), ByVal(I(42)));  // still alive
 }
 
@@ -110,7 +111,8 @@ TEST_F(ObjSpaceTest, UnencodableResultsGiveExceptionReplies) {
   size_t before = space_->LocalObjectCount();  // root and eval
   Outcome o = CallFn(eval, {ByVal(S("'a\\ud800b'"))});
   ASSERT_EQ(o.kind, Outcome::Kind::kException);
-  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("UnicodeEncodeError")}));
+  EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0],
+            T({S("builtins"), S("UnicodeEncodeError")}));
   o = CallFn(eval, {ByVal(S("(type('O', (), {})(), [1])"))});
   ASSERT_EQ(o.kind, Outcome::Kind::kException) << o.value.Repr();
   EXPECT_EQ(o.value.tree()->as<brine::Tuple>().items[0], T({S("builtins"), S("AttributeError")}));
