@@ -1,7 +1,6 @@
 #include "libcore/transport/listener.h"
 
 #include <cerrno>
-#include <system_error>
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -9,9 +8,7 @@
 namespace core::transport {
 namespace {
 
-Error SysError(const std::string& what, int err) {
-  return Error::Io(what + ": " + std::error_code(err, std::generic_category()).message());
-}
+Error SysError(const std::string& what, int err) { return Error::Io(what + ": " + ErrnoText(err)); }
 
 }  // namespace
 

@@ -10,7 +10,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <system_error>
 #include <vector>
 
 #include <malloc.h>
@@ -617,8 +616,7 @@ core::Result<int> Interpreter::Fork(bool freeze_gc) {
     PyOS_AfterFork_Parent();
   }
   if (pid < 0) {
-    return core::Fail(core::Error::Io(
-        std::string("fork: ") + std::error_code(saved_errno, std::generic_category()).message()));
+    return core::Fail(core::Error::Io("fork: " + core::ErrnoText(saved_errno)));
   }
   return static_cast<int>(pid);
 }
