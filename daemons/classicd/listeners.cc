@@ -1,14 +1,10 @@
 #include "daemons/classicd/listeners.h"
 
-#include <cerrno>
-
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "libcore/daemon/sockets.h"
 #include "libcore/server/unix_listener.h"
 #include "libcore/transport/listener.h"
 #include "libcore/transport/socket_stream.h"
@@ -27,13 +23,11 @@ bool IsLoopback(const std::string& host) {
 }
 
 core::Status Listeners::ListenTcp(const std::string& host, uint16_t port) {
-  auto l = core::transport::TcpListener::Listen(host, port);
-  if (!l) return Fail(l.error());
-  const auto local = l->local_address();
-  // TcpListener owns its fd; take it over (same descriptor, non-blocking, close-on-exec).
-  UniqueFd fd(::fcntl(l->fd(), F_DUPFD_CLOEXEC, 3));
-  if (!fd) return Fail(core::Error::Io("dup: " + core::ErrnoText(errno)));
-  Add(std::move(fd), "[" + local.host() + "]:" + std::to_string(local.port()));
+  auto fd = core::transport::ListenTcp(host, port);
+  if (!fd) return Fail(fd.error());
+  Add(std::move(*fd), "");
+  const auto local = LocalAddress(list_.size() - 1);
+  list_.back().what = "[" + local.host() + "]:" + std::to_string(local.port());
   return {};
 }
 
@@ -70,8 +64,8 @@ core::transport::SocketAddress Listeners::LocalAddress(size_t i) const {
 
 uint16_t Listeners::TcpPort() const {
   uint16_t port = 0;
-  for (const auto& l : list_) {
-    if (l.what.rfind("unix:", 0) != 0) port = core::daemon::LocalPort(l.fd.get());
+  for (size_t i = 0; i < list_.size(); ++i) {
+    if (list_[i].what.rfind("unix:", 0) != 0) port = LocalAddress(i).port();
   }
   return port;
 }

@@ -7,10 +7,9 @@
 #include <string>
 #include <utility>
 
-#include <sys/socket.h>
-
 #include "daemons/classicd/classicd.h"
 #include "libcore/log/log.h"
+#include "libcore/transport/address.h"
 
 namespace classicd {
 
@@ -21,7 +20,7 @@ struct Peer {
   bool nodelay = false;  // accepted from a listener with TCP_NODELAY: the socket has it too
 
   // A socket's peer; a Unix socket's is "unix".
-  static Peer FromAddress(const sockaddr_storage& ss, socklen_t len);
+  static Peer FromAddress(const core::transport::SocketAddress& addr);
   // A peer without an address ("stdio").
   static Peer Named(const std::string& name) { return {name, name, name}; }
 };

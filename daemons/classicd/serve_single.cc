@@ -12,8 +12,7 @@ using core::UniqueFd;
 using core::log::Level;
 
 void ClassicService::ServeInherited(UniqueFd connected) {
-  const auto addr = core::server::PrepareConnected(connected.get());
-  Peer peer = Peer::FromAddress(addr.addr, addr.len);
+  Peer peer = Peer::FromAddress(core::server::PrepareConnected(connected.get()));
   log_.Info("serving an inherited connection from {}", peer.repr);
   Admit(peer);
   auto shared = std::make_shared<UniqueFd>(std::move(connected));

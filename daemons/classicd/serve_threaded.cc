@@ -27,7 +27,7 @@ core::Status ClassicService::StartThreaded() {
 
 void ClassicService::ServeAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len,
                                    bool nodelay) {
-  Peer peer = Peer::FromAddress(ss, len);
+  Peer peer = Peer::FromAddress({reinterpret_cast<const sockaddr*>(&ss), len});
   peer.nodelay = nodelay;
   const uint64_t id = ++next_id_;
   conn_log_(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd.get());

@@ -183,7 +183,7 @@ void ClassicService::StartRegistrar() {
 
 void ClassicService::OnAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len,
                                 size_t listener) {
-  Peer peer = Peer::FromAddress(ss, len);
+  Peer peer = Peer::FromAddress({reinterpret_cast<const sockaddr*>(&ss), len});
   peer.nodelay = listeners_[listener].nodelay;
   const uint64_t id = next_id_ + 1;
   conn_log_(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd.get());

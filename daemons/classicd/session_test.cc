@@ -135,12 +135,13 @@ TEST(PeerTest, Spellings) {
   in->sin_family = AF_INET;
   in->sin_port = htons(5000);
   in->sin_addr.s_addr = htonl(0x7f000001);
-  const Peer p = Peer::FromAddress(ss, sizeof(sockaddr_in));
+  const Peer p = Peer::FromAddress({reinterpret_cast<const sockaddr*>(&ss), sizeof(sockaddr_in)});
   EXPECT_EQ(p.repr, "('127.0.0.1', 5000)");
   EXPECT_EQ(p.host, "127.0.0.1");
   EXPECT_EQ(p.text, "127.0.0.1:5000");
   ss.ss_family = AF_UNIX;
-  EXPECT_EQ(Peer::FromAddress(ss, sizeof(sa_family_t)).repr, "'unix'");
+  EXPECT_EQ(Peer::FromAddress({reinterpret_cast<const sockaddr*>(&ss), sizeof(sa_family_t)}).repr,
+            "'unix'");
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "daemons/registryd/servers.h"
 #include "libcore/daemon/loop.h"
 #include "libcore/daemon/sockets.h"
+#include "libcore/transport/listener.h"
 
 namespace registryd {
 namespace {
@@ -45,7 +46,7 @@ class RegistryService final : public core::daemon::Service {
       udp_fd = std::move(*fd);
     }
     if (!activated && tcp) {
-      auto fd = core::daemon::ListenTcp(host, port, 128);
+      auto fd = core::transport::ListenTcp(host, port, 128);
       if (!fd) return Fail(fd.error());
       tcp_fd = std::move(*fd);
     }
