@@ -5,6 +5,7 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,8 +18,10 @@ using core::transport::MemoryStream;
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
-// The other end of `stream` reads end of stream.
+// The other end of `stream` reads end of stream (within a few seconds: a failure does not hang).
 bool PeerSeesEnd(MemoryStream& peer) {
+  auto ready = peer.WaitReadable(5000);
+  if (!ready || !*ready) return false;
   char c = 0;
   auto n = peer.Read({&c, 1});
   return n && *n == 0;
@@ -46,14 +49,15 @@ TEST(LiveConnections, ShutdownReachesASocketInItsHandshake) {
   std::array<int, 2> sv{};
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv.data()), 0);
   LiveConnections live;
-  {
-    LiveConnections::Entry entry(live);
-    entry.Handshaking(sv[1]);
-    ::close(sv[1]);   // the handshake failed and closed its socket: the number may be reused
-    live.Shutdown();  // reaches the socket through the entry's own descriptor
-  }
+  LiveConnections::Entry entry(live);
+  entry.Handshaking(sv[1]);
+  ::close(sv[1]);   // the handshake failed and closed its socket: the number may be reused
+  live.Shutdown();  // reaches the socket through the entry's own descriptor
+  // The entry's duplicate still holds the socket open: only the shutdown ends the stream.
+  pollfd p{sv[0], POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1);
   char c = 0;
-  EXPECT_EQ(::read(sv[0], &c, 1), 0);  // closed: the duplicate went with the entry
+  EXPECT_EQ(::read(sv[0], &c, 1), 0);
   ::close(sv[0]);
 }
 
