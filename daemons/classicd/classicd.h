@@ -7,7 +7,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "libcore/config/cli.h"
 #include "libcore/config/options.h"
@@ -18,12 +20,22 @@ namespace classicd {
 inline constexpr int64_t kDefaultPort = 18812;
 inline constexpr int64_t kDefaultTlsPort = 18821;
 
+// How connections are served (README.md): a thread each, a pool of threads stepping them, a
+// child process each, the first one only, or the one on fds 0/1.
+enum class Mode { kThreaded, kThreadpool, kForking, kOneshot, kStdio };
+// "threaded", ...: the switch's spelling, also the RPYC_MODE journal field.
+const char* ModeName(Mode mode);
+// Parses a mode (as the schema stores it: lower case); nullopt for anything else.
+std::optional<Mode> ParseMode(std::string_view text);
+
 // Every member is a switch and a top-level TOML key of the same name (PROTOCOL.md §11 for the
 // reference's switches; the rest are ours).
 struct Options {
-  std::string mode = "threaded";  // threaded | threadpool | forking | oneshot | stdio
-  int64_t port = -1;              // -1: 18812, or 18821 when TLS is on
-  std::string host;               // empty: 127.0.0.1, or ::1 with ipv6
+  // The --mode switch and `mode` key as given; ParseOptions() parses it into `mode`.
+  std::string mode_text = "threaded";  // threaded | threadpool | forking | oneshot | stdio
+  Mode mode = Mode::kThreaded;
+  int64_t port = -1;  // -1: 18812, or 18821 when TLS is on
+  std::string host;   // empty: 127.0.0.1, or ::1 with ipv6
   bool ipv6 = false;
   std::string logfile;
   bool quiet = false;
@@ -60,10 +72,12 @@ core::config::AppInfo MakeAppInfo(const Options* o);
 // "rpyc-classicd 0.1.0 (...)": the version and what this build can do.
 std::string VersionText();
 
-// Parses argv (defaults < -c FILE < switches). On `exit`, print `message` and exit.
+// Parses argv (defaults < -c FILE < switches), then the mode. On `exit`, print `message` and exit.
 core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options* o);
 
 core::daemon::RunOptions MakeRunOptions(const Options& o);
+// "SLAVE/18812", or "SLAVE/stdio": the reference's logger name.
+std::string LoggerName(const Options& o);
 
 // Stdio mode, before anything else runs (EMBEDDING.md §1.5): moves the protocol off fds 0 and 1
 // (returned as new close-on-exec descriptors) and points fd 0 at /dev/null and fds 1 and 2 at

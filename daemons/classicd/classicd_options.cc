@@ -1,7 +1,7 @@
 // rpyc-classicd's options: one schema drives the TOML file and the command line.
 
 #include <cerrno>
-#include <system_error>
+#include <iterator>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -13,9 +13,29 @@ namespace classicd {
 using core::Error;
 using core::Fail;
 
+namespace {
+
+constexpr const char* kModeNames[] = {"threaded", "threadpool", "forking", "oneshot", "stdio"};
+
+}  // namespace
+
+const char* ModeName(Mode mode) { return kModeNames[static_cast<int>(mode)]; }
+
+std::optional<Mode> ParseMode(std::string_view text) {
+  for (int i = 0; i < static_cast<int>(std::size(kModeNames)); ++i) {
+    if (text == kModeNames[i]) return static_cast<Mode>(i);
+  }
+  return std::nullopt;
+}
+
 uint16_t Options::effective_port() const {
   if (port >= 0) return static_cast<uint16_t>(port);
   return static_cast<uint16_t>(tls() ? kDefaultTlsPort : kDefaultPort);
+}
+
+std::string LoggerName(const Options& o) {
+  return "SLAVE/" +
+         (o.mode == Mode::kStdio ? std::string("stdio") : std::to_string(o.effective_port()));
 }
 
 std::string Options::effective_host() const {
@@ -28,7 +48,7 @@ core::config::Schema MakeSchema(Options* o) {
   return {
       Choice("mode", "-m,--mode",
              "Serving mode: threaded, threadpool, forking, oneshot, stdio (case-insensitive)",
-             &o->mode, {"threaded", "threadpool", "forking", "oneshot", "stdio"}),
+             &o->mode_text, {std::begin(kModeNames), std::end(kModeNames)}),
       Int("port", "-p,--port", "TCP port (-1: 18812, or 18821 with TLS; 0: any free port)",
           &o->port, -1, 65535),
       String("host", "--host",
@@ -125,7 +145,7 @@ core::Status Validate(const Options& o, const core::config::Origins& origins) {
                        "--registry-type TCP requires --registry-host",
                        "registry_type TCP requires registry_host"));
   }
-  if (o.mode == "stdio" && o.log == "stderr") {
+  if (ParseMode(o.mode_text) == Mode::kStdio && o.log == "stderr") {
     return Fail(Broken(origins, {"mode", "log"},
                        "--mode stdio cannot log to stderr (use --logfile or --log journal)",
                        "mode stdio cannot log to stderr (use logfile or log = \"journal\")"));
@@ -159,18 +179,20 @@ core::config::AppInfo MakeAppInfo(const Options* o) {
 }
 
 core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options* o) {
-  return core::config::ParseCommandLine(argc, argv, MakeAppInfo(o), MakeSchema(o));
+  auto outcome = core::config::ParseCommandLine(argc, argv, MakeAppInfo(o), MakeSchema(o));
+  // The schema only stores one of kModeNames.
+  if (!outcome.exit) o->mode = ParseMode(o->mode_text).value_or(Mode::kThreaded);
+  return outcome;
 }
 
 core::daemon::RunOptions MakeRunOptions(const Options& o) {
   core::daemon::RunOptions r;
-  r.name =
-      "SLAVE/" + (o.mode == "stdio" ? std::string("stdio") : std::to_string(o.effective_port()));
+  r.name = LoggerName(o);
   r.log.file = o.logfile;
   r.log.quiet = o.quiet;
   r.log.identifier = "rpyc-classicd";
   r.log.target = *core::log::ParseTarget(o.log);
-  if (o.mode == "stdio" && r.log.target != core::log::Target::kJournal) {
+  if (o.mode == Mode::kStdio && r.log.target != core::log::Target::kJournal) {
     // Under systemd (JOURNAL_STREAM) the journal; otherwise the log file only.
     const char* stream = std::getenv("JOURNAL_STREAM");  // NOLINT(concurrency-mt-unsafe)
     const bool journal = stream != nullptr && *stream != '\0';
@@ -181,8 +203,7 @@ core::daemon::RunOptions MakeRunOptions(const Options& o) {
 
 core::Result<StdioFds> MoveStdio(const std::string& logfile) {
   auto err = [](const char* what) {
-    return Fail(Error::Io(std::string(what) + ": " +
-                          std::error_code(errno, std::generic_category()).message()));
+    return Fail(Error::Io(what + (": " + core::ErrnoText(errno))));
   };
   StdioFds fds;
   fds.in = fcntl(0, F_DUPFD_CLOEXEC, 3);

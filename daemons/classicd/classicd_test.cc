@@ -52,7 +52,7 @@ TEST(OptionsTest, DefaultsMatchRpycClassic) {
   ASSERT_FALSE(p.outcome.exit) << p.outcome.message;
   EXPECT_EQ(p.o.effective_host(), "127.0.0.1");
   EXPECT_EQ(p.o.effective_port(), 18812);
-  EXPECT_EQ(p.o.mode, "threaded");
+  EXPECT_EQ(p.o.mode, Mode::kThreaded);
   EXPECT_EQ(p.o.registry_type, "UDP");
   EXPECT_EQ(p.o.registry_port, 18811);
   EXPECT_FALSE(p.o.quiet);
@@ -86,7 +86,7 @@ TEST(OptionsTest, Ipv6AndTlsChangeTheDefaults) {
 TEST(OptionsTest, ModeIsCaseInsensitive) {
   Parsed p = Parse({"-m", "FORKING"});
   ASSERT_FALSE(p.outcome.exit);
-  EXPECT_EQ(p.o.mode, "forking");
+  EXPECT_EQ(p.o.mode, Mode::kForking);
 }
 
 TEST(OptionsTest, PrecedenceDefaultsFileCommandLine) {

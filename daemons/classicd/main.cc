@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
     return outcome.exit_code;
   }
   classicd::StdioFds stdio;
-  if (options.mode == "stdio") {  // first: nothing may write to fd 1 from here on
+  if (options.mode == classicd::Mode::kStdio) {  // first: nothing may write to fd 1 from here on
     auto moved = classicd::MoveStdio(options.logfile);
     if (!moved) {
       std::fprintf(stderr, "rpyc-classicd: %s\n", moved.error().message().c_str());

@@ -11,6 +11,7 @@
 #include "daemons/registryd/servers.h"
 #include "libcore/daemon/loop.h"
 #include "libcore/daemon/sockets.h"
+#include "libcore/transport/listener.h"
 
 namespace registryd {
 namespace {
@@ -52,7 +53,7 @@ class RegistryService final : public core::daemon::Service {
       port = core::daemon::LocalPort(udp_fd->get());
     }
     if (!activated && tcp) {
-      auto fd = core::daemon::ListenTcp(host, port, 128);
+      auto fd = core::transport::ListenTcp(host, port, 128);
       if (!fd) return Fail(fd.error());
       tcp_fd = std::move(*fd);
     }

@@ -91,8 +91,8 @@ TEST(Sockets, BadHostIsAConfigError) {
   EXPECT_EQ(fd.error().code(), Error::Code::kConfig);
 }
 
-TEST(Sockets, Ipv6ListenerAndNoInheritedFds) {
-  auto fd = ListenTcp("::1", 0, 10);
+TEST(Sockets, Ipv6SocketAndNoInheritedFds) {
+  auto fd = BindUdp("::1", 0);
   ASSERT_TRUE(fd) << fd.error().message();
   EXPECT_NE(LocalPort(fd->get()), 0);
   unsetenv("LISTEN_FDS");

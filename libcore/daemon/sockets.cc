@@ -12,12 +12,11 @@
 #include <systemd/sd-daemon.h>
 
 namespace core::daemon {
-namespace {
 
-Result<UniqueFd> BindSocket(const std::string& host, uint16_t port, int type, int backlog) {
+Result<UniqueFd> BindUdp(const std::string& host, uint16_t port) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = type;
+  hints.ai_socktype = SOCK_DGRAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
   addrinfo* res = nullptr;
   const std::string port_text = std::to_string(port);
@@ -27,33 +26,18 @@ Result<UniqueFd> BindSocket(const std::string& host, uint16_t port, int type, in
     return Fail(Error::Config("address '" + host + "': " + gai_strerror(rc)));
   }
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owner(res, &freeaddrinfo);
-  const std::string what = std::string(type == SOCK_DGRAM ? "udp " : "tcp ") +
-                           (res->ai_family == AF_INET6 ? "[" + host + "]" : host) + ":" + port_text;
-  UniqueFd fd(::socket(res->ai_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  const std::string what =
+      "udp " + (res->ai_family == AF_INET6 ? "[" + host + "]" : host) + ":" + port_text;
+  UniqueFd fd(::socket(res->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) return Fail(Error::Io("socket for " + what + ": " + ErrnoText(errno)));
-  const int one = 1;
   const int zero = 0;
   if (res->ai_family == AF_INET6) {
     setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
   }
-  if (type == SOCK_STREAM) setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (::bind(fd.get(), res->ai_addr, res->ai_addrlen) != 0) {
     return Fail(Error::Io("bind " + what + ": " + ErrnoText(errno)));
   }
-  if (type == SOCK_STREAM && ::listen(fd.get(), backlog) != 0) {
-    return Fail(Error::Io("listen " + what + ": " + ErrnoText(errno)));
-  }
   return fd;
-}
-
-}  // namespace
-
-Result<UniqueFd> BindUdp(const std::string& host, uint16_t port) {
-  return BindSocket(host, port, SOCK_DGRAM, 0);
-}
-
-Result<UniqueFd> ListenTcp(const std::string& host, uint16_t port, int backlog) {
-  return BindSocket(host, port, SOCK_STREAM, backlog);
 }
 
 Result<std::vector<InheritedSocket>> TakeInheritedSockets() {

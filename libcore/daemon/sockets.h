@@ -1,7 +1,8 @@
 #pragma once
 
-// Socket helpers for daemons: bind/listen from (host, port), sockets inherited through
-// socket activation (sd_listen_fds), and address text for logs and registry entries.
+// Socket helpers for daemons: a bound UDP socket from (host, port) (TCP listeners:
+// transport::ListenTcp), sockets inherited through socket activation (sd_listen_fds), and address
+// text for logs and registry entries.
 
 #include <cstdint>
 #include <string>
@@ -17,8 +18,6 @@ namespace core::daemon {
 // Creates a non-blocking, close-on-exec UDP socket bound to host:port. An IPv6 host ("::")
 // also receives IPv4 (IPV6_V6ONLY off), as Python's socket does.
 Result<UniqueFd> BindUdp(const std::string& host, uint16_t port);
-// Same for a listening TCP socket with SO_REUSEADDR.
-Result<UniqueFd> ListenTcp(const std::string& host, uint16_t port, int backlog);
 
 struct InheritedSocket {
   UniqueFd fd;

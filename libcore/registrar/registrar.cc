@@ -89,7 +89,7 @@ Result<std::unique_ptr<Registrar>> Registrar::Create(daemon::EventLoop& loop, Op
 
 Result<UniqueFd> Registrar::NewSocket(int type) const {
   UniqueFd fd(::socket(addr_->family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd) return Fail(Error::Io(std::string("socket: ") + std::strerror(errno)));
+  if (!fd) return Fail(Error::Io("socket: " + ErrnoText(errno)));
   if (addr_->broadcast) {
     const int one = 1;
     setsockopt(fd.get(), SOL_SOCKET, SO_BROADCAST, &one, sizeof one);
@@ -107,7 +107,7 @@ Result<UniqueFd> Registrar::NewSocket(int type) const {
     const int err = errno;
     freeaddrinfo(res);
     if (rc != 0) {
-      return Fail(Error::Io("bind " + options_.bind_host + ": " + std::strerror(err)));
+      return Fail(Error::Io("bind " + options_.bind_host + ": " + ErrnoText(err)));
     }
   }
   return fd;
@@ -138,7 +138,7 @@ void Registrar::Attempt() {
   const auto* to = reinterpret_cast<const sockaddr*>(&addr_->addr);
   if (udp) {
     if (sendto(fd_.get(), data.data(), data.size(), 0, to, addr_->len) < 0) {
-      Finish(false, std::string("sendto: ") + std::strerror(errno));
+      Finish(false, "sendto: " + ErrnoText(errno));
       return;
     }
     watch_ = std::make_unique<daemon::IoWatch>(loop_, fd_.get(), EV_READ, false,
@@ -146,7 +146,7 @@ void Registrar::Attempt() {
   } else {
     tcp_sent_ = false;
     if (::connect(fd_.get(), to, addr_->len) != 0 && errno != EINPROGRESS) {
-      Finish(false, std::string("could not connect to registry: ") + std::strerror(errno));
+      Finish(false, "could not connect to registry: " + ErrnoText(errno));
       return;
     }
     watch_ = std::make_unique<daemon::IoWatch>(loop_, fd_.get(), EV_WRITE, false,
@@ -190,7 +190,7 @@ void Registrar::OnTcp(short what) {
     socklen_t len = sizeof err;
     getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0) {
-      Finish(false, std::string("could not connect to registry: ") + std::strerror(err));
+      Finish(false, "could not connect to registry: " + ErrnoText(err));
       return;
     }
     const std::string data = EncodeRegister(options_.aliases, options_.port);

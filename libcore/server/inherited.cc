@@ -17,14 +17,13 @@ InheritedStreams TakeStreamSockets(std::vector<daemon::InheritedSocket>& sockets
   return out;
 }
 
-PeerAddress PrepareConnected(int fd) {
-  PeerAddress p;
-  socklen_t len = sizeof p.addr;
-  (void)::getpeername(fd, reinterpret_cast<sockaddr*>(&p.addr), &len);
-  p.len = len;
+transport::SocketAddress PrepareConnected(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) len = 0;
   const int flags = ::fcntl(fd, F_GETFL);
   ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-  return p;
+  return {reinterpret_cast<const sockaddr*>(&ss), len};
 }
 
 }  // namespace core::server

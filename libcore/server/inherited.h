@@ -10,6 +10,7 @@
 
 #include "libcore/base/unique_fd.h"
 #include "libcore/daemon/sockets.h"
+#include "libcore/transport/address.h"
 
 namespace core::server {
 
@@ -23,11 +24,7 @@ struct InheritedStreams {
 InheritedStreams TakeStreamSockets(std::vector<daemon::InheritedSocket>& sockets);
 
 // Readies an inherited connected socket for a blocking stream (TakeInheritedSockets made it
-// non-blocking) and returns its peer's address (all zero when getpeername() failed).
-struct PeerAddress {
-  sockaddr_storage addr{};
-  socklen_t len = 0;
-};
-PeerAddress PrepareConnected(int fd);
+// non-blocking) and returns its peer's address (empty when getpeername() failed).
+transport::SocketAddress PrepareConnected(int fd);
 
 }  // namespace core::server

@@ -63,12 +63,12 @@ TEST(InheritedTest, AConnectedSocketIsMadeBlockingAndNamesItsPeer) {
   ASSERT_TRUE(conn);
   auto peer = PrepareConnected(conn.get());
   EXPECT_EQ(::fcntl(conn.get(), F_GETFL) & O_NONBLOCK, 0);
-  ASSERT_EQ(peer.addr.ss_family, AF_INET);
-  EXPECT_EQ(peer.len, sizeof(sockaddr_in));
+  ASSERT_EQ(peer.family(), AF_INET);
+  EXPECT_EQ(peer.length(), sizeof(sockaddr_in));
   sockaddr_in local{};
   socklen_t len = sizeof local;
   ASSERT_EQ(::getsockname(client.get(), reinterpret_cast<sockaddr*>(&local), &len), 0);
-  EXPECT_EQ(reinterpret_cast<const sockaddr_in&>(peer.addr).sin_port, local.sin_port);
+  EXPECT_EQ(peer.port(), ntohs(local.sin_port));
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
 #include "libcore/transport/fd_stream.h"
 
 #include <cerrno>
-#include <system_error>
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -11,8 +10,7 @@ namespace core::transport {
 namespace {
 
 Error IoError(const std::string& what, const std::string& peer, int err) {
-  return Error::Io(what + " " + peer + ": " +
-                   std::error_code(err, std::generic_category()).message());
+  return Error::Io(what + " " + peer + ": " + ErrnoText(err));
 }
 
 }  // namespace

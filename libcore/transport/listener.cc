@@ -1,7 +1,6 @@
 #include "libcore/transport/listener.h"
 
 #include <cerrno>
-#include <system_error>
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -9,13 +8,11 @@
 namespace core::transport {
 namespace {
 
-Error SysError(const std::string& what, int err) {
-  return Error::Io(what + ": " + std::error_code(err, std::generic_category()).message());
-}
+Error SysError(const std::string& what, int err) { return Error::Io(what + ": " + ErrnoText(err)); }
 
 }  // namespace
 
-Result<TcpListener> TcpListener::Listen(const std::string& host, uint16_t port, int backlog) {
+Result<UniqueFd> ListenTcp(const std::string& host, uint16_t port, int backlog) {
   auto addr = SocketAddress::Resolve(host, port);
   if (!addr) return Fail(addr.error());
   UniqueFd fd(::socket(addr->family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -32,12 +29,18 @@ Result<TcpListener> TcpListener::Listen(const std::string& host, uint16_t port, 
     return Fail(SysError("bind " + addr->ToString(), errno));
   }
   if (::listen(fd.get(), backlog) != 0) return Fail(SysError("listen " + addr->ToString(), errno));
+  return fd;
+}
+
+Result<TcpListener> TcpListener::Listen(const std::string& host, uint16_t port, int backlog) {
+  auto fd = ListenTcp(host, port, backlog);
+  if (!fd) return Fail(fd.error());
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
-  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+  if (::getsockname(fd->get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
     return Fail(SysError("getsockname", errno));
   }
-  return TcpListener(std::move(fd), SocketAddress(reinterpret_cast<sockaddr*>(&ss), len));
+  return TcpListener(std::move(*fd), SocketAddress(reinterpret_cast<sockaddr*>(&ss), len));
 }
 
 Result<std::optional<Accepted>> TcpListener::Accept() {

@@ -1,6 +1,8 @@
 #pragma once
 
-// A listening TCP socket (IPv4 or IPv6). Accepted connections are blocking and close-on-exec.
+// Listening TCP sockets (IPv4 or IPv6): ListenTcp() is the one place the tree binds and listens
+// on TCP (both daemons); TcpListener adds accepting, for tests and tools. Accepted connections
+// are blocking and close-on-exec.
 
 #include <cstdint>
 #include <optional>
@@ -12,6 +14,12 @@
 
 namespace core::transport {
 
+// Binds `host`:`port` (a name is resolved, "" is 127.0.0.1; port 0 picks a free one) with
+// SO_REUSEADDR and listens: a non-blocking, close-on-exec socket. An IPv6 wildcard ("::") also
+// accepts IPv4 clients. Errors: Error::Config for a host that does not resolve, Error::Io
+// ("bind 127.0.0.1:18812: Address already in use") otherwise.
+Result<UniqueFd> ListenTcp(const std::string& host, uint16_t port, int backlog = 128);
+
 struct Accepted {
   UniqueFd fd;
   SocketAddress peer;
@@ -19,8 +27,7 @@ struct Accepted {
 
 class TcpListener {
  public:
-  // Binds `host`:`port` (port 0 picks a free one) with SO_REUSEADDR and listens. An IPv6
-  // wildcard ("::") also accepts IPv4 clients.
+  // ListenTcp(), remembering the bound address.
   static Result<TcpListener> Listen(const std::string& host, uint16_t port, int backlog = 128);
 
   // Accepts one pending connection. The listening socket is non-blocking, so callers poll() fd()

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <system_error>
 #include <vector>
 
 #include <limits.h>
@@ -34,8 +33,7 @@ SocketStream::SocketStream(UniqueFd fd, std::string peer_name, NoDelay nodelay)
 }
 
 Error SocketStream::IoError(const char* what, int err) const {
-  const std::error_code ec(err, std::generic_category());
-  return Error::Io(std::string(what) + " " + peer_name_ + ": " + ec.message());
+  return Error::Io(std::string(what) + " " + peer_name_ + ": " + ErrnoText(err));
 }
 
 Result<size_t> SocketStream::Read(std::span<char> buf) {

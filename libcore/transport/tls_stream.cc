@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <system_error>
 
 #include <fcntl.h>
 #include <openssl/err.h>
@@ -146,8 +145,7 @@ Result<size_t> TlsStream::Read(std::span<char> buf) {
     }
     pollfd p{fd_.get(), want, 0};
     if (::poll(&p, 1, -1) < 0 && errno != EINTR) {
-      return Fail(Error::Io("poll on " + peer_name_ + ": " +
-                            std::error_code(errno, std::generic_category()).message()));
+      return Fail(Error::Io("poll on " + peer_name_ + ": " + ErrnoText(errno)));
     }
   }
 }
@@ -183,8 +181,7 @@ Result<bool> TlsStream::WaitReadable(int timeout_ms) {
     const int rc = ::poll(&p, 1, timeout_ms < 0 ? -1 : MsLeft(deadline));
     if (rc == 0) return false;
     if (rc < 0 && errno != EINTR) {
-      return Fail(Error::Io("poll on " + peer_name_ + ": " +
-                            std::error_code(errno, std::generic_category()).message()));
+      return Fail(Error::Io("poll on " + peer_name_ + ": " + ErrnoText(errno)));
     }
   }
 }

@@ -108,6 +108,21 @@ TEST(ListenerTest, PortZeroGetsARealPort) {
   EXPECT_FALSE(none->has_value());  // nothing pending: non-blocking
 }
 
+TEST(ListenerTest, ListenTcpOnIpv6AndByName) {
+  for (const char* host : {"::1", "localhost"}) {
+    auto fd = ListenTcp(host, 0);
+    if (!fd && std::string(host) == "::1") continue;  // no IPv6 loopback here
+    ASSERT_TRUE(fd) << host << ": " << fd.error().message();
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    ASSERT_EQ(::getsockname(fd->get(), reinterpret_cast<sockaddr*>(&ss), &len), 0);
+    EXPECT_NE(SocketAddress(reinterpret_cast<sockaddr*>(&ss), len).port(), 0) << host;
+  }
+  auto bad = ListenTcp("not a host name!", 0);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), Error::Code::kConfig);
+}
+
 TEST(ListenerTest, BindConflictIsAnError) {
   auto a = TcpListener::Listen("127.0.0.1", 0);
   ASSERT_TRUE(a.has_value());

@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <optional>
 #include <string>
-#include <system_error>
 #include <vector>
 
 #include <malloc.h>
@@ -19,6 +18,7 @@
 #include "daemons/classicd/objspace/internal.h"
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/objspace/py_ref.h"
+#include "libcore/base/result.h"
 #include "libcore/brine/brine.h"
 #include "libcore/brine/value.h"
 #include "libcore/protocol/object_space.h"
@@ -299,8 +299,7 @@ core::Result<int> Interpreter::Fork(bool freeze_gc) {
     PyOS_AfterFork_Parent();
   }
   if (pid < 0) {
-    return core::Fail(core::Error::Io(
-        std::string("fork: ") + std::error_code(saved_errno, std::generic_category()).message()));
+    return core::Fail(core::Error::Io("fork: " + core::ErrnoText(saved_errno)));
   }
   return static_cast<int>(pid);
 }

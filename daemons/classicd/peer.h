@@ -1,0 +1,48 @@
+#pragma once
+
+// Who a connection comes from, in the spellings the log lines and the limits use, and the log
+// lines that name it (with the journal fields RPYC_PEER, RPYC_CONN and RPYC_MODE).
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "daemons/classicd/classicd.h"
+#include "libcore/log/log.h"
+#include "libcore/transport/address.h"
+
+namespace classicd {
+
+struct Peer {
+  std::string repr;      // "('127.0.0.1', 5000)": the reference's log spelling
+  std::string host;      // "127.0.0.1": RPYC_PEER and the per-peer limit key
+  std::string text;      // "127.0.0.1:5000"
+  bool nodelay = false;  // accepted from a listener with TCP_NODELAY: the socket has it too
+
+  // A socket's peer; a Unix socket's is "unix".
+  static Peer FromAddress(const core::transport::SocketAddress& addr);
+  // A peer without an address ("stdio").
+  static Peer Named(const std::string& name) { return {name, name, name}; }
+};
+
+// Log lines about one connection.
+class ConnLog {
+ public:
+  ConnLog() = default;
+  ConnLog(core::log::Logger log, Mode mode) : log_(std::move(log)), mode_(ModeName(mode)) {}
+
+  template <typename... Args>
+  void operator()(core::log::Level level, const Peer& peer, uint64_t id,
+                  fmt::format_string<Args...> fmt, Args&&... args) const {
+    if (!log_.enabled(level)) return;
+    const std::string conn = std::to_string(id);
+    log_.Write(level, {{"RPYC_PEER", peer.host}, {"RPYC_CONN", conn}, {"RPYC_MODE", mode_}},
+               fmt::format(fmt, std::forward<Args>(args)...));
+  }
+
+ private:
+  core::log::Logger log_;
+  const char* mode_ = "";
+};
+
+}  // namespace classicd

@@ -1,0 +1,23 @@
+#include "daemons/classicd/reload.h"
+
+#include <gtest/gtest.h>
+
+namespace classicd {
+namespace {
+
+TEST(PlanReload, LimitsApplyAtOnceAndTheRestNeedsARestart) {
+  Options before;
+  Options after = before;
+  EXPECT_TRUE(PlanReload(before, after).applied.empty());
+  EXPECT_TRUE(PlanReload(before, after).restart.empty());
+  after.max_connections = 7;
+  after.idle_timeout = 30;
+  after.port = 2000;
+  after.mode_text = "forking";
+  const ReloadPlan plan = PlanReload(before, after);
+  EXPECT_EQ(plan.applied, (std::vector<std::string>{"max_connections=7", "idle_timeout=30"}));
+  EXPECT_EQ(plan.restart, (std::vector<std::string>{"mode", "port"}));
+}
+
+}  // namespace
+}  // namespace classicd

@@ -1,0 +1,352 @@
+#include "daemons/classicd/service.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <new>
+
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "daemons/classicd/objspace/objspace.h"
+#include "libcore/server/inherited.h"
+#include "libcore/transport/socket_stream.h"
+
+namespace classicd {
+
+using core::ErrnoText;
+using core::Error;
+using core::Fail;
+using core::UniqueFd;
+using core::log::Level;
+
+void BlockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&set, s);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+void ClassicService::Limits::Set(const Options& o) {
+  idle_timeout = o.idle_timeout;
+  frame_timeout = o.frame_timeout;
+  max_frame_size = o.max_frame_size;
+  tls_handshake_timeout = o.tls_handshake_timeout;
+}
+
+ClassicService::ClassicService(core::daemon::Context& ctx, const Options& o, Reloader reload)
+    : ctx_(ctx),
+      o_(o),
+      current_(o),
+      reload_(std::move(reload)),
+      admission_({o.max_connections, o.max_connections_per_peer}),
+      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  limits_.Set(o);
+}
+
+std::string ClassicService::StatusText() const {
+  return std::to_string(admission_.active()) + " connections, " +
+         std::to_string(admission_.served()) + " served, " +
+         std::to_string(requests_->load(std::memory_order_relaxed)) + " requests";
+}
+
+core::Status ClassicService::Start(StdioFds stdio) {
+  requests_page_ = ::mmap(nullptr, sizeof(std::atomic<uint64_t>), PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (requests_page_ != MAP_FAILED) requests_ = new (requests_page_) std::atomic<uint64_t>(0);
+  if (!wake_) return Fail(Error::Io("eventfd: " + ErrnoText(errno)));
+  wake_watch_ = std::make_unique<core::daemon::IoWatch>(ctx_.loop, wake_.get(), EV_READ, true,
+                                                        [this](short) { OnWake(); });
+  wake_watch_->Start();
+  trim_ = std::make_unique<core::daemon::IdleTrim>(
+      ctx_.loop, std::chrono::seconds(1), [this] { return admission_.active(); },
+      [this] {
+        const uint64_t one = 1;
+        (void)!::write(wake_.get(), &one, sizeof one);
+      },
+      [this](size_t before, size_t after) {
+        log_.Debug("load dropped: free heap memory released, RSS {} -> {} KiB", before, after);
+      });
+  log_ = ctx_.logging.Get(classicd::LoggerName(o_));
+  if (o_.tls()) {
+    auto t = core::transport::TlsContext::Create(o_.ssl_certfile, o_.ssl_keyfile, o_.ssl_cafile);
+    if (!t) return Fail(t.error());
+    tls_ = *t;
+  }
+
+  auto inherited = core::server::TakeStreamSockets(ctx_.inherited);
+  for (auto& fd : inherited.listening) listeners_.Adopt(std::move(fd), "inherited fd");
+  UniqueFd& connected = inherited.connected;  // socket activation with Accept=yes
+  const bool activated = !listeners_.empty() || connected;
+  if (o_.mode == Mode::kStdio || connected) {
+    single_ = true;
+  } else if (!activated) {
+    if (auto st = listeners_.ListenTcp(o_.effective_host(), o_.effective_port()); !st) return st;
+  }
+  if (o_.mode == Mode::kOneshot) single_ = true;
+  if (!o_.unix_socket.empty() && !single_) {
+    const auto mode = static_cast<mode_t>(std::strtoul(o_.unix_socket_mode.c_str(), nullptr, 8));
+    if (auto st = listeners_.ListenUnix(o_.unix_socket, mode); !st) return st;
+  }
+  if (!activated && o_.effective_port() == 0 && !listeners_.empty()) {
+    // `-p 0`: the logger is named after the port the kernel chose, as the reference does.
+    log_name_ = "SLAVE/" + std::to_string(listeners_.LocalAddress(0).port());
+    log_ = ctx_.logging.Get(log_name_);
+  }
+  conn_log_ = ConnLog(log_, o_.mode);
+
+  auto interp = objspace::Interpreter::Start(objspace::InterpreterOptions{});
+  if (!interp) {
+    return Fail(Error::Python("cannot start the Python interpreter: " + interp.error().message()));
+  }
+  interpreter_ = std::move(*interp);
+  make_space_ = [interpreter = interpreter_.get()](core::protocol::Connection& conn) {
+    return objspace::MakeClassicObjectSpace(*interpreter, conn);
+  };
+  if (o_.mode == Mode::kForking) {
+    if (auto st = interpreter_->PrepareFork(); !st) log_.Warn("{}", st.error().message());
+  }
+
+  if (o_.mode == Mode::kThreadpool) {
+    if (auto st = StartPool(); !st) return st;
+  }
+  if (o_.mode == Mode::kForking) StartForking();
+
+  if (connected) {  // Accept=yes: this process serves one connection, like stdio
+    ServeInherited(std::move(connected));
+    return {};
+  }
+  if (o_.mode == Mode::kStdio) {
+    ServeStdio(stdio);
+    return {};
+  }
+
+  for (size_t i = 0; i < listeners_.size(); ++i)
+    log_.Info("server started on {}", listeners_[i].what);
+  if (auto st = StartAccepting(); !st) return st;
+  if (!tls_) {
+    const std::string host = o_.effective_host();
+    if (!activated && !IsLoopback(host)) {
+      log_.Warn(
+          "listening on non-loopback address {} without TLS: the classic service runs arbitrary "
+          "code for anyone who can connect (use --ssl-keyfile/--ssl-certfile/--ssl-cafile)",
+          host);
+    }
+  }
+  if (o_.mode == Mode::kOneshot) {
+    const auto local = listeners_.LocalAddress(0);
+    const std::string text =
+        "rpyc-oneshot\n" + local.host() + "\t" + std::to_string(local.port()) + "\n";
+    (void)!::write(1, text.data(), text.size());
+  }
+  if (o_.register_server) StartRegistrar();
+  return {};
+}
+
+core::Status ClassicService::StartAccepting() {
+  if (o_.mode == Mode::kThreaded && !single_) return StartThreaded();  // its threads accept
+  core::server::LoopAcceptor::Options a;
+  a.on_accept_error = [this](size_t i, const Error& e) {
+    log_.Error("accept on {}: {}", listeners_[i].what, e.message());
+  };
+  loop_acceptor_ = std::make_unique<core::server::LoopAcceptor>(
+      ctx_.loop, listeners_.fds(),
+      [this](UniqueFd fd, const sockaddr_storage& ss, socklen_t len, size_t listener) {
+        OnAccepted(std::move(fd), ss, len, listener);
+      },
+      std::move(a));
+  loop_acceptor_->Start();
+  return {};
+}
+
+void ClassicService::StartRegistrar() {
+  core::registrar::Options r;
+  r.transport = o_.registry_type == "TCP" ? core::registrar::Transport::kTcp
+                                          : core::registrar::Transport::kUdp;
+  r.registry_host = o_.registry_host.empty() ? "255.255.255.255" : o_.registry_host;
+  r.registry_port = static_cast<uint16_t>(o_.registry_port);
+  // The reference binds (server_host, 0), so the registry records the served address.
+  r.bind_host = o_.host.empty() ? o_.effective_host() : o_.host;
+  if (const uint16_t port = listeners_.TcpPort(); port != 0) {
+    r.port = core::brine::Value(static_cast<int64_t>(port));
+  } else {
+    r.port = core::brine::Value(core::brine::Str{o_.unix_socket});
+  }
+  auto reg = core::registrar::Registrar::Create(ctx_.loop, r, ctx_.logging.Get("REGCLNT"));
+  if (!reg) {
+    log_.Error("registration disabled: {}", reg.error().message());
+    return;
+  }
+  registrar_ = std::move(*reg);
+  registrar_->Start();
+}
+
+void ClassicService::OnAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen_t len,
+                                size_t listener) {
+  Peer peer = Peer::FromAddress({reinterpret_cast<const sockaddr*>(&ss), len});
+  peer.nodelay = listeners_[listener].nodelay;
+  const uint64_t id = next_id_ + 1;
+  conn_log_(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd.get());
+  Dispatch(std::move(fd), std::move(peer));
+  if (single_) {  // oneshot: the first connection only
+    loop_acceptor_->Stop();
+    log_.Info("listener closed");
+  }
+}
+
+void ClassicService::Dispatch(UniqueFd fd, Peer peer) {
+  if (!Admit(peer)) return;  // closes fd
+  if (forking_) {
+    ForkChild(std::move(fd), std::move(peer));
+    return;
+  }
+  const uint64_t id = ++next_id_;
+  if (pool_) {
+    {
+      std::lock_guard<std::mutex> lock(pool_mu_);
+      pool_peers_.emplace(id, std::move(peer));
+    }
+    pool_->Add(std::move(fd), id);
+    return;
+  }
+  auto shared = std::make_shared<UniqueFd>(std::move(fd));
+  ServeOne(
+      [this, shared, peer, id]() mutable {
+        single_entry_.emplace(live_);
+        return OpenSocket(std::move(*shared), peer, id, &*single_entry_);
+      },
+      peer, id);
+}
+
+bool ClassicService::Admit(const Peer& peer) {
+  const auto d = admission_.Admit(peer.host);
+  switch (d.verdict) {
+    case Admission::Verdict::kAdmitted:
+      if (trim_) trim_->Opened(d.open + 1);
+      return true;
+    case Admission::Verdict::kTooMany:
+      log_.Warn("refused {}: {} connections open (max_connections)", peer.repr, d.open);
+      return false;
+    case Admission::Verdict::kTooManyFromPeer:
+      log_.Warn("refused {}: {} connections open from {} (max_connections_per_peer)", peer.repr,
+                d.open, peer.host);
+      return false;
+  }
+  return false;
+}
+
+void ClassicService::Release(const std::string& host) {
+  const int64_t open = admission_.Release(host);
+  if (trim_) trim_->Closed(open);
+}
+
+SessionSettings ClassicService::Settings(bool idle) const {
+  auto ms = [](int64_t seconds) {
+    return static_cast<int>(std::min<int64_t>(seconds, INT32_MAX / 1000) * 1000);
+  };
+  SessionSettings s;
+  s.limits = {idle ? ms(limits_.idle_timeout.load()) : 0, ms(limits_.frame_timeout.load())};
+  s.max_frame_size = static_cast<size_t>(limits_.max_frame_size.load());
+  s.requests_served = requests_;
+  return s;
+}
+
+std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd, const Peer& peer,
+                                                                    uint64_t id,
+                                                                    LiveConnections::Entry* live) {
+  std::unique_ptr<core::transport::Stream> s;
+  if (auto ctx = tls()) {
+    // TLS connections keep Nagle's algorithm, as they did before the listeners had TCP_NODELAY.
+    if (peer.nodelay) (void)core::transport::SetNoDelay(fd.get(), false);
+    if (live) live->Handshaking(fd.get());
+    auto t = core::transport::TlsStream::Accept(
+        std::move(fd), ctx, peer.text,
+        static_cast<int>(limits_.tls_handshake_timeout.load() * 1000));
+    if (!t) {
+      conn_log_(Level::err, peer, id, "{}", t.error().message());
+      return nullptr;
+    }
+    const std::string subject = (*t)->peer_subject();
+    conn_log_(Level::debug, peer, id, "TLS {} with {}{}", (*t)->version(), peer.repr,
+              subject.empty() ? "" : " (client certificate " + subject + ")");
+    s = std::move(*t);
+  } else {
+    s = std::make_unique<core::transport::SocketStream>(
+        std::move(fd), peer.text,
+        peer.nodelay ? core::transport::SocketStream::NoDelay::kInherited
+                     : core::transport::SocketStream::NoDelay::kSet);
+  }
+  if (live) live->Opened(*s);
+  return s;
+}
+
+void ClassicService::Serve(core::transport::Stream& stream, const Peer& peer, uint64_t id) {
+  ClassicSession::Run(stream, peer, id, Settings(/*idle=*/true), make_space_, conn_log_);
+}
+
+void ClassicService::OnWake() {
+  uint64_t n = 0;
+  (void)!::read(wake_.get(), &n, sizeof n);
+  trim_->OnWake();
+}
+
+void ClassicService::Shutdown() {
+  stopping_ = true;
+  if (registrar_) registrar_->Stop();
+  if (acceptor_) acceptor_->Stop();  // no thread accepts after this: the listeners may close
+  if (loop_acceptor_) loop_acceptor_->Stop();
+  if (!listeners_.empty()) {
+    listeners_.Close();
+    log_.Info("listener closed");
+  }
+  if (single_conn_) single_conn_->Shutdown();
+  live_.Shutdown();
+  if (forking_) forking_->SignalAll(SIGTERM);
+  if (pool_) pool_->Shutdown();
+}
+
+ClassicService::~ClassicService() {
+  stopping_ = true;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  // Children first: they were sent SIGTERM; after the grace period, SIGKILL.
+  if (forking_) {
+    forking_->WaitAll(deadline,
+                      [this](const core::server::ForkingServer::Ended& e) { ChildEnded(e); });
+  }
+  size_t stuck = 0;
+  if (pool_) stuck += pool_->Stop(deadline);
+  live_.Shutdown();
+  if (single_conn_) {
+    single_conn_->Shutdown();
+    stuck += single_conn_->Wait(deadline) ? 0 : 1;
+  } else {
+    stuck += live_.Wait(deadline);
+  }
+  if (stuck > 0) {
+    // Threads still running user code cannot be joined, and the interpreter cannot be
+    // finalised under them: leave without unwinding.
+    log_.Warn("{} connections still running user code; exiting without waiting", stuck);
+    log_.Info("server has terminated");
+    std::_Exit(0);
+  }
+  acceptor_.reset();     // joins the accepting threads (their connections ended)
+  single_conn_.reset();  // joins its thread (the connection ended)
+  pool_.reset();
+  registrar_.reset();
+  interpreter_.reset();
+  if (requests_page_ != MAP_FAILED) {
+    requests_ = &requests_fallback_;
+    ::munmap(requests_page_, sizeof(std::atomic<uint64_t>));
+  }
+  log_.Info("server has terminated");
+}
+
+core::Result<std::unique_ptr<core::daemon::Service>> MakeService(core::daemon::Context& context,
+                                                                 const Options& o, StdioFds stdio,
+                                                                 Reloader reload) {
+  auto service = std::make_unique<ClassicService>(context, o, std::move(reload));
+  if (auto st = service->Start(stdio); !st) return Fail(st.error());
+  return std::unique_ptr<core::daemon::Service>(std::move(service));
+}
+
+}  // namespace classicd

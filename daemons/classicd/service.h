@@ -1,0 +1,176 @@
+#pragma once
+
+// rpyc-classicd's Service: the wiring of the listeners (listeners.h), the one interpreter, the
+// admission limits (admission.h) and the serving modes, whose machinery lives in libcore/server/
+// and whose wiring lives in one file each:
+//   threaded   serve_threaded.cc: a thread per connection; the threads accept for themselves
+//   threadpool serve_pooled.cc: the loop owns every client socket and hands a readable one to a
+//              fixed pool of workers, which step the connection's ClassicSession
+//   forking    serve_forking.cc: a child per connection, forked from the loop thread, which never
+//              runs client code
+//   oneshot    serve_single.cc: the first connection only, then exit
+//   stdio      serve_single.cc: one connection over the moved fds 0/1, then exit (also a connected
+//              socket from socket activation, Accept=yes)
+// Every mode serves a connection as a ClassicSession (session.h). Internal to classicd_lib.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include "daemons/classicd/admission.h"
+#include "daemons/classicd/classicd.h"
+#include "daemons/classicd/listeners.h"
+#include "daemons/classicd/live_connections.h"
+#include "daemons/classicd/peer.h"
+#include "daemons/classicd/session.h"
+#include "libcore/base/unique_fd.h"
+#include "libcore/daemon/loop.h"
+#include "libcore/daemon/memory.h"
+#include "libcore/registrar/registrar.h"
+#include "libcore/server/forking.h"
+#include "libcore/server/loop_acceptor.h"
+#include "libcore/server/pooled.h"
+#include "libcore/server/single.h"
+#include "libcore/server/threaded.h"
+#include "libcore/transport/stream.h"
+#include "libcore/transport/tls_stream.h"
+
+namespace classicd {
+
+namespace objspace {
+class Interpreter;
+}
+
+// On every connection thread: the stop signals stay with the loop thread (Python threads that
+// user code starts inherit this mask too).
+void BlockStopSignals();
+
+class ClassicService final : public core::daemon::Service {
+ public:
+  ClassicService(core::daemon::Context& ctx, const Options& o, Reloader reload);
+  ~ClassicService() override;
+
+  core::Status Start(StdioFds stdio);
+  std::string StatusText() const override;
+  void Reload() override;  // reload.cc
+  void Shutdown() override;
+  std::string LoggerName() const override { return log_name_; }
+
+ private:
+  // What a reload changes for new connections (read by connection threads).
+  struct Limits {
+    std::atomic<int64_t> idle_timeout;
+    std::atomic<int64_t> frame_timeout;
+    std::atomic<int64_t> max_frame_size;
+    std::atomic<int64_t> tls_handshake_timeout;
+    void Set(const Options& o);
+  };
+
+  // service.cc: what every mode shares.
+  core::Status StartAccepting();
+  void StartRegistrar();
+  // Counts a connection in (false: refused, and logged) and out.
+  bool Admit(const Peer& peer);
+  void Release(const std::string& host);
+  // The stream over an accepted socket (a TLS handshake first, when TLS is on); null when the
+  // handshake failed (logged). `live`, when set, can shut the socket down meanwhile.
+  std::unique_ptr<core::transport::Stream> OpenSocket(core::UniqueFd fd, const Peer& peer,
+                                                      uint64_t id,
+                                                      LiveConnections::Entry* live = nullptr);
+  // A connection's settings as configured now; threadpool mode watches idleness on the loop.
+  SessionSettings Settings(bool idle) const;
+  // A blocking mode's whole connection over `stream`.
+  void Serve(core::transport::Stream& stream, const Peer& peer, uint64_t id);
+  std::shared_ptr<core::transport::TlsContext> tls() const {
+    std::lock_guard<std::mutex> lock(tls_mu_);
+    return tls_;
+  }
+  void OnWake();
+  // Threadpool, forking, oneshot: a connection accepted on the loop thread.
+  void OnAccepted(core::UniqueFd fd, const sockaddr_storage& ss, socklen_t len, size_t listener);
+  void Dispatch(core::UniqueFd fd, Peer peer);
+
+  // serve_threaded.cc
+  core::Status StartThreaded();
+  void ServeAccepted(core::UniqueFd fd, const sockaddr_storage& ss, socklen_t len, bool nodelay);
+  // serve_single.cc: oneshot, stdio, an inherited connection: one connection, then the daemon
+  // ends.
+  void ServeOne(std::function<std::unique_ptr<core::transport::Stream>()> open, Peer peer,
+                uint64_t id);
+  void ServeInherited(core::UniqueFd connected);
+  void ServeStdio(StdioFds stdio);
+  // serve_forking.cc
+  void StartForking();
+  void ForkChild(core::UniqueFd fd, Peer peer);
+  void ReapChildren();
+  void ChildEnded(const core::server::ForkingServer::Ended& e);
+  // serve_pooled.cc
+  class PoolSession;
+  core::Status StartPool();
+  std::unique_ptr<core::server::PooledServer::Session> PoolOpen(core::UniqueFd fd, uint64_t id);
+
+  core::daemon::Context& ctx_;
+  const Options o_;  // as started
+  Options current_;  // as last (re)loaded: loop thread only
+  Reloader reload_;
+  Limits limits_;
+  Admission admission_;
+  core::log::Logger log_;
+  ConnLog conn_log_;
+  std::string log_name_;  // set when it differs from the configured port's (port 0)
+  // Declared before everything that runs Python, so it is destroyed last.
+  std::unique_ptr<objspace::Interpreter> interpreter_;
+  SpaceFactory make_space_;
+
+  mutable std::mutex tls_mu_;
+  std::shared_ptr<core::transport::TlsContext> tls_;  // guarded by tls_mu_
+
+  Listeners listeners_;
+  std::unique_ptr<core::registrar::Registrar> registrar_;
+  bool single_ = false;                // oneshot, stdio, an inherited connection: exit after one
+  std::atomic<bool> stopping_{false};  // workers read it
+
+  std::atomic<uint64_t> next_id_{0};
+  // Requests dispatched by every connection, forked children included: the counter lives in a
+  // shared anonymous page (a plain member when that mapping fails).
+  std::atomic<uint64_t> requests_fallback_{0};
+  std::atomic<uint64_t>* requests_ = &requests_fallback_;
+  void* requests_page_ = MAP_FAILED;
+
+  core::UniqueFd wake_;
+  std::unique_ptr<core::daemon::IoWatch> wake_watch_;
+  // Gives the heap of a load spike back once the connections are gone (glibc keeps it).
+  std::unique_ptr<core::daemon::IdleTrim> trim_;
+  // The connections served on threads of their own (threaded mode, the single connection),
+  // ended through their streams at shutdown.
+  LiveConnections live_;
+  // The one connection of oneshot, stdio or an inherited connection (declared after everything
+  // its thread touches). Its entry in live_ lives on its thread.
+  std::unique_ptr<core::server::SingleConnection> single_conn_;
+  std::optional<LiveConnections::Entry> single_entry_;
+  // Threaded mode's accepting threads (each serves what it accepts).
+  std::unique_ptr<core::server::ThreadedAcceptor> acceptor_;
+  // The other modes accept on the loop thread.
+  std::unique_ptr<core::server::LoopAcceptor> loop_acceptor_;
+
+  // Threadpool mode (declared after everything its sessions touch).
+  std::mutex pool_mu_;
+  std::unordered_map<uint64_t, Peer> pool_peers_;  // guarded by pool_mu_
+  std::unique_ptr<core::server::PooledServer> pool_;
+
+  // Children (forking): the server forks and reaps; the peers of live children by id.
+  std::unique_ptr<core::server::ForkingServer> forking_;
+  std::unordered_map<uint64_t, Peer> child_peers_;
+  std::unique_ptr<core::daemon::SignalWatch> sigchld_;
+};
+
+}  // namespace classicd
