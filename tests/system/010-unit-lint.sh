@@ -40,4 +40,39 @@ for u in rpyc-classicd.service rpyc-classicd-inetd@.service; do
   check "$u has MemoryDenyWriteExecute=no with its reason" \
     grep -B2 -q '^MemoryDenyWriteExecute=no' "$units/$u"
 done
+
+# Issue 12: resource limits on every classicd service unit (client code may fork and allocate
+# at will), a per-connection inetd@ instance bounded tighter than the whole daemon.
+bytes() {  # bytes 2G -> 2147483648 (systemd's K/M/G/T suffixes, base 1024)
+  local v=$1 m=1
+  case $v in *K) m=1024 ;; *M) m=$((1024 ** 2)) ;; *G) m=$((1024 ** 3)) ;; *T) m=$((1024 ** 4)) ;; esac
+  [[ ${v%[KMGT]} =~ ^[0-9]+$ ]] && echo $((${v%[KMGT]} * m))
+}
+unit_val() { sed -n "s/^$2=//p" "$units/$1" | tail -n1; }
+declare -A mem tasks
+for u in rpyc-classicd.service rpyc-classicd-inetd@.service; do
+  mem[$u]=$(bytes "$(unit_val "$u" MemoryMax)") tasks[$u]=$(unit_val "$u" TasksMax)
+  if [[ -n ${mem[$u]} && ${tasks[$u]} =~ ^[0-9]+$ ]] && ((mem[$u] > 0 && tasks[$u] > 0)) &&
+    grep -B12 '^MemoryMax=' "$units/$u" | grep -q '^# Resource limits'; then
+    ok "$u: MemoryMax=$(unit_val "$u" MemoryMax) TasksMax=${tasks[$u]}, with their reason"
+  else
+    bad "$u: MemoryMax='$(unit_val "$u" MemoryMax)' TasksMax='${tasks[$u]}' (want finite values and a '# Resource limits' comment)"
+  fi
+done
+s=rpyc-classicd.service i=rpyc-classicd-inetd@.service
+if [[ -n ${mem[$s]} && -n ${mem[$i]} && -n ${tasks[$s]} && -n ${tasks[$i]} ]] &&
+  ((mem[$i] < mem[$s] && tasks[$i] < tasks[$s])); then
+  ok "a per-connection inetd@ instance is bounded tighter than rpyc-classicd.service"
+else
+  bad "inetd@ limits not below the service's"
+fi
+# TasksMax must not undercut the shipped max-connections (one thread or child each): the
+# daemon's own limit should refuse a connection with a warning before clone() fails.
+maxc=$(sed -n 's/^max-connections = //p' "$ROOT/etc/rpyc/rpyc-classicd.toml")
+[[ -n ${tasks[$s]} && -n $maxc ]] && ((tasks[$s] > maxc)) &&
+  ok "TasksMax=${tasks[$s]} above the shipped max-connections = $maxc" ||
+  bad "TasksMax='${tasks[$s]}' not above max-connections = '$maxc'"
+sed 's/\\-/-/g' "$ROOT/man/rpyc-classicd.8" | grep -q "MemoryMax=$(unit_val "$s" MemoryMax)" &&
+  sed 's/\\-/-/g' "$ROOT/man/rpyc-classicd.8" | grep -q "TasksMax=${tasks[$s]}" &&
+  ok "rpyc-classicd.8 states the limits" || bad "rpyc-classicd.8 does not state MemoryMax=/TasksMax="
 finish
