@@ -75,4 +75,29 @@ maxc=$(sed -n 's/^max-connections = //p' "$ROOT/etc/rpyc/rpyc-classicd.toml")
 sed 's/\\-/-/g' "$ROOT/man/rpyc-classicd.8" | grep -q "MemoryMax=$(unit_val "$s" MemoryMax)" &&
   sed 's/\\-/-/g' "$ROOT/man/rpyc-classicd.8" | grep -q "TasksMax=${tasks[$s]}" &&
   ok "rpyc-classicd.8 states the limits" || bad "rpyc-classicd.8 does not state MemoryMax=/TasksMax="
+# Issue 12: while the shipped configurations and socket units listen on the loopback, every unit
+# confines IP traffic to it, with a comment (unit) and docs (man page, sample config) saying how
+# to open it with a drop-in.
+loopback_conf() {  # loopback_conf FILE: host is 127.0.0.1/::1, or unset (default 127.0.0.1)
+  local h
+  h=$(sed -n 's/^host = "\(.*\)"/\1/p' "$1")
+  [[ -z $h || $h == 127.0.0.1 || $h == ::1 ]]
+}
+check "shipped rpyc-registryd.toml listens on the loopback" loopback_conf "$ROOT/etc/rpyc-registryd.toml"
+check "shipped rpyc-classicd.toml listens on the loopback" loopback_conf "$ROOT/etc/rpyc/rpyc-classicd.toml"
+for u in "${names[@]}"; do
+  if [[ $u == *.socket ]] && grep -E '^Listen(Stream|Datagram)=' "$units/$u" | grep -qv '=127\.0\.0\.1:'; then
+    bad "$u listens beyond the loopback: $(grep -E '^Listen' "$units/$u" | tr '\n' ' ')"
+  fi
+  if grep -qx 'IPAddressAllow=localhost' "$units/$u" && grep -qx 'IPAddressDeny=any' "$units/$u" &&
+    grep -B12 '^IPAddressAllow=localhost' "$units/$u" | grep -Eq '^#.*(IPAddressAllow=|see IPAddressDeny=)'; then
+    ok "$u: IPAddressAllow=localhost IPAddressDeny=any, with how to open it"
+  else
+    bad "$u: no IPAddressAllow=localhost + IPAddressDeny=any with a comment on opening it"
+  fi
+done
+for f in man/rpyc-classicd.8 man/rpyc-registryd.8 etc/rpyc/rpyc-classicd.toml etc/rpyc-registryd.toml; do
+  sed 's/\\-/-/g' "$ROOT/$f" | grep -q 'IPAddressAllow=' && ok "$f says how to open IPAddressAllow=" ||
+    bad "$f does not mention IPAddressAllow="
+done
 finish
