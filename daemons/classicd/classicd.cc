@@ -56,6 +56,7 @@
 #include "libcore/server/threaded.h"
 #include "libcore/server/unix_listener.h"
 #include "libcore/transport/address.h"
+#include "libcore/transport/exposure.h"
 #include "libcore/transport/fd_stream.h"
 #include "libcore/transport/listener.h"
 #include "libcore/transport/socket_stream.h"
@@ -102,14 +103,6 @@ PeerInfo DescribePeer(const sockaddr_storage& ss, socklen_t len) {
   return p;
 }
 
-bool IsLoopback(const std::string& host) {
-  in_addr a4{};
-  if (inet_pton(AF_INET, host.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
-  in6_addr a6{};
-  if (inet_pton(AF_INET6, host.c_str(), &a6) == 1) return IN6_IS_ADDR_LOOPBACK(&a6);
-  return host == "localhost";
-}
-
 struct Listener {
   UniqueFd fd;
   std::string what;      // "[127.0.0.1]:18812" or "unix:/run/x.sock"
@@ -122,6 +115,14 @@ core::transport::SocketAddress LocalAddress(const Listener& l) {
   socklen_t len = sizeof ss;
   getsockname(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len);
   return {reinterpret_cast<sockaddr*>(&ss), len};
+}
+
+// The listeners as the exposure rule sees them (core::transport::CheckExposure).
+std::vector<core::transport::BoundSocket> BoundSockets(
+    const std::vector<std::unique_ptr<Listener>>& listeners) {
+  std::vector<core::transport::BoundSocket> out;
+  for (const auto& l : listeners) out.push_back({l->fd.get(), l->what});
+  return out;
 }
 
 class ClassicService final : public core::daemon::Service {
@@ -289,9 +290,11 @@ core::Status ClassicService::Start(StdioFds stdio) {
   log_ = ctx_.logging.Get(o_.mode == "stdio" ? "SLAVE/stdio"
                                              : "SLAVE/" + std::to_string(o_.effective_port()));
   if (o_.tls()) {
-    auto t = core::transport::TlsContext::Create(o_.ssl_certfile, o_.ssl_keyfile, o_.ssl_cafile);
+    auto t = core::transport::TlsContext::Create(o_.ssl_certfile, o_.ssl_keyfile, o_.ssl_cafile,
+                                                 o_.ssl_crlfile);
     if (!t) return Fail(t.error());
     tls_ = *t;
+    for (const auto& w : tls_->warnings()) log_.Warn("{}", w);
   }
 
   auto inherited = core::server::TakeStreamSockets(ctx_.inherited);
@@ -311,6 +314,15 @@ core::Status ClassicService::Start(StdioFds stdio) {
     // `-p 0`: the logger is named after the port the kernel chose, as the reference does.
     log_name_ = "SLAVE/" + std::to_string(LocalAddress(*listeners_.front()).port());
     log_ = ctx_.logging.Get(log_name_);
+  }
+  {  // The exposure rule (issue 12): remote without client certificates only when allowed.
+    auto bound = BoundSockets(listeners_);
+    if (connected) bound.push_back({connected.get(), "inherited connection"});
+    if (o_.mode == "stdio") bound.push_back({stdio.in, "stdio"});
+    auto exposure = core::transport::CheckExposure(
+        bound, {tls_ && tls_->verifies_clients(), o_.allow_unauthenticated_remote});
+    if (!exposure) return Fail(exposure.error());
+    for (const auto& w : *exposure) log_.Warn("{}", w);
   }
 
   auto interp = objspace::Interpreter::Start(objspace::InterpreterOptions{});
@@ -405,15 +417,6 @@ core::Status ClassicService::Start(StdioFds stdio) {
         },
         std::move(a));
     if (auto st = acceptor_->Start(); !st) return st;
-  }
-  if (!tls_) {
-    const std::string host = o_.effective_host();
-    if (!activated && !IsLoopback(host)) {
-      log_.Warn(
-          "listening on non-loopback address {} without TLS: the classic service runs arbitrary "
-          "code for anyone who can connect (use --ssl-keyfile/--ssl-certfile/--ssl-cafile)",
-          host);
-    }
   }
   if (o_.mode == "oneshot") {
     const auto local = LocalAddress(*listeners_.front());
@@ -866,10 +869,18 @@ void ClassicService::Reload() {
   const Options& n = *fresh;
   // Applied at once (to new connections for the limits and TLS): the log level, the limits, the
   // certificate and key. Anything else is named as needing a restart.
-  static const std::set<std::string> kLive = {
-      "quiet",         "max_connections", "max_connections_per_peer", "idle_timeout",
-      "frame_timeout", "max_frame_size",  "tls_handshake_timeout",    "ssl_keyfile",
-      "ssl_certfile",  "ssl_cafile"};
+  static const std::set<std::string> kLive = {"quiet",
+                                              "max_connections",
+                                              "max_connections_per_peer",
+                                              "idle_timeout",
+                                              "frame_timeout",
+                                              "max_frame_size",
+                                              "tls_handshake_timeout",
+                                              "ssl_keyfile",
+                                              "ssl_certfile",
+                                              "ssl_cafile",
+                                              "ssl_crlfile",
+                                              "allow_unauthenticated_remote"};
   Options before = current_;
   const auto old_fields = MakeSchema(&before);
   Options after = n;
@@ -888,18 +899,32 @@ void ClassicService::Reload() {
     }
   }
   if (n.tls() != o_.tls()) restart.emplace_back("TLS on/off");
+  std::shared_ptr<core::transport::TlsContext> fresh_tls = tls();
   if (n.tls() && o_.tls()) {
-    auto t = core::transport::TlsContext::Create(n.ssl_certfile, n.ssl_keyfile, n.ssl_cafile);
+    auto t = core::transport::TlsContext::Create(n.ssl_certfile, n.ssl_keyfile, n.ssl_cafile,
+                                                 n.ssl_crlfile);
     if (!t) {
       log_.Error("reload: {}; keeping the loaded certificate", t.error().message());
     } else {
-      {
-        std::lock_guard<std::mutex> lock(tls_mu_);
-        tls_ = *t;
-      }
-      log_.Info("reload: TLS certificate and key reloaded from {} and {}", n.ssl_certfile,
-                n.ssl_keyfile);
+      fresh_tls = *t;
     }
+  }
+  auto exposure = core::transport::CheckExposure(
+      BoundSockets(listeners_),
+      {fresh_tls && fresh_tls->verifies_clients(), n.allow_unauthenticated_remote});
+  if (!exposure) {
+    log_.Error("reload: {}; keeping the running configuration", exposure.error().message());
+    return;
+  }
+  for (const auto& w : *exposure) log_.Warn("{}", w);
+  if (fresh_tls != tls()) {
+    {
+      std::lock_guard<std::mutex> lock(tls_mu_);
+      tls_ = fresh_tls;
+    }
+    log_.Info("reload: TLS certificate and key reloaded from {} and {}", n.ssl_certfile,
+              n.ssl_keyfile);
+    for (const auto& w : fresh_tls->warnings()) log_.Warn("{}", w);
   }
   limits_.Set(n);
   current_ = n;
