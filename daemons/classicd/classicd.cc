@@ -323,6 +323,8 @@ core::Status ClassicService::Start(StdioFds stdio) {
         bound, {tls_ && tls_->verifies_clients(), o_.allow_unauthenticated_remote});
     if (!exposure) return Fail(exposure.error());
     for (const auto& w : *exposure) log_.Warn("{}", w);
+    log_.Info("security: {}{}", core::transport::TlsContext::Posture(tls_.get()),
+              o_.allow_unauthenticated_remote ? ", allow_unauthenticated_remote on" : "");
   }
 
   auto interp = objspace::Interpreter::Start(objspace::InterpreterOptions{});

@@ -132,6 +132,7 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Create(const std::string& certfi
       return Fail(Error::Tls("CRL file " + crlfile + ": " + OpenSslErrors()));
     }
     X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+    ctx->crl_ = true;
   }
   ctx->warnings_ = KeyFileWarnings(keyfile);
   if (auto w = ExpiryWarning(SSL_CTX_get0_certificate(raw), certfile); !w.empty()) {
@@ -141,6 +142,13 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Create(const std::string& certfi
 }
 
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+
+std::string TlsContext::Posture(const TlsContext* ctx) {
+  if (ctx == nullptr) return "plain TCP, no TLS, no client certificates";
+  if (!ctx->verify_) return "TLS, no client certificates";
+  return std::string("TLS, client certificates required") +
+         (ctx->crl_ ? ", revocations checked (CRL)" : "");
+}
 
 TlsStream::TlsStream(UniqueFd fd, std::shared_ptr<TlsContext> context, SSL* ssl,
                      std::string peer_name)

@@ -49,11 +49,16 @@ class TlsContext {
   // or others or owned by another user than this process's, a server certificate expired or
   // expiring within kExpiryWarningDays.
   const std::vector<std::string>& warnings() const { return warnings_; }
+  // The security posture in words, for the start line: "TLS, client certificates required,
+  // revocations checked (CRL)", "TLS, no client certificates", or (`ctx` null) "plain TCP,
+  // no TLS, no client certificates".
+  static std::string Posture(const TlsContext* ctx);
 
  private:
   TlsContext(SSL_CTX* ctx, bool verify) : ctx_(ctx), verify_(verify) {}
   SSL_CTX* ctx_;
   bool verify_;
+  bool crl_ = false;
   std::vector<std::string> warnings_;
 };
 

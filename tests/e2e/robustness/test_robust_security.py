@@ -113,6 +113,7 @@ print(c.eval("6*7"))
 """)
         assert r.returncode == 0 and r.stdout.strip() == "42", r.stderr
         assert "beyond loopback" not in d.log(), d.log()
+        assert "security: TLS, client certificates required\n" in d.log()
     finally:
         assert d.stop() == 0
 
@@ -160,6 +161,8 @@ def test_override_serves_with_a_warning_at_every_start(tmp_path, how):
             assert len(warned) == start + 1, d.log()  # the log file is appended to
             assert "WARN" in warned[-1] and "[0.0.0.0]:" in warned[-1]
             assert "(allowed by allow_unauthenticated_remote)" in warned[-1]
+            assert ("security: plain TCP, no TLS, no client certificates, "
+                    "allow_unauthenticated_remote on") in d.log()
         finally:
             assert d.stop() == 0
 
@@ -171,6 +174,7 @@ def test_loopback_addresses_are_not_warned(tmp_path, host):
     try:
         d.wait_for_log(f"server started on unix:{sock}")
         assert "WARN" not in d.log(), d.log()
+        assert "security: plain TCP, no TLS, no client certificates\n" in d.log()
     finally:
         assert d.stop() == 0
 
@@ -359,6 +363,7 @@ def test_crl_refuses_revoked_client_certificates_and_is_reread_on_sighup(tmp_pat
     d = Daemon(tmp_path, extra_args=["-m", mode, *tls_args(pki), "--ssl-crlfile",
                                      str(pki / "live.crl")])
     try:
+        assert "security: TLS, client certificates required, revocations checked (CRL)" in d.log()
         assert not isinstance(connect_as(d, pki, "revoked"), Exception)  # not revoked yet
         gencrl(pki, "revoking.crl", revoke="revoked")
         shutil.copy(pki / "revoking.crl", pki / "live.crl")
@@ -432,3 +437,15 @@ def test_certificate_expiry_warning(tmp_path, crl_pki, days, words):
         assert line and "WARN" in line[0], log
         if days == "10":
             assert "(in 9 days)" in line[0] or "(in 10 days)" in line[0], line
+
+
+# --- the build machine's paths -------------------------------------------------------------------
+
+def test_code_file_is_relative_to_the_source_tree(tmp_path):
+    """The journal's CODE_FILE comes from __FILE__: "libcore/log/log.cc", not the checkout path."""
+    rodata = tmp_path / "rodata"
+    subprocess.run(["objcopy", "-O", "binary", "--only-section=.rodata", str(CLASSICD),
+                    str(rodata)], check=True)
+    data = rodata.read_bytes()
+    assert b"CODE_FILE=libcore/log/log.cc" in data
+    assert b"/libcore/log/log.cc" not in data
