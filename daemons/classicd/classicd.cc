@@ -318,7 +318,7 @@ core::Status ClassicService::Start(StdioFds stdio) {
   {  // The exposure rule (issue 12): remote without client certificates only when allowed.
     auto bound = BoundSockets(listeners_);
     if (connected) bound.push_back({connected.get(), "inherited connection"});
-    if (o_.mode == "stdio") bound.push_back({stdio.in, "stdio"});
+    if (o_.mode == "stdio") bound.push_back({stdio.in, "stdio connection"});
     auto exposure = core::transport::CheckExposure(
         bound, {tls_ && tls_->verifies_clients(), o_.allow_unauthenticated_remote});
     if (!exposure) return Fail(exposure.error());
