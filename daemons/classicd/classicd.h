@@ -47,7 +47,9 @@ struct Options {
   std::string ssl_keyfile;
   std::string ssl_certfile;
   std::string ssl_cafile;
-  bool vdb = false;  // refused: obsolete upstream
+  std::string ssl_crlfile;                    // revoked client certificates (needs ssl_cafile)
+  bool allow_unauthenticated_remote = false;  // serve code beyond loopback without client certs
+  bool vdb = false;                           // refused: obsolete upstream
   std::string unix_socket;
   std::string unix_socket_mode = "0600";
   int64_t max_connections = 1000;

@@ -74,6 +74,14 @@ core::config::Schema MakeSchema(Options* o) {
              &o->ssl_certfile),
       String("ssl_cafile", "--ssl-cafile",
              "CA file: client certificates are required and verified against it", &o->ssl_cafile),
+      String("ssl_crlfile", "--ssl-crlfile",
+             "CRL file (PEM): client certificates it revokes are refused (requires --ssl-cafile; "
+             "re-read on SIGHUP)",
+             &o->ssl_crlfile),
+      Flag("allow_unauthenticated_remote", "--allow-unauthenticated-remote",
+           "Serve on an address reachable beyond loopback without client certificates (anyone "
+           "who can connect runs code as the daemon's user); refused otherwise",
+           &o->allow_unauthenticated_remote),
       Flag("vdb", "--vdb", "Obsolete upstream; refused", &o->vdb),
       String("unix_socket", "--unix-socket", "Also listen on this Unix-domain socket path",
              &o->unix_socket),
@@ -139,6 +147,10 @@ core::Status Validate(const Options& o, const core::config::Origins& origins) {
     return Fail(Broken(origins, {"ssl_cafile"},
                        "--ssl-cafile requires --ssl-keyfile and --ssl-certfile",
                        "requires ssl_keyfile and ssl_certfile"));
+  }
+  if (!o.ssl_crlfile.empty() && o.ssl_cafile.empty()) {
+    return Fail(Broken(origins, {"ssl_crlfile"}, "--ssl-crlfile requires --ssl-cafile",
+                       "requires ssl_cafile"));
   }
   if (o.register_server && o.registry_type == "TCP" && o.registry_host.empty()) {
     return Fail(Broken(origins, {"register", "registry_type"},

@@ -148,6 +148,7 @@ TEST(OptionsTest, EveryErrorPath) {
       {{}, "\nssl_keyfile = \"k\"\n", 78, ":2: key 'ssl_keyfile': requires ssl_certfile"},
       {{}, "ssl_certfile = \"c\"\n", 78, ":1: key 'ssl_certfile': requires ssl_keyfile"},
       {{}, "ssl_cafile = \"ca\"\n", 78, ":1: key 'ssl_cafile': requires ssl_keyfile"},
+      {{}, "ssl_crlfile = \"crl\"\n", 78, ":1: key 'ssl_crlfile': requires ssl_cafile"},
       {{}, "vdb = true\n", 78, ":1: key 'vdb': not supported"},
       {{}, "register = true\nregistry_type = \"TCP\"\n", 78, ":1: key 'register'"},
       {{}, "unix_socket_mode = \"999\"\n", 78, ":1: key 'unix_socket_mode': '999' is not octal"},

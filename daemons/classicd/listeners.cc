@@ -1,7 +1,5 @@
 #include "daemons/classicd/listeners.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,14 +11,6 @@ namespace classicd {
 
 using core::Fail;
 using core::UniqueFd;
-
-bool IsLoopback(const std::string& host) {
-  in_addr a4{};
-  if (inet_pton(AF_INET, host.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
-  in6_addr a6{};
-  if (inet_pton(AF_INET6, host.c_str(), &a6) == 1) return IN6_IS_ADDR_LOOPBACK(&a6);
-  return host == "localhost";
-}
 
 core::Status Listeners::ListenTcp(const std::string& host, uint16_t port) {
   auto fd = core::transport::ListenTcp(host, port);
@@ -68,6 +58,12 @@ uint16_t Listeners::TcpPort() const {
     if (list_[i].what.rfind("unix:", 0) != 0) port = LocalAddress(i).port();
   }
   return port;
+}
+
+std::vector<core::transport::BoundSocket> Listeners::Bound() const {
+  std::vector<core::transport::BoundSocket> out;
+  for (const auto& l : list_) out.push_back({l.fd.get(), l.what});
+  return out;
 }
 
 void Listeners::Close() {

@@ -13,11 +13,9 @@
 #include "libcore/base/result.h"
 #include "libcore/base/unique_fd.h"
 #include "libcore/transport/address.h"
+#include "libcore/transport/exposure.h"
 
 namespace classicd {
-
-// True for 127.0.0.0/8, ::1 and "localhost": an address only this host can reach.
-bool IsLoopback(const std::string& host);
 
 class Listeners {
  public:
@@ -47,6 +45,8 @@ class Listeners {
   core::transport::SocketAddress LocalAddress(size_t i) const;
   // The port of the last TCP listener, or 0 when there is none.
   uint16_t TcpPort() const;
+  // The listeners as the exposure rule sees them (core::transport::CheckExposure).
+  std::vector<core::transport::BoundSocket> Bound() const;
 
   // Closes every listener and removes the Unix socket's path. Idempotent.
   void Close();

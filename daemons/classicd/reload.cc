@@ -3,14 +3,23 @@
 #include <set>
 
 #include "daemons/classicd/service.h"
+#include "libcore/transport/exposure.h"
 
 namespace classicd {
 
 ReloadPlan PlanReload(const Options& before, const Options& after) {
-  static const std::set<std::string> kLive = {
-      "quiet",         "max_connections", "max_connections_per_peer", "idle_timeout",
-      "frame_timeout", "max_frame_size",  "tls_handshake_timeout",    "ssl_keyfile",
-      "ssl_certfile",  "ssl_cafile"};
+  static const std::set<std::string> kLive = {"quiet",
+                                              "max_connections",
+                                              "max_connections_per_peer",
+                                              "idle_timeout",
+                                              "frame_timeout",
+                                              "max_frame_size",
+                                              "tls_handshake_timeout",
+                                              "ssl_keyfile",
+                                              "ssl_certfile",
+                                              "ssl_cafile",
+                                              "ssl_crlfile",
+                                              "allow_unauthenticated_remote"};
   Options was_options = before;
   const auto old_fields = MakeSchema(&was_options);
   Options now_options = after;
@@ -40,18 +49,34 @@ void ClassicService::Reload() {
   ReloadPlan plan = PlanReload(current_, n);
   // Compared with the options as started: the listeners were made for them.
   if (n.tls() != o_.tls()) plan.restart.emplace_back("TLS on/off");
+  std::shared_ptr<core::transport::TlsContext> fresh_tls = tls();
   if (n.tls() && o_.tls()) {
-    auto t = core::transport::TlsContext::Create(n.ssl_certfile, n.ssl_keyfile, n.ssl_cafile);
+    auto t = core::transport::TlsContext::Create(n.ssl_certfile, n.ssl_keyfile, n.ssl_cafile,
+                                                 n.ssl_crlfile);
     if (!t) {
       log_.Error("reload: {}; keeping the loaded certificate", t.error().message());
     } else {
-      {
-        std::lock_guard<std::mutex> lock(tls_mu_);
-        tls_ = *t;
-      }
-      log_.Info("reload: TLS certificate and key reloaded from {} and {}", n.ssl_certfile,
-                n.ssl_keyfile);
+      fresh_tls = *t;
     }
+  }
+  // The exposure rule (issue 12) for the listeners as bound and the reloaded TLS and override:
+  // a reload that would break it is refused whole.
+  auto exposure = core::transport::CheckExposure(
+      listeners_.Bound(),
+      {fresh_tls && fresh_tls->verifies_clients(), n.allow_unauthenticated_remote});
+  if (!exposure) {
+    log_.Error("reload: {}; keeping the running configuration", exposure.error().message());
+    return;
+  }
+  for (const auto& w : *exposure) log_.Warn("{}", w);
+  if (fresh_tls != tls()) {
+    {
+      std::lock_guard<std::mutex> lock(tls_mu_);
+      tls_ = fresh_tls;
+    }
+    log_.Info("reload: TLS certificate and key reloaded from {} and {}", n.ssl_certfile,
+              n.ssl_keyfile);
+    for (const auto& w : fresh_tls->warnings()) log_.Warn("{}", w);
   }
   limits_.Set(n);
   admission_.set_limits({n.max_connections, n.max_connections_per_peer});

@@ -19,5 +19,16 @@ TEST(PlanReload, LimitsApplyAtOnceAndTheRestNeedsARestart) {
   EXPECT_EQ(plan.restart, (std::vector<std::string>{"mode", "port"}));
 }
 
+TEST(PlanReload, TheCrlAndTheExposureOverrideApplyAtOnce) {
+  Options before;
+  Options after = before;
+  after.ssl_crlfile = "/etc/rpyc/revoked.pem";
+  after.allow_unauthenticated_remote = true;
+  const ReloadPlan plan = PlanReload(before, after);
+  EXPECT_EQ(plan.applied, (std::vector<std::string>{"ssl_crlfile=/etc/rpyc/revoked.pem",
+                                                    "allow_unauthenticated_remote=true"}));
+  EXPECT_TRUE(plan.restart.empty());
+}
+
 }  // namespace
 }  // namespace classicd

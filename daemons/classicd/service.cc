@@ -10,6 +10,7 @@
 
 #include "daemons/classicd/objspace/objspace.h"
 #include "libcore/server/inherited.h"
+#include "libcore/transport/exposure.h"
 #include "libcore/transport/socket_stream.h"
 
 namespace classicd {
@@ -69,9 +70,11 @@ core::Status ClassicService::Start(StdioFds stdio) {
       });
   log_ = ctx_.logging.Get(classicd::LoggerName(o_));
   if (o_.tls()) {
-    auto t = core::transport::TlsContext::Create(o_.ssl_certfile, o_.ssl_keyfile, o_.ssl_cafile);
+    auto t = core::transport::TlsContext::Create(o_.ssl_certfile, o_.ssl_keyfile, o_.ssl_cafile,
+                                                 o_.ssl_crlfile);
     if (!t) return Fail(t.error());
     tls_ = *t;
+    for (const auto& w : tls_->warnings()) log_.Warn("{}", w);
   }
 
   auto inherited = core::server::TakeStreamSockets(ctx_.inherited);
@@ -94,6 +97,17 @@ core::Status ClassicService::Start(StdioFds stdio) {
     log_ = ctx_.logging.Get(log_name_);
   }
   conn_log_ = ConnLog(log_, o_.mode);
+  {  // The exposure rule (issue 12): remote without client certificates only when allowed.
+    auto bound = listeners_.Bound();
+    if (connected) bound.push_back({connected.get(), "inherited connection"});
+    if (o_.mode == Mode::kStdio) bound.push_back({stdio.in, "stdio connection"});
+    auto exposure = core::transport::CheckExposure(
+        bound, {tls_ && tls_->verifies_clients(), o_.allow_unauthenticated_remote});
+    if (!exposure) return Fail(exposure.error());
+    for (const auto& w : *exposure) log_.Warn("{}", w);
+    log_.Info("security: {}{}", core::transport::TlsContext::Posture(tls_.get()),
+              o_.allow_unauthenticated_remote ? ", allow_unauthenticated_remote on" : "");
+  }
 
   auto interp = objspace::Interpreter::Start(objspace::InterpreterOptions{});
   if (!interp) {
@@ -124,15 +138,6 @@ core::Status ClassicService::Start(StdioFds stdio) {
   for (size_t i = 0; i < listeners_.size(); ++i)
     log_.Info("server started on {}", listeners_[i].what);
   if (auto st = StartAccepting(); !st) return st;
-  if (!tls_) {
-    const std::string host = o_.effective_host();
-    if (!activated && !IsLoopback(host)) {
-      log_.Warn(
-          "listening on non-loopback address {} without TLS: the classic service runs arbitrary "
-          "code for anyone who can connect (use --ssl-keyfile/--ssl-certfile/--ssl-cafile)",
-          host);
-    }
-  }
   if (o_.mode == Mode::kOneshot) {
     const auto local = listeners_.LocalAddress(0);
     const std::string text =

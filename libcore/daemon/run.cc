@@ -55,7 +55,9 @@ int Run(const RunOptions& options, const ServiceFactory& factory) {
   auto service = factory(context);
   if (!service) {
     log.Error("{}", service.error().message());
-    return 1;
+    // A service refused by its configuration (a Config error) exits EX_CONFIG, as sysexits(3)
+    // has it; anything else (a port in use, a missing file) 1.
+    return service.error().code() == Error::Code::kConfig ? 78 : 1;
   }
   running = &*service;
   if (std::string name = (*service)->LoggerName(); !name.empty()) log = (*logging)->Get(name);

@@ -32,12 +32,14 @@ Result<UniqueFd> ListenUnix(const std::string& path, mode_t mode, int backlog) {
     }
     ::unlink(path.c_str());
   }
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    return Fail(Error::Io("bind unix:" + path + ": " + ErrnoText(errno)));
-  }
-  if (::chmod(path.c_str(), mode) != 0) {
-    return Fail(Error::Io("chmod unix:" + path + ": " + ErrnoText(errno)));
-  }
+  // The mode comes from the umask at bind(), never from a chmod() of the path afterwards, which
+  // would follow a symlink swapped in between (and change its target's mode). umask is
+  // process-wide: see the header on when this may be called.
+  const mode_t saved = ::umask(~mode & 0777);
+  const int bound = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  const int bind_errno = errno;
+  ::umask(saved);
+  if (bound != 0) return Fail(Error::Io("bind unix:" + path + ": " + ErrnoText(bind_errno)));
   if (::listen(fd.get(), backlog) != 0) {
     return Fail(Error::Io("listen unix:" + path + ": " + ErrnoText(errno)));
   }

@@ -6,10 +6,23 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "libcore/testing/temp_path.h"
+
+// Every chmod() this test binary makes lands here (the executable's definition wins over
+// libc's), so a test can tell that ListenUnix() sets no mode through a path. It still changes
+// the mode, through the descriptor-free syscall, so nothing else here depends on it.
+namespace {
+int g_chmod_calls = 0;
+}  // namespace
+
+extern "C" int chmod(const char* path, mode_t mode) {
+  ++g_chmod_calls;
+  return static_cast<int>(::syscall(SYS_chmod, path, mode));
+}
 
 namespace core::server {
 namespace {
@@ -40,6 +53,45 @@ TEST(ListenUnixTest, ListensWithTheModeGiven) {
   UniqueFd accepted(::accept4(fd->get(), nullptr, nullptr, SOCK_CLOEXEC));
   EXPECT_TRUE(accepted);
   ::unlink(path.c_str());
+}
+
+TEST(ListenUnixTest, TheModeComesFromTheUmaskNotFromAChmodOfThePath) {
+  // A chmod(path) after bind() follows a symlink swapped in meanwhile and changes its target.
+  const std::string path = core::testing::TempPath("m.sock");
+  ::unlink(path.c_str());
+  const mode_t before = ::umask(0077);  // stricter than the mode asked for: it must not matter
+  g_chmod_calls = 0;
+  auto fd = ListenUnix(path, 0666);
+  EXPECT_EQ(g_chmod_calls, 0);
+  EXPECT_EQ(::umask(before), 0077U);  // restored
+  ASSERT_TRUE(fd) << fd.error().message();
+  struct stat st {};
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0666U);
+  ::unlink(path.c_str());
+  auto fd2 = ListenUnix(path, 0600);  // and under a permissive umask
+  ASSERT_TRUE(fd2) << fd2.error().message();
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600U);
+  EXPECT_EQ(g_chmod_calls, 0);
+  ::unlink(path.c_str());
+}
+
+TEST(ListenUnixTest, ASymlinkAtThePathIsNotFollowed) {
+  const std::string target = core::testing::TempPath("target");
+  const std::string path = core::testing::TempPath("link.sock");
+  UniqueFd file(::open(target.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+  ASSERT_TRUE(file);
+  ASSERT_EQ(::fchmod(file.get(), 0644), 0);
+  ::unlink(path.c_str());
+  ASSERT_EQ(::symlink(target.c_str(), path.c_str()), 0);
+  auto fd = ListenUnix(path, 0666);
+  EXPECT_FALSE(fd);
+  struct stat st {};
+  ASSERT_EQ(::stat(target.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644U);
+  ::unlink(path.c_str());
+  ::unlink(target.c_str());
 }
 
 TEST(ListenUnixTest, AStaleSocketIsReplacedALiveOneIsAnError) {

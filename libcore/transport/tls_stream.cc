@@ -3,13 +3,17 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 
 #include <fcntl.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "libcore/transport/socket_stream.h"
 
@@ -35,17 +39,72 @@ int MsLeft(Clock::time_point deadline) {
   return static_cast<int>(std::max<int64_t>(left, 0));
 }
 
+// A private key others can read is no secret. (Authorised clients run code as the daemon's
+// user and can read it anyway: man rpyc-classicd(8), SECURITY.)
+std::vector<std::string> KeyFileWarnings(const std::string& keyfile) {
+  std::vector<std::string> out;
+  struct stat st {};
+  if (::stat(keyfile.c_str(), &st) != 0) return out;  // it was just read: a race, nothing to say
+  if ((st.st_mode & (S_IRGRP | S_IROTH)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    out.push_back("private key file " + keyfile + " is readable by " +
+                  ((st.st_mode & S_IROTH) != 0 ? "others" : "its group") + " (mode " + mode +
+                  "); make it readable by the daemon's user only (chmod 0600)");
+  }
+  if (st.st_uid != ::geteuid()) {
+    out.push_back("private key file " + keyfile + " is owned by uid " + std::to_string(st.st_uid) +
+                  ", not by the daemon's user (uid " + std::to_string(::geteuid()) + ")");
+  }
+  return out;
+}
+
+// "" when the certificate is valid for more than kExpiryWarningDays.
+std::string ExpiryWarning(X509* cert, const std::string& certfile) {
+  if (cert == nullptr) return "";
+  const ASN1_TIME* not_after = X509_get0_notAfter(cert);
+  int days = 0;
+  int seconds = 0;
+  if (ASN1_TIME_diff(&days, &seconds, nullptr, not_after) != 1) return "";
+  std::string when;
+  if (BIO* bio = BIO_new(BIO_s_mem())) {
+    if (ASN1_TIME_print(bio, not_after) == 1) {
+      char* data = nullptr;
+      const long n = BIO_get_mem_data(bio, &data);
+      when.assign(data, static_cast<size_t>(n));
+    }
+    BIO_free(bio);
+  }
+  if (days < 0 || (days == 0 && seconds <= 0)) {
+    return "server certificate " + certfile + " expired on " + when +
+           ": clients that verify it will refuse the connection";
+  }
+  if (days < TlsContext::kExpiryWarningDays) {
+    return "server certificate " + certfile + " expires on " + when + " (in " +
+           (days == 1 ? std::string("1 day") : std::to_string(days) + " days") + ")";
+  }
+  return "";
+}
+
 }  // namespace
 
 Result<std::shared_ptr<TlsContext>> TlsContext::Create(const std::string& certfile,
                                                        const std::string& keyfile,
-                                                       const std::string& cafile) {
+                                                       const std::string& cafile,
+                                                       const std::string& crlfile) {
   ERR_clear_error();
   SSL_CTX* raw = SSL_CTX_new(TLS_server_method());
   if (raw == nullptr) return Fail(Error::Tls("SSL_CTX_new: " + OpenSslErrors()));
   std::shared_ptr<TlsContext> ctx(new TlsContext(raw, !cafile.empty()));
   SSL_CTX_set_min_proto_version(raw, TLS1_2_VERSION);
-  SSL_CTX_set_options(raw, SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_options(raw, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  if (SSL_CTX_set_cipher_list(raw, kCiphers) != 1) {
+    return Fail(Error::Tls(std::string("cipher list ") + kCiphers + ": " + OpenSslErrors()));
+  }
+  // Without it, a client resuming a session is refused when client certificates are verified
+  // ("session id context uninitialized").
+  static constexpr unsigned char kSessionContext[] = "rpyc-classicd";
+  SSL_CTX_set_session_id_context(raw, kSessionContext, sizeof kSessionContext - 1);
   if (SSL_CTX_use_certificate_chain_file(raw, certfile.c_str()) != 1) {
     return Fail(Error::Tls("certificate file " + certfile + ": " + OpenSslErrors()));
   }
@@ -64,10 +123,31 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Create(const std::string& certfi
   } else {
     SSL_CTX_set_verify(raw, SSL_VERIFY_NONE, nullptr);
   }
+  if (!crlfile.empty()) {
+    if (cafile.empty()) return Fail(Error::Tls("CRL file " + crlfile + " needs a CA file"));
+    X509_STORE* store = SSL_CTX_get_cert_store(raw);
+    X509_LOOKUP* lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+    if (lookup == nullptr || X509_load_crl_file(lookup, crlfile.c_str(), X509_FILETYPE_PEM) <= 0) {
+      return Fail(Error::Tls("CRL file " + crlfile + ": " + OpenSslErrors()));
+    }
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+    ctx->crl_ = true;
+  }
+  ctx->warnings_ = KeyFileWarnings(keyfile);
+  if (auto w = ExpiryWarning(SSL_CTX_get0_certificate(raw), certfile); !w.empty()) {
+    ctx->warnings_.push_back(std::move(w));
+  }
   return ctx;
 }
 
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+
+std::string TlsContext::Posture(const TlsContext* ctx) {
+  if (ctx == nullptr) return "plain TCP, no TLS, no client certificates";
+  if (!ctx->verify_) return "TLS, no client certificates";
+  return std::string("TLS, client certificates required") +
+         (ctx->crl_ ? ", revocations checked (CRL)" : "");
+}
 
 TlsStream::TlsStream(UniqueFd fd, std::shared_ptr<TlsContext> context, SSL* ssl,
                      std::string peer_name)

@@ -2,9 +2,11 @@
 
 // TLS over an accepted socket (OpenSSL 3), for rpyc-classicd's --ssl-* switches (PROTOCOL.md §2:
 // after the handshake the stream carries the same frames).
-//   TlsContext: certificate chain + key, TLS 1.2 minimum, and with a CA file client
-//   certificates required and verified. Immutable once made: a reload makes a new one, and
-//   connections keep the one they started with (shared_ptr).
+//   TlsContext: certificate chain + key, TLS 1.2 minimum with forward-secret AEAD suites only
+//   (ECDHE+AESGCM, ECDHE+CHACHA20, in the server's order), sessions resumable (a session id
+//   context is set), and with a CA file client certificates required and verified, against a
+//   CRL too when one is given. Immutable once made: a reload makes a new one (re-reading every
+//   file), and connections keep the one they started with (shared_ptr).
 //   TlsStream: the socket is non-blocking underneath, and every SSL_* call is made under one
 //   lock, so the serving thread's reads and another thread's writes never use the SSL object at
 //   the same time (OpenSSL forbids that); waits happen outside the lock with poll().
@@ -13,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "libcore/base/result.h"
 #include "libcore/base/unique_fd.h"
@@ -25,21 +28,38 @@ namespace core::transport {
 
 class TlsContext {
  public:
-  // Errors are Error::Tls naming the file and OpenSSL's reason.
+  // TLS 1.2's suites; TLS 1.3 keeps OpenSSL's (all AEAD, all forward-secret).
+  static constexpr const char* kCiphers = "ECDHE+AESGCM:ECDHE+CHACHA20";
+  // How near its end a server certificate draws a warning.
+  static constexpr int kExpiryWarningDays = 30;
+
+  // Errors are Error::Tls naming the file and OpenSSL's reason. `crlfile` (PEM, may hold several
+  // CRLs) needs `cafile`: the client certificate is checked against it (the leaf only).
   static Result<std::shared_ptr<TlsContext>> Create(const std::string& certfile,
                                                     const std::string& keyfile,
-                                                    const std::string& cafile);
+                                                    const std::string& cafile,
+                                                    const std::string& crlfile = "");
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
   ~TlsContext();
 
   SSL_CTX* get() const { return ctx_; }
   bool verifies_clients() const { return verify_; }
+  // What the operator should know, for the caller to log: a private key file readable by group
+  // or others or owned by another user than this process's, a server certificate expired or
+  // expiring within kExpiryWarningDays.
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  // The security posture in words, for the start line: "TLS, client certificates required,
+  // revocations checked (CRL)", "TLS, no client certificates", or (`ctx` null) "plain TCP,
+  // no TLS, no client certificates".
+  static std::string Posture(const TlsContext* ctx);
 
  private:
   TlsContext(SSL_CTX* ctx, bool verify) : ctx_(ctx), verify_(verify) {}
   SSL_CTX* ctx_;
   bool verify_;
+  bool crl_ = false;
+  std::vector<std::string> warnings_;
 };
 
 class TlsStream : public Stream {
