@@ -7,10 +7,17 @@
 namespace classicd {
 
 ReloadPlan PlanReload(const Options& before, const Options& after) {
-  static const std::set<std::string> kLive = {
-      "quiet",         "max_connections", "max_connections_per_peer", "idle_timeout",
-      "frame_timeout", "max_frame_size",  "tls_handshake_timeout",    "ssl_keyfile",
-      "ssl_certfile",  "ssl_cafile"};
+  static const std::set<std::string> kLive = {"quiet",
+                                              "max_connections",
+                                              "max_connections_per_peer",
+                                              "max_handshakes",
+                                              "idle_timeout",
+                                              "frame_timeout",
+                                              "max_frame_size",
+                                              "tls_handshake_timeout",
+                                              "ssl_keyfile",
+                                              "ssl_certfile",
+                                              "ssl_cafile"};
   Options was_options = before;
   const auto old_fields = MakeSchema(&was_options);
   Options now_options = after;
@@ -54,7 +61,7 @@ void ClassicService::Reload() {
     }
   }
   limits_.Set(n);
-  admission_.set_limits({n.max_connections, n.max_connections_per_peer});
+  admission_.set_limits({n.max_connections, n.max_connections_per_peer, n.max_handshakes});
   current_ = n;
   std::string applied;
   for (const auto& c : plan.applied) applied += (applied.empty() ? "" : " ") + c;
