@@ -4,7 +4,10 @@ is on, is still served; the lines logged about such connects are rate-limited. I
 from 127.0.0.2 and up (distinct IPv4 peers); the real client connects from 127.0.0.1.
 """
 
+import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -100,4 +103,51 @@ def test_lines_before_authentication_are_rate_limited(tmp_path, gen):
     log = wait_for(lambda: "welcome ('127.0.0.1'" in d.log() and d.log(), 10, "the client")
     assert "more line(s) about connections not yet authenticated" in log
     assert "(more than 50 in 10 s)" in log
+    assert d.stop() == 0
+
+
+def in_own_netns(request):
+    """Runs the calling test again inside a network namespace of its own (`unshare -n`), where it
+    may add addresses to lo; True when this is that run."""
+    if os.environ.get("RPYC_ADMISSION_NETNS") == "1":
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        for i in range(1, 21):
+            subprocess.run(["ip", "-6", "addr", "add", f"fd00::{i}/64", "dev", "lo", "nodad"],
+                           check=True)
+        return True
+    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        pytest.skip("cannot create a network namespace (unshare -n)")
+    env = dict(os.environ, RPYC_ADMISSION_NETNS="1")
+    p = subprocess.run(["unshare", "-n", sys.executable, "-m", "pytest", "-q", "-p",
+                        "no:cacheprovider", f"{__file__}::{request.node.name}"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
+    return False
+
+
+def test_an_ipv6_64_is_one_peer_and_a_mapped_address_its_ipv4_address(request, tmp_path, gen):
+    """--max-connections-per-peer 2, a listener on :: (in a namespace of its own): 19 addresses
+    of fd00::/64 get 2 connections in all, not 38; 127.0.0.1 seen as ::ffff:127.0.0.1 gets 2;
+    a real client from ::1 (another /64) is served."""
+    if not in_own_netns(request):
+        return
+    d = Daemon(tmp_path, extra_args=["--max-connections-per-peer", "2"], host="::")
+    socks = []
+    try:
+        for i in range(2, 21):
+            for _ in range(2):
+                s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+                s.bind((f"fd00::{i}", 0))
+                s.settimeout(5)
+                s.connect(("fd00::1", d.port))
+                socks.append(s)
+        for _ in range(3):
+            socks.append(socket.create_connection(("127.0.0.1", d.port), timeout=5))
+        wait_for(lambda: d.log().count("(max_connections_per_peer)") >= 37, 10, "the refusals")
+        log = d.log()
+        assert log.count("open from fd00::/64 (max_connections_per_peer)") == 36, log[-3000:]
+        assert log.count("open from 127.0.0.1 (max_connections_per_peer)") == 1, log[-3000:]
+        assert served(gen, d.port, 'rpyc.classic.connect("::1", port, ipv6=True)')
+    finally:
+        close_all(socks)
     assert d.stop() == 0
