@@ -24,8 +24,8 @@ class Admission {
  public:
   struct Limits {
     int64_t max_connections = 1000;
-    int64_t max_per_peer = 64;    // 0: no limit
-    int64_t max_handshakes = 64;  // 0: no limit
+    int64_t max_per_peer = 64;     // 0: no limit
+    int64_t max_handshakes = 256;  // 0: no limit
   };
   enum class Verdict { kAdmitted, kTooMany, kTooManyFromPeer, kTooManyHandshakes };
   struct Decision {

@@ -186,7 +186,7 @@ void ClassicService::OnAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen
   Peer peer = Peer::FromAddress({reinterpret_cast<const sockaddr*>(&ss), len});
   peer.nodelay = listeners_[listener].nodelay;
   const uint64_t id = next_id_ + 1;
-  if (PreAuthLine())
+  if (PreAuthLine(PreAuth::kAccepted))
     conn_log_(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd.get());
   Dispatch(std::move(fd), std::move(peer));
   if (single_) {  // oneshot: the first connection only
@@ -228,18 +228,18 @@ bool ClassicService::Admit(Peer& peer) {
       if (trim_) trim_->Opened(d.open + 1);
       return true;
     case Admission::Verdict::kTooMany:
-      if (PreAuthLine(/*refusal=*/true)) {
+      if (PreAuthLine(PreAuth::kRefused)) {
         log_.Warn("refused {}: {} connections open (max_connections)", peer.repr, d.open);
       }
       return false;
     case Admission::Verdict::kTooManyFromPeer:
-      if (PreAuthLine(/*refusal=*/true)) {
+      if (PreAuthLine(PreAuth::kRefused)) {
         log_.Warn("refused {}: {} connections open from {} (max_connections_per_peer)", peer.repr,
                   d.open, Admission::PeerKey(peer.host));
       }
       return false;
     case Admission::Verdict::kTooManyHandshakes:
-      if (PreAuthLine(/*refusal=*/true)) {
+      if (PreAuthLine(PreAuth::kRefused)) {
         log_.Warn("refused {}: {} connections in their TLS handshake (max_handshakes)", peer.repr,
                   d.open);
       }
@@ -248,17 +248,18 @@ bool ClassicService::Admit(Peer& peer) {
   return false;
 }
 
-bool ClassicService::PreAuthLine(bool refusal) {
+bool ClassicService::PreAuthLine(PreAuth kind) {
+  static constexpr const char* kWhat[] = {"accepted", "handshake failed", "refused"};
+  const auto k = static_cast<size_t>(kind);
   const double now =
       std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   uint64_t suppressed = 0;
-  if (!(refusal ? refusal_lines_ : pre_auth_lines_).Allow(now, &suppressed)) return false;
+  if (!pre_auth_lines_[k].Allow(now, &suppressed)) return false;
   if (suppressed > 0) {
     log_.Warn(
-        "{} more line(s) about connections not yet authenticated ({}) were suppressed (more "
+        "{} more '{}' line(s) about connections not yet authenticated were suppressed (more "
         "than {} in {} s)",
-        suppressed, refusal ? "refused" : "accepted, handshake failed", kPreAuthBurst,
-        kPreAuthInterval);
+        suppressed, kWhat[k], kPreAuthBurst, kPreAuthInterval);
   }
   return true;
 }
@@ -292,7 +293,8 @@ std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd,
         static_cast<int>(limits_.tls_handshake_timeout.load() * 1000));
     if (peer.handshake) admission_.HandshakeEnded();
     if (!t) {
-      if (PreAuthLine()) conn_log_(Level::err, peer, id, "{}", t.error().message());
+      if (PreAuthLine(PreAuth::kHandshakeFailed))
+        conn_log_(Level::err, peer, id, "{}", t.error().message());
       return nullptr;
     }
     const std::string subject = (*t)->peer_subject();

@@ -65,11 +65,11 @@ def test_idle_connects_from_one_address_leave_room_for_others(tmp_path, gen, mod
 
 @pytest.mark.parametrize("mode", ["threaded", "threadpool"])
 def test_idle_connects_cannot_hold_every_slot_before_the_tls_handshake(tmp_path, certs, gen, mode):
-    """max_handshakes (64 by default): 200 idle connects from 8 addresses (25 each, under the
+    """--max-handshakes 64: 200 idle connects from 8 addresses (25 each, under the
     per-peer cap) hold at most 64 connections of the 150 --max-connections allows, each with its
     socket; once they are gone, the handshakes they held are counted out and a client with a valid
     certificate is served."""
-    d = Daemon(tmp_path, extra_args=["-m", mode, "--max-connections", "150",
+    d = Daemon(tmp_path, extra_args=["-m", mode, "--max-connections", "150", "--max-handshakes", "64",
                                      "--tls-handshake-timeout", "60", *tls_args(certs)])
     baseline = settle_baseline(d)
     socks = idle_connects(d.port, [f"127.0.0.{i}" for i in range(2, 10)], 25)
@@ -101,7 +101,7 @@ def test_lines_before_authentication_are_rate_limited(tmp_path, gen):
     time.sleep(10)  # the window reopens: the next line comes after the summary
     assert served(gen, d.port, 'rpyc.classic.connect("127.0.0.1", port)')
     log = wait_for(lambda: "welcome ('127.0.0.1'" in d.log() and d.log(), 10, "the client")
-    assert "more line(s) about connections not yet authenticated" in log
+    assert "more 'accepted' line(s) about connections not yet authenticated" in log
     assert "(more than 50 in 10 s)" in log
     assert d.stop() == 0
 
