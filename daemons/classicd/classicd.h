@@ -53,10 +53,11 @@ struct Options {
   std::string unix_socket;
   std::string unix_socket_mode = "0600";
   int64_t max_connections = 1000;
-  int64_t max_connections_per_peer = 0;  // 0: no limit
-  int64_t tls_handshake_timeout = 10;    // seconds
-  int64_t idle_timeout = 0;              // seconds; 0: off
-  int64_t frame_timeout = 120;           // seconds for a whole frame once begun; 0: off
+  int64_t max_connections_per_peer = 64;  // 0: no limit
+  int64_t max_handshakes = 256;           // 0: no limit
+  int64_t tls_handshake_timeout = 10;     // seconds
+  int64_t idle_timeout = 0;               // seconds; 0: off
+  int64_t frame_timeout = 120;            // seconds for a whole frame once begun; 0: off
   int64_t max_frame_size = int64_t{64} << 20;
   int64_t threads = 8;  // threadpool mode: worker threads
 

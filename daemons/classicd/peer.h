@@ -18,6 +18,8 @@ struct Peer {
   std::string host;      // "127.0.0.1": RPYC_PEER and the per-peer limit key
   std::string text;      // "127.0.0.1:5000"
   bool nodelay = false;  // accepted from a listener with TCP_NODELAY: the socket has it too
+  // Counted among the handshakes in progress (Admission) until OpenSocket() ends its handshake.
+  bool handshake = false;
 
   // A socket's peer; a Unix socket's is "unix".
   static Peer FromAddress(const core::transport::SocketAddress& addr);

@@ -11,6 +11,7 @@ ReloadPlan PlanReload(const Options& before, const Options& after) {
   static const std::set<std::string> kLive = {"quiet",
                                               "max_connections",
                                               "max_connections_per_peer",
+                                              "max_handshakes",
                                               "idle_timeout",
                                               "frame_timeout",
                                               "max_frame_size",
@@ -79,7 +80,7 @@ void ClassicService::Reload() {
     for (const auto& w : fresh_tls->warnings()) log_.Warn("{}", w);
   }
   limits_.Set(n);
-  admission_.set_limits({n.max_connections, n.max_connections_per_peer});
+  admission_.set_limits({n.max_connections, n.max_connections_per_peer, n.max_handshakes});
   current_ = n;
   std::string applied;
   for (const auto& c : plan.applied) applied += (applied.empty() ? "" : " ") + c;

@@ -30,7 +30,8 @@ void ClassicService::ServeAccepted(UniqueFd fd, const sockaddr_storage& ss, sock
   Peer peer = Peer::FromAddress({reinterpret_cast<const sockaddr*>(&ss), len});
   peer.nodelay = nodelay;
   const uint64_t id = ++next_id_;
-  conn_log_(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd.get());
+  if (PreAuthLine(PreAuth::kAccepted))
+    conn_log_(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd.get());
   if (!Admit(peer)) return;  // closes fd
   std::unique_ptr<core::transport::Stream> stream;
   {

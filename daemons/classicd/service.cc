@@ -40,7 +40,7 @@ ClassicService::ClassicService(core::daemon::Context& ctx, const Options& o, Rel
       o_(o),
       current_(o),
       reload_(std::move(reload)),
-      admission_({o.max_connections, o.max_connections_per_peer}),
+      admission_({o.max_connections, o.max_connections_per_peer, o.max_handshakes}),
       wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   limits_.Set(o);
 }
@@ -191,7 +191,8 @@ void ClassicService::OnAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen
   Peer peer = Peer::FromAddress({reinterpret_cast<const sockaddr*>(&ss), len});
   peer.nodelay = listeners_[listener].nodelay;
   const uint64_t id = next_id_ + 1;
-  conn_log_(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd.get());
+  if (PreAuthLine(PreAuth::kAccepted))
+    conn_log_(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd.get());
   Dispatch(std::move(fd), std::move(peer));
   if (single_) {  // oneshot: the first connection only
     loop_acceptor_->Stop();
@@ -223,21 +224,49 @@ void ClassicService::Dispatch(UniqueFd fd, Peer peer) {
       peer, id);
 }
 
-bool ClassicService::Admit(const Peer& peer) {
-  const auto d = admission_.Admit(peer.host);
+bool ClassicService::Admit(Peer& peer) {
+  // A forked child's handshake ends in the child, unseen here.
+  peer.handshake = !forking_ && tls() != nullptr;
+  const auto d = admission_.Admit(peer.host, peer.handshake);
   switch (d.verdict) {
     case Admission::Verdict::kAdmitted:
       if (trim_) trim_->Opened(d.open + 1);
       return true;
     case Admission::Verdict::kTooMany:
-      log_.Warn("refused {}: {} connections open (max_connections)", peer.repr, d.open);
+      if (PreAuthLine(PreAuth::kRefused)) {
+        log_.Warn("refused {}: {} connections open (max_connections)", peer.repr, d.open);
+      }
       return false;
     case Admission::Verdict::kTooManyFromPeer:
-      log_.Warn("refused {}: {} connections open from {} (max_connections_per_peer)", peer.repr,
-                d.open, peer.host);
+      if (PreAuthLine(PreAuth::kRefused)) {
+        log_.Warn("refused {}: {} connections open from {} (max_connections_per_peer)", peer.repr,
+                  d.open, Admission::PeerKey(peer.host));
+      }
+      return false;
+    case Admission::Verdict::kTooManyHandshakes:
+      if (PreAuthLine(PreAuth::kRefused)) {
+        log_.Warn("refused {}: {} connections in their TLS handshake (max_handshakes)", peer.repr,
+                  d.open);
+      }
       return false;
   }
   return false;
+}
+
+bool ClassicService::PreAuthLine(PreAuth kind) {
+  static constexpr const char* kWhat[] = {"accepted", "handshake failed", "refused"};
+  const auto k = static_cast<size_t>(kind);
+  const double now =
+      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  uint64_t suppressed = 0;
+  if (!pre_auth_lines_[k].Allow(now, &suppressed)) return false;
+  if (suppressed > 0) {
+    log_.Warn(
+        "{} more '{}' line(s) about connections not yet authenticated were suppressed (more "
+        "than {} in {} s)",
+        suppressed, kWhat[k], kPreAuthBurst, kPreAuthInterval);
+  }
+  return true;
 }
 
 void ClassicService::Release(const std::string& host) {
@@ -267,8 +296,10 @@ std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd,
     auto t = core::transport::TlsStream::Accept(
         std::move(fd), ctx, peer.text,
         static_cast<int>(limits_.tls_handshake_timeout.load() * 1000));
+    if (peer.handshake) admission_.HandshakeEnded();
     if (!t) {
-      conn_log_(Level::err, peer, id, "{}", t.error().message());
+      if (PreAuthLine(PreAuth::kHandshakeFailed))
+        conn_log_(Level::err, peer, id, "{}", t.error().message());
       return nullptr;
     }
     const std::string subject = (*t)->peer_subject();

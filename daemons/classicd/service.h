@@ -79,7 +79,13 @@ class ClassicService final : public core::daemon::Service {
   core::Status StartAccepting();
   void StartRegistrar();
   // Counts a connection in (false: refused, and logged) and out.
-  bool Admit(const Peer& peer);
+  // `peer.handshake` is set when its TLS handshake counts against max_handshakes.
+  bool Admit(Peer& peer);
+  // Whether to log a line about a connection not yet authenticated now: at most kPreAuthBurst of
+  // each kind in kPreAuthInterval (each kind apart, so that a flood of connects still shows the
+  // limit it hit and how handshakes fail), then a line saying how many were dropped.
+  enum class PreAuth { kAccepted, kHandshakeFailed, kRefused };
+  bool PreAuthLine(PreAuth kind);
   void Release(const std::string& host);
   // The stream over an accepted socket (a TLS handshake first, when TLS is on); null when the
   // handshake failed (logged). `live`, when set, can shut the socket down meanwhile.
@@ -124,6 +130,11 @@ class ClassicService final : public core::daemon::Service {
   Reloader reload_;
   Limits limits_;
   Admission admission_;
+  static constexpr int kPreAuthBurst = 50;
+  static constexpr double kPreAuthInterval = 10.0;
+  SharedRateLimit pre_auth_lines_[3] = {{kPreAuthBurst, kPreAuthInterval},
+                                        {kPreAuthBurst, kPreAuthInterval},
+                                        {kPreAuthBurst, kPreAuthInterval}};
   core::log::Logger log_;
   ConnLog conn_log_;
   std::string log_name_;  // set when it differs from the configured port's (port 0)

@@ -128,7 +128,10 @@ def test_slowloris_does_not_starve_a_real_client(tmp_path, certs, mode, tls):
             wait_for(lambda: slow.closed_by_server(slow.trickling) == len(slow.trickling),
                      TIMEOUT + 5, "trickling handshakes closed")
             fails = [l for l in d.log().splitlines() if "TLS handshake with 127.0.0.2:" in l]
-            assert sum("timed out after" in l for l in fails) == PER_PEER, fails[:5]
+            # Each of the PER_PEER handshakes timed out; the lines saying so are rate-limited (50
+            # in 10 s).
+            timed_out = sum("timed out after" in l for l in fails)
+            assert timed_out == len(fails) and 0 < timed_out <= min(PER_PEER, 50), fails[:5]
             assert "welcome ('127.0.0.2'" not in d.log(), "a slow peer was served"
         else:
             idle = [l for l in d.log().splitlines() if "idle timeout" in l and "127.0.0.2" in l]
