@@ -182,7 +182,7 @@ core::Result<Request> ParseRequest(std::string_view data) {
       if (const auto* s = a0.get_if<brine::Str>()) {
         r.names.push_back(s->utf8);
       } else if (const auto* b = a0.get_if<brine::Bytes>()) {
-        r.names.push_back(b->data);
+        r.names.emplace_back(b->view());
         r.name_is_bytes = true;
       } else {
         return Bad("query name is not a str: " + a0.Repr());

@@ -111,7 +111,7 @@ struct EncodeVisitor {
     PutDouble(c.real, out);
     PutDouble(c.imag, out);
   }
-  void operator()(const Bytes& b) const { EncodeBytes(b.data, out); }
+  void operator()(const Bytes& b) const { EncodeBytes(b.view(), out); }
   void operator()(const Str& s) const { EncodeStr(s.utf8, out); }
   void operator()(const Tuple& t) const { EncodeItems(t.items, out); }
   void operator()(const FrozenSet& f) const {
@@ -132,7 +132,9 @@ struct EncodeVisitor {
 // first error is kept in `error_` and every step returns false after it.
 class Decoder {
  public:
-  Decoder(std::string_view data, const DecodeLimits& limits) : data_(data), limits_(limits) {}
+  Decoder(std::string_view data, const DecodeLimits& limits,
+          const std::shared_ptr<const void>& owner)
+      : data_(data), limits_(limits), owner_(owner) {}
 
   Result<Value> DecodeAll() {
     Value v;
@@ -328,7 +330,11 @@ class Decoder {
         if (!BytesLength(tag, tag_offset, &n) || !ReadRaw(n, tag_offset, "bytes", &raw)) {
           return false;
         }
-        out->variant().emplace<Bytes>().data.assign(raw);
+        if (owner_ != nullptr && n >= kShareBytesFrom) {
+          out->variant().emplace<Bytes>(owner_, raw);
+        } else {
+          out->variant().emplace<Bytes>(raw);
+        }
         return true;
       }
       case kTagStr: {
@@ -407,6 +413,7 @@ class Decoder {
 
   std::string_view data_;
   const DecodeLimits& limits_;
+  const std::shared_ptr<const void>& owner_;  // of data_, when bytes values may share it
   size_t pos_ = 0;
   size_t values_ = 0;
   std::optional<Error> error_;
@@ -437,13 +444,14 @@ std::string Dump(const Value& v) {
   return out;
 }
 
-Result<Value> Load(std::string_view data, const DecodeLimits& limits) {
-  return Decoder(data, limits).DecodeAll();
+Result<Value> Load(std::string_view data, const DecodeLimits& limits,
+                   const std::shared_ptr<const void>& owner) {
+  return Decoder(data, limits, owner).DecodeAll();
 }
 
 Result<bool> LoadTupleOf(std::string_view data, size_t n, Value* items, Value* other,
-                         const DecodeLimits& limits) {
-  return Decoder(data, limits).DecodeAllTupleOf(n, items, other);
+                         const DecodeLimits& limits, const std::shared_ptr<const void>& owner) {
+  return Decoder(data, limits, owner).DecodeAllTupleOf(n, items, other);
 }
 
 bool IsValidUtf8(std::string_view s) {

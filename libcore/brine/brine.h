@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -58,16 +59,24 @@ void EncodeStr(std::string_view utf8, std::string* out);
 void EncodeTupleHeader(size_t n, std::string* out);
 std::string Dump(const Value& v);
 
+// Bytes values of at least this size share the decoded buffer instead of copying it, when the
+// caller says who owns that buffer (the `owner` of Load()).
+inline constexpr size_t kShareBytesFrom = size_t{64} << 10;
+
 // Decodes exactly one value that spans all of `data`. Errors say what went wrong and at which
-// byte offset; trailing bytes are an error.
-Result<Value> Load(std::string_view data, const DecodeLimits& limits = {});
+// byte offset; trailing bytes are an error. When `owner` is set it keeps `data` alive: bytes
+// values of kShareBytesFrom bytes or more then point into `data` and hold a reference to `owner`
+// (no copy); the buffer lives as long as any of them.
+Result<Value> Load(std::string_view data, const DecodeLimits& limits = {},
+                   const std::shared_ptr<const void>& owner = nullptr);
 
 // Load() for a value expected to be a tuple of `n` items (1..4), such as a message envelope:
 // when it is one, its items are decoded straight into items[0..n) (no tuple is built) and the
 // result is true; otherwise the value is decoded into `*other` and the result is false. Limits
 // and errors are exactly Load()'s.
 Result<bool> LoadTupleOf(std::string_view data, size_t n, Value* items, Value* other,
-                         const DecodeLimits& limits = {});
+                         const DecodeLimits& limits = {},
+                         const std::shared_ptr<const void>& owner = nullptr);
 
 // True when `s` is strict UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF), as Python's
 // bytes.decode('utf-8') requires.

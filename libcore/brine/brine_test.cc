@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -28,6 +29,31 @@ std::string LoadError(std::string_view data, DecodeLimits limits = {}) {
   if (v.has_value()) return "decoded: " + v->Repr();
   EXPECT_EQ(v.error().code(), Error::Code::kProtocol);
   return v.error().message();
+}
+
+TEST(Brine, LargeBytesShareTheOwnersBufferSmallOnesAreCopied) {
+  const std::string big(kShareBytesFrom, 'b');
+  const std::string enc = Dump(MakeTuple({MakeBytes(big), MakeBytes("small")}));
+  auto buffer = std::make_shared<std::string>(enc);
+  const std::string_view data(*buffer);
+  auto v = Load(data, {}, buffer);
+  ASSERT_TRUE(v.has_value()) << v.error().ToString();
+  const auto& items = v->as<Tuple>().items;
+  const auto& shared = items[0].as<Bytes>();
+  EXPECT_TRUE(shared.shared());
+  EXPECT_EQ(shared.view(), big);
+  EXPECT_GE(shared.view().data(), data.data());  // a view into the buffer, not a copy
+  EXPECT_LT(shared.view().data(), data.data() + data.size());
+  EXPECT_FALSE(items[1].as<Bytes>().shared());
+  EXPECT_EQ(buffer.use_count(), 2);  // the value holds the buffer
+  buffer.reset();
+  EXPECT_EQ(shared.view(), big);  // still alive through the value
+  EXPECT_EQ(Dump(*v), enc);
+  // Without an owner everything is copied.
+  auto copied = Load(enc);
+  ASSERT_TRUE(copied.has_value());
+  EXPECT_FALSE(copied->as<Tuple>().items[0].as<Bytes>().shared());
+  EXPECT_EQ(*copied, *v);
 }
 
 TEST(Brine, IntBoundariesOfEveryLengthClass) {

@@ -74,7 +74,7 @@ struct EqVisitor {
       return std::bit_cast<uint64_t>(a.real) == std::bit_cast<uint64_t>(b.real) &&
              std::bit_cast<uint64_t>(a.imag) == std::bit_cast<uint64_t>(b.imag);
     } else if constexpr (std::is_same_v<T, Bytes>) {
-      return a.data == b.data;
+      return a == b;
     } else if constexpr (std::is_same_v<T, Str>) {
       return a.utf8 == b.utf8;
     } else if constexpr (std::is_same_v<T, Tuple> || std::is_same_v<T, Slice>) {
@@ -142,7 +142,7 @@ void AppendRepr(const Value& v, std::string* out) {
           std::snprintf(buf, sizeof buf, "(%.17g%+.17gj)", x.real, x.imag);
           out->append(buf);
         } else if constexpr (std::is_same_v<T, Bytes>) {
-          AppendQuoted(x.data, 'b', out);
+          AppendQuoted(x.view(), 'b', out);
         } else if constexpr (std::is_same_v<T, Str>) {
           AppendQuoted(x.utf8, 0, out);
         } else if constexpr (std::is_same_v<T, Tuple>) {

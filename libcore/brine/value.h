@@ -4,6 +4,7 @@
 // Values are plain data (no I/O, no Python).
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -53,8 +54,36 @@ struct Complex {
   double imag = 0;
 };
 
-struct Bytes {
-  std::string data;
+// A bytes value: bytes of its own, or a view into a buffer it shares ownership of (a large value
+// decoded from a frame, see brine::Load(): the frame's buffer stays alive while the value does,
+// and the bytes are not copied).
+class Bytes {
+ public:
+  Bytes() = default;
+  Bytes(std::string data)  // NOLINT(google-explicit-constructor): Bytes{std::move(s)}
+      : v_(std::move(data)) {}
+  explicit Bytes(std::string_view data) : v_(std::in_place_type<std::string>, data) {}
+  // `view` lies in a buffer that `owner` keeps alive.
+  Bytes(std::shared_ptr<const void> owner, std::string_view view)
+      : v_(Shared{std::shared_ptr<const char>(std::move(owner), view.data()), view.size()}) {}
+
+  std::string_view view() const {
+    if (const auto* s = std::get_if<Shared>(&v_)) return {s->data.get(), s->size};
+    return std::get<std::string>(v_);
+  }
+  size_t size() const { return view().size(); }
+  // Whether the bytes live in a shared buffer (tests).
+  bool shared() const { return std::holds_alternative<Shared>(v_); }
+
+  bool operator==(const Bytes& o) const { return view() == o.view(); }
+
+ private:
+  struct Shared {
+    std::shared_ptr<const char> data;  // aliases the owner: points at the first byte
+    size_t size = 0;
+  };
+  // No larger than an Int, so that a Value stays 48 bytes.
+  std::variant<std::string, Shared> v_;
 };
 
 struct Str {
@@ -120,6 +149,7 @@ class Value {
 // Convenience constructors.
 inline Value MakeStr(std::string s) { return Str{std::move(s)}; }
 inline Value MakeBytes(std::string s) { return Bytes{std::move(s)}; }
+static_assert(sizeof(Bytes) <= sizeof(Int), "Bytes would make every Value larger");
 Value MakeTuple(std::vector<Value> items);
 // A tuple of the given items, each moved in when passed as an rvalue (a braced list for
 // MakeTuple copies every item, which matters for large strings and deep trees).

@@ -39,11 +39,17 @@ void Regrow(std::unique_ptr<char, FreeDeleter>* buffer, size_t keep, size_t size
 
 void FreeDeleter::operator()(char* p) const { std::free(p); }
 
+struct Inflater::Buffer {
+  std::unique_ptr<char, FreeDeleter> bytes;
+  size_t capacity = 0;
+};
+
 struct Inflater::State {
   z_stream zs{};
   bool started = false;  // inflateInit done (then inflateReset for each stream)
-  std::unique_ptr<char, FreeDeleter> out;
-  size_t capacity = 0;
+  // Shared with the values decoded from the last output that point into it (Output()): while
+  // one lives, the next stream goes to a new buffer.
+  std::shared_ptr<Inflater::Buffer> out;
   ~State() {
     if (started) inflateEnd(&zs);
   }
@@ -54,9 +60,10 @@ Inflater::~Inflater() = default;
 
 void Inflater::Release() {
   state_->out.reset();
-  state_->capacity = 0;
   capacity_ = 0;
 }
+
+std::shared_ptr<const void> Inflater::Output() const { return state_->out; }
 
 Result<std::string_view> Inflater::Run(std::string_view compressed, size_t max_output) {
   State& s = *state_;
@@ -98,9 +105,15 @@ Result<std::string_view> Inflater::Run(std::string_view compressed, size_t max_o
   // clients compress too, comes out as large as it went in), then doubling.
   const size_t cap = max_output == SIZE_MAX ? max_output : max_output + 1;
   const size_t guess = std::min(std::max(kInflateChunk, compressed.size() * 2), cap);
-  if (s.capacity < guess) {
-    Regrow(&s.out, 0, guess);
-    s.capacity = capacity_ = guess;
+  if (s.out != nullptr && s.out.use_count() > 1) s.out.reset();  // the last output is in use
+  if (s.out == nullptr) {
+    s.out = std::make_shared<Inflater::Buffer>();
+    capacity_ = 0;
+  }
+  Inflater::Buffer& o = *s.out;
+  if (o.capacity < guess) {
+    Regrow(&o.bytes, 0, guess);
+    o.capacity = capacity_ = guess;
   }
   size_t filled = 0;
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(deflated.data()));
@@ -112,15 +125,15 @@ Result<std::string_view> Inflater::Run(std::string_view compressed, size_t max_o
       zs.avail_in = n;
       in_left -= n;
     }
-    const size_t limit = std::min(s.capacity, cap);  // a kept buffer may be larger than cap
+    const size_t limit = std::min(o.capacity, cap);  // a kept buffer may be larger than cap
     if (filled == limit) {
-      const size_t bigger = std::min(std::max(s.capacity, kInflateChunk / 2) * 2, cap);
-      Regrow(&s.out, filled, bigger);
-      s.capacity = capacity_ = bigger;
+      const size_t bigger = std::min(std::max(o.capacity, kInflateChunk / 2) * 2, cap);
+      Regrow(&o.bytes, filled, bigger);
+      o.capacity = capacity_ = bigger;
       continue;
     }
     const size_t room = std::min<size_t>(limit - filled, UINT_MAX);
-    zs.next_out = reinterpret_cast<Bytef*>(s.out.get() + filled);
+    zs.next_out = reinterpret_cast<Bytef*>(o.bytes.get() + filled);
     zs.avail_out = static_cast<uInt>(room);
     int ret = inflate(&zs, Z_NO_FLUSH);
     filled += room - zs.avail_out;
@@ -140,7 +153,7 @@ Result<std::string_view> Inflater::Run(std::string_view compressed, size_t max_o
   if (deflated.size() - after < kZlibTrailer) return truncated();
   const auto* t = reinterpret_cast<const unsigned char*>(deflated.data() + after);
   const uint32_t want = HeaderLength(t);  // the same big-endian uint32 as a frame length
-  const std::string_view out(s.out.get(), filled);
+  const std::string_view out(o.bytes.get(), filled);
   if (Adler32(kAdler32Initial, out) != want) return corrupt("incorrect data check");
   return out;
 }
@@ -234,7 +247,8 @@ Result<std::optional<std::string_view>> FrameReader::NextView() {
     pos_ = 0;
     end_ = 0;
   }
-  if (flag == kFlagRaw) return std::optional<std::string_view>(payload);
+  inflated_ = flag != kFlagRaw;
+  if (!inflated_) return std::optional<std::string_view>(payload);
   auto inflated = inflater_.Run(payload, limits_.max_decompressed_size);
   if (!inflated) {
     failed_ = inflated.error();

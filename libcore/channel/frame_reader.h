@@ -33,8 +33,14 @@ class Inflater {
   // The decompressed bytes of the zlib stream `compressed` starts with, refusing output past
   // `max_output` bytes without producing more than about that much (the output buffer grows as
   // output comes, never beyond max_output + 1). Bytes after the end of the stream are ignored, as
-  // Python's zlib.decompress does. The view is valid until the next call of any method.
+  // Python's zlib.decompress does. The view is valid until the next call of any method, or as
+  // long as a reference Output() gave for it lives.
   Result<std::string_view> Run(std::string_view compressed, size_t max_output);
+
+  // Shared ownership of the buffer the last Run() wrote to (null before any). While a copy of it
+  // lives, the next Run() writes to a new buffer and this one stays as it is: values decoded
+  // from the output may point into it instead of copying it (brine::Load()).
+  std::shared_ptr<const void> Output() const;
 
   // Gives the output buffer back when it is larger than `keep` bytes.
   void Trim(size_t keep) {
@@ -44,6 +50,7 @@ class Inflater {
  private:
   void Release();
 
+  struct Buffer;
   struct State;
   std::unique_ptr<State> state_;
   size_t capacity_ = 0;  // of the output buffer
@@ -77,6 +84,11 @@ class FrameReader {
   // The same without copying a raw payload: the view points into the reader's buffer and is
   // valid until the next call of any method.
   Result<std::optional<std::string_view>> NextView();
+  // Shared ownership of the buffer holding the payload NextView() last returned, when that one was
+  // inflated (Inflater::Output()); null for a raw payload, which lives in the receive buffer.
+  std::shared_ptr<const void> PayloadOwner() const {
+    return inflated_ ? inflater_.Output() : nullptr;
+  }
 
   // For end of stream: an error when a frame was started but not finished.
   Status CheckEof() const;
@@ -97,9 +109,10 @@ class FrameReader {
   FrameLimits limits_;
   std::unique_ptr<char, FreeDeleter> buffer_;  // malloc'd: grown with realloc
   size_t capacity_ = 0;
-  size_t pos_ = 0;     // start of the unparsed bytes in buffer_
-  size_t end_ = 0;     // end of the received bytes in buffer_
-  Inflater inflater_;  // holds the last decompressed payload, for NextView()
+  size_t pos_ = 0;         // start of the unparsed bytes in buffer_
+  size_t end_ = 0;         // end of the received bytes in buffer_
+  Inflater inflater_;      // holds the last decompressed payload, for NextView()
+  bool inflated_ = false;  // the last payload NextView() gave came from inflater_
   std::optional<Error> failed_;
 };
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <span>
 #include <string>
@@ -348,6 +349,36 @@ TEST(Frame, InflaterIsReusedAcrossFramesAndStaysCorrect) {
     stream += Frame(want.back(), Compression::kPython);
   }
   EXPECT_PAYLOADS(ReadAll(stream, {}), want);
+}
+
+TEST(Frame, InflatedPayloadCanBeSharedAndIsNotOverwritten) {
+  // A reference to the inflated buffer keeps the payload as it was while later frames are read
+  // (they go to another buffer); once it is dropped, the buffer is reused.
+  FrameReader r;
+  const std::string first = RandomBytes(200000, 7), second = RandomBytes(150000, 8);
+  Feed(r, Frame(first, Compression::kPython) + Frame(second, Compression::kPython), 1 << 20);
+  auto p = r.NextView();
+  ASSERT_TRUE(p && *p);
+  std::shared_ptr<const void> owner = r.PayloadOwner();
+  ASSERT_NE(owner, nullptr);
+  const std::string_view held = **p;
+  auto q = r.NextView();
+  ASSERT_TRUE(q && *q);
+  EXPECT_EQ(**q, second);
+  EXPECT_NE(r.PayloadOwner(), owner);
+  EXPECT_EQ(held, first);  // untouched by the second inflate
+  // Nobody holds the second buffer: the third frame reuses it.
+  const auto second_owner = r.PayloadOwner().get();
+  Feed(r, Frame(first, Compression::kPython), 1 << 20);
+  auto t = r.NextView();
+  ASSERT_TRUE(t && *t);
+  EXPECT_EQ(**t, first);
+  EXPECT_EQ(r.PayloadOwner().get(), second_owner);
+  // A raw payload lives in the receive buffer: no owner to share.
+  Feed(r, Frame("raw", Compression::kNever), 1 << 20);
+  auto raw = r.NextView();
+  ASSERT_TRUE(raw && *raw);
+  EXPECT_EQ(r.PayloadOwner(), nullptr);
 }
 
 TEST(Frame, DecompressedSizeLimit) {

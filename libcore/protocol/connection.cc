@@ -296,7 +296,10 @@ Result<std::optional<Message>> Connection::ReadMessage(std::optional<int> timeou
       if (!gen) return Fail(Fatal(gen.error().WithContext("peer " + peer_name_)));
       generation_ = static_cast<int>(*gen);
     }
-    auto msg = DecodeMessage(**payload, generation(), options_.decode_limits);
+    // A large inflated payload is shared by the bytes values decoded from it, not copied.
+    std::shared_ptr<const void> owner;
+    if ((*payload)->size() >= brine::kShareBytesFrom) owner = reader_.PayloadOwner();
+    auto msg = DecodeMessage(**payload, generation(), options_.decode_limits, owner);
     if (!msg) return Fail(Fatal(msg.error().WithContext("peer " + peer_name_)));
     return std::optional<Message>(std::move(*msg));
   }

@@ -66,7 +66,8 @@ Result<Generation> DetectGeneration(std::string_view first_payload) {
 }
 
 Result<Message> DecodeMessage(std::string_view payload, Generation gen,
-                              const brine::DecodeLimits& limits) {
+                              const brine::DecodeLimits& limits,
+                              const std::shared_ptr<const void>& owner) {
   if (payload.empty()) return Fail(Error::Protocol("message: empty payload"));
   Message m;
   // The envelope's items are decoded in place (no tuple built around them).
@@ -78,7 +79,7 @@ Result<Message> DecodeMessage(std::string_view payload, Generation gen,
       return Fail(Error::Protocol("message: invalid message type: " + std::to_string(type)));
     }
     m.type = static_cast<MsgType>(type);
-    auto matched = brine::LoadTupleOf(payload.substr(1), 2, items, &other, limits);
+    auto matched = brine::LoadTupleOf(payload.substr(1), 2, items, &other, limits, owner);
     if (!matched) return Fail(matched.error().WithContext("message"));
     if (!*matched) {
       return Fail(Error::Protocol("message: expected (seq, args) after the type byte, got " +
@@ -86,7 +87,7 @@ Result<Message> DecodeMessage(std::string_view payload, Generation gen,
     }
     *m.args.tree() = std::move(items[1]);  // a new Message holds a tree
   } else {
-    auto matched = brine::LoadTupleOf(payload, 3, items, &other, limits);
+    auto matched = brine::LoadTupleOf(payload, 3, items, &other, limits, owner);
     if (!matched) return Fail(matched.error().WithContext("message"));
     if (!*matched) {
       return Fail(Error::Protocol("message: expected (msg, seq, args), got " + other.Repr()));

@@ -26,9 +26,11 @@ struct Message {
 Result<Generation> DetectGeneration(std::string_view first_payload);
 
 // Decodes one payload of a known generation. The seq must be a non-negative int that fits 64
-// bits; the message type must be 1..3.
+// bits; the message type must be 1..3. `owner`, when set, keeps `payload` alive: large bytes
+// values then share it instead of copying it (brine::Load()).
 Result<Message> DecodeMessage(std::string_view payload, Generation gen,
-                              const brine::DecodeLimits& limits = {});
+                              const brine::DecodeLimits& limits = {},
+                              const std::shared_ptr<const void>& owner = nullptr);
 
 // Appends the payload of `m` in generation `gen` to `*out` (no frame header).
 void EncodeMessage(const Message& m, Generation gen, std::string* out);

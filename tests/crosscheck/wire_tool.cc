@@ -130,8 +130,8 @@ void Describe(const Value& v, std::string* out) {
           PutHex64(x.real, out);
           PutHex64(x.imag, out);
         } else if constexpr (std::is_same_v<T, brine::Bytes>) {
-          out->append("b" + std::to_string(x.data.size()) + ":");
-          out->append(x.data);
+          out->append("b" + std::to_string(x.size()) + ":");
+          out->append(x.view());
         } else if constexpr (std::is_same_v<T, brine::Str>) {
           out->append("s" + std::to_string(x.utf8.size()) + ":");
           out->append(x.utf8);

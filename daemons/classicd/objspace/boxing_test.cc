@@ -99,12 +99,12 @@ TEST_F(ObjSpaceTest, BigIntsBothWays) {
 
 TEST_F(ObjSpaceTest, LargeBytesAndTuples) {
   Value b = Eval("b'x' * (4 << 20)");
-  EXPECT_EQ(Payload(b).as<brine::Bytes>().data.size(), 4u << 20);
+  EXPECT_EQ(Payload(b).as<brine::Bytes>().size(), 4u << 20);
   Value t = Eval("tuple(range(10000))");
   EXPECT_EQ(Payload(t).as<brine::Tuple>().items.size(), 10000u);
   std::string big(1 << 20, 'y');
   Value echo = Reply(Handler::kPing, ByVal(T({brine::MakeBytes(big)})));
-  EXPECT_EQ(Payload(echo).as<brine::Bytes>().data, big);
+  EXPECT_EQ(Payload(echo).as<brine::Bytes>().view(), big);
 }
 
 TEST_F(ObjSpaceTest, FloatsAndStrings) {

@@ -191,7 +191,7 @@ PyRef ToPython(const brine::Value& v) {
     }
     PyRef operator()(const brine::Bytes& b) {
       return PyRef::Steal(
-          PyBytes_FromStringAndSize(b.data.data(), static_cast<Py_ssize_t>(b.data.size())));
+          PyBytes_FromStringAndSize(b.view().data(), static_cast<Py_ssize_t>(b.size())));
     }
     PyRef operator()(const brine::Str& s) {
       return PyRef::Steal(

@@ -119,7 +119,7 @@ TEST_F(ObjSpaceTest, OldSlicing) {
 TEST_F(ObjSpaceTest, Pickle) {
   Value lst = EvalRef("[1, 2]");
   Value p = Reply(Handler::kPickle, Boxes({LocalRef(lst), ByVal(I(4))}));
-  const std::string& data = Payload(p).as<brine::Bytes>().data;
+  const std::string data(Payload(p).as<brine::Bytes>().view());
   ASSERT_GE(data.size(), 2u);
   EXPECT_EQ(data.substr(0, 2), std::string("\x80\x04", 2));
   Value f = EvalRef("__import__('pickle').loads");
