@@ -28,7 +28,7 @@ const char* ModeName(Mode mode);
 // Parses a mode (as the schema stores it: lower case); nullopt for anything else.
 std::optional<Mode> ParseMode(std::string_view text);
 
-// Every member is a switch and a top-level TOML key of the same name (PROTOCOL.md §11 for the
+// Every member is a switch and a top-level TOML key of the same name (docs/protocol.md §11 for the
 // reference's switches; the rest are ours).
 struct Options {
   // The --mode switch and `mode` key as given; ParseOptions() parses it into `mode`.
@@ -82,9 +82,9 @@ core::daemon::RunOptions MakeRunOptions(const Options& o);
 // "SLAVE/18812", or "SLAVE/stdio": the reference's logger name.
 std::string LoggerName(const Options& o);
 
-// Stdio mode, before anything else runs (EMBEDDING.md §1.5): moves the protocol off fds 0 and 1
-// (returned as new close-on-exec descriptors) and points fd 0 at /dev/null and fds 1 and 2 at
-// the log file (or /dev/null), so nothing but frames ever reaches the peer.
+// Stdio mode, before anything else runs (docs/embedding.md §1.5): moves the protocol off fds 0 and
+// 1 (returned as new close-on-exec descriptors) and points fd 0 at /dev/null and fds 1 and 2 at the
+// log file (or /dev/null), so nothing but frames ever reaches the peer.
 struct StdioFds {
   int in = -1;
   int out = -1;

@@ -4,8 +4,8 @@
 // each with the time of its last REGISTER. No I/O, no clock: callers pass `now` in seconds on a
 // monotonic clock, so tests drive time by hand.
 //
-// Semantics follow the reference (PROTOCOL.md §10): names are kept in first-registration order;
-// a service's servers are returned oldest registration first; a service left without servers
+// Semantics follow the reference (docs/protocol.md §10): names are kept in first-registration
+// order; a service's servers are returned oldest registration first; a service left without servers
 // disappears. Unlike the reference, the number of (service, server) entries is capped: past the
 // cap, new entries are refused (refreshing an existing entry always works). So is the number of
 // entries of one host (the address a REGISTER came from), so that one source cannot fill the

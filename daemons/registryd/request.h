@@ -1,6 +1,6 @@
 #pragma once
 
-// Registry requests (PROTOCOL.md §10): parsing the brine ('RPYC', CMD, ARGS) tuple, running it
+// Registry requests (docs/protocol.md §10): parsing the brine ('RPYC', CMD, ARGS) tuple, running it
 // against a Registry, and encoding the reply within the size the reference clients read.
 //
 // Reply size limits: the clients read 1500 bytes (15,000 for a UDP LIST). A reply that would be

@@ -29,7 +29,7 @@ std::string Req(const std::string& cmd, Value args) {
   return brine::Dump(MakeTuple({MakeStr("RPYC"), MakeStr(cmd), std::move(args)}));
 }
 
-// PROTOCOL.md §10 golden requests.
+// docs/protocol.md §10 golden requests.
 const char* kQuerySlave = "12 08 0d 52 50 59 43 08 0e 05 51 55 45 52 59 10 08 0e 05 53 4c 41 56 45";
 const char* kRegisterSlave =
     "12 08 0d 52 50 59 43 08 0e 08 52 45 47 49 53 54 45 52 11 10 08 0e 05 53 4c 41 56 45 16 05 31 "

@@ -22,7 +22,7 @@ inline std::string ToHex(std::string_view bytes) {
 }
 
 // Reads pairs of lower-case hex digits and skips every other character (spaces, '|'), so the
-// vectors can be pasted from PROTOCOL.md as they are.
+// vectors can be pasted from docs/protocol.md as they are.
 inline std::string FromHex(std::string_view hex) {
   std::string out;
   int hi = -1;

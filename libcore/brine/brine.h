@@ -1,6 +1,6 @@
 #pragma once
 
-// The brine codec (PROTOCOL.md §1): byte-identical to Python rpyc's brine.dump, with a strict,
+// The brine codec (docs/protocol.md §1): byte-identical to Python rpyc's brine.dump, with a strict,
 // bounded decoder for untrusted bytes.
 
 #include <cstddef>
@@ -14,7 +14,7 @@
 
 namespace core::brine {
 
-// Tags, as in PROTOCOL.md §1.1.
+// Tags, as in docs/protocol.md §1.1.
 inline constexpr uint8_t kTagNone = 0x00;
 inline constexpr uint8_t kTagEmptyBytes = 0x01;
 inline constexpr uint8_t kTagEmptyTuple = 0x02;

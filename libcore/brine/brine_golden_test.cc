@@ -1,4 +1,4 @@
-// The golden vectors of PROTOCOL.md §1.3, byte for byte, in both directions.
+// The golden vectors of docs/protocol.md §1.3, byte for byte, in both directions.
 
 #include <string>
 #include <vector>

@@ -1,7 +1,7 @@
 #pragma once
 
-// The brine value model: every type the brine codec carries (PROTOCOL.md §1), and nothing else.
-// Values are plain data (no I/O, no Python).
+// The brine value model: every type the brine codec carries (docs/protocol.md §1), and nothing
+// else. Values are plain data (no I/O, no Python).
 
 #include <cstdint>
 #include <memory>

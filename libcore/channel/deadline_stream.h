@@ -3,7 +3,7 @@
 // Time limits on what a peer sends, as a Stream wrapper that sees every byte read:
 //   idle   the peer sends nothing at all for `idle_ms` while a read waits;
 //   frame  once the first byte of a frame has been read, the rest of that frame (header, payload
-//          and trailer, PROTOCOL.md §2) must be read within `frame_ms`. This catches a peer
+//          and trailer, docs/protocol.md §2) must be read within `frame_ms`. This catches a peer
 //          that trickles a byte now and then, which the idle limit never does.
 // Either limit is off at 0. A broken limit is an Error::Limit naming the peer; the connection
 // above treats it as fatal. Reads and waits are made by one thread at a time (the connection's

@@ -1,6 +1,6 @@
 #pragma once
 
-// The channel frame format (PROTOCOL.md §2), shared by FrameReader and FrameWriter.
+// The channel frame format (docs/protocol.md §2), shared by FrameReader and FrameWriter.
 //
 //   +-------------------------+-----------+----------------------+------+
 //   | length: uint32 BE       | flag: u8  | payload (length B)   | 0x0a |

@@ -1,4 +1,4 @@
-// The frame layer (PROTOCOL.md §2, §3.3): golden frames, any split of the byte stream,
+// The frame layer (docs/protocol.md §2, §3.3): golden frames, any split of the byte stream,
 // compression both ways, and every way a frame is refused, with the exact message.
 
 #include <algorithm>

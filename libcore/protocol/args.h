@@ -1,7 +1,7 @@
 #pragma once
 
-// The args of a message (PROTOCOL.md §3) as this side holds them. Header-only, so that the object
-// space (which links the brine codec, not the engine) can make and read them.
+// The args of a message (docs/protocol.md §3) as this side holds them. Header-only, so that the
+// object space (which links the brine codec, not the engine) can make and read them.
 
 #include <memory>
 #include <string>

@@ -1,7 +1,7 @@
 #pragma once
 
-// The per-connection protocol engine (PROTOCOL.md §3, §8, §9): frames and messages in the peer's
-// wire generation, sequence numbers, request dispatch to an ObjectSpace, and the
+// The per-connection protocol engine (docs/protocol.md §3, §8, §9): frames and messages in the
+// peer's wire generation, sequence numbers, request dispatch to an ObjectSpace, and the
 // wait-for-reply loop that keeps serving the peer's requests while it waits (nesting).
 //
 // Threading, as rpyc's own Connection does it. At most one thread at a time holds the read role

@@ -222,7 +222,7 @@ INSTANTIATE_TEST_SUITE_P(BothGenerations, ConnectionTest,
                          });
 
 TEST(ConnectionGolden, PingRepliesInTheGenerationOfTheRequest) {
-  // PROTOCOL.md §3.3: REQ seq=160 PING 'hi'.
+  // docs/protocol.md §3.3: REQ seq=160 PING 'hi'.
   const std::string v5_req(
       "\x00\x00\x00\x10\x00\x12\x51\x16\x03\x31\x36\x30\x11\x51\x11\x51\x10"
       "\x08\x0b\x68\x69\x0a",
@@ -374,7 +374,7 @@ TEST_P(ConnectionTest, PipelinedRequestsAreAllAnsweredBySeq) {
 }
 
 // Two engines talking to each other: the client side is a Connection too, with its own space,
-// so the server's callbacks are served by the client while it waits (PROTOCOL.md §8).
+// so the server's callbacks are served by the client while it waits (docs/protocol.md §8).
 struct Pair {
   explicit Pair(Generation g) {
     auto [c, s] = MemoryStream::Pair();

@@ -1,6 +1,6 @@
 #pragma once
 
-// Message types, boxing labels and handler numbers (PROTOCOL.md §3, §4, §5.2).
+// Message types, boxing labels and handler numbers (docs/protocol.md §3, §4, §5.2).
 
 #include <cstdint>
 

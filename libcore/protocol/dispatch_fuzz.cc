@@ -137,7 +137,7 @@ class FakeSpace : public core::protocol::ObjectSpace {
     return Value();
   }
 
-  // The label rules of PROTOCOL.md §4.1, in reverse.
+  // The label rules of docs/protocol.md §4.1, in reverse.
   tl::expected<Unboxed, Failure> Unbox(const Value& boxed) {
     const auto* t = boxed.get_if<Tuple>();
     if (t == nullptr || t->items.size() != 2) return tl::unexpected(Failure{"TypeError", 0});

@@ -1,6 +1,6 @@
 #pragma once
 
-// The message layer (PROTOCOL.md §3): one frame payload is one message, in one of two wire
+// The message layer (docs/protocol.md §3): one frame payload is one message, in one of two wire
 // generations. 5.x: brine((msg, seq, args)). 6.x: one msg-type byte, then brine((seq, args)).
 
 #include <cstdint>

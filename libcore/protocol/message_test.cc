@@ -1,4 +1,4 @@
-// Messages of both generations (PROTOCOL.md §3): the golden frames of §3.3 byte for byte,
+// Messages of both generations (docs/protocol.md §3): the golden frames of §3.3 byte for byte,
 // generation detection, and every way a payload can be refused.
 
 #include "libcore/protocol/message.h"

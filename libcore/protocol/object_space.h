@@ -69,8 +69,8 @@ class ObjectSpace {
  public:
   virtual ~ObjectSpace() = default;
 
-  // Answers one request. Handlers 1..20 as in PROTOCOL.md §5.2; the engine answers CLOSE itself
-  // and never passes handler numbers outside 1..20 (it replies KeyError(handler) itself).
+  // Answers one request. Handlers 1..20 as in docs/protocol.md §5.2; the engine answers CLOSE
+  // itself and never passes handler numbers outside 1..20 (it replies KeyError(handler) itself).
   virtual Outcome Handle(Handler h, const brine::Value& boxed_args) = 0;
 
   // The connection is over: release every object lent to the peer, drop every proxy (no DELs).

@@ -1,7 +1,7 @@
 #pragma once
 
-// The registrar: the client side of the registry protocol (PROTOCOL.md §10), as a server uses it
-// to announce itself. Same wire format and timing as rpyc's UDPRegistryClient/TCPRegistryClient:
+// The registrar: the client side of the registry protocol (docs/protocol.md §10), as a server uses
+// it to announce itself. Same wire format and timing as rpyc's UDPRegistryClient/TCPRegistryClient:
 //   REGISTER (aliases, port) every `interval` (60 s) after a success, every `retry` (1 s) after
 //   a failure; UNREGISTER (port) on Stop().
 //   UDP success: a reply decoding to 'OK' from the registry's port within `timeout` (2 s);

@@ -21,7 +21,7 @@ std::string Hex(std::string_view hex) {
 }
 
 TEST(Registrar, GoldenRequests) {
-  // PROTOCOL.md §10: ('RPYC','REGISTER',(('SLAVE',),18812)) and ('RPYC','UNREGISTER',(18812,))
+  // docs/protocol.md §10: ('RPYC','REGISTER',(('SLAVE',),18812)) and ('RPYC','UNREGISTER',(18812,))
   EXPECT_EQ(EncodeRegister({"SLAVE"}, brine::Value(18812)),
             Hex("12 08 0d 52 50 59 43 08 0e 08 52 45 47 49 53 54 45 52 11 10 08 0e 05 53 4c 41 56 "
                 "45 16 05 31 38 38 31 32"));

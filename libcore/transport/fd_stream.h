@@ -1,7 +1,7 @@
 #pragma once
 
 // A Stream over two descriptors that may be pipes, a tty or one socket twice: stdio mode (fd 0
-// for reading, fd 1 for writing, moved elsewhere first, EMBEDDING.md §1.5) and inetd-style
+// for reading, fd 1 for writing, moved elsewhere first, docs/embedding.md §1.5) and inetd-style
 // sockets. Plain read()/write(), so it works on anything; the descriptors are owned.
 
 #include <atomic>

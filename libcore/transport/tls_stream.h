@@ -1,7 +1,7 @@
 #pragma once
 
-// TLS over an accepted socket (OpenSSL 3), for rpyc-classicd's --ssl-* switches (PROTOCOL.md §2:
-// after the handshake the stream carries the same frames).
+// TLS over an accepted socket (OpenSSL 3), for rpyc-classicd's --ssl-* switches (docs/protocol.md
+// §2: after the handshake the stream carries the same frames).
 //   TlsContext: certificate chain + key, TLS 1.2 minimum with forward-secret AEAD suites only
 //   (ECDHE+AESGCM, ECDHE+CHACHA20, in the server's order), sessions resumable (a session id
 //   context is set), and with a CA file client certificates required and verified, against a

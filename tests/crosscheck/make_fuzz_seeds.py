@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes the fuzzers' seed corpora from the golden vectors of PROTOCOL.md, produced by the real
+"""Writes the fuzzers' seed corpora from the golden vectors of docs/protocol.md, produced by the real
 rpyc library (Debian's 5.3.0): brine values for brine_fuzz, message payloads of both
 generations for message_fuzz (and brine_fuzz), frame streams for frame_fuzz, request sessions
 for dispatch_fuzz, registry client datagrams for request_fuzz, and the shipped configuration
@@ -52,7 +52,7 @@ def frames(payloads, compress=True):
 
 
 def message_payloads():
-    """The golden messages of PROTOCOL.md §3.3 in both generations."""
+    """The golden messages of docs/protocol.md §3.3 in both generations."""
     v5 = [
         brine.dump((1, 0, (3, (1, ())))),
         brine.dump((1, 7, (2, (1, ())))),

@@ -1,5 +1,5 @@
-// Boxing (PROTOCOL.md §4.1): a Python object as a (label, payload) pair, straight into the bytes
-// of a reply or into a brine tree for a request; and unboxing the peer's boxes.
+// Boxing (docs/protocol.md §4.1): a Python object as a (label, payload) pair, straight into the
+// bytes of a reply or into a brine tree for a request; and unboxing the peer's boxes.
 
 #include <Python.h>
 

@@ -1,4 +1,4 @@
-// Boxing and unboxing values (PROTOCOL.md §4.1).
+// Boxing and unboxing values (docs/protocol.md §4.1).
 
 #include <Python.h>
 

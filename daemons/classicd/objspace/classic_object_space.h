@@ -1,6 +1,7 @@
 #pragma once
 
-// The classic object space of one connection (PROTOCOL.md §4-§8). Its parts live in one file each:
+// The classic object space of one connection (docs/protocol.md §4-§8). Its parts live in one file
+// each:
 //   object_space.cc   life cycle, Handle() and the connection's per-thread Python data
 //   lent_objects.h    the table of objects lent to the peer and the id_pack rules (§4.2, §4.3)
 //   boxing.cc         boxing (§4.1) straight into bytes or into a brine tree, and unboxing

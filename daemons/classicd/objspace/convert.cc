@@ -128,7 +128,7 @@ Dump ToValueAt(PyObject* o, brine::Value* out, int depth) {
                                     static_cast<size_t>(PyUnicode_GET_LENGTH(o)))};
     } else {
       // PyUnicode_AsUTF8AndSize would keep a UTF-8 copy inside the str for its lifetime
-      // (EMBEDDING.md §7.2); a temporary bytes object does not.
+      // (docs/embedding.md §7.2); a temporary bytes object does not.
       PyRef utf8 = PyRef::Steal(PyUnicode_AsUTF8String(o));
       if (!utf8) return Dump::kError;
       *out = brine::Str{std::string(PyBytes_AS_STRING(utf8.get()),

@@ -1,6 +1,6 @@
 #pragma once
 
-// brine::Value <-> Python objects (PROTOCOL.md §1.2, EMBEDDING.md §7). Only files in
+// brine::Value <-> Python objects (docs/protocol.md §1.2, docs/embedding.md §7). Only files in
 // daemons/classicd/objspace include this (it needs <Python.h>).
 
 #include <Python.h>
@@ -24,7 +24,8 @@ Dump ToValue(PyObject* o, core::brine::Value* out);
 // A new Python object for `v`, or NULL with a Python error set. GIL held.
 PyRef ToPython(const core::brine::Value& v);
 
-// Python int <-> brine Int, of any size, without the 4300-digit limit (GMP, EMBEDDING.md §7.1).
+// Python int <-> brine Int, of any size, without the 4300-digit limit (GMP, docs/embedding.md
+// §7.1).
 Dump IntToValue(PyObject* o, core::brine::Value* out);
 PyRef IntToPython(const core::brine::Int& i);
 

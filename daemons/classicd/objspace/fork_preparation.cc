@@ -1,6 +1,6 @@
-// Forking (EMBEDDING.md §4): Interpreter::Fork() with CPython's fork hooks, a child's quick exit,
-// and PrepareFork(), which readies a forking parent so that each child does and copies less: a
-// rehearsal of a classic connection, plugs for the allocators' holes, and a quiet threading
+// Forking (docs/embedding.md §4): Interpreter::Fork() with CPython's fork hooks, a child's quick
+// exit, and PrepareFork(), which readies a forking parent so that each child does and copies less:
+// a rehearsal of a classic connection, plugs for the allocators' holes, and a quiet threading
 // at-fork hook.
 
 #include <Python.h>
@@ -38,7 +38,7 @@ class RehearsalPeer final : public core::protocol::Peer {
   core::protocol::Generation gen = core::protocol::Generation::kV6;
 };
 
-// What rpyc.classic.connect() and a first eval send (PROTOCOL.md §7.2), both generations, plus
+// What rpyc.classic.connect() and a first eval send (docs/protocol.md §7.2), both generations, plus
 // an exception reply. Fails when a step does not get the reply a client would get: a rehearsal
 // that stops early leaves the imports and caches to every child (it did once, when replies
 // started to come encoded).

@@ -1,5 +1,5 @@
-// The handlers (PROTOCOL.md §5) with SlaveService semantics: Dispatch() for those whose arguments
-// are unboxed, Inspect() and HandleDel() for the two that answer from tables.
+// The handlers (docs/protocol.md §5) with SlaveService semantics: Dispatch() for those whose
+// arguments are unboxed, Inspect() and HandleDel() for the two that answer from tables.
 
 #include <Python.h>
 

@@ -1,4 +1,4 @@
-// The handlers other than the session's (PROTOCOL.md §5.2).
+// The handlers other than the session's (docs/protocol.md §5.2).
 
 #include <Python.h>
 

@@ -1,4 +1,4 @@
-// The process's embedded interpreter (EMBEDDING.md §1, §2, §8) and the GIL helpers.
+// The process's embedded interpreter (docs/embedding.md §1, §2, §8) and the GIL helpers.
 
 #include <Python.h>
 
@@ -20,11 +20,11 @@ namespace classicd::objspace {
 namespace {
 
 // True between a successful Start() and the destructor. Thread-exit code checks it before
-// touching Python: after Py_FinalizeEx any Python call may crash (EMBEDDING.md §8).
+// touching Python: after Py_FinalizeEx any Python call may crash (docs/embedding.md §8).
 std::atomic<bool> g_alive{false};
 
 // The thread state of one thread, created on its first GilHold and kept until the thread exits
-// (EMBEDDING.md §2.2: no per-call thread-state churn).
+// (docs/embedding.md §2.2: no per-call thread-state churn).
 struct ThreadPython {
   PyThreadState* ts = nullptr;
   PyGILState_STATE outer = PyGILState_UNLOCKED;

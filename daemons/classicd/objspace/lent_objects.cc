@@ -1,4 +1,4 @@
-// The table of lent objects and the id_pack rules (PROTOCOL.md §4.2, §4.3).
+// The table of lent objects and the id_pack rules (docs/protocol.md §4.2, §4.3).
 
 #include "daemons/classicd/objspace/lent_objects.h"
 #include <Python.h>

@@ -1,7 +1,7 @@
 #pragma once
 
-// The objects a connection lends its peer (PROTOCOL.md §4.3), keyed by id_pack (§4.2): the table,
-// the id_pack as a key and on the wire, and the rules that make an object's id_pack. Needs
+// The objects a connection lends its peer (docs/protocol.md §4.3), keyed by id_pack (§4.2): the
+// table, the id_pack as a key and on the wire, and the rules that make an object's id_pack. Needs
 // <Python.h>; GIL held throughout.
 
 #include <Python.h>

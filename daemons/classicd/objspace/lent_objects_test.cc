@@ -1,4 +1,4 @@
-// id_packs (PROTOCOL.md §4.2), the table of lent objects and DEL (§4.3).
+// id_packs (docs/protocol.md §4.2), the table of lent objects and DEL (§4.3).
 
 #include <Python.h>
 

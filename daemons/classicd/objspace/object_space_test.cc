@@ -1,4 +1,4 @@
-// The object space as a client drives it: the classic session (PROTOCOL.md §7), connections on
+// The object space as a client drives it: the classic session (docs/protocol.md §7), connections on
 // many threads, the stdio root, and the per-thread Python data that belongs to a connection.
 
 #include <Python.h>

@@ -1,7 +1,7 @@
 #pragma once
 
 // The embedded-CPython object space of rpyc-classicd: the one interpreter of the process and the
-// per-connection classic object space behind core::protocol::ObjectSpace (PROTOCOL.md §4-§8).
+// per-connection classic object space behind core::protocol::ObjectSpace (docs/protocol.md §4-§8).
 // This header does not include <Python.h>; only files in this directory do.
 
 #include <memory>
@@ -14,7 +14,7 @@
 namespace classicd::objspace {
 
 struct InterpreterOptions {
-  // sys.executable (EMBEDDING.md §1.3): Debian's interpreter, never a PATH lookup.
+  // sys.executable (docs/embedding.md §1.3): Debian's interpreter, never a PATH lookup.
   std::string executable = "/usr/bin/python3";
   // sys.argv; not parsed as Python options.
   std::vector<std::string> argv = {"rpyc-classicd"};
@@ -22,7 +22,7 @@ struct InterpreterOptions {
   std::vector<std::string> extra_sys_path;
   // Prepend $PYTHONPATH to sys.path (the isolated config ignores it otherwise).
   bool honour_pythonpath = true;
-  // PYMEM_ALLOCATOR_MALLOC, for meaningful ASan/LSan reports (EMBEDDING.md §6). Defaults to on
+  // PYMEM_ALLOCATOR_MALLOC, for meaningful ASan/LSan reports (docs/embedding.md §6). Defaults to on
   // in sanitizer builds.
   bool malloc_allocator = kSanitizerBuild;
   // signal(SIGPIPE, SIG_IGN) before init: user code gets BrokenPipeError instead of killing the
@@ -34,7 +34,7 @@ struct InterpreterOptions {
   bool keep_default_sigint = true;
   // At shutdown, how long to wait for threads that user code started without daemon=True
   // before finalising anyway (Py_FinalizeEx would otherwise wait for them forever,
-  // EMBEDDING.md §8). Such threads are then ended like daemon threads.
+  // docs/embedding.md §8). Such threads are then ended like daemon threads.
   int finalize_grace_ms = 2000;
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -52,7 +52,7 @@ struct InterpreterOptions {
 
 // The process's one interpreter. Create it once in main before any connection thread starts;
 // destroy it on the same thread after every connection thread has been joined and every object
-// space destroyed (EMBEDDING.md §8).
+// space destroyed (docs/embedding.md §8).
 class Interpreter {
  public:
   static core::Result<std::unique_ptr<Interpreter>> Start(const InterpreterOptions& options);
@@ -66,7 +66,7 @@ class Interpreter {
   // formatted Python exception.
   core::Status RunString(const std::string& code);
 
-  // fork() with CPython's fork hooks around it, the GIL held across them (EMBEDDING.md §4.1).
+  // fork() with CPython's fork hooks around it, the GIL held across them (docs/embedding.md §4.1).
   // Returns the child's pid in the parent and 0 in the child, where the calling thread is the
   // only thread and becomes Python's main thread; the child may serve one connection and then
   // destroy this Interpreter (finalising) or _exit(). Locks that other parent threads held stay
@@ -90,7 +90,7 @@ class Interpreter {
   core::Status PrepareFork();
 
   // A forked child's end after serving: flushes sys.stdout and sys.stderr and _exit()s without
-  // finalising (finalising costs ~10 ms per child, EMBEDDING.md §8).
+  // finalising (finalising costs ~10 ms per child, docs/embedding.md §8).
   [[noreturn]] void ExitChild(int status);
 
   struct Support;  // Python objects the object spaces share (defined in internal.h)
@@ -114,9 +114,10 @@ class Interpreter {
   void QuietAfterFork();  // sets the two above when the parent's threading state allows it
 };
 
-// The class of the root object (PROTOCOL.md §7.2, §11). The daemon serves SlaveService in every
-// mode, stdio included (a ClassicService root would handshake back and break VoidService clients,
-// daemons/classicd/README.md); kClassic, rpyc's ClassicService, is there for its unit test.
+// The class of the root object (docs/protocol.md §7.2, §11). The daemon serves SlaveService in
+// every mode, stdio included (a ClassicService root would handshake back and break VoidService
+// clients, daemons/classicd/README.md); kClassic, rpyc's ClassicService, is there for its unit
+// test.
 enum class RootService { kSlave, kClassic };
 
 // One per connection, used only from the thread serving that connection (the thread may change

@@ -1,5 +1,5 @@
-// Proxies for the client's objects (PROTOCOL.md §8): the ProxyConn they share (support.py), the
-// requests they send through the connection, the DELs of dead ones, and the _classicd_native
+// Proxies for the client's objects (docs/protocol.md §8): the ProxyConn they share (support.py),
+// the requests they send through the connection, the DELs of dead ones, and the _classicd_native
 // module through which Python reaches this file.
 
 #include <Python.h>
@@ -150,7 +150,7 @@ PyObject* NativeRequest(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     PyErr_SetString(PyExc_EOFError, "connection closed");
     return nullptr;
   }
-  try {  // C++ exceptions must not unwind through CPython frames (EMBEDDING.md §3.5)
+  try {  // C++ exceptions must not unwind through CPython frames (docs/embedding.md §3.5)
     return link->space->Request(static_cast<int>(handler), args[2]).release();
   } catch (const std::exception& e) {
     PyErr_SetString(PyExc_RuntimeError, e.what());
@@ -161,7 +161,7 @@ PyObject* NativeRequest(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 // queue_del(handle, id_pack, count): a proxy died; its DEL goes out from the connection thread.
-// Runs on whatever thread dropped the proxy (EMBEDDING.md §3.4), so it only queues.
+// Runs on whatever thread dropped the proxy (docs/embedding.md §3.4), so it only queues.
 PyObject* NativeQueueDel(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs != 3) {
     PyErr_SetString(PyExc_TypeError, "queue_del(handle, id_pack, count)");

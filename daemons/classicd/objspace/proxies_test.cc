@@ -1,4 +1,4 @@
-// Proxies for the client's objects and the requests they send (PROTOCOL.md §8).
+// Proxies for the client's objects and the requests they send (docs/protocol.md §8).
 
 #include <Python.h>
 

@@ -1,7 +1,7 @@
 #pragma once
 
 // RAII for the embedded interpreter: PyRef owns one strong reference; GilHold takes the GIL on the
-// calling thread with a thread state kept for the life of the thread (EMBEDDING.md §2.2);
+// calling thread with a thread state kept for the life of the thread (docs/embedding.md §2.2);
 // GilRelease lets other threads run around a blocking wait (§3.1).
 
 #include <Python.h>
@@ -51,7 +51,7 @@ class PyRef {
 
 // Holds the GIL for a scope. Re-entrant: when the calling thread already holds it, this is a
 // no-op. The thread's state is created on first use and kept until the thread exits, so there is
-// no per-call thread-state churn (EMBEDDING.md §2.2).
+// no per-call thread-state churn (docs/embedding.md §2.2).
 class GilHold {
  public:
   GilHold();

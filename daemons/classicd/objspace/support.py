@@ -1,6 +1,6 @@
 # Python half of the classicd object space (daemons/classicd/objspace). The C++ side embeds this
 # file as the module `_classicd_support` at interpreter start. It holds the parts that are cold
-# paths or need Python semantics: the classic root object (PROTOCOL.md §7.2), INSPECT method
+# paths or need Python semantics: the classic root object (docs/protocol.md §7.2), INSPECT method
 # lists (§5.3), vinegar (§6) both ways, and proxies ("netrefs") for the client's objects (§8).
 # The hot paths (boxing, the table of lent objects, GETATTR/CALL/...) are C++.
 import builtins
@@ -14,7 +14,7 @@ import weakref
 
 import _classicd_native as _native
 
-# Handler numbers (PROTOCOL.md §5.2).
+# Handler numbers (docs/protocol.md §5.2).
 _GETATTR, _DELATTR, _SETATTR, _CALL, _CALLATTR = 4, 5, 6, 7, 8
 _REPR, _STR, _CMP, _HASH, _DIR, _PICKLE = 9, 10, 11, 12, 13, 14
 _INSPECT, _CTXEXIT, _INSTANCECHECK = 16, 19, 20
@@ -346,7 +346,7 @@ class MasterService(Service):
 
     def on_connect(self, conn):
         # The reference also runs the classic handshake towards the client here; a compatible
-        # stdio server may skip it (PROTOCOL.md §11), which works with every client.
+        # stdio server may skip it (docs/protocol.md §11), which works with every client.
         super().on_connect(conn)
 
     @staticmethod

@@ -1,4 +1,4 @@
-// Vinegar (PROTOCOL.md §6): a Python exception as the peer's exception reply (dump_exc in
+// Vinegar (docs/protocol.md §6): a Python exception as the peer's exception reply (dump_exc in
 // support.py), and the peer's exception reply raised here (load_exc).
 
 #include <Python.h>

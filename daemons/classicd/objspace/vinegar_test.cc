@@ -1,4 +1,4 @@
-// Exceptions as replies (PROTOCOL.md §6).
+// Exceptions as replies (docs/protocol.md §6).
 
 #include <Python.h>
 

@@ -116,7 +116,7 @@ def test_isinstance_of_remote_objects(client):
         Base = conn.namespace["Base"]
         Child = conn.namespace["Child"]
         assert isinstance(child, Child)
-        if not REFERENCE:  # PROTOCOL.md §5.2: the reference's INSTANCECHECK misses subclasses
+        if not REFERENCE:  # docs/protocol.md §5.2: the reference's INSTANCECHECK misses subclasses
             assert isinstance(child, Base)
         assert not isinstance(conn.eval("Base()"), Child)
         assert isinstance(conn.eval("[]"), list)

@@ -185,7 +185,7 @@ def test_sigterm_while_user_code_runs_exits_after_the_grace_period(client, nativ
 
 def test_thread_bound_clients_are_refused_with_a_clear_error(client, native_only):
     if client.gen != "rpyc6":
-        pytest.skip("5.3.0's bound mode cannot even send (PROTOCOL.md §3.2)")
+        pytest.skip("5.3.0's bound mode cannot even send (docs/protocol.md §3.2)")
     client.env["RPYC_BIND_THREADS"] = "true"
     out = client.run("""
         try:

@@ -125,7 +125,7 @@ def test_thread_local_data_belongs_to_one_connection(client):
 
 
 def test_close_is_prompt(client):
-    # The 6.x client waits up to 30 s for a reply or EOF after its CLOSE (PROTOCOL.md §9).
+    # The 6.x client waits up to 30 s for a reply or EOF after its CLOSE (docs/protocol.md §9).
     out = client.run("""
         conn = connect()
         assert conn.eval("1") == 1

@@ -3,7 +3,7 @@
 The daemon under test is the built rpyc-classicd ($RPYC_CLASSICD), started by classic_support's
 Daemon on a free loopback port; the registry is $RPYC_REGISTRYD. Well-behaved peers are the real
 rpyc clients (python3-rpyc 5.3.0 and the 6.x library in $RPYC6_PATH); hostile peers are raw
-sockets speaking the wire format of PROTOCOL.md (both generations).
+sockets speaking the wire format of docs/protocol.md (both generations).
 
 RPYC_STRESS=long enables the long-form variants (see `long_only`).
 """
@@ -194,7 +194,7 @@ class Watcher:
             self.proc.communicate()
 
 
-# --- the wire format (PROTOCOL.md §1-§3), for raw hostile peers ----------------------------------
+# --- the wire format (docs/protocol.md §1-§3), for raw hostile peers ----------------------------------
 
 REQUEST, REPLY, EXCEPTION = 1, 2, 3
 PING, CLOSE, GETROOT, GETATTR, DELATTR, SETATTR, CALL, CALLATTR = 1, 2, 3, 4, 5, 6, 7, 8

@@ -28,7 +28,7 @@ from robust_support import (CLASSICD, CALL, DEL, EXCEPTION, GETATTR, GETROOT, IN
 
 pytestmark = native_only
 
-sys.set_int_max_str_digits(0)  # replies may carry ints of any length (PROTOCOL.md §1.1)
+sys.set_int_max_str_digits(0)  # replies may carry ints of any length (docs/protocol.md §1.1)
 
 MAX_FRAME = 1 << 20  # the daemons below run with --max-frame-size 1 MiB
 
