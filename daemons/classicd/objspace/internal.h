@@ -46,11 +46,6 @@ struct Interpreter::Support {
   PyRef s_rpyc_getattr, s_rpyc_setattr, s_rpyc_delattr, s_proxy, s_drop, s_conn_attr,
       s_id_pack_attr, s_v6, s_on_disconnect, s_closed, s_exit, s_cmp, s_class, s_module, s_name;
   PyRef object_class_descr;  // object.__dict__['__class__']
-  // The frame requests run in (serving_frame.h): the frame object, its _PyInterpreterFrame and the
-  // address of that frame's f_locals.
-  PyRef serving_frame;
-  void* serving_iframe = nullptr;
-  PyObject** serving_locals = nullptr;
   // INSPECT replies, already brine-encoded for the wire (converting a method list with its
   // docstrings cost more than the rest of a connection's handshake; copying the boxed list into
   // each reply and encoding it again still cost ~25k instructions per connection).

@@ -13,7 +13,6 @@
 #include "daemons/classicd/objspace/internal.h"
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/objspace/py_ref.h"
-#include "daemons/classicd/objspace/serving_frame.h"
 #include "daemons/classicd/objspace/type_hash.h"
 
 namespace classicd::objspace {
@@ -96,7 +95,6 @@ bool LoadSupport(Interpreter::Support* sup) {
   sup->object_class_descr =
       PyRef::Steal(PyMapping_GetItemString(sup->object_class_descr.get(), "__class__"));
   if (!sup->object_class_descr) return false;
-  if (!MakeServingFrame(sup)) return false;
   return Intern(&sup->s_rpyc_getattr, "_rpyc_getattr") &&
          Intern(&sup->s_rpyc_setattr, "_rpyc_setattr") &&
          Intern(&sup->s_rpyc_delattr, "_rpyc_delattr") && Intern(&sup->s_proxy, "proxy") &&

@@ -15,7 +15,6 @@
 #include "daemons/classicd/objspace/internal.h"
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/objspace/py_ref.h"
-#include "daemons/classicd/objspace/serving_frame.h"
 #include "libcore/brine/value.h"
 #include "libcore/protocol/object_space.h"
 
@@ -98,7 +97,6 @@ Outcome ClassicObjectSpace::Handle(Handler h, const brine::Value& boxed_args) {
   // Any thread: the serving one, or one that waits for a reply in Request() and reads the peer's
   // request meanwhile (the engine lets whoever reads serve what it reads).
   GilHold gil;
-  ServingFrame frame(sup_);  // what the client calls may read its caller's frame
   // Only on a thread whose Python thread state the object space owns (a connection thread, a
   // pool worker), and only the outermost Handle() of this space at a time: a Python thread made by
   // user code that serves a request while it waits for a reply keeps its own thread data, as it

@@ -30,17 +30,6 @@ LOCAL_ATTRS = frozenset([
 ]) | DELETED_ATTRS
 
 
-# --- the frame the client's calls run in ---------------------------------------------------------
-# Builtins that read their caller's frame (eval, exec, globals, locals, vars, dir) fail when
-# called from C++ with no Python frame on the thread. Handle() makes this function's frame, kept
-# after it returned, the thread's current frame while it serves a request (serving_frame.h), as the
-# Python server's calls run inside its own frames. Its globals are a namespace of their own (the
-# Python server's are its protocol module's); its locals, empty, are dropped after each request.
-_SERVING_GLOBALS = {'__name__': '_classicd_serving', '__builtins__': builtins}
-exec("def serving_anchor():\n    return __import__('sys')._getframe()\n", _SERVING_GLOBALS)
-serving_anchor = _SERVING_GLOBALS.pop('serving_anchor')
-
-
 # --- INSPECT (§5.3) ----------------------------------------------------------------------------
 
 def _getdoc(value):
