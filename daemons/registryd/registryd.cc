@@ -115,7 +115,7 @@ class RegistryService final : public core::daemon::Service {
       l.registry_id = std::string(name) + ":" + std::to_string(port);
     }
     l.timeout = static_cast<double>(o.timeout);
-    auto link = EtcdLink::Create(ctx_.loop, log(), std::move(l));
+    auto link = EtcdLink::Create(ctx_.loop, ctx_.logging.Get("REGSRV/ETCD"), std::move(l));
     if (!link) return Fail(link.error());
     link_ = std::move(*link);
     if (udp_) udp_->handler().set_link(link_.get());

@@ -2,6 +2,7 @@
 the real registry clients (rpyc 5.3.0 and 6.x). Each test starts its own etcd (etcd_support.py) on
 free loopback ports with a temporary data dir; every wait is bounded."""
 import json
+import os
 import signal
 import time
 
@@ -175,3 +176,130 @@ def test_malformed_entry_is_skipped_with_one_line(etcd):
         time.sleep(0.3)
         assert a.log().count("skipping a malformed entry") == 1, a.log()
         assert "/rpyc/svc/BAD/10.0.0.1:1/other" in a.log()
+
+
+def test_registrations_replayed_into_a_wiped_etcd(etcd):
+    """etcd comes back empty (a new cluster on the same address): A writes its live servers again,
+    though their registrar does not register again."""
+    with registry(etcd, "reg-a") as a, registry(etcd, "reg-b") as b:
+        run_client("rpyc5", [["register", "UDP", H, a.port, ["REPLAYED"], 18895]])
+        eventually(lambda: found(b.port, "REPLAYED"), [[H, 18895]], 2)
+        etcd.kill()
+        assert "unreachable" in a.notify.wait_for("etcd unreachable", timeout=5)
+        fresh = Etcd(client_port=etcd.client_port, peer_port=etcd.peer_port)
+        try:
+            fresh.start()
+            assert wait_until(lambda: f"/rpyc/svc/REPLAYED/{H}:18895/reg-a" in get_prefix_json(fresh, "/rpyc/"), 6)
+            eventually(lambda: found(b.port, "REPLAYED"), [[H, 18895]], 3)
+            assert "writing 1 registration(s) again" in a.log()
+        finally:
+            fresh.close()
+
+
+def test_unregister_while_etcd_is_away_revokes_when_it_returns(etcd):
+    with registry(etcd, "reg-a") as a, registry(etcd, "reg-b") as b:
+        run_client("rpyc5", [["register", "UDP", H, a.port, ["LEAVING"], 18896]])
+        eventually(lambda: found(b.port, "LEAVING"), [[H, 18896]], 2)
+        etcd.kill()
+        assert "unreachable" in a.notify.wait_for("etcd unreachable", timeout=5)
+        run_client("rpyc5", [["unregister", "UDP", H, a.port, 18896]])
+        assert found(a.port, "LEAVING") == []
+        etcd.start()
+        eventually(lambda: found(b.port, "LEAVING"), [], 6)
+        assert get_prefix_json(etcd, "/rpyc/") == {}
+
+
+class Stall:
+    """A TCP server on loopback that accepts and then either says nothing or answers garbage."""
+
+    def __init__(self, garbage):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind((H, 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.garbage = garbage
+        self.conns = []
+        self.stop = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.conns.append(c)
+            if self.garbage:
+                try:
+                    c.recv(65536)
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{garbage!")
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop = True
+        self.thread.join(timeout=2)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("garbage", [False, True], ids=["hanging", "garbage"])
+def test_a_hanging_or_garbage_etcd_never_delays_a_reply(garbage):
+    require_etcd()
+    stall = Stall(garbage)
+    try:
+        with Daemon(["-m", "both", "-l", "--etcd-endpoints", f"http://{H}:{stall.port}"]) as a:
+            for i in range(5):
+                start = time.monotonic()
+                assert run_client("rpyc5", [["register", "UDP", H, a.port, ["S"], 100 + i],
+                                            ["discover", "TCP", H, a.port, "S"],
+                                            ["list", "UDP", H, a.port]])[2] == ["S"]
+                assert time.monotonic() - start < 1.5
+            if garbage:
+                assert "unreachable" in a.notify.wait_for("etcd unreachable", timeout=5)
+            assert a.stop() == 0
+    finally:
+        stall.close()
+
+
+def test_three_member_cluster_survives_its_leader(tmp_path):
+    require_etcd()
+    names = ["n1", "n2", "n3"]
+    from registry_support import free_port
+    peers = {n: free_port() for n in names}
+    cluster = ",".join(f"{n}=http://127.0.0.1:{p}" for n, p in peers.items())
+    members = [Etcd(name=n, data_dir=str(tmp_path / n), peer_port=peers[n], cluster=cluster,
+                    token=f"t{os.getpid()}", fast=True) for n in names]
+    try:
+        for m in members:
+            m.start(wait=False)
+        for m in members:
+            m.wait_healthy(timeout=20)
+        endpoints = ",".join(m.url for m in members)
+        with Daemon(["-m", "both", "-t", "10", "--etcd-endpoints", endpoints, "--registry-id", "reg-a"]) as a, \
+                Daemon(["-m", "both", "-t", "10", "--etcd-endpoints", endpoints, "--registry-id", "reg-b"]) as b:
+            run_client("rpyc5", [["register", "UDP", H, a.port, ["HA"], 18900]])
+            eventually(lambda: found(b.port, "HA"), [[H, 18900]], 3)
+            status = json.loads(members[0].ctl("endpoint", "status", "-w", "json", endpoints=endpoints))
+            leader = next(s["Endpoint"] for s in status if s["Status"]["leader"] == s["Status"]["header"]["member_id"])
+            dead = next(m for m in members if m.url == leader)
+            dead.kill()
+            alive = next(m for m in members if m is not dead)
+            # Entries survive; a refresh and a new registration reach B within 5 s.
+            assert found(b.port, "HA") == [[H, 18900]]
+            start = time.monotonic()
+            run_client("rpyc5", [["register", "UDP", H, a.port, ["HA"], 18900],
+                                 ["register", "UDP", H, a.port, ["HA2"], 18901]])
+            eventually(lambda: found(b.port, "HA2"), [[H, 18901]], 5)
+            assert time.monotonic() - start < 5
+            keys = get_prefix_json(alive, "/rpyc/")
+            assert f"/rpyc/svc/HA/{H}:18900/reg-a" in keys and f"/rpyc/svc/HA2/{H}:18901/reg-a" in keys
+            assert found(b.port, "HA") == [[H, 18900]]
+    finally:
+        for m in members:
+            m.close()
