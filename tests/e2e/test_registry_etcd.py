@@ -31,6 +31,12 @@ def found(port, name, generation="rpyc5", transport="UDP"):
     return run_client(generation, [["discover", transport, H, port, name]])[0]
 
 
+def register_seen(a, b, name, port, transport="UDP", within=2):
+    """Registers `name` at `port` at A (rpyc 5.3's client) and waits until B answers it."""
+    assert run_client("rpyc5", [["register", transport, H, a.port, [name], port]]) == [True]
+    eventually(lambda: found(b.port, name), [[H, port]], within)
+
+
 def eventually(what, expected, timeout):
     """Polls `what()` until it returns `expected`; returns the seconds it took (fails after timeout)."""
     start = time.monotonic()
@@ -96,15 +102,13 @@ def test_unregister_propagates_within_a_second(etcd):
 
 def test_lease_expiry_prunes_at_the_other_registry(etcd):
     with registry(etcd, "reg-a", timeout=3) as a, registry(etcd, "reg-b", timeout=3) as b:
-        run_client("rpyc5", [["register", "TCP", H, a.port, ["BRIEF"], 18871]])
-        eventually(lambda: found(b.port, "BRIEF"), [[H, 18871]], 2)
+        register_seen(a, b, "BRIEF", 18871, transport="TCP", within=2)
         registered = time.monotonic()
         # Not refreshed: etcd's lease (TTL 3 s) expires and B drops it.
         eventually(lambda: found(b.port, "BRIEF"), [], 8)
         assert time.monotonic() - registered > 2
         # A repeat REGISTER keeps it alive: refreshed every second for 5 s, it stays.
-        run_client("rpyc5", [["register", "UDP", H, a.port, ["KEPT"], 18872]])
-        eventually(lambda: found(b.port, "KEPT"), [[H, 18872]], 2)
+        register_seen(a, b, "KEPT", 18872)
         for _ in range(5):
             run_client("rpyc5", [["register", "UDP", H, a.port, ["KEPT"], 18872], ["sleep", None, None, None, 1]])
             assert found(b.port, "KEPT") == [[H, 18872]]
@@ -112,8 +116,7 @@ def test_lease_expiry_prunes_at_the_other_registry(etcd):
 
 def test_registryd_killed_its_keys_expire(etcd):
     with registry(etcd, "reg-a", timeout=3) as a, registry(etcd, "reg-b", timeout=3) as b:
-        run_client("rpyc5", [["register", "UDP", H, a.port, ["ORPHAN"], 18873]])
-        eventually(lambda: found(b.port, "ORPHAN"), [[H, 18873]], 2)
+        register_seen(a, b, "ORPHAN", 18873)
         a.proc.send_signal(signal.SIGKILL)
         a.proc.wait(timeout=5)
         eventually(lambda: found(b.port, "ORPHAN"), [], 6)
@@ -121,8 +124,7 @@ def test_registryd_killed_its_keys_expire(etcd):
 
 def test_etcd_killed_and_restarted(etcd):
     with registry(etcd, "reg-a") as a, registry(etcd, "reg-b") as b:
-        run_client("rpyc5", [["register", "UDP", H, a.port, ["BEFORE"], 18880]])
-        eventually(lambda: found(b.port, "BEFORE"), [[H, 18880]], 2)
+        register_seen(a, b, "BEFORE", 18880)
         etcd.kill()
         # Both keep answering from memory, within the clients' 2 s timeout; A still takes
         # REGISTERs; each says it once in its log and in STATUS=.
@@ -156,8 +158,7 @@ def test_etcd_down_at_start_then_up(etcd):
 
 def test_mirror_dropped_one_timeout_after_etcd_went_away(etcd):
     with registry(etcd, "reg-a", timeout=3) as a, registry(etcd, "reg-b", timeout=3) as b:
-        run_client("rpyc5", [["register", "UDP", H, a.port, ["STALE"], 18891]])
-        eventually(lambda: found(b.port, "STALE"), [[H, 18891]], 2)
+        register_seen(a, b, "STALE", 18891)
         etcd.kill()
         gone = time.monotonic()
         eventually(lambda: found(b.port, "STALE"), [], 8)
@@ -182,8 +183,7 @@ def test_registrations_replayed_into_a_wiped_etcd(etcd):
     """etcd comes back empty (a new cluster on the same address): A writes its live servers again,
     though their registrar does not register again."""
     with registry(etcd, "reg-a") as a, registry(etcd, "reg-b") as b:
-        run_client("rpyc5", [["register", "UDP", H, a.port, ["REPLAYED"], 18895]])
-        eventually(lambda: found(b.port, "REPLAYED"), [[H, 18895]], 2)
+        register_seen(a, b, "REPLAYED", 18895)
         etcd.kill()
         assert "unreachable" in a.notify.wait_for("etcd unreachable", timeout=5)
         fresh = Etcd(client_port=etcd.client_port, peer_port=etcd.peer_port)
@@ -198,8 +198,7 @@ def test_registrations_replayed_into_a_wiped_etcd(etcd):
 
 def test_unregister_while_etcd_is_away_revokes_when_it_returns(etcd):
     with registry(etcd, "reg-a") as a, registry(etcd, "reg-b") as b:
-        run_client("rpyc5", [["register", "UDP", H, a.port, ["LEAVING"], 18896]])
-        eventually(lambda: found(b.port, "LEAVING"), [[H, 18896]], 2)
+        register_seen(a, b, "LEAVING", 18896)
         etcd.kill()
         assert "unreachable" in a.notify.wait_for("etcd unreachable", timeout=5)
         run_client("rpyc5", [["unregister", "UDP", H, a.port, 18896]])
@@ -283,8 +282,7 @@ def test_three_member_cluster_survives_its_leader(tmp_path):
         endpoints = ",".join(m.url for m in members)
         with Daemon(["-m", "both", "-t", "10", "--etcd-endpoints", endpoints, "--registry-id", "reg-a"]) as a, \
                 Daemon(["-m", "both", "-t", "10", "--etcd-endpoints", endpoints, "--registry-id", "reg-b"]) as b:
-            run_client("rpyc5", [["register", "UDP", H, a.port, ["HA"], 18900]])
-            eventually(lambda: found(b.port, "HA"), [[H, 18900]], 3)
+            register_seen(a, b, "HA", 18900, transport="UDP", within=3)
             status = json.loads(members[0].ctl("endpoint", "status", "-w", "json", endpoints=endpoints))
             leader = next(s["Endpoint"] for s in status if s["Status"]["leader"] == s["Status"]["header"]["member_id"])
             dead = next(m for m in members if m.url == leader)
