@@ -11,22 +11,31 @@ core::Result<bool> Mirror::Put(const std::string& key, std::string_view value) {
   Item item{std::move(entry->name),
             Server{std::move(entry->host), core::brine::Dump(core::brine::Int(entry->port))},
             entry->site == site_};
-  by_key_.insert_or_assign(key, std::move(item));
+  // try_emplace leaves `item` alone when the key is there (then only the value changed: the
+  // key names the entry's name).
+  auto [it, added] = by_key_.try_emplace(key, std::move(item));
+  if (added) {
+    ++names_[it->second.name];
+  } else {
+    it->second = std::move(item);
+  }
   return true;
 }
 
 bool Mirror::Delete(std::string_view key) {
   auto it = by_key_.find(key);
   if (it == by_key_.end()) return false;
+  Forget(it->second.name);
   by_key_.erase(it);
   return true;
 }
 
-bool Mirror::Has(std::string_view name) const {
-  const std::string first = core::etcd::NamePrefix(prefix_, name);
-  auto it = by_key_.lower_bound(first);
-  return it != by_key_.end() && it->first.starts_with(first);
+void Mirror::Forget(const std::string& name) {
+  auto n = names_.find(name);
+  if (n != names_.end() && --n->second == 0) names_.erase(n);
 }
+
+bool Mirror::Has(std::string_view name) const { return names_.find(name) != names_.end(); }
 
 void Mirror::Servers(std::string_view name, std::vector<const Server*>* out) const {
   const std::string first = core::etcd::NamePrefix(prefix_, name);

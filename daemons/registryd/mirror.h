@@ -34,7 +34,10 @@ class Mirror {
   core::Result<bool> Put(const std::string& key, std::string_view value);
   // True when the key was mirrored.
   bool Delete(std::string_view key);
-  void Clear() { by_key_.clear(); }
+  void Clear() {
+    by_key_.clear();
+    names_.clear();
+  }
 
   bool Has(std::string_view name) const;
   // Appends the servers of `name` to *out: this site's first, then the others' (each run in key
@@ -52,10 +55,14 @@ class Mirror {
     Server server;  // the port as brine encodes the int, as local servers keep it
     bool same_site;
   };
+  void Forget(const std::string& name);
+
   std::string prefix_;
   std::string own_id_;
   std::string site_;
   std::map<std::string, Item, std::less<>> by_key_;
+  // Keys per name: Has() is asked on every QUERY, and looks up without building a key.
+  std::map<std::string, size_t, std::less<>> names_;
 };
 
 }  // namespace registryd

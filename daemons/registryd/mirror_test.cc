@@ -51,6 +51,13 @@ TEST(Mirror, ThisSiteFirstOwnEntriesSkippedRepeatsOnce) {
   EXPECT_TRUE(m.Delete(Written("CALC", "10.0.0.1", 18812, {"CALC"}, "far", "reg-b").first));
   EXPECT_FALSE(m.Delete("/rpyc/svc/NOPE/1.2.3.4:1/reg-b"));
   EXPECT_EQ(Hosts(m, "CALC"), (std::vector<std::string>{"10.0.0.2:18812"}));
+  // A name stays while one of its keys does; a rewritten key counts once.
+  EXPECT_EQ(put(Written("X", "10.0.0.2", 18812, {"CALC", "X"}, "far", "reg-c")), true);
+  EXPECT_EQ(Hosts(m, "X"), (std::vector<std::string>{"10.0.0.2:18812"}));
+  EXPECT_TRUE(m.Delete(Written("X", "10.0.0.2", 18812, {"X"}, "", "reg-c").first));
+  EXPECT_FALSE(m.Has("X"));
+  EXPECT_TRUE(m.Delete(Written("CALC", "10.0.0.2", 18812, {"CALC"}, "", "reg-c").first));
+  EXPECT_TRUE(m.Has("CALC"));  // reg-d's key
   m.Clear();
   EXPECT_FALSE(m.Has("CALC"));
 }

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from etcd_support import Etcd, get_prefix_json, require_etcd
+from etcd_support import Etcd, get_prefix_json, make_certificates, require_etcd
 from registry_support import Daemon, run_client, wait_until
 
 H = "127.0.0.1"
@@ -301,3 +301,21 @@ def test_three_member_cluster_survives_its_leader(tmp_path):
     finally:
         for m in members:
             m.close()
+
+
+def test_https_etcd_with_client_certificates(tmp_path):
+    require_etcd()
+    tls = make_certificates(tmp_path / "tls")
+    with Etcd(tls_dir=tls) as etcd:
+        files = ["--etcd-cafile", f"{tls}/ca.pem", "--etcd-certfile", f"{tls}/client.pem",
+                 "--etcd-keyfile", f"{tls}/client.key"]
+        with registry(etcd, "reg-a", *files) as a, registry(etcd, "reg-b", *files) as b:
+            register_seen(a, b, "SECURE", 18910)
+            assert f"/rpyc/svc/SECURE/{H}:18910/reg-a" in get_prefix_json(etcd, "/rpyc/")
+        # Without the client certificate etcd refuses the handshake: the registry says so once
+        # and keeps serving its own table.
+        with registry(etcd, "reg-c", "--etcd-cafile", f"{tls}/ca.pem") as c:
+            assert "unreachable" in c.notify.wait_for("etcd unreachable", timeout=5)
+            assert run_client("rpyc5", [["register", "UDP", H, c.port, ["LOCAL"], 18911],
+                                        ["discover", "UDP", H, c.port, "LOCAL"]]) == [True, [[H, 18911]]]
+            assert c.log().count("etcd: unreachable") == 1
