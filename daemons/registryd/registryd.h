@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "libcore/config/cli.h"
 #include "libcore/config/options.h"
@@ -31,7 +32,20 @@ struct Options {
   int64_t reply_bytes_per_source = 65536;  // UDP reply bytes per second
   int64_t max_connections = 256;
   int64_t connection_timeout_ms = 5000;
+  // Sharing through etcd (issue 15): off unless etcd_endpoints is set.
+  std::string etcd_endpoints;  // client URLs, comma-separated: "http://10.0.0.1:2379,..."
+  std::string etcd_prefix = "/rpyc";
+  std::string site;           // written into every entry; this site's servers are answered first
+  std::string registry_id;    // this registry's name in the keys; empty: "<hostname>:<port>"
+  std::string etcd_cafile;    // https endpoints: the CA (empty: the system's)
+  std::string etcd_certfile;  // https endpoints: a client certificate and its key
+  std::string etcd_keyfile;
 };
+
+// The etcd endpoints of etcd_endpoints (split at commas, blanks trimmed).
+std::vector<std::string> EtcdEndpoints(const Options& o);
+// Checks the etcd keys together; the message names the key ("key 'etcd-prefix': ...").
+core::Status ValidateEtcd(const Options& o);
 
 core::config::Schema MakeSchema(Options* o);
 core::config::AppInfo MakeAppInfo();

@@ -10,6 +10,7 @@
 // each truncation is logged as a warning.
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -70,6 +71,8 @@ struct ReplyLimits {
 // log line is escaped (core::log::Escape). Per source address (see Sources): REGISTERs beyond
 // the source's rate get no reply, and so do UDP replies beyond its byte budget; at most
 // kRequestLogBurst requests and kWarningBurst warnings are logged per kLogInterval.
+class EtcdLink;
+
 class Handler {
  public:
   // `registry` and `sources` must outlive the handler.
@@ -88,6 +91,10 @@ class Handler {
                                          const core::daemon::PeerAddress& peer, double now);
 
   void set_listing(bool on) { listing_ = on; }
+  // Sharing through etcd: REGISTER and UNREGISTER are passed on, QUERY and LIST also answer
+  // from its mirror (this registry's servers first). nullptr (the default): off. The link must
+  // outlive the handler.
+  void set_link(EtcdLink* link) { link_ = link; }
   const core::log::Logger& log() const { return log_; }
 
   // Logs a warning about `peer` ("bad request from PEER: WHAT", WHAT escaped), rate-limited per
@@ -110,6 +117,7 @@ class Handler {
 
   Registry& registry_;
   Sources& sources_;
+  EtcdLink* link_ = nullptr;
   bool listing_;
   ReplyLimits limits_;
   core::log::Logger log_;
@@ -125,9 +133,11 @@ class Handler {
 std::string HostPort(std::string_view host, std::string_view port);
 
 // Encoders, exposed for tests: a reply tuple truncated to at most `max_bytes`.
-// *dropped gets the number of items left out.
+// *dropped gets the number of items left out. Servers [0, local) keep the newest that fit; the
+// rest (mirrored from etcd, in order of preference) follow while they fit, and only when every
+// local one fits.
 void EncodeServers(const std::vector<const Server*>& servers, size_t max_bytes, size_t* dropped,
-                   std::string* out);
+                   std::string* out, size_t local = SIZE_MAX);
 std::string EncodeNames(const std::vector<std::string>& names, size_t max_bytes, size_t* dropped);
 
 }  // namespace registryd
