@@ -158,43 +158,57 @@ TlsStream::TlsStream(UniqueFd fd, std::shared_ptr<TlsContext> context, SSL* ssl,
 
 TlsStream::~TlsStream() { SSL_free(ssl_); }
 
-Result<std::unique_ptr<TlsStream>> TlsStream::Accept(UniqueFd fd,
-                                                     std::shared_ptr<TlsContext> context,
-                                                     std::string peer_name, int timeout_ms) {
+Result<std::unique_ptr<TlsStream>> TlsStream::Begin(UniqueFd fd,
+                                                    std::shared_ptr<TlsContext> context,
+                                                    std::string peer_name) {
   const int flags = fcntl(fd.get(), F_GETFL);
   fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK);
   SSL* ssl = SSL_new(context->get());
   if (ssl == nullptr) return Fail(Error::Tls("SSL_new: " + OpenSslErrors()));
   SSL_set_fd(ssl, fd.get());
-  const int raw_fd = fd.get();
-  std::unique_ptr<TlsStream> s(new TlsStream(std::move(fd), std::move(context), ssl, peer_name));
+  return std::unique_ptr<TlsStream>(
+      new TlsStream(std::move(fd), std::move(context), ssl, std::move(peer_name)));
+}
+
+Result<TlsStream::Progress> TlsStream::Handshake() {
+  ERR_clear_error();
+  const int rc = SSL_accept(ssl_);
+  if (rc == 1) return Progress::kDone;
+  const int err = SSL_get_error(ssl_, rc);
+  if (err == SSL_ERROR_WANT_READ) return Progress::kWantRead;
+  if (err == SSL_ERROR_WANT_WRITE) return Progress::kWantWrite;
+  std::string why;
+  if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN) {
+    why = ERR_peek_error() != 0 ? OpenSslErrors() : "connection closed during the handshake";
+  } else {
+    why = OpenSslErrors();
+  }
+  const long verify = SSL_get_verify_result(ssl_);
+  if (verify != X509_V_OK) {
+    why += " (" + std::string(X509_verify_cert_error_string(verify)) + ")";
+  }
+  return Fail(Error::Tls("TLS handshake with " + peer_name_ + " failed: " + why));
+}
+
+Error TlsStream::HandshakeTimedOut(const std::string& peer_name, int timeout_ms) {
+  return Error::Tls("TLS handshake with " + peer_name + " failed: timed out after " +
+                    std::to_string(timeout_ms) + " ms");
+}
+
+Result<std::unique_ptr<TlsStream>> TlsStream::Accept(UniqueFd fd,
+                                                     std::shared_ptr<TlsContext> context,
+                                                     std::string peer_name, int timeout_ms) {
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto s = Begin(std::move(fd), std::move(context), std::move(peer_name));
+  if (!s) return s;
   for (;;) {
-    ERR_clear_error();
-    const int rc = SSL_accept(ssl);
-    if (rc == 1) return s;
-    const int err = SSL_get_error(ssl, rc);
-    short want = 0;
-    if (err == SSL_ERROR_WANT_READ) want = POLLIN;
-    if (err == SSL_ERROR_WANT_WRITE) want = POLLOUT;
-    if (want == 0) {
-      std::string why;
-      if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN) {
-        why = ERR_peek_error() != 0 ? OpenSslErrors() : "connection closed during the handshake";
-      } else {
-        why = OpenSslErrors();
-      }
-      const long verify = SSL_get_verify_result(ssl);
-      if (verify != X509_V_OK) {
-        why += " (" + std::string(X509_verify_cert_error_string(verify)) + ")";
-      }
-      return Fail(Error::Tls("TLS handshake with " + peer_name + " failed: " + why));
-    }
-    pollfd p{raw_fd, want, 0};
+    auto progress = (*s)->Handshake();
+    if (!progress) return Fail(progress.error());
+    if (*progress == Progress::kDone) return s;
+    pollfd p{(*s)->fd(), *progress == Progress::kWantRead ? short{POLLIN} : short{POLLOUT}, 0};
     const int left = MsLeft(deadline);
     if (left == 0 || ::poll(&p, 1, left) == 0) {
-      return Fail(Error::Tls("TLS handshake with " + peer_name + " failed: timed out after " +
-                             std::to_string(timeout_ms) + " ms"));
+      return Fail(HandshakeTimedOut((*s)->peer_name_, timeout_ms));
     }
   }
 }
