@@ -319,9 +319,11 @@ void ClassicService::HandshakeEnded(const Peer& peer, uint64_t id,
       conn_log_(Level::err, peer, id, "{}", result.error().message());
     return;
   }
+  // The subject is the peer's text (a CN may hold a line break): escaped like every string a
+  // peer supplies.
   const std::string subject = (*result)->peer_subject();
   conn_log_(Level::debug, peer, id, "TLS {} with {}{}", (*result)->version(), peer.repr,
-            subject.empty() ? "" : " (client certificate " + subject + ")");
+            subject.empty() ? "" : " (client certificate " + core::log::Escape(subject) + ")");
 }
 
 void ClassicService::Serve(core::transport::Stream& stream, const Peer& peer, uint64_t id) {

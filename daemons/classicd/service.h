@@ -93,7 +93,7 @@ class ClassicService final : public core::daemon::Service {
                                                       uint64_t id,
                                                       LiveConnections::Entry* live = nullptr);
   // The end of a TLS handshake: counted out of max_handshakes and logged (a failure
-  // rate-limited, a success at debug level with the client certificate's subject).
+  // rate-limited, a success at debug level with the client certificate's subject, escaped).
   void HandshakeEnded(const Peer& peer, uint64_t id,
                       const core::Result<core::transport::TlsStream*>& result);
   // A connection's settings as configured now; threadpool mode watches idleness on the loop.

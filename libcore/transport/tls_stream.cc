@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/objects.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <poll.h>
@@ -326,10 +327,25 @@ std::string TlsStream::peer_subject() const {
   std::lock_guard<std::mutex> lock(mu_);
   X509* cert = SSL_get1_peer_certificate(ssl_);
   if (cert == nullptr) return {};
-  char buf[256] = {};
-  X509_NAME_oneline(X509_get_subject_name(cert), buf, sizeof buf);
+  // X509_NAME_oneline()'s spelling ("/C=FR/CN=name"), but with each value as it is (UTF-8) rather
+  // than with OpenSSL's \xNN escapes, which leave a backslash as it is: a value spelling "\x0A"
+  // could not be told from a line break. The caller escapes the whole (core::log::Escape).
+  std::string out;
+  const X509_NAME* name = X509_get_subject_name(cert);
+  for (int i = 0; i < X509_NAME_entry_count(name); ++i) {
+    const X509_NAME_ENTRY* e = X509_NAME_get_entry(name, i);
+    const int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(e));
+    const char* key = nid == NID_undef ? nullptr : OBJ_nid2sn(nid);
+    out += '/';
+    out += key != nullptr ? key : "?";
+    out += '=';
+    unsigned char* utf8 = nullptr;
+    const int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e));
+    if (n >= 0) out.append(reinterpret_cast<const char*>(utf8), static_cast<size_t>(n));
+    OPENSSL_free(utf8);
+  }
   X509_free(cert);
-  return buf;
+  return out;
 }
 
 }  // namespace core::transport

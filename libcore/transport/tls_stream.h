@@ -92,7 +92,8 @@ class TlsStream : public Stream {
   void Shutdown() override;
   std::string PeerName() const override { return peer_name_; }
 
-  // "TLSv1.3", and the client certificate's subject (empty when none).
+  // "TLSv1.3", and the client certificate's subject (empty when none): "/C=FR/CN=name", each
+  // value in UTF-8 as the peer sent it, control characters included: escape it before logging.
   std::string version() const;
   std::string peer_subject() const;
 
