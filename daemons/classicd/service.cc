@@ -203,7 +203,7 @@ void ClassicService::OnAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen
 void ClassicService::Dispatch(UniqueFd fd, Peer peer) {
   if (!Admit(peer)) return;  // closes fd
   if (forking_) {
-    ForkChild(std::move(fd), std::move(peer));
+    OpenBeforeFork(std::move(fd), std::move(peer));
     return;
   }
   const uint64_t id = ++next_id_;
@@ -225,8 +225,7 @@ void ClassicService::Dispatch(UniqueFd fd, Peer peer) {
 }
 
 bool ClassicService::Admit(Peer& peer) {
-  // A forked child's handshake ends in the child, unseen here.
-  peer.handshake = !forking_ && tls() != nullptr;
+  peer.handshake = tls() != nullptr;
   const auto d = admission_.Admit(peer.host, peer.handshake);
   switch (d.verdict) {
     case Admission::Verdict::kAdmitted:
@@ -296,15 +295,11 @@ std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd,
     auto t = core::transport::TlsStream::Accept(
         std::move(fd), ctx, peer.text,
         static_cast<int>(limits_.tls_handshake_timeout.load() * 1000));
-    if (peer.handshake) admission_.HandshakeEnded();
     if (!t) {
-      if (PreAuthLine(PreAuth::kHandshakeFailed))
-        conn_log_(Level::err, peer, id, "{}", t.error().message());
+      HandshakeEnded(peer, id, core::Fail(t.error()));
       return nullptr;
     }
-    const std::string subject = (*t)->peer_subject();
-    conn_log_(Level::debug, peer, id, "TLS {} with {}{}", (*t)->version(), peer.repr,
-              subject.empty() ? "" : " (client certificate " + subject + ")");
+    HandshakeEnded(peer, id, t->get());
     s = std::move(*t);
   } else {
     s = std::make_unique<core::transport::SocketStream>(
@@ -314,6 +309,21 @@ std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd,
   }
   if (live) live->Opened(*s);
   return s;
+}
+
+void ClassicService::HandshakeEnded(const Peer& peer, uint64_t id,
+                                    const core::Result<core::transport::TlsStream*>& result) {
+  if (peer.handshake) admission_.HandshakeEnded();
+  if (!result) {
+    if (PreAuthLine(PreAuth::kHandshakeFailed))
+      conn_log_(Level::err, peer, id, "{}", result.error().message());
+    return;
+  }
+  // The subject is the peer's text (a CN may hold a line break): escaped like every string a
+  // peer supplies.
+  const std::string subject = (*result)->peer_subject();
+  conn_log_(Level::debug, peer, id, "TLS {} with {}{}", (*result)->version(), peer.repr,
+            subject.empty() ? "" : " (client certificate " + core::log::Escape(subject) + ")");
 }
 
 void ClassicService::Serve(core::transport::Stream& stream, const Peer& peer, uint64_t id) {
@@ -337,6 +347,7 @@ void ClassicService::Shutdown() {
   }
   if (single_conn_) single_conn_->Shutdown();
   live_.Shutdown();
+  DropOpenings();
   if (forking_) forking_->SignalAll(SIGTERM);
   if (pool_) pool_->Shutdown();
 }

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/objects.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <poll.h>
@@ -158,43 +159,57 @@ TlsStream::TlsStream(UniqueFd fd, std::shared_ptr<TlsContext> context, SSL* ssl,
 
 TlsStream::~TlsStream() { SSL_free(ssl_); }
 
-Result<std::unique_ptr<TlsStream>> TlsStream::Accept(UniqueFd fd,
-                                                     std::shared_ptr<TlsContext> context,
-                                                     std::string peer_name, int timeout_ms) {
+Result<std::unique_ptr<TlsStream>> TlsStream::Begin(UniqueFd fd,
+                                                    std::shared_ptr<TlsContext> context,
+                                                    std::string peer_name) {
   const int flags = fcntl(fd.get(), F_GETFL);
   fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK);
   SSL* ssl = SSL_new(context->get());
   if (ssl == nullptr) return Fail(Error::Tls("SSL_new: " + OpenSslErrors()));
   SSL_set_fd(ssl, fd.get());
-  const int raw_fd = fd.get();
-  std::unique_ptr<TlsStream> s(new TlsStream(std::move(fd), std::move(context), ssl, peer_name));
+  return std::unique_ptr<TlsStream>(
+      new TlsStream(std::move(fd), std::move(context), ssl, std::move(peer_name)));
+}
+
+Result<TlsStream::Progress> TlsStream::Handshake() {
+  ERR_clear_error();
+  const int rc = SSL_accept(ssl_);
+  if (rc == 1) return Progress::kDone;
+  const int err = SSL_get_error(ssl_, rc);
+  if (err == SSL_ERROR_WANT_READ) return Progress::kWantRead;
+  if (err == SSL_ERROR_WANT_WRITE) return Progress::kWantWrite;
+  std::string why;
+  if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN) {
+    why = ERR_peek_error() != 0 ? OpenSslErrors() : "connection closed during the handshake";
+  } else {
+    why = OpenSslErrors();
+  }
+  const long verify = SSL_get_verify_result(ssl_);
+  if (verify != X509_V_OK) {
+    why += " (" + std::string(X509_verify_cert_error_string(verify)) + ")";
+  }
+  return Fail(Error::Tls("TLS handshake with " + peer_name_ + " failed: " + why));
+}
+
+Error TlsStream::HandshakeTimedOut(const std::string& peer_name, int timeout_ms) {
+  return Error::Tls("TLS handshake with " + peer_name + " failed: timed out after " +
+                    std::to_string(timeout_ms) + " ms");
+}
+
+Result<std::unique_ptr<TlsStream>> TlsStream::Accept(UniqueFd fd,
+                                                     std::shared_ptr<TlsContext> context,
+                                                     std::string peer_name, int timeout_ms) {
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto s = Begin(std::move(fd), std::move(context), std::move(peer_name));
+  if (!s) return s;
   for (;;) {
-    ERR_clear_error();
-    const int rc = SSL_accept(ssl);
-    if (rc == 1) return s;
-    const int err = SSL_get_error(ssl, rc);
-    short want = 0;
-    if (err == SSL_ERROR_WANT_READ) want = POLLIN;
-    if (err == SSL_ERROR_WANT_WRITE) want = POLLOUT;
-    if (want == 0) {
-      std::string why;
-      if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN) {
-        why = ERR_peek_error() != 0 ? OpenSslErrors() : "connection closed during the handshake";
-      } else {
-        why = OpenSslErrors();
-      }
-      const long verify = SSL_get_verify_result(ssl);
-      if (verify != X509_V_OK) {
-        why += " (" + std::string(X509_verify_cert_error_string(verify)) + ")";
-      }
-      return Fail(Error::Tls("TLS handshake with " + peer_name + " failed: " + why));
-    }
-    pollfd p{raw_fd, want, 0};
+    auto progress = (*s)->Handshake();
+    if (!progress) return Fail(progress.error());
+    if (*progress == Progress::kDone) return s;
+    pollfd p{(*s)->fd(), *progress == Progress::kWantRead ? short{POLLIN} : short{POLLOUT}, 0};
     const int left = MsLeft(deadline);
     if (left == 0 || ::poll(&p, 1, left) == 0) {
-      return Fail(Error::Tls("TLS handshake with " + peer_name + " failed: timed out after " +
-                             std::to_string(timeout_ms) + " ms"));
+      return Fail(HandshakeTimedOut((*s)->peer_name_, timeout_ms));
     }
   }
 }
@@ -312,10 +327,25 @@ std::string TlsStream::peer_subject() const {
   std::lock_guard<std::mutex> lock(mu_);
   X509* cert = SSL_get1_peer_certificate(ssl_);
   if (cert == nullptr) return {};
-  char buf[256] = {};
-  X509_NAME_oneline(X509_get_subject_name(cert), buf, sizeof buf);
+  // X509_NAME_oneline()'s spelling ("/C=FR/CN=name"), but with each value as it is (UTF-8) rather
+  // than with OpenSSL's \xNN escapes, which leave a backslash as it is: a value spelling "\x0A"
+  // could not be told from a line break. The caller escapes the whole (core::log::Escape).
+  std::string out;
+  const X509_NAME* name = X509_get_subject_name(cert);
+  for (int i = 0; i < X509_NAME_entry_count(name); ++i) {
+    const X509_NAME_ENTRY* e = X509_NAME_get_entry(name, i);
+    const int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(e));
+    const char* key = nid == NID_undef ? nullptr : OBJ_nid2sn(nid);
+    out += '/';
+    out += key != nullptr ? key : "?";
+    out += '=';
+    unsigned char* utf8 = nullptr;
+    const int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e));
+    if (n >= 0) out.append(reinterpret_cast<const char*>(utf8), static_cast<size_t>(n));
+    OPENSSL_free(utf8);
+  }
   X509_free(cert);
-  return buf;
+  return out;
 }
 
 }  // namespace core::transport
