@@ -1,7 +1,8 @@
 #pragma once
 
-// The command-line adapter (CLI11). Precedence: defaults < TOML file (-c/--config) < switches
-// given explicitly on the command line. Adds -c/--config, --check-config, --version, --help.
+// The command-line adapter (CLI11). Precedence: defaults < TOML file (-c/--config, or the
+// daemon's default file when it exists) < switches given explicitly on the command line. Adds
+// -c/--config, --check-config, --dump-config, -v/--version, --help.
 
 #include <functional>
 #include <map>
@@ -31,6 +32,11 @@ struct AppInfo {
   // Cross-field checks run after everything is merged; a failure exits kExitUsage when it is
   // an Error::Usage, kExitConfig otherwise (a check blames the file through `origins`).
   std::function<Status(const Origins& origins)> validate;
+  // --check-config, after `validate`: opens what a start opens (key, certificate, log file's
+  // directory...). A failure exits kExitConfig with its message.
+  std::function<Status()> check;
+  // Read when -c is not given and the file exists (sshd, chronyd); `-c ''` reads none.
+  std::string default_config;
   // Opt-in (rpyc-registryd; other daemons keep the plain behaviour):
   //  * flag_values: a boolean switch also takes a value as a separate word, as the reference's
   //    `-l true` / `-q 1` do: `-l`, `-l true`, `-l no`, `--listing 0` and `--listing=off` all
@@ -46,7 +52,7 @@ struct CliOutcome {
   int exit_code = kExitOk;
   std::string message;  // help/version text for stdout, or one error line for stderr
   bool to_stderr = false;
-  std::string config_path;  // the -c file that was loaded, if any
+  std::string config_path;  // the file that was loaded (-c or the default), if any
 };
 
 // argv must stay valid during the call only.

@@ -1,8 +1,11 @@
 #pragma once
 
-// Loads a TOML file into the members a schema points at. Every error is one line:
-//   FILE:LINE: key 'x': <what>      (unknown key, wrong type, out of range, bad choice)
-//   FILE:LINE:COL: <parse error>    (TOML syntax)
+// Loads a TOML file into the members a schema points at. Every problem of the file is reported,
+// in file order, one line each (the Error's message joins them with '\n'):
+//   FILE:LINE: key 'x': <what>      (unknown key, wrong type, out of range, bad choice, a key
+//                                   spelled two ways)
+//   FILE:LINE:COL: <parse error>    (TOML syntax; `key = word` hints at quoting the word)
+// The key is named as the file spells it.
 
 #include <map>
 #include <string>

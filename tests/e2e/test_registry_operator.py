@@ -45,9 +45,9 @@ def test_help_shows_types_and_choices_and_errors_name_the_switch():
     assert "-p,--port INT" in out.stdout
     assert "-l,--listing [BOOL]" in out.stdout
     assert "[default: ]" not in out.stdout
-    for args, message in [(["-m"], "--mode: 1 required {UDP,TCP,both} missing"),
-                          (["-p", "x"], "--port: 'x' is not an integer"),
-                          (["-l", "maybe"], "-l: 'maybe' is not a boolean (true/false/yes/no/on/off/1/0)")]:
+    for args, message in [(["-m"], "--mode: expected one of UDP, TCP, both (try --help)"),
+                          (["-p", "x"], "--port: expected a number 0-65535, got 'x'"),
+                          (["-l", "maybe"], "-l: expected a boolean (true/false/yes/no/on/off/1/0), got 'maybe'")]:
         err = run(args)
         assert err.returncode == 64
         assert message in err.stderr, err.stderr
@@ -89,7 +89,7 @@ def test_file_is_a_configuration_key(tmp_path):
     conf.write_text(f'file = "{log}"\nlogfile = "{log}"\n')
     out = run(["-c", str(conf), "--check-config"])
     assert out.returncode == 78
-    assert ":1: keys 'file' and 'logfile' are the same setting; keep one" in out.stderr
+    assert ":2: key 'logfile': the same setting as 'file' on line 1; keep one" in out.stderr
 
 
 def test_reload_logs_what_changed_and_what_needs_a_restart_every_time(tmp_path):
