@@ -1,5 +1,8 @@
 """rpyc-registryd for the operator (issue 14): the reference's switch syntax, --help, -m both,
 log wording, the `file` key, and what a reload reports."""
+import os
+import re
+import shutil
 import signal
 import subprocess
 
@@ -112,3 +115,86 @@ def test_reload_logs_what_changed_and_what_needs_a_restart_every_time(tmp_path):
     assert log.count("reload: needs a restart to apply: host 0.0.0.0 -> 127.0.0.1, max-entries 65536 -> 10") == 3, log
     # The second reload applies nothing new: timeout is already 30.
     assert log.count("reload: applied") == 2, log
+
+
+# --- -v, --dump-config, --log-level, the default file, file errors, --check-config ------------
+
+def test_version_names_the_build_and_the_loaded_libraries():
+    short, long = run(["-v"]), run(["--version"])
+    assert short.returncode == long.returncode == 0
+    assert short.stdout == long.stdout
+    assert re.match(r"rpyc-registryd \S+ \(commit ([0-9a-f]{7,}(-dirty)?|unknown \(built without git\))\)\n",
+                    long.stdout), long.stdout
+    assert re.search(r"OpenSSL 3\.\d+\.\d+", long.stdout) and re.search(r"libevent 2\.\d+", long.stdout)
+
+
+def test_dump_config_reads_back_and_leaves_the_file_alias_out(tmp_path):
+    conf = tmp_path / "r.toml"
+    conf.write_text(f'file = "{tmp_path}/r.log"\ntimeout = 30\n')
+    first = run(["-c", str(conf), "-m", "both", "-l", "--dump-config"])
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert 'mode = "both"' in lines and "listing = true" in lines and "timeout = 30" in lines
+    assert f'logfile = "{tmp_path}/r.log"' in lines
+    assert not any(l.startswith("file =") for l in lines)  # the alias: one key per setting
+    dumped = tmp_path / "dumped.toml"
+    dumped.write_text(first.stdout)
+    again = run(["-c", str(dumped), "--dump-config"])
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout
+
+
+@pytest.mark.parametrize("args,shown", [([], True), (["--log-level", "info"], False)])
+def test_log_level(args, shown):
+    with Daemon(["-m", "UDP", *args]) as d:
+        assert run_client("rpyc5", [["register", "UDP", H, d.port, ["LV"], 1]]) == [True]
+        assert wait_until(lambda: "REGSRV" in d.log() or not shown)
+        log = d.log()  # the REGISTER was answered, so its line was written
+        assert d.stop() == 0
+        assert ("registering 127.0.0.1:1 as LV" in log) == shown, log
+
+
+def test_default_file_is_read_and_minus_c_empty_reads_none(tmp_path):
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode:
+        pytest.skip("no mount namespace here")
+    m = re.search(r"\[default: (\S+) if it exists", run(["--help"]).stdout)
+    assert m, "--help does not name the default configuration file"
+    path = m.group(1)
+    target = os.path.dirname(path)
+    etc = tmp_path / os.path.basename(target)
+    etc.mkdir()
+    (etc / os.path.basename(path)).write_text("timeout = 33\n")
+    mount_at, source = (target, etc) if os.path.isdir(target) else (os.path.dirname(target), tmp_path)
+
+    def private(*args):
+        return subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind "$1" "$2" && shift 2 && exec "$@"',
+                               "sh", str(source), mount_at, str(REGISTRYD), *args],
+                              capture_output=True, text=True, timeout=10)
+    assert "timeout = 33" in private("--dump-config").stdout.splitlines()
+    assert "timeout = 240" in private("-c", "", "--dump-config").stdout.splitlines()
+
+
+def test_file_errors_all_in_file_order_and_a_directory_is_refused(tmp_path):
+    conf = tmp_path / "r.toml"
+    conf.write_text("mode = tcp\nmax-entries = 0\nmax_entries = 1\n")
+    out = run(["-c", str(conf), "--check-config"])
+    assert out.returncode == 78
+    assert out.stderr.splitlines() == [
+        f"rpyc-registryd: {conf}:1:9: Error while parsing boolean: expected 'true', saw 'tc' "
+        '(a string must be quoted: mode = "tcp")',
+        f"rpyc-registryd: {conf}:2: key 'max-entries': expected a number 1-10000000, got 0",
+        f"rpyc-registryd: {conf}:3: key 'max_entries': the same setting as 'max-entries' on line 2; "
+        "keep one",
+    ], out.stderr
+    out = run(["-c", str(tmp_path), "--check-config"])
+    assert out.returncode == 78
+    assert out.stderr == f"rpyc-registryd: {tmp_path}: is a directory, not a configuration file\n"
+
+
+def test_check_config_checks_the_log_file(tmp_path):
+    out = run(["-c", "", "-f", str(tmp_path / "no" / "r.log"), "--check-config"])
+    assert out.returncode == 78
+    assert out.stderr == (f"rpyc-registryd: log file {tmp_path}/no/r.log: directory {tmp_path}/no: "
+                          "No such file or directory\n")
+    out = run(["-c", "", "-f", str(tmp_path), "--check-config"])
+    assert out.returncode == 78 and f"log file {tmp_path}: is a directory" in out.stderr
