@@ -154,6 +154,23 @@ def test_log_level(args, shown):
         assert ("registering 127.0.0.1:1 as LV" in log) == shown, log
 
 
+def test_reload_applies_the_log_level(tmp_path):
+    conf = tmp_path / "r.toml"
+    conf.write_text('log-level = "debug"\n')
+    with Daemon(["-m", "UDP", "-c", str(conf)]) as d:
+        assert run_client("rpyc5", [["register", "UDP", H, d.port, ["BEFORE"], 1]]) == [True]
+        assert wait_until(lambda: "as BEFORE" in d.log()), d.log()
+        conf.write_text('log-level = "info"\n')
+        d.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: 'reload: applied log-level debug -> info' in d.log()), d.log()
+        assert run_client("rpyc5", [["register", "UDP", H, d.port, ["AFTER"], 1]]) == [True]
+        d.proc.send_signal(signal.SIGHUP)  # a line after the REGISTER's, at info
+        assert wait_until(lambda: d.log().count("reload: configuration unchanged") == 1), d.log()
+        log = d.log()
+        assert d.stop() == 0
+    assert "as AFTER" not in log, log
+
+
 def test_default_file_is_read_and_minus_c_empty_reads_none(tmp_path):
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode:
         pytest.skip("no mount namespace here")
