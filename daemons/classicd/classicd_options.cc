@@ -128,7 +128,7 @@ Error Broken(const core::config::Origins& origins, std::initializer_list<const c
   }
   for (const char* k : keys) {
     if (auto where = origins.FileLine(k); !where.empty()) {
-      return Error::Config(where + ": key '" + k + "': " + key_text);
+      return Error::Config(where + ": key '" + origins.Written(k) + "': " + key_text);
     }
   }
   return Error::Usage(switch_text);

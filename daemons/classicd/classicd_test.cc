@@ -152,6 +152,8 @@ TEST(OptionsTest, EveryErrorPath) {
       {{"--frame-timeout", "soon"}, "", 64, "--frame-timeout: expected a number 0-86400"},
       // Cross-option rules broken by the file alone: 78, FILE:LINE and the key.
       {{}, "\nssl_keyfile = \"k\"\n", 78, ":2: key 'ssl_keyfile': requires ssl_certfile"},
+      // The key as the file spells it.
+      {{}, "\nssl-keyfile = \"k\"\n", 78, ":2: key 'ssl-keyfile': requires ssl_certfile"},
       {{}, "ssl_certfile = \"c\"\n", 78, ":1: key 'ssl_certfile': requires ssl_keyfile"},
       {{}, "ssl_cafile = \"ca\"\n", 78, ":1: key 'ssl_cafile': requires ssl_keyfile"},
       {{}, "ssl_crlfile = \"crl\"\n", 78, ":1: key 'ssl_crlfile': requires ssl_cafile"},

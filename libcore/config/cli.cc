@@ -136,6 +136,11 @@ std::string Origins::FileLine(const std::string& key) const {
   return file + ":" + std::to_string(it->second);
 }
 
+std::string Origins::Written(const std::string& key) const {
+  auto it = file_spellings.find(key);
+  return it == file_spellings.end() ? key : it->second;
+}
+
 CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& info,
                             const Schema& schema) {
   CLI::App app{info.description, info.name};
@@ -237,7 +242,7 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
   Origins origins;
   origins.file = config_path;
   if (!config_path.empty()) {
-    auto st = LoadTomlFile(config_path, schema, &origins.file_lines);
+    auto st = LoadTomlFile(config_path, schema, &origins.file_lines, &origins.file_spellings);
     if (!st) return ExitLines(kExitConfig, info.name + ": ", st.error().message());
   }
   for (const Binding& b : bindings) {

@@ -17,12 +17,15 @@ namespace core::config {
 // Where the options' values came from, so that a check of several options together can blame
 // the configuration file (exit 78, FILE:LINE) or the command line (exit 64).
 struct Origins {
-  std::string file;                       // the -c file, empty when none
-  std::map<std::string, int> file_lines;  // key -> line, for the keys the file sets
-  std::set<std::string> switches;         // keys given by an explicit switch
+  std::string file;                                   // the -c file, empty when none
+  std::map<std::string, int> file_lines;              // key -> line, for the keys the file sets
+  std::set<std::string> switches;                     // keys given by an explicit switch
+  std::map<std::string, std::string> file_spellings;  // key -> as the file spells it
 
   // "FILE:LINE" when `key`'s value comes from the file (not overridden by a switch), else "".
   std::string FileLine(const std::string& key) const;
+  // The key as the file spells it ("ssl-keyfile" for ssl_keyfile), or `key` itself.
+  std::string Written(const std::string& key) const;
 };
 
 struct AppInfo {

@@ -1,6 +1,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -263,6 +264,14 @@ TEST_F(CliTest, PrecedenceDefaultsFileCommandLine) {
   EXPECT_EQ(out.config_path, path);
 }
 
+TEST(TomlLoader, ReportsTheSpellingOfEachKey) {
+  SpellingOptions o;
+  const Schema schema = {Int("max_connections", "", "", &o.max_connections, 1, 100)};
+  std::map<std::string, std::string> spellings;
+  ASSERT_TRUE(LoadTomlText("max-connections = 2\n", "t.toml", schema, nullptr, &spellings));
+  EXPECT_EQ(spellings["max_connections"], "max-connections");
+}
+
 TEST_F(CliTest, LastOfARepeatedSwitchCounts) {
   ASSERT_FALSE(Parse({"-p", "1", "--port", "2"}).exit);
   EXPECT_EQ(o_.port, 2);
@@ -390,6 +399,7 @@ TEST_F(CliTest, ValidateSeesWhereEachValueCameFrom) {
   EXPECT_EQ(seen.FileLine("port"), path + ":2");
   EXPECT_EQ(seen.FileLine("mode"), "");     // the switch overrides the file
   EXPECT_EQ(seen.FileLine("listing"), "");  // a default
+  EXPECT_EQ(seen.Written("port"), "port");
   EXPECT_EQ(seen.switches.count("mode"), 1U);
 }
 

@@ -127,7 +127,7 @@ std::string QuoteHint(std::string_view line) {
 constexpr int kMaxSyntaxErrors = 20;
 
 Status LoadToml(std::string_view text, std::string_view source, const Schema& schema,
-                std::map<std::string, int>* lines) {
+                std::map<std::string, int>* lines, std::map<std::string, std::string>* spellings) {
   std::vector<Problem> problems;
   std::string work(text);
   toml::table table;
@@ -196,6 +196,7 @@ Status LoadToml(std::string_view text, std::string_view source, const Schema& sc
       continue;
     }
     if (lines != nullptr) (*lines)[field->key] = static_cast<int>(line);
+    if (spellings != nullptr) (*spellings)[field->key] = written;
   }
   if (problems.empty()) return {};
   std::stable_sort(problems.begin(), problems.end(), [](const Problem& a, const Problem& b) {
@@ -211,12 +212,14 @@ Status LoadToml(std::string_view text, std::string_view source, const Schema& sc
 }  // namespace
 
 Status LoadTomlText(std::string_view text, std::string_view source, const Schema& schema,
-                    std::map<std::string, int>* lines) {
-  return LoadToml(text, source, schema, lines);
+                    std::map<std::string, int>* lines,
+                    std::map<std::string, std::string>* spellings) {
+  return LoadToml(text, source, schema, lines, spellings);
 }
 
 Status LoadTomlFile(const std::string& path, const Schema& schema,
-                    std::map<std::string, int>* lines) {
+                    std::map<std::string, int>* lines,
+                    std::map<std::string, std::string>* spellings) {
   // A directory opens as an ifstream and reads as empty: the daemon would run on its defaults.
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -231,7 +234,7 @@ Status LoadTomlFile(const std::string& path, const Schema& schema,
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) return Fail(Error::Config(path + ": cannot read the configuration file"));
-  return LoadTomlText(text.str(), path, schema, lines);
+  return LoadTomlText(text.str(), path, schema, lines, spellings);
 }
 
 }  // namespace core::config

@@ -16,12 +16,15 @@
 
 namespace core::config {
 
-// `lines`, when given, receives the line of each key the file sets (schema key -> line).
+// `lines`, when given, receives the line of each key the file sets (schema key -> line), and
+// `spellings` the key as the file spells it (schema key -> "max-connections").
 Status LoadTomlFile(const std::string& path, const Schema& schema,
-                    std::map<std::string, int>* lines = nullptr);
+                    std::map<std::string, int>* lines = nullptr,
+                    std::map<std::string, std::string>* spellings = nullptr);
 
 // Same, from text; `source` names it in messages (a path, or "<string>").
 Status LoadTomlText(std::string_view text, std::string_view source, const Schema& schema,
-                    std::map<std::string, int>* lines = nullptr);
+                    std::map<std::string, int>* lines = nullptr,
+                    std::map<std::string, std::string>* spellings = nullptr);
 
 }  // namespace core::config

@@ -271,3 +271,11 @@ def test_a_missing_log_directory_stops_the_start_and_is_not_created(tmp_path):
     assert out.returncode != 0
     assert f"log file {missing}/d.log: directory {missing}: No such file or directory" in out.stderr
     assert not missing.exists()
+
+
+def test_a_rule_broken_by_the_file_names_the_key_as_written(tmp_path):
+    conf = tmp_path / "c.toml"
+    conf.write_text('\nssl-keyfile = "/k.pem"\n')
+    out = run(["-c", str(conf), "--check-config"])
+    assert out.returncode == 78
+    assert out.stderr == f"rpyc-classicd: {conf}:2: key 'ssl-keyfile': requires ssl_certfile\n"
