@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
   auto reload = [argc, argv]() -> core::Result<classicd::Options> {
     classicd::Options fresh;
     const auto again = classicd::ParseOptions(argc, argv, &fresh);
-    if (again.exit) return core::Fail(core::Error::Config(again.message));
+    if (again.exit) return core::Fail(core::Error::Config(core::config::LogLine(again)));
     return fresh;
   };
   return core::daemon::Run(classicd::MakeRunOptions(options), [&](core::daemon::Context& ctx) {

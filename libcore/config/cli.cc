@@ -136,6 +136,19 @@ std::string Origins::FileLine(const std::string& key) const {
   return file + ":" + std::to_string(it->second);
 }
 
+std::string LogLine(const CliOutcome& outcome) {
+  std::string out;
+  for (const char c : outcome.message) {
+    if (c == '\n') {
+      out += "; ";
+    } else {
+      out += c;
+    }
+  }
+  while (out.ends_with("; ")) out.resize(out.size() - 2);
+  return out;
+}
+
 std::string Origins::Written(const std::string& key) const {
   auto it = file_spellings.find(key);
   return it == file_spellings.end() ? key : it->second;

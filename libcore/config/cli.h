@@ -58,6 +58,9 @@ struct CliOutcome {
   std::string config_path;  // the file that was loaded (-c or the default), if any
 };
 
+// An outcome's message as one log line: the errors of a file (one line each) joined by "; ".
+std::string LogLine(const CliOutcome& outcome);
+
 // argv must stay valid during the call only.
 CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& info,
                             const Schema& schema);

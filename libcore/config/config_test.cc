@@ -411,6 +411,14 @@ TEST_F(CliTest, EveryFileErrorIsALineOfItsOwn) {
                              ":2: key 'port': expected a number 0-65535, found a string");
 }
 
+TEST_F(CliTest, LogLineJoinsTheErrorsOfAFile) {
+  const std::string path = WriteToml("bogus = 1\nport = 'x'\n");
+  EXPECT_EQ(LogLine(Parse({"-c", path})), "prog: " + path +
+                                              ":1: key 'bogus': unknown key; prog: " + path +
+                                              ":2: key 'port': expected a number 0-65535, found a "
+                                              "string");
+}
+
 TEST_F(CliTest, TypedHelpShowsWhatAnUnsetSentinelMeans) {
   o_.port = -1;
   schema_[1] = Unset(Int("port", "-p,--port", "port", &o_.port, 0, 65535), "18812");

@@ -171,6 +171,18 @@ def test_reload_applies_the_log_level(tmp_path):
     assert "as AFTER" not in log, log
 
 
+def test_a_reload_logs_every_error_of_the_file_on_one_line(tmp_path):
+    conf = tmp_path / "r.toml"
+    conf.write_text("timeout = 240\n")
+    with Daemon(["-m", "UDP", "-c", str(conf)]) as d:
+        conf.write_text("bogus = 1\ntimeout = 0\n")
+        d.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "keeping the running configuration" in d.log()), d.log()
+        line = next(l for l in d.log().splitlines() if "keeping the running configuration" in l)
+        assert f"{conf}:1: key 'bogus': unknown key; rpyc-registryd: {conf}:2: key 'timeout'" in line, line
+        assert d.stop() == 0
+
+
 def test_default_file_is_read_and_minus_c_empty_reads_none(tmp_path):
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode:
         pytest.skip("no mount namespace here")
