@@ -34,12 +34,13 @@ struct Options {
   // The --mode switch and `mode` key as given; ParseOptions() parses it into `mode`.
   std::string mode_text = "threaded";  // threaded | threadpool | forking | oneshot | stdio
   Mode mode = Mode::kThreaded;
-  int64_t port = -1;  // -1: 18812, or 18821 when TLS is on
+  int64_t port = -1;  // -1: 18812, or 18821 when TLS is on (no switch or key can set -1)
   std::string host;   // empty: 127.0.0.1, or ::1 with ipv6
   bool ipv6 = false;
   std::string logfile;
   bool quiet = false;
-  std::string log = "auto";  // auto | stderr | journal | file
+  std::string log = "auto";        // auto | stderr | journal | file
+  std::string log_level = "info";  // error | warning | info | debug (core::log::kLevelNames)
   bool register_server = false;
   std::string registry_type = "UDP";
   int64_t registry_port = 18811;
@@ -72,11 +73,25 @@ core::config::Schema MakeSchema(Options* o);
 // rule broken by values from the file alone names FILE:LINE and is an Error::Config.
 core::Status Validate(const Options& o, const core::config::Origins& origins = {});
 core::config::AppInfo MakeAppInfo(const Options* o);
-// "rpyc-classicd 0.1.0 (...)": the version and what this build can do.
-std::string VersionText();
+// "features: threaded ...": what this build can do (a line of --version).
+std::string FeaturesText();
+// --version: the version, the build's commit, the loaded CPython, OpenSSL and libevent, the
+// features (startup.cc).
+std::string FullVersionText();
+// Opens what a start opens, without starting (--check-config): the log file's directory, the TLS
+// key, certificate, CA and CRL (and that key and certificate match), the Unix socket's directory.
+core::Status CheckStartFiles(const Options& o);
+
+// Where the daemon reads its configuration when -c is not given (if the file exists).
+inline constexpr const char* kDefaultConfig = RPYC_SYSCONFDIR "/rpyc/rpyc-classicd.toml";
 
 // Parses argv (defaults < -c FILE < switches), then the mode. On `exit`, print `message` and exit.
+// ParseOptions is the reload's (and the fuzzer's); main uses ParseOptionsForStart, whose
+// --version names the libraries and whose --check-config opens the files (startup.cc).
 core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options* o);
+core::config::CliOutcome ParseOptionsForStart(int argc, const char* const* argv, Options* o);
+core::config::CliOutcome ParseOptionsWith(int argc, const char* const* argv,
+                                          const core::config::AppInfo& info, Options* o);
 
 core::daemon::RunOptions MakeRunOptions(const Options& o);
 // "SLAVE/18812", or "SLAVE/stdio": the reference's logger name.

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "daemons/classicd/classicd.h"
+#include "libcore/log/log.h"
 
 namespace classicd {
 
@@ -49,15 +50,19 @@ core::config::Schema MakeSchema(Options* o) {
       Choice("mode", "-m,--mode",
              "Serving mode: threaded, threadpool, forking, oneshot, stdio (case-insensitive)",
              &o->mode_text, {std::begin(kModeNames), std::end(kModeNames)}),
-      Int("port", "-p,--port", "TCP port (-1: 18812, or 18821 with TLS; 0: any free port)",
-          &o->port, -1, 65535),
+      Unset(Int("port", "-p,--port", "TCP port (0: any free port)", &o->port, 0, 65535),
+            "18812, or 18821 with TLS"),
       String("host", "--host",
              "Address to bind (empty: 127.0.0.1, or ::1 with --ipv6; the classic service runs "
              "arbitrary code, so it is never exposed by default)",
              &o->host),
       Flag("ipv6", "--ipv6", "Use IPv6 (default host ::1)", &o->ipv6),
       String("logfile", "--logfile", "Log to this file too (reopened on SIGHUP)", &o->logfile),
-      Flag("quiet", "-q,--quiet", "Log errors only", &o->quiet),
+      Flag("quiet", "-q,--quiet", "Log errors only (whatever --log-level says)", &o->quiet),
+      Choice("log_level", "--log-level",
+             "Least severe lines logged: error, warning, info (the reference's lines), debug "
+             "(also the daemon's own per-connection lines)",
+             &o->log_level, {std::begin(core::log::kLevelNames), std::end(core::log::kLevelNames)}),
       Choice("log", "--log",
              "Log destination: auto (journal under systemd), stderr, journal, file (logfile only)",
              &o->log, {"auto", "stderr", "journal", "file"}),
@@ -123,7 +128,7 @@ Error Broken(const core::config::Origins& origins, std::initializer_list<const c
   }
   for (const char* k : keys) {
     if (auto where = origins.FileLine(k); !where.empty()) {
-      return Error::Config(where + ": key '" + k + "': " + key_text);
+      return Error::Config(where + ": key '" + origins.Written(k) + "': " + key_text);
     }
   }
   return Error::Usage(switch_text);
@@ -175,26 +180,30 @@ core::Status Validate(const Options& o, const core::config::Origins& origins) {
   return {};
 }
 
-std::string VersionText() {
-  return std::string("rpyc-classicd ") + RPYC_VERSION +
-         " (RPyC classic server; wire protocol of rpyc 5.x and 6.x; embedded "
-         "CPython " RPYC_PYTHON_VERSION
-         ")\nfeatures: threaded threadpool forking oneshot stdio unix-socket tls socket-activation "
-         "sd-notify "
-         "watchdog journald registration toml-config";
+std::string FeaturesText() {
+  return "features: threaded threadpool forking oneshot stdio unix-socket tls socket-activation "
+         "sd-notify watchdog journald registration toml-config";
 }
 
 core::config::AppInfo MakeAppInfo(const Options* o) {
   core::config::AppInfo info;
   info.name = "rpyc-classicd";
   info.description = "RPyC classic server (rpyc_classic compatible, embedded CPython)";
-  info.version = VersionText();
+  // Without the libraries (ParseOptionsForStart() names them): the fuzzer links none.
+  info.version = std::string("rpyc-classicd ") + RPYC_VERSION + "\n" + FeaturesText();
+  info.typed_help = true;
+  info.default_config = kDefaultConfig;
   info.validate = [o](const core::config::Origins& origins) { return Validate(*o, origins); };
   return info;
 }
 
 core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options* o) {
-  auto outcome = core::config::ParseCommandLine(argc, argv, MakeAppInfo(o), MakeSchema(o));
+  return ParseOptionsWith(argc, argv, MakeAppInfo(o), o);
+}
+
+core::config::CliOutcome ParseOptionsWith(int argc, const char* const* argv,
+                                          const core::config::AppInfo& info, Options* o) {
+  auto outcome = core::config::ParseCommandLine(argc, argv, info, MakeSchema(o));
   // The schema only stores one of kModeNames.
   if (!outcome.exit) o->mode = ParseMode(o->mode_text).value_or(Mode::kThreaded);
   return outcome;
@@ -205,6 +214,7 @@ core::daemon::RunOptions MakeRunOptions(const Options& o) {
   r.name = LoggerName(o);
   r.log.file = o.logfile;
   r.log.quiet = o.quiet;
+  r.log.level = core::log::ParseLevel(o.log_level).value_or(core::log::Level::info);
   r.log.identifier = "rpyc-classicd";
   r.log.target = *core::log::ParseTarget(o.log);
   if (o.mode == Mode::kStdio && r.log.target != core::log::Target::kJournal) {

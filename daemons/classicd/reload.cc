@@ -9,6 +9,7 @@ namespace classicd {
 
 ReloadPlan PlanReload(const Options& before, const Options& after) {
   static const std::set<std::string> kLive = {"quiet",
+                                              "log_level",
                                               "max_connections",
                                               "max_connections_per_peer",
                                               "max_handshakes",
@@ -88,7 +89,9 @@ void ClassicService::Reload() {
   for (const auto& key : plan.restart) {
     log_.Warn("reload: '{}' changed; it takes effect only after a restart", key);
   }
-  ctx_.logging.SetQuiet(n.quiet);  // last: the lines above are logged at the old level
+  // Last: the lines above are logged at the old level.
+  ctx_.logging.SetThreshold(core::log::Threshold(
+      n.quiet, core::log::ParseLevel(n.log_level).value_or(core::log::Level::info)));
 }
 
 }  // namespace classicd

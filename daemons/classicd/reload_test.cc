@@ -30,5 +30,14 @@ TEST(PlanReload, TheCrlAndTheExposureOverrideApplyAtOnce) {
   EXPECT_TRUE(plan.restart.empty());
 }
 
+TEST(PlanReload, TheLogLevelAppliesAtOnce) {
+  Options before;
+  Options after = before;
+  after.log_level = "debug";
+  const ReloadPlan plan = PlanReload(before, after);
+  EXPECT_EQ(plan.applied, (std::vector<std::string>{"log_level=debug"}));
+  EXPECT_TRUE(plan.restart.empty());
+}
+
 }  // namespace
 }  // namespace classicd

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <optional>
 #include <string_view>
 #include <system_error>
@@ -17,6 +18,8 @@
 #include "daemons/registryd/servers.h"
 #include "libcore/daemon/loop.h"
 #include "libcore/daemon/sockets.h"
+#include "libcore/daemon/version.h"
+#include "libcore/log/log.h"
 #include "libcore/transport/listener.h"
 
 namespace registryd {
@@ -172,7 +175,10 @@ class RegistryService final : public core::daemon::Service {
     if (applied.empty() && pending.empty()) log().Info("reload: configuration unchanged");
     if (!applied.empty()) log().Info("reload: applied {}", applied);
     if (!pending.empty()) log().Warn("reload: needs a restart to apply: {}", pending);
-    ctx_.logging.SetQuiet(o->quiet);  // last: the lines above are logged at the old level
+    running_.log_level = o->log_level;
+    // Last: the lines above are logged at the old level.
+    ctx_.logging.SetThreshold(core::log::Threshold(
+        o->quiet, core::log::ParseLevel(o->log_level).value_or(core::log::Level::debug)));
   }
 
   void Shutdown() override {
@@ -245,7 +251,11 @@ core::config::Schema MakeSchema(Options* o) {
              &o->logfile),
       // The key of -f/--file, as the man page promises (one of file and logfile, not both).
       String("file", "", "Alias of logfile", &o->logfile),
-      Flag("quiet", "-q,--quiet", "Log errors only", &o->quiet),
+      Flag("quiet", "-q,--quiet", "Log errors only (whatever --log-level says)", &o->quiet),
+      Choice("log-level", "--log-level",
+             "Least severe lines logged: error, warning, info, debug (the reference's lines are "
+             "debug lines)",
+             &o->log_level, {std::begin(core::log::kLevelNames), std::end(core::log::kLevelNames)}),
       Choice("log", "--log", "Log destination: auto (journal under systemd), stderr, journal",
              &o->log, {"auto", "stderr", "journal"}),
       Int("max-entries", "--max-entries", "Cap on (service, server) entries", &o->max_entries, 1,
@@ -287,17 +297,12 @@ core::config::AppInfo MakeAppInfo() {
   // means true and a separate word is its value (`-l false` is off, unlike the reference).
   info.flag_values = true;
   info.typed_help = true;
-  info.validate = [](const core::config::Origins& origins) -> core::Status {
-    const auto file = origins.file_lines.find("file");
-    if (file != origins.file_lines.end() && origins.file_lines.count("logfile") != 0) {
-      return Fail(Error::Config(origins.file + ":" + std::to_string(file->second) +
-                                ": keys 'file' and 'logfile' are the same setting; keep one"));
-    }
-    return {};
-  };
-  info.version =
-      "rpyc-registryd 0.1.0\nfeatures: udp tcp both ipv6 socket-activation sd-notify journald "
-      "toml-config etcd";
+  // `file` and `logfile` in one file: the loader refuses a setting given twice.
+  info.default_config = kDefaultConfig;
+  info.version = std::string("rpyc-registryd ") + RPYC_VERSION + " (commit " +
+                 core::daemon::BuildCommit() +
+                 ")\nRPyC registry server\nlibraries: " + core::daemon::LibraryVersions() +
+                 "\nfeatures: udp tcp both ipv6 socket-activation sd-notify journald toml-config etcd";
   return info;
 }
 
@@ -409,6 +414,7 @@ core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options
     // A default found wrong next to a key of the file (a TLS file without an https endpoint).
     return Fail(Error::Config(origins.file + ": key '" + p->key + "': " + p->why));
   };
+  info.check = [o] { return core::log::CheckLogFile(o->logfile); };
   return core::config::ParseCommandLine(argc, argv, info, MakeSchema(o));
 }
 
@@ -417,6 +423,7 @@ core::daemon::RunOptions MakeRunOptions(const Options& o) {
   r.name = "REGSRV";
   r.log.file = o.logfile;
   r.log.quiet = o.quiet;
+  r.log.level = core::log::ParseLevel(o.log_level).value_or(core::log::Level::debug);
   r.log.identifier = "rpyc-registryd";
   r.log.target = *core::log::ParseTarget(o.log);
   return r;

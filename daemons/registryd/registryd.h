@@ -25,6 +25,8 @@ struct Options {
   std::string logfile;
   bool quiet = false;
   std::string log = "auto";  // auto | stderr | journal
+  // error | warning | info | debug: the reference's registry lines are debug lines, so all.
+  std::string log_level = "debug";
   int64_t max_entries = 65536;
   // Per source address (see sources.h); 0 turns a rate limit off.
   int64_t max_entries_per_source = 1024;
@@ -50,6 +52,9 @@ core::Status ValidateEtcd(const Options& o);
 core::config::Schema MakeSchema(Options* o);
 core::config::AppInfo MakeAppInfo();
 
+// Where the daemon reads its configuration when -c is not given (if the file exists).
+inline constexpr const char* kDefaultConfig = RPYC_SYSCONFDIR "/rpyc/rpyc-registryd.toml";
+
 // Parses argv (defaults < -c FILE < switches). On `exit`, print `message` and exit.
 core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options* o);
 
@@ -60,6 +65,7 @@ core::daemon::RunOptions MakeRunOptions(const Options& o);
 inline constexpr const char* kReloadableKeys[] = {"timeout",
                                                   "listing",
                                                   "quiet",
+                                                  "log-level",
                                                   "max-entries-per-source",
                                                   "register-rate-per-source",
                                                   "reply-bytes-per-source"};

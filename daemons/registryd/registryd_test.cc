@@ -78,7 +78,7 @@ TEST(RegistrydOptions, FileIsAKeyLikeItsSwitch) {
   out = Parse({"-c", path}, &o);
   EXPECT_EQ(out.exit_code, 78);
   EXPECT_EQ(out.message, "rpyc-registryd: " + path +
-                             ":2: keys 'file' and 'logfile' are the same setting; keep one");
+                             ":2: key 'file': the same setting as 'logfile' on line 1; keep one");
   std::remove(path.c_str());
 }
 
@@ -138,15 +138,15 @@ TEST(RegistrydOptions, ErrorsExitWithSysexits) {
   Options o;
   EXPECT_EQ(Parse({"-l", "maybe"}, &o).exit_code, 64);
   EXPECT_EQ(Parse({"-l", "maybe"}, &o).message,
-            "rpyc-registryd: -l: 'maybe' is not a boolean (true/false/yes/no/on/off/1/0)");
+            "rpyc-registryd: -l: expected a boolean (true/false/yes/no/on/off/1/0), got 'maybe'");
   EXPECT_EQ(Parse({"-t", "0"}, &o).exit_code, 64);
   EXPECT_EQ(Parse({"-m", "sctp"}, &o).exit_code, 64);
   const std::string path = core::testing::TempPath("registryd_bad.toml");
   std::ofstream(path) << "timeout = 0\n";
   auto out = Parse({"-c", path}, &o);
   EXPECT_EQ(out.exit_code, 78);
-  EXPECT_EQ(out.message, "rpyc-registryd: " + path + ":1: key 'timeout': 0 is out of range 1.." +
-                             std::to_string(86400 * 365));
+  EXPECT_EQ(out.message, "rpyc-registryd: " + path + ":1: key 'timeout': expected a number 1-" +
+                             std::to_string(86400 * 365) + ", got 0");
   std::remove(path.c_str());
 }
 

@@ -1,5 +1,6 @@
 #include "libcore/config/options.h"
 
+#include <algorithm>
 #include <charconv>
 #include <utility>
 
@@ -57,8 +58,33 @@ Field Choice(std::string key, std::string switches, std::string help, std::strin
   return f;
 }
 
+Field Unset(Field field, std::string text) {
+  field.unset_text = std::move(text);
+  return field;
+}
+
+std::string Expected(const Field& field) {
+  switch (field.kind) {
+    case Kind::kBool:
+      return "a boolean (true/false/yes/no/on/off/1/0)";
+    case Kind::kInt:
+      return "a number " + std::to_string(field.min) + "-" + std::to_string(field.max);
+    case Kind::kString:
+      return "a string";
+    case Kind::kChoice: {
+      std::string all;
+      for (const auto& c : field.choices) all += (all.empty() ? "" : ", ") + c;
+      return "one of " + all;
+    }
+  }
+  return {};
+}
+
 Status SetFromText(const Field& field, std::string_view text) {
-  const std::string name = SwitchName(field);
+  const auto bad = [&] {
+    return Fail(Error::Usage(SwitchName(field) + ": expected " + Expected(field) + ", got '" +
+                             std::string(text) + "'"));
+  };
   switch (field.kind) {
     case Kind::kBool: {
       const std::string t = Lower(text);
@@ -68,8 +94,7 @@ Status SetFromText(const Field& field, std::string_view text) {
       } else if (t == "false" || t == "no" || t == "off" || t == "0") {
         v = false;
       } else {
-        return Fail(Error::Usage(name + ": '" + std::string(text) +
-                                 "' is not a boolean (true/false/yes/no/on/off/1/0)"));
+        return bad();
       }
       *std::get<bool*>(field.target) = v;
       return {};
@@ -78,12 +103,8 @@ Status SetFromText(const Field& field, std::string_view text) {
       int64_t v = 0;
       const char* end = text.data() + text.size();
       auto [p, ec] = std::from_chars(text.data(), end, v);
-      if (text.empty() || ec == std::errc::invalid_argument || p != end) {
-        return Fail(Error::Usage(name + ": '" + std::string(text) + "' is not an integer"));
-      }
-      if (ec == std::errc::result_out_of_range || v < field.min || v > field.max) {
-        return Fail(Error::Usage(name + ": " + std::string(text) + " is out of range " +
-                                 std::to_string(field.min) + ".." + std::to_string(field.max)));
+      if (text.empty() || ec != std::errc() || p != end || v < field.min || v > field.max) {
+        return bad();
       }
       *std::get<int64_t*>(field.target) = v;
       return {};
@@ -93,18 +114,16 @@ Status SetFromText(const Field& field, std::string_view text) {
       return {};
     case Kind::kChoice: {
       const std::string t = Lower(text);
-      std::string all;
       for (const auto& c : field.choices) {
         if (Lower(c) == t) {
           *std::get<std::string*>(field.target) = c;
           return {};
         }
-        all += (all.empty() ? "" : "|") + c;
       }
-      return Fail(Error::Usage(name + ": '" + std::string(text) + "' is not one of " + all));
+      return bad();
     }
   }
-  return Fail(Error::Usage(name + ": unsupported option kind"));
+  return Fail(Error::Usage(SwitchName(field) + ": unsupported option kind"));
 }
 
 std::string ValueText(const Field& field) {
@@ -118,6 +137,46 @@ std::string ValueText(const Field& field) {
       return *std::get<std::string*>(field.target);
   }
   return {};
+}
+
+std::string TomlValue(const Field& field) {
+  if (field.kind == Kind::kBool || field.kind == Kind::kInt) return ValueText(field);
+  std::string out = "\"";
+  for (const char c : *std::get<std::string*>(field.target)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\u00";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string DumpToml(const Schema& schema) {
+  std::string out;
+  std::vector<const void*> seen;
+  for (const Field& f : schema) {
+    const void* target = std::visit([](auto* p) { return static_cast<const void*>(p); }, f.target);
+    if (std::find(seen.begin(), seen.end(), target) != seen.end()) continue;  // an alias
+    seen.push_back(target);
+    const std::string key = SwitchName(f).substr(2);  // spelled like the switch
+    if (f.kind == Kind::kInt && !f.unset_text.empty()) {
+      const int64_t v = *std::get<int64_t*>(f.target);
+      if (v < f.min || v > f.max) {
+        out += "# " + key + ": not set (" + f.unset_text + ")\n";
+        continue;
+      }
+    }
+    out += key + " = " + TomlValue(f) + "\n";
+  }
+  return out;
 }
 
 std::string OneLine(std::string_view text) {

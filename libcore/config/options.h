@@ -30,6 +30,9 @@ struct Field {
   int64_t min = 0;                   // kInt: inclusive range
   int64_t max = 0;                   //
   std::vector<std::string> choices;  // kChoice: compared case-insensitively, stored as listed
+  // kInt: what a value outside min..max (a sentinel such as -1, which no switch or key can set)
+  // means, for --help and --dump-config: "18812, or 18821 with TLS". Empty: no sentinel.
+  std::string unset_text;
   // Borrowed: points into the Options struct, which must outlive every use of the schema.
   std::variant<bool*, int64_t*, std::string*> target;
 };
@@ -43,6 +46,12 @@ Field String(std::string key, std::string switches, std::string help, std::strin
 Field Choice(std::string key, std::string switches, std::string help, std::string* target,
              std::vector<std::string> choices);
 
+// `field` with a sentinel default described by `text` (see Field::unset_text).
+Field Unset(Field field, std::string text);
+
+// What a value must be, for --help and errors: "a number 0-65535", "one of UDP, TCP, both".
+std::string Expected(const Field& field);
+
 // Converts command-line text for `field` and stores it. Booleans accept
 // true/false/yes/no/on/off/1/0 (any case). Errors are Usage errors that name the switch.
 Status SetFromText(const Field& field, std::string_view text);
@@ -53,5 +62,14 @@ std::string OneLine(std::string_view text);
 
 // Human-readable default/current value of a field (for --help and messages).
 std::string ValueText(const Field& field);
+
+// The value as TOML: "18812", "true", "\"threaded\"" (a basic string, escaped).
+std::string TomlValue(const Field& field);
+
+// Every key of `schema` with its current value, one `key = value` line each (the key spelled like
+// its long switch, with '-'), as a TOML file that
+// LoadTomlText() reads back to the same values. A sentinel value is written as a comment saying
+// what it means; a key that sets the same member as an earlier key (an alias) is left out.
+std::string DumpToml(const Schema& schema);
 
 }  // namespace core::config

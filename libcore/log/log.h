@@ -26,14 +26,28 @@ namespace core::log {
 // socket too).
 enum class Target { kAuto, kStderr, kJournal, kFile };
 
+using Level = spdlog::level::level_enum;
+
 struct Options {
-  std::string file;    // empty: no file
-  bool quiet = false;  // errors only
+  std::string file;            // empty: no file
+  bool quiet = false;          // errors only, whatever `level` says
+  Level level = Level::debug;  // the least severe level written (--log-level)
   Target target = Target::kAuto;
   std::string identifier = "rpyc";  // SYSLOG_IDENTIFIER for the journal
 };
 
 Result<Target> ParseTarget(std::string_view text);  // "auto", "stderr", "journal", "file"
+
+// What opening `path` as the log file needs, checked without creating anything (--check-config,
+// and Logging::Create before spdlog, which would create missing directories): the path is not a
+// directory and its directory exists. An empty path is fine (no file).
+Status CheckLogFile(const std::string& path);
+
+// The --log-level names, least verbose first.
+inline constexpr const char* kLevelNames[] = {"error", "warning", "info", "debug"};
+Result<Level> ParseLevel(std::string_view text);  // one of kLevelNames
+// What is written: errors only with `quiet` (-q), else `level` and more severe.
+inline Level Threshold(bool quiet, Level level) { return quiet ? Level::err : level; }
 
 // One structured journal field. `name` must be a valid journal field name (upper case,
 // digits, underscores) and must outlive the log call.
@@ -41,8 +55,6 @@ struct Field {
   std::string_view name;
   std::string_view value;
 };
-
-using Level = spdlog::level::level_enum;
 
 class Logger {
  public:
@@ -97,6 +109,8 @@ class Logging {
 
   // Errors only, or everything: applies to every logger Get() handed out (a reload).
   void SetQuiet(bool quiet);
+  // The least severe level written (see Threshold()), for every logger Get() handed out.
+  void SetThreshold(Level level);
 
   bool to_journal() const { return to_journal_; }
 

@@ -331,6 +331,11 @@ Interpreter::~Interpreter() {
   Py_FinalizeEx();
 }
 
+std::string PythonVersion() {
+  const std::string full = Py_GetVersion();  // "3.11.2 (main, ...) [GCC 12.2.0]"
+  return full.substr(0, full.find(' '));
+}
+
 core::Status Interpreter::RunString(const std::string& code) {
   GilHold gil;
   PyRef globals = PyRef::Steal(PyDict_New());
