@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "daemons/classicd/classicd.h"
+#include "libcore/transport/listener.h"
 
 namespace classicd {
 
@@ -31,6 +32,10 @@ std::optional<Mode> ParseMode(std::string_view text) {
 uint16_t Options::effective_port() const {
   if (port >= 0) return static_cast<uint16_t>(port);
   return static_cast<uint16_t>(tls() ? kDefaultTlsPort : kDefaultPort);
+}
+
+int Options::backlog() const {
+  return listen_backlog > 0 ? static_cast<int>(listen_backlog) : core::transport::kMaxBacklog;
 }
 
 std::string LoggerName(const Options& o) {
@@ -109,6 +114,10 @@ core::config::Schema MakeSchema(Options* o) {
       Int("threads", "--threads",
           "Worker threads in threadpool mode (idle connections hold no thread)", &o->threads, 1,
           4096),
+      Int("listen_backlog", "--listen-backlog",
+          "Connections the kernel queues for accept() per listener (0: its maximum, "
+          "net.core.somaxconn, which also caps larger values)",
+          &o->listen_backlog, 0, 1'000'000),
   };
 }
 
@@ -207,6 +216,8 @@ core::daemon::RunOptions MakeRunOptions(const Options& o) {
   r.log.quiet = o.quiet;
   r.log.identifier = "rpyc-classicd";
   r.log.target = *core::log::ParseTarget(o.log);
+  r.interrupt_message = "keyboard interrupt!";  // rpyc's server.py, as its docs show
+  r.start_failure_to_stderr = o.mode != Mode::kStdio;
   if (o.mode == Mode::kStdio && r.log.target != core::log::Target::kJournal) {
     // Under systemd (JOURNAL_STREAM) the journal; otherwise the log file only.
     const char* stream = std::getenv("JOURNAL_STREAM");  // NOLINT(concurrency-mt-unsafe)

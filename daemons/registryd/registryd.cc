@@ -53,7 +53,9 @@ class RegistryService final : public core::daemon::Service {
       port = core::daemon::LocalPort(udp_fd->get());
     }
     if (!activated && tcp) {
-      auto fd = core::transport::ListenTcp(host, port, 128);
+      auto fd = core::transport::ListenTcp(
+          host, port,
+          o.listen_backlog > 0 ? static_cast<int>(o.listen_backlog) : core::transport::kMaxBacklog);
       if (!fd) return Fail(fd.error());
       tcp_fd = std::move(*fd);
     }
@@ -221,6 +223,10 @@ core::config::Schema MakeSchema(Options* o) {
           "Cap on open TCP connections (the oldest is closed)", &o->max_connections, 1, 65536),
       Int("connection-timeout-ms", "--connection-timeout-ms",
           "Deadline for a TCP request, from accept", &o->connection_timeout_ms, 10, 600'000),
+      Int("listen-backlog", "--listen-backlog",
+          "TCP connections the kernel queues for accept() (0: its maximum, net.core.somaxconn, "
+          "which also caps larger values)",
+          &o->listen_backlog, 0, 1'000'000),
   };
 }
 

@@ -31,6 +31,7 @@ struct Options {
   int64_t reply_bytes_per_source = 65536;  // UDP reply bytes per second
   int64_t max_connections = 256;
   int64_t connection_timeout_ms = 5000;
+  int64_t listen_backlog = 0;  // TCP; 0: the kernel's maximum (net.core.somaxconn)
 };
 
 core::config::Schema MakeSchema(Options* o);

@@ -1,5 +1,6 @@
 #include "libcore/log/log.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <vector>
@@ -8,6 +9,7 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <systemd/sd-journal.h>
 
@@ -147,6 +149,7 @@ Result<std::unique_ptr<Logging>> Logging::Create(const Options& options) {
     auto err = std::make_shared<spdlog::sinks::stderr_sink_mt>();
     err->set_formatter(MakeFormatter("%*:%n:%v"));
     l->sinks_.push_back(err);
+    l->to_stderr_ = true;
   }
   if (!options.file.empty()) {
     try {
@@ -161,6 +164,17 @@ Result<std::unique_ptr<Logging>> Logging::Create(const Options& options) {
 }
 
 Logging::~Logging() = default;
+
+bool Logging::reaches_stderr() const {
+  if (to_stderr_) return true;
+  if (!to_journal_) return false;
+  const char* stream = std::getenv("JOURNAL_STREAM");  // NOLINT(concurrency-mt-unsafe): read only
+  unsigned long long dev = 0;
+  unsigned long long ino = 0;
+  struct stat st {};
+  return stream != nullptr && std::sscanf(stream, "%llu:%llu", &dev, &ino) == 2 &&
+         ::fstat(2, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
 
 Logger Logging::Get(const std::string& name) const {
   auto impl = std::make_shared<spdlog::logger>(name, sinks_.begin(), sinks_.end());
