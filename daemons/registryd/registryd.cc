@@ -263,6 +263,7 @@ core::daemon::RunOptions MakeRunOptions(const Options& o) {
   r.log.quiet = o.quiet;
   r.log.identifier = "rpyc-registryd";
   r.log.target = *core::log::ParseTarget(o.log);
+  r.interrupt_message = "User interrupt!";  // rpyc's registry.py on KeyboardInterrupt
   return r;
 }
 
