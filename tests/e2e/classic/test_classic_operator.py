@@ -334,3 +334,36 @@ def test_registration_waits_for_the_registry_name_to_resolve(tmp_path):
     warnings = [line for line in lines if "does not resolve" in line and "WARNING" in line]
     assert len(warnings) == 1, lines
     assert sum("resolves now" in line for line in lines) == 1, lines
+
+
+# --- which lines are at which level --------------------------------------------------------------
+
+def test_the_reference_lines_are_info_ours_debug_and_refusals_warnings(tmp_path):
+    """The level contract a --log-level threshold relies on: the reference's per-connection lines
+    (accepted, welcome, goodbye) are INFO, our own (how it ended, objects lent) DEBUG, and a
+    refusal by an admission limit a WARNING naming the limit."""
+    d = Daemon(tmp_path, extra_args=["--max-connections-per-peer", "1"])
+    try:
+        first = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        d.wait_for_log("welcome")
+        second = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        d.wait_for_log("refused")
+        second.close()
+        first.close()
+        d.wait_for_log("goodbye")
+        lines = log_lines(d.log())
+
+        def level(needle):
+            found = [line.split(":", 1)[0] for line in lines if needle in line]
+            assert found, (needle, lines)
+            return set(found)
+
+        assert level("accepted (") == {"INFO"}
+        assert level("welcome (") == {"INFO"}
+        assert level("goodbye (") == {"INFO"}
+        assert level(") ended: ") == {"DEBUG"}
+        assert level("objects lent at disconnect") == {"DEBUG"}
+        assert level("refused (") == {"WARNING"}
+        assert any("refused (" in line and "(max_connections_per_peer)" in line for line in lines)
+    finally:
+        assert d.stop() == 0
