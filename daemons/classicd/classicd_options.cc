@@ -169,6 +169,10 @@ core::Status Validate(const Options& o, const core::config::Origins& origins) {
                        "--registry-type TCP requires --registry-host",
                        "registry_type TCP requires registry_host"));
   }
+  if (o.log == "file" && o.logfile.empty()) {  // would log nowhere
+    return Fail(Broken(origins, {"log", "logfile"}, "--log file requires --logfile",
+                       "log = \"file\" requires logfile"));
+  }
   if (ParseMode(o.mode_text) == Mode::kStdio && o.log == "stderr") {
     return Fail(Broken(origins, {"mode", "log"},
                        "--mode stdio cannot log to stderr (use --logfile or --log journal)",

@@ -367,3 +367,18 @@ def test_the_reference_lines_are_info_ours_debug_and_refusals_warnings(tmp_path)
         assert any("refused (" in line and "(max_connections_per_peer)" in line for line in lines)
     finally:
         assert d.stop() == 0
+
+
+def test_log_file_without_a_logfile_is_refused(tmp_path):
+    """--log file with no --logfile would log nowhere: a usage error (a configuration error
+    when both come from the file)."""
+    p = subprocess.run([str(CLASSICD), "--log", "file", "-p", str(free_port())],
+                       capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert p.returncode == 64, p
+    assert "--log file requires --logfile" in p.stderr, p.stderr
+    conf = tmp_path / "c.toml"
+    conf.write_text('log = "file"\n')
+    p = subprocess.run([str(CLASSICD), "-c", str(conf), "--check-config"], capture_output=True,
+                       text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert p.returncode == 78, p
+    assert f"{conf}:1: key 'log': log = \"file\" requires logfile" in p.stderr, p.stderr
