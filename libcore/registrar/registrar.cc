@@ -80,10 +80,12 @@ Registrar::Registrar(daemon::EventLoop& loop, Options options, log::Logger log)
 Registrar::~Registrar() = default;
 
 // Looks `host`:`port` up for `transport`.
-Registrar::Address Registrar::LookUp(const std::string& host, uint16_t port, Transport transport) {
+Registrar::Address Registrar::LookUp(const std::string& host, uint16_t port, Transport transport,
+                                     bool numeric_only) {
   Address a;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
+  if (numeric_only) hints.ai_flags = AI_NUMERICHOST;
   hints.ai_socktype = transport == Transport::kUdp ? SOCK_DGRAM : SOCK_STREAM;
   addrinfo* res = nullptr;
   const int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
@@ -104,8 +106,10 @@ Registrar::Address Registrar::LookUp(const std::string& host, uint16_t port, Tra
 Result<std::unique_ptr<Registrar>> Registrar::Create(daemon::EventLoop& loop, Options options,
                                                      log::Logger log) {
   std::unique_ptr<Registrar> r(new Registrar(loop, std::move(options), std::move(log)));
-  // At start the lookup may block: nothing is served yet. A failure is retried by Start().
-  *r->addr_ = LookUp(r->options_.registry_host, r->options_.registry_port, r->options_.transport);
+  // An address is taken at once; a name is looked up off the loop thread by the first attempt
+  // (DNS may take seconds to fail, and the daemon already serves).
+  *r->addr_ = LookUp(r->options_.registry_host, r->options_.registry_port, r->options_.transport,
+                     /*numeric_only=*/true);
   return r;
 }
 
@@ -147,7 +151,7 @@ void Registrar::Resolve() {
   lookup_ = std::make_shared<Lookup>();
   std::thread([lookup = lookup_, host = options_.registry_host, port = options_.registry_port,
                transport = options_.transport] {
-    Address a = LookUp(host, port, transport);
+    Address a = LookUp(host, port, transport, /*numeric_only=*/false);
     std::lock_guard<std::mutex> lock(lookup->mu);
     lookup->result = std::move(a);
     lookup->done = true;
@@ -165,8 +169,10 @@ void Registrar::OnResolved() {
   lookup_.reset();
   if (!running_) return;
   if (addr_->resolved) {
-    log_.Info("registry host '{}' resolves now, after {} failed lookup(s)", options_.registry_host,
-              lookup_failures_);
+    if (lookup_failures_ > 0) {
+      log_.Info("registry host '{}' resolves now, after {} failed lookup(s)",
+                options_.registry_host, lookup_failures_);
+    }
     lookup_failures_ = 0;
     Attempt();
     return;
@@ -183,10 +189,6 @@ void Registrar::Attempt() {
   if (!running_) return;
   const bool udp = options_.transport == Transport::kUdp;
   if (!addr_->resolved) {
-    if (lookup_failures_ == 0) {  // the lookup at start failed: say so, then look up again
-      Finish(false, addr_->error);
-      return;
-    }
     Resolve();
     return;
   }

@@ -47,7 +47,7 @@ std::string EncodeUnregister(const brine::Value& port);
 
 class Registrar {
  public:
-  // Resolves the registry address once; a failure is logged and retried by Start().
+  // Takes a numeric registry address at once; a name is looked up by Start(), off the loop.
   static Result<std::unique_ptr<Registrar>> Create(daemon::EventLoop& loop, Options options,
                                                    log::Logger log);
   Registrar(const Registrar&) = delete;
@@ -76,7 +76,8 @@ class Registrar {
   Options options_;
   log::Logger log_;
   struct Address;
-  static Address LookUp(const std::string& host, uint16_t port, Transport transport);
+  static Address LookUp(const std::string& host, uint16_t port, Transport transport,
+                        bool numeric_only);
   std::unique_ptr<Address> addr_;
   struct Lookup;
   std::shared_ptr<Lookup> lookup_;  // the lookup under way, shared with its thread
