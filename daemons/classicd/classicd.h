@@ -60,9 +60,12 @@ struct Options {
   int64_t idle_timeout = 0;               // seconds; 0: off
   int64_t frame_timeout = 120;            // seconds for a whole frame once begun; 0: off
   int64_t max_frame_size = int64_t{64} << 20;
-  int64_t threads = 8;  // threadpool mode: worker threads
+  int64_t threads = 8;         // threadpool mode: worker threads
+  int64_t listen_backlog = 0;  // 0: the kernel's maximum (net.core.somaxconn)
 
   bool tls() const { return !ssl_keyfile.empty(); }
+  // listen(2)'s backlog: listen_backlog, or the kernel's maximum for 0.
+  int backlog() const;
   // The effective values: defaults that depend on other options resolved.
   uint16_t effective_port() const;
   std::string effective_host() const;

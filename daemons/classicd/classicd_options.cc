@@ -8,6 +8,7 @@
 
 #include "daemons/classicd/classicd.h"
 #include "libcore/log/log.h"
+#include "libcore/transport/listener.h"
 
 namespace classicd {
 
@@ -32,6 +33,10 @@ std::optional<Mode> ParseMode(std::string_view text) {
 uint16_t Options::effective_port() const {
   if (port >= 0) return static_cast<uint16_t>(port);
   return static_cast<uint16_t>(tls() ? kDefaultTlsPort : kDefaultPort);
+}
+
+int Options::backlog() const {
+  return listen_backlog > 0 ? static_cast<int>(listen_backlog) : core::transport::kMaxBacklog;
 }
 
 std::string LoggerName(const Options& o) {
@@ -114,6 +119,10 @@ core::config::Schema MakeSchema(Options* o) {
       Int("threads", "--threads",
           "Worker threads in threadpool mode (idle connections hold no thread)", &o->threads, 1,
           4096),
+      Int("listen_backlog", "--listen-backlog",
+          "Connections the kernel queues for accept() per listener (0: its maximum, "
+          "net.core.somaxconn, which also caps larger values)",
+          &o->listen_backlog, 0, 1'000'000),
   };
 }
 
@@ -164,6 +173,10 @@ core::Status Validate(const Options& o, const core::config::Origins& origins) {
     return Fail(Broken(origins, {"register", "registry_type"},
                        "--registry-type TCP requires --registry-host",
                        "registry_type TCP requires registry_host"));
+  }
+  if (o.log == "file" && o.logfile.empty()) {  // would log nowhere
+    return Fail(Broken(origins, {"log", "logfile"}, "--log file requires --logfile",
+                       "log = \"file\" requires logfile"));
   }
   if (ParseMode(o.mode_text) == Mode::kStdio && o.log == "stderr") {
     return Fail(Broken(origins, {"mode", "log"},
@@ -217,6 +230,8 @@ core::daemon::RunOptions MakeRunOptions(const Options& o) {
   r.log.level = core::log::ParseLevel(o.log_level).value_or(core::log::Level::info);
   r.log.identifier = "rpyc-classicd";
   r.log.target = *core::log::ParseTarget(o.log);
+  r.interrupt_message = "keyboard interrupt!";  // rpyc's server.py, as its docs show
+  r.start_failure_to_stderr = o.mode != Mode::kStdio;
   if (o.mode == Mode::kStdio && r.log.target != core::log::Target::kJournal) {
     // Under systemd (JOURNAL_STREAM) the journal; otherwise the log file only.
     const char* stream = std::getenv("JOURNAL_STREAM");  // NOLINT(concurrency-mt-unsafe)

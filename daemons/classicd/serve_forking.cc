@@ -49,7 +49,8 @@ void ClassicService::StartForking() {
   hooks.exit_child = [this](int status) { interpreter_->ExitChild(status); };
   // The parent's handlers write to the parent's loop.
   forking_ = std::make_unique<core::server::ForkingServer>(
-      std::move(hooks), core::server::ForkingServer::Options{{SIGTERM, SIGINT, SIGHUP, SIGCHLD}});
+      std::move(hooks),
+      core::server::ForkingServer::Options{{SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2}});
   sigchld_ =
       std::make_unique<core::daemon::SignalWatch>(ctx_.loop, SIGCHLD, [this] { ReapChildren(); });
 }

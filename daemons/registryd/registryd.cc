@@ -62,7 +62,9 @@ class RegistryService final : public core::daemon::Service {
       port = core::daemon::LocalPort(udp_fd->get());
     }
     if (!activated && tcp) {
-      auto fd = core::transport::ListenTcp(host, port, 128);
+      auto fd = core::transport::ListenTcp(
+          host, port,
+          o.listen_backlog > 0 ? static_cast<int>(o.listen_backlog) : core::transport::kMaxBacklog);
       if (!fd) return Fail(fd.error());
       tcp_fd = std::move(*fd);
     }
@@ -286,6 +288,10 @@ core::config::Schema MakeSchema(Options* o) {
       String("etcd-certfile", "--etcd-certfile", "Client certificate for https etcd endpoints",
              &o->etcd_certfile),
       String("etcd-keyfile", "--etcd-keyfile", "Key of etcd-certfile", &o->etcd_keyfile),
+      Int("listen-backlog", "--listen-backlog",
+          "TCP connections the kernel queues for accept() (0: its maximum, net.core.somaxconn, "
+          "which also caps larger values)",
+          &o->listen_backlog, 0, 1'000'000),
   };
 }
 
@@ -299,10 +305,10 @@ core::config::AppInfo MakeAppInfo() {
   info.typed_help = true;
   // `file` and `logfile` in one file: the loader refuses a setting given twice.
   info.default_config = kDefaultConfig;
-  info.version = std::string("rpyc-registryd ") + RPYC_VERSION + " (commit " +
-                 core::daemon::BuildCommit() +
-                 ")\nRPyC registry server\nlibraries: " + core::daemon::LibraryVersions() +
-                 "\nfeatures: udp tcp both ipv6 socket-activation sd-notify journald toml-config etcd";
+  info.version =
+      std::string("rpyc-registryd ") + RPYC_VERSION + " (commit " + core::daemon::BuildCommit() +
+      ")\nRPyC registry server\nlibraries: " + core::daemon::LibraryVersions() +
+      "\nfeatures: udp tcp both ipv6 socket-activation sd-notify journald toml-config etcd";
   return info;
 }
 
@@ -426,6 +432,7 @@ core::daemon::RunOptions MakeRunOptions(const Options& o) {
   r.log.level = core::log::ParseLevel(o.log_level).value_or(core::log::Level::debug);
   r.log.identifier = "rpyc-registryd";
   r.log.target = *core::log::ParseTarget(o.log);
+  r.interrupt_message = "User interrupt!";  // rpyc's registry.py on KeyboardInterrupt
   return r;
 }
 

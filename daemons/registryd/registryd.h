@@ -42,6 +42,7 @@ struct Options {
   std::string etcd_cafile;    // https endpoints: the CA (empty: the system's)
   std::string etcd_certfile;  // https endpoints: a client certificate and its key
   std::string etcd_keyfile;
+  int64_t listen_backlog = 0;  // TCP; 0: the kernel's maximum (net.core.somaxconn)
 };
 
 // The etcd endpoints of etcd_endpoints (split at commas, blanks trimmed).

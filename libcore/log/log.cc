@@ -1,6 +1,7 @@
 #include "libcore/log/log.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <system_error>
@@ -179,6 +180,7 @@ Result<std::unique_ptr<Logging>> Logging::Create(const Options& options) {
     auto err = std::make_shared<spdlog::sinks::stderr_sink_mt>();
     err->set_formatter(MakeFormatter("%*:%n:%v"));
     l->sinks_.push_back(err);
+    l->to_stderr_ = true;
   }
   if (!options.file.empty()) {
     if (auto st = CheckLogFile(options.file); !st) return Fail(st.error());
@@ -195,6 +197,17 @@ Result<std::unique_ptr<Logging>> Logging::Create(const Options& options) {
 
 Logging::~Logging() = default;
 
+bool Logging::reaches_stderr() const {
+  if (to_stderr_) return true;
+  if (!to_journal_) return false;
+  const char* stream = std::getenv("JOURNAL_STREAM");  // NOLINT(concurrency-mt-unsafe): read only
+  unsigned long long dev = 0;
+  unsigned long long ino = 0;
+  struct stat st {};
+  return stream != nullptr && std::sscanf(stream, "%llu:%llu", &dev, &ino) == 2 &&
+         ::fstat(2, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
 Logger Logging::Get(const std::string& name) const {
   auto impl = std::make_shared<spdlog::logger>(name, sinks_.begin(), sinks_.end());
   impl->flush_on(Level::trace);
@@ -206,6 +219,11 @@ Logger Logging::Get(const std::string& name) const {
 }
 
 void Logging::SetQuiet(bool quiet) { SetThreshold(Threshold(quiet, Level::debug)); }
+
+Level Logging::threshold() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return level_;
+}
 
 void Logging::SetThreshold(Level level) {
   std::lock_guard<std::mutex> lock(mu_);

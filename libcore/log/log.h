@@ -3,7 +3,7 @@
 // Logging for every daemon: spdlog underneath, three destinations.
 //  * stderr (default), in the Python reference's style: "DEBUG:REGSRV/UDP/18811:registering ..."
 //  * a file (-f/--logfile), "Nov 26 11:42:12 DEBUG:REGSRV/UDP/18811:...", reopened by Reopen()
-//    (the daemon calls it on SIGHUP, after logrotate moved the file away)
+//    (the daemon calls it on SIGUSR2, logrotate's postrotate signal, and on SIGHUP)
 //  * native journald (sd_journal_sendv) with PRIORITY= and structured fields such as RPYC_PEER,
 //    chosen when Target::kJournal is configured, or with kAuto when JOURNAL_STREAM is set
 //    (systemd connected stderr to the journal).
@@ -104,15 +104,19 @@ class Logging {
   // A logger named `name` (the reference's logger names, e.g. "REGSRV/UDP/18811").
   Logger Get(const std::string& name) const;
 
-  // Reopens the log file (SIGHUP after logrotate). A no-op without a file.
+  // Reopens the log file (SIGUSR2 after logrotate; SIGHUP). A no-op without a file.
   Status Reopen();
 
   // Errors only, or everything: applies to every logger Get() handed out (a reload).
   void SetQuiet(bool quiet);
   // The least severe level written (see Threshold()), for every logger Get() handed out.
   void SetThreshold(Level level);
+  Level threshold() const;
 
   bool to_journal() const { return to_journal_; }
+  // Whether what is logged reaches the process's stderr: a stderr sink, or the journal when
+  // stderr is the journal stream systemd connected (JOURNAL_STREAM names its device and inode).
+  bool reaches_stderr() const;
 
  private:
   Logging() = default;
@@ -120,6 +124,7 @@ class Logging {
   std::shared_ptr<class ReopenableFileSink> file_;
   Level level_ = Level::debug;  // guarded by mu_
   bool to_journal_ = false;
+  bool to_stderr_ = false;
   mutable std::mutex mu_;
   mutable std::vector<std::weak_ptr<spdlog::logger>> loggers_;  // guarded by mu_
 };

@@ -32,9 +32,12 @@ def test_ready_status_stopping_and_sigterm_exit_0():
         d.stop()
 
 
-def test_sigint_exit_0():
+def test_sigint_exit_0_with_the_reference_warning():
     with Daemon([]) as d:
-        assert d.stop(signal.SIGINT) == 0
+        d.proc.send_signal(signal.SIGINT)
+        assert d.proc.wait(timeout=10) == 0
+        assert "WARNING:REGSRV:User interrupt!\n" in d.log(), d.log()  # rpyc's registry.py
+        d.stop()
 
 
 def test_sighup_reopens_the_log_file_and_reloads(tmp_path):

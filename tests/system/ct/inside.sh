@@ -168,7 +168,8 @@ if command -v logrotate >/dev/null; then
   registry udp register LOGTWO >/dev/null 2>&1
   for _ in $(seq 30); do grep -q LOGTWO "$log" 2>/dev/null && break; sleep 0.1; done
   ((rc == 0)) && grep -q LOGONE "$log.1" && ! grep -q LOGTWO "$log.1" && grep -q LOGTWO "$log" &&
-    ok "logrotate -f: $log.1 holds the old lines, the daemon reopened $log on SIGHUP ($(stat -c %U "$log"))" ||
+    grep -q 'SIGUSR2: log file reopened' "$log" && ! grep -q 'reload' "$log" "$log.1" &&
+    ok "logrotate -f: $log.1 holds the old lines, the daemon reopened $log on SIGUSR2 without a reload ($(stat -c %U "$log"))" ||
     bad "logrotate -f (rc $rc: $out): $(ls -l /var/log/rpyc-registryd/ 2>&1 | tr '\n' ' ')"
   systemctl stop rpyc-registryd.service
   cp /tmp/registryd.toml.orig /etc/rpyc/rpyc-registryd.toml
