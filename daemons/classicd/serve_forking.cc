@@ -57,6 +57,15 @@ void ClassicService::StartForking() {
 
 void ClassicService::OpenBeforeFork(UniqueFd fd, Peer peer) {
   const uint64_t id = ++next_id_;
+  char c = 0;
+  if (!tls() && ::recv(fd.get(), &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+    // The usual case over plain TCP: the client's first request is here already. Forked at
+    // once, with nothing allocated for the wait: each heap page the parent writes between two
+    // forks costs a page (its copy) that the children forked before keep.
+    auto stream = OpenSocket(std::move(fd), peer, id);
+    ForkChild(std::move(stream), std::move(peer), id);
+    return;
+  }
   auto o = std::make_unique<Opening>();
   o->peer = std::move(peer);
   if (auto ctx = tls()) {
