@@ -91,6 +91,15 @@ class Registry {
   // Drops every entry older than the timeout; returns how many went.
   size_t Prune(double now);
 
+  // Changes with every change of an entry (added, refreshed, removed): a reply built from the
+  // registry is still right while the version is the same (and nothing is stale: Stale()).
+  uint64_t version() const { return version_; }
+  // True when `name` has a server past the timeout (a QUERY would prune it).
+  bool Stale(std::string_view name, double now) const {
+    auto found = by_name_.find(name);
+    return found != by_name_.end() && found->second->servers.front().stamp < now - timeout_;
+  }
+
   size_t services() const { return by_name_.size(); }
   size_t entries() const { return entries_; }
   size_t max_entries() const { return max_entries_; }
@@ -132,6 +141,7 @@ class Registry {
   size_t max_per_host_;
   double timeout_;
   size_t entries_ = 0;
+  uint64_t version_ = 0;
   std::list<Service> services_;  // first-registration order
   // Keys view Service::name (list nodes never move).
   std::unordered_map<std::string_view, ServiceIt> by_name_;
