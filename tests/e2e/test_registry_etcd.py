@@ -177,6 +177,9 @@ def test_malformed_entry_is_skipped_with_one_line(etcd):
         time.sleep(0.3)
         assert a.log().count("skipping a malformed entry") == 1, a.log()
         assert "/rpyc/svc/BAD/10.0.0.1:1/other" in a.log()
+        # A good entry overwritten with a bad one is dropped.
+        etcd.ctl("put", f"/rpyc/svc/GOOD/{H}:5/other", "[]")
+        eventually(lambda: found(a.port, "GOOD"), [], 2)
 
 
 def test_registrations_replayed_into_a_wiped_etcd(etcd):
