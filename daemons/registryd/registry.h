@@ -91,13 +91,15 @@ class Registry {
   // Drops every entry older than the timeout; returns how many went.
   size_t Prune(double now);
 
-  // Changes with every change of an entry (added, refreshed, removed): a reply built from the
-  // registry is still right while the version is the same (and nothing is stale: Stale()).
+  // Changes with every change of an entry (added, refreshed, removed) or of the timeout: a reply
+  // built from the registry is still right while the version is the same, until FreshUntil().
   uint64_t version() const { return version_; }
-  // True when `name` has a server past the timeout (a QUERY would prune it).
-  bool Stale(std::string_view name, double now) const {
+  // The time after which a QUERY of `name` would prune (its oldest server's stamp plus the
+  // timeout); nullopt for an unknown name.
+  std::optional<double> FreshUntil(std::string_view name) const {
     auto found = by_name_.find(name);
-    return found != by_name_.end() && found->second->servers.front().stamp < now - timeout_;
+    if (found == by_name_.end()) return std::nullopt;
+    return found->second->servers.front().stamp + timeout_;
   }
 
   size_t services() const { return by_name_.size(); }
@@ -107,7 +109,10 @@ class Registry {
   // The number of entries registered from `host`.
   size_t entries_of(std::string_view host) const;
   double timeout() const { return timeout_; }
-  void set_timeout(double seconds) { timeout_ = seconds; }
+  void set_timeout(double seconds) {
+    timeout_ = seconds;
+    ++version_;
+  }
   // Applies to new entries only: a host already past a lowered cap keeps its entries.
   void set_max_entries_per_host(size_t n) { max_per_host_ = n; }
 

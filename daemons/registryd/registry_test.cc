@@ -125,7 +125,7 @@ TEST(Registry, CapRefusesNewEntriesButAllowsRefresh) {
 }
 
 // Replies built outside the registry (merged with the etcd mirror) are kept by version.
-TEST(Registry, VersionChangesWithEveryEntryChangeAndStaleSaysWhenAQueryWouldPrune) {
+TEST(Registry, VersionChangesWithEveryEntryChangeAndFreshUntilSaysWhenAQueryWouldPrune) {
   Registry r(10, 5);
   uint64_t v = r.version();
   const auto changed = [&] {
@@ -142,10 +142,12 @@ TEST(Registry, VersionChangesWithEveryEntryChangeAndStaleSaysWhenAQueryWouldPrun
   EXPECT_FALSE(changed());
   EXPECT_EQ(r.Register("B", S("h", 1), 2), Registry::AddResult::kAdded);
   EXPECT_TRUE(changed());
-  EXPECT_FALSE(r.Stale("A", 5.5));
-  EXPECT_TRUE(r.Stale("A", 6.5));
-  EXPECT_FALSE(r.Stale("NONE", 6.5));
+  EXPECT_EQ(r.FreshUntil("A"), 6.0);  // refreshed at 1, timeout 5
+  EXPECT_EQ(r.FreshUntil("NONE"), std::nullopt);
+  EXPECT_EQ(r.Prune(6.0), 0u);
   EXPECT_EQ(r.Prune(6.5), 1u);
+  EXPECT_TRUE(changed());
+  r.set_timeout(6);
   EXPECT_TRUE(changed());
   r.Unregister(S("h", 1));
   EXPECT_TRUE(changed());

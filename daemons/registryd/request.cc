@@ -1,6 +1,7 @@
 #include "daemons/registryd/request.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <unordered_set>
 
@@ -433,7 +434,7 @@ std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
   if (mirrored && !debug) {
     auto it = merged_.find(name);
     if (it != merged_.end() && it->second.registry_version == registry_.version() &&
-        it->second.mirror_version == link_->mirror().version() && !registry_.Stale(name, now)) {
+        it->second.mirror_version == link_->mirror().version() && now <= it->second.fresh_until) {
       merged = &it->second;
     }
   }
@@ -459,7 +460,12 @@ std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
     if (mirrored) {
       if (merged_.size() >= kMaxMergedReplies) merged_.clear();
       MergedReply& m = merged_[std::string(name)];
-      m = MergedReply{registry_.version(), link_->mirror().version(), reply_, dropped, total};
+      m = MergedReply{registry_.version(),
+                      link_->mirror().version(),
+                      registry_.FreshUntil(name).value_or(HUGE_VAL),
+                      reply_,
+                      dropped,
+                      total};
     }
   } else {
     const Registry::CachedReply* cached =

@@ -130,6 +130,7 @@ class Handler {
   struct MergedReply {
     uint64_t registry_version = 0;
     uint64_t mirror_version = 0;
+    double fresh_until = 0;  // Registry::FreshUntil(): then a local server is stale
     std::string bytes;
     size_t dropped = 0;
     size_t total = 0;
