@@ -83,6 +83,7 @@ void EtcdLink::ReadAll() {
 bool EtcdLink::PutMirrored(const core::etcd::KeyValue& kv) {
   auto put = mirror_.Put(kv.key, kv.value);
   if (put) return true;
+  mirror_.Delete(kv.key);  // a good entry overwritten with a bad one is gone
   if (bad_keys_.size() < kMaxBadKeysRemembered && bad_keys_.insert(kv.key).second) {
     log_.Warn("etcd: skipping a malformed entry: {}", core::log::Escape(put.error().message()));
   }

@@ -13,6 +13,7 @@ core::Result<bool> Mirror::Put(const std::string& key, std::string_view value) {
             entry->site == site_};
   // try_emplace leaves `item` alone when the key is there (then only the value changed: the
   // key names the entry's name).
+  ++version_;
   auto [it, added] = by_key_.try_emplace(key, std::move(item));
   if (added) {
     ++names_[it->second.name];
@@ -27,6 +28,7 @@ bool Mirror::Delete(std::string_view key) {
   if (it == by_key_.end()) return false;
   Forget(it->second.name);
   by_key_.erase(it);
+  ++version_;
   return true;
 }
 

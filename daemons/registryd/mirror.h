@@ -9,6 +9,7 @@
 // Keys sort by name (<prefix>/svc/<NAME>/...), so the servers of one name are one run of keys.
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -37,7 +38,10 @@ class Mirror {
   void Clear() {
     by_key_.clear();
     names_.clear();
+    ++version_;
   }
+  // Changes with every change: a reply built from the mirror is right while it is the same.
+  uint64_t version() const { return version_; }
 
   bool Has(std::string_view name) const;
   // Appends the servers of `name` to *out: this site's first, then the others' (each run in key
@@ -63,6 +67,7 @@ class Mirror {
   std::map<std::string, Item, std::less<>> by_key_;
   // Keys per name: Has() is asked on every QUERY, and looks up without building a key.
   std::map<std::string, size_t, std::less<>> names_;
+  uint64_t version_ = 0;
 };
 
 }  // namespace registryd

@@ -1,6 +1,7 @@
 #include "daemons/registryd/request.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <unordered_set>
 
@@ -426,9 +427,22 @@ std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
   size_t local = 0;
   std::string_view out;
   servers_.clear();
-  // Servers mirrored from etcd under this name: the reply is built each time (no cache).
+  // Servers mirrored from etcd under this name: merged with the local ones, and kept while
+  // neither changes.
   const bool mirrored = link_ != nullptr && !name_is_bytes && link_->mirror().Has(name);
-  if (debug || mirrored) {  // the slow path, which can list the servers
+  const MergedReply* merged = nullptr;
+  if (mirrored && !debug) {
+    auto it = merged_.find(name);
+    if (it != merged_.end() && it->second.registry_version == registry_.version() &&
+        it->second.mirror_version == link_->mirror().version() && now <= it->second.fresh_until) {
+      merged = &it->second;
+    }
+  }
+  if (merged != nullptr) {
+    out = merged->bytes;  // valid until the next QUERY
+    dropped = merged->dropped;
+    total = merged->total;
+  } else if (debug || mirrored) {  // the slow path, which can list the servers
     if (!name_is_bytes) pruned = registry_.Query(name, now, &servers_);
     local = servers_.size();
     if (mirrored) {
@@ -443,6 +457,16 @@ std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
     }
     EncodeServers(servers_, limits_.query, &dropped, &reply_, local);
     total = servers_.size();
+    if (mirrored) {
+      if (merged_.size() >= kMaxMergedReplies) merged_.clear();
+      MergedReply& m = merged_[std::string(name)];
+      m = MergedReply{registry_.version(),
+                      link_->mirror().version(),
+                      registry_.FreshUntil(name).value_or(HUGE_VAL),
+                      reply_,
+                      dropped,
+                      total};
+    }
   } else {
     const Registry::CachedReply* cached =
         name_is_bytes ? nullptr

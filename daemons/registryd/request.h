@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -124,6 +125,18 @@ class Handler {
   bool log_request_ = false;  // debug lines for the current request (within the source's budget)
   core::log::RateLimit warn_limit_{20, 10.0};
   core::log::RateLimit full_limit_{1, 10.0};
+  // QUERY replies for names the etcd mirror also holds (local servers merged with mirrored
+  // ones), kept while neither the registry nor the mirror changes.
+  struct MergedReply {
+    uint64_t registry_version = 0;
+    uint64_t mirror_version = 0;
+    double fresh_until = 0;  // Registry::FreshUntil(): then a local server is stale
+    std::string bytes;
+    size_t dropped = 0;
+    size_t total = 0;
+  };
+  static constexpr size_t kMaxMergedReplies = 4096;
+  std::map<std::string, MergedReply, std::less<>> merged_;
   std::vector<const Server*> servers_;  // scratch, reused: no allocation per QUERY
   std::string reply_;                   // the last reply
   char name_[kMaxRequestBytes];         // scratch: the upper-cased QUERY name

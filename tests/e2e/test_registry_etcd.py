@@ -177,6 +177,9 @@ def test_malformed_entry_is_skipped_with_one_line(etcd):
         time.sleep(0.3)
         assert a.log().count("skipping a malformed entry") == 1, a.log()
         assert "/rpyc/svc/BAD/10.0.0.1:1/other" in a.log()
+        # A good entry overwritten with a bad one is dropped.
+        etcd.ctl("put", f"/rpyc/svc/GOOD/{H}:5/other", "[]")
+        eventually(lambda: found(a.port, "GOOD"), [], 2)
 
 
 def test_registrations_replayed_into_a_wiped_etcd(etcd):
@@ -319,3 +322,20 @@ def test_https_etcd_with_client_certificates(tmp_path):
             assert run_client("rpyc5", [["register", "UDP", H, c.port, ["LOCAL"], 18911],
                                         ["discover", "UDP", H, c.port, "LOCAL"]]) == [True, [[H, 18911]]]
             assert c.log().count("etcd: unreachable") == 1
+
+
+def test_merged_replies_follow_local_and_mirrored_changes(etcd):
+    """A name both registries know: B's reply merges its own servers with A's, and changes with
+    either side (B keeps the merged reply while neither changes; -q, as debug logging of a
+    request takes the uncached path)."""
+    with registry(etcd, "reg-a", "-q") as a, registry(etcd, "reg-b", "-q") as b:
+        register_seen(a, b, "BOTH", 18920)
+        assert found(b.port, "BOTH") == [[H, 18920]]  # twice: the second from B's kept reply
+        assert run_client("rpyc5", [["register", "UDP", H, b.port, ["BOTH"], 18921],
+                                    ["discover", "UDP", H, b.port, "BOTH"]]) == [True, [[H, 18921], [H, 18920]]]
+        run_client("rpyc5", [["register", "UDP", H, a.port, ["BOTH"], 18922]])
+        eventually(lambda: found(b.port, "BOTH"), [[H, 18921], [H, 18920], [H, 18922]], 2)
+        run_client("rpyc5", [["unregister", "UDP", H, a.port, 18920]])
+        eventually(lambda: found(b.port, "BOTH"), [[H, 18921], [H, 18922]], 2)
+        run_client("rpyc5", [["unregister", "UDP", H, b.port, 18921]])
+        assert found(b.port, "BOTH") == [[H, 18922]]
