@@ -39,20 +39,19 @@ LOCAL_ATTRS = frozenset([
 # Python server's protocol module's. A namespace of its own: user code that writes globals
 # cannot reach this module's. Their code is this file's, so dump_exc() hides their frames.
 
-def _call(obj, args):
+def call(obj, args):
     return obj(*args)
 
 
-def _call_kw(obj, args, kwargs):
+def call_kw(obj, args, kwargs):
     return obj(*args, **kwargs)
 
 
 _calls_module = types.ModuleType('_classicd_calls', "Globals of the client's calls.")
 _calls_module.__builtins__ = builtins
 sys.modules['_classicd_calls'] = _calls_module
-call = types.FunctionType(_call.__code__, vars(_calls_module), 'call')
-call_kw = types.FunctionType(_call_kw.__code__, vars(_calls_module), 'call_kw')
-del _call, _call_kw
+call = types.FunctionType(call.__code__, vars(_calls_module), 'call')
+call_kw = types.FunctionType(call_kw.__code__, vars(_calls_module), 'call_kw')
 
 
 # --- INSPECT (§5.3) ----------------------------------------------------------------------------
