@@ -1,7 +1,8 @@
 # Python half of the classicd object space (daemons/classicd/objspace). The C++ side embeds this
 # file as the module `_classicd_support` at interpreter start. It holds the parts that are cold
-# paths or need Python semantics: the classic root object (docs/protocol.md §7.2), INSPECT method
-# lists (§5.3), vinegar (§6) both ways, and proxies ("netrefs") for the client's objects (§8).
+# paths or need Python semantics: the frame of the client's calls (docs/embedding.md §3.7), the
+# classic root object (docs/protocol.md §7.2), INSPECT method lists (§5.3), vinegar (§6) both
+# ways, and proxies ("netrefs") for the client's objects (§8).
 # The hot paths (boxing, the table of lent objects, GETATTR/CALL/...) are C++.
 import builtins
 import importlib
