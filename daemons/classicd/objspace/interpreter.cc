@@ -84,7 +84,9 @@ bool LoadSupport(Interpreter::Support* sup) {
                {&sup->ctxexit, "ctxexit"},
                {&sup->instancecheck, "instancecheck"},
                {&sup->pickle_dumps, "pickle_dumps"},
-               {&sup->oldslicing, "oldslicing"}};
+               {&sup->oldslicing, "oldslicing"},
+               {&sup->call, "call"},
+               {&sup->call_kw, "call_kw"}};
   for (auto& a : attrs) {
     *a.ref = PyRef::Steal(PyObject_GetAttrString(sup->module.get(), a.name));
     if (!*a.ref) return false;
