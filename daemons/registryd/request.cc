@@ -288,7 +288,7 @@ std::string HostPort(std::string_view host, std::string_view port) {
   return out;
 }
 
-bool Handler::AllowWarning(const core::daemon::PeerAddress& peer, Sources::State& source,
+bool Handler::AllowWarning(const core::transport::PeerAddress& peer, Sources::State& source,
                            double now) {
   if (!source.warnings.Allow(now) || !warn_limit_.Allow(now)) return false;
   if (const uint64_t n = source.warnings.TakeSuppressed()) {
@@ -302,7 +302,8 @@ bool Handler::AllowWarning(const core::daemon::PeerAddress& peer, Sources::State
   return true;
 }
 
-void Handler::WarnPeer(const core::daemon::PeerAddress& peer, const std::string& what, double now) {
+void Handler::WarnPeer(const core::transport::PeerAddress& peer, const std::string& what,
+                       double now) {
   if (!AllowWarning(peer, sources_.Get(RegistryHost(peer.host()), now), now)) return;
   log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}}, "bad request from {}: {}",
            peer.text(), core::log::Escape(what));
@@ -346,7 +347,8 @@ std::optional<std::string_view> FastQueryName(std::string_view data) {
 }
 
 std::optional<std::string_view> Handler::Handle(std::string_view data,
-                                                const core::daemon::PeerAddress& peer, double now) {
+                                                const core::transport::PeerAddress& peer,
+                                                double now) {
   Sources::State& source = sources_.Get(RegistryHost(peer.host()), now);
   log_request_ = log_.enabled(core::log::Level::debug) && source.requests.Allow(now);
   if (log_request_) {
@@ -374,7 +376,7 @@ std::optional<std::string_view> Handler::Handle(std::string_view data,
 }
 
 std::optional<std::string_view> Handler::Dispatch(std::string_view data,
-                                                  const core::daemon::PeerAddress& peer,
+                                                  const core::transport::PeerAddress& peer,
                                                   Sources::State& source, double now) {
   if (auto name = FastQueryName(data)) return Query(*name, false, peer, now);
   auto request = ParseRequest(data);
@@ -406,7 +408,7 @@ std::optional<std::string_view> Handler::Dispatch(std::string_view data,
 }
 
 std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
-                                const core::daemon::PeerAddress& peer, double now) {
+                                const core::transport::PeerAddress& peer, double now) {
   // Upper-cased into a fixed buffer: a QUERY name fits one datagram, and needs no allocation.
   const size_t n = std::min(raw_name.size(), sizeof name_);
   for (size_t i = 0; i < n; ++i) {
@@ -514,7 +516,7 @@ std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
 }
 
 std::optional<std::string_view> Handler::Register(const Request& r,
-                                                  const core::daemon::PeerAddress& peer,
+                                                  const core::transport::PeerAddress& peer,
                                                   Sources::State& source, double now) {
   const std::string host(RegistryHost(peer.host()));
   const auto joined = [&r] {
@@ -582,7 +584,8 @@ std::optional<std::string_view> Handler::Register(const Request& r,
 }
 
 std::optional<std::string_view> Handler::List(const Request& r,
-                                              const core::daemon::PeerAddress& peer, double now) {
+                                              const core::transport::PeerAddress& peer,
+                                              double now) {
   if (log_request_) log_.Debug("querying for services list:");
   if (!listing_) {
     if (log_request_) log_.Debug("listing is disabled");

@@ -21,8 +21,8 @@
 #include "daemons/registryd/sources.h"
 #include "libcore/base/result.h"
 #include "libcore/brine/value.h"
-#include "libcore/daemon/sockets.h"
 #include "libcore/log/log.h"
+#include "libcore/transport/address.h"
 
 namespace registryd {
 
@@ -89,7 +89,7 @@ class Handler {
   // request: one warning naming the peer; registration refused because the registry, or the
   // source's share of it, is full; the source is over its REGISTER rate or reply budget).
   std::optional<std::string_view> Handle(std::string_view data,
-                                         const core::daemon::PeerAddress& peer, double now);
+                                         const core::transport::PeerAddress& peer, double now);
 
   void set_listing(bool on) { listing_ = on; }
   // Sharing through etcd: REGISTER and UNREGISTER are passed on, QUERY and LIST also answer
@@ -100,20 +100,21 @@ class Handler {
 
   // Logs a warning about `peer` ("bad request from PEER: WHAT", WHAT escaped), rate-limited per
   // source and overall: a flood of garbage does not flood the log.
-  void WarnPeer(const core::daemon::PeerAddress& peer, const std::string& what, double now);
+  void WarnPeer(const core::transport::PeerAddress& peer, const std::string& what, double now);
 
  private:
   std::optional<std::string_view> Dispatch(std::string_view data,
-                                           const core::daemon::PeerAddress& peer,
+                                           const core::transport::PeerAddress& peer,
                                            Sources::State& source, double now);
   // True when a warning about `source` may be written now (per source, then overall); then
   // also writes the counts of the warnings suppressed before it.
-  bool AllowWarning(const core::daemon::PeerAddress& peer, Sources::State& source, double now);
+  bool AllowWarning(const core::transport::PeerAddress& peer, Sources::State& source, double now);
   std::string_view Query(std::string_view raw_name, bool name_is_bytes,
-                         const core::daemon::PeerAddress& peer, double now);
-  std::optional<std::string_view> Register(const Request& r, const core::daemon::PeerAddress& peer,
+                         const core::transport::PeerAddress& peer, double now);
+  std::optional<std::string_view> Register(const Request& r,
+                                           const core::transport::PeerAddress& peer,
                                            Sources::State& source, double now);
-  std::optional<std::string_view> List(const Request& r, const core::daemon::PeerAddress& peer,
+  std::optional<std::string_view> List(const Request& r, const core::transport::PeerAddress& peer,
                                        double now);
 
   Registry& registry_;

@@ -64,7 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     registryd::Handler& handler = use_udp ? udp_handler : tcp_handler;
     const registryd::ReplyLimits& limits = use_udp ? udp : tcp;
     const char* host = kHosts[control & 3];
-    auto reply = handler.Handle(request, core::daemon::PeerAddress(host, "fuzz"), now);
+    auto reply = handler.Handle(request, core::transport::PeerAddress(host, "fuzz"), now);
     if (reply) {
       Check(reply->size() <= std::max(limits.query, limits.list));
       auto value = core::brine::Load(*reply);

@@ -193,24 +193,26 @@ class HandlerTest : public ::testing::Test {
 
 TEST_F(HandlerTest, RegisterQueryUnregisterLikeTheReference) {
   Handler h = Make(false);
+  EXPECT_EQ(*h.Handle(Hex(kRegisterSlave),
+                      core::transport::PeerAddress("127.0.0.1", "127.0.0.1:4000"), 0),
+            Hex("08 0b 4f 4b"));
   EXPECT_EQ(
-      *h.Handle(Hex(kRegisterSlave), core::daemon::PeerAddress("127.0.0.1", "127.0.0.1:4000"), 0),
-      Hex("08 0b 4f 4b"));
-  EXPECT_EQ(
-      *h.Handle(Hex(kQuerySlave), core::daemon::PeerAddress("127.0.0.1", "127.0.0.1:4001"), 1),
+      *h.Handle(Hex(kQuerySlave), core::transport::PeerAddress("127.0.0.1", "127.0.0.1:4001"), 1),
       Hex("10 11 08 0e 09 31 32 37 2e 30 2e 30 2e 31 16 05 31 38 38 31 32"));
   // Names are upper-cased on both sides.
-  const std::string upper(*h.Handle(Hex(kQuerySlave), core::daemon::PeerAddress("h", "p"), 1));
+  const std::string upper(*h.Handle(Hex(kQuerySlave), core::transport::PeerAddress("h", "p"), 1));
   EXPECT_EQ(*h.Handle(Req("query", MakeTuple({MakeStr("slave")})),
-                      core::daemon::PeerAddress("h", "p"), 1),
+                      core::transport::PeerAddress("h", "p"), 1),
             upper);
   // UNREGISTER from another host removes nothing.
-  EXPECT_EQ(*h.Handle(Hex(kUnregister), core::daemon::PeerAddress("127.0.0.2", "127.0.0.2:1"), 2),
-            Hex("08 0b 4f 4b"));
+  EXPECT_EQ(
+      *h.Handle(Hex(kUnregister), core::transport::PeerAddress("127.0.0.2", "127.0.0.2:1"), 2),
+      Hex("08 0b 4f 4b"));
   EXPECT_EQ(registry_.entries(), 1u);
-  EXPECT_EQ(*h.Handle(Hex(kUnregister), core::daemon::PeerAddress("127.0.0.1", "127.0.0.1:1"), 2),
-            Hex("08 0b 4f 4b"));
-  EXPECT_EQ(*h.Handle(Hex(kQuerySlave), core::daemon::PeerAddress("h", "p"), 3), Hex("02"));
+  EXPECT_EQ(
+      *h.Handle(Hex(kUnregister), core::transport::PeerAddress("127.0.0.1", "127.0.0.1:1"), 2),
+      Hex("08 0b 4f 4b"));
+  EXPECT_EQ(*h.Handle(Hex(kQuerySlave), core::transport::PeerAddress("h", "p"), 3), Hex("02"));
   EXPECT_NE(LogText().find("DEBUG:REGSRV/UDP/18811:registering 127.0.0.1:18812 as SLAVE"),
             std::string::npos)
       << LogText();
@@ -232,12 +234,12 @@ TEST(RegistryHost, UnmapsV4MappedOnly) {
 // unregistered under its IPv4 address.
 TEST_F(HandlerTest, V4MappedPeerIsRecordedAsIpv4) {
   Handler h = Make(false);
-  const core::daemon::PeerAddress mapped("::ffff:127.0.0.1", "[::ffff:127.0.0.1]:4000");
+  const core::transport::PeerAddress mapped("::ffff:127.0.0.1", "[::ffff:127.0.0.1]:4000");
   EXPECT_EQ(*h.Handle(Hex(kRegisterSlave), mapped, 0), Hex("08 0b 4f 4b"));
-  EXPECT_EQ(*h.Handle(Hex(kQuerySlave), core::daemon::PeerAddress("h", "p"), 1),
+  EXPECT_EQ(*h.Handle(Hex(kQuerySlave), core::transport::PeerAddress("h", "p"), 1),
             Hex("10 11 08 0e 09 31 32 37 2e 30 2e 30 2e 31 16 05 31 38 38 31 32"));
   // The same server over plain IPv4 refreshes the one entry.
-  h.Handle(Hex(kRegisterSlave), core::daemon::PeerAddress("127.0.0.1", "127.0.0.1:4000"), 2);
+  h.Handle(Hex(kRegisterSlave), core::transport::PeerAddress("127.0.0.1", "127.0.0.1:4000"), 2);
   EXPECT_EQ(registry_.entries(), 1u);
   EXPECT_EQ(*h.Handle(Hex(kUnregister), mapped, 3), Hex("08 0b 4f 4b"));
   EXPECT_EQ(registry_.entries(), 0u);
@@ -254,7 +256,7 @@ TEST(HandlerCache, RepliesFollowEveryChange) {
   Sources sources{SourceLimits{}};
   Handler h(registry, sources, false, ReplyLimits{}, (*logging)->Get("T"));
   auto ask = [&](const std::string& data, const char* host, double now) {
-    auto r = h.Handle(data, core::daemon::PeerAddress(host, "p"), now);
+    auto r = h.Handle(data, core::transport::PeerAddress(host, "p"), now);
     return r ? brine::Load(*r) : core::Result<Value>(Value());
   };
   const std::string reg = Req("REGISTER", MakeTuple({MakeTuple({MakeStr("S")}), Value(1)}));
@@ -274,30 +276,31 @@ TEST(HandlerCache, RepliesFollowEveryChange) {
 
 TEST_F(HandlerTest, ListOffOnAndFiltered) {
   Handler off = Make(false);
-  EXPECT_EQ(*off.Handle(Hex(kListNone), core::daemon::PeerAddress("h", "p"), 0), Hex("00"));
+  EXPECT_EQ(*off.Handle(Hex(kListNone), core::transport::PeerAddress("h", "p"), 0), Hex("00"));
   // Disabled listing answers None before looking at the argument, as the reference does.
-  EXPECT_EQ(*off.Handle(Req("LIST", MakeTuple({Value(5)})), core::daemon::PeerAddress("h", "p"), 0),
-            Hex("00"));
+  EXPECT_EQ(
+      *off.Handle(Req("LIST", MakeTuple({Value(5)})), core::transport::PeerAddress("h", "p"), 0),
+      Hex("00"));
   Handler on = Make(true);
   on.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("b"), MakeStr("a")}), Value(1)})),
-            core::daemon::PeerAddress("10.0.0.1", "p"), 0);
+            core::transport::PeerAddress("10.0.0.1", "p"), 0);
   on.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("c")}), Value(1)})),
-            core::daemon::PeerAddress("10.0.0.2", "p"), 0);
-  auto all = brine::Load(*on.Handle(Hex(kListNone), core::daemon::PeerAddress("h", "p"), 0));
+            core::transport::PeerAddress("10.0.0.2", "p"), 0);
+  auto all = brine::Load(*on.Handle(Hex(kListNone), core::transport::PeerAddress("h", "p"), 0));
   EXPECT_EQ(*all, MakeTuple({MakeStr("B"), MakeStr("A"), MakeStr("C")}));
   auto empty_filter = on.Handle(Req("LIST", MakeTuple({MakeTuple({MakeStr("")})})),
-                                core::daemon::PeerAddress("h", "p"), 0);
+                                core::transport::PeerAddress("h", "p"), 0);
   EXPECT_EQ(*brine::Load(*empty_filter), *all);
   auto filtered = on.Handle(Req("LIST", MakeTuple({MakeTuple({MakeStr("10.0.0.2")})})),
-                            core::daemon::PeerAddress("h", "p"), 0);
+                            core::transport::PeerAddress("h", "p"), 0);
   EXPECT_EQ(*brine::Load(*filtered), MakeTuple({MakeStr("C")}));
   EXPECT_FALSE(
-      on.Handle(Req("LIST", MakeTuple({Value(5)})), core::daemon::PeerAddress("h", "p"), 0));
+      on.Handle(Req("LIST", MakeTuple({Value(5)})), core::transport::PeerAddress("h", "p"), 0));
 }
 
 TEST_F(HandlerTest, BadInputNoReplyOneWarningNamingThePeer) {
   Handler h = Make(false);
-  EXPECT_FALSE(h.Handle("garbage", core::daemon::PeerAddress("10.9.8.7", "10.9.8.7:555"), 0));
+  EXPECT_FALSE(h.Handle("garbage", core::transport::PeerAddress("10.9.8.7", "10.9.8.7:555"), 0));
   EXPECT_EQ(registry_.entries(), 0u);
   const std::string text = LogText();
   EXPECT_NE(text.find("WARNING:REGSRV/UDP/18811:bad request from 10.9.8.7:555: undecodable"),
@@ -309,15 +312,15 @@ TEST_F(HandlerTest, FullRegistryRefusesWithoutReply) {
   Registry small(1, 240);
   Handler h(small, sources_, false, ReplyLimits{}, logging_->Get("T"));
   EXPECT_TRUE(h.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("a")}), Value(1)})),
-                       core::daemon::PeerAddress("h", "p"), 0));
+                       core::transport::PeerAddress("h", "p"), 0));
   EXPECT_FALSE(h.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("b")}), Value(1)})),
-                        core::daemon::PeerAddress("h", "p"), 0));
+                        core::transport::PeerAddress("h", "p"), 0));
   EXPECT_NE(LogText().find("registry full (1 entry)"), std::string::npos) << LogText();
 }
 
 TEST_F(HandlerTest, PeerStringsAreEscapedInLogLines) {
   Handler h = Make(false);
-  const core::daemon::PeerAddress peer("10.0.0.5", "10.0.0.5:77");
+  const core::transport::PeerAddress peer("10.0.0.5", "10.0.0.5:77");
   EXPECT_TRUE(h.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("X\r\nWARNING:forged")}),
                                                   MakeStr("/tmp/a\nb")})),
                        peer, 0));
@@ -337,8 +340,8 @@ TEST_F(HandlerTest, OneSourceCannotFillTheRegistryNorRegisterFaster) {
   limits.registers_per_second = 2;  // a burst of 10
   Sources sources(limits);
   Handler h(registry, sources, false, ReplyLimits{}, logging_->Get("T"));
-  const core::daemon::PeerAddress a("10.0.0.1", "10.0.0.1:5"), b("10.0.0.2", "10.0.0.2:5");
-  auto reg = [&](const char* name, const core::daemon::PeerAddress& p, double now) {
+  const core::transport::PeerAddress a("10.0.0.1", "10.0.0.1:5"), b("10.0.0.2", "10.0.0.2:5");
+  auto reg = [&](const char* name, const core::transport::PeerAddress& p, double now) {
     return h.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr(name)}), Value(1)})), p, now)
         .has_value();
   };
@@ -367,7 +370,7 @@ TEST_F(HandlerTest, UdpRepliesStayWithinTheSourceBudget) {
   Sources sources(limits);
   Handler h(registry_, sources, true, ReplyLimits{kMaxReplyBytes, kMaxUdpListReplyBytes, true},
             logging_->Get("T"));
-  const core::daemon::PeerAddress victim("10.0.0.7", "10.0.0.7:53");
+  const core::transport::PeerAddress victim("10.0.0.7", "10.0.0.7:53");
   const std::string query = Req("QUERY", MakeTuple({MakeStr("NOBODY")}));
   size_t bytes = 0;
   for (int i = 0; i < 100000; ++i) {
@@ -375,7 +378,7 @@ TEST_F(HandlerTest, UdpRepliesStayWithinTheSourceBudget) {
   }
   EXPECT_LE(bytes, 15000u);
   EXPECT_GE(bytes, 14000u);
-  EXPECT_TRUE(h.Handle(query, core::daemon::PeerAddress("10.0.0.8", "10.0.0.8:1"), 0));
+  EXPECT_TRUE(h.Handle(query, core::transport::PeerAddress("10.0.0.8", "10.0.0.8:1"), 0));
   EXPECT_TRUE(h.Handle(query, victim, 1.0));  // 1000 bytes/s later
   EXPECT_NE(LogText().find("reply budget of 10.0.0.7 (1000 bytes/s) exceeded"), std::string::npos)
       << LogText();

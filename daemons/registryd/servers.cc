@@ -12,7 +12,7 @@ namespace registryd {
 namespace {
 
 using core::daemon::MonotonicSeconds;
-using core::daemon::PeerAddress;
+using core::transport::PeerAddress;
 
 constexpr int kMaxDatagramsPerWakeup = 64;
 

@@ -72,7 +72,7 @@ class TcpServer {
   enum class Next { kClose, kRead, kWrite };
   // Serves the bytes received so far: waits for more (kRead), for the socket to take the rest
   // of the reply (kWrite, with *out and *sent set), or is done (kClose).
-  Next Serve(int fd, std::string_view in, bool eof, const core::daemon::PeerAddress& peer,
+  Next Serve(int fd, std::string_view in, bool eof, const core::transport::PeerAddress& peer,
              double now, std::string* out, size_t* sent);
   void OnAcceptable();
   void OnEvent(ConnList::iterator it, short what);

@@ -69,22 +69,6 @@ TEST(Loop, SignalIsALoopEvent) {
   EXPECT_TRUE(got);
 }
 
-TEST(Sockets, AddressText) {
-  sockaddr_storage ss{};
-  auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  in6->sin6_family = AF_INET6;
-  in6->sin6_port = htons(7);
-  inet_pton(AF_INET6, "::ffff:127.0.0.1", &in6->sin6_addr);
-  EXPECT_EQ(HostText(ss), "::ffff:127.0.0.1");
-  EXPECT_EQ(PeerText(ss), "[::ffff:127.0.0.1]:7");
-  auto* in4 = reinterpret_cast<sockaddr_in*>(&ss);
-  ss = {};
-  in4->sin_family = AF_INET;
-  in4->sin_port = htons(18811);
-  inet_pton(AF_INET, "10.1.2.3", &in4->sin_addr);
-  EXPECT_EQ(PeerText(ss), "10.1.2.3:18811");
-}
-
 TEST(Sockets, BadHostIsAConfigError) {
   auto fd = BindUdp("not-an-address", 0);
   ASSERT_FALSE(fd);

@@ -76,39 +76,4 @@ uint16_t LocalPort(int fd) {
   return 0;
 }
 
-std::string HostText(const sockaddr_storage& addr) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (addr.ss_family == AF_INET) {
-    // By hand: glibc's inet_ntop formats IPv4 through sprintf.
-    const auto* b = reinterpret_cast<const unsigned char*>(
-        &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr.s_addr);
-    std::string out;
-    out.reserve(15);
-    for (int i = 0; i < 4; ++i) {
-      if (i > 0) out.push_back('.');
-      const unsigned v = b[i];
-      if (v >= 100) out.push_back(static_cast<char>('0' + v / 100));
-      if (v >= 10) out.push_back(static_cast<char>('0' + v / 10 % 10));
-      out.push_back(static_cast<char>('0' + v % 10));
-    }
-    return out;
-  }
-  if (addr.ss_family == AF_INET6) {
-    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr, buf, sizeof buf);
-  }
-  return buf;
-}
-
-std::string PeerText(const sockaddr_storage& addr) {
-  if (addr.ss_family == AF_INET) {
-    return HostText(addr) + ":" +
-           std::to_string(ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port));
-  }
-  if (addr.ss_family == AF_INET6) {
-    return "[" + HostText(addr) +
-           "]:" + std::to_string(ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port));
-  }
-  return "?";
-}
-
 }  // namespace core::daemon

@@ -46,30 +46,42 @@ uint16_t SocketAddress::port() const {
   return 0;
 }
 
-std::string SocketAddress::host() const {
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (family() == AF_INET) {
+std::string HostText(const sockaddr_storage& addr) {
+  if (addr.ss_family == AF_INET) {
     // By hand: glibc's inet_ntop formats IPv4 with sprintf (~1,800 instructions; a server
-    // describes every accepted peer several times).
-    const auto a = ntohl(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr.s_addr);
+    // describes every peer, a registry every datagram's source).
+    const auto* b = reinterpret_cast<const unsigned char*>(
+        &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr.s_addr);
     std::string out;
-    for (int shift = 24; shift >= 0; shift -= 8) {
-      out += std::to_string((a >> shift) & 0xff);
-      if (shift > 0) out += '.';
+    out.reserve(15);
+    for (int i = 0; i < 4; ++i) {
+      if (i > 0) out.push_back('.');
+      const unsigned v = b[i];
+      if (v >= 100) out.push_back(static_cast<char>('0' + v / 100));
+      if (v >= 10) out.push_back(static_cast<char>('0' + v / 10 % 10));
+      out.push_back(static_cast<char>('0' + v % 10));
     }
     return out;
-  } else if (family() == AF_INET6) {
-    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, buf,
-                sizeof(buf));
-  } else {
-    return "?";
   }
-  return buf;
+  if (addr.ss_family == AF_INET6) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr, buf,
+                sizeof buf);
+    return buf;
+  }
+  return "?";
 }
 
-std::string SocketAddress::ToString() const {
-  if (family() == AF_INET6) return "[" + host() + "]:" + std::to_string(port());
-  return host() + ":" + std::to_string(port());
+std::string AddressText(const sockaddr_storage& addr) {
+  if (addr.ss_family == AF_INET) {
+    return HostText(addr) + ":" +
+           std::to_string(ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port));
+  }
+  if (addr.ss_family == AF_INET6) {
+    return "[" + HostText(addr) +
+           "]:" + std::to_string(ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port));
+  }
+  return "?";
 }
 
 std::string SocketAddress::PythonRepr() const {

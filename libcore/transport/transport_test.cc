@@ -3,6 +3,7 @@
 #include <string>
 #include <thread>
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -97,6 +98,31 @@ TEST(AddressTest, BadHostIsConfigError) {
   auto a = SocketAddress::Resolve("not a host name!", 1);
   ASSERT_FALSE(a.has_value());
   EXPECT_EQ(a.error().code(), Error::Code::kConfig);
+}
+
+TEST(AddressTest, TextOfEachFamilyAndPeerAddressFormatsLazily) {
+  sockaddr_storage ss{};
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  in6->sin6_family = AF_INET6;
+  in6->sin6_port = htons(7);
+  inet_pton(AF_INET6, "::ffff:127.0.0.1", &in6->sin6_addr);
+  EXPECT_EQ(HostText(ss), "::ffff:127.0.0.1");
+  EXPECT_EQ(AddressText(ss), "[::ffff:127.0.0.1]:7");
+  auto* in4 = reinterpret_cast<sockaddr_in*>(&ss);
+  ss = {};
+  in4->sin_family = AF_INET;
+  in4->sin_port = htons(18811);
+  inet_pton(AF_INET, "10.1.2.3", &in4->sin_addr);
+  EXPECT_EQ(AddressText(ss), "10.1.2.3:18811");
+  const PeerAddress lazy(ss);
+  EXPECT_EQ(lazy.host(), "10.1.2.3");
+  EXPECT_EQ(lazy.text(), "10.1.2.3:18811");
+  EXPECT_EQ(SocketAddress(reinterpret_cast<const sockaddr*>(&ss), sizeof ss).ToString(),
+            "10.1.2.3:18811");
+  ss = {};
+  ss.ss_family = AF_UNIX;
+  EXPECT_EQ(HostText(ss), "?");
+  EXPECT_EQ(AddressText(ss), "?");
 }
 
 TEST(ListenerTest, PortZeroGetsARealPort) {
