@@ -320,6 +320,21 @@ TEST(Frame, AnnouncedLengthReservesNothingUntilBytesArrive) {
   EXPECT_TRUE(**whole == payload);
 }
 
+TEST(Frame, NeededCountsTheRestOfTheFrameInProgress) {
+  FrameReader r;
+  EXPECT_EQ(r.needed(), kHeaderSize);
+  const std::string frame = Frame(std::string(100, 'n'), Compression::kNever);  // 106 bytes
+  r.Append(frame.substr(0, 3));
+  EXPECT_EQ(r.needed(), 2u);
+  r.Append(frame.substr(3, 52));
+  EXPECT_EQ(r.needed(), 51u);
+  r.Append(frame.substr(55) + frame.substr(0, 1));  // the whole frame and a byte of the next
+  EXPECT_EQ(r.needed(), 0u);
+  auto p = r.Next();
+  ASSERT_TRUE(p && *p);
+  EXPECT_EQ(r.needed(), 4u);
+}
+
 TEST(Frame, LargeBuffersAreGivenBackOnceConsumed) {
   FrameReader r;
   const std::string large = Text(FrameReader::kKeepBuffer + 1000);
