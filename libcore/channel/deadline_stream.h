@@ -61,6 +61,7 @@ class DeadlineStream final : public transport::Stream {
     return inner_.WriteAll(parts);
   }
   using Stream::WriteAll;
+  void ExpectBytes(size_t n) override { inner_.ExpectBytes(n); }
   void Shutdown() override { inner_.Shutdown(); }
   std::string PeerName() const override { return inner_.PeerName(); }
 

@@ -116,45 +116,97 @@ Result<std::string_view> Inflater::Run(std::string_view compressed, size_t max_o
     o.capacity = capacity_ = guess;
   }
   size_t filled = 0;
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(deflated.data()));
-  zs.avail_in = 0;
-  size_t in_left = deflated.size();  // not yet handed to zlib
-  for (;;) {
-    if (zs.avail_in == 0 && in_left > 0) {
-      auto n = static_cast<uInt>(std::min<size_t>(in_left, UINT_MAX));
-      zs.avail_in = n;
-      in_left -= n;
+  auto too_large = [max_output] {
+    return Fail(Error::Limit("frame: decompressed payload exceeds the limit of " +
+                             std::to_string(max_output) + " bytes"));
+  };
+
+  // Stored blocks first (RFC 1951 §3.2.4: BTYPE 00, the bytes as they are after a byte-aligned
+  // LEN and its complement NLEN). The clients compress incompressible data too (random bytes,
+  // packed files), which zlib level 1 sends as stored blocks of about 16 KiB: they are copied here
+  // with their checksum in the same pass (CopyAdler32()), without zlib's call per block and the
+  // separate checksum pass over the output. At the first block of another type zlib inflates the
+  // rest, given the output so far as its window.
+  uint32_t adler = kAdler32Initial;  // of the output the stored blocks gave
+  size_t at = 0;                     // bytes of `deflated` the stored blocks took
+  bool final_block = false;
+  while (!final_block) {
+    if (at == deflated.size()) return truncated();
+    const auto h = static_cast<unsigned char>(deflated[at]);
+    if (((h >> 1) & 3) != 0) break;  // BFINAL is bit 0, BTYPE bits 1-2; the rest pads to a byte
+    constexpr size_t kStoredHeader = 5;
+    if (deflated.size() - at < kStoredHeader) return truncated();
+    const auto* b = reinterpret_cast<const unsigned char*>(deflated.data() + at + 1);
+    const uint32_t len = b[0] | (uint32_t{b[1]} << 8), nlen = b[2] | (uint32_t{b[3]} << 8);
+    if ((len ^ nlen) != 0xffff) {
+      return Fail(Error::Protocol("frame: corrupt zlib payload: invalid stored block lengths (" +
+                                  std::to_string(Z_DATA_ERROR) + ")"));
     }
-    const size_t limit = std::min(o.capacity, cap);  // a kept buffer may be larger than cap
-    if (filled == limit) {
-      const size_t bigger = std::min(std::max(o.capacity, kInflateChunk / 2) * 2, cap);
+    at += kStoredHeader;
+    const size_t take = std::min<size_t>(len, deflated.size() - at);
+    if (take > max_output - filled) return too_large();
+    if (o.capacity - filled < take) {  // not with the first guess (twice the input), but safe
+      const size_t bigger = std::min(std::max(filled + take, o.capacity * 2), cap);
       Regrow(&o.bytes, filled, bigger);
       o.capacity = capacity_ = bigger;
-      continue;
     }
-    const size_t room = std::min<size_t>(limit - filled, UINT_MAX);
-    zs.next_out = reinterpret_cast<Bytef*>(o.bytes.get() + filled);
-    zs.avail_out = static_cast<uInt>(room);
-    int ret = inflate(&zs, Z_NO_FLUSH);
-    filled += room - zs.avail_out;
-    if (filled > max_output) {
-      return Fail(Error::Limit("frame: decompressed payload exceeds the limit of " +
-                               std::to_string(max_output) + " bytes"));
+    adler = CopyAdler32(adler, o.bytes.get() + filled, deflated.substr(at, take));
+    filled += take;
+    at += take;
+    if (take < len) return truncated();
+    final_block = (h & 1) != 0;
+  }
+  const size_t stored = filled;  // output of the stored blocks, already in `adler`
+
+  size_t after = at;  // where the deflate data ends
+  if (!final_block) {
+    if (filled > 0) {
+      // Later blocks may copy from up to 32 KiB back, into what the stored blocks gave.
+      const size_t window = std::min<size_t>(filled, size_t{1} << MAX_WBITS);
+      if (int ret = inflateSetDictionary(
+              &zs, reinterpret_cast<const Bytef*>(o.bytes.get() + filled - window),
+              static_cast<uInt>(window));
+          ret != Z_OK) {
+        return Fail(Error::Limit("frame: cannot continue inflating: " + ZlibMessage(zs, ret)));
+      }
     }
-    if (ret == Z_STREAM_END) break;
-    if (ret != Z_OK && ret != Z_BUF_ERROR) {
-      return Fail(Error::Protocol("frame: corrupt zlib payload: " + ZlibMessage(zs, ret)));
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(deflated.data() + at));
+    zs.avail_in = 0;
+    size_t in_left = deflated.size() - at;  // not yet handed to zlib
+    for (;;) {
+      if (zs.avail_in == 0 && in_left > 0) {
+        auto n = static_cast<uInt>(std::min<size_t>(in_left, UINT_MAX));
+        zs.avail_in = n;
+        in_left -= n;
+      }
+      const size_t limit = std::min(o.capacity, cap);  // a kept buffer may be larger than cap
+      if (filled == limit) {
+        const size_t bigger = std::min(std::max(o.capacity, kInflateChunk / 2) * 2, cap);
+        Regrow(&o.bytes, filled, bigger);
+        o.capacity = capacity_ = bigger;
+        continue;
+      }
+      const size_t room = std::min<size_t>(limit - filled, UINT_MAX);
+      zs.next_out = reinterpret_cast<Bytef*>(o.bytes.get() + filled);
+      zs.avail_out = static_cast<uInt>(room);
+      int ret = inflate(&zs, Z_NO_FLUSH);
+      filled += room - zs.avail_out;
+      if (filled > max_output) return too_large();
+      if (ret == Z_STREAM_END) break;
+      if (ret != Z_OK && ret != Z_BUF_ERROR) {
+        return Fail(Error::Protocol("frame: corrupt zlib payload: " + ZlibMessage(zs, ret)));
+      }
+      // All input consumed and room left over: the stream stops before its end.
+      if (zs.avail_in == 0 && in_left == 0 && zs.avail_out != 0) return truncated();
     }
-    // All input consumed and room left over: the stream stops before its end.
-    if (zs.avail_in == 0 && in_left == 0 && zs.avail_out != 0) return truncated();
+    after = deflated.size() - in_left - zs.avail_in;
   }
   // The Adler-32 follows the deflate data; bytes after it are ignored, as zlib.decompress does.
-  const size_t after = deflated.size() - in_left - zs.avail_in;
   if (deflated.size() - after < kZlibTrailer) return truncated();
   const auto* t = reinterpret_cast<const unsigned char*>(deflated.data() + after);
   const uint32_t want = HeaderLength(t);  // the same big-endian uint32 as a frame length
   const std::string_view out(o.bytes.get(), filled);
-  if (Adler32(kAdler32Initial, out) != want) return corrupt("incorrect data check");
+  if (Adler32(adler, out.substr(stored)) != want) return corrupt("incorrect data check");
   return out;
 }
 

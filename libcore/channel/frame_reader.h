@@ -93,6 +93,15 @@ class FrameReader {
   // For end of stream: an error when a frame was started but not finished.
   Status CheckEof() const;
 
+  // Bytes the stream must still bring before the next payload can come out: the rest of the
+  // frame that has started (or of its header); 0 when a complete frame is buffered.
+  uint64_t needed() const {
+    const size_t have = buffered();
+    if (have < kHeaderSize) return kHeaderSize - have;
+    const uint64_t total = FrameSize(HeaderLength(buffer_.get() + pos_));
+    return total > have ? total - have : 0;
+  }
+
   // Bytes received but not yet returned as payloads.
   size_t buffered() const { return end_ - pos_; }
   // Bytes of buffer held for them (tests).

@@ -320,6 +320,21 @@ TEST(Frame, AnnouncedLengthReservesNothingUntilBytesArrive) {
   EXPECT_TRUE(**whole == payload);
 }
 
+TEST(Frame, NeededCountsTheRestOfTheFrameInProgress) {
+  FrameReader r;
+  EXPECT_EQ(r.needed(), kHeaderSize);
+  const std::string frame = Frame(std::string(100, 'n'), Compression::kNever);  // 106 bytes
+  r.Append(frame.substr(0, 3));
+  EXPECT_EQ(r.needed(), 2u);
+  r.Append(frame.substr(3, 52));
+  EXPECT_EQ(r.needed(), 51u);
+  r.Append(frame.substr(55) + frame.substr(0, 1));  // the whole frame and a byte of the next
+  EXPECT_EQ(r.needed(), 0u);
+  auto p = r.Next();
+  ASSERT_TRUE(p && *p);
+  EXPECT_EQ(r.needed(), 4u);
+}
+
 TEST(Frame, LargeBuffersAreGivenBackOnceConsumed) {
   FrameReader r;
   const std::string large = Text(FrameReader::kKeepBuffer + 1000);
@@ -444,6 +459,121 @@ TEST(Frame, TruncatedStreamAtEveryByte) {
   }
   EXPECT_EQ(ReadError(f), "no error");
   EXPECT_EQ(ReadError(""), "no error");
+}
+
+// One zlib stream deflated in parts, each at its own level (0: stored blocks), each part ending
+// in a sync flush (which keeps the window: later parts may copy from earlier ones).
+std::string ZlibParts(const std::vector<std::pair<std::string, int>>& parts) {
+  size_t total = 0;
+  for (const auto& [data, level] : parts) total += data.size();
+  std::string out(compressBound(static_cast<uLong>(total)) + 64 * parts.size() + 64, '\0');
+  z_stream zs{};
+  EXPECT_EQ(deflateInit(&zs, parts[0].second), Z_OK);
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i > 0) {
+      EXPECT_EQ(deflateParams(&zs, parts[i].second, Z_DEFAULT_STRATEGY), Z_OK);
+    }
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(parts[i].first.data()));
+    zs.avail_in = static_cast<uInt>(parts[i].first.size());
+    EXPECT_EQ(deflate(&zs, Z_SYNC_FLUSH), Z_OK);
+  }
+  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
+  out.resize(out.size() - zs.avail_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+// The deflate block types the stream `z` (zlib-wrapped) starts with, as long as they are stored
+// blocks, then the first other type: "0 0 0 1" for three stored blocks and a fixed-Huffman one.
+std::string LeadingBlockTypes(std::string_view z) {
+  std::string types;
+  size_t at = 2;
+  while (at < z.size()) {
+    const auto h = static_cast<unsigned char>(z[at]);
+    types += (types.empty() ? "" : " ") + std::to_string((h >> 1) & 3);
+    if (((h >> 1) & 3) != 0 || (h & 1) != 0 || at + 5 > z.size()) break;
+    at += 5 + (static_cast<unsigned char>(z[at + 1]) | static_cast<unsigned char>(z[at + 2]) << 8);
+  }
+  return types;
+}
+
+TEST(Frame, StoredBlocksInflate) {
+  // What the clients send for incompressible data: zlib level 1 gives stored blocks of ~16 KiB.
+  const std::string noise = RandomBytes((size_t{1} << 20) + 3, 7);
+  const std::string z1 = ZlibCompress(noise, 1);
+  ASSERT_EQ(LeadingBlockTypes(z1).substr(0, 6), "0 0 0 ");
+  auto out = Inflate(z1, size_t{64} << 20);
+  ASSERT_TRUE(out) << out.error().ToString();
+  EXPECT_TRUE(*out == noise);
+  // Level 0: stored blocks of 64 KiB; and the smallest streams.
+  for (size_t n :
+       {size_t{0}, size_t{1}, size_t{31}, size_t{65535}, size_t{65536}, size_t{200000}}) {
+    const std::string data = RandomBytes(n, static_cast<uint32_t>(n));
+    auto got = Inflate(ZlibCompress(data, 0), size_t{64} << 20);
+    ASSERT_TRUE(got) << n << ": " << got.error().ToString();
+    EXPECT_TRUE(*got == data) << n;
+  }
+  // Through the reader, twice on one inflater, any split.
+  EXPECT_PAYLOADS(ReadAll(Frame(noise) + Frame(noise), {1, 70000, 1048000}),
+                  (std::vector<std::string>{noise, noise}));
+}
+
+TEST(Frame, CompressedBlocksAfterStoredOnesCopyFromThem) {
+  // Stored blocks, then compressed blocks that repeat their bytes (copies from up to 32 KiB back,
+  // into the stored output), then stored again (now zlib's), then compressed again.
+  const std::string noise = RandomBytes(100000, 8);
+  const std::string again = noise.substr(noise.size() - 30000) + noise.substr(noise.size() - 20000);
+  const std::string more = RandomBytes(40000, 9);
+  const std::string more_again = more.substr(more.size() - 30000);
+  const std::string z = ZlibParts({{noise, 0}, {again, 9}, {more, 0}, {more_again, 9}});
+  ASSERT_EQ(LeadingBlockTypes(z), "0 0 0 2");  // the sync flush adds an empty stored block
+  ASSERT_LT(z.size(), noise.size() + more.size() + 1000);  // the repeats are copies
+  const std::string want = noise + again + more + more_again;
+  auto out = Inflate(z, size_t{64} << 20);
+  ASSERT_TRUE(out) << out.error().ToString();
+  EXPECT_TRUE(*out == want);
+  EXPECT_PAYLOADS(ReadAll(Header(static_cast<uint32_t>(z.size()), 1) + z + "\n", {}),
+                  std::vector<std::string>{want});
+}
+
+TEST(Frame, CorruptStoredBlocks) {
+  const std::string noise = RandomBytes(50000, 10);
+  const std::string z = ZlibCompress(noise, 1);
+  ASSERT_EQ(LeadingBlockTypes(z).substr(0, 4), "0 0 ");
+  auto frame = [](const std::string& zz) {
+    return Header(static_cast<uint32_t>(zz.size()), 1) + zz + "\n";
+  };
+  // LEN and NLEN disagree, in the first block and in the second: zlib's message.
+  std::string bad_len = z;
+  bad_len[2 + 3] ^= 1;  // NLEN of the first block
+  EXPECT_EQ(ReadError(frame(bad_len)),
+            "frame: corrupt zlib payload: invalid stored block lengths (-3)");
+  const size_t second = 2 + 5 + (static_cast<unsigned char>(z[3]) | z[4] << 8);
+  std::string bad_len2 = z;
+  bad_len2[second + 1] ^= 4;  // LEN of the second block
+  EXPECT_EQ(ReadError(frame(bad_len2)),
+            "frame: corrupt zlib payload: invalid stored block lengths (-3)");
+  // A changed byte in the stored data, and a changed checksum.
+  std::string bad_data = z;
+  bad_data[second + 100] ^= 0x20;
+  EXPECT_EQ(ReadError(frame(bad_data)), "frame: corrupt zlib payload: incorrect data check (-3)");
+  std::string bad_sum = z;
+  bad_sum[z.size() - 1] ^= 1;
+  EXPECT_EQ(ReadError(frame(bad_sum)), "frame: corrupt zlib payload: incorrect data check (-3)");
+  // Cut anywhere: inside a block header, inside the bytes, inside the checksum.
+  for (size_t n : {size_t{2}, size_t{3}, size_t{6}, size_t{7}, size_t{1000}, second, second + 2,
+                   second + 5, z.size() - 5, z.size() - 4, z.size() - 1}) {
+    EXPECT_EQ(ReadError(frame(z.substr(0, n))),
+              "frame: truncated zlib payload (" + std::to_string(n) + " bytes, no end of stream)")
+        << n;
+  }
+  // Over the limit on decompressed bytes, exactly at it.
+  EXPECT_EQ(ReadError(frame(z), FrameLimits{1 << 20, 49999}),
+            "frame: decompressed payload exceeds the limit of 49999 bytes");
+  EXPECT_PAYLOADS(ReadAll(frame(z), {}, FrameLimits{1 << 20, 50000}),
+                  std::vector<std::string>{noise});
 }
 
 // `mib` MiB of zeros as one zlib stream, built without deflating all of it: one MiB deflated

@@ -260,6 +260,12 @@ Result<std::optional<std::string_view>> Connection::NextPayload(std::optional<in
       SetEnded(EndReason::kShutdown);
       return Fail(Error::Closed("connection to " + peer_name_ + " shut down"));
     }
+    // The rest of a large frame: the stream may wake once for it (SocketStream: SO_RCVLOWAT).
+    if (const uint64_t needed = reader_.needed();
+        needed >= transport::Stream::kExpectBytesFrom || expecting_) {
+      expecting_ = needed >= transport::Stream::kExpectBytesFrom;
+      stream_.ExpectBytes(static_cast<size_t>(std::min<uint64_t>(needed, SIZE_MAX)));
+    }
     if (timeout_ms) {
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
       auto ready =

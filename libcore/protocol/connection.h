@@ -158,6 +158,7 @@ class Connection final : public Peer {
 
   // Owned by the holder of the read role (handed over under mu_).
   channel::FrameReader reader_;
+  bool expecting_ = false;  // the stream was last told to expect a large rest (read role only)
 
   std::mutex send_mu_;  // one frame at a time on the stream
 

@@ -3,7 +3,9 @@
 // A Stream over a connected socket (TCP or Unix). TCP sockets get TCP_NODELAY, and what was read
 // is ACKed at once (TCP_QUICKACK) before the stream waits for more without having written since:
 // a reply carries the ACK anyway. Each WriteAll() is one writev() where the kernel takes it all,
-// so a frame leaves in one segment.
+// so a frame leaves in one segment. While the reader expects a large rest of a frame
+// (ExpectBytes()), a TCP socket's low-water mark (SO_RCVLOWAT) is set to it, so the stream wakes
+// once for it rather than once for each piece the peer writes.
 
 #include <atomic>
 #include <string>
@@ -35,12 +37,16 @@ class SocketStream : public Stream {
 
   Result<size_t> Read(std::span<char> buf) override;
   Result<bool> WaitReadable(int timeout_ms) override;
+  void ExpectBytes(size_t n) override;
   Status WriteAll(std::span<const std::string_view> parts) override;
   using Stream::WriteAll;
   void Shutdown() override;
   std::string PeerName() const override { return peer_name_; }
 
   int fd() const { return fd_.get(); }
+
+  // The highest low-water mark set (from kExpectBytesFrom expected bytes).
+  static constexpr size_t kLowWaterMax = size_t{1} << 20;
 
  private:
   Error IoError(const char* what, int err) const;
@@ -52,6 +58,9 @@ class SocketStream : public Stream {
   // holds a small frame until then). Cleared before a write: the segment carries the ACK.
   std::atomic<bool> unacked_{false};
   std::atomic<bool> shut_down_{false};
+  // The socket's SO_RCVLOWAT as set by ExpectBytes() (1: the kernel's default). Used by the
+  // reading thread only.
+  int low_water_ = 1;
 };
 
 }  // namespace core::transport

@@ -34,6 +34,15 @@ class Stream {
     return WriteAll(std::span<const std::string_view>(&data, 1));
   }
 
+  // A hint from the reader before it reads or waits: it can make no use of what it reads until
+  // `n` more bytes have come (the rest of a frame). A stream may then wake its reader once, when
+  // they are there, instead of for each piece (SocketStream: SO_RCVLOWAT). Read() still returns
+  // as soon as WaitReadable() said it would not block. Ignored by default. Counts below
+  // kExpectBytesFrom mean nothing to a stream (a rest that small comes in a read or two), so a
+  // caller need not give them, except once after a larger one, to end it.
+  virtual void ExpectBytes(size_t n) { (void)n; }
+  static constexpr size_t kExpectBytesFrom = size_t{64} << 10;
+
   // Ends the stream in both directions: the peer sees end of stream, and a Read() blocked in
   // another thread returns 0. Safe to call from any thread, any number of times.
   virtual void Shutdown() = 0;

@@ -291,6 +291,105 @@ TEST(SocketStreamTest, ShutdownWakesABlockedReaderAndThePeer) {
   p->server->Shutdown();  // idempotent
 }
 
+// The rest of a large frame, written in pieces as rpyc's clients write it (64,000 bytes a call):
+// told to expect it, the reader gets it in one Read() once it is all there, not piece by piece.
+TEST(SocketStreamTest, ExpectedBytesComeInOneRead) {
+  auto p = ConnectPair("127.0.0.1");
+  ASSERT_TRUE(p.has_value());
+  constexpr size_t kPiece = 64000, kPieces = 8;
+  const std::string piece(kPiece, 'p');
+  std::thread writer([&] {
+    for (size_t i = 0; i < kPieces; ++i) {
+      ASSERT_TRUE(p->client->WriteAll(piece).has_value());
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  std::string buf(kPiece * kPieces + 100, '\0');
+  size_t got = 0, reads = 0;
+  while (got < kPiece * kPieces) {
+    p->server->ExpectBytes(kPiece * kPieces - got);
+    auto n = p->server->Read(std::span<char>(buf.data(), buf.size()));
+    ASSERT_TRUE(n.has_value());
+    ASSERT_GT(*n, 0u);
+    got += *n;
+    ++reads;
+  }
+  writer.join();
+  // One read; two where Linux wakes the reader early because its receive window filled (the
+  // window grows to the mark's size as the bytes come). Piece by piece would be eight.
+  EXPECT_LE(reads, 2u);
+  // Back to the kernel's mark for small rests: a small piece is read as it comes.
+  p->server->ExpectBytes(10);
+  ASSERT_TRUE(p->client->WriteAll("0123456789").has_value());
+  auto small = p->server->Read(std::span<char>(buf.data(), buf.size()));
+  ASSERT_TRUE(small.has_value());
+  EXPECT_EQ(*small, 10u);
+}
+
+// Part of the expected bytes queued before the reader asks, the rest later; a read buffer smaller
+// than the rest; the peer ending before all came: no read waits for more than will come. (Linux
+// may wake the reader before the mark when its receive window is full: then more reads.)
+TEST(SocketStreamTest, ExpectedBytesPartlyQueuedSmallBufferAndEarlyEnd) {
+  auto p = ConnectPair("127.0.0.1");
+  ASSERT_TRUE(p.has_value());
+  const std::string half(100000, 'h');
+  ASSERT_TRUE(p->client->WriteAll(half).has_value());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // queued at the server
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_TRUE(p->client->WriteAll(half).has_value());
+  });
+  std::string buf(300000, '\0');
+  size_t got = 0;
+  while (got < 200000) {
+    p->server->ExpectBytes(200000 - got);
+    auto n = p->server->Read(std::span<char>(buf.data(), 150000));
+    ASSERT_TRUE(n.has_value());
+    ASSERT_GT(*n, 0u);
+    got += *n;
+  }
+  EXPECT_EQ(got, 200000u);
+  writer.join();
+  // 300 KB expected, 1000 bytes come, then the peer closes: both reads return.
+  p->server->ExpectBytes(300000);
+  ASSERT_TRUE(p->client->WriteAll(std::string(1000, 'e')).has_value());
+  p->client->Shutdown();
+  got = 0;
+  for (;;) {
+    auto n = p->server->Read(std::span<char>(buf.data(), buf.size()));
+    ASSERT_TRUE(n.has_value());
+    if (*n == 0) break;
+    got += *n;
+  }
+  EXPECT_EQ(got, 1000u);
+}
+
+// An idle limit counts silence: bytes that came during a wait, fewer than expected, make
+// WaitReadable() true when its time is up, and the next Read() returns them; a wait of 0 (the
+// thread pool's look) stays false until all of them are there.
+TEST(SocketStreamTest, WaitReadableSeesBytesBelowTheExpectedCount) {
+  auto p = ConnectPair("127.0.0.1");
+  ASSERT_TRUE(p.has_value());
+  p->server->ExpectBytes(200000);
+  ASSERT_TRUE(p->client->WriteAll(std::string(1000, 'w')).has_value());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto w = p->server->WaitReadable(0);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_FALSE(*w);
+  w = p->server->WaitReadable(30);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_TRUE(*w);
+  std::array<char, 4096> buf{};
+  auto n = p->server->Read(buf);
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(*n, 1000u);
+  // Silence stays a timeout.
+  p->server->ExpectBytes(199000);
+  w = p->server->WaitReadable(30);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_FALSE(*w);
+}
+
 TEST(SocketStreamTest, WriteAfterPeerClosedIsIoErrorNotSignal) {
   auto p = ConnectPair("127.0.0.1");
   ASSERT_TRUE(p.has_value());
