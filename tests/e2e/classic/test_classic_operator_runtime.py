@@ -145,12 +145,15 @@ def rotate(logfile):
 
 def test_classicd_sigusr2_reopens_the_log_without_a_reload(tmp_path):
     d = Daemon(tmp_path)
+    d.wait_for_log("goodbye")  # the readiness probe's lines are all in the first file
     rotated = rotate(d.logfile)
     d.proc.send_signal(signal.SIGUSR2)
     wait_for(lambda: d.logfile.exists(), 10, "a new log file")
-    socket.create_connection(("127.0.0.1", d.port), timeout=5).close()
-    d.wait_for_log("accepted")
-    assert "accepted" not in rotated.read_text()
+    c = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+    mine = f"accepted ('127.0.0.1', {c.getsockname()[1]})"
+    c.close()
+    d.wait_for_log(mine)
+    assert mine not in rotated.read_text()
     assert "reload" not in d.log() and "reload" not in rotated.read_text()
     assert d.stop() == 0
 
