@@ -363,8 +363,8 @@ def _resolve_class(name_pack):
     return getattr(mod, name, None) if mod is not None else None
 
 
-def ctxexit(obj, exc):
-    exit_method = obj.__exit__
+def ctxexit(exit_method, exc):
+    """CTXEXIT once obj.__exit__ has been fetched (as a GETATTR, through the access policy)."""
     if not exc:
         return exit_method(None, None, None)
     cls = exc
@@ -391,15 +391,6 @@ def instancecheck(cls, other, name_pack):
     if isinstance(other_cls, type):
         return issubclass(other_cls, cls)
     return False
-
-
-def oldslicing(obj, attempt, fallback, start, stop, args):
-    try:
-        return getattr(obj, attempt)(slice(start, stop), *args)
-    except Exception:
-        if stop is None:
-            stop = sys.maxsize
-        return getattr(obj, fallback)(start, stop, *args)
 
 
 def pickle_dumps(obj, proto):
