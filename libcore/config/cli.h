@@ -31,6 +31,9 @@ struct AppInfo {
   // Cross-field checks run after everything is merged; a failure exits kExitUsage when it is
   // an Error::Usage, kExitConfig otherwise (a check blames the file through `origins`).
   std::function<Status(const Origins& origins)> validate;
+  // --check-config only, after `validate`: what else a start would check (rpyc-classicd imports
+  // the service it is to host). Exit codes as for `validate`.
+  std::function<Status()> check = nullptr;
   // Opt-in (rpyc-registryd; other daemons keep the plain behaviour):
   //  * flag_values: a boolean switch also takes a value as a separate word, as the reference's
   //    `-l true` / `-q 1` do: `-l`, `-l true`, `-l no`, `--listing 0` and `--listing=off` all

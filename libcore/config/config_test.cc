@@ -19,6 +19,7 @@ struct TestOptions {
   bool listing = false;
   bool quiet = false;
   std::string host = "0.0.0.0";
+  std::vector<Entry> extra;
 };
 
 Schema MakeSchema(TestOptions* o) {
@@ -28,6 +29,7 @@ Schema MakeSchema(TestOptions* o) {
       Flag("listing", "-l,--listing", "listing", &o->listing),
       Flag("quiet", "-q,--quiet", "quiet", &o->quiet),
       String("host", "--host", "host", &o->host),
+      Entries("extra", "--extra", "extra KEY=VALUE", &o->extra),
   };
 }
 
@@ -275,6 +277,88 @@ TEST_F(CliTest, ValidateSeesWhereEachValueCameFrom) {
   EXPECT_EQ(seen.FileLine("mode"), "");     // the switch overrides the file
   EXPECT_EQ(seen.FileLine("listing"), "");  // a default
   EXPECT_EQ(seen.switches.count("mode"), 1U);
+}
+
+TEST(TomlLoader, EntriesKeepTypesAndLines) {
+  TestOptions o;
+  auto st = LoadTomlText(
+      "port = 1\n[extra]\nflag = true\nn = 3\nx = 2.5\ns = 'text'\nlist = ['a', 'b']\n", "t.toml",
+      MakeSchema(&o));
+  ASSERT_TRUE(st) << st.error().message();
+  ASSERT_EQ(o.extra.size(), 5u);
+  auto get = [&](const std::string& key) -> const Entry& {
+    for (const auto& e : o.extra) {
+      if (e.key == key) return e;
+    }
+    ADD_FAILURE() << "no entry " << key;
+    return o.extra[0];
+  };
+  EXPECT_EQ(std::get<bool>(get("flag").value), true);
+  EXPECT_EQ(get("flag").where, "t.toml:3");
+  EXPECT_EQ(get("list").where, "t.toml:7");
+  EXPECT_EQ(std::get<int64_t>(get("n").value), 3);
+  EXPECT_EQ(std::get<double>(get("x").value), 2.5);
+  EXPECT_EQ(std::get<std::string>(get("s").value), "text");
+  EXPECT_EQ(std::get<std::vector<std::string>>(get("list").value),
+            (std::vector<std::string>{"a", "b"}));
+  EXPECT_FALSE(get("list").from_text);
+}
+
+TEST(TomlLoader, EntriesErrors) {
+  TestOptions o;
+  auto st = LoadTomlText("extra = 1\n", "t.toml", MakeSchema(&o));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message(), "t.toml:1: key 'extra': expected a table, found an integer");
+  st = LoadTomlText("[extra]\nl = [1]\n", "t.toml", MakeSchema(&o));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message(),
+            "t.toml:2: key 'extra.l': expected an array of strings, found an integer in it");
+}
+
+TEST(CommandLine, EntriesRepeatAfterTheFile) {
+  const std::string path = core::testing::TempPath("e.toml");
+  std::ofstream(path) << "[extra]\na = 1\n";
+  TestOptions o;
+  Schema schema = MakeSchema(&o);
+  AppInfo info{"t", "test", "t 1", nullptr};
+  std::vector<const char*> argv = {"t", "-c", path.c_str(), "--extra", "b=x=y", "--extra", "a=2"};
+  auto out = ParseCommandLine(static_cast<int>(argv.size()), argv.data(), info, schema);
+  ASSERT_FALSE(out.exit) << out.message;
+  ASSERT_EQ(o.extra.size(), 3u);
+  EXPECT_EQ(o.extra[0].key, "a");
+  EXPECT_EQ(o.extra[1].key, "b");
+  EXPECT_EQ(std::get<std::string>(o.extra[1].value), "x=y");
+  EXPECT_TRUE(o.extra[1].from_text);
+  EXPECT_EQ(o.extra[1].where, "--extra");
+  EXPECT_EQ(std::get<std::string>(o.extra[2].value), "2");
+  std::vector<const char*> bad = {"t", "--extra", "novalue"};
+  TestOptions o2;
+  Schema schema2 = MakeSchema(&o2);
+  out = ParseCommandLine(static_cast<int>(bad.size()), bad.data(), info, schema2);
+  EXPECT_TRUE(out.exit);
+  EXPECT_EQ(out.exit_code, kExitUsage);
+  EXPECT_EQ(out.message, "t: --extra: 'novalue' is not KEY=VALUE");
+}
+
+TEST(CommandLine, CheckHookRunsOnlyForCheckConfig) {
+  TestOptions o;
+  Schema schema = MakeSchema(&o);
+  int checks = 0;
+  AppInfo info{"t", "test", "t 1", nullptr};
+  info.check = [&]() -> Status {
+    ++checks;
+    return Fail(Error::Config("service 'x': cannot import"));
+  };
+  std::vector<const char*> plain = {"t"};
+  auto out = ParseCommandLine(1, plain.data(), info, schema);
+  EXPECT_FALSE(out.exit);
+  EXPECT_EQ(checks, 0);
+  std::vector<const char*> check = {"t", "--check-config"};
+  out = ParseCommandLine(2, check.data(), info, schema);
+  EXPECT_EQ(checks, 1);
+  EXPECT_TRUE(out.exit);
+  EXPECT_EQ(out.exit_code, kExitConfig);
+  EXPECT_EQ(out.message, "t: service 'x': cannot import");
 }
 
 }  // namespace

@@ -57,6 +57,10 @@ Field Choice(std::string key, std::string switches, std::string help, std::strin
   return f;
 }
 
+Field Entries(std::string key, std::string switches, std::string help, std::vector<Entry>* target) {
+  return Make(std::move(key), std::move(switches), std::move(help), Kind::kEntries, target);
+}
+
 Status SetFromText(const Field& field, std::string_view text) {
   const std::string name = SwitchName(field);
   switch (field.kind) {
@@ -103,6 +107,19 @@ Status SetFromText(const Field& field, std::string_view text) {
       }
       return Fail(Error::Usage(name + ": '" + std::string(text) + "' is not one of " + all));
     }
+    case Kind::kEntries: {
+      const size_t eq = text.find('=');
+      if (eq == std::string_view::npos || eq == 0) {
+        return Fail(Error::Usage(name + ": '" + std::string(text) + "' is not KEY=VALUE"));
+      }
+      Entry e;
+      e.key = std::string(text.substr(0, eq));
+      e.value = std::string(text.substr(eq + 1));
+      e.from_text = true;
+      e.where = name;
+      std::get<std::vector<Entry>*>(field.target)->push_back(std::move(e));
+      return {};
+    }
   }
   return Fail(Error::Usage(name + ": unsupported option kind"));
 }
@@ -116,6 +133,8 @@ std::string ValueText(const Field& field) {
     case Kind::kString:
     case Kind::kChoice:
       return *std::get<std::string*>(field.target);
+    case Kind::kEntries:
+      return "";
   }
   return {};
 }

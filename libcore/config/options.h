@@ -20,7 +20,17 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitUsage = 64;   // EX_USAGE: bad command-line switch
 inline constexpr int kExitConfig = 78;  // EX_CONFIG: bad configuration file
 
-enum class Kind { kBool, kInt, kString, kChoice };
+enum class Kind { kBool, kInt, kString, kChoice, kEntries };
+
+// One KEY=VALUE of an open-ended table (Kind::kEntries): a `[table]` of the TOML file, or a
+// repeatable `--switch KEY=VALUE`. The loader does not know the keys; the daemon checks them.
+struct Entry {
+  std::string key;
+  // A TOML scalar, or a TOML array of strings; from the command line always the text after '='.
+  std::variant<bool, int64_t, double, std::string, std::vector<std::string>> value;
+  bool from_text = false;  // given on the command line: `value` holds the text
+  std::string where;       // "FILE:LINE", or "--switch"
+};
 
 struct Field {
   std::string key;       // TOML key, and the long switch without "--"
@@ -31,7 +41,7 @@ struct Field {
   int64_t max = 0;                   //
   std::vector<std::string> choices;  // kChoice: compared case-insensitively, stored as listed
   // Borrowed: points into the Options struct, which must outlive every use of the schema.
-  std::variant<bool*, int64_t*, std::string*> target;
+  std::variant<bool*, int64_t*, std::string*, std::vector<Entry>*> target;
 };
 
 using Schema = std::vector<Field>;
@@ -42,9 +52,12 @@ Field Int(std::string key, std::string switches, std::string help, int64_t* targ
 Field String(std::string key, std::string switches, std::string help, std::string* target);
 Field Choice(std::string key, std::string switches, std::string help, std::string* target,
              std::vector<std::string> choices);
+// A TOML table `[key]` and a repeatable `--key KEY=VALUE`; entries from the file come first, then
+// the switches in order (a later entry for the same key wins when the daemon applies them).
+Field Entries(std::string key, std::string switches, std::string help, std::vector<Entry>* target);
 
-// Converts command-line text for `field` and stores it. Booleans accept
-// true/false/yes/no/on/off/1/0 (any case). Errors are Usage errors that name the switch.
+// Converts command-line text for `field` and stores it (kEntries: appends one KEY=VALUE). Booleans
+// accept true/false/yes/no/on/off/1/0 (any case). Errors are Usage errors that name the switch.
 Status SetFromText(const Field& field, std::string_view text);
 
 // Error messages echo what the user gave (an argument, a key, a value), which may hold line

@@ -67,6 +67,39 @@ Status SetFromNode(const Field& f, const toml::node& node, std::string_view sour
       if (!node.is_string()) return wrong_type("a string");
       *std::get<std::string*>(f.target) = node.as_string()->get();
       return {};
+    case Kind::kEntries: {
+      if (!node.is_table()) return wrong_type("a table");
+      auto* out = std::get<std::vector<Entry>*>(f.target);
+      for (const auto& [key, value] : *node.as_table()) {
+        Entry e;
+        e.key = std::string(key.str());
+        e.where = Where(source, key.source());
+        const std::string what = e.where + ": key '" + f.key + "." + e.key + "': ";
+        if (auto b = value.as_boolean()) {
+          e.value = b->get();
+        } else if (auto i = value.as_integer()) {
+          e.value = i->get();
+        } else if (auto d = value.as_floating_point()) {
+          e.value = d->get();
+        } else if (auto s = value.as_string()) {
+          e.value = s->get();
+        } else if (auto a = value.as_array()) {
+          std::vector<std::string> items;
+          for (const auto& item : *a) {
+            if (!item.is_string()) {
+              return Fail(Error::Config(what + "expected an array of strings, found " +
+                                        TypeName(item.type()) + " in it"));
+            }
+            items.push_back(item.as_string()->get());
+          }
+          e.value = std::move(items);
+        } else {
+          return Fail(Error::Config(what + "unsupported value, found " + TypeName(value.type())));
+        }
+        out->push_back(std::move(e));
+      }
+      return {};
+    }
     case Kind::kChoice: {
       if (!node.is_string()) return wrong_type("a string");
       auto st = SetFromText(f, node.as_string()->get());
