@@ -10,7 +10,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "daemons/classicd/objspace/protocol_config.h"
 #include "libcore/config/cli.h"
 #include "libcore/config/options.h"
 #include "libcore/daemon/run.h"
@@ -60,6 +62,14 @@ struct Options {
   int64_t frame_timeout = 120;            // seconds for a whole frame once begun; 0: off
   int64_t max_frame_size = int64_t{64} << 20;
   int64_t threads = 8;  // threadpool mode: worker threads
+  // What is served: "classic" (rpyc_classic's SlaveService), or a user's rpyc.Service as
+  // "package.module:Name" or "package.module:factory()" (objspace::LoadService()).
+  std::string service = "classic";
+  // [protocol] / --protocol KEY=VALUE as given; ParseOptions() parses them into protocol_config.
+  std::vector<core::config::Entry> protocol;
+  objspace::ProtocolConfig protocol_config;
+
+  bool hosted() const { return service != "classic"; }
 
   bool tls() const { return !ssl_keyfile.empty(); }
   // The effective values: defaults that depend on other options resolved.
@@ -76,7 +86,19 @@ core::config::AppInfo MakeAppInfo(const Options* o);
 std::string VersionText();
 
 // Parses argv (defaults < -c FILE < switches), then the mode. On `exit`, print `message` and exit.
-core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options* o);
+// `check`, when given, is what --check-config runs after the options are valid (CheckService).
+core::config::CliOutcome ParseOptions(
+    int argc, const char* const* argv, Options* o,
+    const std::function<core::Status(const Options&)>& check = nullptr);
+
+// The [protocol] entries as rpyc's protocol_config (protocol_options.cc): an unknown key, a wrong
+// type or a value not supported yet is an Error::Config naming FILE:LINE and the key (from the
+// file) or an Error::Usage naming --protocol (from the command line).
+core::Result<objspace::ProtocolConfig> ParseProtocol(
+    const std::vector<core::config::Entry>& entries);
+// --check-config with a hosted service: starts an interpreter and imports the service as a start
+// would (exit 78 with the reason when it cannot be hosted).
+core::Status CheckService(const Options& o);
 
 core::daemon::RunOptions MakeRunOptions(const Options& o);
 // "SLAVE/18812", or "SLAVE/stdio": the reference's logger name.

@@ -109,6 +109,13 @@ core::config::Schema MakeSchema(Options* o) {
       Int("threads", "--threads",
           "Worker threads in threadpool mode (idle connections hold no thread)", &o->threads, 1,
           4096),
+      String("service", "--service",
+             "What is served: classic, or your rpyc.Service as package.module:Name or "
+             "package.module:factory() (imported at start)",
+             &o->service),
+      Entries("protocol", "--protocol",
+              "rpyc protocol_config key for a hosted service (repeatable; the [protocol] table)",
+              &o->protocol),
   };
 }
 
@@ -165,6 +172,29 @@ core::Status Validate(const Options& o, const core::config::Origins& origins) {
                        "--mode stdio cannot log to stderr (use --logfile or --log journal)",
                        "mode stdio cannot log to stderr (use logfile or log = \"journal\")"));
   }
+  if (!o.hosted() && !o.protocol.empty()) {
+    return Fail(Broken(origins, {"protocol"},
+                       "--protocol applies to a hosted service (--service package.module:Name); "
+                       "the classic service runs with rpyc_classic's configuration",
+                       "applies to a hosted service (service = \"package.module:Name\"); the "
+                       "classic service runs with rpyc_classic's configuration"));
+  }
+  if (auto pc = ParseProtocol(o.protocol); !pc) return Fail(pc.error());
+  if (o.hosted()) {
+    const auto mode = ParseMode(o.mode_text).value_or(Mode::kThreaded);
+    if (mode != Mode::kThreaded) {
+      return Fail(Broken(origins, {"service", "mode"},
+                         std::string("--service: mode ") + ModeName(mode) +
+                             " does not serve a hosted service yet (only threaded)",
+                         std::string("mode ") + ModeName(mode) +
+                             " does not serve a hosted service yet (only threaded)"));
+    }
+    if (o.register_server) {
+      return Fail(Broken(origins, {"service", "register"},
+                         "--register with a hosted service is not supported yet",
+                         "register with a hosted service is not supported yet"));
+    }
+  }
   if (o.unix_socket_mode.empty() ||
       o.unix_socket_mode.find_first_not_of("01234567") != std::string::npos ||
       o.unix_socket_mode.size() > 4) {
@@ -193,10 +223,16 @@ core::config::AppInfo MakeAppInfo(const Options* o) {
   return info;
 }
 
-core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options* o) {
-  auto outcome = core::config::ParseCommandLine(argc, argv, MakeAppInfo(o), MakeSchema(o));
+core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options* o,
+                                      const std::function<core::Status(const Options&)>& check) {
+  auto info = MakeAppInfo(o);
+  if (check) info.check = [o, &check]() { return check(*o); };
+  auto outcome = core::config::ParseCommandLine(argc, argv, info, MakeSchema(o));
   // The schema only stores one of kModeNames.
-  if (!outcome.exit) o->mode = ParseMode(o->mode_text).value_or(Mode::kThreaded);
+  if (!outcome.exit) {
+    o->mode = ParseMode(o->mode_text).value_or(Mode::kThreaded);
+    if (auto pc = ParseProtocol(o->protocol)) o->protocol_config = *pc;  // Validate() checked it
+  }
   return outcome;
 }
 

@@ -6,7 +6,7 @@
 
 int main(int argc, char** argv) {
   classicd::Options options;
-  const auto outcome = classicd::ParseOptions(argc, argv, &options);
+  const auto outcome = classicd::ParseOptions(argc, argv, &options, classicd::CheckService);
   if (outcome.exit) {
     std::fputs(outcome.message.c_str(), outcome.to_stderr ? stderr : stdout);
     if (outcome.to_stderr) std::fputc('\n', stderr);

@@ -181,31 +181,6 @@ ProtocolConfig MakeConfig(Cfg c) {
   return p;
 }
 
-// The same config as the dict rpyc's Connection reads.
-PyRef ConfigDict(const ProtocolConfig& p) {
-  PyRef d = PyRef::Steal(PyDict_New());
-  auto set = [&](const char* k, PyObject* v) {
-    PyRef owned = PyRef::Steal(v);
-    PyDict_SetItemString(d.get(), k, owned.get());
-  };
-  auto b = [](bool v) { return PyBool_FromLong(v ? 1 : 0); };
-  set("allow_safe_attrs", b(p.allow_safe_attrs));
-  set("allow_exposed_attrs", b(p.allow_exposed_attrs));
-  set("exposed_prefix", PyUnicode_FromString(p.exposed_prefix.c_str()));
-  set("allow_public_attrs", b(p.allow_public_attrs));
-  set("allow_all_attrs", b(p.allow_all_attrs));
-  set("allow_getattr", b(p.allow_getattr));
-  set("allow_setattr", b(p.allow_setattr));
-  set("allow_delattr", b(p.allow_delattr));
-  PyRef safe = PyRef::Steal(PySet_New(nullptr));
-  for (const auto& s : p.safe_attrs) {
-    PyRef item = PyRef::Steal(PyUnicode_FromString(s.c_str()));
-    PySet_Add(safe.get(), item.get());
-  }
-  PyDict_SetItemString(d.get(), "safe_attrs", safe.get());
-  return d;
-}
-
 struct Row {
   Cfg cfg;
   const char* kind;  // make()'s argument
@@ -345,7 +320,7 @@ class AccessPolicyTest : public ::testing::Test {
   }
 
   std::string Reference(const Row& row, PyObject* protocol, PyObject* rpyc) {
-    PyRef config = ConfigDict(MakeConfig(row.cfg));
+    PyRef config = ProtocolConfigDict(MakeConfig(row.cfg));
     PyRef text = PyRef::Steal(PyObject_CallMethod(rows_.get(), "rpyc_outcome", "OOOssis", protocol,
                                                   rpyc, config.get(), row.kind, row.name,
                                                   static_cast<int>(row.op), "new"));

@@ -45,6 +45,10 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   ClassicObjectSpace& operator=(ClassicObjectSpace&&) = delete;
 
   bool Init(bool classic_root);  // GIL held
+  // A hosted service's root and conn instead (GIL held). When they cannot be made, OnConnect()
+  // fails with the reason.
+  void InitHosted(const HostedService& service, uint64_t connid);
+  core::Status OnConnect() override;
   core::protocol::Outcome Handle(core::protocol::Handler h,
                                  const core::brine::Value& boxed_args) override;
   void OnDisconnect() override;
@@ -106,6 +110,10 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   core::protocol::Peer& peer_;
   const AccessPolicy& policy_;
   PyRef root_, conn_obj_, proxy_conn_, capsule_;
+  bool hosted_ = false;     // root_ is a hosted service's: OnConnect() calls its on_connect(conn)
+  std::string init_error_;  // why InitHosted() failed
+  // How long a request to the client waits for its reply (rpyc's sync_request_timeout).
+  int request_timeout_ms_ = 30000;
   Link* link_ = nullptr;  // owned by capsule_
   LentObjects lent_;
   // Request()s in progress, on any thread: a Python thread other than the serving one may still

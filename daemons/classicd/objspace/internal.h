@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "daemons/classicd/objspace/access_policy.h"
 #include "daemons/classicd/objspace/objspace.h"
@@ -54,6 +55,20 @@ struct Interpreter::Support {
   // each reply and encoding it again still cost ~25k instructions per connection).
   std::unordered_map<MethodsKey, EncodedPtr, MethodsKeyHash> methods_cache;
 };
+
+// A hosted rpyc.Service (objspace.h). Its PyRefs are released with the GIL (hosting.cc).
+struct HostedService {
+  Interpreter* interpreter = nullptr;
+  PyRef make_root;  // () -> a root instance: the class, or a function giving the shared instance
+  PyRef config;     // conn._config's base: rpyc's DEFAULT_CONFIG with the service's keys
+  std::unique_ptr<AccessPolicy> policy;
+  std::vector<std::string> aliases;
+  int request_timeout_ms = 30000;  // sync_request_timeout (None: the largest wait)
+};
+
+// The config keys a ProtocolConfig sets, as the dict rpyc's Connection reads (NULL + Python error
+// on failure).
+PyRef ProtocolConfigDict(const ProtocolConfig& config);
 
 // The source of support.py (generated from the file by CMake).
 extern const char kSupportSource[];
