@@ -99,7 +99,9 @@ def main():
                    "-q"]
         else:
             cmd = [args.ours, "-m", args.mode, "-p", str(port), "-q",
-                   "--max-connections", str(args.clients + 10)]
+                   "--max-connections", str(args.clients + 10),
+                   # every client comes from 127.0.0.1: lift the per-peer cap (64 by default)
+                   "--max-connections-per-peer", "0"]
         rows[kind] = measure(cmd, port, args.clients)
         print(f"{kind:<7} {args.mode if kind == 'ours' else py_mode:<10} {args.clients} idle "
               f"clients: {rows[kind]:8.1f} KiB PSS per connection", flush=True)

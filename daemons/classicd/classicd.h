@@ -36,12 +36,13 @@ struct Options {
   // The --mode switch and `mode` key as given; ParseOptions() parses it into `mode`.
   std::string mode_text = "threaded";  // threaded | threadpool | forking | oneshot | stdio
   Mode mode = Mode::kThreaded;
-  int64_t port = -1;  // -1: 18812, or 18821 when TLS is on
+  int64_t port = -1;  // -1: 18812, or 18821 when TLS is on (no switch or key can set -1)
   std::string host;   // empty: 127.0.0.1, or ::1 with ipv6
   bool ipv6 = false;
   std::string logfile;
   bool quiet = false;
-  std::string log = "auto";  // auto | stderr | journal | file
+  std::string log = "auto";        // auto | stderr | journal | file
+  std::string log_level = "info";  // error | warning | info | debug (core::log::kLevelNames)
   bool register_server = false;
   std::string registry_type = "UDP";
   int64_t registry_port = 18811;
@@ -61,7 +62,8 @@ struct Options {
   int64_t idle_timeout = 0;               // seconds; 0: off
   int64_t frame_timeout = 120;            // seconds for a whole frame once begun; 0: off
   int64_t max_frame_size = int64_t{64} << 20;
-  int64_t threads = 8;  // threadpool mode: worker threads
+  int64_t threads = 8;         // threadpool mode: worker threads
+  int64_t listen_backlog = 0;  // 0: the kernel's maximum (net.core.somaxconn)
   // What is served: "classic" (rpyc_classic's SlaveService), or a user's rpyc.Service as
   // "package.module:Name" or "package.module:factory()" (objspace::LoadService()).
   std::string service = "classic";
@@ -72,6 +74,8 @@ struct Options {
   bool hosted() const { return service != "classic"; }
 
   bool tls() const { return !ssl_keyfile.empty(); }
+  // listen(2)'s backlog: listen_backlog, or the kernel's maximum for 0.
+  int backlog() const;
   // The effective values: defaults that depend on other options resolved.
   uint16_t effective_port() const;
   std::string effective_host() const;
@@ -82,23 +86,39 @@ core::config::Schema MakeSchema(Options* o);
 // rule broken by values from the file alone names FILE:LINE and is an Error::Config.
 core::Status Validate(const Options& o, const core::config::Origins& origins = {});
 core::config::AppInfo MakeAppInfo(const Options* o);
-// "rpyc-classicd 0.1.0 (...)": the version and what this build can do.
-std::string VersionText();
+// "features: threaded ...": what this build can do (a line of --version).
+std::string FeaturesText();
+// --version: the version, the build's commit, the loaded CPython, OpenSSL and libevent, the
+// features (startup.cc).
+std::string FullVersionText();
+// Opens what a start opens, without starting (--check-config): the log file's directory, the TLS
+// key, certificate, CA and CRL (and that key and certificate match), the Unix socket's directory.
+core::Status CheckStartFiles(const Options& o);
 
-// Parses argv (defaults < -c FILE < switches), then the mode. On `exit`, print `message` and exit.
-// `check`, when given, is what --check-config runs after the options are valid (CheckService).
-core::config::CliOutcome ParseOptions(
-    int argc, const char* const* argv, Options* o,
-    const std::function<core::Status(const Options&)>& check = nullptr);
+// Where the daemon reads its configuration when -c is not given (if the file exists).
+inline constexpr const char* kDefaultConfig = RPYC_SYSCONFDIR "/rpyc/rpyc-classicd.toml";
 
 // The [protocol] entries as rpyc's protocol_config (protocol_options.cc): an unknown key, a wrong
 // type or a value not supported yet is an Error::Config naming FILE:LINE and the key (from the
 // file) or an Error::Usage naming --protocol (from the command line).
 core::Result<objspace::ProtocolConfig> ParseProtocol(
     const std::vector<core::config::Entry>& entries);
+// A --protocol KEY=VALUE as the [protocol] table holds it (`allow_pickle=yes` -> true,
+// `safe_attrs=a,b` -> ["a", "b"]), for --dump-config.
+core::config::Entry::Value ProtocolTomlValue(const core::config::Entry& e);
 // --check-config with a hosted service: starts an interpreter and imports the service as a start
-// would (exit 78 with the reason when it cannot be hosted).
+// would (exit 78 with the reason when it cannot be hosted). ParseOptionsForStart's check runs it
+// after CheckStartFiles.
 core::Status CheckService(const Options& o);
+
+// Parses argv (defaults < -c FILE < switches), then the mode and the [protocol] entries. On
+// `exit`, print `message` and exit. ParseOptions is the reload's (and the fuzzer's); main uses
+// ParseOptionsForStart, whose --version names the libraries and whose --check-config opens the
+// files and imports a hosted service (startup.cc).
+core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options* o);
+core::config::CliOutcome ParseOptionsForStart(int argc, const char* const* argv, Options* o);
+core::config::CliOutcome ParseOptionsWith(int argc, const char* const* argv,
+                                          const core::config::AppInfo& info, Options* o);
 
 core::daemon::RunOptions MakeRunOptions(const Options& o);
 // "SLAVE/18812", or "SLAVE/stdio": the reference's logger name.

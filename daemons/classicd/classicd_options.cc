@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "daemons/classicd/classicd.h"
+#include "libcore/log/log.h"
+#include "libcore/transport/listener.h"
 
 namespace classicd {
 
@@ -16,6 +18,17 @@ using core::Fail;
 namespace {
 
 constexpr const char* kModeNames[] = {"threaded", "threadpool", "forking", "oneshot", "stdio"};
+
+// The [protocol] field: the file's entries are checked as it is read (its errors in file order);
+// --dump-config writes a --protocol entry with its key's type.
+core::config::Field Typed(core::config::Field f) {
+  f.check_entry = [](const core::config::Entry& e) -> core::Status {
+    if (auto pc = ParseProtocol({e}); !pc) return Fail(pc.error());
+    return {};
+  };
+  f.typed_entry = ProtocolTomlValue;
+  return f;
+}
 
 }  // namespace
 
@@ -31,6 +44,10 @@ std::optional<Mode> ParseMode(std::string_view text) {
 uint16_t Options::effective_port() const {
   if (port >= 0) return static_cast<uint16_t>(port);
   return static_cast<uint16_t>(tls() ? kDefaultTlsPort : kDefaultPort);
+}
+
+int Options::backlog() const {
+  return listen_backlog > 0 ? static_cast<int>(listen_backlog) : core::transport::kMaxBacklog;
 }
 
 std::string LoggerName(const Options& o) {
@@ -49,15 +66,19 @@ core::config::Schema MakeSchema(Options* o) {
       Choice("mode", "-m,--mode",
              "Serving mode: threaded, threadpool, forking, oneshot, stdio (case-insensitive)",
              &o->mode_text, {std::begin(kModeNames), std::end(kModeNames)}),
-      Int("port", "-p,--port", "TCP port (-1: 18812, or 18821 with TLS; 0: any free port)",
-          &o->port, -1, 65535),
+      Unset(Int("port", "-p,--port", "TCP port (0: any free port)", &o->port, 0, 65535),
+            "18812, or 18821 with TLS"),
       String("host", "--host",
              "Address to bind (empty: 127.0.0.1, or ::1 with --ipv6; the classic service runs "
              "arbitrary code, so it is never exposed by default)",
              &o->host),
       Flag("ipv6", "--ipv6", "Use IPv6 (default host ::1)", &o->ipv6),
       String("logfile", "--logfile", "Log to this file too (reopened on SIGHUP)", &o->logfile),
-      Flag("quiet", "-q,--quiet", "Log errors only", &o->quiet),
+      Flag("quiet", "-q,--quiet", "Log errors only (whatever --log-level says)", &o->quiet),
+      Choice("log_level", "--log-level",
+             "Least severe lines logged: error, warning, info (the reference's lines), debug "
+             "(also the daemon's own per-connection lines)",
+             &o->log_level, {std::begin(core::log::kLevelNames), std::end(core::log::kLevelNames)}),
       Choice("log", "--log",
              "Log destination: auto (journal under systemd), stderr, journal, file (logfile only)",
              &o->log, {"auto", "stderr", "journal", "file"}),
@@ -113,9 +134,14 @@ core::config::Schema MakeSchema(Options* o) {
              "What is served: classic, or your rpyc.Service as package.module:Name or "
              "package.module:factory() (imported at start)",
              &o->service),
-      Entries("protocol", "--protocol",
-              "rpyc protocol_config key for a hosted service (repeatable; the [protocol] table)",
-              &o->protocol),
+      Typed(Entries("protocol", "--protocol",
+                    "rpyc protocol_config key for a hosted service (repeatable; the [protocol] "
+                    "table)",
+                    &o->protocol)),
+      Int("listen_backlog", "--listen-backlog",
+          "Connections the kernel queues for accept() per listener (0: its maximum, "
+          "net.core.somaxconn, which also caps larger values)",
+          &o->listen_backlog, 0, 1'000'000),
   };
 }
 
@@ -130,7 +156,7 @@ Error Broken(const core::config::Origins& origins, std::initializer_list<const c
   }
   for (const char* k : keys) {
     if (auto where = origins.FileLine(k); !where.empty()) {
-      return Error::Config(where + ": key '" + k + "': " + key_text);
+      return Error::Config(where + ": key '" + origins.Written(k) + "': " + key_text);
     }
   }
   return Error::Usage(switch_text);
@@ -166,6 +192,10 @@ core::Status Validate(const Options& o, const core::config::Origins& origins) {
     return Fail(Broken(origins, {"register", "registry_type"},
                        "--registry-type TCP requires --registry-host",
                        "registry_type TCP requires registry_host"));
+  }
+  if (o.log == "file" && o.logfile.empty()) {  // would log nowhere
+    return Fail(Broken(origins, {"log", "logfile"}, "--log file requires --logfile",
+                       "log = \"file\" requires logfile"));
   }
   if (ParseMode(o.mode_text) == Mode::kStdio && o.log == "stderr") {
     return Fail(Broken(origins, {"mode", "log"},
@@ -205,28 +235,29 @@ core::Status Validate(const Options& o, const core::config::Origins& origins) {
   return {};
 }
 
-std::string VersionText() {
-  return std::string("rpyc-classicd ") + RPYC_VERSION +
-         " (RPyC classic server; wire protocol of rpyc 5.x and 6.x; embedded "
-         "CPython " RPYC_PYTHON_VERSION
-         ")\nfeatures: threaded threadpool forking oneshot stdio unix-socket tls socket-activation "
-         "sd-notify "
-         "watchdog journald registration toml-config";
+std::string FeaturesText() {
+  return "features: threaded threadpool forking oneshot stdio unix-socket tls socket-activation "
+         "sd-notify watchdog journald registration toml-config";
 }
 
 core::config::AppInfo MakeAppInfo(const Options* o) {
   core::config::AppInfo info;
   info.name = "rpyc-classicd";
   info.description = "RPyC classic server (rpyc_classic compatible, embedded CPython)";
-  info.version = VersionText();
+  // Without the libraries (ParseOptionsForStart() names them): the fuzzer links none.
+  info.version = std::string("rpyc-classicd ") + RPYC_VERSION + "\n" + FeaturesText();
+  info.typed_help = true;
+  info.default_config = kDefaultConfig;
   info.validate = [o](const core::config::Origins& origins) { return Validate(*o, origins); };
   return info;
 }
 
-core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options* o,
-                                      const std::function<core::Status(const Options&)>& check) {
-  auto info = MakeAppInfo(o);
-  if (check) info.check = [o, &check]() { return check(*o); };
+core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options* o) {
+  return ParseOptionsWith(argc, argv, MakeAppInfo(o), o);
+}
+
+core::config::CliOutcome ParseOptionsWith(int argc, const char* const* argv,
+                                          const core::config::AppInfo& info, Options* o) {
   auto outcome = core::config::ParseCommandLine(argc, argv, info, MakeSchema(o));
   // The schema only stores one of kModeNames.
   if (!outcome.exit) {
@@ -241,8 +272,11 @@ core::daemon::RunOptions MakeRunOptions(const Options& o) {
   r.name = LoggerName(o);
   r.log.file = o.logfile;
   r.log.quiet = o.quiet;
+  r.log.level = core::log::ParseLevel(o.log_level).value_or(core::log::Level::info);
   r.log.identifier = "rpyc-classicd";
   r.log.target = *core::log::ParseTarget(o.log);
+  r.interrupt_message = "keyboard interrupt!";  // rpyc's server.py, as its docs show
+  r.start_failure_to_stderr = o.mode != Mode::kStdio;
   if (o.mode == Mode::kStdio && r.log.target != core::log::Target::kJournal) {
     // Under systemd (JOURNAL_STREAM) the journal; otherwise the log file only.
     const char* stream = std::getenv("JOURNAL_STREAM");  // NOLINT(concurrency-mt-unsafe)

@@ -12,8 +12,8 @@ namespace classicd {
 using core::Fail;
 using core::UniqueFd;
 
-core::Status Listeners::ListenTcp(const std::string& host, uint16_t port) {
-  auto fd = core::transport::ListenTcp(host, port);
+core::Status Listeners::ListenTcp(const std::string& host, uint16_t port, int backlog) {
+  auto fd = core::transport::ListenTcp(host, port, backlog);
   if (!fd) return Fail(fd.error());
   Add(std::move(*fd), "");
   const auto local = LocalAddress(list_.size() - 1);
@@ -21,8 +21,8 @@ core::Status Listeners::ListenTcp(const std::string& host, uint16_t port) {
   return {};
 }
 
-core::Status Listeners::ListenUnix(const std::string& path, mode_t mode) {
-  auto fd = core::server::ListenUnix(path, mode);
+core::Status Listeners::ListenUnix(const std::string& path, mode_t mode, int backlog) {
+  auto fd = core::server::ListenUnix(path, mode, backlog);
   if (!fd) return Fail(fd.error());
   unix_path_ = path;
   Add(std::move(*fd), "unix:" + path);

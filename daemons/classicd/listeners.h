@@ -30,9 +30,10 @@ class Listeners {
   Listeners& operator=(const Listeners&) = delete;
 
   // Binds host:port (port 0: any free one).
-  core::Status ListenTcp(const std::string& host, uint16_t port);
+  // `backlog` as listen(2) takes it (core::transport::kMaxBacklog: the kernel's maximum).
+  core::Status ListenTcp(const std::string& host, uint16_t port, int backlog);
   // Binds the Unix socket `path` with permissions `mode`; Close() removes it.
-  core::Status ListenUnix(const std::string& path, mode_t mode);
+  core::Status ListenUnix(const std::string& path, mode_t mode, int backlog);
   // A listening socket inherited from socket activation.
   void Adopt(core::UniqueFd fd, std::string what);
 

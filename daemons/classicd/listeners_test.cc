@@ -9,9 +9,9 @@ namespace {
 
 TEST(Listeners, TcpAndUnixListenersAndClose) {
   Listeners l;
-  ASSERT_TRUE(l.ListenTcp("127.0.0.1", 0));
+  ASSERT_TRUE(l.ListenTcp("127.0.0.1", 0, 16));
   const std::string path = "/tmp/classicd_listeners_test_" + std::to_string(::getpid());
-  ASSERT_TRUE(l.ListenUnix(path, 0600));
+  ASSERT_TRUE(l.ListenUnix(path, 0600, 16));
   ASSERT_EQ(l.size(), 2u);
   const uint16_t port = l.LocalAddress(0).port();
   EXPECT_NE(port, 0);
@@ -34,9 +34,9 @@ TEST(Listeners, TcpAndUnixListenersAndClose) {
 
 TEST(Listeners, ABusyPortIsAnError) {
   Listeners a;
-  ASSERT_TRUE(a.ListenTcp("127.0.0.1", 0));
+  ASSERT_TRUE(a.ListenTcp("127.0.0.1", 0, 16));
   Listeners b;
-  auto st = b.ListenTcp("127.0.0.1", a.LocalAddress(0).port());
+  auto st = b.ListenTcp("127.0.0.1", a.LocalAddress(0).port(), 16);
   ASSERT_FALSE(st);
   EXPECT_NE(st.error().message().find("Address already in use"), std::string::npos)
       << st.error().message();

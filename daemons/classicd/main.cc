@@ -6,7 +6,7 @@
 
 int main(int argc, char** argv) {
   classicd::Options options;
-  const auto outcome = classicd::ParseOptions(argc, argv, &options, classicd::CheckService);
+  const auto outcome = classicd::ParseOptionsForStart(argc, argv, &options);
   if (outcome.exit) {
     std::fputs(outcome.message.c_str(), outcome.to_stderr ? stderr : stdout);
     if (outcome.to_stderr) std::fputc('\n', stderr);
@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
   auto reload = [argc, argv]() -> core::Result<classicd::Options> {
     classicd::Options fresh;
     const auto again = classicd::ParseOptions(argc, argv, &fresh);
-    if (again.exit) return core::Fail(core::Error::Config(again.message));
+    if (again.exit) return core::Fail(core::Error::Config(core::config::LogLine(again)));
     return fresh;
   };
   return core::daemon::Run(classicd::MakeRunOptions(options), [&](core::daemon::Context& ctx) {

@@ -152,6 +152,30 @@ std::string Apply(const Key& k, const Entry& e, ProtocolConfig* c) {
 
 }  // namespace
 
+Entry::Value ProtocolTomlValue(const Entry& e) {
+  const auto* text = std::get_if<std::string>(&e.value);
+  if (!e.from_text || text == nullptr) return e.value;
+  for (const Key& k : kKeys) {
+    if (e.key != k.name) continue;
+    switch (k.type) {
+      case Type::kBool:
+        if (auto b = BoolWord(*text)) return *b;
+        break;
+      case Type::kList:
+        return SplitCommas(*text);
+      case Type::kSeconds: {
+        double d = 0;
+        auto [p, ec] = std::from_chars(text->data(), text->data() + text->size(), d);
+        if (ec == std::errc() && p == text->data() + text->size()) return d;
+        break;
+      }
+      case Type::kText:
+        break;
+    }
+  }
+  return e.value;
+}
+
 core::Result<ProtocolConfig> ParseProtocol(const std::vector<Entry>& entries) {
   ProtocolConfig c;
   for (const Entry& e : entries) {

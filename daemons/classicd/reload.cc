@@ -7,8 +7,9 @@
 
 namespace classicd {
 
-ReloadPlan PlanReload(const Options& before, const Options& after) {
+ReloadPlan PlanReload(const Options& running, const Options& started, const Options& after) {
   static const std::set<std::string> kLive = {"quiet",
+                                              "log_level",
                                               "max_connections",
                                               "max_connections_per_peer",
                                               "max_handshakes",
@@ -21,21 +22,21 @@ ReloadPlan PlanReload(const Options& before, const Options& after) {
                                               "ssl_cafile",
                                               "ssl_crlfile",
                                               "allow_unauthenticated_remote"};
-  Options was_options = before;
-  const auto old_fields = MakeSchema(&was_options);
+  Options running_options = running;
+  const auto running_fields = MakeSchema(&running_options);
+  Options started_options = started;
+  const auto started_fields = MakeSchema(&started_options);
   Options now_options = after;
   const auto new_fields = MakeSchema(&now_options);
+  const auto shown = [](const std::string& v) { return v.empty() ? std::string("\"\"") : v; };
   ReloadPlan plan;
-  for (size_t i = 0; i < old_fields.size(); ++i) {
-    const std::string was = core::config::ValueText(old_fields[i]);
+  for (size_t i = 0; i < new_fields.size(); ++i) {
+    const std::string& key = new_fields[i].key;
+    const bool live = kLive.count(key) != 0;
+    const std::string was = core::config::ValueText(live ? running_fields[i] : started_fields[i]);
     const std::string now = core::config::ValueText(new_fields[i]);
     if (was == now) continue;
-    const std::string& key = old_fields[i].key;
-    if (kLive.count(key) != 0) {
-      plan.applied.push_back(key + "=" + now);
-    } else {
-      plan.restart.push_back(key);
-    }
+    (live ? plan.applied : plan.restart).push_back(key + " " + shown(was) + " -> " + shown(now));
   }
   return plan;
 }
@@ -47,9 +48,12 @@ void ClassicService::Reload() {
     return;
   }
   const Options& n = *fresh;
-  ReloadPlan plan = PlanReload(current_, n);
+  ReloadPlan plan = PlanReload(current_, o_, n);
   // Compared with the options as started: the listeners were made for them.
-  if (n.tls() != o_.tls()) plan.restart.emplace_back("TLS on/off");
+  if (n.tls() != o_.tls()) {
+    plan.restart.push_back(std::string("TLS ") + (o_.tls() ? "on" : "off") + " -> " +
+                           (n.tls() ? "on" : "off"));
+  }
   std::shared_ptr<core::transport::TlsContext> fresh_tls = tls();
   if (n.tls() && o_.tls()) {
     auto t = core::transport::TlsContext::Create(n.ssl_certfile, n.ssl_keyfile, n.ssl_cafile,
@@ -82,13 +86,21 @@ void ClassicService::Reload() {
   limits_.Set(n);
   admission_.set_limits({n.max_connections, n.max_connections_per_peer, n.max_handshakes});
   current_ = n;
-  std::string applied;
-  for (const auto& c : plan.applied) applied += (applied.empty() ? "" : " ") + c;
-  log_.Info("reload: configuration applied{}{}", applied.empty() ? "" : ": ", applied);
-  for (const auto& key : plan.restart) {
-    log_.Warn("reload: '{}' changed; it takes effect only after a restart", key);
-  }
-  ctx_.logging.SetQuiet(n.quiet);  // last: the lines above are logged at the old level
+  const auto joined = [](const std::vector<std::string>& list) {
+    std::string out;
+    for (const auto& c : list) out += (out.empty() ? "" : ", ") + c;
+    return out;
+  };
+  // The report is logged at the more verbose of the old and new levels, so a reload that makes
+  // the log quieter says so too; the new level applies last.
+  const core::log::Level level = core::log::Threshold(
+      n.quiet, core::log::ParseLevel(n.log_level).value_or(core::log::Level::info));
+  if (level < ctx_.logging.threshold()) ctx_.logging.SetThreshold(level);
+  if (plan.applied.empty() && plan.restart.empty()) log_.Info("reload: configuration unchanged");
+  if (!plan.applied.empty()) log_.Info("reload: applied {}", joined(plan.applied));
+  if (!plan.restart.empty())
+    log_.Warn("reload: needs a restart to apply: {}", joined(plan.restart));
+  ctx_.logging.SetThreshold(level);
 }
 
 }  // namespace classicd

@@ -11,10 +11,13 @@
 namespace classicd {
 
 struct ReloadPlan {
-  std::vector<std::string> applied;  // "key=value", applied at once
-  std::vector<std::string> restart;  // keys that need a restart
+  std::vector<std::string> applied;  // "key was -> now", applied at once
+  std::vector<std::string> restart;  // "key was -> now", waiting for a restart
 };
 
-ReloadPlan PlanReload(const Options& before, const Options& after);
+// `running`: the configuration in effect (the keys a reload applies); `started`: the one the
+// daemon started with (the rest, which only a restart applies: reported at every reload until
+// then, as rpyc-registryd does).
+ReloadPlan PlanReload(const Options& running, const Options& started, const Options& after);
 
 }  // namespace classicd

@@ -1,17 +1,33 @@
 // Forking mode: a child per connection, forked from the loop thread (which never runs client
 // code) by core::server::ForkingServer; the child serves its one connection and exits without
 // finalising the interpreter.
+//
+// A connection gets its child only once it is worth one (issue 12): with TLS when its handshake
+// is done, over plain TCP when its first byte has arrived. Until then the parent holds it as an
+// Opening, driven by the loop (non-blocking SSL_accept steps, a read watch), so that idle or
+// half-open connects and failed handshakes cost no fork and other connects are accepted and
+// handshaken meanwhile. The handshakes run on the loop thread rather than on threads: fork()
+// copies whatever lock another thread holds inside OpenSSL at that moment, and the child would
+// wait on it for ever. The child inherits the established session (the SSL object's memory) and
+// carries it on; the parent's copy is freed without a close_notify (~TlsStream sends nothing).
 
+#include <cerrno>
+
+#include <event2/event.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/service.h"
+#include "libcore/transport/socket_stream.h"
 
 namespace classicd {
 
 using core::UniqueFd;
 using core::log::Level;
+using Clock = std::chrono::steady_clock;
 
 void ClassicService::StartForking() {
   core::server::ForkingServer::Hooks hooks;
@@ -20,25 +36,142 @@ void ClassicService::StartForking() {
     if (!pid) return core::Fail(pid.error());
     return static_cast<pid_t>(*pid);
   };
-  // The child: no listeners, one connection, then _exit without finalising.
-  hooks.in_child = [this] { listeners_.CloseInChild(); };
-  hooks.serve = [this](UniqueFd fd, uint64_t id) {
-    const Peer& peer = child_peers_.at(id);
-    auto stream = OpenSocket(std::move(fd), peer, id);
-    if (stream) Serve(*stream, peer, id);
+  // The child: no listeners, no other connection (those still opening are the parent's: their
+  // sockets are closed here, and nothing else of them is touched: the child never returns to
+  // the loop, and ends with _exit), one connection, then _exit without finalising.
+  hooks.in_child = [this] {
+    listeners_.CloseInChild();
+    for (const auto& [id, o] : openings_) ::close(o->raw_fd());
+  };
+  hooks.serve = [this](std::unique_ptr<core::transport::Stream> stream, uint64_t id) {
+    Serve(*stream, child_peers_.at(id), id);
   };
   hooks.exit_child = [this](int status) { interpreter_->ExitChild(status); };
   // The parent's handlers write to the parent's loop.
   forking_ = std::make_unique<core::server::ForkingServer>(
-      std::move(hooks), core::server::ForkingServer::Options{{SIGTERM, SIGINT, SIGHUP, SIGCHLD}});
+      std::move(hooks),
+      core::server::ForkingServer::Options{{SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2}});
   sigchld_ =
       std::make_unique<core::daemon::SignalWatch>(ctx_.loop, SIGCHLD, [this] { ReapChildren(); });
 }
 
-void ClassicService::ForkChild(UniqueFd fd, Peer peer) {
+void ClassicService::OpenBeforeFork(UniqueFd fd, Peer peer) {
   const uint64_t id = ++next_id_;
+  char c = 0;
+  if (!tls() && ::recv(fd.get(), &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+    // The usual case over plain TCP: the client's first request is here already. Forked at
+    // once, with nothing allocated for the wait: each heap page the parent writes between two
+    // forks costs a page (its copy) that the children forked before keep.
+    auto stream = OpenSocket(std::move(fd), peer, id);
+    ForkChild(std::move(stream), std::move(peer), id);
+    return;
+  }
+  auto o = std::make_unique<Opening>();
+  o->peer = std::move(peer);
+  if (auto ctx = tls()) {
+    // TLS connections keep Nagle's algorithm, as in OpenSocket().
+    if (o->peer.nodelay) (void)core::transport::SetNoDelay(fd.get(), false);
+    auto t = core::transport::TlsStream::Begin(std::move(fd), ctx, o->peer.text);
+    if (!t) {
+      HandshakeEnded(o->peer, id, core::Fail(t.error()));
+      Release(o->peer.host);
+      return;
+    }
+    o->tls = std::move(*t);
+    o->timeout_ms = static_cast<int>(limits_.tls_handshake_timeout.load() * 1000);
+  } else {
+    o->fd = std::move(fd);
+    o->timeout_ms =
+        static_cast<int>(std::min<int64_t>(limits_.idle_timeout.load(), INT32_MAX / 1000) * 1000);
+  }
+  o->deadline = Clock::now() + std::chrono::milliseconds(o->timeout_ms);
+  openings_.emplace(id, std::move(o));
+  AdvanceOpening(id, 0);
+}
+
+void ClassicService::AdvanceOpening(uint64_t id, short what) {
+  // Called by the Opening's own watch: everything needed after erasing the Opening (which
+  // destroys the watch) is copied out first.
+  auto it = openings_.find(id);
+  if (it == openings_.end()) return;
+  Opening& o = *it->second;
+  const bool timed_out =
+      (what & EV_TIMEOUT) != 0 || (o.timeout_ms > 0 && Clock::now() >= o.deadline);
+  short wait = EV_READ;
+  if (o.tls) {
+    core::Result<core::transport::TlsStream::Progress> progress =
+        timed_out
+            ? core::Fail(core::transport::TlsStream::HandshakeTimedOut(o.peer.text, o.timeout_ms))
+            : o.tls->Handshake();
+    if (!progress) {
+      HandshakeEnded(o.peer, id, core::Fail(progress.error()));
+      DropOpening(id);
+      return;
+    }
+    if (*progress == core::transport::TlsStream::Progress::kDone) {
+      HandshakeEnded(o.peer, id, o.tls.get());
+      std::unique_ptr<core::transport::Stream> stream = std::move(o.tls);
+      Peer peer = std::move(o.peer);
+      openings_.erase(it);
+      ForkChild(std::move(stream), std::move(peer), id);
+      return;
+    }
+    if (*progress == core::transport::TlsStream::Progress::kWantWrite) wait = EV_WRITE;
+  } else {
+    if (timed_out) {
+      conn_log_(Level::info, o.peer, id, "idle timeout: nothing from {} for {} s", o.peer.repr,
+                o.timeout_ms / 1000);
+      DropOpening(id);
+      return;
+    }
+    char c = 0;
+    const ssize_t n = ::recv(o.fd.get(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) {
+      Peer peer = std::move(o.peer);
+      auto stream = OpenSocket(std::move(o.fd), peer, id);
+      openings_.erase(it);
+      ForkChild(std::move(stream), std::move(peer), id);
+      return;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      conn_log_(Level::info, o.peer, id, "goodbye {}: closed before sending anything", o.peer.repr);
+      DropOpening(id);
+      return;
+    }
+  }
+  if (!o.watch || o.waiting != wait) {
+    o.watch = std::make_unique<core::daemon::IoWatch>(
+        ctx_.loop, o.raw_fd(), wait, false, [this, id](short w) { AdvanceOpening(id, w); });
+    o.waiting = wait;
+  }
+  if (o.timeout_ms > 0) {
+    o.watch->Start(
+        std::max(std::chrono::duration_cast<std::chrono::milliseconds>(o.deadline - Clock::now()),
+                 std::chrono::milliseconds(1)));
+  } else {
+    o.watch->Start();
+  }
+}
+
+void ClassicService::DropOpening(uint64_t id) {
+  auto it = openings_.find(id);
+  if (it == openings_.end()) return;
+  Release(it->second->peer.host);
+  openings_.erase(it);
+}
+
+void ClassicService::DropOpenings() {
+  for (auto& [id, o] : openings_) {
+    if (o->tls && o->peer.handshake) admission_.HandshakeEnded();
+    Release(o->peer.host);
+  }
+  openings_.clear();
+}
+
+void ClassicService::ForkChild(std::unique_ptr<core::transport::Stream> stream, Peer peer,
+                               uint64_t id) {
   auto it = child_peers_.emplace(id, std::move(peer)).first;
-  auto pid = forking_->Spawn(std::move(fd), id);
+  auto pid = forking_->Spawn(std::move(stream), id);
   if (!pid) {
     conn_log_(Level::err, it->second, id, "cannot serve {}: {}", it->second.repr,
               pid.error().message());

@@ -24,7 +24,7 @@ using core::log::Level;
 void BlockStopSignals() {
   sigset_t set;
   sigemptyset(&set);
-  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&set, s);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2}) sigaddset(&set, s);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
@@ -84,12 +84,15 @@ core::Status ClassicService::Start(StdioFds stdio) {
   if (o_.mode == Mode::kStdio || connected) {
     single_ = true;
   } else if (!activated) {
-    if (auto st = listeners_.ListenTcp(o_.effective_host(), o_.effective_port()); !st) return st;
+    if (auto st = listeners_.ListenTcp(o_.effective_host(), o_.effective_port(), o_.backlog());
+        !st) {
+      return st;
+    }
   }
   if (o_.mode == Mode::kOneshot) single_ = true;
   if (!o_.unix_socket.empty() && !single_) {
     const auto mode = static_cast<mode_t>(std::strtoul(o_.unix_socket_mode.c_str(), nullptr, 8));
-    if (auto st = listeners_.ListenUnix(o_.unix_socket, mode); !st) return st;
+    if (auto st = listeners_.ListenUnix(o_.unix_socket, mode, o_.backlog()); !st) return st;
   }
   if (!activated && o_.effective_port() == 0 && !listeners_.empty()) {
     // `-p 0`: the logger is named after the port the kernel chose, as the reference does.
@@ -107,6 +110,12 @@ core::Status ClassicService::Start(StdioFds stdio) {
     for (const auto& w : *exposure) log_.Warn("{}", w);
     log_.Info("security: {}{}", core::transport::TlsContext::Posture(tls_.get()),
               o_.allow_unauthenticated_remote ? ", allow_unauthenticated_remote on" : "");
+    // The posture in one line, as an operator checks it: what runs, where, how protected.
+    std::string where;
+    for (const auto& b : bound) where += (where.empty() ? "" : ", ") + b.what;
+    log_.Info("rpyc-classicd {} starting: mode {}, listening on {}; {}", RPYC_VERSION,
+              ModeName(o_.mode), where.empty() ? "nothing" : where,
+              core::transport::TlsContext::Posture(tls_.get()));
   }
 
   auto interp = objspace::Interpreter::Start(objspace::InterpreterOptions{});
@@ -222,7 +231,7 @@ void ClassicService::OnAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen
 void ClassicService::Dispatch(UniqueFd fd, Peer peer) {
   if (!Admit(peer)) return;  // closes fd
   if (forking_) {
-    ForkChild(std::move(fd), std::move(peer));
+    OpenBeforeFork(std::move(fd), std::move(peer));
     return;
   }
   const uint64_t id = ++next_id_;
@@ -244,8 +253,7 @@ void ClassicService::Dispatch(UniqueFd fd, Peer peer) {
 }
 
 bool ClassicService::Admit(Peer& peer) {
-  // A forked child's handshake ends in the child, unseen here.
-  peer.handshake = !forking_ && tls() != nullptr;
+  peer.handshake = tls() != nullptr;
   const auto d = admission_.Admit(peer.host, peer.handshake);
   switch (d.verdict) {
     case Admission::Verdict::kAdmitted:
@@ -315,15 +323,11 @@ std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd,
     auto t = core::transport::TlsStream::Accept(
         std::move(fd), ctx, peer.text,
         static_cast<int>(limits_.tls_handshake_timeout.load() * 1000));
-    if (peer.handshake) admission_.HandshakeEnded();
     if (!t) {
-      if (PreAuthLine(PreAuth::kHandshakeFailed))
-        conn_log_(Level::err, peer, id, "{}", t.error().message());
+      HandshakeEnded(peer, id, core::Fail(t.error()));
       return nullptr;
     }
-    const std::string subject = (*t)->peer_subject();
-    conn_log_(Level::debug, peer, id, "TLS {} with {}{}", (*t)->version(), peer.repr,
-              subject.empty() ? "" : " (client certificate " + subject + ")");
+    HandshakeEnded(peer, id, t->get());
     s = std::move(*t);
   } else {
     s = std::make_unique<core::transport::SocketStream>(
@@ -346,6 +350,25 @@ core::Status CheckService(const Options& o) {
   return {};
 }
 
+void ClassicService::HandshakeEnded(const Peer& peer, uint64_t id,
+                                    const core::Result<core::transport::TlsStream*>& result) {
+  if (peer.handshake) admission_.HandshakeEnded();
+  if (!result) {
+    // A peer that leaves during the handshake ended its connection; nothing failed here.
+    if (result.error().code() == Error::Code::kClosed) {
+      conn_log_(Level::debug, peer, id, "{}", result.error().message());
+    } else if (PreAuthLine(PreAuth::kHandshakeFailed)) {
+      conn_log_(Level::err, peer, id, "{}", result.error().message());
+    }
+    return;
+  }
+  // The subject is the peer's text (a CN may hold a line break): escaped like every string a
+  // peer supplies.
+  const std::string subject = (*result)->peer_subject();
+  conn_log_(Level::debug, peer, id, "TLS {} with {}{}", (*result)->version(), peer.repr,
+            subject.empty() ? "" : " (client certificate " + core::log::Escape(subject) + ")");
+}
+
 void ClassicService::Serve(core::transport::Stream& stream, const Peer& peer, uint64_t id) {
   ClassicSession::Run(stream, peer, id, Settings(/*idle=*/true), make_space_, conn_log_);
 }
@@ -358,6 +381,9 @@ void ClassicService::OnWake() {
 
 void ClassicService::Shutdown() {
   stopping_ = true;
+  // The reference's order: the cause (logged by the runtime), then "server has terminated",
+  // then "listener closed"; the connections are closed after.
+  log_.Info("server has terminated");
   if (registrar_) registrar_->Stop();
   if (acceptor_) acceptor_->Stop();  // no thread accepts after this: the listeners may close
   if (loop_acceptor_) loop_acceptor_->Stop();
@@ -367,6 +393,7 @@ void ClassicService::Shutdown() {
   }
   if (single_conn_) single_conn_->Shutdown();
   live_.Shutdown();
+  DropOpenings();
   if (forking_) forking_->SignalAll(SIGTERM);
   if (pool_) pool_->Shutdown();
 }
@@ -392,7 +419,6 @@ ClassicService::~ClassicService() {
     // Threads still running user code cannot be joined, and the interpreter cannot be
     // finalised under them: leave without unwinding.
     log_.Warn("{} connections still running user code; exiting without waiting", stuck);
-    log_.Info("server has terminated");
     std::_Exit(0);
   }
   acceptor_.reset();     // joins the accepting threads (their connections ended)
@@ -405,7 +431,6 @@ ClassicService::~ClassicService() {
     requests_ = &requests_fallback_;
     ::munmap(requests_page_, sizeof(std::atomic<uint64_t>));
   }
-  log_.Info("server has terminated");
 }
 
 core::Result<std::unique_ptr<core::daemon::Service>> MakeService(core::daemon::Context& context,

@@ -89,6 +89,10 @@ class ClassicService final : public core::daemon::Service {
   std::unique_ptr<core::transport::Stream> OpenSocket(core::UniqueFd fd, const Peer& peer,
                                                       uint64_t id,
                                                       LiveConnections::Entry* live = nullptr);
+  // The end of a TLS handshake: counted out of max_handshakes and logged (a failure
+  // rate-limited, a success at debug level with the client certificate's subject, escaped).
+  void HandshakeEnded(const Peer& peer, uint64_t id,
+                      const core::Result<core::transport::TlsStream*>& result);
   // A connection's settings as configured now; threadpool mode watches idleness on the loop.
   SessionSettings Settings(bool idle) const;
   // A blocking mode's whole connection over `stream`.
@@ -111,9 +115,27 @@ class ClassicService final : public core::daemon::Service {
                 uint64_t id);
   void ServeInherited(core::UniqueFd connected);
   void ServeStdio(StdioFds stdio);
-  // serve_forking.cc
+  // serve_forking.cc. The parent holds a connection until it is worth a child (an Opening):
+  // its TLS handshake done (within tls_handshake_timeout), or over plain TCP its first byte
+  // arrived (within idle_timeout, when set); all on the loop thread, so that idle or half-open
+  // connects cost no process and the parent forks with no other thread inside OpenSSL.
+  struct Opening {
+    Peer peer;
+    std::unique_ptr<core::transport::TlsStream> tls;  // TLS: the handshake under way
+    core::UniqueFd fd;                                // plain TCP: waiting for the first byte
+    int timeout_ms = 0;  // 0: no deadline (plain TCP without idle_timeout)
+    std::chrono::steady_clock::time_point deadline;
+    short waiting = 0;  // what `watch` waits for (EV_READ or EV_WRITE)
+    std::unique_ptr<core::daemon::IoWatch> watch;
+    int raw_fd() const { return tls ? tls->fd() : fd.get(); }
+  };
   void StartForking();
-  void ForkChild(core::UniqueFd fd, Peer peer);
+  void OpenBeforeFork(core::UniqueFd fd, Peer peer);
+  void AdvanceOpening(uint64_t id, short what);
+  // Ends an Opening that will not be served: counted out, its socket closed.
+  void DropOpening(uint64_t id);
+  void DropOpenings();
+  void ForkChild(std::unique_ptr<core::transport::Stream> stream, Peer peer, uint64_t id);
   void ReapChildren();
   void ChildEnded(const core::server::ForkingServer::Ended& e);
   // serve_pooled.cc
@@ -180,6 +202,7 @@ class ClassicService final : public core::daemon::Service {
   // Children (forking): the server forks and reaps; the peers of live children by id.
   std::unique_ptr<core::server::ForkingServer> forking_;
   std::unordered_map<uint64_t, Peer> child_peers_;
+  std::unordered_map<uint64_t, std::unique_ptr<Opening>> openings_;  // loop thread only
   std::unique_ptr<core::daemon::SignalWatch> sigchld_;
 };
 

@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   auto reload = [argc, argv]() -> core::Result<registryd::Options> {
     registryd::Options fresh;
     const auto again = registryd::ParseOptions(argc, argv, &fresh);
-    if (again.exit) return core::Fail(core::Error::Config(again.message));
+    if (again.exit) return core::Fail(core::Error::Config(core::config::LogLine(again)));
     return fresh;
   };
   return core::daemon::Run(registryd::MakeRunOptions(options), [&](core::daemon::Context& context) {

@@ -38,6 +38,7 @@ void Registry::EraseEntry(Service& svc, EntryIt e, uint64_t hash) {
   svc.servers.erase(e);
   svc.reply.reset();
   --entries_;
+  ++version_;
 }
 
 Registry::AddResult Registry::Register(const std::string& name, const Server& server, double now) {
@@ -48,6 +49,7 @@ Registry::AddResult Registry::Register(const std::string& name, const Server& se
     if (auto e = Find(svc, server, hash)) {
       (*e)->stamp = now;
       svc.reply.reset();
+      ++version_;
       svc.servers.splice(svc.servers.end(), svc.servers, *e);  // keep stamp order
       return AddResult::kRefreshed;
     }
@@ -66,6 +68,7 @@ Registry::AddResult Registry::Register(const std::string& name, const Server& se
   svc.reply.reset();
   index_.emplace(hash, std::prev(svc.servers.end()));
   ++entries_;
+  ++version_;
   return AddResult::kAdded;
 }
 

@@ -91,6 +91,17 @@ class Registry {
   // Drops every entry older than the timeout; returns how many went.
   size_t Prune(double now);
 
+  // Changes with every change of an entry (added, refreshed, removed) or of the timeout: a reply
+  // built from the registry is still right while the version is the same, until FreshUntil().
+  uint64_t version() const { return version_; }
+  // The time after which a QUERY of `name` would prune (its oldest server's stamp plus the
+  // timeout); nullopt for an unknown name.
+  std::optional<double> FreshUntil(std::string_view name) const {
+    auto found = by_name_.find(name);
+    if (found == by_name_.end()) return std::nullopt;
+    return found->second->servers.front().stamp + timeout_;
+  }
+
   size_t services() const { return by_name_.size(); }
   size_t entries() const { return entries_; }
   size_t max_entries() const { return max_entries_; }
@@ -98,7 +109,10 @@ class Registry {
   // The number of entries registered from `host`.
   size_t entries_of(std::string_view host) const;
   double timeout() const { return timeout_; }
-  void set_timeout(double seconds) { timeout_ = seconds; }
+  void set_timeout(double seconds) {
+    timeout_ = seconds;
+    ++version_;
+  }
   // Applies to new entries only: a host already past a lowered cap keeps its entries.
   void set_max_entries_per_host(size_t n) { max_per_host_ = n; }
 
@@ -132,6 +146,7 @@ class Registry {
   size_t max_per_host_;
   double timeout_;
   size_t entries_ = 0;
+  uint64_t version_ = 0;
   std::list<Service> services_;  // first-registration order
   // Keys view Service::name (list nodes never move).
   std::unordered_map<std::string_view, ServiceIt> by_name_;

@@ -124,5 +124,36 @@ TEST(Registry, CapRefusesNewEntriesButAllowsRefresh) {
   EXPECT_EQ(r.Register("C", S("h", 1), 0), Registry::AddResult::kAdded);
 }
 
+// Replies built outside the registry (merged with the etcd mirror) are kept by version.
+TEST(Registry, VersionChangesWithEveryEntryChangeAndFreshUntilSaysWhenAQueryWouldPrune) {
+  Registry r(10, 5);
+  uint64_t v = r.version();
+  const auto changed = [&] {
+    const bool c = r.version() != v;
+    v = r.version();
+    return c;
+  };
+  r.Register("A", S("h", 1), 0);
+  EXPECT_TRUE(changed());
+  r.Register("A", S("h", 1), 1);  // a refresh reorders and restamps
+  EXPECT_TRUE(changed());
+  r.Query("A", 2);
+  r.List(std::nullopt);
+  EXPECT_FALSE(changed());
+  EXPECT_EQ(r.Register("B", S("h", 1), 2), Registry::AddResult::kAdded);
+  EXPECT_TRUE(changed());
+  EXPECT_EQ(r.FreshUntil("A"), 6.0);  // refreshed at 1, timeout 5
+  EXPECT_EQ(r.FreshUntil("NONE"), std::nullopt);
+  EXPECT_EQ(r.Prune(6.0), 0u);
+  EXPECT_EQ(r.Prune(6.5), 1u);
+  EXPECT_TRUE(changed());
+  r.set_timeout(6);
+  EXPECT_TRUE(changed());
+  r.Unregister(S("h", 1));
+  EXPECT_TRUE(changed());
+  r.Unregister(S("h", 1));
+  EXPECT_FALSE(changed());
+}
+
 }  // namespace
 }  // namespace registryd

@@ -1,16 +1,25 @@
 #include "daemons/registryd/registryd.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <iterator>
 #include <optional>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
+#include <event2/http.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include "daemons/registryd/etcd_link.h"
 #include "daemons/registryd/registry.h"
 #include "daemons/registryd/servers.h"
 #include "libcore/daemon/loop.h"
 #include "libcore/daemon/sockets.h"
+#include "libcore/daemon/version.h"
+#include "libcore/log/log.h"
 #include "libcore/transport/listener.h"
 
 namespace registryd {
@@ -53,7 +62,9 @@ class RegistryService final : public core::daemon::Service {
       port = core::daemon::LocalPort(udp_fd->get());
     }
     if (!activated && tcp) {
-      auto fd = core::transport::ListenTcp(host, port, 128);
+      auto fd = core::transport::ListenTcp(
+          host, port,
+          o.listen_backlog > 0 ? static_cast<int>(o.listen_backlog) : core::transport::kMaxBacklog);
       if (!fd) return Fail(fd.error());
       tcp_fd = std::move(*fd);
     }
@@ -82,7 +93,39 @@ class RegistryService final : public core::daemon::Service {
       log.Debug("server started on {}", where(p));
     }
     if (!udp_ && !tcp_) return Fail(Error::Config("no listener: the inherited sockets do not fit"));
+    if (!o.etcd_endpoints.empty()) {
+      if (auto st = StartEtcd(o); !st) return st;
+    }
     prune_timer_.Start(std::chrono::seconds(1), true);
+    return {};
+  }
+
+  // Sharing through etcd (etcd_link.h): after the listeners, whose port names this registry.
+  core::Status StartEtcd(const Options& o) {
+    LinkOptions l;
+    l.client.endpoints = EtcdEndpoints(o);
+    l.client.timeout = std::chrono::seconds(2);  // per endpoint: a hung member is left soon
+    l.client.ca_file = o.etcd_cafile;
+    l.client.cert_file = o.etcd_certfile;
+    l.client.key_file = o.etcd_keyfile;
+    l.prefix = o.etcd_prefix;
+    l.site = o.site;
+    l.registry_id = o.registry_id;
+    if (l.registry_id.empty()) {
+      char name[256] = {};
+      if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') {
+        std::snprintf(name, sizeof name, "localhost");
+      }
+      const uint16_t port = core::daemon::LocalPort(udp_ ? udp_->fd() : tcp_->fd());
+      l.registry_id = std::string(name) + ":" + std::to_string(port);
+    }
+    l.timeout = static_cast<double>(o.timeout);
+    auto link = EtcdLink::Create(ctx_.loop, ctx_.logging.Get("REGSRV/ETCD"), std::move(l));
+    if (!link) return Fail(link.error());
+    link_ = std::move(*link);
+    if (udp_) udp_->handler().set_link(link_.get());
+    if (tcp_) tcp_->handler().set_link(link_.get());
+    link_->Start();
     return {};
   }
 
@@ -90,7 +133,8 @@ class RegistryService final : public core::daemon::Service {
     const size_t services = registry_.services();
     const size_t servers = registry_.entries();
     return std::to_string(services) + (services == 1 ? " service, " : " services, ") +
-           std::to_string(servers) + (servers == 1 ? " server" : " servers");
+           std::to_string(servers) + (servers == 1 ? " server" : " servers") +
+           (link_ ? "; " + link_->StatusText() : "");
   }
 
   void Reload() override {
@@ -125,6 +169,7 @@ class RegistryService final : public core::daemon::Service {
     running_.register_rate_per_source = o->register_rate_per_source;
     running_.reply_bytes_per_source = o->reply_bytes_per_source;
     registry_.set_timeout(static_cast<double>(o->timeout));
+    if (link_) link_->set_timeout(static_cast<double>(o->timeout));
     registry_.set_max_entries_per_host(static_cast<size_t>(o->max_entries_per_source));
     sources_.set_limits(SourceLimitsOf(*o));
     if (udp_) udp_->handler().set_listing(o->listing);
@@ -132,7 +177,10 @@ class RegistryService final : public core::daemon::Service {
     if (applied.empty() && pending.empty()) log().Info("reload: configuration unchanged");
     if (!applied.empty()) log().Info("reload: applied {}", applied);
     if (!pending.empty()) log().Warn("reload: needs a restart to apply: {}", pending);
-    ctx_.logging.SetQuiet(o->quiet);  // last: the lines above are logged at the old level
+    running_.log_level = o->log_level;
+    // Last: the lines above are logged at the old level.
+    ctx_.logging.SetThreshold(core::log::Threshold(
+        o->quiet, core::log::ParseLevel(o->log_level).value_or(core::log::Level::debug)));
   }
 
   void Shutdown() override {
@@ -159,6 +207,7 @@ class RegistryService final : public core::daemon::Service {
     const double now = core::daemon::MonotonicSeconds();
     const size_t n = registry_.Prune(now);
     if (n > 0) log().Debug("pruned {} stale server{}", n, n == 1 ? "" : "s");
+    if (link_) link_->Tick(now);
     // Sources back at full budget are forgotten; their untold suppressed lines are told now.
     sources_.Sweep(now, [this](const std::string& host, Sources::State& s) {
       const uint64_t warnings = s.warnings.TakeSuppressed();
@@ -182,6 +231,7 @@ class RegistryService final : public core::daemon::Service {
   Sources sources_;
   Reloader reload_;
   core::daemon::Timer prune_timer_;
+  std::unique_ptr<EtcdLink> link_;  // outlives the handlers, which point at it
   std::unique_ptr<UdpServer> udp_;
   std::unique_ptr<TcpServer> tcp_;
 };
@@ -203,7 +253,11 @@ core::config::Schema MakeSchema(Options* o) {
              &o->logfile),
       // The key of -f/--file, as the man page promises (one of file and logfile, not both).
       String("file", "", "Alias of logfile", &o->logfile),
-      Flag("quiet", "-q,--quiet", "Log errors only", &o->quiet),
+      Flag("quiet", "-q,--quiet", "Log errors only (whatever --log-level says)", &o->quiet),
+      Choice("log-level", "--log-level",
+             "Least severe lines logged: error, warning, info, debug (the reference's lines are "
+             "debug lines)",
+             &o->log_level, {std::begin(core::log::kLevelNames), std::end(core::log::kLevelNames)}),
       Choice("log", "--log", "Log destination: auto (journal under systemd), stderr, journal",
              &o->log, {"auto", "stderr", "journal"}),
       Int("max-entries", "--max-entries", "Cap on (service, server) entries", &o->max_entries, 1,
@@ -221,6 +275,23 @@ core::config::Schema MakeSchema(Options* o) {
           "Cap on open TCP connections (the oldest is closed)", &o->max_connections, 1, 65536),
       Int("connection-timeout-ms", "--connection-timeout-ms",
           "Deadline for a TCP request, from accept", &o->connection_timeout_ms, 10, 600'000),
+      String("etcd-endpoints", "--etcd-endpoints",
+             "Share registrations through etcd at these client URLs, comma-separated (empty: off)",
+             &o->etcd_endpoints),
+      String("etcd-prefix", "--etcd-prefix", "Prefix of the registry's keys in etcd",
+             &o->etcd_prefix),
+      String("site", "--site", "This registry's site, written into its etcd entries", &o->site),
+      String("registry-id", "--registry-id",
+             "This registry's name in its etcd keys (empty: <hostname>:<port>)", &o->registry_id),
+      String("etcd-cafile", "--etcd-cafile", "CA of https etcd endpoints (empty: the system's)",
+             &o->etcd_cafile),
+      String("etcd-certfile", "--etcd-certfile", "Client certificate for https etcd endpoints",
+             &o->etcd_certfile),
+      String("etcd-keyfile", "--etcd-keyfile", "Key of etcd-certfile", &o->etcd_keyfile),
+      Int("listen-backlog", "--listen-backlog",
+          "TCP connections the kernel queues for accept() (0: its maximum, net.core.somaxconn, "
+          "which also caps larger values)",
+          &o->listen_backlog, 0, 1'000'000),
   };
 }
 
@@ -232,22 +303,125 @@ core::config::AppInfo MakeAppInfo() {
   // means true and a separate word is its value (`-l false` is off, unlike the reference).
   info.flag_values = true;
   info.typed_help = true;
-  info.validate = [](const core::config::Origins& origins) -> core::Status {
-    const auto file = origins.file_lines.find("file");
-    if (file != origins.file_lines.end() && origins.file_lines.count("logfile") != 0) {
-      return Fail(Error::Config(origins.file + ":" + std::to_string(file->second) +
-                                ": keys 'file' and 'logfile' are the same setting; keep one"));
-    }
-    return {};
-  };
+  // `file` and `logfile` in one file: the loader refuses a setting given twice.
+  info.default_config = kDefaultConfig;
   info.version =
-      "rpyc-registryd 0.1.0\nfeatures: udp tcp both ipv6 socket-activation sd-notify journald "
-      "toml-config";
+      std::string("rpyc-registryd ") + RPYC_VERSION + " (commit " + core::daemon::BuildCommit() +
+      ")\nRPyC registry server\nlibraries: " + core::daemon::LibraryVersions() +
+      "\nfeatures: udp tcp both ipv6 socket-activation sd-notify journald toml-config etcd";
   return info;
 }
 
+std::vector<std::string> EtcdEndpoints(const Options& o) {
+  std::vector<std::string> out;
+  std::string_view rest = o.etcd_endpoints;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    out.emplace_back(item);  // an empty item stays, so that validation can refuse it
+  }
+  return out;
+}
+
+namespace {
+
+struct Problem {
+  std::string key;
+  std::string why;
+};
+
+std::optional<Problem> CheckEtcd(const Options& o) {
+  const auto bad = [](const char* key, std::string why) {
+    return std::optional<Problem>(Problem{key, std::move(why)});
+  };
+  const auto printable = [](std::string_view s) {
+    return std::none_of(s.begin(), s.end(), [](char c) {
+      const auto u = static_cast<unsigned char>(c);
+      return u < 0x20 || u == 0x7f;
+    });
+  };
+  const bool on = !o.etcd_endpoints.empty();
+  bool https = false;
+  for (const auto& url : EtcdEndpoints(o)) {
+    std::unique_ptr<evhttp_uri, decltype(&evhttp_uri_free)> uri(evhttp_uri_parse(url.c_str()),
+                                                                &evhttp_uri_free);
+    const char* scheme = uri ? evhttp_uri_get_scheme(uri.get()) : nullptr;
+    const char* host = uri ? evhttp_uri_get_host(uri.get()) : nullptr;
+    const char* path = uri ? evhttp_uri_get_path(uri.get()) : nullptr;
+    const bool is_http = scheme != nullptr && std::strcmp(scheme, "http") == 0;
+    const bool is_https = scheme != nullptr && std::strcmp(scheme, "https") == 0;
+    if ((!is_http && !is_https) || host == nullptr || *host == '\0' ||
+        (path != nullptr && *path != '\0' && std::strcmp(path, "/") != 0) ||
+        evhttp_uri_get_query(uri.get()) != nullptr || evhttp_uri_get_userinfo(uri.get())) {
+      return bad("etcd-endpoints",
+                 "'" + core::config::OneLine(url) +
+                     "' is not a client URL http://HOST:PORT or https://HOST:PORT (several: "
+                     "comma-separated)");
+    }
+    https = https || is_https;
+  }
+  if (o.etcd_prefix.empty() || o.etcd_prefix.front() != '/' || o.etcd_prefix.back() == '/' ||
+      !printable(o.etcd_prefix) || o.etcd_prefix.size() > 255) {
+    return bad("etcd-prefix", "'" + core::config::OneLine(o.etcd_prefix) +
+                                  "' must start with '/', not end with '/', and be at most 255 "
+                                  "printable bytes");
+  }
+  if (!printable(o.site) || o.site.size() > 255) {
+    return bad("site", "must be at most 255 printable bytes");
+  }
+  if (!printable(o.registry_id) || o.registry_id.size() > 255 ||
+      o.registry_id.find('/') != std::string::npos) {
+    return bad("registry-id", "must be at most 255 printable bytes without '/'");
+  }
+  const std::pair<const char*, const std::string*> files[] = {{"etcd-cafile", &o.etcd_cafile},
+                                                              {"etcd-certfile", &o.etcd_certfile},
+                                                              {"etcd-keyfile", &o.etcd_keyfile}};
+  for (const auto& [key, path] : files) {
+    if (path->empty()) continue;
+    if (!on) return bad(key, "is set but etcd-endpoints is not");
+    if (!https) return bad(key, "is set but no etcd endpoint is https://");
+    if (::access(path->c_str(), R_OK) != 0) {
+      const std::error_code ec(errno, std::generic_category());
+      return bad(key, core::config::OneLine(*path) + ": " + ec.message());
+    }
+  }
+  if (o.etcd_certfile.empty() != o.etcd_keyfile.empty()) {
+    return bad(o.etcd_certfile.empty() ? "etcd-keyfile" : "etcd-certfile",
+               "etcd-certfile and etcd-keyfile go together");
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+core::Status ValidateEtcd(const Options& o) {
+  if (auto p = CheckEtcd(o)) return Fail(Error::Config("key '" + p->key + "': " + p->why));
+  return {};
+}
+
 core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options* o) {
-  return core::config::ParseCommandLine(argc, argv, MakeAppInfo(), MakeSchema(o));
+  core::config::AppInfo info = MakeAppInfo();
+  // The etcd keys are checked together once merged; the error blames the file (exit 78) when
+  // the key named in it comes from there, the command line (exit 64) otherwise.
+  info.validate = [o, first = info.validate](const core::config::Origins& origins) -> core::Status {
+    if (first) {
+      if (auto st = first(origins); !st) return st;
+    }
+    auto p = CheckEtcd(*o);
+    if (!p) return {};
+    const std::string where = origins.FileLine(p->key);
+    if (!where.empty()) return Fail(Error::Config(where + ": key '" + p->key + "': " + p->why));
+    if (origins.switches.count(p->key) != 0 || origins.file.empty()) {
+      return Fail(Error::Usage("--" + p->key + ": " + p->why));
+    }
+    // A default found wrong next to a key of the file (a TLS file without an https endpoint).
+    return Fail(Error::Config(origins.file + ": key '" + p->key + "': " + p->why));
+  };
+  info.check = [o] { return core::log::CheckLogFile(o->logfile); };
+  return core::config::ParseCommandLine(argc, argv, info, MakeSchema(o));
 }
 
 core::daemon::RunOptions MakeRunOptions(const Options& o) {
@@ -255,8 +429,10 @@ core::daemon::RunOptions MakeRunOptions(const Options& o) {
   r.name = "REGSRV";
   r.log.file = o.logfile;
   r.log.quiet = o.quiet;
+  r.log.level = core::log::ParseLevel(o.log_level).value_or(core::log::Level::debug);
   r.log.identifier = "rpyc-registryd";
   r.log.target = *core::log::ParseTarget(o.log);
+  r.interrupt_message = "User interrupt!";  // rpyc's registry.py on KeyboardInterrupt
   return r;
 }
 

@@ -78,7 +78,7 @@ TEST(RegistrydOptions, FileIsAKeyLikeItsSwitch) {
   out = Parse({"-c", path}, &o);
   EXPECT_EQ(out.exit_code, 78);
   EXPECT_EQ(out.message, "rpyc-registryd: " + path +
-                             ":2: keys 'file' and 'logfile' are the same setting; keep one");
+                             ":2: key 'file': the same setting as 'logfile' on line 1; keep one");
   std::remove(path.c_str());
 }
 
@@ -138,15 +138,80 @@ TEST(RegistrydOptions, ErrorsExitWithSysexits) {
   Options o;
   EXPECT_EQ(Parse({"-l", "maybe"}, &o).exit_code, 64);
   EXPECT_EQ(Parse({"-l", "maybe"}, &o).message,
-            "rpyc-registryd: -l: 'maybe' is not a boolean (true/false/yes/no/on/off/1/0)");
+            "rpyc-registryd: -l: expected a boolean (true/false/yes/no/on/off/1/0), got 'maybe'");
   EXPECT_EQ(Parse({"-t", "0"}, &o).exit_code, 64);
   EXPECT_EQ(Parse({"-m", "sctp"}, &o).exit_code, 64);
   const std::string path = core::testing::TempPath("registryd_bad.toml");
   std::ofstream(path) << "timeout = 0\n";
   auto out = Parse({"-c", path}, &o);
   EXPECT_EQ(out.exit_code, 78);
-  EXPECT_EQ(out.message, "rpyc-registryd: " + path + ":1: key 'timeout': 0 is out of range 1.." +
-                             std::to_string(86400 * 365));
+  EXPECT_EQ(out.message, "rpyc-registryd: " + path + ":1: key 'timeout': expected a number 1-" +
+                             std::to_string(86400 * 365) + ", got 0");
+  std::remove(path.c_str());
+}
+
+TEST(RegistrydOptions, EtcdIsOffByDefaultAndItsKeysLoad) {
+  Options o;
+  ASSERT_FALSE(Parse({}, &o).exit);
+  EXPECT_EQ(o.etcd_endpoints, "");
+  EXPECT_EQ(o.etcd_prefix, "/rpyc");
+  EXPECT_TRUE(EtcdEndpoints(o).empty());
+  const std::string path = core::testing::TempPath("registryd_etcd.toml");
+  std::ofstream(path) << "etcd-endpoints = 'http://127.0.0.1:2379, http://[::1]:2379'\n"
+                         "etcd-prefix = '/lab/rpyc'\nsite = 'lab'\nregistry-id = 'reg-a'\n";
+  auto out = Parse({"-c", path}, &o);
+  ASSERT_FALSE(out.exit) << out.message;
+  EXPECT_EQ(EtcdEndpoints(o),
+            (std::vector<std::string>{"http://127.0.0.1:2379", "http://[::1]:2379"}));
+  EXPECT_EQ(o.etcd_prefix, "/lab/rpyc");
+  EXPECT_EQ(o.site, "lab");
+  EXPECT_EQ(o.registry_id, "reg-a");
+  // Switches of the same names win over the file.
+  out = Parse({"-c", path, "--site", "far", "--etcd-endpoints", "https://etcd:2379"}, &o);
+  ASSERT_FALSE(out.exit) << out.message;
+  EXPECT_EQ(o.site, "far");
+  EXPECT_EQ(EtcdEndpoints(o), (std::vector<std::string>{"https://etcd:2379"}));
+  std::remove(path.c_str());
+}
+
+TEST(RegistrydOptions, EtcdKeysAreCheckedTogether) {
+  const auto error = [](std::vector<std::string> args) {
+    Options o;
+    auto out = Parse(std::move(args), &o);
+    return std::to_string(out.exit_code) + " " + out.message;
+  };
+  EXPECT_EQ(error({"--etcd-endpoints", "127.0.0.1:2379"}),
+            "64 rpyc-registryd: --etcd-endpoints: '127.0.0.1:2379' is not a client URL "
+            "http://HOST:PORT or https://HOST:PORT (several: comma-separated)");
+  EXPECT_EQ(error({"--etcd-endpoints", "http://a:1,,http://b:2"}).substr(0, 52),
+            "64 rpyc-registryd: --etcd-endpoints: '' is not a cli");
+  EXPECT_EQ(error({"--etcd-endpoints", "http://a:1/v3/kv"}).substr(0, 60),
+            "64 rpyc-registryd: --etcd-endpoints: 'http://a:1/v3/kv' is n");
+  EXPECT_EQ(error({"--etcd-endpoints", "http://a:1", "--etcd-prefix", "rpyc"}),
+            "64 rpyc-registryd: --etcd-prefix: 'rpyc' must start with '/', not end with '/', and "
+            "be at most 255 printable bytes");
+  EXPECT_EQ(error({"--etcd-endpoints", "http://a:1", "--etcd-prefix", "/rpyc/"}).substr(0, 3),
+            "64 ");
+  EXPECT_EQ(error({"--registry-id", "a/b"}),
+            "64 rpyc-registryd: --registry-id: must be at most 255 printable bytes without '/'");
+  EXPECT_EQ(error({"--etcd-cafile", "/etc/hostname"}),
+            "64 rpyc-registryd: --etcd-cafile: is set but etcd-endpoints is not");
+  EXPECT_EQ(error({"--etcd-endpoints", "http://a:1", "--etcd-cafile", "/etc/hostname"}),
+            "64 rpyc-registryd: --etcd-cafile: is set but no etcd endpoint is https://");
+  EXPECT_EQ(error({"--etcd-endpoints", "https://a:1", "--etcd-cafile", "/nonexistent/ca.pem"}),
+            "64 rpyc-registryd: --etcd-cafile: /nonexistent/ca.pem: No such file or directory");
+  EXPECT_EQ(error({"--etcd-endpoints", "https://a:1", "--etcd-certfile", "/etc/hostname"}),
+            "64 rpyc-registryd: --etcd-certfile: etcd-certfile and etcd-keyfile go together");
+  EXPECT_EQ(error({"--etcd-endpoints", "https://a:1", "--etcd-cafile", "/etc/hostname",
+                   "--etcd-certfile", "/etc/hostname", "--etcd-keyfile", "/etc/hostname"}),
+            "0 ");
+  // From the file: FILE:LINE and exit 78.
+  const std::string path = core::testing::TempPath("registryd_etcd_bad.toml");
+  std::ofstream(path) << "site = 'x'\netcd-endpoints = 'etcd:2379'\n";
+  EXPECT_EQ(error({"-c", path}),
+            "78 rpyc-registryd: " + path +
+                ":2: key 'etcd-endpoints': 'etcd:2379' is not a client URL http://HOST:PORT or "
+                "https://HOST:PORT (several: comma-separated)");
   std::remove(path.c_str());
 }
 

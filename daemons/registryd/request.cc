@@ -1,10 +1,13 @@
 #include "daemons/registryd/request.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <unordered_set>
 
 #include <arpa/inet.h>
 
+#include "daemons/registryd/etcd_link.h"
 #include "libcore/brine/brine.h"
 
 namespace registryd {
@@ -222,20 +225,34 @@ core::Result<Request> ParseRequest(std::string_view data) {
 }
 
 void EncodeServers(const std::vector<const Server*>& servers, size_t max_bytes, size_t* dropped,
-                   std::string* out) {
-  // Keep the newest servers that fit: walk back from the end.
+                   std::string* out, size_t local) {
+  local = std::min(local, servers.size());
+  const auto item_size = [&](size_t i) {
+    return 1 + StrSize(servers[i]->host.size()) + servers[i]->port.size();
+  };
+  // Keep the newest local servers that fit: walk back from the end.
   size_t keep = 0;
   size_t body = 0;
-  for (size_t i = servers.size(); i-- > 0;) {
-    const size_t item = 1 + StrSize(servers[i]->host.size()) + servers[i]->port.size();
+  for (size_t i = local; i-- > 0;) {
+    const size_t item = item_size(i);
     if (TupleHeaderSize(keep + 1) + body + item > max_bytes) break;
     body += item;
     ++keep;
   }
-  *dropped = servers.size() - keep;
-  out->resize(TupleHeaderSize(keep) + body);
-  char* p = PutTupleHeader(keep, out->data());
-  for (size_t i = servers.size() - keep; i < servers.size(); ++i) {
+  // Then the mirrored ones, in order, while they fit.
+  size_t more = 0;
+  if (keep == local) {
+    for (size_t i = local; i < servers.size(); ++i) {
+      const size_t item = item_size(i);
+      if (TupleHeaderSize(keep + more + 1) + body + item > max_bytes) break;
+      body += item;
+      ++more;
+    }
+  }
+  *dropped = servers.size() - keep - more;
+  out->resize(TupleHeaderSize(keep + more) + body);
+  char* p = PutTupleHeader(keep + more, out->data());
+  for (size_t i = local - keep; i < local + more; ++i) {
     *p++ = static_cast<char>(brine::kTagTuple1 + 1);
     p = PutStr(servers[i]->host, p);
     const std::string& port = servers[i]->port;
@@ -373,6 +390,7 @@ std::optional<std::string_view> Handler::Dispatch(std::string_view data,
     case Command::kUnregister: {
       const std::string host(RegistryHost(peer.host()));
       const size_t n = registry_.Unregister(Server{host, request->port});
+      if (link_ != nullptr) link_->Unregistered(Server{host, request->port});
       if (log_request_) {
         log_.Log(core::log::Level::debug,
                  {{"RPYC_PEER", peer.text()}, {"RPYC_COMMAND", "UNREGISTER"}},
@@ -406,12 +424,49 @@ std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
   size_t pruned = 0;
   size_t dropped = 0;
   size_t total = 0;
+  size_t local = 0;
   std::string_view out;
   servers_.clear();
-  if (debug) {  // the slow path, which can list the servers
+  // Servers mirrored from etcd under this name: merged with the local ones, and kept while
+  // neither changes.
+  const bool mirrored = link_ != nullptr && !name_is_bytes && link_->mirror().Has(name);
+  const MergedReply* merged = nullptr;
+  if (mirrored && !debug) {
+    auto it = merged_.find(name);
+    if (it != merged_.end() && it->second.registry_version == registry_.version() &&
+        it->second.mirror_version == link_->mirror().version() && now <= it->second.fresh_until) {
+      merged = &it->second;
+    }
+  }
+  if (merged != nullptr) {
+    out = merged->bytes;  // valid until the next QUERY
+    dropped = merged->dropped;
+    total = merged->total;
+  } else if (debug || mirrored) {  // the slow path, which can list the servers
     if (!name_is_bytes) pruned = registry_.Query(name, now, &servers_);
-    EncodeServers(servers_, limits_.query, &dropped, &reply_);
+    local = servers_.size();
+    if (mirrored) {
+      std::vector<const Server*> others;
+      link_->mirror().Servers(name, &others);
+      for (const Server* s : others) {
+        const bool known = std::any_of(servers_.begin(), servers_.begin() + local, [s](auto* l) {
+          return l->host == s->host && l->port == s->port;
+        });
+        if (!known) servers_.push_back(s);
+      }
+    }
+    EncodeServers(servers_, limits_.query, &dropped, &reply_, local);
     total = servers_.size();
+    if (mirrored) {
+      if (merged_.size() >= kMaxMergedReplies) merged_.clear();
+      MergedReply& m = merged_[std::string(name)];
+      m = MergedReply{registry_.version(),
+                      link_->mirror().version(),
+                      registry_.FreshUntil(name).value_or(HUGE_VAL),
+                      reply_,
+                      dropped,
+                      total};
+    }
   } else {
     const Registry::CachedReply* cached =
         name_is_bytes ? nullptr
@@ -442,9 +497,13 @@ std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
     if (servers_.empty()) {
       log_.Debug("no such service");
     } else {
+      // Sent: the newest local servers that fit, then the mirrored ones that fit.
+      const size_t others = servers_.size() - local;
+      const size_t first = dropped > others ? dropped - others : 0;
+      const size_t end = dropped > others ? local : servers_.size() - dropped;
       std::string text = "[";
-      for (size_t i = dropped; i < servers_.size(); ++i) {
-        text += (i > dropped ? ", ('" : "('") + core::log::Escape(servers_[i]->host) + "', ";
+      for (size_t i = first; i < end; ++i) {
+        text += (i > first ? ", ('" : "('") + core::log::Escape(servers_[i]->host) + "', ";
         auto port = core::brine::Load(servers_[i]->port);
         text += (port ? port->Repr() : "?") + ")";
       }
@@ -494,7 +553,15 @@ std::optional<std::string_view> Handler::Register(const Request& r,
         break;
     }
   }
-  if (full == 0 && over_host == 0) return kOk;
+  if (full == 0 && over_host == 0) {
+    if (link_ != nullptr) {
+      std::vector<std::string> names;
+      names.reserve(r.names.size());
+      for (const auto& n : r.names) names.push_back(Upper(n));
+      link_->Registered(Server{host, r.port}, names, now);
+    }
+    return kOk;
+  }
   if (full > 0 && full_limit_.Allow(now)) {
     const std::string names = joined();
     log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}, {"RPYC_SERVICE", names}},
@@ -542,6 +609,15 @@ std::optional<std::string_view> Handler::List(const Request& r,
   } else if (host != nullptr) {
     names = registry_.List(host->utf8);
   }  // any other truthy filter matches no host, as in the reference
+  if (link_ != nullptr && (falsy || host != nullptr)) {
+    // The names only other registries know follow this registry's own.
+    std::vector<std::string> more =
+        link_->mirror().Names(falsy ? std::nullopt : std::optional<std::string_view>(host->utf8));
+    const std::unordered_set<std::string_view> known(names.begin(), names.end());
+    std::erase_if(more, [&known](const std::string& n) { return known.count(n) != 0; });
+    names.insert(names.end(), std::make_move_iterator(more.begin()),
+                 std::make_move_iterator(more.end()));
+  }
   size_t dropped = 0;
   reply_ = EncodeNames(names, limits_.list, &dropped);
   if (dropped > 0 && AllowWarning(peer, sources_.Get(RegistryHost(peer.host()), now), now)) {

@@ -10,6 +10,8 @@
 // each truncation is logged as a warning.
 
 #include <cstddef>
+#include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -70,6 +72,8 @@ struct ReplyLimits {
 // log line is escaped (core::log::Escape). Per source address (see Sources): REGISTERs beyond
 // the source's rate get no reply, and so do UDP replies beyond its byte budget; at most
 // kRequestLogBurst requests and kWarningBurst warnings are logged per kLogInterval.
+class EtcdLink;
+
 class Handler {
  public:
   // `registry` and `sources` must outlive the handler.
@@ -88,6 +92,10 @@ class Handler {
                                          const core::daemon::PeerAddress& peer, double now);
 
   void set_listing(bool on) { listing_ = on; }
+  // Sharing through etcd: REGISTER and UNREGISTER are passed on, QUERY and LIST also answer
+  // from its mirror (this registry's servers first). nullptr (the default): off. The link must
+  // outlive the handler.
+  void set_link(EtcdLink* link) { link_ = link; }
   const core::log::Logger& log() const { return log_; }
 
   // Logs a warning about `peer` ("bad request from PEER: WHAT", WHAT escaped), rate-limited per
@@ -110,12 +118,25 @@ class Handler {
 
   Registry& registry_;
   Sources& sources_;
+  EtcdLink* link_ = nullptr;
   bool listing_;
   ReplyLimits limits_;
   core::log::Logger log_;
   bool log_request_ = false;  // debug lines for the current request (within the source's budget)
   core::log::RateLimit warn_limit_{20, 10.0};
   core::log::RateLimit full_limit_{1, 10.0};
+  // QUERY replies for names the etcd mirror also holds (local servers merged with mirrored
+  // ones), kept while neither the registry nor the mirror changes.
+  struct MergedReply {
+    uint64_t registry_version = 0;
+    uint64_t mirror_version = 0;
+    double fresh_until = 0;  // Registry::FreshUntil(): then a local server is stale
+    std::string bytes;
+    size_t dropped = 0;
+    size_t total = 0;
+  };
+  static constexpr size_t kMaxMergedReplies = 4096;
+  std::map<std::string, MergedReply, std::less<>> merged_;
   std::vector<const Server*> servers_;  // scratch, reused: no allocation per QUERY
   std::string reply_;                   // the last reply
   char name_[kMaxRequestBytes];         // scratch: the upper-cased QUERY name
@@ -125,9 +146,11 @@ class Handler {
 std::string HostPort(std::string_view host, std::string_view port);
 
 // Encoders, exposed for tests: a reply tuple truncated to at most `max_bytes`.
-// *dropped gets the number of items left out.
+// *dropped gets the number of items left out. Servers [0, local) keep the newest that fit; the
+// rest (mirrored from etcd, in order of preference) follow while they fit, and only when every
+// local one fits.
 void EncodeServers(const std::vector<const Server*>& servers, size_t max_bytes, size_t* dropped,
-                   std::string* out);
+                   std::string* out, size_t local = SIZE_MAX);
 std::string EncodeNames(const std::vector<std::string>& names, size_t max_bytes, size_t* dropped);
 
 }  // namespace registryd

@@ -130,11 +130,11 @@ void TcpServer::OnAcceptable() {
     }
     if (conns_.size() >= limits_.max_connections) {
       if (evict_limit_.Allow(now)) {
-        handler_.log().Log(core::log::Level::warn, {{"RPYC_PEER", conns_.front()->peer->text()}},
-                           "{} connections open (the limit): closing the oldest, from {} ({} more "
-                           "since the last warning)",
-                           conns_.size(), conns_.front()->peer->text(),
-                           evict_limit_.TakeSuppressed());
+        handler_.log().Log(
+            core::log::Level::warn, {{"RPYC_PEER", conns_.front()->peer->text()}},
+            "{} connections open (max-connections): closing the oldest, from {} ({} more "
+            "since the last warning)",
+            conns_.size(), conns_.front()->peer->text(), evict_limit_.TakeSuppressed());
       }
       Close(conns_.begin());
     }

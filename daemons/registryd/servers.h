@@ -26,6 +26,7 @@ class UdpServer {
   UdpServer& operator=(const UdpServer&) = delete;
 
   Handler& handler() { return handler_; }
+  int fd() const { return fd_.get(); }
 
  private:
   void OnReadable();
@@ -60,6 +61,7 @@ class TcpServer {
   ~TcpServer();
 
   Handler& handler() { return handler_; }
+  int fd() const { return fd_.get(); }
   size_t connections() const { return conns_.size(); }
   // Stops accepting (shutdown); open connections are closed with the server.
   void StopAccepting() { accept_watch_.Stop(); }

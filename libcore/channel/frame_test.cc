@@ -505,7 +505,16 @@ TEST(Frame, ZlibBombIsRefusedQuicklyWithBoundedMemory) {
   // Inflating all of it would take seconds of CPU and 1 GiB; stopping at 64 MiB takes a fraction.
   // CPU time, not wall time: a loaded machine must not fail this.
   EXPECT_LT(cpu, 2.0);
-  EXPECT_LT(MaxRssKiB() - rss_before, 100 * 1024) << "peak memory grew by more than 100 MiB";
+  // The decompressed buffer doubles as it fills: the 32 MiB generation is still held while the
+  // 64 MiB one is filled. Under ASan every freed generation stays in the allocator's quarantine
+  // and an eighth more is shadow memory, so the same growth shows as about 150 MiB there.
+#if defined(__SANITIZE_ADDRESS__)
+  const long bound_mib = 170;
+#else
+  const long bound_mib = 100;
+#endif
+  EXPECT_LT(MaxRssKiB() - rss_before, bound_mib * 1024)
+      << "peak memory grew by more than " << bound_mib << " MiB";
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 #pragma once
 
-// The command-line adapter (CLI11). Precedence: defaults < TOML file (-c/--config) < switches
-// given explicitly on the command line. Adds -c/--config, --check-config, --version, --help.
+// The command-line adapter (CLI11). Precedence: defaults < TOML file (-c/--config, or the
+// daemon's default file when it exists) < switches given explicitly on the command line. Adds
+// -c/--config, --check-config, --dump-config, -v/--version, --help.
 
 #include <functional>
 #include <map>
@@ -16,12 +17,15 @@ namespace core::config {
 // Where the options' values came from, so that a check of several options together can blame
 // the configuration file (exit 78, FILE:LINE) or the command line (exit 64).
 struct Origins {
-  std::string file;                       // the -c file, empty when none
-  std::map<std::string, int> file_lines;  // key -> line, for the keys the file sets
-  std::set<std::string> switches;         // keys given by an explicit switch
+  std::string file;                                   // the -c file, empty when none
+  std::map<std::string, int> file_lines;              // key -> line, for the keys the file sets
+  std::set<std::string> switches;                     // keys given by an explicit switch
+  std::map<std::string, std::string> file_spellings;  // key -> as the file spells it
 
   // "FILE:LINE" when `key`'s value comes from the file (not overridden by a switch), else "".
   std::string FileLine(const std::string& key) const;
+  // The key as the file spells it ("ssl-keyfile" for ssl_keyfile), or `key` itself.
+  std::string Written(const std::string& key) const;
 };
 
 struct AppInfo {
@@ -31,9 +35,12 @@ struct AppInfo {
   // Cross-field checks run after everything is merged; a failure exits kExitUsage when it is
   // an Error::Usage, kExitConfig otherwise (a check blames the file through `origins`).
   std::function<Status(const Origins& origins)> validate;
-  // --check-config only, after `validate`: what else a start would check (rpyc-classicd imports
-  // the service it is to host). Exit codes as for `validate`.
-  std::function<Status()> check = nullptr;
+  // --check-config, after `validate`: opens what a start opens (key, certificate, log file's
+  // directory..., the service rpyc-classicd is to host). A failure exits kExitConfig with its
+  // message (kExitUsage when it is an Error::Usage).
+  std::function<Status()> check;
+  // Read when -c is not given and the file exists (sshd, chronyd); `-c ''` reads none.
+  std::string default_config;
   // Opt-in (rpyc-registryd; other daemons keep the plain behaviour):
   //  * flag_values: a boolean switch also takes a value as a separate word, as the reference's
   //    `-l true` / `-q 1` do: `-l`, `-l true`, `-l no`, `--listing 0` and `--listing=off` all
@@ -49,8 +56,11 @@ struct CliOutcome {
   int exit_code = kExitOk;
   std::string message;  // help/version text for stdout, or one error line for stderr
   bool to_stderr = false;
-  std::string config_path;  // the -c file that was loaded, if any
+  std::string config_path;  // the file that was loaded (-c or the default), if any
 };
+
+// An outcome's message as one log line: the errors of a file (one line each) joined by "; ".
+std::string LogLine(const CliOutcome& outcome);
 
 // argv must stay valid during the call only.
 CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& info,

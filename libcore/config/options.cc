@@ -1,6 +1,9 @@
 #include "libcore/config/options.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cmath>
+#include <map>
 #include <utility>
 
 namespace core::config {
@@ -61,8 +64,35 @@ Field Entries(std::string key, std::string switches, std::string help, std::vect
   return Make(std::move(key), std::move(switches), std::move(help), Kind::kEntries, target);
 }
 
+Field Unset(Field field, std::string text) {
+  field.unset_text = std::move(text);
+  return field;
+}
+
+std::string Expected(const Field& field) {
+  switch (field.kind) {
+    case Kind::kBool:
+      return "a boolean (true/false/yes/no/on/off/1/0)";
+    case Kind::kInt:
+      return "a number " + std::to_string(field.min) + "-" + std::to_string(field.max);
+    case Kind::kString:
+      return "a string";
+    case Kind::kChoice: {
+      std::string all;
+      for (const auto& c : field.choices) all += (all.empty() ? "" : ", ") + c;
+      return "one of " + all;
+    }
+    case Kind::kEntries:
+      return "KEY=VALUE";
+  }
+  return {};
+}
+
 Status SetFromText(const Field& field, std::string_view text) {
-  const std::string name = SwitchName(field);
+  const auto bad = [&] {
+    return Fail(Error::Usage(SwitchName(field) + ": expected " + Expected(field) + ", got '" +
+                             std::string(text) + "'"));
+  };
   switch (field.kind) {
     case Kind::kBool: {
       const std::string t = Lower(text);
@@ -72,8 +102,7 @@ Status SetFromText(const Field& field, std::string_view text) {
       } else if (t == "false" || t == "no" || t == "off" || t == "0") {
         v = false;
       } else {
-        return Fail(Error::Usage(name + ": '" + std::string(text) +
-                                 "' is not a boolean (true/false/yes/no/on/off/1/0)"));
+        return bad();
       }
       *std::get<bool*>(field.target) = v;
       return {};
@@ -82,12 +111,8 @@ Status SetFromText(const Field& field, std::string_view text) {
       int64_t v = 0;
       const char* end = text.data() + text.size();
       auto [p, ec] = std::from_chars(text.data(), end, v);
-      if (text.empty() || ec == std::errc::invalid_argument || p != end) {
-        return Fail(Error::Usage(name + ": '" + std::string(text) + "' is not an integer"));
-      }
-      if (ec == std::errc::result_out_of_range || v < field.min || v > field.max) {
-        return Fail(Error::Usage(name + ": " + std::string(text) + " is out of range " +
-                                 std::to_string(field.min) + ".." + std::to_string(field.max)));
+      if (text.empty() || ec != std::errc() || p != end || v < field.min || v > field.max) {
+        return bad();
       }
       *std::get<int64_t*>(field.target) = v;
       return {};
@@ -97,31 +122,27 @@ Status SetFromText(const Field& field, std::string_view text) {
       return {};
     case Kind::kChoice: {
       const std::string t = Lower(text);
-      std::string all;
       for (const auto& c : field.choices) {
         if (Lower(c) == t) {
           *std::get<std::string*>(field.target) = c;
           return {};
         }
-        all += (all.empty() ? "" : "|") + c;
       }
-      return Fail(Error::Usage(name + ": '" + std::string(text) + "' is not one of " + all));
+      return bad();
     }
     case Kind::kEntries: {
       const size_t eq = text.find('=');
-      if (eq == std::string_view::npos || eq == 0) {
-        return Fail(Error::Usage(name + ": '" + std::string(text) + "' is not KEY=VALUE"));
-      }
+      if (eq == std::string_view::npos || eq == 0) return bad();
       Entry e;
       e.key = std::string(text.substr(0, eq));
       e.value = std::string(text.substr(eq + 1));
       e.from_text = true;
-      e.where = name;
+      e.where = SwitchName(field);
       std::get<std::vector<Entry>*>(field.target)->push_back(std::move(e));
       return {};
     }
   }
-  return Fail(Error::Usage(name + ": unsupported option kind"));
+  return Fail(Error::Usage(SwitchName(field) + ": unsupported option kind"));
 }
 
 std::string ValueText(const Field& field) {
@@ -137,6 +158,109 @@ std::string ValueText(const Field& field) {
       return "";
   }
   return {};
+}
+
+namespace {
+
+// A TOML basic string, escaped.
+std::string TomlString(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\u00";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+// A key of a table: bare when it can be, else quoted.
+std::string TomlKey(std::string_view key) {
+  const bool bare = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  });
+  return bare ? std::string(key) : TomlString(key);
+}
+
+std::string TomlEntryValue(const Entry::Value& value) {
+  struct Visit {
+    std::string operator()(bool b) const { return b ? "true" : "false"; }
+    std::string operator()(int64_t i) const { return std::to_string(i); }
+    std::string operator()(double d) const {
+      if (std::isnan(d)) return "nan";
+      if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
+      char buf[64];
+      auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+      std::string out(buf, ec == std::errc() ? end : buf);
+      // The shortest form of 3.0 is "3", which TOML reads as an integer.
+      if (out.find_first_of(".eE") == std::string::npos) out += ".0";
+      return out;
+    }
+    std::string operator()(const std::string& s) const { return TomlString(s); }
+    std::string operator()(const std::vector<std::string>& l) const {
+      std::string out = "[";
+      for (const auto& item : l) out += (out.size() > 1 ? ", " : "") + TomlString(item);
+      return out + "]";
+    }
+  };
+  return std::visit(Visit{}, value);
+}
+
+// A kEntries field as a `[key]` table: for each key its last entry (the one that counts), by key
+// as the loader reads a table; an entry from the command line as the file would hold it.
+std::string DumpEntries(const Field& f, const std::string& key) {
+  const auto& entries = *std::get<std::vector<Entry>*>(f.target);
+  if (entries.empty()) return {};
+  std::map<std::string, const Entry*> last;
+  for (const Entry& e : entries) last[e.key] = &e;
+  std::string out = "\n[" + key + "]\n";
+  for (const auto& [name, e] : last) {
+    const Entry::Value value = e->from_text && f.typed_entry ? f.typed_entry(*e) : e->value;
+    out += TomlKey(name) + " = " + TomlEntryValue(value) + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string TomlValue(const Field& field) {
+  if (field.kind == Kind::kBool || field.kind == Kind::kInt) return ValueText(field);
+  if (field.kind == Kind::kEntries) return {};
+  return TomlString(*std::get<std::string*>(field.target));
+}
+
+std::string DumpToml(const Schema& schema) {
+  std::string out;
+  std::string tables;  // after every plain key: a key after a [table] would belong to it
+  std::vector<const void*> seen;
+  for (const Field& f : schema) {
+    const void* target = std::visit([](auto* p) { return static_cast<const void*>(p); }, f.target);
+    if (std::find(seen.begin(), seen.end(), target) != seen.end()) continue;  // an alias
+    seen.push_back(target);
+    const std::string key = SwitchName(f).substr(2);  // spelled like the switch
+    if (f.kind == Kind::kEntries) {
+      tables += DumpEntries(f, key);
+      continue;
+    }
+    if (f.kind == Kind::kInt && !f.unset_text.empty()) {
+      const int64_t v = *std::get<int64_t*>(f.target);
+      if (v < f.min || v > f.max) {
+        out += "# " + key + ": not set (" + f.unset_text + ")\n";
+        continue;
+      }
+    }
+    out += key + " = " + TomlValue(f) + "\n";
+  }
+  return out + tables;
 }
 
 std::string OneLine(std::string_view text) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <string_view>
 
 #include <signal.h>
 
@@ -16,14 +17,22 @@ int Run(const RunOptions& options, const ServiceFactory& factory) {
     return 1;
   }
   log::Logger log = (*logging)->Get(options.name);
+  // A start that fails says why where the operator looks: the log, and stderr when the log
+  // does not reach it.
+  auto failed = [&](const Error& error) {
+    log.Error("{}", error.message());
+    if (options.start_failure_to_stderr && !(*logging)->reaches_stderr()) {
+      std::fprintf(stderr, "%s: %s\n", options.log.identifier.c_str(), error.message().c_str());
+    }
+  };
   auto loop = EventLoop::Create();
   if (!loop) {
-    log.Error("{}", loop.error().message());
+    failed(loop.error());
     return 1;
   }
   auto inherited = TakeInheritedSockets();
   if (!inherited) {
-    log.Error("{}", inherited.error().message());
+    failed(inherited.error());
     return 1;
   }
   ::signal(SIGPIPE, SIG_IGN);
@@ -33,7 +42,11 @@ int Run(const RunOptions& options, const ServiceFactory& factory) {
   auto stop = [&](const char* why) {
     if (stopping) return;
     stopping = true;
-    log.Info("{}: stopping", why);
+    if (std::string_view(why) == "SIGINT" && !options.interrupt_message.empty()) {
+      log.Warn("{}", options.interrupt_message);
+    } else {
+      log.Info("{}: stopping", why);
+    }
     NotifyStopping();
     if (running != nullptr) (*running)->Shutdown();
     loop->Break();
@@ -50,11 +63,21 @@ int Run(const RunOptions& options, const ServiceFactory& factory) {
     (*running)->Reload();
     NotifyReady((*running)->StatusText());
   });
+  SignalWatch usr1(*loop, SIGUSR1, [&] {
+    if (running != nullptr) log.Info("status: {}", (*running)->StatusText());
+  });
+  SignalWatch usr2(*loop, SIGUSR2, [&] {
+    if (auto st = (*logging)->Reopen(); !st) {
+      log.Error("{}", st.error().message());
+    } else {
+      log.Info("SIGUSR2: log file reopened");
+    }
+  });
 
   Context context{*loop, **logging, *inherited, stop};
   auto service = factory(context);
   if (!service) {
-    log.Error("{}", service.error().message());
+    failed(service.error());
     // A service refused by its configuration (a Config error) exits EX_CONFIG, as sysexits(3)
     // has it; anything else (a port in use, a missing file) 1.
     return service.error().code() == Error::Code::kConfig ? 78 : 1;

@@ -4,7 +4,11 @@
 // inherited sockets, the daemon's Service, signals, and sd_notify, in construction order; the
 // reverse on shutdown.
 //   SIGTERM/SIGINT: STOPPING=1, Service::Shutdown(), leave the loop, exit 0.
-//   SIGHUP: reopen the log file (logrotate), Service::Reload().
+//   SIGHUP: reopen the log file, Service::Reload().
+//   SIGUSR1: one line "status: <Service::StatusText()>" in the log.
+//   SIGUSR2: reopen the log file only (logrotate's postrotate; the configuration is not re-read).
+//   A start that fails logs its reason and, when the log does not reach stderr (--log file, a
+//   journal that is not stderr), writes it to stderr too, as sshd does.
 //   READY=1 with STATUS=<Service::StatusText()> once the service is built (listeners bound);
 //   STATUS= again whenever the text changes (checked every second).
 //   WATCHDOG=1 every WatchdogSec/2 when the service manager asks for it (WATCHDOG_USEC).
@@ -49,6 +53,10 @@ using ServiceFactory = std::function<Result<std::unique_ptr<Service>>(Context&)>
 struct RunOptions {
   std::string name;  // logger name for the runtime's own messages
   log::Options log;
+  // The warning SIGINT logs (the reference's line); empty: "SIGINT: stopping" at info.
+  std::string interrupt_message;
+  // False where fd 2 is not the operator's (stdio mode: the log file or /dev/null).
+  bool start_failure_to_stderr = true;
 };
 
 // Returns the process exit status: 0 after a signal-initiated stop, 1 when startup fails.

@@ -1,13 +1,17 @@
 #include "libcore/log/log.h"
 
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <system_error>
 #include <vector>
 
 #include <spdlog/details/file_helper.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <systemd/sd-journal.h>
 
@@ -135,9 +139,38 @@ Result<Target> ParseTarget(std::string_view text) {
       Error::Config("log target '" + std::string(text) + "' is not auto|stderr|journal|file"));
 }
 
+Status CheckLogFile(const std::string& path) {
+  if (path.empty()) return {};
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return Fail(Error::Io("log file " + path + ": is a directory"));
+  }
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
+  if (::stat(dir.c_str(), &st) != 0) {
+    const std::error_code saved(errno, std::generic_category());
+    return Fail(Error::Io("log file " + path + ": directory " + dir + ": " + saved.message()));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Fail(Error::Io("log file " + path + ": " + dir + " is not a directory"));
+  }
+  return {};
+}
+
+Result<Level> ParseLevel(std::string_view text) {
+  if (text == "error") return Level::err;
+  if (text == "warning") return Level::warn;
+  if (text == "info") return Level::info;
+  if (text == "debug") return Level::debug;
+  return Fail(
+      Error::Config("log level '" + std::string(text) + "' is not error|warning|info|debug"));
+}
+
 Result<std::unique_ptr<Logging>> Logging::Create(const Options& options) {
   std::unique_ptr<Logging> l(new Logging());
-  l->level_ = options.quiet ? Level::err : Level::debug;
+  l->level_ = Threshold(options.quiet, options.level);
   const char* stream = std::getenv("JOURNAL_STREAM");  // NOLINT(concurrency-mt-unsafe): startup
   l->to_journal_ = options.target == Target::kJournal ||
                    (options.target == Target::kAuto && stream != nullptr && *stream != '\0');
@@ -147,8 +180,10 @@ Result<std::unique_ptr<Logging>> Logging::Create(const Options& options) {
     auto err = std::make_shared<spdlog::sinks::stderr_sink_mt>();
     err->set_formatter(MakeFormatter("%*:%n:%v"));
     l->sinks_.push_back(err);
+    l->to_stderr_ = true;
   }
   if (!options.file.empty()) {
+    if (auto st = CheckLogFile(options.file); !st) return Fail(st.error());
     try {
       l->file_ = std::make_shared<ReopenableFileSink>(options.file);
     } catch (const spdlog::spdlog_ex& e) {
@@ -162,6 +197,17 @@ Result<std::unique_ptr<Logging>> Logging::Create(const Options& options) {
 
 Logging::~Logging() = default;
 
+bool Logging::reaches_stderr() const {
+  if (to_stderr_) return true;
+  if (!to_journal_) return false;
+  const char* stream = std::getenv("JOURNAL_STREAM");  // NOLINT(concurrency-mt-unsafe): read only
+  unsigned long long dev = 0;
+  unsigned long long ino = 0;
+  struct stat st {};
+  return stream != nullptr && std::sscanf(stream, "%llu:%llu", &dev, &ino) == 2 &&
+         ::fstat(2, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
 Logger Logging::Get(const std::string& name) const {
   auto impl = std::make_shared<spdlog::logger>(name, sinks_.begin(), sinks_.end());
   impl->flush_on(Level::trace);
@@ -172,9 +218,16 @@ Logger Logging::Get(const std::string& name) const {
   return Logger(std::move(impl));
 }
 
-void Logging::SetQuiet(bool quiet) {
+void Logging::SetQuiet(bool quiet) { SetThreshold(Threshold(quiet, Level::debug)); }
+
+Level Logging::threshold() const {
   std::lock_guard<std::mutex> lock(mu_);
-  level_ = quiet ? Level::err : Level::debug;
+  return level_;
+}
+
+void Logging::SetThreshold(Level level) {
+  std::lock_guard<std::mutex> lock(mu_);
+  level_ = level;
   for (const auto& w : loggers_) {
     if (auto l = w.lock()) l->set_level(level_);
   }

@@ -3,7 +3,7 @@
 // Logging for every daemon: spdlog underneath, three destinations.
 //  * stderr (default), in the Python reference's style: "DEBUG:REGSRV/UDP/18811:registering ..."
 //  * a file (-f/--logfile), "Nov 26 11:42:12 DEBUG:REGSRV/UDP/18811:...", reopened by Reopen()
-//    (the daemon calls it on SIGHUP, after logrotate moved the file away)
+//    (the daemon calls it on SIGUSR2, logrotate's postrotate signal, and on SIGHUP)
 //  * native journald (sd_journal_sendv) with PRIORITY= and structured fields such as RPYC_PEER,
 //    chosen when Target::kJournal is configured, or with kAuto when JOURNAL_STREAM is set
 //    (systemd connected stderr to the journal).
@@ -26,14 +26,28 @@ namespace core::log {
 // socket too).
 enum class Target { kAuto, kStderr, kJournal, kFile };
 
+using Level = spdlog::level::level_enum;
+
 struct Options {
-  std::string file;    // empty: no file
-  bool quiet = false;  // errors only
+  std::string file;            // empty: no file
+  bool quiet = false;          // errors only, whatever `level` says
+  Level level = Level::debug;  // the least severe level written (--log-level)
   Target target = Target::kAuto;
   std::string identifier = "rpyc";  // SYSLOG_IDENTIFIER for the journal
 };
 
 Result<Target> ParseTarget(std::string_view text);  // "auto", "stderr", "journal", "file"
+
+// What opening `path` as the log file needs, checked without creating anything (--check-config,
+// and Logging::Create before spdlog, which would create missing directories): the path is not a
+// directory and its directory exists. An empty path is fine (no file).
+Status CheckLogFile(const std::string& path);
+
+// The --log-level names, least verbose first.
+inline constexpr const char* kLevelNames[] = {"error", "warning", "info", "debug"};
+Result<Level> ParseLevel(std::string_view text);  // one of kLevelNames
+// What is written: errors only with `quiet` (-q), else `level` and more severe.
+inline Level Threshold(bool quiet, Level level) { return quiet ? Level::err : level; }
 
 // One structured journal field. `name` must be a valid journal field name (upper case,
 // digits, underscores) and must outlive the log call.
@@ -41,8 +55,6 @@ struct Field {
   std::string_view name;
   std::string_view value;
 };
-
-using Level = spdlog::level::level_enum;
 
 class Logger {
  public:
@@ -92,13 +104,19 @@ class Logging {
   // A logger named `name` (the reference's logger names, e.g. "REGSRV/UDP/18811").
   Logger Get(const std::string& name) const;
 
-  // Reopens the log file (SIGHUP after logrotate). A no-op without a file.
+  // Reopens the log file (SIGUSR2 after logrotate; SIGHUP). A no-op without a file.
   Status Reopen();
 
   // Errors only, or everything: applies to every logger Get() handed out (a reload).
   void SetQuiet(bool quiet);
+  // The least severe level written (see Threshold()), for every logger Get() handed out.
+  void SetThreshold(Level level);
+  Level threshold() const;
 
   bool to_journal() const { return to_journal_; }
+  // Whether what is logged reaches the process's stderr: a stderr sink, or the journal when
+  // stderr is the journal stream systemd connected (JOURNAL_STREAM names its device and inode).
+  bool reaches_stderr() const;
 
  private:
   Logging() = default;
@@ -106,6 +124,7 @@ class Logging {
   std::shared_ptr<class ReopenableFileSink> file_;
   Level level_ = Level::debug;  // guarded by mu_
   bool to_journal_ = false;
+  bool to_stderr_ = false;
   mutable std::mutex mu_;
   mutable std::vector<std::weak_ptr<spdlog::logger>> loggers_;  // guarded by mu_
 };

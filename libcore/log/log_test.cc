@@ -86,6 +86,61 @@ TEST(Logging, BadFileIsAnError) {
   EXPECT_EQ(logging.error().code(), Error::Code::kIo);
 }
 
+TEST(Logging, LevelIsTheThreshold) {
+  const std::string path = core::testing::TempPath("log_test_level.log");
+  std::remove(path.c_str());
+  Options o;
+  o.file = path;
+  o.level = *ParseLevel("info");
+  o.target = Target::kStderr;
+  auto logging = Logging::Create(o);
+  ASSERT_TRUE(logging);
+  Logger log = (*logging)->Get("L");
+  log.Debug("hidden");
+  log.Info("shown");
+  (*logging)->SetThreshold(*ParseLevel("warning"));
+  log.Info("now hidden");
+  log.Warn("warned");
+  (*logging)->SetThreshold(Threshold(true, Level::debug));  // -q: errors only, whatever the level
+  log.Warn("quiet");
+  const std::string text = ReadFile(path);
+  EXPECT_EQ(text.find("hidden"), std::string::npos) << text;
+  EXPECT_NE(text.find("INFO:L:shown"), std::string::npos) << text;
+  EXPECT_NE(text.find("WARNING:L:warned"), std::string::npos) << text;
+  EXPECT_EQ(text.find("quiet"), std::string::npos) << text;
+  std::remove(path.c_str());
+}
+
+TEST(Logging, ParseLevel) {
+  EXPECT_EQ(*ParseLevel("error"), Level::err);
+  EXPECT_EQ(*ParseLevel("warning"), Level::warn);
+  EXPECT_EQ(*ParseLevel("debug"), Level::debug);
+  EXPECT_FALSE(ParseLevel("trace"));
+  EXPECT_EQ(Threshold(true, Level::debug), Level::err);
+  EXPECT_EQ(Threshold(false, Level::info), Level::info);
+}
+
+// spdlog would create a missing directory; a log file that is a directory is refused.
+TEST(Logging, LogFileDirectoryMustExist) {
+  const std::string dir = core::testing::TempPath("log_test_nodir");
+  std::remove(dir.c_str());
+  Options o;
+  o.file = dir + "/x.log";
+  o.target = Target::kStderr;
+  auto logging = Logging::Create(o);
+  ASSERT_FALSE(logging);
+  EXPECT_EQ(logging.error().message(),
+            "log file " + dir + "/x.log: directory " + dir + ": No such file or directory");
+  EXPECT_FALSE(CheckLogFile(dir + "/x.log"));
+  o.file = "/tmp";
+  logging = Logging::Create(o);
+  ASSERT_FALSE(logging);
+  EXPECT_EQ(logging.error().message(), "log file /tmp: is a directory");
+  EXPECT_TRUE(CheckLogFile(""));
+  EXPECT_TRUE(CheckLogFile("/tmp/x.log"));
+  EXPECT_TRUE(CheckLogFile("relative.log"));
+}
+
 TEST(Logging, ParseTarget) {
   EXPECT_EQ(*ParseTarget("journal"), Target::kJournal);
   EXPECT_EQ(*ParseTarget("stderr"), Target::kStderr);

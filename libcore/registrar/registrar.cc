@@ -1,7 +1,10 @@
 #include "libcore/registrar/registrar.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <thread>
 
 #include <netdb.h>
 #include <netinet/in.h>
@@ -17,6 +20,16 @@ struct Registrar::Address {
   socklen_t len = 0;
   int family = AF_INET;
   bool broadcast = false;
+  bool resolved = false;
+  std::string error;  // why the last lookup failed
+};
+
+// A lookup on its own thread (getaddrinfo blocks, for seconds when DNS is down); the loop polls
+// `done`. The thread owns a reference, so a registrar stopped meanwhile just drops its own.
+struct Registrar::Lookup {
+  std::mutex mu;
+  bool done = false;  // guarded by mu
+  Address result;     // guarded by mu
 };
 
 namespace {
@@ -61,29 +74,42 @@ Registrar::Registrar(daemon::EventLoop& loop, Options options, log::Logger log)
       options_(std::move(options)),
       log_(std::move(log)),
       addr_(std::make_unique<Address>()),
-      timer_(loop, [this] { Attempt(); }) {}
+      timer_(loop, [this] { Attempt(); }),
+      lookup_poll_(loop, [this] { OnResolved(); }) {}
 
 Registrar::~Registrar() = default;
+
+// Looks `host`:`port` up for `transport`.
+Registrar::Address Registrar::LookUp(const std::string& host, uint16_t port, Transport transport,
+                                     bool numeric_only) {
+  Address a;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  if (numeric_only) hints.ai_flags = AI_NUMERICHOST;
+  hints.ai_socktype = transport == Transport::kUdp ? SOCK_DGRAM : SOCK_STREAM;
+  addrinfo* res = nullptr;
+  const int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
+  if (rc != 0) {
+    a.error = "registry host '" + host + "' does not resolve: " +
+              (rc == EAI_SYSTEM ? ErrnoText(errno) : std::string(gai_strerror(rc)));
+    return a;
+  }
+  std::memcpy(&a.addr, res->ai_addr, res->ai_addrlen);
+  a.len = res->ai_addrlen;
+  a.family = res->ai_family;
+  freeaddrinfo(res);
+  a.broadcast = transport == Transport::kUdp && a.family == AF_INET && HasBroadcastOctet(host);
+  a.resolved = true;
+  return a;
+}
 
 Result<std::unique_ptr<Registrar>> Registrar::Create(daemon::EventLoop& loop, Options options,
                                                      log::Logger log) {
   std::unique_ptr<Registrar> r(new Registrar(loop, std::move(options), std::move(log)));
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = r->options_.transport == Transport::kUdp ? SOCK_DGRAM : SOCK_STREAM;
-  addrinfo* res = nullptr;
-  const std::string port = std::to_string(r->options_.registry_port);
-  const int rc = getaddrinfo(r->options_.registry_host.c_str(), port.c_str(), &hints, &res);
-  if (rc != 0) {
-    return Fail(
-        Error::Config("registry host '" + r->options_.registry_host + "': " + gai_strerror(rc)));
-  }
-  std::memcpy(&r->addr_->addr, res->ai_addr, res->ai_addrlen);
-  r->addr_->len = res->ai_addrlen;
-  r->addr_->family = res->ai_family;
-  freeaddrinfo(res);
-  r->addr_->broadcast = r->options_.transport == Transport::kUdp && r->addr_->family == AF_INET &&
-                        HasBroadcastOctet(r->options_.registry_host);
+  // An address is taken at once; a name is looked up off the loop thread by the first attempt
+  // (DNS may take seconds to fail, and the daemon already serves).
+  *r->addr_ = LookUp(r->options_.registry_host, r->options_.registry_port, r->options_.transport,
+                     /*numeric_only=*/true);
   return r;
 }
 
@@ -118,6 +144,42 @@ void Registrar::Start() {
   Attempt();
 }
 
+bool Registrar::resolved() const { return addr_->resolved; }
+
+void Registrar::Resolve() {
+  if (lookup_) return;  // one under way
+  lookup_ = std::make_shared<Lookup>();
+  std::thread([lookup = lookup_, host = options_.registry_host, port = options_.registry_port,
+               transport = options_.transport] {
+    Address a = LookUp(host, port, transport, /*numeric_only=*/false);
+    std::lock_guard<std::mutex> lock(lookup->mu);
+    lookup->result = std::move(a);
+    lookup->done = true;
+  }).detach();
+  lookup_poll_.Start(std::chrono::milliseconds(50), true);
+}
+
+void Registrar::OnResolved() {
+  {
+    std::lock_guard<std::mutex> lock(lookup_->mu);
+    if (!lookup_->done) return;
+    *addr_ = lookup_->result;
+  }
+  lookup_poll_.Stop();
+  lookup_.reset();
+  if (!running_) return;
+  if (addr_->resolved) {
+    if (lookup_failures_ > 0) {
+      log_.Info("registry host '{}' resolves now, after {} failed lookup(s)",
+                options_.registry_host, lookup_failures_);
+    }
+    lookup_failures_ = 0;
+    Attempt();
+    return;
+  }
+  Finish(false, addr_->error);
+}
+
 std::chrono::milliseconds Registrar::Remaining() const {
   const double left = deadline_ - daemon::MonotonicSeconds();
   return std::chrono::milliseconds(left > 0 ? static_cast<int64_t>(left * 1000) + 1 : 0);
@@ -126,6 +188,10 @@ std::chrono::milliseconds Registrar::Remaining() const {
 void Registrar::Attempt() {
   if (!running_) return;
   const bool udp = options_.transport == Transport::kUdp;
+  if (!addr_->resolved) {
+    Resolve();
+    return;
+  }
   log_.Info("registering on {}:{}", options_.registry_host, options_.registry_port);
   auto fd = NewSocket(udp ? SOCK_DGRAM : SOCK_STREAM);
   if (!fd) {
@@ -217,22 +283,35 @@ void Registrar::OnTcp(short what) {
 void Registrar::Finish(bool ok, const std::string& why) {
   watch_.reset();
   fd_.Reset();
+  std::chrono::milliseconds next = ok ? options_.interval : options_.retry;
   if (ok) {
     ++successes_;
     log_.Info("registry {}:{} acknowledged", options_.registry_host, options_.registry_port);
+  } else if (!addr_->resolved) {
+    // Backoff: retry, 2 retry, 4 retry... up to interval. The first failure is a warning.
+    ++failures_;
+    ++lookup_failures_;
+    const int doublings = static_cast<int>(std::min<uint64_t>(lookup_failures_ - 1, 20));
+    next = std::min(options_.retry * (int64_t{1} << doublings), options_.interval);
+    log_.Log(lookup_failures_ == 1 ? log::Level::warn : log::Level::debug, {},
+             "{}; registering when it does (next lookup in {} ms, at most every {} s)", why,
+             next.count(), options_.interval.count() / 1000);
   } else {
     ++failures_;
     log_.Warn("{}", why);
   }
-  if (running_) timer_.Start(ok ? options_.interval : options_.retry);
+  if (running_) timer_.Start(next);
 }
 
 void Registrar::Stop() {
   if (!running_) return;
   running_ = false;
   timer_.Stop();
+  lookup_poll_.Stop();
+  lookup_.reset();
   watch_.reset();
   fd_.Reset();
+  if (!addr_->resolved) return;  // never registered
   log_.Info("unregistering from {}:{}", options_.registry_host, options_.registry_port);
   const bool udp = options_.transport == Transport::kUdp;
   auto fd = NewSocket(udp ? SOCK_DGRAM : SOCK_STREAM);

@@ -8,6 +8,9 @@
 //     SO_BROADCAST when the registry address has a 255 octet (255.255.255.255 by default).
 //   TCP success: any decodable reply within `timeout`.
 //   The socket is bound to (bind_host, 0) first, so the registry records that address.
+//   A registry host that does not resolve (at boot, DNS not up yet) is looked up again, off the
+//   loop's thread, after `retry`, then twice as long each time up to `interval`; the first
+//   failure is a warning, the others debug lines, and the recovery is logged once.
 // Runs on the daemon's libevent loop; nothing blocks except the short UNREGISTER in Stop().
 
 #include <chrono>
@@ -44,7 +47,7 @@ std::string EncodeUnregister(const brine::Value& port);
 
 class Registrar {
  public:
-  // Resolves the registry address; errors are Config errors.
+  // Takes a numeric registry address at once; a name is looked up by Start(), off the loop.
   static Result<std::unique_ptr<Registrar>> Create(daemon::EventLoop& loop, Options options,
                                                    log::Logger log);
   Registrar(const Registrar&) = delete;
@@ -56,6 +59,7 @@ class Registrar {
 
   uint64_t successes() const { return successes_; }
   uint64_t failures() const { return failures_; }
+  bool resolved() const;
 
  private:
   Registrar(daemon::EventLoop& loop, Options options, log::Logger log);
@@ -64,14 +68,22 @@ class Registrar {
   void OnUdp(short what);
   void OnTcp(short what);
   Result<UniqueFd> NewSocket(int type) const;
+  void Resolve();
+  void OnResolved();
   std::chrono::milliseconds Remaining() const;
 
   daemon::EventLoop& loop_;
   Options options_;
   log::Logger log_;
   struct Address;
+  static Address LookUp(const std::string& host, uint16_t port, Transport transport,
+                        bool numeric_only);
   std::unique_ptr<Address> addr_;
+  struct Lookup;
+  std::shared_ptr<Lookup> lookup_;  // the lookup under way, shared with its thread
+  uint64_t lookup_failures_ = 0;    // since the last successful lookup
   daemon::Timer timer_;
+  daemon::Timer lookup_poll_;
   UniqueFd fd_;
   std::unique_ptr<daemon::IoWatch> watch_;
   double deadline_ = 0;

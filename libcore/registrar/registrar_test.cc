@@ -30,13 +30,26 @@ TEST(Registrar, GoldenRequests) {
                 "32"));
 }
 
-TEST(Registrar, UnresolvableRegistryIsAConfigError) {
+// A registry host that does not resolve (DNS not up at boot) does not end registration: the
+// lookup is retried, with a growing delay, and the registrar keeps running.
+TEST(Registrar, UnresolvableRegistryIsLookedUpAgain) {
   auto loop = daemon::EventLoop::Create();
+  ASSERT_TRUE(loop);
   Options o;
   o.registry_host = "no such host.invalid";
+  o.retry = std::chrono::milliseconds(5);
+  o.interval = std::chrono::milliseconds(40);
   auto r = Registrar::Create(*loop, o, log::Logger());
-  ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code(), Error::Code::kConfig);
+  ASSERT_TRUE(r);
+  EXPECT_FALSE((*r)->resolved());
+  (*r)->Start();
+  daemon::Timer stop(*loop, [&] { loop->Break(); });
+  stop.Start(std::chrono::milliseconds(400));
+  ASSERT_TRUE(loop->Run());
+  EXPECT_GE((*r)->failures(), 3u);  // 5, 10, 20, 40, 40... ms apart
+  EXPECT_LE((*r)->failures(), 20u);
+  EXPECT_EQ((*r)->successes(), 0u);
+  (*r)->Stop();
 }
 
 // A silent registry: the first attempt times out, and the retry comes after `retry`, not after

@@ -51,8 +51,10 @@ int main(int argc, char** argv) {
       Int("retry-ms", "--retry-ms", "Retry period after a failure", &o.retry_ms, 10, 3'600'000),
       Flag("quiet", "-q,--quiet", "Log errors only", &o.quiet),
   };
-  AppInfo info{"rpyc-registrar", "Announce a port to an RPyC registry until SIGTERM",
-               "rpyc-registrar 0.1.0", nullptr};
+  AppInfo info;
+  info.name = "rpyc-registrar";
+  info.description = "Announce a port to an RPyC registry until SIGTERM";
+  info.version = "rpyc-registrar 0.1.0";
   const auto out = ParseCommandLine(argc, argv, info, schema);
   if (out.exit) {
     std::fprintf(out.to_stderr ? stderr : stdout, "%s%s", out.message.c_str(),

@@ -45,16 +45,16 @@ ForkingServer::ForkingServer(Hooks hooks, Options options)
   BindAhead();
 }
 
-Result<pid_t> ForkingServer::Spawn(UniqueFd fd, uint64_t id) {
+Result<pid_t> ForkingServer::Spawn(std::unique_ptr<transport::Stream> stream, uint64_t id) {
   auto pid = hooks_.fork();
-  if (!pid) return Fail(pid.error());  // `fd` closes here
-  if (*pid == 0) RunChild(std::move(fd), id);
+  if (!pid) return Fail(pid.error());  // `stream` closes here
+  if (*pid == 0) RunChild(std::move(stream), id);
   if (children_.size() == children_.capacity()) children_.reserve(children_.size() * 2 + 64);
   children_.push_back(Child{*pid, id});
-  return *pid;  // the parent's copy of `fd` closes here
+  return *pid;  // the parent's copy of `stream` closes here
 }
 
-void ForkingServer::RunChild(UniqueFd fd, uint64_t id) {
+void ForkingServer::RunChild(std::unique_ptr<transport::Stream> stream, uint64_t id) {
   for (int s : options_.default_signals) ::signal(s, SIG_DFL);
   sigset_t none;
   sigemptyset(&none);
@@ -63,7 +63,7 @@ void ForkingServer::RunChild(UniqueFd fd, uint64_t id) {
   // Nothing may unwind out of here: the caller's frames are the parent's accept path.
   try {
     if (hooks_.in_child) hooks_.in_child();
-    if (hooks_.serve) hooks_.serve(std::move(fd), id);
+    if (hooks_.serve) hooks_.serve(std::move(stream), id);
   } catch (...) {
     status = 70;  // EX_SOFTWARE
   }

@@ -13,12 +13,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include <sys/types.h>
 
 #include "libcore/base/result.h"
-#include "libcore/base/unique_fd.h"
+#include "libcore/transport/stream.h"
 
 namespace core::server {
 
@@ -30,9 +31,9 @@ class ForkingServer {
     // In the child, after the signals are reset: closes what the child must not hold (the
     // listening sockets). May be empty.
     std::function<void()> in_child;
-    // In the child: serves the connection on `fd` (owned by the child now); `id` is the one
-    // given to Spawn().
-    std::function<void(UniqueFd fd, uint64_t id)> serve;
+    // In the child: serves the connection (owned by the child now); `id` is the one given to
+    // Spawn().
+    std::function<void(std::unique_ptr<transport::Stream> stream, uint64_t id)> serve;
     // Ends the child after `serve` returns; must not return. Default: _exit(status).
     std::function<void(int status)> exit_child;
   };
@@ -55,9 +56,11 @@ class ForkingServer {
   // Does not wait for the children (see StopAll).
   ~ForkingServer() = default;
 
-  // Forks a child that serves `fd`; the parent's copy of `fd` is closed either way. Returns the
-  // child's pid. Never returns in the child.
-  Result<pid_t> Spawn(UniqueFd fd, uint64_t id);
+  // Forks a child that serves `stream` (a connection already set up: an established TLS session
+  // stays established); the parent's copy is destroyed either way, which must send nothing to the
+  // peer (TlsStream and SocketStream send nothing when destroyed). Returns the child's pid. Never
+  // returns in the child.
+  Result<pid_t> Spawn(std::unique_ptr<transport::Stream> stream, uint64_t id);
 
   // Collects every child of ours that has ended, without blocking; `on_end` for each. Returns
   // how many were collected.
@@ -75,7 +78,7 @@ class ForkingServer {
   bool empty() const { return children_.empty(); }
 
  private:
-  [[noreturn]] void RunChild(UniqueFd fd, uint64_t id);
+  [[noreturn]] void RunChild(std::unique_ptr<transport::Stream> stream, uint64_t id);
   bool CollectOne(pid_t pid, const EndedFn& on_end);  // true when `pid` was ours and reaped
   size_t ScanAll(const EndedFn& on_end);
 

@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "libcore/transport/socket_stream.h"
+
 namespace core::server {
 namespace {
 
@@ -27,6 +29,11 @@ Pair MakePair() {
   int sv[2];
   EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
   return {UniqueFd(sv[0]), UniqueFd(sv[1])};
+}
+
+// The connection a child serves: one end of a socket pair.
+std::unique_ptr<transport::Stream> Conn(UniqueFd fd) {
+  return std::make_unique<transport::SocketStream>(std::move(fd), "test");
 }
 
 std::string ReadAll(int fd) {
@@ -54,15 +61,14 @@ std::map<uint64_t, ForkingServer::Ended> ReapUntil(ForkingServer& s, size_t want
 // 3xx wait to be killed (ignoring SIGTERM when id is 301), 4xx throw.
 ForkingServer::Hooks TestHooks() {
   ForkingServer::Hooks h;
-  h.serve = [](UniqueFd fd, uint64_t id) {
+  h.serve = [](std::unique_ptr<transport::Stream> stream, uint64_t id) {
     if (id / 100 == 1) {
-      const std::string text = "served " + std::to_string(id);
-      (void)!::write(fd.get(), text.data(), text.size());
+      (void)stream->WriteAll("served " + std::to_string(id));
     } else if (id / 100 == 2) {
       ::_exit(3);
     } else if (id / 100 == 3) {
       if (id == 301) ::signal(SIGTERM, SIG_IGN);
-      (void)!::write(fd.get(), "r", 1);
+      (void)stream->WriteAll("r");
       for (;;) ::pause();
     } else if (id / 100 == 4) {
       throw std::runtime_error("boom");
@@ -78,7 +84,7 @@ TEST(ForkingServerTest, ChildServesItsFdAndIsReapedWithItsId) {
   std::vector<UniqueFd> ours;
   for (uint64_t id : {101, 102, 103}) {
     Pair p = MakePair();
-    auto pid = s.Spawn(std::move(p.child), id);
+    auto pid = s.Spawn(Conn(std::move(p.child)), id);
     ASSERT_TRUE(pid.has_value()) << pid.error().message();
     EXPECT_GT(*pid, 0);
     ours.push_back(std::move(p.parent));
@@ -104,12 +110,12 @@ TEST(ForkingServerTest, ChildServesItsFdAndIsReapedWithItsId) {
 TEST(ForkingServerTest, ExitStatusKillAndExceptionAreReported) {
   ForkingServer s(TestHooks(), TestOptions());
   Pair exits = MakePair();
-  ASSERT_TRUE(s.Spawn(std::move(exits.child), 201).has_value());
+  ASSERT_TRUE(s.Spawn(Conn(std::move(exits.child)), 201).has_value());
   Pair killed = MakePair();
-  auto victim = s.Spawn(std::move(killed.child), 300);
+  auto victim = s.Spawn(Conn(std::move(killed.child)), 300);
   ASSERT_TRUE(victim.has_value());
   Pair throws = MakePair();
-  ASSERT_TRUE(s.Spawn(std::move(throws.child), 401).has_value());
+  ASSERT_TRUE(s.Spawn(Conn(std::move(throws.child)), 401).has_value());
   char c = 0;
   ASSERT_EQ(::read(killed.parent.get(), &c, 1), 1);  // it serves
   ASSERT_EQ(::kill(*victim, SIGKILL), 0);
@@ -134,7 +140,7 @@ TEST(ForkingServerTest, OtherChildrenOfTheProcessAreLeftAlone) {
   siginfo_t info{};
   ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(stranger), &info, WEXITED | WNOWAIT), 0);
   Pair p = MakePair();
-  ASSERT_TRUE(s.Spawn(std::move(p.child), 104).has_value());
+  ASSERT_TRUE(s.Spawn(Conn(std::move(p.child)), 104).has_value());
   EXPECT_EQ(ReadAll(p.parent.get()), "served 104");
   auto ended = ReapUntil(s, 1);
   ASSERT_EQ(ended.size(), 1u);
@@ -150,8 +156,8 @@ TEST(ForkingServerTest, WaitAllStopsChildrenAndKillsStubbornOnes) {
   // The child's signals are reset: a SIGTERM the test process ignores still ends child 300.
   auto* old = ::signal(SIGTERM, SIG_IGN);
   Pair a = MakePair(), b = MakePair();
-  ASSERT_TRUE(s.Spawn(std::move(a.child), 300).has_value());
-  ASSERT_TRUE(s.Spawn(std::move(b.child), 301).has_value());  // ignores SIGTERM itself
+  ASSERT_TRUE(s.Spawn(Conn(std::move(a.child)), 300).has_value());
+  ASSERT_TRUE(s.Spawn(Conn(std::move(b.child)), 301).has_value());  // ignores SIGTERM itself
   ::signal(SIGTERM, old);
   char c = 0;
   ASSERT_EQ(::read(a.parent.get(), &c, 1), 1);
@@ -174,7 +180,7 @@ TEST(ForkingServerTest, FailedForkClosesTheFdAndCountsNothing) {
   h.fork = []() -> Result<pid_t> { return Fail(Error::Io("fork: no")); };
   ForkingServer s(std::move(h), TestOptions());
   Pair p = MakePair();
-  auto pid = s.Spawn(std::move(p.child), 105);
+  auto pid = s.Spawn(Conn(std::move(p.child)), 105);
   ASSERT_FALSE(pid.has_value());
   EXPECT_EQ(pid.error().message(), "fork: no");
   EXPECT_TRUE(s.empty());
@@ -186,14 +192,16 @@ TEST(ForkingServerTest, HooksRunInTheChildInOrder) {
   const int log_fd = log.child.get();
   ForkingServer::Hooks h;
   h.in_child = [log_fd] { (void)!::write(log_fd, "in_child,", 9); };
-  h.serve = [log_fd](UniqueFd, uint64_t) { (void)!::write(log_fd, "serve,", 6); };
+  h.serve = [log_fd](std::unique_ptr<transport::Stream>, uint64_t) {
+    (void)!::write(log_fd, "serve,", 6);
+  };
   h.exit_child = [log_fd](int status) {
     (void)!::write(log_fd, "exit", 4);
     ::_exit(status + 5);
   };
   ForkingServer s(std::move(h), TestOptions());
   Pair p = MakePair();
-  ASSERT_TRUE(s.Spawn(std::move(p.child), 7).has_value());
+  ASSERT_TRUE(s.Spawn(Conn(std::move(p.child)), 7).has_value());
   auto ended = ReapUntil(s, 1);
   ASSERT_EQ(ended.size(), 1u);
   EXPECT_EQ(WEXITSTATUS(ended[7].status), 5);

@@ -14,11 +14,17 @@
 
 namespace core::transport {
 
+// The backlog that asks for the kernel's maximum (net.core.somaxconn; 4096 by default since
+// Linux 5.4): listen(2) caps what it is given at somaxconn, so the largest int is that cap.
+// The `listen-backlog` option's 0 means this.
+inline constexpr int kMaxBacklog = 0x7fffffff;
+
 // Binds `host`:`port` (a name is resolved, "" is 127.0.0.1; port 0 picks a free one) with
-// SO_REUSEADDR and listens: a non-blocking, close-on-exec socket. An IPv6 wildcard ("::") also
-// accepts IPv4 clients. Errors: Error::Config for a host that does not resolve, Error::Io
-// ("bind 127.0.0.1:18812: Address already in use") otherwise.
-Result<UniqueFd> ListenTcp(const std::string& host, uint16_t port, int backlog = 128);
+// SO_REUSEADDR and listens with `backlog` (kMaxBacklog: the kernel's maximum; the Python
+// reference asks for socket.SOMAXCONN): a non-blocking, close-on-exec socket. An IPv6 wildcard
+// ("::") also accepts IPv4 clients. Errors: Error::Config for a host that does not resolve,
+// Error::Io ("bind 127.0.0.1:18812: Address already in use") otherwise.
+Result<UniqueFd> ListenTcp(const std::string& host, uint16_t port, int backlog = kMaxBacklog);
 
 struct Accepted {
   UniqueFd fd;
@@ -28,7 +34,8 @@ struct Accepted {
 class TcpListener {
  public:
   // ListenTcp(), remembering the bound address.
-  static Result<TcpListener> Listen(const std::string& host, uint16_t port, int backlog = 128);
+  static Result<TcpListener> Listen(const std::string& host, uint16_t port,
+                                    int backlog = kMaxBacklog);
 
   // Accepts one pending connection. The listening socket is non-blocking, so callers poll() fd()
   // first; nullopt means nothing was pending after all (EAGAIN, or the client already left).

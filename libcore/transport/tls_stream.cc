@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <poll.h>
@@ -20,15 +22,59 @@
 namespace core::transport {
 namespace {
 
-// OpenSSL's queued errors as one line ("certificate verify failed; ..."), clearing the queue.
-std::string OpenSslErrors() {
-  std::string out;
-  while (const unsigned long e = ERR_get_error()) {
-    const char* reason = ERR_reason_error_string(e);
-    if (!out.empty()) out += "; ";
-    out += reason != nullptr ? reason : "error " + std::to_string(e);
+// One queued OpenSSL error as words: a system error (OpenSSL 3 packs errno into the code, and
+// has no reason string for it) as strerror says it.
+std::string ErrorText(unsigned long e) {
+  if (ERR_SYSTEM_ERROR(e)) return ErrnoText(ERR_GET_REASON(e));
+  const char* reason = ERR_reason_error_string(e);
+  return reason != nullptr ? reason : "error " + std::to_string(e);
+}
+
+// Errors as one line, each said once.
+std::string JoinErrors(const std::vector<unsigned long>& errors) {
+  std::vector<std::string> seen;
+  for (const unsigned long e : errors) {
+    std::string text = ErrorText(e);
+    if (std::find(seen.begin(), seen.end(), text) == seen.end()) seen.push_back(std::move(text));
   }
+  std::string out;
+  for (const auto& t : seen) out += (out.empty() ? "" : "; ") + t;
   return out.empty() ? "unknown TLS error" : out;
+}
+
+// OpenSSL's queued errors as one line ("certificate verify failed; ..."), each said once,
+// clearing the queue.
+std::string OpenSslErrors() {
+  std::vector<unsigned long> errors;
+  while (const unsigned long e = ERR_get_error()) errors.push_back(e);
+  return JoinErrors(errors);
+}
+
+// Why a PEM file could not be used, in an operator's words: what open(2) says about the file
+// ("No such file or directory", "Permission denied"), "not a PEM <what>" when it holds no PEM
+// block at all, "no PEM <what> in it" when OpenSSL found none of that kind (a certificate given
+// as the key), else OpenSSL's reasons.
+std::string PemFileProblem(const std::string& path, const char* what) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int saved = errno;
+    ERR_clear_error();
+    return ErrnoText(saved);
+  }
+  std::string head(64 * 1024, '\0');
+  const ssize_t n = ::read(fd, head.data(), head.size());
+  ::close(fd);
+  head.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  std::vector<unsigned long> errors;
+  while (const unsigned long e = ERR_get_error()) errors.push_back(e);
+  if (head.find("-----BEGIN ") == std::string::npos) return std::string("not a PEM ") + what;
+  for (const unsigned long e : errors) {
+    const bool no_block = ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
+    const bool undecodable =
+        ERR_GET_LIB(e) == ERR_LIB_OSSL_DECODER && ERR_GET_REASON(e) == ERR_R_UNSUPPORTED;
+    if (no_block || undecodable) return std::string("no PEM ") + what + " in it";
+  }
+  return JoinErrors(errors);
 }
 
 using Clock = std::chrono::steady_clock;
@@ -97,7 +143,11 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Create(const std::string& certfi
   if (raw == nullptr) return Fail(Error::Tls("SSL_CTX_new: " + OpenSslErrors()));
   std::shared_ptr<TlsContext> ctx(new TlsContext(raw, !cafile.empty()));
   SSL_CTX_set_min_proto_version(raw, TLS1_2_VERSION);
-  SSL_CTX_set_options(raw, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // SSL_OP_IGNORE_UNEXPECTED_EOF: a peer that closes its socket without close_notify (most rpyc
+  // scripts exit so) ends the connection as a close does, as over plain TCP; our frames carry
+  // their own lengths, so no truncation goes unseen.
+  SSL_CTX_set_options(raw, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                               SSL_OP_IGNORE_UNEXPECTED_EOF);
   if (SSL_CTX_set_cipher_list(raw, kCiphers) != 1) {
     return Fail(Error::Tls(std::string("cipher list ") + kCiphers + ": " + OpenSslErrors()));
   }
@@ -106,10 +156,11 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Create(const std::string& certfi
   static constexpr unsigned char kSessionContext[] = "rpyc-classicd";
   SSL_CTX_set_session_id_context(raw, kSessionContext, sizeof kSessionContext - 1);
   if (SSL_CTX_use_certificate_chain_file(raw, certfile.c_str()) != 1) {
-    return Fail(Error::Tls("certificate file " + certfile + ": " + OpenSslErrors()));
+    return Fail(Error::Tls("certificate file " + certfile + ": " +
+                           PemFileProblem(certfile, "certificate")));
   }
   if (SSL_CTX_use_PrivateKey_file(raw, keyfile.c_str(), SSL_FILETYPE_PEM) != 1) {
-    return Fail(Error::Tls("key file " + keyfile + ": " + OpenSslErrors()));
+    return Fail(Error::Tls("key file " + keyfile + ": " + PemFileProblem(keyfile, "private key")));
   }
   if (SSL_CTX_check_private_key(raw) != 1) {
     return Fail(Error::Tls("key file " + keyfile + " does not match certificate " + certfile +
@@ -117,7 +168,7 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Create(const std::string& certfi
   }
   if (!cafile.empty()) {
     if (SSL_CTX_load_verify_locations(raw, cafile.c_str(), nullptr) != 1) {
-      return Fail(Error::Tls("CA file " + cafile + ": " + OpenSslErrors()));
+      return Fail(Error::Tls("CA file " + cafile + ": " + PemFileProblem(cafile, "certificate")));
     }
     SSL_CTX_set_verify(raw, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   } else {
@@ -128,7 +179,7 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Create(const std::string& certfi
     X509_STORE* store = SSL_CTX_get_cert_store(raw);
     X509_LOOKUP* lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file());
     if (lookup == nullptr || X509_load_crl_file(lookup, crlfile.c_str(), X509_FILETYPE_PEM) <= 0) {
-      return Fail(Error::Tls("CRL file " + crlfile + ": " + OpenSslErrors()));
+      return Fail(Error::Tls("CRL file " + crlfile + ": " + PemFileProblem(crlfile, "CRL")));
     }
     X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
     ctx->crl_ = true;
@@ -158,43 +209,61 @@ TlsStream::TlsStream(UniqueFd fd, std::shared_ptr<TlsContext> context, SSL* ssl,
 
 TlsStream::~TlsStream() { SSL_free(ssl_); }
 
-Result<std::unique_ptr<TlsStream>> TlsStream::Accept(UniqueFd fd,
-                                                     std::shared_ptr<TlsContext> context,
-                                                     std::string peer_name, int timeout_ms) {
+Result<std::unique_ptr<TlsStream>> TlsStream::Begin(UniqueFd fd,
+                                                    std::shared_ptr<TlsContext> context,
+                                                    std::string peer_name) {
   const int flags = fcntl(fd.get(), F_GETFL);
   fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK);
   SSL* ssl = SSL_new(context->get());
   if (ssl == nullptr) return Fail(Error::Tls("SSL_new: " + OpenSslErrors()));
   SSL_set_fd(ssl, fd.get());
-  const int raw_fd = fd.get();
-  std::unique_ptr<TlsStream> s(new TlsStream(std::move(fd), std::move(context), ssl, peer_name));
-  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (;;) {
-    ERR_clear_error();
-    const int rc = SSL_accept(ssl);
-    if (rc == 1) return s;
-    const int err = SSL_get_error(ssl, rc);
-    short want = 0;
-    if (err == SSL_ERROR_WANT_READ) want = POLLIN;
-    if (err == SSL_ERROR_WANT_WRITE) want = POLLOUT;
-    if (want == 0) {
-      std::string why;
-      if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN) {
-        why = ERR_peek_error() != 0 ? OpenSslErrors() : "connection closed during the handshake";
-      } else {
-        why = OpenSslErrors();
-      }
-      const long verify = SSL_get_verify_result(ssl);
-      if (verify != X509_V_OK) {
-        why += " (" + std::string(X509_verify_cert_error_string(verify)) + ")";
-      }
-      return Fail(Error::Tls("TLS handshake with " + peer_name + " failed: " + why));
+  return std::unique_ptr<TlsStream>(
+      new TlsStream(std::move(fd), std::move(context), ssl, std::move(peer_name)));
+}
+
+Result<TlsStream::Progress> TlsStream::Handshake() {
+  ERR_clear_error();
+  const int rc = SSL_accept(ssl_);
+  if (rc == 1) return Progress::kDone;
+  const int err = SSL_get_error(ssl_, rc);
+  if (err == SSL_ERROR_WANT_READ) return Progress::kWantRead;
+  if (err == SSL_ERROR_WANT_WRITE) return Progress::kWantWrite;
+  std::string why;
+  if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN) {
+    if (ERR_peek_error() == 0) {  // EOF or ECONNRESET: the peer went away, nothing failed
+      return Fail(
+          Error::Closed("TLS handshake with " + peer_name_ + ": the peer closed the connection"));
     }
-    pollfd p{raw_fd, want, 0};
+    why = OpenSslErrors();
+  } else {
+    why = OpenSslErrors();
+  }
+  const long verify = SSL_get_verify_result(ssl_);
+  if (verify != X509_V_OK) {
+    why += " (" + std::string(X509_verify_cert_error_string(verify)) + ")";
+  }
+  return Fail(Error::Tls("TLS handshake with " + peer_name_ + " failed: " + why));
+}
+
+Error TlsStream::HandshakeTimedOut(const std::string& peer_name, int timeout_ms) {
+  return Error::Tls("TLS handshake with " + peer_name + " failed: timed out after " +
+                    std::to_string(timeout_ms) + " ms");
+}
+
+Result<std::unique_ptr<TlsStream>> TlsStream::Accept(UniqueFd fd,
+                                                     std::shared_ptr<TlsContext> context,
+                                                     std::string peer_name, int timeout_ms) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto s = Begin(std::move(fd), std::move(context), std::move(peer_name));
+  if (!s) return s;
+  for (;;) {
+    auto progress = (*s)->Handshake();
+    if (!progress) return Fail(progress.error());
+    if (*progress == Progress::kDone) return s;
+    pollfd p{(*s)->fd(), *progress == Progress::kWantRead ? short{POLLIN} : short{POLLOUT}, 0};
     const int left = MsLeft(deadline);
     if (left == 0 || ::poll(&p, 1, left) == 0) {
-      return Fail(Error::Tls("TLS handshake with " + peer_name + " failed: timed out after " +
-                             std::to_string(timeout_ms) + " ms"));
+      return Fail(HandshakeTimedOut((*s)->peer_name_, timeout_ms));
     }
   }
 }
@@ -312,10 +381,25 @@ std::string TlsStream::peer_subject() const {
   std::lock_guard<std::mutex> lock(mu_);
   X509* cert = SSL_get1_peer_certificate(ssl_);
   if (cert == nullptr) return {};
-  char buf[256] = {};
-  X509_NAME_oneline(X509_get_subject_name(cert), buf, sizeof buf);
+  // X509_NAME_oneline()'s spelling ("/C=FR/CN=name"), but with each value as it is (UTF-8) rather
+  // than with OpenSSL's \xNN escapes, which leave a backslash as it is: a value spelling "\x0A"
+  // could not be told from a line break. The caller escapes the whole (core::log::Escape).
+  std::string out;
+  const X509_NAME* name = X509_get_subject_name(cert);
+  for (int i = 0; i < X509_NAME_entry_count(name); ++i) {
+    const X509_NAME_ENTRY* e = X509_NAME_get_entry(name, i);
+    const int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(e));
+    const char* key = nid == NID_undef ? nullptr : OBJ_nid2sn(nid);
+    out += '/';
+    out += key != nullptr ? key : "?";
+    out += '=';
+    unsigned char* utf8 = nullptr;
+    const int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e));
+    if (n >= 0) out.append(reinterpret_cast<const char*>(utf8), static_cast<size_t>(n));
+    OPENSSL_free(utf8);
+  }
   X509_free(cert);
-  return buf;
+  return out;
 }
 
 }  // namespace core::transport

@@ -68,6 +68,21 @@ class TlsStream : public Stream {
   // A failure (timeout, protocol version, certificate) is an Error::Tls with the reason.
   static Result<std::unique_ptr<TlsStream>> Accept(UniqueFd fd, std::shared_ptr<TlsContext> context,
                                                    std::string peer_name, int timeout_ms);
+
+  // The same handshake driven by the caller's event loop: Begin() sets it up on `fd` (made
+  // non-blocking), then each Handshake() goes as far as it can without waiting and says what it
+  // waits for; the stream is usable once it says kDone. A failure is an Error::Tls with the
+  // reason; the caller ends a handshake that takes too long (HandshakeTimedOut()).
+  enum class Progress { kDone, kWantRead, kWantWrite };
+  static Result<std::unique_ptr<TlsStream>> Begin(UniqueFd fd, std::shared_ptr<TlsContext> context,
+                                                  std::string peer_name);
+  Result<Progress> Handshake();
+  static Error HandshakeTimedOut(const std::string& peer_name, int timeout_ms);
+  int fd() const { return fd_.get(); }
+
+  // Destroying a stream sends nothing to the peer (no close_notify) and leaves the socket as it
+  // is but for closing this process's descriptor: a forked child that inherited the stream
+  // carries the session on after its parent destroyed its copy.
   ~TlsStream() override;
 
   Result<size_t> Read(std::span<char> buf) override;
@@ -77,7 +92,8 @@ class TlsStream : public Stream {
   void Shutdown() override;
   std::string PeerName() const override { return peer_name_; }
 
-  // "TLSv1.3", and the client certificate's subject (empty when none).
+  // "TLSv1.3", and the client certificate's subject (empty when none): "/C=FR/CN=name", each
+  // value in UTF-8 as the peer sent it, control characters included: escape it before logging.
   std::string version() const;
   std::string peer_subject() const;
 

@@ -4,6 +4,8 @@ Reads a JSON list of operations on stdin, prints a JSON object {"version": ..., 
 Each operation is [op, transport, host, port, *args]:
   ["register", "UDP", "127.0.0.1", 18811, ["MY"], 18861] -> bool
   ["discover", "TCP", "127.0.0.1", 18811, "MY"]          -> list of [host, port]
+  ["rpyc.discover", "UDP", "127.0.0.1", 18811, "MY"]     -> the same through rpyc.discover()
+                                                            ([] for its DiscoveryError)
   ["list", "UDP", "127.0.0.1", 18811, null]               -> list of names, or null
   ["unregister", "UDP", "127.0.0.1", 18811, 18861]        -> null
   ["sleep", null, null, null, 0.5]                         -> null
@@ -41,6 +43,11 @@ def main():
             results.append(c.register(tuple(args[0]), args[1]))
         elif op == "discover":
             results.append(plain(c.discover(args[0])))
+        elif op == "rpyc.discover":
+            try:
+                results.append(plain(rpyc.discover(args[0], registrar=c)))
+            except rpyc.utils.factory.DiscoveryError:
+                results.append([])
         elif op == "list":
             results.append(plain(c.list(args[0]) if args else c.list()))
         elif op == "unregister":

@@ -173,7 +173,7 @@ def test_connection_cap_evicts_the_oldest():
         assert idle[0].recv(10) == b""
         for c in idle:
             c.close()
-        assert "connections open (the limit): closing the oldest" in d.log()
+        assert "connections open (max-connections): closing the oldest" in d.log()
         assert d.stop() == 0
 
 

@@ -23,7 +23,7 @@ check_daemon() {  # check_daemon NAME BINARY SAMPLE
     found=0
     mapfile -t names < <(tr ',' '\n' <<<"$line" | sed -nE 's/^--([a-z0-9-]+).*/\1/p')
     ((${#names[@]})) || continue
-    case " ${names[*]} " in *" help "* | *" version "* | *" config "* | *" check-config "* | *" vdb "*) continue ;; esac
+    case " ${names[*]} " in *" help "* | *" version "* | *" config "* | *" check-config "* | *" dump-config "* | *" vdb "*) continue ;; esac
     for n in "${names[@]}"; do grep -qE "^#? ?$n = " "$conf" && found=1; done
     ((found)) || missing+=("--${names[0]}")
   done < <("$bin" --help 2>&1 | grep -E '^[[:space:]]+-' | sed -E 's/^[[:space:]]+//; s/[[:space:]].*//')

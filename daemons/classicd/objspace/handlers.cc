@@ -56,7 +56,16 @@ PyRef ClassicObjectSpace::Call(PyObject* fn, PyObject* args, PyObject* kwargs) {
   } else if (PyErr_Occurred()) {
     return PyRef();
   }
-  return PyRef::Steal(PyObject_Call(fn, pos.get(), kw.get()));
+  // A Python function runs in a frame of its own. Anything else (builtins, method descriptors,
+  // classes, C-implemented callables) is called from a frame of support.py's call(): builtins that
+  // read their caller's frame (eval, exec, globals, locals, vars, dir) need one, and each call's
+  // locals are its own (docs/embedding.md §3.7).
+  if (PyFunction_Check(fn) || (PyMethod_Check(fn) && PyFunction_Check(PyMethod_GET_FUNCTION(fn)))) {
+    return PyRef::Steal(PyObject_Call(fn, pos.get(), kw.get()));
+  }
+  PyObject* argv[] = {fn, pos.get(), kw.get()};
+  if (kw) return PyRef::Steal(PyObject_Vectorcall(sup_.call_kw.get(), argv, 3, nullptr));
+  return PyRef::Steal(PyObject_Vectorcall(sup_.call.get(), argv, 2, nullptr));
 }
 
 PyRef ClassicObjectSpace::Dispatch(Handler h, PyObject* a) {

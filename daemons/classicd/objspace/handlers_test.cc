@@ -73,6 +73,36 @@ TEST_F(ObjSpaceTest, CallWithKwargs) {
   EXPECT_EQ(o.value, ByVal(T({I(5), I(0), I(0)})));
 }
 
+// Builtins that read their caller's frame, called as a client calls them (docs/embedding.md
+// §3.7): from a frame of their own, whose globals are _classicd_calls' and persist, and whose
+// locals die with the call.
+TEST_F(ObjSpaceTest, CallsRunInAFrame) {
+  Value eval = EvalRef("eval");
+  EXPECT_EQ(CallFn(eval, {ByVal(S("6*7"))}).value, ByVal(I(42)));
+  EXPECT_EQ(CallFn(eval, {ByVal(S("__name__"))}).value, ByVal(S("_classicd_calls")));
+  Value builtins = EvalRef("__import__('builtins')");
+  auto call_attr = [&](const char* name, const char* code, const Value& kwargs) {
+    return Run(Handler::kCallAttr,
+               Boxes({LocalRef(builtins), ByVal(S(name)), ByVal(T({S(code)})), kwargs}));
+  };
+  EXPECT_EQ(call_attr("exec", "x = 1\nglobal g\ng = 2", ByVal(T({}))).value,
+            ByVal(brine::NoneType{}));
+  Value e = Exc(Handler::kCall, Boxes({LocalRef(eval), ByVal(T({S("x")})), ByVal(T({}))}));
+  EXPECT_EQ(e.as<brine::Tuple>().items[0], T({S("builtins"), S("NameError")}));
+  EXPECT_EQ(CallFn(eval, {ByVal(S("g"))}).value, ByVal(I(2)));
+  // With keyword arguments (call_kw): exec's closure=.
+  EXPECT_EQ(call_attr("exec", "assert g == 2 and 'x' not in locals()",
+                      ByVal(T({T({S("closure"), brine::NoneType{}})})))
+                .value,
+            ByVal(brine::NoneType{}));
+  // The trampoline's frames stay out of tracebacks, as the root's do.
+  Outcome o = CallFn(eval, {ByVal(S("1/0"))});
+  ASSERT_EQ(o.kind, Outcome::Kind::kException);
+  const std::string& tb = Tree(o.value).as<brine::Tuple>().items[3].as<brine::Str>().utf8;
+  EXPECT_EQ(tb.find("classicd-support"), std::string::npos) << tb;
+  EXPECT_NE(tb.find("File \"<string>\", line 1"), std::string::npos) << tb;
+}
+
 TEST_F(ObjSpaceTest, CallAttrSetAttrDelAttr) {
   Execute("class C: pass\nc = C()");
   Value c = EvalRef("c");

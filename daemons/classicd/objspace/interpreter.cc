@@ -83,7 +83,9 @@ bool LoadSupport(Interpreter::Support* sup) {
                {&sup->base_netref, "BaseNetref"},
                {&sup->ctxexit, "ctxexit"},
                {&sup->instancecheck, "instancecheck"},
-               {&sup->pickle_dumps, "pickle_dumps"}};
+               {&sup->pickle_dumps, "pickle_dumps"},
+               {&sup->call, "call"},
+               {&sup->call_kw, "call_kw"}};
   for (auto& a : attrs) {
     *a.ref = PyRef::Steal(PyObject_GetAttrString(sup->module.get(), a.name));
     if (!*a.ref) return false;
@@ -327,6 +329,11 @@ Interpreter::~Interpreter() {
   StopWaitingForUserThreads(finalize_grace_ms_);
   g_alive.store(false);
   Py_FinalizeEx();
+}
+
+std::string PythonVersion() {
+  const std::string full = Py_GetVersion();  // "3.11.2 (main, ...) [GCC 12.2.0]"
+  return full.substr(0, full.find(' '));
 }
 
 core::Status Interpreter::RunString(const std::string& code) {

@@ -52,6 +52,10 @@ struct InterpreterOptions {
 #endif
 };
 
+// The version of the libpython the process loaded ("3.11.2"), for --version: callable before
+// the interpreter starts.
+std::string PythonVersion();
+
 // The process's one interpreter. Create it once in main before any connection thread starts;
 // destroy it on the same thread after every connection thread has been joined and every object
 // space destroyed (docs/embedding.md §8).

@@ -1,7 +1,8 @@
 # Python half of the classicd object space (daemons/classicd/objspace). The C++ side embeds this
 # file as the module `_classicd_support` at interpreter start. It holds the parts that are cold
-# paths or need Python semantics: the classic root object (docs/protocol.md §7.2), INSPECT method
-# lists (§5.3), vinegar (§6) both ways, and proxies ("netrefs") for the client's objects (§8).
+# paths or need Python semantics: the frame of the client's calls (docs/embedding.md §3.7), the
+# classic root object (docs/protocol.md §7.2), INSPECT method lists (§5.3), vinegar (§6) both
+# ways, and proxies ("netrefs") for the client's objects (§8).
 # The hot paths (boxing, the table of lent objects, GETATTR/CALL/...) are C++.
 import builtins
 import importlib
@@ -29,6 +30,30 @@ LOCAL_ATTRS = frozenset([
     '__dict__', '__methods__', '__exit__', '__eq__', '__ne__', '__lt__', '__gt__', '__le__',
     '__ge__',
 ]) | DELETED_ATTRS
+
+
+# --- the frame of the client's calls (docs/embedding.md §3.7) ----------------------------------
+# Builtins that read their caller's frame (eval, exec, globals, locals, vars, dir, type()'s
+# __module__) fail when C++ calls them with no Python frame on the thread. CALL and CALLATTR call
+# whatever runs no Python frame of its own through call() or call_kw(), as the Python server
+# calls everything from its protocol's frames: each call gets a frame of its own (its locals die
+# with it), and the globals are those of the module _classicd_calls, which persist like the
+# Python server's protocol module's. A namespace of its own: user code that writes globals
+# cannot reach this module's. Their code is this file's, so dump_exc() hides their frames.
+
+def call(obj, args):
+    return obj(*args)
+
+
+def call_kw(obj, args, kwargs):
+    return obj(*args, **kwargs)
+
+
+_calls_module = types.ModuleType('_classicd_calls', "Globals of the client's calls.")
+_calls_module.__builtins__ = builtins
+sys.modules['_classicd_calls'] = _calls_module
+call = types.FunctionType(call.__code__, vars(_calls_module), 'call')
+call_kw = types.FunctionType(call_kw.__code__, vars(_calls_module), 'call_kw')
 
 
 # --- INSPECT (§5.3) ----------------------------------------------------------------------------

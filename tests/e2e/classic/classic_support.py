@@ -69,8 +69,9 @@ class Daemon:
         else:
             if not CLASSICD.exists():
                 pytest.fail(f"daemon binary not found: {CLASSICD} (build it or set RPYC_CLASSICD)")
+            # Every line, the daemon's own per-connection ones included (the default is info).
             cmd = [str(CLASSICD), "--host", host, "-p", str(self.port),
-                   "--logfile", str(self.logfile),
+                   "--logfile", str(self.logfile), "--log-level", "debug",
                    *([] if "-m" in extra_args else EXTRA_ARGS), *extra_args]
         # stdout and stderr go to a file, not a pipe nobody reads: a daemon that writes more than
         # a pipe holds would block on it.

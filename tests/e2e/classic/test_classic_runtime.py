@@ -101,10 +101,11 @@ def test_sighup_reloads_the_file_and_keeps_it_on_error(tmp_path):
         reloading = notify.wait(lambda m: "RELOADING=1" in m, "RELOADING=1")
         assert "MONOTONIC_USEC=" in reloading, reloading
         notify.wait(lambda m: "READY=1" in m, "READY=1 after the reload")
-        wait_for(lambda: "reload: configuration applied" in log.read_text(), what="applied")
+        wait_for(lambda: "reload: applied" in log.read_text(), what="applied")
         text = log.read_text()
-        assert "max_connections_per_peer=1" in text and "idle_timeout=600" in text, text
-        assert "reload: 'port' changed; it takes effect only after a restart" in text, text
+        assert (f"INFO:SLAVE/{port}:reload: applied max_connections_per_peer 0 -> 1, "
+                "idle_timeout 0 -> 600\n") in text, text
+        assert f"WARNING:SLAVE/{port}:reload: needs a restart to apply: port 0 -> 1\n" in text, text
         try:
             c = rpyc.classic.connect("127.0.0.1", port)  # a is still open: over the new limit
             c.eval("1")
@@ -126,13 +127,23 @@ def test_sighup_reloads_the_file_and_keeps_it_on_error(tmp_path):
         # quiet = true applies to the loggers already running: no more welcome lines.
         conf.write_text("port = 0\nquiet = true\n")
         p.send_signal(signal.SIGHUP)
-        wait_for(lambda: "quiet=true" in log.read_text(), what="quiet applied")
+        wait_for(lambda: "reload: applied quiet false -> true" in log.read_text(),
+                 what="quiet applied")
         before = log.read_text().count("welcome")
         c = rpyc.classic.connect("127.0.0.1", port)
         assert c.eval("4") == 4
         c.close()
         time.sleep(0.3)
         assert log.read_text().count("welcome") == before
+
+        # Turning quiet off is reported too (at the new level), and so is every later reload.
+        conf.write_text("port = 0\n")
+        p.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload: applied quiet true -> false" in log.read_text(),
+                 what="quiet off reported")
+        p.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload: configuration unchanged" in log.read_text(),
+                 what="an unchanged reload reported")
     finally:
         stop(p, notify)
 

@@ -81,3 +81,62 @@ def test_not_yet_supported_is_refused(args, message, tmp_path):
     p = run(["--service", "calc_service:CalculatorService", *args], tmp_path)
     assert p.returncode == 64, p.stderr
     assert message in p.stderr
+
+
+def run_plain(args, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(SERVICES))
+    return subprocess.run([str(CLASSICD), *args], env=env, capture_output=True, text=True,
+                          timeout=30, cwd=tmp_path)
+
+
+def test_dump_config_writes_service_and_protocol_and_reads_back(tmp_path):
+    (tmp_path / "c.toml").write_text(
+        'service = "calc_service:CalculatorService"\n'
+        "[protocol]\nallow_public_attrs = true\nexposed_prefix = \"x_\"\nallow_pickle = true\n")
+    first = run_plain(["-c", "c.toml", "--protocol", "allow_pickle=no", "--protocol",
+                       "safe_attrs=__add__,__len__", "--protocol", "sync_request_timeout=5",
+                       "--dump-config"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert 'service = "calc_service:CalculatorService"\n' in first.stdout
+    assert first.stdout.endswith(
+        "\n[protocol]\nallow_pickle = false\nallow_public_attrs = true\n"
+        'exposed_prefix = "x_"\nsafe_attrs = ["__add__", "__len__"]\n'
+        "sync_request_timeout = 5.0\n"), first.stdout
+    (tmp_path / "dumped.toml").write_text(first.stdout)
+    again = run_plain(["-c", "dumped.toml", "--dump-config"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout
+    check = run_plain(["-c", "dumped.toml", "--check-config"], tmp_path)
+    assert check.returncode == 0, check.stderr
+
+
+def test_protocol_errors_come_in_file_order(tmp_path):
+    (tmp_path / "c.toml").write_text(
+        'service = "calc_service:CalculatorService"\nport = "x"\n'
+        "protocol = { allow_bogus = true }\nhost = 1\n")
+    p = run_plain(["-c", "c.toml", "--check-config"], tmp_path)
+    assert p.returncode == 78, p.stderr
+    assert p.stderr.splitlines() == [
+        "rpyc-classicd: c.toml:2: key 'port': expected a number 0-65535, found a string",
+        "rpyc-classicd: c.toml:3: key 'protocol.allow_bogus': unknown key (rpyc's protocol_config "
+        "keys: see rpyc-classicd.toml(5))",
+        "rpyc-classicd: c.toml:4: key 'host': expected a string, found an integer",
+    ]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--protocol"], "rpyc-classicd: --protocol: expected KEY=VALUE (try --help)"),
+    (["--protocol", "novalue"], "rpyc-classicd: --protocol: expected KEY=VALUE, got 'novalue'"),
+    (["--service"], "rpyc-classicd: --service: expected a string (try --help)"),
+])
+def test_switch_errors_follow_the_operator_conventions(args, message, tmp_path):
+    p = run_plain(["-c", "", *args], tmp_path)
+    assert p.returncode == 64, p.stderr
+    assert p.stderr.strip() == message
+
+
+def test_help_types_service_and_protocol(tmp_path):
+    out = run_plain(["--help"], tmp_path).stdout
+    assert "--service TEXT" in out
+    assert "--protocol KEY=VALUE" in out
+    assert "[default: classic]" in out

@@ -1,19 +1,23 @@
 """Admission before authentication: idle TCP connects (no byte sent) from one address or from
 many cannot take every connection slot, and a real rpyc client, with a valid certificate when TLS
-is on, is still served; the lines logged about such connects are rate-limited. Idle connects come
-from 127.0.0.2 and up (distinct IPv4 peers); the real client connects from 127.0.0.1.
+is on, is still served; the lines logged about such connects are rate-limited; in forking mode
+they cost no process (the parent finishes the TLS handshake, or waits for the first byte, before
+it forks). Idle connects come from 127.0.0.2 and up (distinct IPv4 peers); the real client
+connects from 127.0.0.1.
 """
 
 import os
+import re
 import socket
+import ssl
 import subprocess
 import sys
 import time
 
 import pytest
 
-from robust_support import (Daemon, fd_count, native_only, run_client, settle_baseline,
-                            ssl_connect_expr, tls_args, wait_for)
+from robust_support import (Daemon, children_of, fd_count, native_only, run_client,
+                            settle_baseline, ssl_connect_expr, tls_args, wait_for)
 
 pytestmark = native_only
 
@@ -63,12 +67,13 @@ def test_idle_connects_from_one_address_leave_room_for_others(tmp_path, gen, mod
     assert d.stop() == 0
 
 
-@pytest.mark.parametrize("mode", ["threaded", "threadpool"])
+@pytest.mark.parametrize("mode", ["threaded", "threadpool", "forking"])
 def test_idle_connects_cannot_hold_every_slot_before_the_tls_handshake(tmp_path, certs, gen, mode):
     """--max-handshakes 64: 200 idle connects from 8 addresses (25 each, under the
     per-peer cap) hold at most 64 connections of the 150 --max-connections allows, each with its
     socket; once they are gone, the handshakes they held are counted out and a client with a valid
-    certificate is served."""
+    certificate is served. In forking mode the parent runs the handshakes: the cap applies
+    there too."""
     d = Daemon(tmp_path, extra_args=["-m", mode, "--max-connections", "150", "--max-handshakes", "64",
                                      "--tls-handshake-timeout", "60", *tls_args(certs)])
     baseline = settle_baseline(d)
@@ -85,6 +90,70 @@ def test_idle_connects_cannot_hold_every_slot_before_the_tls_handshake(tmp_path,
         close_all(socks)
     assert served(gen, d.port, ssl_connect_expr(certs))
     assert "(max_connections)" not in d.log()
+    assert d.stop() == 0
+
+
+def live_children(pid):
+    return [c for c, state in children_of(pid) if state != "Z"]
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["tls", "plain"])
+def test_forking_mode_forks_no_child_for_idle_connects(tmp_path, certs, gen, tls):
+    """Forking mode: 50 idle TCP connects (from 127.0.0.2, no byte sent) make no child process,
+    with TLS (the parent runs the handshake before it forks) and without (the parent waits for
+    the first byte); a real client (with a valid certificate when TLS is on) is served by a child
+    meanwhile; a connect that closes without a byte makes none either."""
+    args = ["--tls-handshake-timeout", "60", *tls_args(certs)] if tls else []
+    d = Daemon(tmp_path, extra_args=["-m", "forking", *args])
+    settle_baseline(d)
+    wait_for(lambda: not live_children(d.pid), 10, "the readiness probe's child gone")
+    socks = idle_connects(d.port, ["127.0.0.2"], 50)
+    try:
+        time.sleep(1)
+        assert live_children(d.pid) == [], f"{len(live_children(d.pid))} children for idle connects"
+        connect = ssl_connect_expr(certs) if tls else 'rpyc.classic.connect("127.0.0.1", port)'
+        assert served(gen, d.port, connect)
+        assert re.search(r"child \d+ serves \('127\.0\.0\.1', ", d.log()), d.log()[-2000:]
+        quiet = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        port = quiet.getsockname()[1]
+        quiet.close()
+        # ("accepted" lines are rate-limited: 50 in 10 s)
+        end = (f"TLS handshake with 127.0.0.1:{port}: the peer closed the connection" if tls else
+               f"goodbye ('127.0.0.1', {port}): closed before sending anything")
+        wait_for(lambda: end in d.log(), 10, "the quiet connect's end")
+        time.sleep(0.5)
+        assert f"serves ('127.0.0.1', {port})" not in d.log()
+        assert live_children(d.pid) == []
+        assert f"serves ('127.0.0.2'," not in d.log()
+    finally:
+        close_all(socks)
+    assert d.stop() == 0
+
+
+@pytest.mark.parametrize("client", [None, "intruder", "selfie"])
+def test_forking_mode_forks_no_child_for_a_failed_handshake(tmp_path, certs, client):
+    """Forking mode with client certificates required: a handshake that fails (no certificate,
+    one from another CA, a self-signed one) is refused by the parent, logged, and never forked."""
+    d = Daemon(tmp_path, extra_args=["-m", "forking", *tls_args(certs)])
+    settle_baseline(d)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(certs / "ca.pem"))
+    ctx.check_hostname = False
+    if client:
+        ctx.load_cert_chain(str(certs / f"{client}.pem"), str(certs / f"{client}.key"))
+    raw = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    port = raw.getsockname()[1]
+    try:
+        with ctx.wrap_socket(raw) as s:  # TLS 1.3: the refusal may come with the first read
+            s.sendall(b"x")
+            s.recv(1)
+    except (ssl.SSLError, OSError):
+        pass
+    finally:
+        raw.close()
+    wait_for(lambda: f"TLS handshake with 127.0.0.1:{port} failed" in d.log(), 10, "the failure")
+    time.sleep(0.3)
+    assert f"serves ('127.0.0.1', {port})" not in d.log(), d.log()[-2000:]
     assert d.stop() == 0
 
 

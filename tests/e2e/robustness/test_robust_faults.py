@@ -86,7 +86,9 @@ def test_client_killed_is_logged_once_and_its_resources_freed(tmp_path, certs, m
         if kind == "mid_frame":
             assert "ERROR" in ends[0] and "stream ended inside a frame" in ends[0], ends
         if tls:
-            assert f"TLS handshake with 127.0.0.1:{vport} failed" in ends[0], ends
+            # A peer gone mid-handshake ended its connection; nothing failed (issue 14).
+            assert "DEBUG" in ends[0], ends
+            assert f"TLS handshake with 127.0.0.1:{vport}: the peer closed the connection" in ends[0], ends
             assert "welcome ('127.0.0.1', %d)" % vport not in log
         else:
             assert lent_counts(log, vport)[1] == 0, "objects still lent after release"
@@ -175,7 +177,9 @@ def test_sigterm_under_load_unregisters_closes_clients_and_exits_0(tmp_path, mod
         assert m, (out, err)
         assert int(m.group(2)) > 0 and m.group(3) == "[]", (out, err)  # every client got EOF
         log = d.log()
-        order = [log.index(s) for s in ("SIGTERM", "listener closed", "server has terminated")]
+        # The cause, then the reference's two lines in its order (rpyc's server.py: "server has
+        # terminated" in start()'s finally, then close() says "listener closed").
+        order = [log.index(s) for s in ("SIGTERM", "server has terminated", "listener closed")]
         assert order == sorted(order), log
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", d.port), timeout=1).close()

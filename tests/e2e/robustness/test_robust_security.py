@@ -4,7 +4,9 @@
   inherited (socket-activated) listeners are checked too; loopback and Unix sockets are quiet;
 - TLS 1.2 suites (ECDHE with AES-GCM or ChaCha20 only, the server's order), session resumption,
   a CRL (also re-read on SIGHUP);
-- warnings about the private key file's mode and owner and the certificate's expiry.
+- warnings about the private key file's mode and owner and the certificate's expiry;
+- peer-supplied text in the log (a client certificate's subject) escaped: no forged line, and no
+  two subjects logged alike.
 
 Daemons bound to a wildcard address run in a network namespace of their own (`unshare -n`, only
 its loopback up), so nothing here is reachable from outside; the clients join it with nsenter.
@@ -20,6 +22,8 @@ import subprocess
 import time
 
 import pytest
+
+import sanitizer_support
 
 from robust_support import (CLASSICD, GETROOT, PYTHON, Daemon, by_value, client_env, frame,
                             free_port, make_ca, make_cert, native_only, openssl, request, tls_args,
@@ -364,6 +368,58 @@ def test_session_resumption(tmp_path, certs, mode, version):
         assert d.stop() == 0
 
 
+# --- peer-supplied text in the log ----------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["threaded", "forking"])
+def test_client_certificate_subject_is_logged_escaped(tmp_path, crl_pki, mode):
+    """Two client certificates, one whose CN holds a CR LF and a forged log line, one whose CN
+    spells OpenSSL's escape of that out (a backslash, "x0D"...): neither forges a line, and their
+    subjects are logged differently (OpenSSL's escaping left a backslash as it is: alike)."""
+    forged = "INFO:SLAVE:forged welcome ('6.6.6.6', 1)"  # no "/": -subj splits at it
+    for name, cn in (("crlf", "evil\r\n" + forged), ("spelled", "evil\\\\x0D\\\\x0A" + forged)):
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-subj", f"/CN={cn}", "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=crl_pki)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-out", f"{name}.pem", cwd=crl_pki)
+    args = ["--ssl-keyfile", str(crl_pki / "server.key"), "--ssl-certfile",
+            str(crl_pki / "server.pem"), "--ssl-cafile", str(crl_pki / "ca.pem")]
+    d = Daemon(tmp_path, extra_args=["-m", mode, *args])
+    try:
+        for name in ("crlf", "spelled"):
+            got = connect_as(d, crl_pki, name)
+            assert not isinstance(got, Exception), got
+        wait_for(lambda: d.log().count("(client certificate /CN=evil") == 2, 10, "both subjects")
+        log = d.log()
+        assert not any(line.startswith("INFO:SLAVE:forged") for line in log.splitlines()), log
+        subjects = [line.split("(client certificate ", 1)[1] for line in log.splitlines()
+                    if "(client certificate /CN=evil" in line]
+        assert len(set(subjects)) == 2, subjects
+        assert "/CN=evil\\r\\nINFO:SLAVE:forged" in log, subjects
+    finally:
+        assert d.stop() == 0
+
+
+@pytest.mark.parametrize("mode", ["threaded", "forking"])
+def test_unix_socket_client_path_is_not_logged(tmp_path, mode):
+    """A Unix-socket client bound to a path (or an abstract name) holding a line break and a
+    forged line: the daemon logs it as 'unix', never with its address."""
+    forged = "INFO:SLAVE:forged welcome ('6.6.6.6', 1)"
+    sock = tmp_path / "c.sock"
+    d = Daemon(tmp_path, extra_args=["-m", mode, "--unix-socket", str(sock)])
+    try:
+        for name in (str(tmp_path / ("x\n" + forged.replace("/", "_"))), "\0abstract\n" + forged):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.bind(name)
+            s.connect(str(sock))
+            s.sendall(GETROOT_5)
+            assert s.recv(5)
+            s.close()
+        wait_for(lambda: d.log().count("goodbye 'unix'") >= 2, 10, "both clients served")
+        assert not any(line.startswith("INFO:SLAVE:forged") for line in d.log().splitlines())
+    finally:
+        assert d.stop() == 0
+
+
 # --- TLS: a CRL ----------------------------------------------------------------------------------
 
 CA_CNF = """\
@@ -500,4 +556,8 @@ def test_code_file_is_relative_to_the_source_tree(tmp_path):
                     str(rodata)], check=True)
     data = rodata.read_bytes()
     assert b"CODE_FILE=libcore/log/log.cc" in data
-    assert b"/libcore/log/log.cc" not in data
+    if sanitizer_support.sanitizer(CLASSICD) is None:
+        # ASan/UBSan builds keep the compiler's path of every source in their own metadata, by
+        # design (their reports must find the sources), so only unsanitized builds can show that
+        # no other string carries the checkout path.
+        assert b"/libcore/log/log.cc" not in data

@@ -168,7 +168,8 @@ if command -v logrotate >/dev/null; then
   registry udp register LOGTWO >/dev/null 2>&1
   for _ in $(seq 30); do grep -q LOGTWO "$log" 2>/dev/null && break; sleep 0.1; done
   ((rc == 0)) && grep -q LOGONE "$log.1" && ! grep -q LOGTWO "$log.1" && grep -q LOGTWO "$log" &&
-    ok "logrotate -f: $log.1 holds the old lines, the daemon reopened $log on SIGHUP ($(stat -c %U "$log"))" ||
+    grep -q 'SIGUSR2: log file reopened' "$log" && ! grep -q 'reload' "$log" "$log.1" &&
+    ok "logrotate -f: $log.1 holds the old lines, the daemon reopened $log on SIGUSR2 without a reload ($(stat -c %U "$log"))" ||
     bad "logrotate -f (rc $rc: $out): $(ls -l /var/log/rpyc-registryd/ 2>&1 | tr '\n' ' ')"
   systemctl stop rpyc-registryd.service
   cp /tmp/registryd.toml.orig /etc/rpyc/rpyc-registryd.toml
@@ -243,6 +244,26 @@ except OSError as e:
   systemctl disable --now rpyc-classicd.service
   [[ $(prop rpyc-classicd.service Result) == success ]] && ok "systemctl stop rpyc-classicd: Result=success" ||
     bad "classicd stop: $(prop rpyc-classicd.service Result)"
+  # --check-config is the unit's ExecStartPre: a broken certificate fails the start (as the
+  # service's user), and the journal says why (issue 14).
+  cp /etc/rpyc/rpyc-classicd.toml /tmp/rpyc-classicd.toml.orig
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out /etc/rpyc/broken.key 2>/dev/null
+  echo "not a certificate" >/etc/rpyc/broken.pem
+  chmod 644 /etc/rpyc/broken.key /etc/rpyc/broken.pem
+  sed -i -e 's|^ssl-keyfile = ""|ssl-keyfile = "/etc/rpyc/broken.key"|' \
+    -e 's|^ssl-certfile = ""|ssl-certfile = "/etc/rpyc/broken.pem"|' /etc/rpyc/rpyc-classicd.toml
+  if systemctl start rpyc-classicd.service 2>/dev/null; then
+    bad "rpyc-classicd started with a broken certificate"
+  else
+    journal_has "rpyc-classicd: certificate file /etc/rpyc/broken.pem" -u rpyc-classicd.service -o cat &&
+      ok "broken certificate: systemctl start fails, journal: $(journalctl --no-pager -u rpyc-classicd.service -o cat |
+        grep -m1 'certificate file /etc/rpyc/broken.pem')" ||
+      bad "broken certificate: no reason in the journal: $(journalctl --no-pager -u rpyc-classicd.service -o cat | tail -5)"
+  fi
+  systemctl stop rpyc-classicd.service
+  systemctl reset-failed rpyc-classicd.service 2>/dev/null
+  cp /tmp/rpyc-classicd.toml.orig /etc/rpyc/rpyc-classicd.toml
+  rm -f /etc/rpyc/broken.key /etc/rpyc/broken.pem
   systemctl start rpyc-classicd.socket
   r=$("$PY" -c "$client" 2>&1)
   [[ $r == *read-only ]] && wait_state rpyc-classicd.service active &&
