@@ -10,7 +10,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "daemons/classicd/objspace/protocol_config.h"
 #include "libcore/config/cli.h"
 #include "libcore/config/options.h"
 #include "libcore/daemon/run.h"
@@ -62,6 +64,14 @@ struct Options {
   int64_t max_frame_size = int64_t{64} << 20;
   int64_t threads = 8;         // threadpool mode: worker threads
   int64_t listen_backlog = 0;  // 0: the kernel's maximum (net.core.somaxconn)
+  // What is served: "classic" (rpyc_classic's SlaveService), or a user's rpyc.Service as
+  // "package.module:Name" or "package.module:factory()" (objspace::LoadService()).
+  std::string service = "classic";
+  // [protocol] / --protocol KEY=VALUE as given; ParseOptions() parses them into protocol_config.
+  std::vector<core::config::Entry> protocol;
+  objspace::ProtocolConfig protocol_config;
+
+  bool hosted() const { return service != "classic"; }
 
   bool tls() const { return !ssl_keyfile.empty(); }
   // listen(2)'s backlog: listen_backlog, or the kernel's maximum for 0.
@@ -88,9 +98,23 @@ core::Status CheckStartFiles(const Options& o);
 // Where the daemon reads its configuration when -c is not given (if the file exists).
 inline constexpr const char* kDefaultConfig = RPYC_SYSCONFDIR "/rpyc/rpyc-classicd.toml";
 
-// Parses argv (defaults < -c FILE < switches), then the mode. On `exit`, print `message` and exit.
-// ParseOptions is the reload's (and the fuzzer's); main uses ParseOptionsForStart, whose
-// --version names the libraries and whose --check-config opens the files (startup.cc).
+// The [protocol] entries as rpyc's protocol_config (protocol_options.cc): an unknown key, a wrong
+// type or a value not supported yet is an Error::Config naming FILE:LINE and the key (from the
+// file) or an Error::Usage naming --protocol (from the command line).
+core::Result<objspace::ProtocolConfig> ParseProtocol(
+    const std::vector<core::config::Entry>& entries);
+// A --protocol KEY=VALUE as the [protocol] table holds it (`allow_pickle=yes` -> true,
+// `safe_attrs=a,b` -> ["a", "b"]), for --dump-config.
+core::config::Entry::Value ProtocolTomlValue(const core::config::Entry& e);
+// --check-config with a hosted service: starts an interpreter and imports the service as a start
+// would (exit 78 with the reason when it cannot be hosted). ParseOptionsForStart's check runs it
+// after CheckStartFiles.
+core::Status CheckService(const Options& o);
+
+// Parses argv (defaults < -c FILE < switches), then the mode and the [protocol] entries. On
+// `exit`, print `message` and exit. ParseOptions is the reload's (and the fuzzer's); main uses
+// ParseOptionsForStart, whose --version names the libraries and whose --check-config opens the
+// files and imports a hosted service (startup.cc).
 core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options* o);
 core::config::CliOutcome ParseOptionsForStart(int argc, const char* const* argv, Options* o);
 core::config::CliOutcome ParseOptionsWith(int argc, const char* const* argv,

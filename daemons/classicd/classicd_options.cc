@@ -19,6 +19,17 @@ namespace {
 
 constexpr const char* kModeNames[] = {"threaded", "threadpool", "forking", "oneshot", "stdio"};
 
+// The [protocol] field: the file's entries are checked as it is read (its errors in file order);
+// --dump-config writes a --protocol entry with its key's type.
+core::config::Field Typed(core::config::Field f) {
+  f.check_entry = [](const core::config::Entry& e) -> core::Status {
+    if (auto pc = ParseProtocol({e}); !pc) return Fail(pc.error());
+    return {};
+  };
+  f.typed_entry = ProtocolTomlValue;
+  return f;
+}
+
 }  // namespace
 
 const char* ModeName(Mode mode) { return kModeNames[static_cast<int>(mode)]; }
@@ -119,6 +130,14 @@ core::config::Schema MakeSchema(Options* o) {
       Int("threads", "--threads",
           "Worker threads in threadpool mode (idle connections hold no thread)", &o->threads, 1,
           4096),
+      String("service", "--service",
+             "What is served: classic, or your rpyc.Service as package.module:Name or "
+             "package.module:factory() (imported at start)",
+             &o->service),
+      Typed(Entries("protocol", "--protocol",
+                    "rpyc protocol_config key for a hosted service (repeatable; the [protocol] "
+                    "table)",
+                    &o->protocol)),
       Int("listen_backlog", "--listen-backlog",
           "Connections the kernel queues for accept() per listener (0: its maximum, "
           "net.core.somaxconn, which also caps larger values)",
@@ -183,6 +202,29 @@ core::Status Validate(const Options& o, const core::config::Origins& origins) {
                        "--mode stdio cannot log to stderr (use --logfile or --log journal)",
                        "mode stdio cannot log to stderr (use logfile or log = \"journal\")"));
   }
+  if (!o.hosted() && !o.protocol.empty()) {
+    return Fail(Broken(origins, {"protocol"},
+                       "--protocol applies to a hosted service (--service package.module:Name); "
+                       "the classic service runs with rpyc_classic's configuration",
+                       "applies to a hosted service (service = \"package.module:Name\"); the "
+                       "classic service runs with rpyc_classic's configuration"));
+  }
+  if (auto pc = ParseProtocol(o.protocol); !pc) return Fail(pc.error());
+  if (o.hosted()) {
+    const auto mode = ParseMode(o.mode_text).value_or(Mode::kThreaded);
+    if (mode != Mode::kThreaded) {
+      return Fail(Broken(origins, {"service", "mode"},
+                         std::string("--service: mode ") + ModeName(mode) +
+                             " does not serve a hosted service yet (only threaded)",
+                         std::string("mode ") + ModeName(mode) +
+                             " does not serve a hosted service yet (only threaded)"));
+    }
+    if (o.register_server) {
+      return Fail(Broken(origins, {"service", "register"},
+                         "--register with a hosted service is not supported yet",
+                         "register with a hosted service is not supported yet"));
+    }
+  }
   if (o.unix_socket_mode.empty() ||
       o.unix_socket_mode.find_first_not_of("01234567") != std::string::npos ||
       o.unix_socket_mode.size() > 4) {
@@ -218,7 +260,10 @@ core::config::CliOutcome ParseOptionsWith(int argc, const char* const* argv,
                                           const core::config::AppInfo& info, Options* o) {
   auto outcome = core::config::ParseCommandLine(argc, argv, info, MakeSchema(o));
   // The schema only stores one of kModeNames.
-  if (!outcome.exit) o->mode = ParseMode(o->mode_text).value_or(Mode::kThreaded);
+  if (!outcome.exit) {
+    o->mode = ParseMode(o->mode_text).value_or(Mode::kThreaded);
+    if (auto pc = ParseProtocol(o->protocol)) o->protocol_config = *pc;  // Validate() checked it
+  }
   return outcome;
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -121,6 +122,28 @@ struct ErrorCase {
   std::string message;  // a substring of the one line on stderr
 };
 
+// Each case exits with its code and a message containing its text (78: naming the file).
+void ExpectErrors(const std::vector<ErrorCase>& cases) {
+  for (const auto& c : cases) {
+    std::vector<std::string> args;
+    std::unique_ptr<TomlFile> file;
+    if (!c.toml.empty()) {
+      file = std::make_unique<TomlFile>(c.toml);
+      args = {"-c", file->path()};
+    }
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    Parsed p = Parse(args);
+    SCOPED_TRACE(c.message);
+    EXPECT_TRUE(p.outcome.exit);
+    EXPECT_EQ(p.outcome.exit_code, c.exit_code) << p.outcome.message;
+    EXPECT_TRUE(p.outcome.to_stderr);
+    EXPECT_NE(p.outcome.message.find(c.message), std::string::npos) << p.outcome.message;
+    if (!c.toml.empty() && c.exit_code == 78) {
+      EXPECT_NE(p.outcome.message.find(file->path()), std::string::npos) << p.outcome.message;
+    }
+  }
+}
+
 TEST(OptionsTest, EveryErrorPath) {
   const std::vector<ErrorCase> cases = {
       {{"--bogus"}, "", 64, "unknown switch '--bogus'"},
@@ -179,24 +202,65 @@ TEST(OptionsTest, EveryErrorPath) {
       {{}, "\nframe_timeout = 90000\n", 78, ":2: key 'frame_timeout': expected a number 0-86400"},
       {{}, "frame_timeout = \"2m\"\n", 78, ":1: key 'frame_timeout': expected a number"},
   };
-  for (const auto& c : cases) {
-    std::vector<std::string> args;
-    std::unique_ptr<TomlFile> file;
-    if (!c.toml.empty()) {
-      file = std::make_unique<TomlFile>(c.toml);
-      args = {"-c", file->path()};
-    }
-    args.insert(args.end(), c.args.begin(), c.args.end());
-    Parsed p = Parse(args);
-    SCOPED_TRACE(c.message);
-    EXPECT_TRUE(p.outcome.exit);
-    EXPECT_EQ(p.outcome.exit_code, c.exit_code) << p.outcome.message;
-    EXPECT_TRUE(p.outcome.to_stderr);
-    EXPECT_NE(p.outcome.message.find(c.message), std::string::npos) << p.outcome.message;
-    if (!c.toml.empty() && c.exit_code == 78) {
-      EXPECT_NE(p.outcome.message.find(file->path()), std::string::npos) << p.outcome.message;
-    }
-  }
+  ExpectErrors(cases);
+}
+
+TEST(OptionsTest, ProtocolKeysFromFileAndSwitches) {
+  TomlFile f(
+      "service = 'calc:CalculatorService'\n[protocol]\nallow_public_attrs = true\n"
+      "safe_attrs = ['__len__']\nsync_request_timeout = 2.5\nexposed_prefix = 'remote_'\n");
+  Parsed p = Parse({"-c", f.path(), "--protocol", "allow_pickle=yes", "--protocol",
+                    "sync_request_timeout=none", "--protocol", "safe_attrs=__add__,__len__"});
+  ASSERT_FALSE(p.outcome.exit) << p.outcome.message;
+  EXPECT_TRUE(p.o.hosted());
+  const auto& c = p.o.protocol_config;
+  EXPECT_TRUE(c.allow_public_attrs);
+  EXPECT_TRUE(c.allow_pickle);
+  EXPECT_FALSE(c.allow_setattr);
+  EXPECT_EQ(c.exposed_prefix, "remote_");
+  EXPECT_EQ(c.safe_attrs, (std::vector<std::string>{"__add__", "__len__"}));  // the switch wins
+  EXPECT_FALSE(c.sync_request_timeout.has_value());
+  Parsed d = Parse({"--service", "calc:CalculatorService"});
+  ASSERT_FALSE(d.outcome.exit) << d.outcome.message;
+  EXPECT_EQ(d.o.protocol_config.sync_request_timeout, 30.0);
+  EXPECT_EQ(d.o.protocol_config.safe_attrs, objspace::ProtocolConfig::DefaultSafeAttrs());
+  EXPECT_FALSE(Parse({}).o.hosted());
+}
+
+TEST(OptionsTest, ProtocolErrors) {
+  const std::vector<ErrorCase> cases = {
+      {{}, "service = 'm:S'\n[protocol]\nbogus = 1\n", 78, ":3: key 'protocol.bogus': unknown key"},
+      {{},
+       "service = 'm:S'\n[protocol]\nallow_pickle = 1\n",
+       78,
+       ":3: key 'protocol.allow_pickle': expected a boolean"},
+      {{},
+       "service = 'm:S'\n[protocol]\nsync_request_timeout = -1\n",
+       78,
+       ":3: key 'protocol.sync_request_timeout': must be more than 0"},
+      {{},
+       "service = 'm:S'\n[protocol]\npropagate_KeyboardInterrupt_locally = false\n",
+       78,
+       "false is not supported yet"},
+      {{},
+       "[protocol]\nallow_pickle = true\n",
+       78,
+       ":1: key 'protocol': applies to a hosted service"},
+      {{"--service", "m:S", "--protocol", "allow_pickle"},
+       "",
+       64,
+       "--protocol: expected KEY=VALUE, got 'allow_pickle'"},
+      {{"--service", "m:S", "--protocol", "sync_request_timeout=soon"},
+       "",
+       64,
+       "--protocol: key 'protocol.sync_request_timeout': expected a number of seconds"},
+      {{"--protocol", "allow_pickle=true"}, "", 64, "--protocol applies to a hosted service"},
+      {{"--service", "m:S", "-m", "stdio", "--logfile", "x"},
+       "",
+       64,
+       "--service: mode stdio does not serve a hosted service yet"},
+  };
+  ExpectErrors(cases);
 }
 
 TEST(OptionsTest, MissingConfigFileIsAConfigError) {

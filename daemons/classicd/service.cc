@@ -123,9 +123,28 @@ core::Status ClassicService::Start(StdioFds stdio) {
     return Fail(Error::Python("cannot start the Python interpreter: " + interp.error().message()));
   }
   interpreter_ = std::move(*interp);
-  make_space_ = [interpreter = interpreter_.get()](core::protocol::Connection& conn) {
-    return objspace::MakeClassicObjectSpace(*interpreter, conn);
-  };
+  if (o_.hosted()) {
+    if (connected) {
+      return Fail(
+          Error::Config("a hosted service is not served on an inherited connection "
+                        "(Accept=yes) yet"));
+    }
+    auto hosted = objspace::LoadService(*interpreter_, o_.service, o_.protocol_config);
+    if (!hosted) return Fail(hosted.error());
+    hosted_ = std::move(*hosted);
+    std::string aliases;
+    for (const auto& a : objspace::ServiceAliases(*hosted_)) {
+      aliases += (aliases.empty() ? "" : ", ") + a;
+    }
+    log_.Info("hosting service {} ({})", o_.service, aliases);
+    make_space_ = [this](core::protocol::Connection& conn) {
+      return objspace::MakeServiceObjectSpace(*interpreter_, conn, *hosted_, ++hosted_connid_);
+    };
+  } else {
+    make_space_ = [interpreter = interpreter_.get()](core::protocol::Connection& conn) {
+      return objspace::MakeClassicObjectSpace(*interpreter, conn);
+    };
+  }
   if (o_.mode == Mode::kForking) {
     if (auto st = interpreter_->PrepareFork(); !st) log_.Warn("{}", st.error().message());
   }
@@ -320,6 +339,17 @@ std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd,
   return s;
 }
 
+core::Status CheckService(const Options& o) {
+  if (!o.hosted()) return {};
+  auto interp = objspace::Interpreter::Start(objspace::InterpreterOptions{});
+  if (!interp) {
+    return Fail(Error::Python("cannot start the Python interpreter: " + interp.error().message()));
+  }
+  auto hosted = objspace::LoadService(**interp, o.service, o.protocol_config);
+  if (!hosted) return Fail(hosted.error());
+  return {};
+}
+
 void ClassicService::HandshakeEnded(const Peer& peer, uint64_t id,
                                     const core::Result<core::transport::TlsStream*>& result) {
   if (peer.handshake) admission_.HandshakeEnded();
@@ -395,6 +425,7 @@ ClassicService::~ClassicService() {
   single_conn_.reset();  // joins its thread (the connection ended)
   pool_.reset();
   registrar_.reset();
+  hosted_.reset();
   interpreter_.reset();
   if (requests_page_ != MAP_FAILED) {
     requests_ = &requests_fallback_;

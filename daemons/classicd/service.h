@@ -30,6 +30,7 @@
 #include "daemons/classicd/classicd.h"
 #include "daemons/classicd/listeners.h"
 #include "daemons/classicd/live_connections.h"
+#include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/peer.h"
 #include "daemons/classicd/session.h"
 #include "libcore/base/unique_fd.h"
@@ -45,10 +46,6 @@
 #include "libcore/transport/tls_stream.h"
 
 namespace classicd {
-
-namespace objspace {
-class Interpreter;
-}
 
 // On every connection thread: the stop signals stay with the loop thread (Python threads that
 // user code starts inherit this mask too).
@@ -162,6 +159,8 @@ class ClassicService final : public core::daemon::Service {
   std::string log_name_;  // set when it differs from the configured port's (port 0)
   // Declared before everything that runs Python, so it is destroyed last.
   std::unique_ptr<objspace::Interpreter> interpreter_;
+  objspace::HostedServicePtr hosted_;  // --service: destroyed before the interpreter
+  std::atomic<uint64_t> hosted_connid_{0};
   SpaceFactory make_space_;
 
   mutable std::mutex tls_mu_;

@@ -26,6 +26,13 @@ ClassicSession::ClassicSession(core::transport::Stream& stream, Peer peer, uint6
   conn_.emplace(*limited, copts);
   space_ = make_space(*conn_);
   conn_->set_object_space(space_.get());
+  // A hosted service's on_connect, which may call the client already (the classic root's does
+  // nothing).
+  if (auto st = space_->OnConnect(); !st) {
+    conn_->Shutdown();
+    end_ = Fail(Error::Protocol("on_connect failed: " + st.error().message()));
+    refused_ = true;
+  }
 }
 
 ClassicSession::~ClassicSession() {
@@ -41,6 +48,7 @@ void ClassicSession::EndedBy(const std::exception& e) {
 }
 
 void ClassicSession::Serve() {
+  if (refused_) return;
   // A C++ exception out of Serve() still releases the connection's objects (Finish()).
   try {
     end_ = conn_->Serve();
@@ -50,6 +58,7 @@ void ClassicSession::Serve() {
 }
 
 bool ClassicSession::ServeAvailable() {
+  if (refused_) return false;
   try {
     auto r = conn_->ServeAvailable();
     if (r && !*r) return true;

@@ -76,6 +76,7 @@ class ClassicSession {
   const ConnLog log_;
   // Ended by the server while idle (it is stopping) unless serving saw another end.
   core::Result<core::protocol::EndReason> end_ = core::protocol::EndReason::kShutdown;
+  bool refused_ = false;  // the object space's OnConnect() failed: nothing is served
   std::optional<core::channel::DeadlineStream> limited_;  // over stream_: the limits
   std::optional<core::protocol::Connection> conn_;
   std::unique_ptr<core::protocol::ObjectSpace> space_;

@@ -54,7 +54,11 @@ core::Status CheckStartFiles(const Options& o) {
 core::config::CliOutcome ParseOptionsForStart(int argc, const char* const* argv, Options* o) {
   core::config::AppInfo info = MakeAppInfo(o);
   info.version = FullVersionText();
-  info.check = [o] { return CheckStartFiles(*o); };
+  // What a start would do before serving: open its files, then import a hosted service.
+  info.check = [o]() -> core::Status {
+    if (auto st = CheckStartFiles(*o); !st) return st;
+    return CheckService(*o);
+  };
   return ParseOptionsWith(argc, argv, info, o);
 }
 

@@ -185,11 +185,13 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
   // has been loaded, so explicit switches win over the file and the file over the defaults.
   std::deque<bool> bools;
   std::deque<std::string> texts;
+  std::deque<std::vector<std::string>> lists;
   struct Binding {
     const Field* field;
     CLI::Option* option;
     bool* flag;
     std::string* text;
+    std::vector<std::string>* list = nullptr;
   };
   std::vector<Binding> bindings;
   for (const Field& f : schema) {
@@ -202,7 +204,14 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
     }
     const std::string help =
         info.typed_help && value.empty() ? f.help : f.help + " [default: " + value + "]";
-    if (f.kind == Kind::kBool) {
+    if (f.kind == Kind::kEntries) {
+      b.list = &lists.emplace_back();
+      // Repeatable: every one counts (the default policy keeps the last).
+      b.option = app.add_option(f.switches, *b.list, f.help)
+                     ->allow_extra_args(false)
+                     ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+      b.option->type_name("KEY=VALUE");
+    } else if (f.kind == Kind::kBool) {
       b.flag = &bools.emplace_back(false);
       b.option = app.add_flag(f.switches, *b.flag, help);
       if (info.typed_help && info.flag_values) b.option->type_name("[BOOL]");
@@ -265,6 +274,13 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
       *std::get<bool*>(b.field->target) = *b.flag;
       continue;
     }
+    if (b.list != nullptr) {
+      for (const auto& item : *b.list) {
+        auto st = SetFromText(*b.field, item);
+        if (!st) return Exit(kExitUsage, info.name + ": " + st.error().message(), true);
+      }
+      continue;
+    }
     auto st = SetFromText(*b.field, *b.text);
     if (!st) return Exit(kExitUsage, info.name + ": " + st.error().message(), true);
   }
@@ -287,7 +303,10 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
   if (check_config) {
     if (info.check) {
       auto st = info.check();
-      if (!st) return Exit(kExitConfig, info.name + ": " + st.error().message(), true);
+      if (!st) {
+        const int code = st.error().code() == Error::Code::kUsage ? kExitUsage : kExitConfig;
+        return Exit(code, info.name + ": " + st.error().message(), true);
+      }
     }
     return Exit(kExitOk,
                 info.name + ": configuration OK" +

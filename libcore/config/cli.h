@@ -36,7 +36,8 @@ struct AppInfo {
   // an Error::Usage, kExitConfig otherwise (a check blames the file through `origins`).
   std::function<Status(const Origins& origins)> validate;
   // --check-config, after `validate`: opens what a start opens (key, certificate, log file's
-  // directory...). A failure exits kExitConfig with its message.
+  // directory..., the service rpyc-classicd is to host). A failure exits kExitConfig with its
+  // message (kExitUsage when it is an Error::Usage).
   std::function<Status()> check;
   // Read when -c is not given and the file exists (sshd, chronyd); `-c ''` reads none.
   std::string default_config;

@@ -21,6 +21,7 @@ struct TestOptions {
   bool listing = false;
   bool quiet = false;
   std::string host = "0.0.0.0";
+  std::vector<Entry> extra;
 };
 
 Schema MakeSchema(TestOptions* o) {
@@ -30,6 +31,7 @@ Schema MakeSchema(TestOptions* o) {
       Flag("listing", "-l,--listing", "listing", &o->listing),
       Flag("quiet", "-q,--quiet", "quiet", &o->quiet),
       String("host", "--host", "host", &o->host),
+      Entries("extra", "--extra", "extra KEY=VALUE", &o->extra),
   };
 }
 
@@ -403,6 +405,94 @@ TEST_F(CliTest, ValidateSeesWhereEachValueCameFrom) {
   EXPECT_EQ(seen.switches.count("mode"), 1U);
 }
 
+TEST(TomlLoader, EntriesKeepTypesAndLines) {
+  TestOptions o;
+  auto st = LoadTomlText(
+      "port = 1\n[extra]\nflag = true\nn = 3\nx = 2.5\ns = 'text'\nlist = ['a', 'b']\n", "t.toml",
+      MakeSchema(&o));
+  ASSERT_TRUE(st) << st.error().message();
+  ASSERT_EQ(o.extra.size(), 5u);
+  auto get = [&](const std::string& key) -> const Entry& {
+    for (const auto& e : o.extra) {
+      if (e.key == key) return e;
+    }
+    ADD_FAILURE() << "no entry " << key;
+    return o.extra[0];
+  };
+  EXPECT_EQ(std::get<bool>(get("flag").value), true);
+  EXPECT_EQ(get("flag").where, "t.toml:3");
+  EXPECT_EQ(get("list").where, "t.toml:7");
+  EXPECT_EQ(std::get<int64_t>(get("n").value), 3);
+  EXPECT_EQ(std::get<double>(get("x").value), 2.5);
+  EXPECT_EQ(std::get<std::string>(get("s").value), "text");
+  EXPECT_EQ(std::get<std::vector<std::string>>(get("list").value),
+            (std::vector<std::string>{"a", "b"}));
+  EXPECT_FALSE(get("list").from_text);
+}
+
+TEST(TomlLoader, EntriesErrors) {
+  TestOptions o;
+  auto st = LoadTomlText("extra = 1\n", "t.toml", MakeSchema(&o));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message(), "t.toml:1: key 'extra': expected a table, found an integer");
+  st = LoadTomlText("[extra]\nl = [1]\n", "t.toml", MakeSchema(&o));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message(),
+            "t.toml:2: key 'extra.l': expected an array of strings, found an integer in it");
+}
+
+TEST(CommandLine, EntriesRepeatAfterTheFile) {
+  const std::string path = core::testing::TempPath("e.toml");
+  std::ofstream(path) << "[extra]\na = 1\n";
+  TestOptions o;
+  Schema schema = MakeSchema(&o);
+  AppInfo info;
+  info.name = "t";
+  info.description = "test";
+  info.version = "t 1";
+  std::vector<const char*> argv = {"t", "-c", path.c_str(), "--extra", "b=x=y", "--extra", "a=2"};
+  auto out = ParseCommandLine(static_cast<int>(argv.size()), argv.data(), info, schema);
+  ASSERT_FALSE(out.exit) << out.message;
+  ASSERT_EQ(o.extra.size(), 3u);
+  EXPECT_EQ(o.extra[0].key, "a");
+  EXPECT_EQ(o.extra[1].key, "b");
+  EXPECT_EQ(std::get<std::string>(o.extra[1].value), "x=y");
+  EXPECT_TRUE(o.extra[1].from_text);
+  EXPECT_EQ(o.extra[1].where, "--extra");
+  EXPECT_EQ(std::get<std::string>(o.extra[2].value), "2");
+  std::vector<const char*> bad = {"t", "--extra", "novalue"};
+  TestOptions o2;
+  Schema schema2 = MakeSchema(&o2);
+  out = ParseCommandLine(static_cast<int>(bad.size()), bad.data(), info, schema2);
+  EXPECT_TRUE(out.exit);
+  EXPECT_EQ(out.exit_code, kExitUsage);
+  EXPECT_EQ(out.message, "t: --extra: expected KEY=VALUE, got 'novalue'");
+}
+
+TEST(CommandLine, CheckHookRunsOnlyForCheckConfig) {
+  TestOptions o;
+  Schema schema = MakeSchema(&o);
+  int checks = 0;
+  AppInfo info;
+  info.name = "t";
+  info.description = "test";
+  info.version = "t 1";
+  info.check = [&]() -> Status {
+    ++checks;
+    return Fail(Error::Config("service 'x': cannot import"));
+  };
+  std::vector<const char*> plain = {"t"};
+  auto out = ParseCommandLine(1, plain.data(), info, schema);
+  EXPECT_FALSE(out.exit);
+  EXPECT_EQ(checks, 0);
+  std::vector<const char*> check = {"t", "--check-config"};
+  out = ParseCommandLine(2, check.data(), info, schema);
+  EXPECT_EQ(checks, 1);
+  EXPECT_TRUE(out.exit);
+  EXPECT_EQ(out.exit_code, kExitConfig);
+  EXPECT_EQ(out.message, "t: service 'x': cannot import");
+}
+
 TEST_F(CliTest, EveryFileErrorIsALineOfItsOwn) {
   const std::string path = WriteToml("bogus = 1\nport = 'x'\n");
   auto out = Parse({"-c", path});
@@ -474,6 +564,66 @@ TEST_F(CliTest, CheckConfigRunsTheCheckHook) {
   EXPECT_EQ(out.exit_code, kExitConfig);
   EXPECT_EQ(out.message, "prog: key file /k.pem: No such file or directory");
   EXPECT_FALSE(Parse({}).exit);  // a start does not run it here (it opens the files itself)
+}
+
+TEST_F(CliTest, EntriesErrorsComeInFileOrderWithTheKeyAsWritten) {
+  const std::string path =
+      WriteToml("bogus = 1\nport = 'x'\n[extra]\nok = 1\nl = [1]\nd = 1970-01-01\n");
+  auto out = Parse({"-c", path});
+  EXPECT_EQ(out.exit_code, kExitConfig);
+  EXPECT_EQ(out.message,
+            "prog: " + path + ":1: key 'bogus': unknown key\nprog: " + path +
+                ":2: key 'port': expected a number 0-65535, found a string\nprog: " + path +
+                ":5: key 'extra.l': expected an array of strings, found an integer "
+                "in it\nprog: " +
+                path + ":6: key 'extra.d': unsupported value, found a date/time");
+  // An inline table, a table spelled with '-' for '_' and named as written.
+  schema_.back() = Entries("extra_table", "--extra-table", "extra", &o_.extra);
+  const std::string spelled = WriteToml("extra-table = { l = [true] }\nport = 'x'\n");
+  EXPECT_EQ(Parse({"-c", spelled}).message,
+            "prog: " + spelled +
+                ":1: key 'extra-table.l': expected an array of strings, found a boolean in "
+                "it\nprog: " +
+                spelled + ":2: key 'port': expected a number 0-65535, found a string");
+  const std::string twice = WriteToml("extra_table = {}\n[extra-table]\n");
+  EXPECT_EQ(Parse({"-c", twice}).exit_code, kExitConfig);
+}
+
+TEST_F(CliTest, EntriesSwitchFollowsTheTypedHelpAndErrorTexts) {
+  const std::string help = Parse({"--help"}, true).message;
+  EXPECT_NE(help.find("--extra KEY=VALUE"), std::string::npos) << help;
+  EXPECT_EQ(help.find("[default: ]"), std::string::npos) << help;
+  auto out = Parse({"--extra"});
+  EXPECT_EQ(out.exit_code, kExitUsage);
+  EXPECT_EQ(out.message, "prog: --extra: expected KEY=VALUE (try --help)");
+  out = Parse({"--extra", "=1"});
+  EXPECT_EQ(out.exit_code, kExitUsage);
+  EXPECT_EQ(out.message, "prog: --extra: expected KEY=VALUE, got '=1'");
+}
+
+TEST_F(CliTest, DumpConfigWritesEntriesAsATableThatReadsBack) {
+  schema_.back().typed_entry = [](const Entry& e) -> Entry::Value {
+    if (e.key == "flag") return std::get<std::string>(e.value) == "yes";
+    return e.value;
+  };
+  const std::string path = WriteToml(
+      "port = 5\n[extra]\nn = 3\nx = 3.0\ns = 'a\"b'\nlist = ['a', 'b']\nflag = false\n"
+      "\"odd key\" = 1\n");
+  auto out = Parse({"-c", path, "--extra", "flag=yes", "--extra", "t=text", "--dump-config"});
+  ASSERT_TRUE(out.exit);
+  EXPECT_EQ(out.exit_code, kExitOk) << out.message;
+  EXPECT_EQ(out.message,
+            "# prog --dump-config: the effective configuration (defaults < file < switches)\n"
+            "mode = \"UDP\"\nport = 5\nlisting = false\nquiet = false\nhost = \"0.0.0.0\"\n"
+            "\n[extra]\nflag = true\nlist = [\"a\", \"b\"]\nn = 3\n\"odd key\" = 1\n"
+            "s = \"a\\\"b\"\nt = \"text\"\nx = 3.0\n");
+  // Fed back with -c, the same dump, and the same entries.
+  std::ofstream(path) << out.message;
+  o_ = TestOptions{};
+  EXPECT_EQ(Parse({"-c", path, "--dump-config"}).message, out.message);
+  ASSERT_EQ(o_.extra.size(), 7u);
+  EXPECT_EQ(std::get<bool>(o_.extra[0].value), true);
+  EXPECT_EQ(std::get<double>(o_.extra[6].value), 3.0);
 }
 
 }  // namespace

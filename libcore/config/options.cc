@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
+#include <map>
 #include <utility>
 
 namespace core::config {
@@ -58,6 +60,10 @@ Field Choice(std::string key, std::string switches, std::string help, std::strin
   return f;
 }
 
+Field Entries(std::string key, std::string switches, std::string help, std::vector<Entry>* target) {
+  return Make(std::move(key), std::move(switches), std::move(help), Kind::kEntries, target);
+}
+
 Field Unset(Field field, std::string text) {
   field.unset_text = std::move(text);
   return field;
@@ -76,6 +82,8 @@ std::string Expected(const Field& field) {
       for (const auto& c : field.choices) all += (all.empty() ? "" : ", ") + c;
       return "one of " + all;
     }
+    case Kind::kEntries:
+      return "KEY=VALUE";
   }
   return {};
 }
@@ -122,6 +130,17 @@ Status SetFromText(const Field& field, std::string_view text) {
       }
       return bad();
     }
+    case Kind::kEntries: {
+      const size_t eq = text.find('=');
+      if (eq == std::string_view::npos || eq == 0) return bad();
+      Entry e;
+      e.key = std::string(text.substr(0, eq));
+      e.value = std::string(text.substr(eq + 1));
+      e.from_text = true;
+      e.where = SwitchName(field);
+      std::get<std::vector<Entry>*>(field.target)->push_back(std::move(e));
+      return {};
+    }
   }
   return Fail(Error::Usage(SwitchName(field) + ": unsupported option kind"));
 }
@@ -135,14 +154,18 @@ std::string ValueText(const Field& field) {
     case Kind::kString:
     case Kind::kChoice:
       return *std::get<std::string*>(field.target);
+    case Kind::kEntries:
+      return "";
   }
   return {};
 }
 
-std::string TomlValue(const Field& field) {
-  if (field.kind == Kind::kBool || field.kind == Kind::kInt) return ValueText(field);
+namespace {
+
+// A TOML basic string, escaped.
+std::string TomlString(std::string_view text) {
   std::string out = "\"";
-  for (const char c : *std::get<std::string*>(field.target)) {
+  for (const char c : text) {
     const auto u = static_cast<unsigned char>(c);
     if (c == '"' || c == '\\') {
       out += '\\';
@@ -159,14 +182,75 @@ std::string TomlValue(const Field& field) {
   return out + "\"";
 }
 
+// A key of a table: bare when it can be, else quoted.
+std::string TomlKey(std::string_view key) {
+  const bool bare = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  });
+  return bare ? std::string(key) : TomlString(key);
+}
+
+std::string TomlEntryValue(const Entry::Value& value) {
+  struct Visit {
+    std::string operator()(bool b) const { return b ? "true" : "false"; }
+    std::string operator()(int64_t i) const { return std::to_string(i); }
+    std::string operator()(double d) const {
+      if (std::isnan(d)) return "nan";
+      if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
+      char buf[64];
+      auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+      std::string out(buf, ec == std::errc() ? end : buf);
+      // The shortest form of 3.0 is "3", which TOML reads as an integer.
+      if (out.find_first_of(".eE") == std::string::npos) out += ".0";
+      return out;
+    }
+    std::string operator()(const std::string& s) const { return TomlString(s); }
+    std::string operator()(const std::vector<std::string>& l) const {
+      std::string out = "[";
+      for (const auto& item : l) out += (out.size() > 1 ? ", " : "") + TomlString(item);
+      return out + "]";
+    }
+  };
+  return std::visit(Visit{}, value);
+}
+
+// A kEntries field as a `[key]` table: for each key its last entry (the one that counts), by key
+// as the loader reads a table; an entry from the command line as the file would hold it.
+std::string DumpEntries(const Field& f, const std::string& key) {
+  const auto& entries = *std::get<std::vector<Entry>*>(f.target);
+  if (entries.empty()) return {};
+  std::map<std::string, const Entry*> last;
+  for (const Entry& e : entries) last[e.key] = &e;
+  std::string out = "\n[" + key + "]\n";
+  for (const auto& [name, e] : last) {
+    const Entry::Value value = e->from_text && f.typed_entry ? f.typed_entry(*e) : e->value;
+    out += TomlKey(name) + " = " + TomlEntryValue(value) + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string TomlValue(const Field& field) {
+  if (field.kind == Kind::kBool || field.kind == Kind::kInt) return ValueText(field);
+  if (field.kind == Kind::kEntries) return {};
+  return TomlString(*std::get<std::string*>(field.target));
+}
+
 std::string DumpToml(const Schema& schema) {
   std::string out;
+  std::string tables;  // after every plain key: a key after a [table] would belong to it
   std::vector<const void*> seen;
   for (const Field& f : schema) {
     const void* target = std::visit([](auto* p) { return static_cast<const void*>(p); }, f.target);
     if (std::find(seen.begin(), seen.end(), target) != seen.end()) continue;  // an alias
     seen.push_back(target);
     const std::string key = SwitchName(f).substr(2);  // spelled like the switch
+    if (f.kind == Kind::kEntries) {
+      tables += DumpEntries(f, key);
+      continue;
+    }
     if (f.kind == Kind::kInt && !f.unset_text.empty()) {
       const int64_t v = *std::get<int64_t*>(f.target);
       if (v < f.min || v > f.max) {
@@ -176,7 +260,7 @@ std::string DumpToml(const Schema& schema) {
     }
     out += key + " = " + TomlValue(f) + "\n";
   }
-  return out;
+  return out + tables;
 }
 
 std::string OneLine(std::string_view text) {

@@ -92,8 +92,66 @@ Result<bool> SetFromNode(const Field& f, std::string_view written, const toml::n
       }
       return true;
     }
+    case Kind::kEntries:  // SetEntries()
+      return wrong_type();
   }
   return true;
+}
+
+// A kEntries field: `[key]` (or `key = { ... }`) whose keys the daemon checks. Each bad entry is
+// one problem at its own line, named as written (`protocol.safe_attrs`).
+void SetEntries(const Field& f, std::string_view written, const toml::node& node,
+                std::string_view source, std::vector<Problem>* problems) {
+  if (!node.is_table()) {
+    problems->push_back({node.source().begin.line, 0,
+                         Where(source, node.source()) + ": key '" + std::string(written) +
+                             "': expected a table, found " + TypeName(node.type())});
+    return;
+  }
+  auto* out = std::get<std::vector<Entry>*>(f.target);
+  for (const auto& [key, value] : *node.as_table()) {
+    Entry e;
+    e.key = std::string(key.str());
+    e.where = Where(source, key.source());
+    const int64_t line = key.source().begin.line;
+    const std::string what = e.where + ": key '" + std::string(written) + "." + e.key + "': ";
+    if (auto b = value.as_boolean()) {
+      e.value = b->get();
+    } else if (auto i = value.as_integer()) {
+      e.value = i->get();
+    } else if (auto d = value.as_floating_point()) {
+      e.value = d->get();
+    } else if (auto s = value.as_string()) {
+      e.value = s->get();
+    } else if (auto a = value.as_array()) {
+      std::vector<std::string> items;
+      const toml::node* wrong = nullptr;
+      for (const auto& item : *a) {
+        if (!item.is_string()) {
+          wrong = &item;
+          break;
+        }
+        items.push_back(item.as_string()->get());
+      }
+      if (wrong != nullptr) {
+        problems->push_back(
+            {line, 0,
+             what + "expected an array of strings, found " + TypeName(wrong->type()) + " in it"});
+        continue;
+      }
+      e.value = std::move(items);
+    } else {
+      problems->push_back({line, 0, what + "unsupported value, found " + TypeName(value.type())});
+      continue;
+    }
+    if (f.check_entry) {
+      if (auto st = f.check_entry(e); !st) {
+        problems->push_back({line, 0, st.error().message()});
+        continue;
+      }
+    }
+    out->push_back(std::move(e));
+  }
 }
 
 // `key = word` where the word is a bare string (`mode = threaded`): toml++ reports a bad
@@ -190,6 +248,12 @@ Status LoadToml(std::string_view text, std::string_view source, const Schema& sc
       continue;
     }
     set_by[target] = {written, line};
+    if (field->kind == Kind::kEntries) {
+      SetEntries(*field, written, node, source, &problems);
+      if (lines != nullptr) (*lines)[field->key] = static_cast<int>(line);
+      if (spellings != nullptr) (*spellings)[field->key] = written;
+      continue;
+    }
     auto st = SetFromNode(*field, written, node, source);
     if (!st) {
       problems.push_back({line, 0, st.error().message()});

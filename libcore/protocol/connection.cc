@@ -411,12 +411,36 @@ Status Connection::Dispatch(Message request) {
   return reply(space_->Handle(h, *parsed->boxed_args));
 }
 
-Result<Outcome> Connection::Call(Handler h, Value boxed_args, int timeout_ms) {
-  if (!generation_known()) {
-    return Fail(Error::Usage("connection to " + peer_name_ + ": generation not known yet"));
+std::optional<Error> Connection::AwaitFrameLocked(std::unique_lock<std::mutex>& lock,
+                                                  std::chrono::steady_clock::time_point deadline,
+                                                  Handler h, int timeout_ms) {
+  if (auto e = EndErrorLocked()) return e;
+  const auto left =
+      std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  if (left.count() <= 0) return Expired(h, timeout_ms);
+  if (reading_) {  // another thread reads: it hands us our reply, or gives the role back
+    ++waiting_;
+    cv_.wait_until(lock, deadline);
+    --waiting_;
+    return std::nullopt;
   }
+  reading_ = true;
+  (void)ReadStep(lock, static_cast<int>(left.count()), /*buffered_only=*/false);
+  return std::nullopt;
+}
+
+Result<Outcome> Connection::Call(Handler h, Value boxed_args, int timeout_ms) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
+  if (!generation_known()) {
+    // A call before the peer has said anything (a hosted service's on_connect calling the
+    // client): its first frame tells the wire generation; a request in it is served meanwhile, as
+    // rpyc's server serves the client's requests while on_connect waits for a reply.
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!generation_known()) {
+      if (auto e = AwaitFrameLocked(lock, deadline, h, timeout_ms)) return Fail(std::move(*e));
+    }
+  }
   std::optional<Outcome> reply;  // filled by whichever thread reads it, under mu_
   const uint64_t seq = next_seq_++;
   {
@@ -440,23 +464,10 @@ Result<Outcome> Connection::Call(Handler h, Value boxed_args, int timeout_ms) {
         result = std::move(*reply);
         break;
       }
-      if (auto e = EndErrorLocked()) {
+      if (auto e = AwaitFrameLocked(lock, deadline, h, timeout_ms)) {
         result = Fail(std::move(*e));
         break;
       }
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-      if (left.count() <= 0) {
-        result = Fail(Expired(h, timeout_ms));
-        break;
-      }
-      if (reading_) {  // another thread reads: it hands us our reply, or gives the role back
-        ++waiting_;
-        cv_.wait_until(lock, deadline);
-        --waiting_;
-        continue;
-      }
-      reading_ = true;
-      (void)ReadStep(lock, static_cast<int>(left.count()), /*buffered_only=*/false);
     }
   }
   pending_.erase(seq);  // a late reply is dropped as unknown

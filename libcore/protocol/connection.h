@@ -31,6 +31,7 @@
 // takes its interpreter lock inside Handle() and releases it around Call().
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -120,6 +121,12 @@ class Connection final : public Peer {
   // With `lock` (on mu_) held and the read role taken by this thread: reads one message, hands a
   // reply to its waiter, gives the role back and serves a request (role given back first, mu_ not
   // held while it runs). `lock` is held again on return; the role is never held on return.
+  // One step of a Call() waiting for what a frame brings (its reply, the peer's generation):
+  // waits while another thread reads, else reads a frame itself. The error when the connection
+  // has ended or `deadline` has passed.
+  std::optional<Error> AwaitFrameLocked(std::unique_lock<std::mutex>& lock,
+                                        std::chrono::steady_clock::time_point deadline, Handler h,
+                                        int timeout_ms);
   Step ReadStep(std::unique_lock<std::mutex>& lock, std::optional<int> timeout_ms,
                 bool buffered_only);
   // A message read from the peer; nullopt means the deadline passed (or, buffered_only, that no

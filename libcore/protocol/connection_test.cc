@@ -471,6 +471,34 @@ TEST_P(ConnectionTest, OwnCallTimesOutAndTheLateReplyIsDropped) {
   EXPECT_EQ(m.args, BoxValue(2));
 }
 
+// A hosted service's on_connect calls the client before the client has said anything: the call
+// waits for the client's first frame (which tells the generation), serves the request in it, and
+// then sends its own request in that generation.
+TEST_P(ConnectionTest, CallBeforeThePeerSpeaksWaitsForItsFirstFrame) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Connection conn(*server_end, {});
+  FakeSpace space;
+  space.set_peer(&conn);
+  conn.set_object_space(&space);
+  EXPECT_FALSE(conn.generation_known());
+  std::optional<Result<Outcome>> result;
+  std::thread caller([&] { result = conn.Call(Handler::kGetRoot, BoxValue(MakeTuple({})), 5000); });
+  RawPeer raw(*client);
+  raw.Write(Frame(Request(7, Handler::kPing, BoxValue(MakeTuple({MakeStr("first")}))), gen()));
+  Message pong = raw.NextMessage(gen());  // served while the call waited
+  EXPECT_EQ(pong.type, MsgType::kReply);
+  EXPECT_EQ(pong.seq, 7u);
+  Message request = raw.NextMessage(gen());  // then the call itself, in the client's generation
+  EXPECT_EQ(request.type, MsgType::kRequest);
+  raw.Write(Frame(Message{MsgType::kReply, request.seq, BoxValue(42)}, gen()));
+  caller.join();
+  ASSERT_TRUE(result.has_value());
+  ASSERT_TRUE(result->has_value()) << (*result).error().ToString();
+  EXPECT_EQ((*result)->kind, Outcome::Kind::kReply);
+  EXPECT_EQ(conn.generation(), gen());
+  conn.Shutdown();
+}
+
 TEST_P(ConnectionTest, OutOfOrderRepliesToNestedCallsAreMatchedBySeq) {
   auto [client, server_end] = MemoryStream::Pair();
   Server server(std::move(server_end));
@@ -601,12 +629,14 @@ TEST(ConnectionErrors, ShutdownFromAnotherThreadEndsServe) {
   EXPECT_EQ(*n, 0u);
 }
 
-TEST(ConnectionErrors, CallBeforeTheGenerationIsKnownFails) {
+// A call waits for the peer's first frame (CallBeforeThePeerSpeaksWaitsForItsFirstFrame); a
+// peer that says nothing makes it time out. A notification is not sent at all.
+TEST(ConnectionErrors, CallBeforeTheGenerationIsKnownTimesOut) {
   auto [a, b] = MemoryStream::Pair();
   Connection conn(*a);
   auto r = conn.Call(Handler::kPing, BoxValue(MakeTuple({1})), 10);
   ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code(), Error::Code::kUsage);
+  EXPECT_EQ(r.error().code(), Error::Code::kLimit);
   EXPECT_FALSE(conn.Notify(Handler::kDel, BoxValue(MakeTuple({}))).has_value());
 }
 

@@ -73,6 +73,12 @@ class ObjectSpace {
   // itself and never passes handler numbers outside 1..20 (it replies KeyError(handler) itself).
   virtual Outcome Handle(Handler h, const brine::Value& boxed_args) = 0;
 
+  // Once, after the space is attached to its connection and before the connection is served
+  // (rpyc's Service.on_connect): it may already call the peer (Peer::Call() then first reads the
+  // peer's first frame to learn its generation, serving it if it is a request). An error ends
+  // the connection (rpyc's server logs it and closes the connection).
+  virtual Status OnConnect() { return {}; }
+
   // The connection is over: release every object lent to the peer, drop every proxy (no DELs).
   // Calls from other threads may still be inside Peer::Call() (failing, as the connection has
   // ended) or handling its result: the space must not be destroyed under them.

@@ -5,7 +5,8 @@
 //   object_space.cc   life cycle, Handle() and the connection's per-thread Python data
 //   lent_objects.h    the table of objects lent to the peer and the id_pack rules (§4.2, §4.3)
 //   boxing.cc         boxing (§4.1) straight into bytes or into a brine tree, and unboxing
-//   handlers.cc       the 20 handlers with SlaveService semantics (§5)
+//   handlers.cc       the 20 handlers with SlaveService semantics (§5), the gated ones asking
+//                     the access policy (access_policy.h)
 //   vinegar.cc        exceptions both ways (§6)
 //   proxies.cc        proxies for the client's objects, the requests they send (§8), and the
 //                     _classicd_native module they reach C++ through
@@ -21,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "daemons/classicd/objspace/access_policy.h"
 #include "daemons/classicd/objspace/internal.h"
 #include "daemons/classicd/objspace/lent_objects.h"
 #include "daemons/classicd/objspace/py_ref.h"
@@ -31,12 +33,11 @@ namespace classicd::objspace {
 
 struct Link;
 
-// What AccessAttr() does with the attribute.
-enum class Access { kGet, kSet, kDelete };
-
 class ClassicObjectSpace final : public core::protocol::ObjectSpace {
  public:
-  ClassicObjectSpace(Interpreter::Support& support, core::protocol::Peer& peer);
+  // `policy` must outlive the space.
+  ClassicObjectSpace(Interpreter::Support& support, core::protocol::Peer& peer,
+                     const AccessPolicy& policy);
   ~ClassicObjectSpace() override;
   ClassicObjectSpace(const ClassicObjectSpace&) = delete;
   ClassicObjectSpace& operator=(const ClassicObjectSpace&) = delete;
@@ -44,6 +45,10 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   ClassicObjectSpace& operator=(ClassicObjectSpace&&) = delete;
 
   bool Init(bool classic_root);  // GIL held
+  // A hosted service's root and conn instead (GIL held). When they cannot be made, OnConnect()
+  // fails with the reason.
+  void InitHosted(const HostedService& service, uint64_t connid);
+  core::Status OnConnect() override;
   core::protocol::Outcome Handle(core::protocol::Handler h,
                                  const core::brine::Value& boxed_args) override;
   void OnDisconnect() override;
@@ -79,8 +84,8 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
 
   // --- handlers.cc ---
   PyRef Dispatch(core::protocol::Handler h, PyObject* args);
-  PyRef AccessAttr(PyObject* obj, PyObject* raw_name, PyObject* hook_name, PyObject* value,
-                   Access access);
+  PyRef OldSlicing(PyObject* obj, PyObject* attempt, PyObject* fallback, PyObject* start,
+                   PyObject* stop, PyObject* args);
   PyRef Call(PyObject* fn, PyObject* args, PyObject* kwargs);
   PyRef InstanceCheck(PyObject* obj, PyObject* id_pack);
   core::protocol::Outcome Inspect(PyObject* args);
@@ -103,7 +108,12 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
 
   Interpreter::Support& sup_;
   core::protocol::Peer& peer_;
+  const AccessPolicy& policy_;
   PyRef root_, conn_obj_, proxy_conn_, capsule_;
+  bool hosted_ = false;     // root_ is a hosted service's: OnConnect() calls its on_connect(conn)
+  std::string init_error_;  // why InitHosted() failed
+  // How long a request to the client waits for its reply (rpyc's sync_request_timeout).
+  int request_timeout_ms_ = 30000;
   Link* link_ = nullptr;  // owned by capsule_
   LentObjects lent_;
   // Request()s in progress, on any thread: a Python thread other than the serving one may still

@@ -37,17 +37,6 @@ PyRef CheckArgs(PyObject* args, Py_ssize_t min, Py_ssize_t max, const char* hand
   return PyRef::Borrow(args);
 }
 
-// Attribute names: str, or bytes decoded as UTF-8 (§5.1).
-PyRef AttrName(PyObject* name) {
-  if (PyUnicode_Check(name)) return PyRef::Borrow(name);
-  if (PyBytes_Check(name)) {
-    return PyRef::Steal(
-        PyUnicode_DecodeUTF8(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), "strict"));
-  }
-  PyErr_SetString(PyExc_TypeError, "name must be a string");
-  return PyRef();
-}
-
 // The version tag of a class, assigned if need be; 0 when it has none (then nothing is cached).
 unsigned VersionTag(PyTypeObject* t, PyObject* any_name) {
   if ((t->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) == 0) (void)_PyType_Lookup(t, any_name);
@@ -56,36 +45,6 @@ unsigned VersionTag(PyTypeObject* t, PyObject* any_name) {
 constexpr size_t kMethodsCacheSize = 4096;
 
 }  // namespace
-
-// Hooks on type(obj) skip every check (§5.1).
-PyRef ClassicObjectSpace::AccessAttr(PyObject* obj, PyObject* raw_name, PyObject* hook_name,
-                                     PyObject* value, Access access) {
-  PyRef name = AttrName(raw_name);
-  if (!name) return name;
-  // hasattr(type(obj), hook): the MRO lookup is cached and raises nothing when absent (a getattr
-  // on a type formats an AttributeError first, which cost more than the whole request).
-  if (_PyType_Lookup(Py_TYPE(obj), hook_name) != nullptr) {
-    PyRef hook =
-        PyRef::Steal(PyObject_GetAttr(reinterpret_cast<PyObject*>(Py_TYPE(obj)), hook_name));
-    if (!hook) return hook;
-    if (access == Access::kSet) {
-      return PyRef::Steal(
-          PyObject_CallFunctionObjArgs(hook.get(), obj, name.get(), value, nullptr));
-    }
-    return PyRef::Steal(PyObject_CallFunctionObjArgs(hook.get(), obj, name.get(), nullptr));
-  }
-  switch (access) {
-    case Access::kGet:
-      return PyRef::Steal(PyObject_GetAttr(obj, name.get()));
-    case Access::kSet:
-      if (PyObject_SetAttr(obj, name.get(), value) < 0) return PyRef();
-      return PyRef::Borrow(Py_None);
-    case Access::kDelete:
-      if (PyObject_DelAttr(obj, name.get()) < 0) return PyRef();
-      return PyRef::Borrow(Py_None);
-  }
-  return PyRef();
-}
 
 PyRef ClassicObjectSpace::Call(PyObject* fn, PyObject* args, PyObject* kwargs) {
   PyRef pos = PyTuple_Check(args) ? PyRef::Borrow(args) : PyRef::Steal(PySequence_Tuple(args));
@@ -121,19 +80,19 @@ PyRef ClassicObjectSpace::Dispatch(Handler h, PyObject* a) {
       return PyRef::Borrow(root_.get());
     case Handler::kGetAttr:
       if (!CheckArgs(a, 2, 2, "GETATTR")) return PyRef();
-      return AccessAttr(arg(0), arg(1), sup_.s_rpyc_getattr.get(), nullptr, Access::kGet);
+      return policy_.Apply(arg(0), arg(1), Access::kGet, nullptr);
     case Handler::kDelAttr:
       if (!CheckArgs(a, 2, 2, "DELATTR")) return PyRef();
-      return AccessAttr(arg(0), arg(1), sup_.s_rpyc_delattr.get(), nullptr, Access::kDelete);
+      return policy_.Apply(arg(0), arg(1), Access::kDelete, nullptr);
     case Handler::kSetAttr:
       if (!CheckArgs(a, 3, 3, "SETATTR")) return PyRef();
-      return AccessAttr(arg(0), arg(1), sup_.s_rpyc_setattr.get(), arg(2), Access::kSet);
+      return policy_.Apply(arg(0), arg(1), Access::kSet, arg(2));
     case Handler::kCall:
       if (!CheckArgs(a, 2, 3, "CALL")) return PyRef();
       return Call(arg(0), arg(1), n > 2 ? arg(2) : nullptr);
     case Handler::kCallAttr: {
       if (!CheckArgs(a, 3, 4, "CALLATTR")) return PyRef();
-      PyRef fn = AccessAttr(arg(0), arg(1), sup_.s_rpyc_getattr.get(), nullptr, Access::kGet);
+      PyRef fn = policy_.Apply(arg(0), arg(1), Access::kGet, nullptr);
       if (!fn) return fn;
       return Call(fn.get(), arg(2), n > 3 ? arg(3) : nullptr);
     }
@@ -147,7 +106,7 @@ PyRef ClassicObjectSpace::Dispatch(Handler h, PyObject* a) {
       if (!CheckArgs(a, 2, 3, "CMP")) return PyRef();
       PyObject* op = n > 2 ? arg(2) : sup_.s_cmp.get();
       PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(arg(0)));
-      PyRef fn = AccessAttr(type, op, sup_.s_rpyc_getattr.get(), nullptr, Access::kGet);
+      PyRef fn = policy_.Apply(type, op, Access::kGet, nullptr);
       if (!fn) return fn;
       return PyRef::Steal(PyObject_CallFunctionObjArgs(fn.get(), arg(0), arg(1), nullptr));
     }
@@ -165,6 +124,10 @@ PyRef ClassicObjectSpace::Dispatch(Handler h, PyObject* a) {
     }
     case Handler::kPickle:
       if (!CheckArgs(a, 2, 2, "PICKLE")) return PyRef();
+      if (!policy_.allow_pickle()) {
+        PyErr_SetString(PyExc_ValueError, "pickling is disabled");
+        return PyRef();
+      }
       return PyRef::Steal(
           PyObject_CallFunctionObjArgs(sup_.pickle_dumps.get(), arg(0), arg(1), nullptr));
     case Handler::kBuffIter: {
@@ -187,12 +150,15 @@ PyRef ClassicObjectSpace::Dispatch(Handler h, PyObject* a) {
     }
     case Handler::kOldSlicing:
       if (!CheckArgs(a, 6, 6, "OLDSLICING")) return PyRef();
-      return PyRef::Steal(PyObject_CallFunctionObjArgs(sup_.oldslicing.get(), arg(0), arg(1),
-                                                       arg(2), arg(3), arg(4), arg(5), nullptr));
-    case Handler::kCtxExit:
+      return OldSlicing(arg(0), arg(1), arg(2), arg(3), arg(4), arg(5));
+    case Handler::kCtxExit: {
       if (!CheckArgs(a, 2, 2, "CTXEXIT")) return PyRef();
+      // obj.__exit__ is fetched as a GETATTR would be.
+      PyRef exit_method = policy_.ApplyName(arg(0), sup_.s_exit.get(), Access::kGet, nullptr);
+      if (!exit_method) return exit_method;
       return PyRef::Steal(
-          PyObject_CallFunctionObjArgs(sup_.ctxexit.get(), arg(0), arg(1), nullptr));
+          PyObject_CallFunctionObjArgs(sup_.ctxexit.get(), exit_method.get(), arg(1), nullptr));
+    }
     case Handler::kInstanceCheck:
       if (!CheckArgs(a, 2, 2, "INSTANCECHECK")) return PyRef();
       return InstanceCheck(arg(0), arg(1));
@@ -203,6 +169,33 @@ PyRef ClassicObjectSpace::Dispatch(Handler h, PyObject* a) {
   }
   PyErr_Format(PyExc_KeyError, "%d", static_cast<int>(h));
   return PyRef();
+}
+
+// obj[start:stop] in the client's Python 2 spelling (§5.2): the `attempt` method (__getitem__...)
+// with a slice, else the `fallback` one (__getslice__...) with the bounds; both fetched as a
+// GETATTR would be.
+PyRef ClassicObjectSpace::OldSlicing(PyObject* obj, PyObject* attempt, PyObject* fallback,
+                                     PyObject* start, PyObject* stop, PyObject* args) {
+  PyRef extra = PyTuple_Check(args) ? PyRef::Borrow(args) : PyRef::Steal(PySequence_Tuple(args));
+  if (!extra) return extra;
+  {
+    PyRef fn = policy_.Apply(obj, attempt, Access::kGet, nullptr);
+    PyRef slice = fn ? PyRef::Steal(PySlice_New(start, stop, nullptr)) : PyRef();
+    PyRef head = slice ? PyRef::Steal(PyTuple_Pack(1, slice.get())) : PyRef();
+    PyRef all = head ? PyRef::Steal(PySequence_Concat(head.get(), extra.get())) : PyRef();
+    PyRef r = all ? PyRef::Steal(PyObject_Call(fn.get(), all.get(), nullptr)) : PyRef();
+    if (r || !PyErr_ExceptionMatches(PyExc_Exception)) return r;
+    PyErr_Clear();
+  }
+  PyRef bound =
+      stop == Py_None ? PyRef::Steal(PyLong_FromSsize_t(PY_SSIZE_T_MAX)) : PyRef::Borrow(stop);
+  if (!bound) return bound;
+  PyRef fn = policy_.Apply(obj, fallback, Access::kGet, nullptr);
+  if (!fn) return fn;
+  PyRef head = PyRef::Steal(PyTuple_Pack(2, start, bound.get()));
+  PyRef all = head ? PyRef::Steal(PySequence_Concat(head.get(), extra.get())) : PyRef();
+  if (!all) return all;
+  return PyRef::Steal(PyObject_Call(fn.get(), all.get(), nullptr));
 }
 
 // isinstance(obj, cls) for the client's netref class whose id_pack is given (§5.2).

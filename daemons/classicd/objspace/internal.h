@@ -9,7 +9,9 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
+#include "daemons/classicd/objspace/access_policy.h"
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/objspace/py_ref.h"
 #include "libcore/brine/value.h"
@@ -41,17 +43,33 @@ using EncodedPtr = std::shared_ptr<const std::string>;
 struct Interpreter::Support {
   PyRef module;  // _classicd_support (support.py)
   PyRef get_methods, dump_exc, load_exc, make_root, proxy_conn_class, base_netref;
-  PyRef ctxexit, instancecheck, pickle_dumps, oldslicing;
+  PyRef ctxexit, instancecheck, pickle_dumps;
   PyRef call, call_kw;  // the frame of the client's calls (handlers.cc, docs/embedding.md §3.7)
   // Interned names.
-  PyRef s_rpyc_getattr, s_rpyc_setattr, s_rpyc_delattr, s_proxy, s_drop, s_conn_attr,
-      s_id_pack_attr, s_v6, s_on_disconnect, s_closed, s_exit, s_cmp, s_class, s_module, s_name;
+  PyRef s_proxy, s_drop, s_conn_attr, s_id_pack_attr, s_v6, s_on_disconnect, s_closed, s_exit,
+      s_cmp, s_class, s_module, s_name;
   PyRef object_class_descr;  // object.__dict__['__class__']
+  // The classic service's access policy (every attribute, every operation, pickle).
+  std::unique_ptr<AccessPolicy> classic_policy;
   // INSPECT replies, already brine-encoded for the wire (converting a method list with its
   // docstrings cost more than the rest of a connection's handshake; copying the boxed list into
   // each reply and encoding it again still cost ~25k instructions per connection).
   std::unordered_map<MethodsKey, EncodedPtr, MethodsKeyHash> methods_cache;
 };
+
+// A hosted rpyc.Service (objspace.h). Its PyRefs are released with the GIL (hosting.cc).
+struct HostedService {
+  Interpreter* interpreter = nullptr;
+  PyRef make_root;  // () -> a root instance: the class, or a function giving the shared instance
+  PyRef config;     // conn._config's base: rpyc's DEFAULT_CONFIG with the service's keys
+  std::unique_ptr<AccessPolicy> policy;
+  std::vector<std::string> aliases;
+  int request_timeout_ms = 30000;  // sync_request_timeout (None: the largest wait)
+};
+
+// The config keys a ProtocolConfig sets, as the dict rpyc's Connection reads (NULL + Python error
+// on failure).
+PyRef ProtocolConfigDict(const ProtocolConfig& config);
 
 // The source of support.py (generated from the file by CMake).
 extern const char kSupportSource[];

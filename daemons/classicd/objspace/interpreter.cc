@@ -84,7 +84,6 @@ bool LoadSupport(Interpreter::Support* sup) {
                {&sup->ctxexit, "ctxexit"},
                {&sup->instancecheck, "instancecheck"},
                {&sup->pickle_dumps, "pickle_dumps"},
-               {&sup->oldslicing, "oldslicing"},
                {&sup->call, "call"},
                {&sup->call_kw, "call_kw"}};
   for (auto& a : attrs) {
@@ -97,15 +96,14 @@ bool LoadSupport(Interpreter::Support* sup) {
   sup->object_class_descr =
       PyRef::Steal(PyMapping_GetItemString(sup->object_class_descr.get(), "__class__"));
   if (!sup->object_class_descr) return false;
-  return Intern(&sup->s_rpyc_getattr, "_rpyc_getattr") &&
-         Intern(&sup->s_rpyc_setattr, "_rpyc_setattr") &&
-         Intern(&sup->s_rpyc_delattr, "_rpyc_delattr") && Intern(&sup->s_proxy, "proxy") &&
-         Intern(&sup->s_drop, "drop") && Intern(&sup->s_conn_attr, "____conn__") &&
-         Intern(&sup->s_id_pack_attr, "____id_pack__") && Intern(&sup->s_v6, "v6") &&
-         Intern(&sup->s_on_disconnect, "on_disconnect") && Intern(&sup->s_closed, "_closed") &&
-         Intern(&sup->s_exit, "__exit__") && Intern(&sup->s_cmp, "__cmp__") &&
-         Intern(&sup->s_class, "__class__") && Intern(&sup->s_module, "__module__") &&
-         Intern(&sup->s_name, "__name__");
+  sup->classic_policy = AccessPolicy::Make(ProtocolConfig::Classic());
+  if (!sup->classic_policy) return false;
+  return Intern(&sup->s_proxy, "proxy") && Intern(&sup->s_drop, "drop") &&
+         Intern(&sup->s_conn_attr, "____conn__") && Intern(&sup->s_id_pack_attr, "____id_pack__") &&
+         Intern(&sup->s_v6, "v6") && Intern(&sup->s_on_disconnect, "on_disconnect") &&
+         Intern(&sup->s_closed, "_closed") && Intern(&sup->s_exit, "__exit__") &&
+         Intern(&sup->s_cmp, "__cmp__") && Intern(&sup->s_class, "__class__") &&
+         Intern(&sup->s_module, "__module__") && Intern(&sup->s_name, "__name__");
 }
 
 // sys.path[0:0] = extra + $PYTHONPATH entries.

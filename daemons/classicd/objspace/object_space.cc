@@ -25,8 +25,13 @@ using core::protocol::Generation;
 using core::protocol::Handler;
 using core::protocol::Outcome;
 
-ClassicObjectSpace::ClassicObjectSpace(Interpreter::Support& support, core::protocol::Peer& peer)
-    : sup_(support), peer_(peer), maker_(std::this_thread::get_id()), spaces_(ThreadSpaceCount()) {
+ClassicObjectSpace::ClassicObjectSpace(Interpreter::Support& support, core::protocol::Peer& peer,
+                                       const AccessPolicy& policy)
+    : sup_(support),
+      peer_(peer),
+      policy_(policy),
+      maker_(std::this_thread::get_id()),
+      spaces_(ThreadSpaceCount()) {
   spaces_->fetch_add(1);
 }
 
@@ -151,7 +156,8 @@ std::unique_ptr<core::protocol::ObjectSpace> MakeClassicObjectSpace(Interpreter&
                                                                     core::protocol::Peer& peer,
                                                                     RootService root) {
   GilHold gil;
-  auto space = std::make_unique<ClassicObjectSpace>(interpreter.support(), peer);
+  auto space = std::make_unique<ClassicObjectSpace>(interpreter.support(), peer,
+                                                    *interpreter.support().classic_policy);
   if (!space->Init(root == RootService::kClassic)) {
     // Only on out-of-memory-like failures; the space still answers, with exceptions.
     PyErr_Clear();

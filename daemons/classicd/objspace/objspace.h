@@ -4,10 +4,12 @@
 // per-connection classic object space behind core::protocol::ObjectSpace (docs/protocol.md §4-§8).
 // This header does not include <Python.h>; only files in this directory do.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "daemons/classicd/objspace/protocol_config.h"
 #include "libcore/base/result.h"
 #include "libcore/protocol/object_space.h"
 
@@ -129,5 +131,27 @@ enum class RootService { kSlave, kClassic };
 // space; destroy it before the interpreter.
 std::unique_ptr<core::protocol::ObjectSpace> MakeClassicObjectSpace(
     Interpreter& interpreter, core::protocol::Peer& peer, RootService root = RootService::kSlave);
+
+// A user's rpyc.Service hosted instead of the classic one (--service; hosting.cc): imported once,
+// with the access policy and conn._config of its protocol config. Destroy it before the
+// interpreter.
+struct HostedService;
+using HostedServicePtr = std::shared_ptr<HostedService>;
+
+// Imports `spec` ("package.module:Name" or "package.module:factory()", factory() called here).
+// An Error::Config naming the service and the reason (the import's traceback, not a Service, a
+// _protocol override) when it cannot be hosted.
+core::Result<HostedServicePtr> LoadService(Interpreter& interpreter, const std::string& spec,
+                                           const ProtocolConfig& config);
+// Its aliases (rpyc's get_service_aliases(): "CALCULATOR" for CalculatorService).
+const std::vector<std::string>& ServiceAliases(const HostedService& service);
+
+// One per connection, as MakeClassicObjectSpace(): the root is a new instance of the service's
+// class (or the shared instance), its on_connect(conn) runs in OnConnect() and on_disconnect(conn)
+// in OnDisconnect(). `service` must outlive the space; `connid` becomes conn._config["connid"].
+std::unique_ptr<core::protocol::ObjectSpace> MakeServiceObjectSpace(Interpreter& interpreter,
+                                                                    core::protocol::Peer& peer,
+                                                                    const HostedService& service,
+                                                                    uint64_t connid);
 
 }  // namespace classicd::objspace

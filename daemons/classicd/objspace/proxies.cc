@@ -110,7 +110,7 @@ PyRef ClassicObjectSpace::Request(int handler, PyObject* args) {
   core::Result<Outcome> r = core::Fail(core::Error::Closed("not sent"));
   {
     GilRelease nogil;
-    r = peer_.Call(static_cast<Handler>(handler), std::move(boxed));
+    r = peer_.Call(static_cast<Handler>(handler), std::move(boxed), request_timeout_ms_);
   }
   if (!r) {
     const core::Error& e = r.error();

@@ -16,6 +16,7 @@ import weakref
 import _classicd_native as _native
 
 # Handler numbers (docs/protocol.md §5.2).
+_PING, _GETROOT = 2, 3
 _GETATTR, _DELATTR, _SETATTR, _CALL, _CALLATTR = 4, 5, 6, 7, 8
 _REPR, _STR, _CMP, _HASH, _DIR, _PICKLE = 9, 10, 11, 12, 13, 14
 _INSPECT, _CTXEXIT, _INSTANCECHECK = 16, 19, 20
@@ -380,6 +381,113 @@ def make_root(classic=False):
     return root, conn
 
 
+# --- a hosted rpyc.Service (--service) ---------------------------------------------------------
+
+class ServiceLoadError(Exception):
+    """Why a --service cannot be hosted; its text is the whole message."""
+
+
+def load_service(spec):
+    """(make_root, aliases) for 'package.module:Name' or 'package.module:factory()'.
+
+    Name is an rpyc.Service subclass (classpartial's included: a new instance per connection) or
+    an instance (shared by every connection); factory() is called once, here, and what it returns
+    is taken the same way.
+    """
+    module_name, sep, attr = spec.partition(':')
+    call = attr.endswith('()')
+    if call:
+        attr = attr[:-2]
+    if not sep or not module_name or not attr.isidentifier():
+        raise ServiceLoadError('expected package.module:Name or package.module:factory()')
+    try:
+        module = importlib.import_module(module_name)
+    except BaseException:
+        raise ServiceLoadError('importing %s failed:\n%s'
+                               % (module_name, traceback.format_exc().rstrip())) from None
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ServiceLoadError('module %s has no attribute %r' % (module_name, attr)) from None
+    if call:
+        try:
+            obj = obj()
+        except BaseException:
+            raise ServiceLoadError('%s:%s() failed:\n%s' % (
+                module_name, attr, traceback.format_exc().rstrip())) from None
+    try:
+        from rpyc.core.protocol import Connection as RpycConnection
+        from rpyc.core.service import Service as RpycService
+    except BaseException:
+        raise ServiceLoadError('importing rpyc failed:\n%s'
+                               % traceback.format_exc().rstrip()) from None
+    if isinstance(obj, type) and issubclass(obj, RpycService):
+        cls, make = obj, obj
+    elif isinstance(obj, RpycService):
+        cls = type(obj)
+
+        def make():
+            return obj
+    else:
+        raise ServiceLoadError('%r is not an rpyc.Service subclass or instance' % (obj,))
+    if cls._protocol is not RpycConnection:
+        raise ServiceLoadError(
+            '%s sets _protocol = %r: rpyc-classicd serves it with its own protocol engine, which '
+            'replaces rpyc\'s Connection class; remove the override to host it here'
+            % (cls.__name__, cls._protocol))
+    return make, tuple(str(a) for a in cls.get_service_aliases())
+
+
+def hosted_config(ours):
+    """conn._config's base for a hosted service: rpyc's DEFAULT_CONFIG with the daemon's keys."""
+    try:
+        from rpyc.core.protocol import DEFAULT_CONFIG
+        config = dict(DEFAULT_CONFIG)
+    except BaseException:
+        config = {}
+    config.update(ours)
+    return config
+
+
+class HostedConnection:
+    """`conn` as a hosted service's code sees it: the parts of rpyc's Connection that services
+    use (root, _config, closed, ping)."""
+
+    def __init__(self, proxies, config):
+        self._proxies = proxies
+        self._config = config
+        self._closed = False
+        self._root = None
+
+    @property
+    def root(self):
+        """The client's root object (its service), fetched once."""
+        if self._root is None:
+            self._root = _native.request(self._proxies.handle, _GETROOT, ())
+        return self._root
+
+    @property
+    def closed(self):
+        return self._closed
+
+    def ping(self, data=None, timeout=3):
+        if data is None:
+            data = 'abcdefghijklmnopqrstuvwxyz' * 20
+        echo = _native.request(self._proxies.handle, _PING, (data,))
+        if echo != data:
+            from rpyc.core.protocol import PingError
+            raise PingError('echo mismatches sent data')
+
+    def __repr__(self):
+        return '<rpyc-classicd hosted connection %s>' % ('closed' if self._closed else 'open')
+
+
+def make_hosted_root(make, config, proxies, connid):
+    conf = dict(config)
+    conf['connid'] = connid
+    return make(), HostedConnection(proxies, conf)
+
+
 # --- CTXEXIT and INSTANCECHECK (§5.2 notes) ----------------------------------------------------
 
 def _resolve_class(name_pack):
@@ -388,8 +496,8 @@ def _resolve_class(name_pack):
     return getattr(mod, name, None) if mod is not None else None
 
 
-def ctxexit(obj, exc):
-    exit_method = obj.__exit__
+def ctxexit(exit_method, exc):
+    """CTXEXIT once obj.__exit__ has been fetched (as a GETATTR, through the access policy)."""
     if not exc:
         return exit_method(None, None, None)
     cls = exc
@@ -416,15 +524,6 @@ def instancecheck(cls, other, name_pack):
     if isinstance(other_cls, type):
         return issubclass(other_cls, cls)
     return False
-
-
-def oldslicing(obj, attempt, fallback, start, stop, args):
-    try:
-        return getattr(obj, attempt)(slice(start, stop), *args)
-    except Exception:
-        if stop is None:
-            stop = sys.maxsize
-        return getattr(obj, fallback)(start, stop, *args)
 
 
 def pickle_dumps(obj, proto):

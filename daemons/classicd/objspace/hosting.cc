@@ -1,0 +1,188 @@
+// Hosting a user's rpyc.Service (--service): loading it once at start (support.py's
+// load_service), and the per-connection root and `conn` its code sees, with on_connect(conn)
+// before the connection is served and on_disconnect(conn) after it ends (object_space.cc).
+
+#include <Python.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "daemons/classicd/objspace/access_policy.h"
+#include "daemons/classicd/objspace/classic_object_space.h"
+#include "daemons/classicd/objspace/internal.h"
+#include "daemons/classicd/objspace/objspace.h"
+#include "daemons/classicd/objspace/py_ref.h"
+
+namespace classicd::objspace {
+
+namespace {
+
+PyRef StrList(const std::vector<std::string>& items) {
+  PyRef list = PyRef::Steal(PyList_New(0));
+  if (!list) return list;
+  for (const auto& s : items) {
+    PyRef item =
+        PyRef::Steal(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "strict"));
+    if (!item || PyList_Append(list.get(), item.get()) < 0) return PyRef();
+  }
+  return list;
+}
+
+void DestroyHosted(HostedService* service) {
+  GilHold gil;
+  delete service;
+}
+
+}  // namespace
+
+PyRef ProtocolConfigDict(const ProtocolConfig& c) {
+  PyRef d = PyRef::Steal(PyDict_New());
+  if (!d) return d;
+  PyRef safe_list = StrList(c.safe_attrs);
+  PyRef safe = safe_list ? PyRef::Steal(PySet_New(safe_list.get())) : PyRef();
+  PyRef timeout = c.sync_request_timeout ? PyRef::Steal(PyFloat_FromDouble(*c.sync_request_timeout))
+                                         : PyRef::Borrow(Py_None);
+  if (!safe || !timeout) return PyRef();
+  // A timeout that is a whole number is an int, as rpyc's default (30) is.
+  if (c.sync_request_timeout &&
+      *c.sync_request_timeout == static_cast<int64_t>(*c.sync_request_timeout)) {
+    timeout = PyRef::Steal(PyLong_FromLongLong(static_cast<int64_t>(*c.sync_request_timeout)));
+    if (!timeout) return timeout;
+  }
+  PyRef prefix = PyRef::Steal(PyUnicode_DecodeUTF8(
+      c.exposed_prefix.data(), static_cast<Py_ssize_t>(c.exposed_prefix.size()), "strict"));
+  if (!prefix) return prefix;
+  struct {
+    const char* key;
+    PyObject* value;
+  } items[] = {
+      {"allow_safe_attrs", c.allow_safe_attrs ? Py_True : Py_False},
+      {"safe_attrs", safe.get()},
+      {"allow_exposed_attrs", c.allow_exposed_attrs ? Py_True : Py_False},
+      {"exposed_prefix", prefix.get()},
+      {"allow_public_attrs", c.allow_public_attrs ? Py_True : Py_False},
+      {"allow_all_attrs", c.allow_all_attrs ? Py_True : Py_False},
+      {"allow_getattr", c.allow_getattr ? Py_True : Py_False},
+      {"allow_setattr", c.allow_setattr ? Py_True : Py_False},
+      {"allow_delattr", c.allow_delattr ? Py_True : Py_False},
+      {"allow_pickle", c.allow_pickle ? Py_True : Py_False},
+      {"include_local_traceback", c.include_local_traceback ? Py_True : Py_False},
+      {"include_local_version", c.include_local_version ? Py_True : Py_False},
+      {"import_custom_exceptions", c.import_custom_exceptions ? Py_True : Py_False},
+      {"instantiate_custom_exceptions", c.instantiate_custom_exceptions ? Py_True : Py_False},
+      {"instantiate_oldstyle_exceptions", c.instantiate_oldstyle_exceptions ? Py_True : Py_False},
+      {"propagate_SystemExit_locally", c.propagate_SystemExit_locally ? Py_True : Py_False},
+      {"propagate_KeyboardInterrupt_locally",
+       c.propagate_KeyboardInterrupt_locally ? Py_True : Py_False},
+      {"sync_request_timeout", timeout.get()},
+  };
+  for (const auto& item : items) {
+    if (PyDict_SetItemString(d.get(), item.key, item.value) < 0) return PyRef();
+  }
+  return d;
+}
+
+core::Result<HostedServicePtr> LoadService(Interpreter& interpreter, const std::string& spec,
+                                           const ProtocolConfig& config) {
+  GilHold gil;
+  auto fail = [&spec](const std::string& why) {
+    return core::Fail(core::Error::Config("service '" + spec + "': " + why));
+  };
+  HostedServicePtr service(new HostedService(), &DestroyHosted);
+  service->interpreter = &interpreter;
+  PyObject* module = interpreter.support().module.get();
+  PyRef load = PyRef::Steal(PyObject_GetAttrString(module, "load_service"));
+  PyRef spec_str = load ? PyRef::Steal(PyUnicode_DecodeUTF8(
+                              spec.data(), static_cast<Py_ssize_t>(spec.size()), "replace"))
+                        : PyRef();
+  PyRef loaded = spec_str ? PyRef::Steal(PyObject_CallOneArg(load.get(), spec_str.get())) : PyRef();
+  if (!loaded) {
+    PyObject *t = nullptr, *v = nullptr, *tb = nullptr;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    PyRef type = PyRef::Steal(t), value = PyRef::Steal(v), trace = PyRef::Steal(tb);
+    PyRef load_error = PyRef::Steal(PyObject_GetAttrString(module, "ServiceLoadError"));
+    std::string why = "cannot be loaded";
+    if (value && load_error && PyObject_IsInstance(value.get(), load_error.get()) == 1) {
+      PyRef text = PyRef::Steal(PyObject_Str(value.get()));
+      if (text && PyUnicode_Check(text.get())) why = PyUnicode_AsUTF8(text.get());
+    } else if (type) {
+      PyErr_Restore(type.release(), value.release(), trace.release());
+      why = FetchErrorText();
+    }
+    PyErr_Clear();
+    return fail(why);
+  }
+  service->make_root = PyRef::Borrow(PyTuple_GET_ITEM(loaded.get(), 0));
+  PyObject* aliases = PyTuple_GET_ITEM(loaded.get(), 1);
+  for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(aliases); ++i) {
+    const char* a = PyUnicode_AsUTF8(PyTuple_GET_ITEM(aliases, i));
+    if (a == nullptr) return fail(FetchErrorText());
+    service->aliases.emplace_back(a);
+  }
+  PyRef ours = ProtocolConfigDict(config);
+  PyRef base = PyRef::Steal(PyObject_GetAttrString(module, "hosted_config"));
+  service->config =
+      ours && base ? PyRef::Steal(PyObject_CallOneArg(base.get(), ours.get())) : PyRef();
+  if (!service->config) return fail(FetchErrorText());
+  service->request_timeout_ms =
+      config.sync_request_timeout
+          ? static_cast<int>(std::min(*config.sync_request_timeout * 1000.0, 2147483647.0))
+          : std::numeric_limits<int>::max();
+  service->policy = AccessPolicy::Make(config);
+  if (!service->policy) return fail(FetchErrorText());
+  return service;
+}
+
+const std::vector<std::string>& ServiceAliases(const HostedService& service) {
+  return service.aliases;
+}
+
+void ClassicObjectSpace::InitHosted(const HostedService& service, uint64_t connid) {
+  hosted_ = true;
+  request_timeout_ms_ = service.request_timeout_ms;
+  PyObject* proxies = Proxies();
+  PyRef make = PyRef::Steal(PyObject_GetAttrString(sup_.module.get(), "make_hosted_root"));
+  PyRef id = PyRef::Steal(PyLong_FromUnsignedLongLong(connid));
+  PyRef pair = proxies != nullptr && make && id
+                   ? PyRef::Steal(PyObject_CallFunctionObjArgs(make.get(), service.make_root.get(),
+                                                               service.config.get(), proxies,
+                                                               id.get(), nullptr))
+                   : PyRef();
+  if (!pair) {
+    // The instance could not be made (its __init__ raised): OnConnect() refuses the connection.
+    init_error_ = FetchErrorText();
+    return;
+  }
+  root_ = PyRef::Borrow(PyTuple_GET_ITEM(pair.get(), 0));
+  conn_obj_ = PyRef::Borrow(PyTuple_GET_ITEM(pair.get(), 1));
+}
+
+core::Status ClassicObjectSpace::OnConnect() {
+  if (!hosted_) return {};
+  GilHold gil;
+  if (!root_) return core::Fail(core::Error::Python(init_error_));
+  PyRef name = PyRef::Steal(PyUnicode_InternFromString("on_connect"));
+  PyRef r = name ? PyRef::Steal(PyObject_CallMethodOneArg(root_.get(), name.get(), conn_obj_.get()))
+                 : PyRef();
+  if (!r) return core::Fail(core::Error::Python(FetchErrorText()));
+  FlushDels();
+  return {};
+}
+
+std::unique_ptr<core::protocol::ObjectSpace> MakeServiceObjectSpace(Interpreter& interpreter,
+                                                                    core::protocol::Peer& peer,
+                                                                    const HostedService& service,
+                                                                    uint64_t connid) {
+  GilHold gil;
+  auto space = std::make_unique<ClassicObjectSpace>(interpreter.support(), peer, *service.policy);
+  space->InitHosted(service, connid);
+  return space;
+}
+
+}  // namespace classicd::objspace
