@@ -63,7 +63,9 @@ def test_200_concurrent_mixed_clients(classicd, mode):
         ss.diagnose(d)
     log = d.log()
     lifetimes = LIFETIME.findall(log)
-    assert len(lifetimes) == ss.LOAD_CLIENTS + 1, len(lifetimes)
+    # In forking mode the probe, closed before its first byte, never reached a child (no object
+    # space): its goodbye says "closed before sending anything" and it has no lifetime line.
+    assert len(lifetimes) == ss.LOAD_CLIENTS + (mode != "forking"), len(lifetimes)
     assert all(after == "0" for _, after in lifetimes), lifetimes
     assert not re.search(r"^(\w+ \d+ [\d:]+ )?(ERROR|CRITICAL)", log, re.M), log[-5000:]
     # Resources back to where they were.

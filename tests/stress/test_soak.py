@@ -106,7 +106,10 @@ def test_soak(classicd, mode):
     assert r["error_count"] == 0, r["errors"][:10]
     assert served > 0 and r["connections"] >= ss.SOAK_CONNECTIONS
     assert settled, ss.diagnose(d)
-    assert len(lifetimes) == expected, (len(lifetimes), expected)
+    # Forking mode: the readiness probe, closed before its first byte, never reached a child and
+    # has a goodbye but no lifetime line.
+    with_space = expected - (mode == "forking")
+    assert len(lifetimes) == with_space, (len(lifetimes), with_space)
     assert all(a == "0" for _, a in lifetimes), [x for x in lifetimes if x[1] != "0"][:10]
     assert fds_back, (fds_after, fds_before)
     assert left and zombies_after == 0, ss.children(d.pid)
