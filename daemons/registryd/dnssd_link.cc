@@ -25,26 +25,40 @@ constexpr size_t kMaxQueuedWarnings = 64;
 core::Result<std::unique_ptr<DnssdLink>> DnssdLink::Create(core::log::Logger log, DnssdOptions o) {
   core::UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake) return core::Fail(core::Error::Io("dnssd: eventfd: " + core::ErrnoText(errno)));
-  std::unique_ptr<DnssdLink> link(new DnssdLink(std::move(log), std::move(o), std::move(wake)));
+  auto shared = std::make_shared<Shared>(std::move(wake));
+  const auto retry = o.retry;
+  std::unique_ptr<DnssdLink> link(new DnssdLink(std::move(log), std::move(o), shared));
   try {
-    link->thread_ = std::thread([raw = link.get()] { raw->Run(); });
+    link->thread_ = std::thread([shared, retry] { Run(shared, retry); });
   } catch (const std::system_error& e) {
     return core::Fail(core::Error::Io(std::string("dnssd: cannot start its thread: ") + e.what()));
   }
   return link;
 }
 
-DnssdLink::DnssdLink(core::log::Logger log, DnssdOptions o, core::UniqueFd wake)
-    : log_(std::move(log)), o_(std::move(o)), wake_(std::move(wake)) {}
+DnssdLink::DnssdLink(core::log::Logger log, DnssdOptions o, std::shared_ptr<Shared> shared)
+    : log_(std::move(log)), o_(std::move(o)), shared_(std::move(shared)) {}
 
 DnssdLink::~DnssdLink() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+  if (!thread_.joinable()) return;
+  std::unique_lock<std::mutex> lock(shared_->mu);
+  shared_->stop = true;
+  shared_->Wake();
+  if (shared_->ended_cv.wait_for(lock, kStopWait, [this] { return shared_->ended; })) {
+    lock.unlock();
+    thread_.join();
+    return;
   }
+  lock.unlock();
+  log_.Warn(
+      "dnssd: avahi-daemon does not answer; leaving without withdrawing the services "
+      "(avahi-daemon drops them when this process is gone)");
+  thread_.detach();  // it holds `shared_`, and nothing else of this object
+}
+
+void DnssdLink::Shared::Wake() const {
   const uint64_t one = 1;
-  (void)!::write(wake_.get(), &one, sizeof one);
-  if (thread_.joinable()) thread_.join();
+  (void)!::write(wake.get(), &one, sizeof one);  // never blocks (EFD_NONBLOCK)
 }
 
 core::dnssd::Service DnssdLink::MakeService(const Key& key, const Published& p) const {
@@ -95,10 +109,9 @@ void DnssdLink::Tick(double now) {
   std::vector<std::string> warnings;
   uint64_t dropped = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    warnings.swap(thread_warnings_);
-    dropped = warnings_dropped_;
-    warnings_dropped_ = 0;
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    warnings.swap(shared_->warnings);
+    dropped = std::exchange(shared_->warnings_dropped, 0);
   }
   for (const auto& w : warnings) {
     if (!warnings_.Allow(now)) continue;
@@ -109,7 +122,7 @@ void DnssdLink::Tick(double now) {
       log_.Warn("{}", w);
     }
   }
-  const bool connected = connected_.load();
+  const bool connected = shared_->connected.load();
   if (connected && !was_connected_) {
     log_.Info("dnssd: publishing through avahi-daemon ({} server{})", servers_.size(),
               servers_.size() == 1 ? "" : "s");
@@ -119,39 +132,43 @@ void DnssdLink::Tick(double now) {
 
 std::string DnssdLink::StatusText() const {
   const std::string n = std::to_string(servers_.size());
-  return connected_.load() ? "avahi up, " + n + " published"
-                           : "avahi unreachable, " + n + " to publish";
+  return shared_->connected.load() ? "avahi up, " + n + " published"
+                                   : "avahi unreachable, " + n + " to publish";
 }
 
 void DnssdLink::Post(const Key& key, std::optional<core::dnssd::Service> service) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    pending_[key] = std::move(service);
-  }
-  const uint64_t one = 1;
-  (void)!::write(wake_.get(), &one, sizeof one);  // never blocks (EFD_NONBLOCK)
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  shared_->pending[key] = std::move(service);
+  shared_->Wake();
 }
 
-void DnssdLink::Run() {
+void DnssdLink::Run(const std::shared_ptr<Shared>& shared, std::chrono::milliseconds retry) {
   // Signals are the registry loop's business.
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, nullptr);
-  const auto push_warning = [this](std::string w) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (thread_warnings_.size() < kMaxQueuedWarnings) {
-      thread_warnings_.push_back(std::move(w));
+  Shared& sh = *shared;
+  const auto push_warning = [&sh](std::string w) {
+    std::lock_guard<std::mutex> lock(sh.mu);
+    if (sh.warnings.size() < kMaxQueuedWarnings) {
+      sh.warnings.push_back(std::move(w));
     } else {
-      ++warnings_dropped_;
+      ++sh.warnings_dropped;
     }
+  };
+  const auto end = [&sh] {
+    std::lock_guard<std::mutex> lock(sh.mu);
+    sh.ended = true;
+    sh.ended_cv.notify_all();
   };
   auto loop = core::daemon::EventLoop::Create();
   if (!loop) {
     push_warning("dnssd: no event loop for publishing: " + loop.error().message());
+    end();
     return;
   }
   core::dnssd::Publisher::Options po;
-  po.retry = o_.retry;
+  po.retry = retry;
   auto publisher = core::dnssd::Publisher::Create(
       *loop, [&](const core::Error& e) { push_warning(e.message()); }, po);
   std::map<Key, uint64_t> ids;
@@ -159,9 +176,9 @@ void DnssdLink::Run() {
     std::map<Key, std::optional<core::dnssd::Service>> work;
     bool stop = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      work.swap(pending_);
-      stop = stop_;
+      std::lock_guard<std::mutex> lock(sh.mu);
+      work.swap(sh.pending);
+      stop = sh.stop;
     }
     if (stop) {
       loop->Break();
@@ -181,19 +198,20 @@ void DnssdLink::Run() {
       }
     }
   };
-  core::daemon::IoWatch wake(*loop, wake_.get(), EV_READ, true, [&](short) {
+  core::daemon::IoWatch wake(*loop, sh.wake.get(), EV_READ, true, [&](short) {
     uint64_t n = 0;
-    (void)!::read(wake_.get(), &n, sizeof n);
+    (void)!::read(sh.wake.get(), &n, sizeof n);
     apply();
   });
   wake.Start();
-  core::daemon::Timer state(*loop, [&] { connected_.store(publisher->connected()); });
+  core::daemon::Timer state(*loop, [&] { sh.connected.store(publisher->connected()); });
   state.Start(std::chrono::milliseconds(200), true);
   apply();
   (void)loop->Run();
-  connected_.store(false);
+  sh.connected.store(false);
   // Freeing the client drops its entry groups: avahi-daemon sends their goodbyes.
   publisher.reset();
+  end();
 }
 
 }  // namespace registryd

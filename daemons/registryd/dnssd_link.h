@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -46,11 +47,15 @@ struct DnssdOptions {
 
 class DnssdLink {
  public:
+  static constexpr std::chrono::milliseconds kStopWait{1000};
+
   // Starts the publishing thread; an error only when the thread or its eventfd cannot be made.
   static core::Result<std::unique_ptr<DnssdLink>> Create(core::log::Logger log, DnssdOptions o);
   DnssdLink(const DnssdLink&) = delete;
   DnssdLink& operator=(const DnssdLink&) = delete;
-  // Stops the thread, which withdraws every service (goodbye packets) on its way out.
+  // Stops the thread, which withdraws every service (goodbye packets) on its way out; a thread
+  // held up by a hung avahi-daemon is waited for kStopWait, then left behind (avahi-daemon drops
+  // the services when this process's bus connection closes).
   ~DnssdLink();
 
   // A REGISTER of `server` under `names` (upper-cased) was answered OK. Servers whose port is
@@ -72,29 +77,38 @@ class DnssdLink {
     double last = 0;  // time of the last REGISTER
   };
 
-  DnssdLink(core::log::Logger log, DnssdOptions o, core::UniqueFd wake);
+  // What the registry's loop and the publishing thread share. The thread holds it too, so that
+  // a thread stuck in a call to a hung avahi-daemon can be left behind at shutdown.
+  struct Shared {
+    explicit Shared(core::UniqueFd fd) : wake(std::move(fd)) {}
+    core::UniqueFd wake;  // an eventfd: work for the thread
+    std::atomic<bool> connected{false};
+    std::mutex mu;
+    std::condition_variable ended_cv;
+    // Guarded by mu: per server its latest desired state (merged: only the last one counts),
+    // the thread's warnings not yet logged, the stop request, the thread's end.
+    std::map<Key, std::optional<core::dnssd::Service>> pending;
+    std::vector<std::string> warnings;
+    uint64_t warnings_dropped = 0;
+    bool stop = false;
+    bool ended = false;
+    void Wake() const;
+  };
+
+  DnssdLink(core::log::Logger log, DnssdOptions o, std::shared_ptr<Shared> shared);
   // Registry loop: hands the desired state of `key` (a service, or nothing) to the thread.
   void Post(const Key& key, std::optional<core::dnssd::Service> service);
   core::dnssd::Service MakeService(const Key& key, const Published& p) const;
   // The publishing thread.
-  void Run();
+  static void Run(const std::shared_ptr<Shared>& shared, std::chrono::milliseconds retry);
 
   core::log::Logger log_;
   DnssdOptions o_;
   std::map<Key, Published> servers_;  // registry loop only
   core::log::RateLimit warnings_{10, 60.0};
   bool was_connected_ = false;
-
-  core::UniqueFd wake_;  // an eventfd: work for the thread
+  std::shared_ptr<Shared> shared_;
   std::thread thread_;
-  std::atomic<bool> connected_{false};
-  std::mutex mu_;
-  // Guarded by mu_: per server its latest desired state (merged: only the last one counts),
-  // the thread's warnings not yet logged, and the stop request.
-  std::map<Key, std::optional<core::dnssd::Service>> pending_;
-  std::vector<std::string> thread_warnings_;
-  uint64_t warnings_dropped_ = 0;
-  bool stop_ = false;
 };
 
 }  // namespace registryd

@@ -173,3 +173,24 @@ def test_dnssd_key_in_the_configuration_file(avahi, tmp_path):
         assert run_client("rpyc5", [["register", "UDP", H, r.port, ["FROMFILE"], 18879]]) == [True]
         found = avahi.wait_for(named(f"FROMFILE on {H}:18879"))
         assert any("site=cfg" in s.txt for s in found)
+        # Stopping withdraws what it published.
+        assert r.stop() == 0
+        avahi.wait_for(gone(f"FROMFILE on {H}:18879"), timeout=10)
+
+
+def test_stop_with_hung_avahi_is_prompt(avahi):
+    with registry(avahi) as r:
+        assert run_client("rpyc5", [["register", "UDP", H, r.port, ["STUCK"], 18890]]) == [True]
+        avahi.wait_for(named(f"STUCK on {H}:18890"))
+        avahi.avahi.send_signal(signal.SIGSTOP)
+        try:
+            # The publishing thread is now inside a D-Bus call that waits for its 25 s timeout.
+            assert run_client("rpyc5", [["register", "UDP", H, r.port, ["NEXT"], 18891]]) == [True]
+            time.sleep(0.3)
+            start = time.monotonic()
+            r.proc.send_signal(signal.SIGTERM)
+            assert r.proc.wait(timeout=10) == 0
+            assert time.monotonic() - start < 4
+            assert "dnssd: avahi-daemon does not answer; leaving without withdrawing" in r.log()
+        finally:
+            avahi.avahi.send_signal(signal.SIGCONT)
