@@ -73,9 +73,12 @@ core::dnssd::Service DnssdLink::MakeService(const Key& key, const Published& p) 
 
 void DnssdLink::Registered(const Server& server, const std::vector<std::string>& names,
                            double now) {
-  if (names.empty() || IntPort(server.port) == 0) return;  // a unix socket path: not a service
-  Key key{server.host, server.port};
-  auto [it, added] = servers_.try_emplace(std::move(key));
+  if (names.empty()) return;
+  auto [it, added] = servers_.try_emplace(Key{server.host, server.port});
+  if (added && IntPort(server.port) == 0) {  // a unix socket path: not a network service
+    servers_.erase(it);
+    return;
+  }
   Published& p = it->second;
   p.last = now;
   bool changed = added;
@@ -138,8 +141,10 @@ std::string DnssdLink::StatusText() const {
 
 void DnssdLink::Post(const Key& key, std::optional<core::dnssd::Service> service) {
   std::lock_guard<std::mutex> lock(shared_->mu);
+  // A non-empty queue has its wake-up written already (the thread empties it when it wakes).
+  const bool wake = shared_->pending.empty();
   shared_->pending[key] = std::move(service);
-  shared_->Wake();
+  if (wake) shared_->Wake();
 }
 
 void DnssdLink::Run(const std::shared_ptr<Shared>& shared, std::chrono::milliseconds retry) {
