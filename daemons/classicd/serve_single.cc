@@ -43,8 +43,8 @@ void ClassicService::ServeOne(std::function<std::unique_ptr<core::transport::Str
                               Peer peer, uint64_t id) {
   core::server::SingleConnection::Hooks hooks;
   hooks.open = std::move(open);
-  hooks.serve = [this, peer, id](core::transport::Stream& stream) {
-    Serve(stream, peer, id);
+  hooks.serve = [this, peer, id](core::transport::Stream& stream) mutable {
+    if (Authenticate(stream, peer, id)) Serve(stream, peer, id);
     single_entry_.reset();  // before the stream closes
   };
   hooks.on_exception = [this, peer, id](const std::exception& e) {

@@ -14,6 +14,7 @@
 
 #include "daemons/classicd/objspace/access_policy.h"
 #include "daemons/classicd/objspace/classic_object_space.h"
+#include "daemons/classicd/objspace/credentials.h"
 #include "daemons/classicd/objspace/internal.h"
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/objspace/py_ref.h"
@@ -143,16 +144,17 @@ const std::vector<std::string>& ServiceAliases(const HostedService& service) {
   return service.aliases;
 }
 
-void ClassicObjectSpace::InitHosted(const HostedService& service, uint64_t connid) {
+void ClassicObjectSpace::InitHosted(const HostedService& service, uint64_t connid,
+                                    const Credentials* credentials) {
   hosted_ = true;
   request_timeout_ms_ = service.request_timeout_ms;
   PyObject* proxies = Proxies();
   PyRef make = PyRef::Steal(PyObject_GetAttrString(sup_.module.get(), "make_hosted_root"));
   PyRef id = PyRef::Steal(PyLong_FromUnsignedLongLong(connid));
   PyRef pair = proxies != nullptr && make && id
-                   ? PyRef::Steal(PyObject_CallFunctionObjArgs(make.get(), service.make_root.get(),
-                                                               service.config.get(), proxies,
-                                                               id.get(), nullptr))
+                   ? PyRef::Steal(PyObject_CallFunctionObjArgs(
+                         make.get(), service.make_root.get(), service.config.get(), proxies,
+                         id.get(), credentials ? credentials->object.get() : Py_None, nullptr))
                    : PyRef();
   if (!pair) {
     // The instance could not be made (its __init__ raised): OnConnect() refuses the connection.
@@ -175,13 +177,12 @@ core::Status ClassicObjectSpace::OnConnect() {
   return {};
 }
 
-std::unique_ptr<core::protocol::ObjectSpace> MakeServiceObjectSpace(Interpreter& interpreter,
-                                                                    core::protocol::Peer& peer,
-                                                                    const HostedService& service,
-                                                                    uint64_t connid) {
+std::unique_ptr<core::protocol::ObjectSpace> MakeServiceObjectSpace(
+    Interpreter& interpreter, core::protocol::Peer& peer, const HostedService& service,
+    uint64_t connid, const CredentialsPtr& credentials) {
   GilHold gil;
   auto space = std::make_unique<ClassicObjectSpace>(interpreter.support(), peer, *service.policy);
-  space->InitHosted(service, connid);
+  space->InitHosted(service, connid, credentials.get());
   return space;
 }
 
