@@ -48,10 +48,16 @@ def silent_authenticator(sock):
     return sock, None
 
 
-def slow_authenticator(sock):
-    """Waits for a token the client never sends: the handshake deadline ends it."""
-    _read_line(sock)
-    return sock, 'never'
+def line_authenticator(sock):
+    """Reads one line byte by byte (nothing of the protocol after it) and accepts it: a client
+    that never sends it is ended by the handshake deadline."""
+    data = b''
+    while not data.endswith(b'\n'):
+        byte = sock.recv(1)
+        if not byte:
+            raise AuthenticationError('the client left during authentication')
+        data += byte
+    return sock, data.strip().decode()
 
 
 not_callable = 42
