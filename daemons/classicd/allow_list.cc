@@ -149,34 +149,32 @@ PeerCred ReadPeerCred(int fd) {
   return out;
 }
 
-core::Result<std::vector<Cidr>> AllowList::ParseBlocks(const std::vector<std::string>& items) {
-  std::vector<Cidr> out;
+namespace {
+
+// Each item through `parse`, or its first error.
+template <typename T, typename Parse>
+core::Result<std::vector<T>> ParseEach(const std::vector<std::string>& items, Parse parse) {
+  std::vector<T> out;
   for (const auto& item : items) {
-    auto c = Cidr::Parse(item);
-    if (!c) return Fail(c.error());
-    out.push_back(*c);
+    auto one = parse(item);
+    if (!one) return Fail(one.error());
+    out.push_back(*one);
   }
   return out;
+}
+
+}  // namespace
+
+core::Result<std::vector<Cidr>> AllowList::ParseBlocks(const std::vector<std::string>& items) {
+  return ParseEach<Cidr>(items, [](const std::string& item) { return Cidr::Parse(item); });
 }
 
 core::Result<std::vector<uid_t>> AllowList::ParseUsers(const std::vector<std::string>& items) {
-  std::vector<uid_t> out;
-  for (const auto& item : items) {
-    auto id = UserId(item);
-    if (!id) return Fail(id.error());
-    out.push_back(*id);
-  }
-  return out;
+  return ParseEach<uid_t>(items, UserId);
 }
 
 core::Result<std::vector<gid_t>> AllowList::ParseGroups(const std::vector<std::string>& items) {
-  std::vector<gid_t> out;
-  for (const auto& item : items) {
-    auto id = GroupId(item);
-    if (!id) return Fail(id.error());
-    out.push_back(*id);
-  }
-  return out;
+  return ParseEach<gid_t>(items, GroupId);
 }
 
 bool AllowList::AllowsAddress(const sockaddr_storage& addr) const {

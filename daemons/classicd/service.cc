@@ -279,6 +279,16 @@ bool ClassicService::Allowed(int fd, const sockaddr_storage& ss, Peer& peer, uin
 }
 
 bool ClassicService::Authenticate(core::transport::Stream& stream, Peer& peer, uint64_t id) {
+  // Credentials made here, or why they could not be (the connection is refused).
+  auto credit = [&](core::Result<objspace::CredentialsPtr> made) {
+    if (!made) {
+      conn_log_(Level::err, peer, id, "{}: {}; rejecting connection", peer.repr,
+                made.error().message());
+      return false;
+    }
+    peer.credentials = std::move(*made);
+    return true;
+  };
   if (authenticator_) {
     auto* socket = dynamic_cast<core::transport::SocketStream*>(&stream);
     if (socket == nullptr) {
@@ -313,26 +323,11 @@ bool ClassicService::Authenticate(core::transport::Stream& stream, Peer& peer, u
   if (certificate_credentials_) {
     auto* tls = dynamic_cast<core::transport::TlsStream*>(&stream);
     const std::string der = tls != nullptr ? tls->peer_certificate_der() : std::string();
-    if (!der.empty()) {
-      auto c = objspace::CertificateCredentials(*interpreter_, der);
-      if (!c) {
-        conn_log_(Level::err, peer, id, "{}: {}; rejecting connection", peer.repr,
-                  c.error().message());
-        return false;
-      }
-      peer.credentials = std::move(*c);
-    }
-    return true;
+    return der.empty() || credit(objspace::CertificateCredentials(*interpreter_, der));
   }
   if (peer.unix_cred) {
-    auto c = objspace::PeerCredentials(*interpreter_, peer.unix_cred->uid, peer.unix_cred->gid,
-                                       peer.unix_cred->pid);
-    if (!c) {
-      conn_log_(Level::err, peer, id, "{}: {}; rejecting connection", peer.repr,
-                c.error().message());
-      return false;
-    }
-    peer.credentials = std::move(*c);
+    return credit(objspace::PeerCredentials(*interpreter_, peer.unix_cred->uid, peer.unix_cred->gid,
+                                            peer.unix_cred->pid));
   }
   return true;
 }

@@ -28,24 +28,6 @@ void DestroyAuthenticator(const Authenticator* a) {
   delete a;
 }
 
-std::string LoadErrorText(PyObject* module) {
-  PyObject *t = nullptr, *v = nullptr, *tb = nullptr;
-  PyErr_Fetch(&t, &v, &tb);
-  PyErr_NormalizeException(&t, &v, &tb);
-  PyRef type = PyRef::Steal(t), value = PyRef::Steal(v), trace = PyRef::Steal(tb);
-  PyRef load_error = PyRef::Steal(PyObject_GetAttrString(module, "ServiceLoadError"));
-  std::string why = "cannot be loaded";
-  if (value && load_error && PyObject_IsInstance(value.get(), load_error.get()) == 1) {
-    PyRef text = PyRef::Steal(PyObject_Str(value.get()));
-    if (text && PyUnicode_Check(text.get())) why = PyUnicode_AsUTF8(text.get());
-  } else if (type) {
-    PyErr_Restore(type.release(), value.release(), trace.release());
-    why = FetchErrorText();
-  }
-  PyErr_Clear();
-  return why;
-}
-
 }  // namespace
 
 core::Result<AuthenticatorPtr> LoadAuthenticator(Interpreter& interpreter,

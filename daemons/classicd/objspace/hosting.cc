@@ -41,6 +41,24 @@ void DestroyHosted(HostedService* service) {
 
 }  // namespace
 
+std::string LoadErrorText(PyObject* support_module) {
+  PyObject *t = nullptr, *v = nullptr, *tb = nullptr;
+  PyErr_Fetch(&t, &v, &tb);
+  PyErr_NormalizeException(&t, &v, &tb);
+  PyRef type = PyRef::Steal(t), value = PyRef::Steal(v), trace = PyRef::Steal(tb);
+  PyRef load_error = PyRef::Steal(PyObject_GetAttrString(support_module, "ServiceLoadError"));
+  std::string why = "cannot be loaded";
+  if (value && load_error && PyObject_IsInstance(value.get(), load_error.get()) == 1) {
+    PyRef text = PyRef::Steal(PyObject_Str(value.get()));
+    if (text && PyUnicode_Check(text.get())) why = PyUnicode_AsUTF8(text.get());
+  } else if (type) {
+    PyErr_Restore(type.release(), value.release(), trace.release());
+    why = FetchErrorText();
+  }
+  PyErr_Clear();
+  return why;
+}
+
 PyRef ProtocolConfigDict(const ProtocolConfig& c) {
   PyRef d = PyRef::Steal(PyDict_New());
   if (!d) return d;
@@ -102,23 +120,7 @@ core::Result<HostedServicePtr> LoadService(Interpreter& interpreter, const std::
                               spec.data(), static_cast<Py_ssize_t>(spec.size()), "replace"))
                         : PyRef();
   PyRef loaded = spec_str ? PyRef::Steal(PyObject_CallOneArg(load.get(), spec_str.get())) : PyRef();
-  if (!loaded) {
-    PyObject *t = nullptr, *v = nullptr, *tb = nullptr;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    PyRef type = PyRef::Steal(t), value = PyRef::Steal(v), trace = PyRef::Steal(tb);
-    PyRef load_error = PyRef::Steal(PyObject_GetAttrString(module, "ServiceLoadError"));
-    std::string why = "cannot be loaded";
-    if (value && load_error && PyObject_IsInstance(value.get(), load_error.get()) == 1) {
-      PyRef text = PyRef::Steal(PyObject_Str(value.get()));
-      if (text && PyUnicode_Check(text.get())) why = PyUnicode_AsUTF8(text.get());
-    } else if (type) {
-      PyErr_Restore(type.release(), value.release(), trace.release());
-      why = FetchErrorText();
-    }
-    PyErr_Clear();
-    return fail(why);
-  }
+  if (!loaded) return fail(LoadErrorText(module));
   service->make_root = PyRef::Borrow(PyTuple_GET_ITEM(loaded.get(), 0));
   PyObject* aliases = PyTuple_GET_ITEM(loaded.get(), 1);
   for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(aliases); ++i) {

@@ -17,10 +17,10 @@ class WhoAmIService(rpyc.Service):
         return a + b
 
 
-def _read_line(sock):
+def _read_line(sock, size=64):
     data = b''
     while not data.endswith(b'\n'):
-        chunk = sock.recv(64)
+        chunk = sock.recv(size)
         if not chunk:
             raise AuthenticationError('the client left during authentication')
         data += chunk
@@ -51,13 +51,7 @@ def silent_authenticator(sock):
 def line_authenticator(sock):
     """Reads one line byte by byte (nothing of the protocol after it) and accepts it: a client
     that never sends it is ended by the handshake deadline."""
-    data = b''
-    while not data.endswith(b'\n'):
-        byte = sock.recv(1)
-        if not byte:
-            raise AuthenticationError('the client left during authentication')
-        data += byte
-    return sock, data.strip().decode()
+    return sock, _read_line(sock, 1).decode()
 
 
 not_callable = 42
