@@ -5,8 +5,9 @@
 // The certificate goes through CPython's own decoder (_ssl's, which getpeercert() calls) rather
 // than a C++ copy of it: the dict is then the reference's by construction, for every field
 // (subject and issuer RDNs, every subjectAltName kind, OCSP, caIssuers, crlDistributionPoints,
-// the time and serial spellings) and in every Python version, at the cost of one PEM parse per
-// TLS connection with a client certificate (next to its handshake, small).
+// the time and serial spellings) and in every Python version. Decoding costs about what the
+// handshake's RSA signature does (~0.26 ms), so support.py keeps the dicts of recent
+// certificates (a client reconnects with the same one) and hands each connection a copy.
 
 #include <Python.h>
 

@@ -495,16 +495,34 @@ def make_hosted_root(make, config, proxies, connid, credentials=None):
 def warm_certificates():
     """Imports what decode_certificate() needs, once at start (forked children inherit it)."""
     import _ssl  # noqa: F401
-    import ssl  # noqa: F401
+    import base64  # noqa: F401
+
+
+_certificates = {}  # DER -> getpeercert()'s dict: a client reconnects with the same certificate
+_CERTIFICATES_KEPT = 256
 
 
 def decode_certificate(der):
     """The dict ssl.SSLSocket.getpeercert() gives for the certificate `der`: CPython's own
     decoder (the one getpeercert() calls), reached through _ssl._test_decode_cert, which reads a
-    PEM file; the file is a memfd (no disk), or a temporary file where /proc is missing."""
+    PEM file; the file is a memfd (no disk), or a temporary file where /proc is missing. Decoding
+    costs about as much as the handshake's signature (~0.25 ms), so the dicts of recent
+    certificates are kept; each connection gets a copy of its own, as each gets a new dict from
+    getpeercert()."""
+    cert = _certificates.get(der)
+    if cert is None:
+        cert = _decode_certificate(der)
+        if len(_certificates) >= _CERTIFICATES_KEPT:
+            _certificates.clear()
+        _certificates[der] = cert
+    return dict(cert)
+
+
+def _decode_certificate(der):
     import _ssl
-    import ssl
-    pem = ssl.DER_cert_to_PEM_cert(der).encode('ascii')
+    import base64
+    pem = (b'-----BEGIN CERTIFICATE-----\n' + base64.encodebytes(der) +
+           b'-----END CERTIFICATE-----\n')
     try:
         fd = os.memfd_create('rpyc-classicd-cert', os.MFD_CLOEXEC)
     except (AttributeError, OSError):
