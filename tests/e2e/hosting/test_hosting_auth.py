@@ -452,3 +452,45 @@ def test_bad_configuration_exits_78(tmp_path, text, message, check):
     p = subprocess.run(args, env=python_env("rpyc5"), capture_output=True, text=True, timeout=30)
     assert p.returncode == 78, (p.returncode, p.stdout, p.stderr)
     assert message.format(file=conf) in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("allow,allowed", [("127.0.0.1", True), ("10.0.0.0/8", False)])
+def test_allow_from_on_an_inherited_connection(gen, tmp_path, allow, allowed):
+    """Socket activation with Accept=yes: the connection systemd hands over is checked too; a
+    refused one is served nothing and the instance exits."""
+    require_generation(gen)
+    port = free_port()
+    log = tmp_path / "accept.log"
+    act = subprocess.Popen(["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "-a",
+                            str(CLASSICD), "--logfile", str(log), "--allow-from", allow],
+                           env=python_env("rpyc5"), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "systemd-socket-activate did not listen"
+                time.sleep(0.05)
+        script = CALL_CLIENT.replace("connect_stream(SocketStream(s))",
+                                     "rpyc.classic.connect_stream(SocketStream(s))").replace(
+                                         "c.root.add(1, 2)", "c.eval('1+2')")
+        port_used, outcome = client(gen, script, SERVER_PORT=port)
+        peer = f"('127.0.0.1', {port_used})"
+        deadline = time.monotonic() + 15
+        while log.read_text().count("server has terminated") < 2:  # the probe's, then ours
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        text = log.read_text()
+        if allowed:
+            assert outcome == 3
+            assert f"welcome {peer}" in text
+        else:
+            assert outcome == "EOFError"
+            assert f"refused {peer}: not in allow_from" in text
+            assert f"welcome {peer}" not in text
+    finally:
+        act.terminate()
+        act.wait(timeout=10)
