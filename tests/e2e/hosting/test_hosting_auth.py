@@ -228,7 +228,7 @@ def test_authenticator_without_credentials_logs_a_plain_welcome(gen, tmp_path):
         server.stop()
 
 
-@pytest.mark.parametrize("mode", ["threadpool", "forking"])
+@pytest.mark.parametrize("mode", ["threaded", "threadpool", "forking"])
 def test_authenticator_never_holds_up_other_connections(gen, tmp_path, mode):
     """A client that never answers the challenge holds its own connection only; it is refused
     when tls_handshake_timeout runs out (classic service: every mode)."""
