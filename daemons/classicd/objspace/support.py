@@ -578,6 +578,9 @@ def load_authenticator(spec):
     except BaseException:
         raise ServiceLoadError('importing rpyc failed:\n%s'
                                % traceback.format_exc().rstrip()) from None
+    global _AuthenticatingSocket
+    if _AuthenticatingSocket is None:  # made here, before forked children need it
+        _AuthenticatingSocket = _deadline_socket_class()
     return obj
 
 
