@@ -635,6 +635,13 @@ def authenticate(authenticator, fd, timeout):
             result = authenticator(sock)
         except AuthenticationError as e:
             return 1, str(e)
+        except TimeoutError as e:
+            if time.monotonic() < sock._deadline:
+                return 2, traceback.format_exc().rstrip()
+            # The client's doing, not the authenticator's: a refusal.
+            return 1, 'no answer within %g s (tls_handshake_timeout): %s' % (timeout, e)
+        except ConnectionError as e:
+            return 1, 'the connection failed during authentication: %s' % (e,)
         except BaseException:
             return 2, traceback.format_exc().rstrip()
         try:
