@@ -282,19 +282,97 @@ void EtcdLink::Enqueue(const Key& key, Reg& reg) {
 }
 
 void EtcdLink::Pump() {
-  while (state_ == State::kUp && in_flight_ < o_.max_in_flight && !queue_.empty()) {
-    Key key = std::move(queue_.front());
+  while (state_ == State::kUp && !queue_.empty()) {
+    auto it = regs_.find(queue_.front());
+    if (it == regs_.end() || !it->second.queued) {
+      queue_.pop_front();
+      continue;
+    }
+    Reg& reg = it->second;
+    if (reg.lease != 0 && reg.written < reg.names.size()) {
+      writes_.push_back(it->first);  // still queued: a REGISTER meanwhile merges
+      queue_.pop_front();
+      continue;
+    }
+    if (in_flight_ >= o_.max_in_flight) break;
     queue_.pop_front();
-    auto it = regs_.find(key);
-    if (it == regs_.end() || !it->second.queued) continue;
-    it->second.queued = false;
-    Step(it->first, it->second);
+    reg.queued = false;
+    Step(it->first, reg);
+  }
+  PumpWrites();
+}
+
+void EtcdLink::PumpWrites() {
+  while (state_ == State::kUp && txns_in_flight_ < o_.max_txns_in_flight && !writes_.empty()) {
+    std::vector<core::etcd::Put> puts;
+    std::vector<Written> items;
+    while (!writes_.empty()) {
+      auto it = regs_.find(writes_.front());
+      // Stale (written already, or a server registered again since, waiting for its lease).
+      if (it == regs_.end() || !it->second.queued || it->second.lease == 0) {
+        writes_.pop_front();
+        continue;
+      }
+      Reg& reg = it->second;
+      if (!puts.empty() && puts.size() + reg.names.size() > kMaxNamesShared) break;
+      writes_.pop_front();
+      reg.queued = false;
+      reg.busy = true;
+      reg.again = false;
+      core::etcd::Entry e;
+      e.host = it->first.first;
+      e.port = reg.port;
+      e.aliases = reg.names;
+      e.site = o_.site;
+      e.registry_id = o_.registry_id;
+      const std::string value = core::etcd::EntryValue(e);
+      for (const auto& n : reg.names) {
+        e.name = n;
+        if (auto k = core::etcd::EntryKey(o_.prefix, e)) puts.push_back({*k, value, reg.lease});
+      }
+      items.push_back({it->first, reg.gen, reg.names.size()});
+    }
+    if (items.empty()) break;
+    ++txns_in_flight_;
+    client_->PutAll(std::move(puts), [this, items](core::Result<core::etcd::TxnReply> r) {
+      OnWritten(items, std::move(r));
+    });
   }
 }
 
-EtcdLink::Reg* EtcdLink::Finish(const Key& key, uint64_t gen) {
+void EtcdLink::OnWritten(const std::vector<Written>& items, core::Result<core::etcd::TxnReply> r) {
+  --txns_in_flight_;
+  // A lease of the transaction expired meanwhile (etcd does not say which): every server of
+  // it is granted a lease again and written again; the other leases then hold no key and run
+  // out by themselves.
+  const bool lease_gone =
+      !r && Answered(r.error()) && r.error().message().find("lease not found") != std::string::npos;
+  bool failed = false;
+  for (const auto& item : items) {
+    Reg* done = Finish(item.key, item.gen);
+    if (done == nullptr) continue;
+    if (lease_gone) {
+      done->lease = 0;
+      Enqueue(item.key, *done);
+    } else if (!r) {
+      if (!failed) Failed(item.key, done, r.error(), "writing the keys");
+      failed = true;
+    } else {
+      done->written = std::max(done->written, item.count);
+      if (done->again || done->written < done->names.size()) Enqueue(item.key, *done);
+    }
+  }
+  if (state_ == State::kUp && (!queue_.empty() || !writes_.empty()) && !pump_timer_.pending()) {
+    pump_timer_.Start({});
+  }
+}
+
+void EtcdLink::CallEnded() {
   --in_flight_;
   if (state_ == State::kUp && !queue_.empty() && !pump_timer_.pending()) pump_timer_.Start({});
+}
+
+EtcdLink::Reg* EtcdLink::Finish(const Key& key, uint64_t gen) {
   auto it = regs_.find(key);
   if (it == regs_.end() || it->second.gen != gen) return nullptr;
   it->second.busy = false;
@@ -322,6 +400,7 @@ void EtcdLink::Step(const Key& key, Reg& reg) {
   if (reg.lease == 0) {
     client_->LeaseGrant(std::chrono::seconds(static_cast<int64_t>(std::ceil(o_.timeout))),
                         [this, key, gen](core::Result<core::etcd::LeaseReply> r) {
+                          CallEnded();
                           Reg* done = Finish(key, gen);
                           if (done == nullptr) {  // unregistered or forgotten meanwhile
                             if (r) Revoke(r->id);
@@ -333,44 +412,12 @@ void EtcdLink::Step(const Key& key, Reg& reg) {
                           }
                           done->lease = r->id;
                           done->written = 0;
-                          Enqueue(key, *done);  // next step: the keys
+                          Enqueue(key, *done);  // next: the keys, with other servers'
                         });
     return;
   }
-  if (reg.written < reg.names.size()) {
-    std::vector<std::pair<std::string, std::string>> kvs;
-    core::etcd::Entry e;
-    e.host = key.first;
-    e.port = reg.port;
-    e.aliases = reg.names;
-    e.site = o_.site;
-    e.registry_id = o_.registry_id;
-    const std::string value = core::etcd::EntryValue(e);
-    for (const auto& n : reg.names) {
-      e.name = n;
-      if (auto k = core::etcd::EntryKey(o_.prefix, e)) kvs.emplace_back(std::move(*k), value);
-    }
-    const size_t count = reg.names.size();
-    client_->PutAll(std::move(kvs), reg.lease,
-                    [this, key, gen, count](core::Result<core::etcd::TxnReply> r) {
-                      Reg* done = Finish(key, gen);
-                      if (done == nullptr) return;
-                      if (!r) {
-                        if (Answered(r.error()) &&
-                            r.error().message().find("lease not found") != std::string::npos) {
-                          done->lease = 0;  // expired meanwhile: grant again, then write
-                          Enqueue(key, *done);
-                          return;
-                        }
-                        Failed(key, done, r.error(), "writing the keys");
-                        return;
-                      }
-                      done->written = std::max(done->written, count);
-                      if (done->again || done->written < done->names.size()) Enqueue(key, *done);
-                    });
-    return;
-  }
   client_->LeaseKeepAlive(reg.lease, [this, key, gen](core::Result<core::etcd::KeepAliveReply> r) {
+    CallEnded();
     Reg* done = Finish(key, gen);
     if (done == nullptr) return;
     if (!r) {

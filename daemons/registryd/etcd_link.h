@@ -2,10 +2,13 @@
 
 // The registry's link to etcd (issue 15), on the daemon's loop. Two halves:
 //   Writes: every server this registry accepts (host, int port) gets one etcd lease with
-//     TTL = the pruning timeout, and one key per alias under it, written in one transaction
-//     (layout in libcore/etcd/entry.h). A repeat REGISTER is a keepalive (an expired lease is
-//     granted again and the keys rewritten); UNREGISTER revokes the lease. Writes go through a
-//     queue that holds each server once, so repeats merge; the handler never waits on etcd.
+//     TTL = the pruning timeout, and one key per alias under it (layout in
+//     libcore/etcd/entry.h). A repeat REGISTER is a keepalive (an expired lease is granted
+//     again and the keys rewritten); UNREGISTER revokes the lease. Writes go through a queue
+//     that holds each server once, so repeats merge; the handler never waits on etcd. Lease
+//     calls run concurrently (max_in_flight); the keys of every server whose lease is granted
+//     are written together, several servers per transaction (up to etcd's 128 operations), at
+//     most max_txns_in_flight transactions at a time, so keys that wait merge into the next.
 //   Reads: a Mirror of the other registries' keys, from one range read and then a watch from
 //     the next revision; a compacted or failed watch reads again.
 // etcd unreachable (a call or the watch fails, or a probe does): the mirror is kept as last
@@ -44,7 +47,8 @@ struct LinkOptions {
   // While up, etcd is asked this often whether it still answers (a hung member sends no
   // error); 0: a third of the timeout, between 1 and 10 s.
   std::chrono::milliseconds probe_interval{0};
-  size_t max_in_flight = 64;  // concurrent write calls
+  size_t max_in_flight = 64;      // concurrent lease calls (grant, keepalive)
+  size_t max_txns_in_flight = 4;  // concurrent key transactions; keys wait meanwhile and merge
 };
 
 class EtcdLink {
@@ -100,9 +104,20 @@ class EtcdLink {
   void SetDown(const std::string& why);
   void Enqueue(const Key& key, Reg& reg);
   void Pump();
+  // One lease call for `reg` (a grant, or a keepalive once its keys are written).
   void Step(const Key& key, Reg& reg);
-  // Ends a call for `key`: false when the Reg is gone or replaced (the result is stale).
+  // Sends the keys of the servers in writes_ (several per transaction).
+  void PumpWrites();
+  struct Written {  // one server's part of a transaction
+    Key key;
+    uint64_t gen = 0;
+    size_t count = 0;  // names[0, count) were written
+  };
+  void OnWritten(const std::vector<Written>& items, core::Result<core::etcd::TxnReply> r);
+  // The Reg a call for `key` worked for, marked not busy; nullptr when it is gone or replaced
+  // (the result is stale).
   Reg* Finish(const Key& key, uint64_t gen);
+  void CallEnded();
   // A failed call: etcd unreachable (link down, the Reg waits for the replay) or an answer.
   void Failed(const Key& key, Reg* reg, const core::Error& e, const char* what);
   void Revoke(int64_t lease);
@@ -120,7 +135,9 @@ class EtcdLink {
   double down_since_ = 0;
   std::chrono::milliseconds retry_delay_;
   std::map<Key, Reg> regs_;
-  std::deque<Key> queue_;
+  std::deque<Key> queue_;   // servers waiting for a step
+  std::deque<Key> writes_;  // servers whose keys wait for a transaction (still `queued`)
+  size_t txns_in_flight_ = 0;
   std::vector<int64_t> revoke_later_;  // leases of servers unregistered while etcd was away
   size_t in_flight_ = 0;
   uint64_t next_gen_ = 1;

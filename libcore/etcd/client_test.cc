@@ -495,11 +495,14 @@ TEST_F(EtcdTlsTest, WrongCaOrNoClientCertificateFails) {
 // --- against a fake server ----------------------------------------------------------------------
 
 // Accepts connections on loopback and answers each with `reply` (then closes), or with nothing
-// (hang: keeps the connection open until the test ends).
+// (hang: keeps the connection open until the test ends). With `keep`, a connection answers
+// requests until the client closes it (kKeepAlive), or answers the first and closes at the
+// second without answering (kFirstOnly: a server closing an idle kept-alive connection).
 class FakeServer {
  public:
-  explicit FakeServer(std::string reply, bool hang = false)
-      : reply_(std::move(reply)), hang_(hang), listener_(testing::ListenLoopback()) {
+  enum class Keep { kNo, kKeepAlive, kFirstOnly };
+  explicit FakeServer(std::string reply, bool hang = false, Keep keep = Keep::kNo)
+      : reply_(std::move(reply)), hang_(hang), keep_(keep), listener_(testing::ListenLoopback()) {
     thread_ = std::thread([this] { Serve(); });
   }
   ~FakeServer() {
@@ -522,9 +525,17 @@ class FakeServer {
         open.push_back(std::move(fd));
         continue;
       }
-      // Read the request head before answering, so the client sees the reply and not a reset.
       char buf[4096];
       pollfd r{fd.get(), POLLIN, 0};
+      if (keep_ != Keep::kNo) {
+        // One request per read (small requests on loopback); the next request or EOF.
+        for (int n = 0; !stop_ && poll(&r, 1, 2000) > 0; ++n) {
+          if (read(fd.get(), buf, sizeof buf) <= 0 || (n > 0 && keep_ == Keep::kFirstOnly)) break;
+          (void)!write(fd.get(), reply_.data(), reply_.size());
+        }
+        continue;
+      }
+      // Read the request head before answering, so the client sees the reply and not a reset.
       if (poll(&r, 1, 2000) > 0) (void)!read(fd.get(), buf, sizeof buf);
       (void)!write(fd.get(), reply_.data(), reply_.size());
       shutdown(fd.get(), SHUT_WR);
@@ -534,6 +545,7 @@ class FakeServer {
 
   std::string reply_;
   bool hang_;
+  Keep keep_;
   testing::LoopbackListener listener_;
   std::atomic<bool> stop_{false};
   std::atomic<int> accepted_{0};
@@ -560,6 +572,34 @@ std::string HttpReply(std::string_view status, std::string_view body) {
   return "HTTP/1.1 " + std::string(status) +
          "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
          "\r\nConnection: close\r\n\r\n" + std::string(body);
+}
+
+std::string KeptAliveReply(std::string_view body) {
+  return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
+}
+
+TEST_F(EtcdFakeTest, CallsReuseAKeptAliveConnection) {
+  FakeServer fake(KeptAliveReply(R"({"header":{"revision":"5"}})"), false,
+                  FakeServer::Keep::kKeepAlive);
+  auto c = MakeClient({fake.url()});
+  for (int i = 0; i < 5; ++i) {
+    auto r = Range(*c);
+    ASSERT_TRUE(r) << r.error().ToString();
+    EXPECT_EQ(r->revision, 5);
+  }
+  EXPECT_EQ(fake.accepted(), 1);
+}
+
+TEST_F(EtcdFakeTest, KeptAliveConnectionClosedByTheServerIsRetriedOnANewOne) {
+  FakeServer fake(KeptAliveReply(R"({"header":{"revision":"5"}})"), false,
+                  FakeServer::Keep::kFirstOnly);
+  auto c = MakeClient({fake.url()});  // one endpoint: the retry is not a next endpoint
+  for (int i = 0; i < 3; ++i) {
+    auto r = Range(*c);
+    ASSERT_TRUE(r) << i << ": " << r.error().ToString();
+  }
+  EXPECT_EQ(fake.accepted(), 3);  // each call after the first: closed, then a new one
 }
 
 TEST_F(EtcdFakeTest, MalformedJsonIsAProtocolError) {

@@ -169,15 +169,22 @@ std::string RangeRequest(std::string_view key, std::string_view range_end) {
   return j.dump();
 }
 
-std::string TxnPutRequest(const std::vector<std::pair<std::string, std::string>>& kvs,
-                          int64_t lease) {
+std::string TxnPutRequest(const std::vector<Put>& puts) {
   json ops = json::array();
-  for (const auto& [k, v] : kvs) {
-    json put = {{"key", Base64Encode(k)}, {"value", Base64Encode(v)}};
-    if (lease != 0) put["lease"] = std::to_string(lease);
+  for (const auto& p : puts) {
+    json put = {{"key", Base64Encode(p.key)}, {"value", Base64Encode(p.value)}};
+    if (p.lease != 0) put["lease"] = std::to_string(p.lease);
     ops.push_back({{"requestPut", std::move(put)}});
   }
   return json{{"success", std::move(ops)}}.dump();
+}
+
+std::string TxnPutRequest(const std::vector<std::pair<std::string, std::string>>& kvs,
+                          int64_t lease) {
+  std::vector<Put> puts;
+  puts.reserve(kvs.size());
+  for (const auto& [k, v] : kvs) puts.push_back({k, v, lease});
+  return TxnPutRequest(puts);
 }
 
 std::string LeaseGrantRequest(int64_t ttl_seconds) {

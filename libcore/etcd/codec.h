@@ -77,11 +77,20 @@ struct WatchUpdate {
   bool compacted() const { return compact_revision > 0; }
 };
 
+// One put of a transaction.
+struct Put {
+  std::string key;
+  std::string value;
+  int64_t lease = 0;  // 0: none
+};
+
 // Request bodies.
 std::string RangeRequest(std::string_view key, std::string_view range_end);
 // Puts every (key, value) in one transaction, each under `lease` (0: none).
 std::string TxnPutRequest(const std::vector<std::pair<std::string, std::string>>& kvs,
                           int64_t lease);
+// Every put in one transaction, each under its own lease.
+std::string TxnPutRequest(const std::vector<Put>& puts);
 std::string LeaseGrantRequest(int64_t ttl_seconds);
 std::string LeaseIdRequest(int64_t id);  // keepalive and revoke
 std::string CompactRequest(int64_t revision);
