@@ -10,9 +10,12 @@
 #include <event2/dns.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/socket.h>
 
 namespace core::etcd {
 
@@ -150,7 +153,22 @@ struct Client::Connection {
       req = nullptr;
       return false;
     }
+    NoDelay();
     return true;
+  }
+
+  // A request goes out in one write() and without Nagle's delay: bufferevents write at most
+  // 16 KiB at a time, and a later small segment waited for the server's delayed ACK (40 ms
+  // per transaction of a few dozen KiB). The socket exists once the request started
+  // connecting (an address literal; a resolved name gets it later, then only the larger
+  // writes apply). Set again for each request: evhttp makes a new socket when it reconnects.
+  void NoDelay() {
+    bufferevent* bev = evhttp_connection_get_bufferevent(conn);
+    if (bev == nullptr) return;
+    bufferevent_set_max_single_write(bev, 1 << 20);
+    const evutil_socket_t fd = bufferevent_getfd(bev);
+    const int one = 1;
+    if (fd >= 0) (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
 };
 
@@ -426,8 +444,8 @@ void Client::PutAll(std::vector<std::pair<std::string, std::string>> kvs, int64_
   });
 }
 
-void Client::PutAll(std::vector<Put> puts, Callback<TxnReply> cb) {
-  Post("/v3/kv/txn", TxnPutRequest(puts), [cb = std::move(cb)](auto r) {
+void Client::Write(std::vector<Put> puts, std::vector<std::string> deletes, Callback<TxnReply> cb) {
+  Post("/v3/kv/txn", TxnRequest(puts, deletes), [cb = std::move(cb)](auto r) {
     cb(r.and_then([](const std::string& b) { return ParseTxnReply(b); }));
   });
 }

@@ -61,8 +61,9 @@ class Client {
   // Every (key, value) in one transaction under `lease` (0: none).
   void PutAll(std::vector<std::pair<std::string, std::string>> kvs, int64_t lease,
               Callback<TxnReply> cb);
-  // Every put in one transaction, each under its own lease (etcd: at most --max-txn-ops, 128).
-  void PutAll(std::vector<Put> puts, Callback<TxnReply> cb);
+  // Every put (each under its own lease) and every delete in one transaction (etcd: at most
+  // --max-txn-ops operations, 128 by default; a key at most once).
+  void Write(std::vector<Put> puts, std::vector<std::string> deletes, Callback<TxnReply> cb);
   void LeaseGrant(std::chrono::seconds ttl, Callback<LeaseReply> cb);
   // reply.expired(): the lease is gone (grant again and rewrite the keys).
   void LeaseKeepAlive(int64_t id, Callback<KeepAliveReply> cb);

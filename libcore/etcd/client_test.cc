@@ -275,6 +275,38 @@ TEST_F(EtcdClientTest, PutUnderDeadLeaseIsAFinalError) {
       << r.error().ToString();
 }
 
+TEST_F(EtcdClientTest, WriteMixesLeasesAndDeletesInOneTransaction) {
+  Slot<Result<LeaseReply>> g1, g2;
+  client_->LeaseGrant(seconds(30), g1.Setter());
+  client_->LeaseGrant(seconds(60), g2.Setter());
+  auto l1 = Wait(g1), l2 = Wait(g2);
+  ASSERT_TRUE(l1 && l2);
+  Slot<Result<TxnReply>> first;
+  client_->Write({{"/m/a", "1", l1->id}, {"/m/b", "2", l2->id}, {"/m/c", "3", 0}}, {},
+                 first.Setter());
+  ASSERT_TRUE(Wait(first));
+  Slot<Result<TxnReply>> second;
+  client_->Write({{"/m/d", "4", l1->id}}, {"/m/a", "/m/c", "/m/none"}, second.Setter());
+  auto txn = Wait(second);
+  ASSERT_TRUE(txn) << txn.error().ToString();
+  auto range = RangePrefix(*client_, "/m/");
+  ASSERT_TRUE(range);
+  ASSERT_EQ(range->kvs.size(), 2u);
+  EXPECT_EQ(range->kvs[0].key, "/m/b");
+  EXPECT_EQ(range->kvs[0].lease, l2->id);
+  EXPECT_EQ(range->kvs[1].key, "/m/d");
+  EXPECT_EQ(range->kvs[1].lease, l1->id);
+  // One dead lease fails the whole transaction: nothing of it is written.
+  Slot<Result<TxnReply>> third;
+  client_->Write({{"/m/e", "5", l1->id}, {"/m/f", "6", 12345}}, {"/m/b"}, third.Setter());
+  auto failed = Wait(third);
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.error().message().find("lease not found"), std::string::npos);
+  range = RangePrefix(*client_, "/m/");
+  ASSERT_TRUE(range);
+  EXPECT_EQ(range->kvs.size(), 2u);
+}
+
 TEST_F(EtcdClientTest, WatchSeesPutsAndLeaseDeletes) {
   auto before = RangePrefix(*client_, "/w/");
   ASSERT_TRUE(before);
