@@ -116,7 +116,7 @@ def main():
         b.extra = configs["etcd on"]
         instr["etcd on"] = b.instructions("ours", "UDP", n1, n2)
         n = 2000 if args.quick else 20000
-        answered, replied, stored, total, cpu = register_rate(b, etcd, n)
+        register = register_rate(b, etcd, n)
 
     print("| UDP QUERY, rpyc-registryd -q | Server CPU/query (us), median of runs | Instructions/query |")
     print("|---|---:|---:|")
@@ -124,7 +124,7 @@ def main():
         runs = ", ".join(f"{v:.1f}" for v in cpu[name])
         print(f"| {name} | {statistics.median(cpu[name]):.1f} ({runs}) | {instr[name]:,.0f} |")
     print()
-    report_register(answered, replied, stored, total, cpu)
+    report_register(*register)
 
 
 def report_register(answered, replied, stored, total, cpu):
