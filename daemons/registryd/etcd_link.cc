@@ -270,6 +270,7 @@ void EtcdLink::MarkGone(Reg& reg) {
   reg.names.clear();
   reg.written = 0;
   reg.gone = true;
+  ++reg.epoch;
 }
 
 void EtcdLink::Registered(const Server& server, const std::vector<std::string>& names, double now) {
@@ -370,8 +371,8 @@ void EtcdLink::Pump() {
           if (auto k = core::etcd::EntryKey(o_.prefix, e)) puts.push_back({*k, value, lease_});
         }
       }
-      items.push_back(
-          {it->first, reg.gen, put ? reg.names.size() : 0, reg.dead, lease_, lease_sent_});
+      items.push_back({it->first, reg.gen, reg.epoch, put ? reg.names.size() : 0, reg.dead, lease_,
+                       lease_sent_});
     }
     if (items.empty()) break;
     ++txns_in_flight_;
@@ -422,7 +423,9 @@ void EtcdLink::OnWritten(const std::vector<Written>& items, core::Result<core::e
       if (lease_gone) Enqueue(item.key, *reg);
       continue;
     }
-    if (item.puts > 0 && !reg->gone) {
+    // Unregistered meanwhile: what was written is among `dead` now, and `names` (registered
+    // again since, perhaps) is still to be written.
+    if (item.puts > 0 && reg->epoch == item.epoch) {
       reg->written = std::max(reg->written, item.puts);
       reg->lease = item.lease;
       reg->lease_sent = item.lease_sent;

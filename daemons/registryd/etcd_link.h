@@ -100,6 +100,7 @@ class EtcdLink {
     double lease_sent = 0;           // when its grant was asked: the keys live past this + TTL
     double last = 0;                 // time of the last REGISTER
     uint64_t gen = 0;     // tells a callback whether the Reg is still the one it worked for
+    uint64_t epoch = 0;   // counts UNREGISTERs: `names` was emptied and may have been refilled
     bool queued = false;  // in queue_
     bool busy = false;    // a transaction is in flight
     bool again = false;   // changed while busy: looked at again when the transaction ends
@@ -108,6 +109,7 @@ class EtcdLink {
   struct Written {  // one server's part of a transaction
     Key key;
     uint64_t gen = 0;
+    uint64_t epoch = 0;             // of `names` when they were written
     size_t puts = 0;                // names[0, puts) were written
     std::vector<std::string> dead;  // these were deleted
     int64_t lease = 0;

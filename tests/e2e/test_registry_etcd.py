@@ -129,6 +129,15 @@ def test_servers_share_a_lease_and_unregister_deletes_only_their_keys(etcd):
         # Registered again: written again under a lease.
         run_client("rpyc5", [["register", "UDP", H, a.port, ["TWO"], 18901]])
         eventually(lambda: found(b.port, "TWO"), [[H, 18901]], 2)
+        # REGISTER, UNREGISTER and REGISTER with other aliases in quick succession (the delete
+        # may still be queued or in flight): etcd ends with the last aliases only.
+        run_client("rpyc5", [["register", "UDP", H, a.port, ["TWO", "THREE"], 18901],
+                             ["unregister", "UDP", H, a.port, 18901],
+                             ["register", "UDP", H, a.port, ["FOUR"], 18901]])
+        want = [f"/rpyc/svc/FOUR/{H}:18901/reg-a", f"/rpyc/svc/SHARED/{H}:18900/reg-a"]
+        assert wait_until(lambda: sorted(get_prefix_json(etcd, "/rpyc/")) == want, 3), get_prefix_json(etcd, "/rpyc/")
+        eventually(lambda: found(b.port, "FOUR"), [[H, 18901]], 2)
+        assert found(b.port, "TWO") == [] and found(b.port, "THREE") == []
 
 
 def test_lease_expiry_prunes_at_the_other_registry(etcd):
