@@ -46,7 +46,8 @@ struct Options {
   bool register_server = false;
   std::string registry_type = "UDP";
   int64_t registry_port = 18811;
-  std::string registry_host;  // empty: 255.255.255.255 for UDP; required for TCP
+  std::string registry_host;            // empty: 255.255.255.255 for UDP; required for TCP
+  std::string registry_advertise_host;  // registered instead of the source (rpyc issue #568)
   std::string ssl_keyfile;
   std::string ssl_certfile;
   std::string ssl_cafile;

@@ -222,6 +222,7 @@ void ClassicService::StartRegistrar() {
   r.registry_port = static_cast<uint16_t>(o_.registry_port);
   // The reference binds (server_host, 0), so the registry records the served address.
   r.bind_host = o_.host.empty() ? o_.effective_host() : o_.host;
+  r.advertise_host = o_.registry_advertise_host;
   if (const uint16_t port = listeners_.TcpPort(); port != 0) {
     r.port = core::brine::Value(static_cast<int64_t>(port));
   } else {
