@@ -45,6 +45,8 @@ std::string TypeName(const Field& f) {
   switch (f.kind) {
     case Kind::kInt:
       return "INT";
+    case Kind::kPaths:
+      return "PATH";
     case Kind::kChoice: {
       std::string out = "{";
       for (const auto& c : f.choices) out += (out.size() > 1 ? "," : "") + c;
@@ -211,6 +213,13 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
                      ->allow_extra_args(false)
                      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
       b.option->type_name("KEY=VALUE");
+    } else if (f.kind == Kind::kPaths) {
+      b.list = &lists.emplace_back();
+      // Repeatable: together they replace the file's list.
+      b.option = app.add_option(f.switches, *b.list, help)
+                     ->allow_extra_args(false)
+                     ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+      if (info.typed_help) b.option->type_name("PATH");
     } else if (f.kind == Kind::kBool) {
       b.flag = &bools.emplace_back(false);
       b.option = app.add_flag(f.switches, *b.flag, help);
@@ -275,6 +284,8 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
       continue;
     }
     if (b.list != nullptr) {
+      if (b.field->kind == Kind::kPaths)
+        std::get<std::vector<std::string>*>(b.field->target)->clear();
       for (const auto& item : *b.list) {
         auto st = SetFromText(*b.field, item);
         if (!st) return Exit(kExitUsage, info.name + ": " + st.error().message(), true);
@@ -302,7 +313,7 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
   }
   if (check_config) {
     if (info.check) {
-      auto st = info.check();
+      auto st = info.check(origins);
       if (!st) {
         const int code = st.error().code() == Error::Code::kUsage ? kExitUsage : kExitConfig;
         return Exit(code, info.name + ": " + st.error().message(), true);
@@ -315,6 +326,7 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
   }
   CliOutcome out;
   out.config_path = config_path;
+  out.origins = std::move(origins);
   return out;
 }
 

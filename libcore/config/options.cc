@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <map>
+#include <system_error>
 #include <utility>
 
 namespace core::config {
@@ -64,6 +66,25 @@ Field Entries(std::string key, std::string switches, std::string help, std::vect
   return Make(std::move(key), std::move(switches), std::move(help), Kind::kEntries, target);
 }
 
+Field Paths(std::string key, std::string switches, std::string help,
+            std::vector<std::string>* target) {
+  return Make(std::move(key), std::move(switches), std::move(help), Kind::kPaths, target);
+}
+
+std::string AbsolutePath(std::string_view path, std::string_view base) {
+  std::filesystem::path p(path);
+  if (p.is_relative()) {
+    std::error_code ec;
+    std::filesystem::path dir =
+        base.empty() ? std::filesystem::current_path(ec) : std::filesystem::path(base);
+    if (dir.is_relative()) dir = std::filesystem::current_path(ec) / dir;
+    p = dir / p;
+  }
+  std::string out = p.lexically_normal().string();
+  if (out.size() > 1 && out.back() == '/') out.pop_back();  // "/etc/rpyc/." -> "/etc/rpyc"
+  return out;
+}
+
 Field Unset(Field field, std::string text) {
   field.unset_text = std::move(text);
   return field;
@@ -84,6 +105,8 @@ std::string Expected(const Field& field) {
     }
     case Kind::kEntries:
       return "KEY=VALUE";
+    case Kind::kPaths:
+      return "an array of paths (strings)";
   }
   return {};
 }
@@ -141,6 +164,10 @@ Status SetFromText(const Field& field, std::string_view text) {
       std::get<std::vector<Entry>*>(field.target)->push_back(std::move(e));
       return {};
     }
+    case Kind::kPaths:
+      if (text.empty()) return bad();
+      std::get<std::vector<std::string>*>(field.target)->push_back(AbsolutePath(text));
+      return {};
   }
   return Fail(Error::Usage(SwitchName(field) + ": unsupported option kind"));
 }
@@ -156,6 +183,13 @@ std::string ValueText(const Field& field) {
       return *std::get<std::string*>(field.target);
     case Kind::kEntries:
       return "";
+    case Kind::kPaths: {
+      std::string all;
+      for (const auto& p : *std::get<std::vector<std::string>*>(field.target)) {
+        all += (all.empty() ? "" : ", ") + p;
+      }
+      return all;
+    }
   }
   return {};
 }
@@ -235,6 +269,9 @@ std::string DumpEntries(const Field& f, const std::string& key) {
 std::string TomlValue(const Field& field) {
   if (field.kind == Kind::kBool || field.kind == Kind::kInt) return ValueText(field);
   if (field.kind == Kind::kEntries) return {};
+  if (field.kind == Kind::kPaths) {
+    return TomlEntryValue(*std::get<std::vector<std::string>*>(field.target));
+  }
   return TomlString(*std::get<std::string*>(field.target));
 }
 

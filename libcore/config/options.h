@@ -21,7 +21,7 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitUsage = 64;   // EX_USAGE: bad command-line switch
 inline constexpr int kExitConfig = 78;  // EX_CONFIG: bad configuration file
 
-enum class Kind { kBool, kInt, kString, kChoice, kEntries };
+enum class Kind { kBool, kInt, kString, kChoice, kEntries, kPaths };
 
 // One KEY=VALUE of an open-ended table (Kind::kEntries): a `[table]` of the TOML file, or a
 // repeatable `--switch KEY=VALUE`. The loader does not know the keys; the daemon checks them.
@@ -52,7 +52,8 @@ struct Field {
   // order with the file's other errors (its message names FILE:LINE). Unset: the daemon checks.
   std::function<Status(const Entry&)> check_entry;
   // Borrowed: points into the Options struct, which must outlive every use of the schema.
-  std::variant<bool*, int64_t*, std::string*, std::vector<Entry>*> target;
+  std::variant<bool*, int64_t*, std::string*, std::vector<Entry>*, std::vector<std::string>*>
+      target;
 };
 
 using Schema = std::vector<Field>;
@@ -66,6 +67,16 @@ Field Choice(std::string key, std::string switches, std::string help, std::strin
 // A TOML table `[key]` and a repeatable `--key KEY=VALUE`; entries from the file come first, then
 // the switches in order (a later entry for the same key wins when the daemon applies them).
 Field Entries(std::string key, std::string switches, std::string help, std::vector<Entry>* target);
+
+// A list of directories or files: a TOML array of strings, or a repeatable `--key PATH` (given
+// on the command line, the switches replace the file's list). Relative paths are made absolute:
+// from the file, against the file's directory; from a switch, against the working directory.
+Field Paths(std::string key, std::string switches, std::string help,
+            std::vector<std::string>* target);
+
+// Makes `path` absolute against `base` (a directory; empty: the working directory), lexically
+// normalised: "lib" in /etc/rpyc/x.toml -> /etc/rpyc/lib. An absolute path is only normalised.
+std::string AbsolutePath(std::string_view path, std::string_view base = {});
 
 // `field` with a sentinel default described by `text` (see Field::unset_text).
 Field Unset(Field field, std::string text);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <system_error>
@@ -94,6 +95,25 @@ Result<bool> SetFromNode(const Field& f, std::string_view written, const toml::n
     }
     case Kind::kEntries:  // SetEntries()
       return wrong_type();
+    case Kind::kPaths: {
+      const auto* items = node.as_array();
+      if (items == nullptr) return wrong_type();
+      // Relative to the file's directory, whatever the working directory is.
+      const std::string dir = std::filesystem::path(source).parent_path().string();
+      std::vector<std::string> paths;
+      for (const auto& item : *items) {
+        if (!item.is_string()) {
+          return Fail(Error::Config(prefix + "expected an array of strings, found " +
+                                    TypeName(item.type()) + " in it"));
+        }
+        if (item.as_string()->get().empty()) {
+          return Fail(Error::Config(prefix + "an empty path"));
+        }
+        paths.push_back(AbsolutePath(item.as_string()->get(), dir.empty() ? "." : dir));
+      }
+      *std::get<std::vector<std::string>*>(f.target) = std::move(paths);
+      return true;
+    }
   }
   return true;
 }
