@@ -3,7 +3,9 @@
 ThreadedServer serving the same class, same client, same run (issue 13).
 
 The service is the packaged example, etc/examples/calculator.py (CalculatorService). Workloads:
-  call     conn.root.add(1, 2) on one connection
+  call     conn.root.add(1, 2) on one connection, as written: three requests (getattr of `add`,
+           the call, and the release of the bound method's netref, sent without a reply)
+  bound    add(1, 2) with add = conn.root.add fetched once: the call alone
   connect  rpyc.connect() + conn.root.add(1, 2) + close, one connection after the other
 For each it reports the server's CPU per operation (process CPU clock, exited threads included)
 and the client's wall time; with --callgrind, user-space instructions per operation from two
@@ -11,7 +13,7 @@ callgrind runs of different lengths (start-up and first-connection costs cancel 
 client are pinned to different CPUs, as bench/classic/classic_bench.py does (whose helpers this
 uses).
 
-Usage: hosting_bench.py [--ours PATH] [--seconds S] [--callgrind] [--workloads call,connect]
+Usage: hosting_bench.py [--ours PATH] [--seconds S] [--callgrind] [--workloads call,bound,connect]
                         [--rounds N]
 """
 import os
@@ -53,6 +55,17 @@ def server(kind, ours, wrapper=()):
                       env=dict(os.environ, PYTHONPATH=EXAMPLES))
 
 
+def calls(conn, workload):
+    """The operation of `call` or `bound` on `conn`."""
+    if workload == "bound":
+        add = conn.root.add
+        return lambda: add(1, 2)
+
+    def call():
+        assert conn.root.add(1, 2) == 3
+    return call
+
+
 def one_connection(port):
     c = rpyc.connect("127.0.0.1", port)
     assert c.root.add(1, 2) == 3
@@ -72,12 +85,12 @@ def measure(kind, ours, workload, seconds):
             time.sleep(0.2)  # the server tears the last connection down
             return n, process_cpu_seconds(proc.pid) - c0, wall
         conn = rpyc.connect("127.0.0.1", port)
-        add = conn.root.add
+        op = calls(conn, workload)
         for _ in range(10):
-            add(1, 2)
+            op()
         n, c0, t0 = 0, process_cpu_seconds(proc.pid), time.monotonic()
         while time.monotonic() - t0 < seconds:
-            add(1, 2)
+            op()
             n += 1
         result = n, process_cpu_seconds(proc.pid) - c0, time.monotonic() - t0
         conn.close()
@@ -92,8 +105,9 @@ def callgrind_instructions(kind, ours, workload, ops):
             time.sleep(1.0)
         else:
             conn = rpyc.connect("127.0.0.1", port)
+            op = calls(conn, workload)
             for _ in range(ops):
-                assert conn.root.add(1, 2) == 3
+                op()
             conn.close()
     return callgrind_total(lambda wrapper: server(kind, ours, wrapper), drive)
 
@@ -101,7 +115,7 @@ def callgrind_instructions(kind, ours, workload, ops):
 def main():
     ap = bench_arguments()
     ap.add_argument("--rounds", type=int, default=1, help="CPU measurements per cell")
-    ap.add_argument("--workloads", default="call,connect")
+    ap.add_argument("--workloads", default="call,bound,connect")
     args = ap.parse_args()
     os.sched_setaffinity(0, {int(CLIENT_CPU)})
     workloads = args.workloads.split(",")
