@@ -401,6 +401,16 @@ if compgen -G "$SHIP/rpm/rpyc-registryd-*.rpm" >/dev/null; then
   r=$(registry udp register RPMTEST 2>&1)
   [[ $r == True ]] && ok "rpm-installed rpyc-registryd started with systemctl, register -> True" ||
     bad "rpm registryd: $r"
+  ex=/usr/share/doc/rpyc-classicd/examples
+  if [[ -z ${FAKE_CLASSICD:-} ]]; then  # the hosting example, as the .deb's above
+    cp "$ex/example.toml" "$ex/calculator.py" /etc/rpyc/ 2>/dev/null
+    systemctl start rpyc-classicd@example.service && wait_state rpyc-classicd@example.service active
+    r=$("$PY" -c 'import rpyc; print(rpyc.connect("127.0.0.1", 18861).root.add(1, 2))' 2>&1)
+    [[ $r == 3 ]] && ok "rpm-installed rpyc-classicd@example (from $ex): root.add(1, 2) -> 3" ||
+      bad "rpm rpyc-classicd@example: $r; $(journalctl --no-pager -u rpyc-classicd@example.service -o cat | tail -n 5)"
+    systemctl stop rpyc-classicd@example.service
+    rm -f /etc/rpyc/example.toml /etc/rpyc/calculator.py
+  fi
   rpm -e --nodeps rpyc-registryd rpyc-classicd >/tmp/rpme.log 2>&1 && ok "rpm -e" || bad "rpm -e: $(tail /tmp/rpme.log)"
   sleep 0.3
   [[ $(systemctl is-active rpyc-registryd.service) != active && ! -e /usr/sbin/rpyc-registryd ]] &&
