@@ -18,6 +18,14 @@ def run(args, tmp_path, timeout=30):
                           timeout=timeout, cwd=tmp_path)
 
 
+def refused_with_file(toml, check, tmp_path):
+    """Starts (or --check-config) with c.toml holding `toml`; asserts exit 78."""
+    (tmp_path / "c.toml").write_text(toml)
+    p = run(["-c", "c.toml"] + (["--check-config"] if check else []), tmp_path)
+    assert p.returncode == 78, p.stderr
+    return p
+
+
 @pytest.mark.parametrize("check", [True, False], ids=["check-config", "start"])
 @pytest.mark.parametrize("spec,reason", [
     ("no_such_module:Service", "ModuleNotFoundError: No module named 'no_such_module'"),
@@ -51,10 +59,9 @@ def test_check_config_imports_a_good_service(tmp_path):
      "c.toml:3: key 'protocol.include_local_traceback': false is not supported yet"),
     ("protocol = 1\n", "c.toml:2: key 'protocol': expected a table"),
 ])
-def test_bad_protocol_table_exits_78(toml, message, tmp_path):
-    (tmp_path / "c.toml").write_text('service = "calc_service:CalculatorService"\n' + toml)
-    p = run(["-c", "c.toml", "--check-config"], tmp_path)
-    assert p.returncode == 78, p.stderr
+@pytest.mark.parametrize("check", [True, False], ids=["check-config", "start"])
+def test_bad_protocol_table_exits_78(toml, message, check, tmp_path):
+    p = refused_with_file('service = "calc_service:CalculatorService"\n' + toml, check, tmp_path)
     assert message in p.stderr
 
 
@@ -157,14 +164,6 @@ def run_bare(args, cwd, env_path=None, timeout=30):
 def service_module(directory, name, text):
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{name}.py").write_text(text)
-
-
-def refused_with_file(toml, check, tmp_path):
-    """Starts (or --check-config) with c.toml holding `toml`; asserts exit 78."""
-    (tmp_path / "c.toml").write_text(toml)
-    p = run(["-c", "c.toml"] + (["--check-config"] if check else []), tmp_path)
-    assert p.returncode == 78, p.stderr
-    return p
 
 
 SYNTAX_ERROR = "import rpyc\n\nclass Service(rpyc.Service)\n    pass\n"
