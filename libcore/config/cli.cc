@@ -45,8 +45,6 @@ std::string TypeName(const Field& f) {
   switch (f.kind) {
     case Kind::kInt:
       return "INT";
-    case Kind::kPaths:
-      return "PATH";
     case Kind::kChoice: {
       std::string out = "{";
       for (const auto& c : f.choices) out += (out.size() > 1 ? "," : "") + c;
@@ -206,20 +204,19 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
     }
     const std::string help =
         info.typed_help && value.empty() ? f.help : f.help + " [default: " + value + "]";
-    if (f.kind == Kind::kEntries) {
+    if (f.kind == Kind::kList) {
+      b.list = &lists.emplace_back();
+      b.option = app.add_option(f.switches, *b.list, help)
+                     ->allow_extra_args(false)
+                     ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+      if (info.typed_help) b.option->type_name("TEXT,...");
+    } else if (f.kind == Kind::kEntries) {
       b.list = &lists.emplace_back();
       // Repeatable: every one counts (the default policy keeps the last).
       b.option = app.add_option(f.switches, *b.list, f.help)
                      ->allow_extra_args(false)
                      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
       b.option->type_name("KEY=VALUE");
-    } else if (f.kind == Kind::kPaths) {
-      b.list = &lists.emplace_back();
-      // Repeatable: together they replace the file's list.
-      b.option = app.add_option(f.switches, *b.list, help)
-                     ->allow_extra_args(false)
-                     ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-      if (info.typed_help) b.option->type_name("PATH");
     } else if (f.kind == Kind::kBool) {
       b.flag = &bools.emplace_back(false);
       b.option = app.add_flag(f.switches, *b.flag, help);
@@ -284,7 +281,8 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
       continue;
     }
     if (b.list != nullptr) {
-      if (b.field->kind == Kind::kPaths)
+      // A list's switches replace the file's list; a table's entries add to the file's.
+      if (b.field->kind == Kind::kList)
         std::get<std::vector<std::string>*>(b.field->target)->clear();
       for (const auto& item : *b.list) {
         auto st = SetFromText(*b.field, item);
@@ -294,6 +292,11 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
     }
     auto st = SetFromText(*b.field, *b.text);
     if (!st) return Exit(kExitUsage, info.name + ": " + st.error().message(), true);
+  }
+  // Paths from switches are relative to the working directory (the file's: toml_loader.cc).
+  for (const Binding& b : bindings) {
+    if (b.option->count() == 0 || !b.field->paths) continue;
+    for (auto& p : *std::get<std::vector<std::string>*>(b.field->target)) p = AbsolutePath(p);
   }
   if (info.validate) {
     auto st = info.validate(origins);

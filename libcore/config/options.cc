@@ -66,9 +66,21 @@ Field Entries(std::string key, std::string switches, std::string help, std::vect
   return Make(std::move(key), std::move(switches), std::move(help), Kind::kEntries, target);
 }
 
+Field List(std::string key, std::string switches, std::string help,
+           std::vector<std::string>* target) {
+  return Make(std::move(key), std::move(switches), std::move(help), Kind::kList, target);
+}
+
+Field Unset(Field field, std::string text) {
+  field.unset_text = std::move(text);
+  return field;
+}
+
 Field Paths(std::string key, std::string switches, std::string help,
             std::vector<std::string>* target) {
-  return Make(std::move(key), std::move(switches), std::move(help), Kind::kPaths, target);
+  Field f = List(std::move(key), std::move(switches), std::move(help), target);
+  f.paths = true;
+  return f;
 }
 
 std::string AbsolutePath(std::string_view path, std::string_view base) {
@@ -83,11 +95,6 @@ std::string AbsolutePath(std::string_view path, std::string_view base) {
   std::string out = p.lexically_normal().string();
   if (out.size() > 1 && out.back() == '/') out.pop_back();  // "/etc/rpyc/." -> "/etc/rpyc"
   return out;
-}
-
-Field Unset(Field field, std::string text) {
-  field.unset_text = std::move(text);
-  return field;
 }
 
 std::string Expected(const Field& field) {
@@ -105,8 +112,8 @@ std::string Expected(const Field& field) {
     }
     case Kind::kEntries:
       return "KEY=VALUE";
-    case Kind::kPaths:
-      return "an array of paths (strings)";
+    case Kind::kList:
+      return "a list of strings";
   }
   return {};
 }
@@ -164,10 +171,20 @@ Status SetFromText(const Field& field, std::string_view text) {
       std::get<std::vector<Entry>*>(field.target)->push_back(std::move(e));
       return {};
     }
-    case Kind::kPaths:
-      if (text.empty()) return bad();
-      std::get<std::vector<std::string>*>(field.target)->push_back(AbsolutePath(text));
+    case Kind::kList: {
+      std::vector<std::string> items;
+      for (std::string_view rest = text;;) {
+        const size_t comma = rest.find(',');
+        const std::string_view item = rest.substr(0, comma);
+        if (item.empty()) return bad();
+        items.emplace_back(item);
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+      }
+      auto* list = std::get<std::vector<std::string>*>(field.target);
+      list->insert(list->end(), items.begin(), items.end());
       return {};
+    }
   }
   return Fail(Error::Usage(SwitchName(field) + ": unsupported option kind"));
 }
@@ -183,12 +200,12 @@ std::string ValueText(const Field& field) {
       return *std::get<std::string*>(field.target);
     case Kind::kEntries:
       return "";
-    case Kind::kPaths: {
-      std::string all;
-      for (const auto& p : *std::get<std::vector<std::string>*>(field.target)) {
-        all += (all.empty() ? "" : ", ") + p;
+    case Kind::kList: {
+      std::string out;
+      for (const auto& item : *std::get<std::vector<std::string>*>(field.target)) {
+        out += (out.empty() ? "" : ",") + item;
       }
-      return all;
+      return out;
     }
   }
   return {};
@@ -269,7 +286,7 @@ std::string DumpEntries(const Field& f, const std::string& key) {
 std::string TomlValue(const Field& field) {
   if (field.kind == Kind::kBool || field.kind == Kind::kInt) return ValueText(field);
   if (field.kind == Kind::kEntries) return {};
-  if (field.kind == Kind::kPaths) {
+  if (field.kind == Kind::kList) {
     return TomlEntryValue(*std::get<std::vector<std::string>*>(field.target));
   }
   return TomlString(*std::get<std::string*>(field.target));

@@ -21,7 +21,7 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitUsage = 64;   // EX_USAGE: bad command-line switch
 inline constexpr int kExitConfig = 78;  // EX_CONFIG: bad configuration file
 
-enum class Kind { kBool, kInt, kString, kChoice, kEntries, kPaths };
+enum class Kind { kBool, kInt, kString, kChoice, kEntries, kList };
 
 // One KEY=VALUE of an open-ended table (Kind::kEntries): a `[table]` of the TOML file, or a
 // repeatable `--switch KEY=VALUE`. The loader does not know the keys; the daemon checks them.
@@ -42,6 +42,10 @@ struct Field {
   int64_t min = 0;                   // kInt: inclusive range
   int64_t max = 0;                   //
   std::vector<std::string> choices;  // kChoice: compared case-insensitively, stored as listed
+  // kList of paths (Paths()): a relative item is made absolute, against the configuration file's
+  // directory when the file gives it, against the working directory when a switch does; an
+  // empty item is an error.
+  bool paths = false;
   // kInt: what a value outside min..max (a sentinel such as -1, which no switch or key can set)
   // means, for --help and --dump-config: "18812, or 18821 with TLS". Empty: no sentinel.
   std::string unset_text;
@@ -68,15 +72,10 @@ Field Choice(std::string key, std::string switches, std::string help, std::strin
 // the switches in order (a later entry for the same key wins when the daemon applies them).
 Field Entries(std::string key, std::string switches, std::string help, std::vector<Entry>* target);
 
-// A list of directories or files: a TOML array of strings, or a repeatable `--key PATH` (given
-// on the command line, the switches replace the file's list). Relative paths are made absolute:
-// from the file, against the file's directory; from a switch, against the working directory.
-Field Paths(std::string key, std::string switches, std::string help,
-            std::vector<std::string>* target);
-
-// Makes `path` absolute against `base` (a directory; empty: the working directory), lexically
-// normalised: "lib" in /etc/rpyc/x.toml -> /etc/rpyc/lib. An absolute path is only normalised.
-std::string AbsolutePath(std::string_view path, std::string_view base = {});
+// A TOML array of strings `key = ["a", "b"]` and a repeatable `--key VALUE` (a value may also be
+// "a,b"); the switches, when given, replace the file's list.
+Field List(std::string key, std::string switches, std::string help,
+           std::vector<std::string>* target);
 
 // `field` with a sentinel default described by `text` (see Field::unset_text).
 Field Unset(Field field, std::string text);
@@ -84,13 +83,22 @@ Field Unset(Field field, std::string text);
 // What a value must be, for --help and errors: "a number 0-65535", "one of UDP, TCP, both".
 std::string Expected(const Field& field);
 
-// Converts command-line text for `field` and stores it (kEntries: appends one KEY=VALUE). Booleans
+// Converts command-line text for `field` and stores it (kEntries: appends one KEY=VALUE; kList:
+// appends the comma-separated items). Booleans
 // accept true/false/yes/no/on/off/1/0 (any case). Errors are Usage errors that name the switch.
 Status SetFromText(const Field& field, std::string_view text);
 
 // Error messages echo what the user gave (an argument, a key, a value), which may hold line
 // breaks or other control characters: this escapes them (\n, \xNN), so an error stays one line.
 std::string OneLine(std::string_view text);
+
+// A kList of directories or files: List() with Field::paths set (service-path).
+Field Paths(std::string key, std::string switches, std::string help,
+            std::vector<std::string>* target);
+
+// Makes `path` absolute against `base` (a directory; empty: the working directory), lexically
+// normalised: "lib" in /etc/rpyc/x.toml -> /etc/rpyc/lib. An absolute path is only normalised.
+std::string AbsolutePath(std::string_view path, std::string_view base = {});
 
 // Human-readable default/current value of a field (for --help and messages).
 std::string ValueText(const Field& field);

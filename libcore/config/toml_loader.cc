@@ -95,27 +95,37 @@ Result<bool> SetFromNode(const Field& f, std::string_view written, const toml::n
     }
     case Kind::kEntries:  // SetEntries()
       return wrong_type();
-    case Kind::kPaths: {
-      const auto* items = node.as_array();
-      if (items == nullptr) return wrong_type();
-      // Relative to the file's directory, whatever the working directory is.
-      const std::string dir = std::filesystem::path(source).parent_path().string();
-      std::vector<std::string> paths;
-      for (const auto& item : *items) {
+    case Kind::kList: {
+      const toml::array* a = node.as_array();
+      if (a == nullptr) return wrong_type();
+      std::vector<std::string> items;
+      for (const auto& item : *a) {
         if (!item.is_string()) {
-          return Fail(Error::Config(prefix + "expected an array of strings, found " +
+          return Fail(Error::Config(prefix + "expected " + Expected(f) + ", found " +
                                     TypeName(item.type()) + " in it"));
         }
-        if (item.as_string()->get().empty()) {
-          return Fail(Error::Config(prefix + "an empty path"));
-        }
-        paths.push_back(AbsolutePath(item.as_string()->get(), dir.empty() ? "." : dir));
+        items.push_back(item.as_string()->get());
       }
-      *std::get<std::vector<std::string>*>(f.target) = std::move(paths);
+      *std::get<std::vector<std::string>*>(f.target) = std::move(items);
       return true;
     }
   }
   return true;
+}
+
+// Field::paths: the file's relative paths are relative to its directory, whatever the working
+// directory is. Returns the problem (an empty path), or "".
+std::string ResolvePaths(const Field& f, std::string_view written, std::string_view source,
+                         int64_t line) {
+  const std::string dir = std::filesystem::path(source).parent_path().string();
+  for (auto& p : *std::get<std::vector<std::string>*>(f.target)) {
+    if (p.empty()) {
+      return std::string(source) + ":" + std::to_string(line) + ": key '" + std::string(written) +
+             "': an empty path";
+    }
+    p = AbsolutePath(p, dir.empty() ? "." : dir);
+  }
+  return {};
 }
 
 // A kEntries field: `[key]` (or `key = { ... }`) whose keys the daemon checks. Each bad entry is
@@ -278,6 +288,12 @@ Status LoadToml(std::string_view text, std::string_view source, const Schema& sc
     if (!st) {
       problems.push_back({line, 0, st.error().message()});
       continue;
+    }
+    if (field->paths) {
+      if (auto bad = ResolvePaths(*field, written, source, line); !bad.empty()) {
+        problems.push_back({line, 0, bad});
+        continue;
+      }
     }
     if (lines != nullptr) (*lines)[field->key] = static_cast<int>(line);
     if (spellings != nullptr) (*spellings)[field->key] = written;

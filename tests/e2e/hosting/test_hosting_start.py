@@ -258,7 +258,7 @@ def test_service_path_that_is_no_directory_exits_78(line, reason, check, tmp_pat
 @pytest.mark.parametrize("toml,message", [
     ('service-path = ["lib"]\n', "c.toml:1: key 'service-path': applies to a hosted service"),
     ('service = "calc_service:CalculatorService"\nservice-path = "lib"\n',
-     "c.toml:2: key 'service-path': expected an array of paths (strings), found a string"),
+     "c.toml:2: key 'service-path': expected a list of strings, found a string"),
     ('service = "calc_service:CalculatorService"\nservice-path = [""]\n',
      "c.toml:2: key 'service-path': an empty path"),
 ])
