@@ -73,6 +73,14 @@ struct Options {
   // [protocol] / --protocol KEY=VALUE as given; ParseOptions() parses them into protocol_config.
   std::vector<core::config::Entry> protocol;
   objspace::ProtocolConfig protocol_config;
+  // Native allow-lists, checked on the accepted socket before a byte is read (allow_list.h):
+  // CIDR blocks for TCP peers; users and groups (names or ids) for Unix-socket peers.
+  std::vector<std::string> allow_from;
+  std::vector<std::string> unix_allow_users;
+  std::vector<std::string> unix_allow_groups;
+  // rpyc's authenticator: "package.module:callable", called with each new connection's socket,
+  // returning (sock, credentials) or raising AuthenticationError (objspace::LoadAuthenticator()).
+  std::string authenticator;
   // Where each value came from (ParseOptions()), so that what a start finds wrong with one can
   // name the file's line (a service that cannot be imported: FILE:LINE: key 'service').
   core::config::Origins origins;

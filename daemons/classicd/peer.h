@@ -4,10 +4,12 @@
 // lines that name it (with the journal fields RPYC_PEER, RPYC_CONN and RPYC_MODE).
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "daemons/classicd/classicd.h"
+#include "daemons/classicd/objspace/objspace.h"
 #include "libcore/log/log.h"
 #include "libcore/transport/address.h"
 
@@ -20,11 +22,25 @@ struct Peer {
   bool nodelay = false;  // accepted from a listener with TCP_NODELAY: the socket has it too
   // Counted among the handshakes in progress (Admission) until OpenSocket() ends its handshake.
   bool handshake = false;
+  // A Unix-socket peer's SO_PEERCRED, read when unix_allow_users/unix_allow_groups are set.
+  struct UnixCred {
+    int64_t uid = 0;
+    int64_t gid = 0;
+    int64_t pid = 0;
+  };
+  std::optional<UnixCred> unix_cred;
+  // What authenticated it (conn._config["credentials"]), set on the thread that serves it
+  // (ClassicService::Authenticate); null: None.
+  objspace::CredentialsPtr credentials;
 
   // A socket's peer; a Unix socket's is "unix".
   static Peer FromAddress(const core::transport::SocketAddress& addr);
   // A peer without an address ("stdio").
-  static Peer Named(const std::string& name) { return {name, name, name}; }
+  static Peer Named(const std::string& name) {
+    Peer p;
+    p.repr = p.host = p.text = name;
+    return p;
+  }
 };
 
 // Log lines about one connection.

@@ -56,8 +56,8 @@ core::Status ClassicService::StartPool() {
   };
   core::server::PooledServer::Options options;
   options.threads = static_cast<size_t>(o_.threads);
-  // A TLS handshake waits on the peer for up to tls_handshake_timeout.
-  options.setup_thread = tls_ != nullptr;
+  // A TLS handshake or an authenticator waits on the peer for up to tls_handshake_timeout.
+  options.setup_thread = tls_ != nullptr || authenticator_ != nullptr;
   options.on_thread_start = BlockStopSignals;
   pool_ =
       std::make_unique<core::server::PooledServer>(ctx_.loop, std::move(hooks), std::move(options));
@@ -82,7 +82,7 @@ std::unique_ptr<core::server::PooledServer::Session> ClassicService::PoolOpen(Un
   std::unique_ptr<PoolSession> session;
   try {
     auto stream = OpenSocket(std::move(fd), peer, id);
-    if (!stream) return end_early();
+    if (!stream || !Authenticate(*stream, peer, id)) return end_early();
     session = std::make_unique<PoolSession>(std::move(stream), peer, id, Settings(/*idle=*/false),
                                             make_space_, conn_log_);
   } catch (const std::exception& e) {
@@ -90,7 +90,7 @@ std::unique_ptr<core::server::PooledServer::Session> ClassicService::PoolOpen(Un
               e.what());
     return end_early();
   }
-  conn_log_(Level::info, peer, id, "welcome {}", peer.repr);
+  ClassicSession::Welcome(conn_log_, peer, id);
   return session;
 }
 

@@ -30,9 +30,10 @@ struct SessionSettings {
   std::atomic<uint64_t>* requests_served = nullptr;
 };
 
-// Makes the object space of a new connection (in the daemon, the embedded interpreter's).
-using SpaceFactory =
-    std::function<std::unique_ptr<core::protocol::ObjectSpace>(core::protocol::Connection&)>;
+// Makes the object space of a new connection from `peer` (in the daemon, the embedded
+// interpreter's, with the peer's credentials).
+using SpaceFactory = std::function<std::unique_ptr<core::protocol::ObjectSpace>(
+    core::protocol::Connection&, const Peer& peer)>;
 
 class ClassicSession {
  public:
@@ -49,6 +50,10 @@ class ClassicSession {
   static void Run(core::transport::Stream& stream, const Peer& peer, uint64_t id,
                   const SessionSettings& settings, const SpaceFactory& make_space,
                   const ConnLog& log);
+
+  // "welcome ADDR", or "welcome ADDR (credentials)" when the peer has true credentials, as
+  // rpyc's server logs it.
+  static void Welcome(const ConnLog& log, const Peer& peer, uint64_t id);
 
   // Serves until the connection ends (blocking modes).
   void Serve();

@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "daemons/registryd/request.h"
-#include "libcore/brine/brine.h"
 #include "libcore/etcd/entry.h"
 
 namespace registryd {
@@ -21,15 +20,6 @@ constexpr size_t kMaxBadKeysRemembered = 1024;
 bool Answered(const core::Error& e) {
   return e.code() == core::Error::Code::kProtocol &&
          e.message().find(": HTTP 4") != std::string::npos;
-}
-
-// The int port of a brine-encoded port value, 0 when it is not an int from 1 to 65535.
-uint16_t IntPort(const std::string& brine_port) {
-  auto v = core::brine::Load(brine_port);
-  if (!v) return 0;
-  const auto* i = v->get_if<core::brine::Int>();
-  if (i == nullptr || !i->is_small() || i->small() < 1 || i->small() > 65535) return 0;
-  return static_cast<uint16_t>(i->small());
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 
+#include "daemons/registryd/dnssd_link.h"
 #include "daemons/registryd/etcd_link.h"
 #include "libcore/brine/brine.h"
 
@@ -277,6 +278,14 @@ std::string EncodeNames(const std::vector<std::string>& names, size_t max_bytes,
   return out;
 }
 
+uint16_t IntPort(const std::string& brine_port) {
+  auto v = brine::Load(brine_port);
+  if (!v) return 0;
+  const auto* i = v->get_if<brine::Int>();
+  if (i == nullptr || !i->is_small() || i->small() < 1 || i->small() > 65535) return 0;
+  return static_cast<uint16_t>(i->small());
+}
+
 std::string HostPort(std::string_view host, std::string_view port) {
   std::string out;
   const bool v6 = host.find(':') != std::string_view::npos;
@@ -393,6 +402,7 @@ std::optional<std::string_view> Handler::Dispatch(std::string_view data,
       const std::string host(RegistryHost(peer.host()));
       const size_t n = registry_.Unregister(Server{host, request->port});
       if (link_ != nullptr) link_->Unregistered(Server{host, request->port});
+      if (dnssd_ != nullptr) dnssd_->Unregistered(Server{host, request->port});
       if (log_request_) {
         log_.Log(core::log::Level::debug,
                  {{"RPYC_PEER", peer.text()}, {"RPYC_COMMAND", "UNREGISTER"}},
@@ -556,11 +566,12 @@ std::optional<std::string_view> Handler::Register(const Request& r,
     }
   }
   if (full == 0 && over_host == 0) {
-    if (link_ != nullptr) {
+    if (link_ != nullptr || dnssd_ != nullptr) {
       std::vector<std::string> names;
       names.reserve(r.names.size());
       for (const auto& n : r.names) names.push_back(Upper(n));
-      link_->Registered(Server{host, r.port}, names, now);
+      if (link_ != nullptr) link_->Registered(Server{host, r.port}, names, now);
+      if (dnssd_ != nullptr) dnssd_->Registered(Server{host, r.port}, names, now);
     }
     return kOk;
   }

@@ -73,6 +73,7 @@ struct ReplyLimits {
 // the source's rate get no reply, and so do UDP replies beyond its byte budget; at most
 // kRequestLogBurst requests and kWarningBurst warnings are logged per kLogInterval.
 class EtcdLink;
+class DnssdLink;
 
 class Handler {
  public:
@@ -96,6 +97,9 @@ class Handler {
   // from its mirror (this registry's servers first). nullptr (the default): off. The link must
   // outlive the handler.
   void set_link(EtcdLink* link) { link_ = link; }
+  // Publishing through avahi-daemon: REGISTER and UNREGISTER are passed on. nullptr (the
+  // default): off. The link must outlive the handler.
+  void set_dnssd(DnssdLink* dnssd) { dnssd_ = dnssd; }
   const core::log::Logger& log() const { return log_; }
 
   // Logs a warning about `peer` ("bad request from PEER: WHAT", WHAT escaped), rate-limited per
@@ -120,6 +124,7 @@ class Handler {
   Registry& registry_;
   Sources& sources_;
   EtcdLink* link_ = nullptr;
+  DnssdLink* dnssd_ = nullptr;
   bool listing_;
   ReplyLimits limits_;
   core::log::Logger log_;
@@ -142,6 +147,10 @@ class Handler {
   std::string reply_;                   // the last reply
   char name_[kMaxRequestBytes];         // scratch: the upper-cased QUERY name
 };
+
+// The int port of a brine-encoded port value (Server::port), 0 when it is not an int from 1 to
+// 65535 (a unix socket path): only int ports are shared through etcd and DNS-SD.
+uint16_t IntPort(const std::string& brine_port);
 
 // "host:port", with an IPv6 host in brackets ("[::1]:18811").
 std::string HostPort(std::string_view host, std::string_view port);

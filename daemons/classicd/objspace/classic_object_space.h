@@ -47,7 +47,9 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   bool Init(bool classic_root);  // GIL held
   // A hosted service's root and conn instead (GIL held). When they cannot be made, OnConnect()
   // fails with the reason.
-  void InitHosted(const HostedService& service, uint64_t connid);
+  void InitHosted(const HostedService& service, uint64_t connid, const Credentials* credentials);
+  // GIL held: conn._config["credentials"] of the classic conn object.
+  void SetClassicCredentials(const Credentials& credentials);
   core::Status OnConnect() override;
   core::protocol::Outcome Handle(core::protocol::Handler h,
                                  const core::brine::Value& boxed_args) override;

@@ -14,6 +14,7 @@
 
 #include "daemons/classicd/objspace/access_policy.h"
 #include "daemons/classicd/objspace/classic_object_space.h"
+#include "daemons/classicd/objspace/credentials.h"
 #include "daemons/classicd/objspace/internal.h"
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/objspace/py_ref.h"
@@ -39,6 +40,24 @@ void DestroyHosted(HostedService* service) {
 }
 
 }  // namespace
+
+std::string LoadErrorText(PyObject* support_module) {
+  PyObject *t = nullptr, *v = nullptr, *tb = nullptr;
+  PyErr_Fetch(&t, &v, &tb);
+  PyErr_NormalizeException(&t, &v, &tb);
+  PyRef type = PyRef::Steal(t), value = PyRef::Steal(v), trace = PyRef::Steal(tb);
+  PyRef load_error = PyRef::Steal(PyObject_GetAttrString(support_module, "ServiceLoadError"));
+  std::string why = "cannot be loaded";
+  if (value && load_error && PyObject_IsInstance(value.get(), load_error.get()) == 1) {
+    PyRef text = PyRef::Steal(PyObject_Str(value.get()));
+    if (text && PyUnicode_Check(text.get())) why = PyUnicode_AsUTF8(text.get());
+  } else if (type) {
+    PyErr_Restore(type.release(), value.release(), trace.release());
+    why = FetchErrorText();
+  }
+  PyErr_Clear();
+  return why;
+}
 
 PyRef ProtocolConfigDict(const ProtocolConfig& c) {
   PyRef d = PyRef::Steal(PyDict_New());
@@ -101,23 +120,7 @@ core::Result<HostedServicePtr> LoadService(Interpreter& interpreter, const std::
                               spec.data(), static_cast<Py_ssize_t>(spec.size()), "replace"))
                         : PyRef();
   PyRef loaded = spec_str ? PyRef::Steal(PyObject_CallOneArg(load.get(), spec_str.get())) : PyRef();
-  if (!loaded) {
-    PyObject *t = nullptr, *v = nullptr, *tb = nullptr;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    PyRef type = PyRef::Steal(t), value = PyRef::Steal(v), trace = PyRef::Steal(tb);
-    PyRef load_error = PyRef::Steal(PyObject_GetAttrString(module, "ServiceLoadError"));
-    std::string why = "cannot be loaded";
-    if (value && load_error && PyObject_IsInstance(value.get(), load_error.get()) == 1) {
-      PyRef text = PyRef::Steal(PyObject_Str(value.get()));
-      if (text && PyUnicode_Check(text.get())) why = PyUnicode_AsUTF8(text.get());
-    } else if (type) {
-      PyErr_Restore(type.release(), value.release(), trace.release());
-      why = FetchErrorText();
-    }
-    PyErr_Clear();
-    return fail(why);
-  }
+  if (!loaded) return fail(LoadErrorText(module));
   service->make_root = PyRef::Borrow(PyTuple_GET_ITEM(loaded.get(), 0));
   PyObject* aliases = PyTuple_GET_ITEM(loaded.get(), 1);
   for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(aliases); ++i) {
@@ -157,16 +160,17 @@ const std::vector<std::string>& ServiceAliases(const HostedService& service) {
   return service.aliases;
 }
 
-void ClassicObjectSpace::InitHosted(const HostedService& service, uint64_t connid) {
+void ClassicObjectSpace::InitHosted(const HostedService& service, uint64_t connid,
+                                    const Credentials* credentials) {
   hosted_ = true;
   request_timeout_ms_ = service.request_timeout_ms;
   PyObject* proxies = Proxies();
   PyRef make = PyRef::Steal(PyObject_GetAttrString(sup_.module.get(), "make_hosted_root"));
   PyRef id = PyRef::Steal(PyLong_FromUnsignedLongLong(connid));
   PyRef pair = proxies != nullptr && make && id
-                   ? PyRef::Steal(PyObject_CallFunctionObjArgs(make.get(), service.make_root.get(),
-                                                               service.config.get(), proxies,
-                                                               id.get(), nullptr))
+                   ? PyRef::Steal(PyObject_CallFunctionObjArgs(
+                         make.get(), service.make_root.get(), service.config.get(), proxies,
+                         id.get(), credentials ? credentials->object.get() : Py_None, nullptr))
                    : PyRef();
   if (!pair) {
     // The instance could not be made (its __init__ raised): OnConnect() refuses the connection.
@@ -189,13 +193,12 @@ core::Status ClassicObjectSpace::OnConnect() {
   return {};
 }
 
-std::unique_ptr<core::protocol::ObjectSpace> MakeServiceObjectSpace(Interpreter& interpreter,
-                                                                    core::protocol::Peer& peer,
-                                                                    const HostedService& service,
-                                                                    uint64_t connid) {
+std::unique_ptr<core::protocol::ObjectSpace> MakeServiceObjectSpace(
+    Interpreter& interpreter, core::protocol::Peer& peer, const HostedService& service,
+    uint64_t connid, const CredentialsPtr& credentials) {
   GilHold gil;
   auto space = std::make_unique<ClassicObjectSpace>(interpreter.support(), peer, *service.policy);
-  space->InitHosted(service, connid);
+  space->InitHosted(service, connid, credentials.get());
   return space;
 }
 

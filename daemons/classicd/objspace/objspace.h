@@ -126,11 +126,52 @@ class Interpreter {
 // test.
 enum class RootService { kSlave, kClassic };
 
+// What authenticated a connection (issue 13; credentials.cc, authenticator.cc): the Python
+// object a hosted service finds in conn._config["credentials"] (and the classic service too),
+// with its repr for rpyc's "welcome ADDR (credentials)" line. Made and dropped with the GIL taken
+// inside, on any thread; drop the last reference before the interpreter is destroyed.
+struct Credentials;
+using CredentialsPtr = std::shared_ptr<const Credentials>;
+// repr(credentials) when they are true, as rpyc's server logs them; "" otherwise.
+const std::string& CredentialsText(const Credentials& credentials);
+
+// TLS with --ssl-cafile: the dict ssl.SSLSocket.getpeercert() returns (what rpyc's
+// SSLAuthenticator gives) for the client certificate `der`, made by CPython's own certificate
+// decoder (support.py's decode_certificate). PrepareCertificates() imports it once at start.
+core::Status PrepareCertificates(Interpreter& interpreter);
+core::Result<CredentialsPtr> CertificateCredentials(Interpreter& interpreter,
+                                                    const std::string& der);
+// A Unix-socket peer's SO_PEERCRED: {'uid': ..., 'gid': ..., 'pid': ...}.
+core::Result<CredentialsPtr> PeerCredentials(Interpreter& interpreter, int64_t uid, int64_t gid,
+                                             int64_t pid);
+
+// --authenticator "package.module:callable": rpyc's contract (authenticator.cc). Imported once at
+// start: an Error::Config naming the spec and why it cannot be used. Destroy it before the
+// interpreter.
+struct Authenticator;
+using AuthenticatorPtr = std::shared_ptr<const Authenticator>;
+core::Result<AuthenticatorPtr> LoadAuthenticator(Interpreter& interpreter, const std::string& spec);
+struct AuthOutcome {
+  enum class Kind {
+    kAccepted,  // `credentials` is what it returned
+    kRefused,   // it raised AuthenticationError; `reason` is its text
+    kFailed,    // it raised something else, returned something else, or ran out of time
+  };
+  Kind kind = Kind::kFailed;
+  CredentialsPtr credentials;
+  std::string reason;
+};
+// Calls the authenticator with a socket.socket over a duplicate of `fd` (a connected socket)
+// whose operations wait no longer than `timeout_ms` in all. The descriptor's file status flags
+// (O_NONBLOCK) are as they were afterwards.
+AuthOutcome Authenticate(const Authenticator& authenticator, int fd, int timeout_ms);
+
 // One per connection, used only from the thread serving that connection (the thread may change
 // between top-level requests, not within one). `interpreter` and `peer` must outlive the object
-// space; destroy it before the interpreter.
+// space; destroy it before the interpreter. `credentials`, when set, are conn._config's.
 std::unique_ptr<core::protocol::ObjectSpace> MakeClassicObjectSpace(
-    Interpreter& interpreter, core::protocol::Peer& peer, RootService root = RootService::kSlave);
+    Interpreter& interpreter, core::protocol::Peer& peer, RootService root = RootService::kSlave,
+    const CredentialsPtr& credentials = nullptr);
 
 // A user's rpyc.Service hosted instead of the classic one (--service; hosting.cc): imported once,
 // with the access policy and conn._config of its protocol config. Destroy it before the
@@ -151,10 +192,10 @@ const std::vector<std::string>& ServiceAliases(const HostedService& service);
 
 // One per connection, as MakeClassicObjectSpace(): the root is a new instance of the service's
 // class (or the shared instance), its on_connect(conn) runs in OnConnect() and on_disconnect(conn)
-// in OnDisconnect(). `service` must outlive the space; `connid` becomes conn._config["connid"].
-std::unique_ptr<core::protocol::ObjectSpace> MakeServiceObjectSpace(Interpreter& interpreter,
-                                                                    core::protocol::Peer& peer,
-                                                                    const HostedService& service,
-                                                                    uint64_t connid);
+// in OnDisconnect(). `service` must outlive the space; `connid` becomes conn._config["connid"]
+// and `credentials` (null: None) conn._config["credentials"].
+std::unique_ptr<core::protocol::ObjectSpace> MakeServiceObjectSpace(
+    Interpreter& interpreter, core::protocol::Peer& peer, const HostedService& service,
+    uint64_t connid, const CredentialsPtr& credentials = nullptr);
 
 }  // namespace classicd::objspace
