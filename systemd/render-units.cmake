@@ -8,7 +8,8 @@ endif()
 set(RPYC_UNIT_TEMPLATES
   rpyc-registryd.service rpyc-registryd.socket
   rpyc-classicd.service rpyc-classicd.socket
-  rpyc-classicd-inetd.socket rpyc-classicd-inetd@.service)
+  rpyc-classicd-inetd.socket rpyc-classicd-inetd@.service
+  rpyc-classicd@.service rpyc-classicd@.socket)
 get_filename_component(_units_src "${CMAKE_CURRENT_LIST_FILE}" DIRECTORY)
 file(READ "${_units_src}/classicd-hardening.conf" CLASSICD_HARDENING)
 foreach(_unit IN LISTS RPYC_UNIT_TEMPLATES)

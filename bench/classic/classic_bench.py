@@ -81,22 +81,29 @@ SERVERS = {
 
 
 @contextlib.contextmanager
-def server(kind, ours, wrapper=()):
+def run_server(command, stop_signal, wrapper=(), env=None):
+    """Starts `command(port)` on the server CPU behind `wrapper` (valgrind...), yields (proc,
+    port) once it listens, and stops it with `stop_signal`."""
     port = free_port()
-    cmd = ["taskset", "-c", SERVER_CPU, *wrapper, *SERVERS[kind](port, ours)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    cmd = ["taskset", "-c", SERVER_CPU, *wrapper, *command(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                             start_new_session=True)
     try:
-        wait_port(port, proc, timeout=120 if wrapper else 30)
+        wait_port(port, proc, timeout=180 if wrapper else 30)
         yield proc, port
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT if kind == "python" else signal.SIGTERM)
+            proc.send_signal(stop_signal)
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def server(kind, ours, wrapper=()):
+    return run_server(lambda port: SERVERS[kind](port, ours),
+                      signal.SIGINT if kind == "python" else signal.SIGTERM, wrapper)
 
 
 # ---- workloads: each is (setup(conn) -> state, op(conn, state)) ---------------------------------
@@ -239,26 +246,16 @@ def measure_concurrent(proc, port, seconds, clients):
     return result
 
 
-def callgrind_instructions(kind, ours, workload, ops):
+def callgrind_total(start, drive):
+    """User-space instructions of a server run under callgrind: `start(wrapper)` is a context
+    manager that starts it behind the `wrapper` command and yields (proc, port); `drive(port)`
+    runs the workload. Forked children (%p: a profile each) are summed in."""
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "cg.out")
-        # %p: forked children (followed by valgrind) write files of their own; all are summed.
         wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p",
                    "--trace-children=no"]
-        with server(kind, ours, wrapper) as (proc, port):
-            if workload == "connect":
-                for _ in range(ops):
-                    c = rpyc.classic.connect("127.0.0.1", port)
-                    assert c.eval("1+1") == 2
-                    c.close()
-                time.sleep(1.0)  # let the last child finish and write its profile
-            else:
-                setup, op, _ = WORKLOADS[workload]
-                conn = rpyc.classic.connect("127.0.0.1", port)
-                state = setup(conn) if setup else None
-                for _ in range(ops):
-                    op(conn, state)
-                conn.close()
+        with start(wrapper) as (_, port):
+            drive(port)
         total = 0
         for name in os.listdir(d):
             with open(os.path.join(d, name)) as f:
@@ -268,12 +265,45 @@ def callgrind_instructions(kind, ours, workload, ops):
         return total
 
 
-def main():
+def callgrind_row(label, n1, n2, count):
+    """Prints `| label | Python | ours | ratio |`: instructions per op of each server as
+    (count(kind, n2) - count(kind, n1)) / (n2 - n1), so start-up and first-connection costs
+    cancel out."""
+    per = {kind: (count(kind, n2) - count(kind, n1)) / (n2 - n1) for kind in ("python", "ours")}
+    print(f"| {label} | {per['python']:,.0f} | {per['ours']:,.0f} | "
+          f"{per['python'] / per['ours']:.1f}x |", flush=True)
+
+
+def callgrind_instructions(kind, ours, workload, ops):
+    def drive(port):
+        if workload == "connect":
+            for _ in range(ops):
+                c = rpyc.classic.connect("127.0.0.1", port)
+                assert c.eval("1+1") == 2
+                c.close()
+            time.sleep(1.0)  # let the last child finish and write its profile
+        else:
+            setup, op, _ = WORKLOADS[workload]
+            conn = rpyc.classic.connect("127.0.0.1", port)
+            state = setup(conn) if setup else None
+            for _ in range(ops):
+                op(conn, state)
+            conn.close()
+    return callgrind_total(lambda wrapper: server(kind, ours, wrapper), drive)
+
+
+def bench_arguments():
+    """The switches every server benchmark here takes: --ours, --seconds, --callgrind."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--ours", default=os.environ.get(
         "RPYC_CLASSICD", os.path.join(ROOT, "build/release/daemons/classicd/rpyc-classicd")))
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--callgrind", action="store_true")
+    return ap
+
+
+def main():
+    ap = bench_arguments()
     ap.add_argument("--workloads", default="ping,getpid,eval,1MiB-down,1MiB-up,upload,connect,16-clients")
     ap.add_argument("--mode", default="threaded", choices=["threaded", "forking", "threadpool"])
     args = ap.parse_args()
@@ -319,13 +349,7 @@ def main():
                 n1, n2 = 20, 70
             else:
                 n1, n2 = 200, 1200
-            per = {}
-            for kind in ("python", "ours"):
-                i1 = callgrind_instructions(kind, args.ours, w, n1)
-                i2 = callgrind_instructions(kind, args.ours, w, n2)
-                per[kind] = (i2 - i1) / (n2 - n1)
-            print(f"| {w} | {per['python']:,.0f} | {per['ours']:,.0f} | "
-                  f"{per['python'] / per['ours']:.1f}x |", flush=True)
+            callgrind_row(w, n1, n2, lambda kind, n: callgrind_instructions(kind, args.ours, w, n))
 
 
 if __name__ == "__main__":

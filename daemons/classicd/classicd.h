@@ -68,6 +68,9 @@ struct Options {
   // What is served: "classic" (rpyc_classic's SlaveService), or a user's rpyc.Service as
   // "package.module:Name" or "package.module:factory()" (objspace::LoadService()).
   std::string service = "classic";
+  // Directories put first on sys.path before the service is imported (absolute: a relative one
+  // in the file is relative to the file's directory).
+  std::vector<std::string> service_path;
   // [protocol] / --protocol KEY=VALUE as given; ParseOptions() parses them into protocol_config.
   std::vector<core::config::Entry> protocol;
   objspace::ProtocolConfig protocol_config;
@@ -79,6 +82,9 @@ struct Options {
   // rpyc's authenticator: "package.module:callable", called with each new connection's socket,
   // returning (sock, credentials) or raising AuthenticationError (objspace::LoadAuthenticator()).
   std::string authenticator;
+  // Where each value came from (ParseOptions()), so that what a start finds wrong with one can
+  // name the file's line (a service that cannot be imported: FILE:LINE: key 'service').
+  core::config::Origins origins;
 
   bool hosted() const { return service != "classic"; }
 

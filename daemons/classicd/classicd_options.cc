@@ -138,6 +138,10 @@ core::config::Schema MakeSchema(Options* o) {
              "What is served: classic, or your rpyc.Service as package.module:Name or "
              "package.module:factory() (imported at start)",
              &o->service),
+      Paths("service_path", "--service-path",
+            "Directory put first on sys.path before the service is imported (repeatable; the "
+            "service-path list, relative to the configuration file)",
+            &o->service_path),
       Typed(Entries("protocol", "--protocol",
                     "rpyc protocol_config key for a hosted service (repeatable; the [protocol] "
                     "table)",
@@ -230,6 +234,12 @@ core::Status Validate(const Options& o, const core::config::Origins& origins) {
                        "applies to a hosted service (service = \"package.module:Name\"); the "
                        "classic service runs with rpyc_classic's configuration"));
   }
+  if (!o.hosted() && !o.service_path.empty()) {
+    return Fail(Broken(origins, {"service_path"},
+                       "--service-path applies to a hosted service (--service "
+                       "package.module:Name)",
+                       "applies to a hosted service (service = \"package.module:Name\")"));
+  }
   if (auto pc = ParseProtocol(o.protocol); !pc) return Fail(pc.error());
   if (o.hosted()) {
     const auto mode = ParseMode(o.mode_text).value_or(Mode::kThreaded);
@@ -316,6 +326,7 @@ core::config::CliOutcome ParseOptionsWith(int argc, const char* const* argv,
   auto outcome = core::config::ParseCommandLine(argc, argv, info, MakeSchema(o));
   // The schema only stores one of kModeNames.
   if (!outcome.exit) {
+    o->origins = outcome.origins;
     o->mode = ParseMode(o->mode_text).value_or(Mode::kThreaded);
     if (auto pc = ParseProtocol(o->protocol)) o->protocol_config = *pc;  // Validate() checked it
   }

@@ -6,6 +6,7 @@
 
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemons/classicd/objspace/objspace.h"
@@ -20,6 +21,37 @@ using core::Error;
 using core::Fail;
 using core::UniqueFd;
 using core::log::Level;
+
+namespace {
+
+// "FILE:LINE: key 'service': " when the file set `key` (not a switch), else "".
+std::string FromFile(const Options& o, const std::string& key) {
+  const std::string where = o.origins.FileLine(key);
+  return where.empty() ? where : where + ": key '" + o.origins.Written(key) + "': ";
+}
+
+// The hosted service as a start loads it: service-path first on sys.path (each a directory),
+// then the import. Errors name the file's line when the file set the key.
+core::Result<objspace::HostedServicePtr> LoadHosted(objspace::Interpreter& interpreter,
+                                                    const Options& o) {
+  for (const auto& dir : o.service_path) {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) {
+      return Fail(Error::Config(FromFile(o, "service_path") + "service-path " + dir + ": " +
+                                ErrnoText(errno)));
+    }
+    if (!S_ISDIR(st.st_mode)) {
+      return Fail(
+          Error::Config(FromFile(o, "service_path") + "service-path " + dir + ": not a directory"));
+    }
+  }
+  if (auto st = objspace::PrependSysPath(interpreter, o.service_path); !st) return Fail(st.error());
+  auto hosted = objspace::LoadService(interpreter, o.service, o.protocol_config);
+  if (!hosted) return Fail(Error::Config(FromFile(o, "service") + hosted.error().message()));
+  return hosted;
+}
+
+}  // namespace
 
 void BlockStopSignals() {
   sigset_t set;
@@ -133,7 +165,7 @@ core::Status ClassicService::Start(StdioFds stdio) {
           Error::Config("a hosted service is not served on an inherited connection "
                         "(Accept=yes) yet"));
     }
-    auto hosted = objspace::LoadService(*interpreter_, o_.service, o_.protocol_config);
+    auto hosted = LoadHosted(*interpreter_, o_);
     if (!hosted) return Fail(hosted.error());
     hosted_ = std::move(*hosted);
     std::string aliases;
@@ -451,7 +483,7 @@ core::Status CheckService(const Options& o) {
     return Fail(Error::Python("cannot start the Python interpreter: " + interp.error().message()));
   }
   if (o.hosted()) {
-    auto hosted = objspace::LoadService(**interp, o.service, o.protocol_config);
+    auto hosted = LoadHosted(**interp, o);
     if (!hosted) return Fail(hosted.error());
   }
   if (!o.authenticator.empty()) {

@@ -55,7 +55,8 @@ core::config::CliOutcome ParseOptionsForStart(int argc, const char* const* argv,
   core::config::AppInfo info = MakeAppInfo(o);
   info.version = FullVersionText();
   // What a start would do before serving: open its files, then import a hosted service.
-  info.check = [o]() -> core::Status {
+  info.check = [o](const core::config::Origins& origins) -> core::Status {
+    o->origins = origins;
     if (auto st = CheckStartFiles(*o); !st) return st;
     return CheckService(*o);
   };

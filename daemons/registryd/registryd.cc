@@ -443,7 +443,7 @@ core::config::CliOutcome ParseOptions(int argc, const char* const* argv, Options
     // A default found wrong next to a key of the file (a TLS file without an https endpoint).
     return Fail(Error::Config(origins.file + ": key '" + p->key + "': " + p->why));
   };
-  info.check = [o] { return core::log::CheckLogFile(o->logfile); };
+  info.check = [o](const core::config::Origins&) { return core::log::CheckLogFile(o->logfile); };
   return core::config::ParseCommandLine(argc, argv, info, MakeSchema(o));
 }
 

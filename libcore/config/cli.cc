@@ -293,6 +293,11 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
     auto st = SetFromText(*b.field, *b.text);
     if (!st) return Exit(kExitUsage, info.name + ": " + st.error().message(), true);
   }
+  // Paths from switches are relative to the working directory (the file's: toml_loader.cc).
+  for (const Binding& b : bindings) {
+    if (b.option->count() == 0 || !b.field->paths) continue;
+    for (auto& p : *std::get<std::vector<std::string>*>(b.field->target)) p = AbsolutePath(p);
+  }
   if (info.validate) {
     auto st = info.validate(origins);
     if (!st) {
@@ -311,7 +316,7 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
   }
   if (check_config) {
     if (info.check) {
-      auto st = info.check();
+      auto st = info.check(origins);
       if (!st) {
         const int code = st.error().code() == Error::Code::kUsage ? kExitUsage : kExitConfig;
         return Exit(code, info.name + ": " + st.error().message(), true);
@@ -324,6 +329,7 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
   }
   CliOutcome out;
   out.config_path = config_path;
+  out.origins = std::move(origins);
   return out;
 }
 

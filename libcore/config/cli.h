@@ -38,7 +38,8 @@ struct AppInfo {
   // --check-config, after `validate`: opens what a start opens (key, certificate, log file's
   // directory..., the service rpyc-classicd is to host). A failure exits kExitConfig with its
   // message (kExitUsage when it is an Error::Usage).
-  std::function<Status()> check;
+  // `origins` as `validate` got them, so that its errors can name FILE:LINE too.
+  std::function<Status(const Origins& origins)> check;
   // Read when -c is not given and the file exists (sshd, chronyd); `-c ''` reads none.
   std::string default_config;
   // Opt-in (rpyc-registryd; other daemons keep the plain behaviour):
@@ -57,6 +58,7 @@ struct CliOutcome {
   std::string message;  // help/version text for stdout, or one error line for stderr
   bool to_stderr = false;
   std::string config_path;  // the file that was loaded (-c or the default), if any
+  Origins origins;          // where each value came from (when not `exit`)
 };
 
 // An outcome's message as one log line: the errors of a file (one line each) joined by "; ".

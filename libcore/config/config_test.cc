@@ -224,7 +224,7 @@ class CliTest : public ::testing::Test {
   Schema schema_ = MakeSchema(&o_);
   std::string path_;
   std::string default_config_;
-  std::function<Status()> check_;
+  std::function<Status(const Origins&)> check_;
 };
 
 TEST_F(CliTest, DefaultsStay) {
@@ -521,7 +521,7 @@ TEST(CommandLine, CheckHookRunsOnlyForCheckConfig) {
   info.name = "t";
   info.description = "test";
   info.version = "t 1";
-  info.check = [&]() -> Status {
+  info.check = [&](const Origins&) -> Status {
     ++checks;
     return Fail(Error::Config("service 'x': cannot import"));
   };
@@ -603,7 +603,9 @@ TEST_F(CliTest, DefaultConfigIsReadWhenItExistsAndNoOtherIsGiven) {
 }
 
 TEST_F(CliTest, CheckConfigRunsTheCheckHook) {
-  check_ = [] { return Status(Fail(Error::Io("key file /k.pem: No such file or directory"))); };
+  check_ = [](const Origins&) {
+    return Status(Fail(Error::Io("key file /k.pem: No such file or directory")));
+  };
   auto out = Parse({"--check-config"});
   EXPECT_EQ(out.exit_code, kExitConfig);
   EXPECT_EQ(out.message, "prog: key file /k.pem: No such file or directory");
@@ -668,6 +670,87 @@ TEST_F(CliTest, DumpConfigWritesEntriesAsATableThatReadsBack) {
   ASSERT_EQ(o_.extra.size(), 7u);
   EXPECT_EQ(std::get<bool>(o_.extra[0].value), true);
   EXPECT_EQ(std::get<double>(o_.extra[6].value), 3.0);
+}
+
+// service-path style lists (Paths(): a kList with Field::paths).
+struct PathOptions {
+  std::vector<std::string> dirs;
+  std::string host;
+};
+
+Schema MakePathSchema(PathOptions* o) {
+  return {Paths("dirs", "--dirs", "dirs", &o->dirs), String("host", "--host", "host", &o->host)};
+}
+
+TEST(TomlLoader, PathsAreRelativeToTheFilesDirectory) {
+  PathOptions o;
+  auto st = LoadTomlText("dirs = ['lib', '/opt/x/', '../up', '.']\n", "/etc/rpyc/a.toml",
+                         MakePathSchema(&o));
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_EQ(o.dirs, (std::vector<std::string>{"/etc/rpyc/lib", "/opt/x", "/etc/up", "/etc/rpyc"}));
+}
+
+TEST(TomlLoader, PathsOfARelativeFileAreAbsolute) {
+  PathOptions o;
+  auto st = LoadTomlText("dirs = ['lib']\n", "conf/a.toml", MakePathSchema(&o));
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_EQ(o.dirs, std::vector<std::string>{AbsolutePath("conf/lib")});
+  EXPECT_TRUE(o.dirs[0].starts_with("/"));
+}
+
+TEST(TomlLoader, PathsMustBeAnArrayOfNonEmptyStrings) {
+  PathOptions o;
+  auto st = LoadTomlText("dirs = 'lib'\n", "a.toml", MakePathSchema(&o));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message(),
+            "a.toml:1: key 'dirs': expected a list of strings, found a string");
+  st = LoadTomlText("\ndirs = ['a', 1]\n", "a.toml", MakePathSchema(&o));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message(),
+            "a.toml:2: key 'dirs': expected a list of strings, found an integer in it");
+  st = LoadTomlText("dirs = ['']\n", "a.toml", MakePathSchema(&o));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message(), "a.toml:1: key 'dirs': an empty path");
+}
+
+TEST(TomlLoader, PathsDumpAndReadBack) {
+  PathOptions o;
+  o.dirs = {"/a b", "/c\"d"};
+  const std::string dumped = DumpToml(MakePathSchema(&o));
+  EXPECT_EQ(dumped, "dirs = [\"/a b\", \"/c\\\"d\"]\nhost = \"\"\n");
+  PathOptions back;
+  ASSERT_TRUE(LoadTomlText(dumped, "/x/y.toml", MakePathSchema(&back)));
+  EXPECT_EQ(back.dirs, o.dirs);
+}
+
+TEST(CommandLine, PathSwitchesReplaceTheFilesListAndAreAbsolute) {
+  const std::string dir = ::testing::TempDir();
+  const std::string path = dir + "/paths.toml";
+  {
+    std::ofstream f(path);
+    f << "dirs = ['lib']\n";
+  }
+  auto parse = [&](std::vector<const char*> argv, PathOptions* o) {
+    AppInfo info;
+    info.name = "t";
+    info.description = "test";
+    info.version = "t 1";
+    return ParseCommandLine(static_cast<int>(argv.size()), argv.data(), info, MakePathSchema(o));
+  };
+  PathOptions from_file;
+  auto out = parse({"t", "-c", path.c_str()}, &from_file);
+  ASSERT_FALSE(out.exit) << out.message;
+  EXPECT_EQ(from_file.dirs, std::vector<std::string>{AbsolutePath(dir + "/lib")});
+  EXPECT_EQ(out.origins.FileLine("dirs"), path + ":1");
+  PathOptions switched;
+  out = parse({"t", "-c", path.c_str(), "--dirs", "/one", "--dirs", "two"}, &switched);
+  ASSERT_FALSE(out.exit) << out.message;
+  EXPECT_EQ(switched.dirs, (std::vector<std::string>{"/one", AbsolutePath("two")}));
+  EXPECT_EQ(out.origins.FileLine("dirs"), "");
+  PathOptions empty;
+  out = parse({"t", "--dirs", ""}, &empty);
+  EXPECT_TRUE(out.exit);
+  EXPECT_EQ(out.exit_code, kExitUsage);
 }
 
 }  // namespace

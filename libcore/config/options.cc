@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <map>
+#include <system_error>
 #include <utility>
 
 namespace core::config {
@@ -72,6 +74,27 @@ Field List(std::string key, std::string switches, std::string help,
 Field Unset(Field field, std::string text) {
   field.unset_text = std::move(text);
   return field;
+}
+
+Field Paths(std::string key, std::string switches, std::string help,
+            std::vector<std::string>* target) {
+  Field f = List(std::move(key), std::move(switches), std::move(help), target);
+  f.paths = true;
+  return f;
+}
+
+std::string AbsolutePath(std::string_view path, std::string_view base) {
+  std::filesystem::path p(path);
+  if (p.is_relative()) {
+    std::error_code ec;
+    std::filesystem::path dir =
+        base.empty() ? std::filesystem::current_path(ec) : std::filesystem::path(base);
+    if (dir.is_relative()) dir = std::filesystem::current_path(ec) / dir;
+    p = dir / p;
+  }
+  std::string out = p.lexically_normal().string();
+  if (out.size() > 1 && out.back() == '/') out.pop_back();  // "/etc/rpyc/." -> "/etc/rpyc"
+  return out;
 }
 
 std::string Expected(const Field& field) {

@@ -42,6 +42,10 @@ struct Field {
   int64_t min = 0;                   // kInt: inclusive range
   int64_t max = 0;                   //
   std::vector<std::string> choices;  // kChoice: compared case-insensitively, stored as listed
+  // kList of paths (Paths()): a relative item is made absolute, against the configuration file's
+  // directory when the file gives it, against the working directory when a switch does; an
+  // empty item is an error.
+  bool paths = false;
   // kInt: what a value outside min..max (a sentinel such as -1, which no switch or key can set)
   // means, for --help and --dump-config: "18812, or 18821 with TLS". Empty: no sentinel.
   std::string unset_text;
@@ -87,6 +91,14 @@ Status SetFromText(const Field& field, std::string_view text);
 // Error messages echo what the user gave (an argument, a key, a value), which may hold line
 // breaks or other control characters: this escapes them (\n, \xNN), so an error stays one line.
 std::string OneLine(std::string_view text);
+
+// A kList of directories or files: List() with Field::paths set (service-path).
+Field Paths(std::string key, std::string switches, std::string help,
+            std::vector<std::string>* target);
+
+// Makes `path` absolute against `base` (a directory; empty: the working directory), lexically
+// normalised: "lib" in /etc/rpyc/x.toml -> /etc/rpyc/lib. An absolute path is only normalised.
+std::string AbsolutePath(std::string_view path, std::string_view base = {});
 
 // Human-readable default/current value of a field (for --help and messages).
 std::string ValueText(const Field& field);

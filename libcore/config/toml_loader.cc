@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <system_error>
@@ -110,6 +111,21 @@ Result<bool> SetFromNode(const Field& f, std::string_view written, const toml::n
     }
   }
   return true;
+}
+
+// Field::paths: the file's relative paths are relative to its directory, whatever the working
+// directory is. Returns the problem (an empty path), or "".
+std::string ResolvePaths(const Field& f, std::string_view written, std::string_view source,
+                         int64_t line) {
+  const std::string dir = std::filesystem::path(source).parent_path().string();
+  for (auto& p : *std::get<std::vector<std::string>*>(f.target)) {
+    if (p.empty()) {
+      return std::string(source) + ":" + std::to_string(line) + ": key '" + std::string(written) +
+             "': an empty path";
+    }
+    p = AbsolutePath(p, dir.empty() ? "." : dir);
+  }
+  return {};
 }
 
 // A kEntries field: `[key]` (or `key = { ... }`) whose keys the daemon checks. Each bad entry is
@@ -272,6 +288,12 @@ Status LoadToml(std::string_view text, std::string_view source, const Schema& sc
     if (!st) {
       problems.push_back({line, 0, st.error().message()});
       continue;
+    }
+    if (field->paths) {
+      if (auto bad = ResolvePaths(*field, written, source, line); !bad.empty()) {
+        problems.push_back({line, 0, bad});
+        continue;
+      }
     }
     if (lines != nullptr) (*lines)[field->key] = static_cast<int>(line);
     if (spellings != nullptr) (*spellings)[field->key] = written;

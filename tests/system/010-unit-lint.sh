@@ -16,7 +16,8 @@ cp "$RPYC_REGISTRYD" "$RPYC_CLASSICD" "$stage/usr/sbin/"
 units=$stage/lib/systemd/system
 cmake -DOUT="$units" -DSBINDIR=/usr/sbin -DSYSCONFDIR=/etc -P "$ROOT/systemd/render-units.cmake"
 names=(rpyc-registryd.service rpyc-registryd.socket rpyc-classicd.service rpyc-classicd.socket
-       rpyc-classicd-inetd.socket rpyc-classicd-inetd@.service)
+       rpyc-classicd-inetd.socket rpyc-classicd-inetd@.service rpyc-classicd@.service
+       rpyc-classicd@.socket)
 for u in "${names[@]}"; do
   out=$(systemd-analyze verify --root="$stage" --man=no "$u" 2>&1)
   rc=$?
@@ -28,7 +29,7 @@ out=$(systemd-analyze verify --root="$stage" --man=no rpyc-broken.service 2>&1)
 [[ -n $out ]] && ok "verify reports a broken unit" || bad "verify accepted Type=notifyy"
 rm -f "$units/rpyc-broken.service"
 
-for u in rpyc-registryd.service rpyc-classicd.service rpyc-classicd-inetd@.service; do
+for u in rpyc-registryd.service rpyc-classicd.service rpyc-classicd-inetd@.service rpyc-classicd@.service; do
   out=$(cd "$units" && systemd-analyze security --offline=true --threshold="$threshold" "./$u" 2>&1)
   rc=$?
   line=$(grep 'Overall exposure' <<<"$out")
@@ -36,7 +37,7 @@ for u in rpyc-registryd.service rpyc-classicd.service rpyc-classicd-inetd@.servi
   else bad "security $u: ${line:-$out} (threshold $threshold)"; fi
 done
 # Every classicd unit carries the same sandbox (one template fragment).
-for u in rpyc-classicd.service rpyc-classicd-inetd@.service; do
+for u in rpyc-classicd.service rpyc-classicd-inetd@.service rpyc-classicd@.service; do
   check "$u has MemoryDenyWriteExecute=no with its reason" \
     grep -B2 -q '^MemoryDenyWriteExecute=no' "$units/$u"
 done
@@ -50,7 +51,7 @@ bytes() {  # bytes 2G -> 2147483648 (systemd's K/M/G/T suffixes, base 1024)
 }
 unit_val() { sed -n "s/^$2=//p" "$units/$1" | tail -n1; }
 declare -A mem tasks
-for u in rpyc-classicd.service rpyc-classicd-inetd@.service; do
+for u in rpyc-classicd.service rpyc-classicd-inetd@.service rpyc-classicd@.service; do
   mem[$u]=$(bytes "$(unit_val "$u" MemoryMax)") tasks[$u]=$(unit_val "$u" TasksMax)
   if [[ -n ${mem[$u]} && ${tasks[$u]} =~ ^[0-9]+$ ]] && ((mem[$u] > 0 && tasks[$u] > 0)) &&
     grep -B12 '^MemoryMax=' "$units/$u" | grep -q '^# Resource limits'; then
@@ -66,6 +67,19 @@ if [[ -n ${mem[$s]} && -n ${mem[$i]} && -n ${tasks[$s]} && -n ${tasks[$i]} ]] &&
 else
   bad "inetd@ limits not below the service's"
 fi
+# rpyc-classicd@.service (a hosted service per instance): the classic service's limits and sandbox,
+# and the same command line with the instance's configuration, checked before the start.
+t=rpyc-classicd@.service
+[[ ${mem[$t]} == "${mem[$s]}" && ${tasks[$t]} == "${tasks[$s]}" ]] &&
+  ok "$t has rpyc-classicd.service's limits" || bad "$t limits: ${mem[$t]} ${tasks[$t]}"
+strip_unit() { grep -v '^#' "$units/$1" | sed -n '/^DynamicUser=/,/^SystemCallErrorNumber=/p'; }
+[[ -n $(strip_unit "$t") && $(strip_unit "$t") == "$(strip_unit "$s")" ]] &&
+  ok "$t has rpyc-classicd.service's sandbox, setting for setting" || bad "$t: sandbox differs from $s"
+grep -qx 'ExecStart=/usr/sbin/rpyc-classicd -c /etc/rpyc/%i.toml' "$units/$t" &&
+  grep -qx 'ExecStartPre=/usr/sbin/rpyc-classicd -c /etc/rpyc/%i.toml --check-config' "$units/$t" &&
+  ok "$t runs rpyc-classicd -c /etc/rpyc/%i.toml, checked first" || bad "$t ExecStart/ExecStartPre"
+grep -qx 'ListenStream=/run/rpyc-classicd/%i.sock' "$units/rpyc-classicd@.socket" &&
+  ok "rpyc-classicd@.socket: ListenStream=/run/rpyc-classicd/%i.sock" || bad "rpyc-classicd@.socket ListenStream"
 # TasksMax must not undercut the shipped max-connections (one thread or child each): the
 # daemon's own limit should refuse a connection with a warning before clone() fails.
 maxc=$(sed -n 's/^max-connections = //p' "$ROOT/etc/rpyc/rpyc-classicd.toml")
@@ -86,7 +100,8 @@ loopback_conf() {  # loopback_conf FILE: host is 127.0.0.1/::1, or unset (defaul
 check "shipped rpyc-registryd.toml listens on the loopback" loopback_conf "$ROOT/etc/rpyc-registryd.toml"
 check "shipped rpyc-classicd.toml listens on the loopback" loopback_conf "$ROOT/etc/rpyc/rpyc-classicd.toml"
 for u in "${names[@]}"; do
-  if [[ $u == *.socket ]] && grep -E '^Listen(Stream|Datagram)=' "$units/$u" | grep -qv '=127\.0\.0\.1:'; then
+  # A Unix socket path (rpyc-classicd@.socket) is local too.
+  if [[ $u == *.socket ]] && grep -E '^Listen(Stream|Datagram)=' "$units/$u" | grep -Eqv '=(127\.0\.0\.1:|/)'; then
     bad "$u listens beyond the loopback: $(grep -E '^Listen' "$units/$u" | tr '\n' ' ')"
   fi
   if grep -qx 'IPAddressAllow=localhost' "$units/$u" && grep -qx 'IPAddressDeny=any' "$units/$u" &&

@@ -34,6 +34,11 @@ check_daemon() {  # check_daemon NAME BINARY SAMPLE
 check_daemon rpyc-registryd "$RPYC_REGISTRYD" "$ROOT/etc/rpyc-registryd.toml"
 if classicd_has_config; then
   check_daemon rpyc-classicd "$RPYC_CLASSICD" "$ROOT/etc/rpyc/rpyc-classicd.toml"
+  # The hosting example (rpyc-classicd@example) imports its service from beside the file.
+  out=$(env -u PYTHONPATH "$RPYC_CLASSICD" -c "$ROOT/etc/examples/example.toml" --check-config 2>&1)
+  rc=$?
+  ((rc == 0)) && ok "rpyc-classicd -c etc/examples/example.toml --check-config: exit 0 (imports calculator.py)" ||
+    bad "the hosting example: exit $rc: $out"
 else
   skip "rpyc-classicd: its --help has no --check-config yet (issue 5); sample not loaded"
 fi

@@ -49,7 +49,9 @@ for f in /usr/sbin/rpyc-classicd /etc/rpyc/rpyc-classicd.toml /etc/xinetd.d/rpyc
   /lib/systemd/system/rpyc-classicd.service /lib/systemd/system/rpyc-classicd.socket \
   /lib/systemd/system/rpyc-classicd-inetd.socket /lib/systemd/system/rpyc-classicd-inetd@.service \
   /usr/share/man/man8/rpyc-classicd.8.gz /usr/share/man/man5/rpyc-classicd.toml.5.gz \
-  /etc/logrotate.d/rpyc-classicd /usr/share/doc/rpyc-classicd/README.Debian; do
+  /etc/logrotate.d/rpyc-classicd /usr/share/doc/rpyc-classicd/README.Debian \
+  /lib/systemd/system/rpyc-classicd@.service /lib/systemd/system/rpyc-classicd@.socket \
+  /usr/share/doc/rpyc-classicd/examples/example.toml /usr/share/doc/rpyc-classicd/examples/calculator.py; do
   has "$cls" "$f" || bad "rpyc-classicd lacks $f"
 done
 ok "package contents checked"

@@ -35,7 +35,9 @@ for f in /usr/sbin/rpyc-registryd /etc/rpyc/rpyc-registryd.toml /usr/lib/systemd
   rpm -qpl "$reg" 2>/dev/null | grep -q "^$f" || bad "registryd rpm lacks $f"
 done
 for f in /usr/sbin/rpyc-classicd /etc/rpyc/rpyc-classicd.toml /etc/xinetd.d/rpyc-classicd \
-  /usr/lib/systemd/system/rpyc-classicd-inetd@.service /usr/share/man/man5/rpyc-classicd.toml.5; do
+  /usr/lib/systemd/system/rpyc-classicd-inetd@.service /usr/share/man/man5/rpyc-classicd.toml.5 \
+  /usr/lib/systemd/system/rpyc-classicd@.service /usr/lib/systemd/system/rpyc-classicd@.socket \
+  /usr/share/doc/rpyc-classicd/examples/example.toml /usr/share/doc/rpyc-classicd/examples/calculator.py; do
   rpm -qpl "$cls" 2>/dev/null | grep -q "^$f" || bad "classicd rpm lacks $f"
 done
 ok "rpm file lists checked"

@@ -142,6 +142,20 @@ core::Result<HostedServicePtr> LoadService(Interpreter& interpreter, const std::
   return service;
 }
 
+core::Status PrependSysPath(Interpreter& /*interpreter*/, const std::vector<std::string>& dirs) {
+  if (dirs.empty()) return {};
+  GilHold gil;
+  PyObject* path = PySys_GetObject("path");  // borrowed
+  PyRef items = StrList(dirs);
+  if (path == nullptr || !PyList_Check(path) || !items ||
+      PyList_SetSlice(path, 0, 0, items.get()) < 0) {
+    std::string why = PyErr_Occurred() != nullptr ? FetchErrorText() : "sys.path is not a list";
+    PyErr_Clear();
+    return core::Fail(core::Error::Python("service-path: " + why));
+  }
+  return {};
+}
+
 const std::vector<std::string>& ServiceAliases(const HostedService& service) {
   return service.aliases;
 }

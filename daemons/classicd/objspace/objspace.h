@@ -184,6 +184,9 @@ using HostedServicePtr = std::shared_ptr<HostedService>;
 // _protocol override) when it cannot be hosted.
 core::Result<HostedServicePtr> LoadService(Interpreter& interpreter, const std::string& spec,
                                            const ProtocolConfig& config);
+// Puts `dirs` first on sys.path, in their order (service-path), so that LoadService() imports
+// from them before PYTHONPATH and the interpreter's own path.
+core::Status PrependSysPath(Interpreter& interpreter, const std::vector<std::string>& dirs);
 // Its aliases (rpyc's get_service_aliases(): "CALCULATOR" for CalculatorService).
 const std::vector<std::string>& ServiceAliases(const HostedService& service);
 

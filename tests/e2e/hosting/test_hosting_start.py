@@ -18,6 +18,14 @@ def run(args, tmp_path, timeout=30):
                           timeout=timeout, cwd=tmp_path)
 
 
+def refused_with_file(toml, check, tmp_path):
+    """Starts (or --check-config) with c.toml holding `toml`; asserts exit 78."""
+    (tmp_path / "c.toml").write_text(toml)
+    p = run(["-c", "c.toml"] + (["--check-config"] if check else []), tmp_path)
+    assert p.returncode == 78, p.stderr
+    return p
+
+
 @pytest.mark.parametrize("check", [True, False], ids=["check-config", "start"])
 @pytest.mark.parametrize("spec,reason", [
     ("no_such_module:Service", "ModuleNotFoundError: No module named 'no_such_module'"),
@@ -51,10 +59,9 @@ def test_check_config_imports_a_good_service(tmp_path):
      "c.toml:3: key 'protocol.include_local_traceback': false is not supported yet"),
     ("protocol = 1\n", "c.toml:2: key 'protocol': expected a table"),
 ])
-def test_bad_protocol_table_exits_78(toml, message, tmp_path):
-    (tmp_path / "c.toml").write_text('service = "calc_service:CalculatorService"\n' + toml)
-    p = run(["-c", "c.toml", "--check-config"], tmp_path)
-    assert p.returncode == 78, p.stderr
+@pytest.mark.parametrize("check", [True, False], ids=["check-config", "start"])
+def test_bad_protocol_table_exits_78(toml, message, check, tmp_path):
+    p = refused_with_file('service = "calc_service:CalculatorService"\n' + toml, check, tmp_path)
     assert message in p.stderr
 
 
@@ -140,3 +147,123 @@ def test_help_types_service_and_protocol(tmp_path):
     assert "--service TEXT" in out
     assert "--protocol KEY=VALUE" in out
     assert "[default: classic]" in out
+
+
+# ---- bad input from a file names FILE:LINE; service-path (issue 13) -----------------------------
+
+def run_bare(args, cwd, env_path=None, timeout=30):
+    """rpyc-classicd without the services on PYTHONPATH (service-path must find them)."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    if env_path:
+        env["PYTHONPATH"] = env_path
+    return subprocess.run([str(CLASSICD), "--log", "stderr", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def service_module(directory, name, text):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.py").write_text(text)
+
+
+SYNTAX_ERROR = "import rpyc\n\nclass Service(rpyc.Service)\n    pass\n"
+SMALL_SERVICE = ("import rpyc\n\nclass SmallService(rpyc.Service):\n"
+                 "    def exposed_add(self, a, b):\n        return a + b\n"
+                 "    def exposed_where(self):\n        return __file__\n")
+
+
+@pytest.mark.parametrize("check", [True, False], ids=["check-config", "start"])
+def test_syntax_error_in_the_service_exits_78_with_the_line(check, tmp_path):
+    service_module(tmp_path / "lib", "syntax_error_service", SYNTAX_ERROR)
+    p = run(["--service", "syntax_error_service:Service", "--service-path", "lib"]
+            + (["--check-config"] if check else []), tmp_path)
+    assert p.returncode == 78, p.stderr
+    assert "service 'syntax_error_service:Service': importing syntax_error_service failed" \
+        in p.stderr
+    assert "syntax_error_service.py\", line 3" in p.stderr
+    assert "SyntaxError: expected ':'" in p.stderr
+
+
+@pytest.mark.parametrize("check", [True, False], ids=["check-config", "start"])
+@pytest.mark.parametrize("spec,reason", [
+    ("no_such_module:Service", "ModuleNotFoundError: No module named 'no_such_module'"),
+    ("calc_service:NotAService", "is not an rpyc.Service subclass or instance"),
+    ("calc_service:OwnProtocolService", "replaces rpyc's Connection class"),
+])
+def test_unhostable_service_from_the_file_names_its_line(spec, reason, check, tmp_path):
+    p = refused_with_file(f'# a service\n\nservice = "{spec}"\n', check, tmp_path)
+    assert f"c.toml:3: key 'service': service '{spec}': " in p.stderr
+    assert reason in p.stderr
+
+
+def test_service_path_is_relative_to_the_file_and_comes_first(tmp_path):
+    conf = tmp_path / "etc"
+    service_module(conf / "services", "small_service", SMALL_SERVICE)
+    # The same module name on PYTHONPATH: service-path comes first.
+    service_module(tmp_path / "other", "small_service", "raise RuntimeError('wrong one')\n")
+    port = free_port()
+    (conf / "small.toml").write_text(
+        f'service = "small_service:SmallService"\nservice-path = ["services"]\n'
+        f'host = "127.0.0.1"\nport = {port}\n')
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    p = run_bare(["-c", str(conf / "small.toml"), "--check-config"], elsewhere,
+                 env_path=str(tmp_path / "other"))
+    assert p.returncode == 0, p.stderr
+    dumped = run_bare(["-c", str(conf / "small.toml"), "--dump-config"], elsewhere)
+    assert f'service-path = ["{conf / "services"}"]\n' in dumped.stdout
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "other"))
+    proc = subprocess.Popen([str(CLASSICD), "-c", str(conf / "small.toml"), "--log", "stderr"],
+                            env=env, cwd=elsewhere, stderr=subprocess.PIPE, text=True)
+    try:
+        client = subprocess.run(
+            ["/usr/bin/python3", "-c",
+             "import sys, time, rpyc\n"
+             "for _ in range(100):\n"
+             "    try:\n"
+             f"        c = rpyc.connect('127.0.0.1', {port}); break\n"
+             "    except OSError: time.sleep(0.1)\n"
+             "print(c.root.add(1, 2), c.root.where())\n"],
+            capture_output=True, text=True, timeout=30)
+        assert client.returncode == 0, client.stderr
+        assert client.stdout.split() == ["3", str(conf / "services" / "small_service.py")]
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+    assert "hosting service small_service:SmallService (SMALL)" in err
+
+
+def test_service_path_switch_is_relative_to_the_working_directory(tmp_path):
+    service_module(tmp_path / "lib", "small_service", SMALL_SERVICE)
+    p = run_bare(["-c", "", "--service", "small_service:SmallService", "--service-path", "lib",
+                  "--check-config"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    p = run_bare(["-c", "", "--service", "small_service:SmallService", "--check-config"],
+                 tmp_path)
+    assert p.returncode == 78, p.stderr
+    assert "No module named 'small_service'" in p.stderr
+
+
+@pytest.mark.parametrize("check", [True, False], ids=["check-config", "start"])
+@pytest.mark.parametrize("line,reason", [
+    ('service-path = ["missing"]', "service-path {dir}/missing: No such file or directory"),
+    ('service-path = ["c.toml"]', "service-path {dir}/c.toml: not a directory"),
+])
+def test_service_path_that_is_no_directory_exits_78(line, reason, check, tmp_path):
+    p = refused_with_file(f'service = "calc_service:CalculatorService"\n{line}\n', check,
+                          tmp_path)
+    assert f"c.toml:2: key 'service-path': {reason.format(dir=tmp_path)}" in p.stderr
+
+
+@pytest.mark.parametrize("toml,message", [
+    ('service-path = ["lib"]\n', "c.toml:1: key 'service-path': applies to a hosted service"),
+    ('service = "calc_service:CalculatorService"\nservice-path = "lib"\n',
+     "c.toml:2: key 'service-path': expected a list of strings, found a string"),
+    ('service = "calc_service:CalculatorService"\nservice-path = [""]\n',
+     "c.toml:2: key 'service-path': an empty path"),
+])
+def test_bad_service_path_key_exits_78(toml, message, tmp_path):
+    (tmp_path / "c.toml").write_text(toml)
+    p = run(["-c", "c.toml", "--check-config"], tmp_path)
+    assert p.returncode == 78, p.stderr
+    assert message in p.stderr

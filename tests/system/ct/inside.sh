@@ -58,7 +58,8 @@ fi
 
 # ---- installed state
 units=(rpyc-registryd.service rpyc-registryd.socket rpyc-classicd.service rpyc-classicd.socket
-       rpyc-classicd-inetd.socket rpyc-classicd-inetd@.service)
+       rpyc-classicd-inetd.socket rpyc-classicd-inetd@.service rpyc-classicd@.service
+       rpyc-classicd@.socket)
 out=$(cd /lib/systemd/system && systemd-analyze verify "${units[@]}" 2>&1)
 [[ -z $out ]] && ok "systemd-analyze verify (man pages resolved too) on the installed units: no output" ||
   bad "verify: $out"
@@ -294,6 +295,88 @@ else
   skip "rpyc-classicd: the installed binary has no --check-config/-c yet (issue 5): not started under systemd"
 fi
 
+# ---- rpyc-classicd@example: the packaged hosting example, as its example.toml says (issue 13)
+ex=/usr/share/doc/rpyc-classicd/examples
+if [[ -n ${FAKE_CLASSICD:-} ]]; then
+  skip "rpyc-classicd@example: the stand-in does not host services"
+elif [[ ! -f $ex/example.toml ]]; then
+  bad "no $ex/example.toml in the package"
+else
+  cp "$ex/example.toml" "$ex/calculator.py" /etc/rpyc/
+  systemctl enable --now rpyc-classicd@example && wait_state rpyc-classicd@example.service active &&
+    ok "cp example.toml calculator.py /etc/rpyc/ && systemctl enable --now rpyc-classicd@example" ||
+    bad "rpyc-classicd@example: $(systemctl status rpyc-classicd@example --no-pager 2>&1 | tail -n 15)"
+  calc='
+import rpyc
+c = rpyc.connect("127.0.0.1", 18861)
+c.root.store(7)
+try:
+    c.root.div(1, 0); z = "no error"
+except ZeroDivisionError as e:
+    z = type(e).__name__
+try:
+    c.root.memory; a = "readable"
+except AttributeError:
+    a = "AttributeError"
+print(rpyc.__version__.split(".")[0], c.root.add(1, 2), c.root.get_service_name(), c.root.recall(), z, a)
+c.close()
+'
+  r=$("$PY" -c "$calc" 2>&1)
+  [[ $r == "5 3 CALCULATOR 7 ZeroDivisionError AttributeError" ]] &&
+    ok "rpyc 5.3.0 client: root.add(1, 2) -> 3, CALCULATOR, per-connection state, refusals ($r)" ||
+    bad "rpyc-classicd@example, rpyc 5 client: $r"
+  if [[ -d ${RPYC6:-/nonexistent}/rpyc ]]; then
+    r=$(PYTHONPATH=$RPYC6 "$PY" -c "$calc" 2>&1)
+    [[ $r == "6 3 CALCULATOR 7 ZeroDivisionError AttributeError" ]] && ok "rpyc 6 client: $r" ||
+      bad "rpyc-classicd@example, rpyc 6 client: $r"
+  fi
+  pid=$(prop rpyc-classicd@example.service MainPID)
+  user=$(ps -o user= -p "$pid")
+  [[ $user != root ]] && ok "rpyc-classicd@example runs as dynamic user $user" || bad "@example runs as root"
+  journal_has "hosting service calculator:CalculatorService (CALCULATOR)" -u rpyc-classicd@example.service -o cat &&
+    journal_has goodbye -u rpyc-classicd@example.service -o cat &&
+    journal_has RPYC_PEER=127.0.0.1 -u rpyc-classicd@example.service -o verbose &&
+    ok "journal of rpyc-classicd@example: $(journalctl --no-pager -u rpyc-classicd@example.service -o cat |
+      grep -c .) lines: $(journalctl --no-pager -u rpyc-classicd@example.service -o cat |
+      grep -m1 'hosting service'); $(journalctl --no-pager -u rpyc-classicd@example.service -o cat | grep -m1 goodbye)" ||
+    bad "journal of rpyc-classicd@example: $(journalctl --no-pager -u rpyc-classicd@example.service -o cat | tail -n 8)"
+  [[ $(systemctl is-active rpyc-classicd.service) == inactive ]] &&
+    ok "the classic rpyc-classicd.service stays inactive beside it" || bad "rpyc-classicd.service started too"
+  systemctl disable --now rpyc-classicd@example.service
+  [[ $(prop rpyc-classicd@example.service Result) == success ]] && ok "systemctl disable --now rpyc-classicd@example: Result=success" ||
+    bad "@example stop: $(prop rpyc-classicd@example.service Result)"
+  # Socket activation through rpyc-classicd@.socket (a Unix socket per instance).
+  systemctl start rpyc-classicd@example.socket
+  r=$("$PY" -c '
+import rpyc
+from rpyc.utils.factory import unix_connect
+c = unix_connect("/run/rpyc-classicd/example.sock")
+print(c.root.add(2, 3))' 2>&1)
+  [[ $r == 5 ]] && wait_state rpyc-classicd@example.service active &&
+    ok "rpyc-classicd@example.socket: the first connection on /run/rpyc-classicd/example.sock started the service, add(2, 3) -> 5" ||
+    bad "rpyc-classicd@example.socket: $r; $(journalctl --no-pager -u rpyc-classicd@example.service -o cat | tail -n 5)"
+  systemctl stop rpyc-classicd@example.socket rpyc-classicd@example.service
+  # A service that fails to import: the start fails and the journal says why, with the file's line.
+  printf 'import rpyc\nimport no_such_dependency\n\nclass BrokenService(rpyc.Service):\n    pass\n' \
+    >/etc/rpyc/broken_service.py
+  printf '# broken on purpose\nservice = "broken_service:BrokenService"\nservice-path = ["."]\nport = 18862\n' \
+    >/etc/rpyc/broken.toml
+  if systemctl start rpyc-classicd@broken.service 2>/dev/null; then
+    bad "rpyc-classicd@broken started with a service that cannot be imported"
+  else
+    want="/etc/rpyc/broken.toml:2: key 'service': service 'broken_service:BrokenService': importing broken_service failed"
+    journal_has "$want" -u rpyc-classicd@broken.service -o cat &&
+      journal_has "No module named 'no_such_dependency'" -u rpyc-classicd@broken.service -o cat &&
+      ok "a service that fails to import: systemctl start fails, journal: $(journalctl --no-pager -u rpyc-classicd@broken.service -o cat |
+        grep -m1 -o "/etc/rpyc/broken.toml:2: key 'service'.*failed") ... $(journalctl --no-pager -u rpyc-classicd@broken.service -o cat |
+        grep -m1 -o "ModuleNotFoundError: No module named 'no_such_dependency'")" ||
+      bad "broken service: no clear reason in the journal: $(journalctl --no-pager -u rpyc-classicd@broken.service -o cat | tail -n 5)"
+  fi
+  systemctl stop rpyc-classicd@broken.service
+  systemctl reset-failed 'rpyc-classicd@*' 2>/dev/null
+  rm -f /etc/rpyc/example.toml /etc/rpyc/calculator.py /etc/rpyc/broken.toml /etc/rpyc/broken_service.py
+fi
+
 # ---- purge
 apt-get purge -y -q rpyc-registryd rpyc-classicd >/tmp/purge.log 2>&1 && ok "apt-get purge" ||
   bad "purge: $(tail /tmp/purge.log)"
@@ -318,6 +401,16 @@ if compgen -G "$SHIP/rpm/rpyc-registryd-*.rpm" >/dev/null; then
   r=$(registry udp register RPMTEST 2>&1)
   [[ $r == True ]] && ok "rpm-installed rpyc-registryd started with systemctl, register -> True" ||
     bad "rpm registryd: $r"
+  ex=/usr/share/doc/rpyc-classicd/examples
+  if [[ -z ${FAKE_CLASSICD:-} ]]; then  # the hosting example, as the .deb's above
+    cp "$ex/example.toml" "$ex/calculator.py" /etc/rpyc/ 2>/dev/null
+    systemctl start rpyc-classicd@example.service && wait_state rpyc-classicd@example.service active
+    r=$("$PY" -c 'import rpyc; print(rpyc.connect("127.0.0.1", 18861).root.add(1, 2))' 2>&1)
+    [[ $r == 3 ]] && ok "rpm-installed rpyc-classicd@example (from $ex): root.add(1, 2) -> 3" ||
+      bad "rpm rpyc-classicd@example: $r; $(journalctl --no-pager -u rpyc-classicd@example.service -o cat | tail -n 5)"
+    systemctl stop rpyc-classicd@example.service
+    rm -f /etc/rpyc/example.toml /etc/rpyc/calculator.py
+  fi
   rpm -e --nodeps rpyc-registryd rpyc-classicd >/tmp/rpme.log 2>&1 && ok "rpm -e" || bad "rpm -e: $(tail /tmp/rpme.log)"
   sleep 0.3
   [[ $(systemctl is-active rpyc-registryd.service) != active && ! -e /usr/sbin/rpyc-registryd ]] &&
