@@ -58,7 +58,7 @@ void RaiseKeyError(const core::brine::Value& id_pack) {
   if (key) PyErr_SetObject(PyExc_KeyError, key.get());
 }
 
-bool LentObjects::Release(const IdKey& key, int64_t count) {
+bool LentObjects::Release(const IdKeyView& key, int64_t count) {
   auto it = table_.find(key);
   if (it == table_.end()) return false;
   it->second.refs -= count;
