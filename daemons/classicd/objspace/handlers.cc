@@ -64,6 +64,9 @@ PyRef ClassicObjectSpace::Call(PyObject* fn, PyObject* args, PyObject* kwargs) {
     return PyRef::Steal(PyObject_Call(fn, pos.get(), kw.get()));
   }
   PyObject* argv[] = {fn, pos.get(), kw.get()};
+  if (!kw && PyTuple_GET_SIZE(pos.get()) == 0) {
+    return PyRef::Steal(PyObject_Vectorcall(sup_.call0.get(), argv, 1, nullptr));
+  }
   if (kw) return PyRef::Steal(PyObject_Vectorcall(sup_.call_kw.get(), argv, 3, nullptr));
   return PyRef::Steal(PyObject_Vectorcall(sup_.call.get(), argv, 2, nullptr));
 }
