@@ -116,6 +116,11 @@ TEST_F(ObjSpaceTest, CallsWithoutArgumentsRunInAFrame) {
   Outcome b = CallFn(locals, {});
   ASSERT_EQ(b.kind, Outcome::Kind::kReply);
   EXPECT_NE(Idp(a.value), Idp(b.value));  // not one frame's dict lent twice
+  // The frame's locals are those of a call with arguments: dir() there is ['args', 'obj'].
+  Value names = Idp(CallFn(EvalRef("dir"), {}).value);
+  EXPECT_EQ(Reply(Handler::kCallAttr,
+                  Boxes({LocalRef(names), ByVal(S("__len__")), ByVal(T({})), ByVal(T({}))})),
+            ByVal(I(2)));
   // An exception from a call without arguments: the trampoline's frame is hidden too.
   Value raiser = EvalRef("{}.popitem");
   Outcome o = CallFn(raiser, {});

@@ -42,8 +42,8 @@ LOCAL_ATTRS = frozenset([
 # Python server's protocol module's. A namespace of its own: user code that writes globals
 # cannot reach this module's. Their code is this file's, so dump_exc() hides their frames.
 
-def call0(obj):
-    return obj()
+def call0(obj, args=()):
+    return obj()  # args: the same locals as call()'s
 
 
 def call(obj, args):
@@ -57,7 +57,7 @@ def call_kw(obj, args, kwargs):
 _calls_module = types.ModuleType('_classicd_calls', "Globals of the client's calls.")
 _calls_module.__builtins__ = builtins
 sys.modules['_classicd_calls'] = _calls_module
-call0 = types.FunctionType(call0.__code__, vars(_calls_module), 'call0')
+call0 = types.FunctionType(call0.__code__, vars(_calls_module), 'call0', call0.__defaults__)
 call = types.FunctionType(call.__code__, vars(_calls_module), 'call')
 call_kw = types.FunctionType(call_kw.__code__, vars(_calls_module), 'call_kw')
 
