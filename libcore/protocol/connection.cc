@@ -250,7 +250,9 @@ Error Connection::Expired(Handler h, int timeout_ms) const {
 Result<std::optional<std::string_view>> Connection::NextPayload(std::optional<int> timeout_ms,
                                                                 bool buffered_only) {
   using Clock = std::chrono::steady_clock;
-  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms.value_or(0));
+  // The clock only for a wait with a timeout (most reads have none).
+  const auto deadline =
+      timeout_ms ? Clock::now() + std::chrono::milliseconds(*timeout_ms) : Clock::time_point();
   for (;;) {
     auto next = reader_.NextView();
     if (!next) return Fail(Fatal(next.error().WithContext("peer " + peer_name_)));
@@ -307,7 +309,7 @@ Result<std::optional<Message>> Connection::ReadMessage(std::optional<int> timeou
     if ((*payload)->size() >= brine::kShareBytesFrom) owner = reader_.PayloadOwner();
     auto msg = DecodeMessage(**payload, generation(), options_.decode_limits, owner);
     if (!msg) return Fail(Fatal(msg.error().WithContext("peer " + peer_name_)));
-    return std::optional<Message>(std::move(*msg));
+    return Result<std::optional<Message>>(tl::in_place, std::move(*msg));  // moved once
   }
 }
 
@@ -358,7 +360,7 @@ Value Connection::EngineException(const char* type_name, Value arg,
   });
 }
 
-Status Connection::Dispatch(Message request) {
+Status Connection::Dispatch(Message&& request) {
   if (options_.requests_served != nullptr) {
     options_.requests_served->fetch_add(1, std::memory_order_relaxed);
   }

@@ -136,7 +136,7 @@ class Connection final : public Peer {
   Result<std::optional<std::string_view>> NextPayload(std::optional<int> timeout_ms,
                                                       bool buffered_only);
   Status Send(const Message& m);
-  Status Dispatch(Message request);
+  Status Dispatch(Message&& request);
   // Builds the exception reply the engine sends itself (unknown handler, malformed request).
   brine::Value EngineException(const char* type_name, brine::Value arg,
                                const std::string& detail) const;

@@ -49,7 +49,7 @@ ClassicObjectSpace::BoxAs ClassicObjectSpace::Classify(PyObject* o, brine::Value
   }
   if (!MakeIdPack(sup_, v6(), o, key)) return BoxAs::kError;
   lent_.Lend(o, *key);
-  added->push_back(*key);
+  if (added != nullptr) added->push_back(*key);
   return BoxAs::kRemoteRef;
 }
 
@@ -123,8 +123,8 @@ bool ClassicObjectSpace::AppendBoxed(PyObject* o, BoxAs as, const brine::Value& 
 }
 
 PyRef ClassicObjectSpace::LookupLocal(const brine::Value& id_pack) {
-  IdKey key;
-  if (ValueToKey(id_pack, &key)) {
+  IdKeyView key;
+  if (ValueToKeyView(id_pack, &key)) {
     if (PyObject* o = lent_.Find(key); o != nullptr) return PyRef::Borrow(o);
   }
   RaiseKeyError(id_pack);
@@ -181,11 +181,10 @@ Outcome ClassicObjectSpace::BoxReply(PyObject* result) {
   std::vector<IdKey> added;
   brine::Value v;
   IdKey key;
-  const BoxAs as = Classify(result, &v, &key, &added, 0);
-  if (as == BoxAs::kError) {
-    lent_.Rollback(added);
-    return ExceptionOutcome();
-  }
+  // The reply's own object needs no record for a rollback: once lent, nothing below fails (a
+  // tuple is not lent; its items are, and are recorded).
+  const BoxAs as = Classify(result, &v, &key, nullptr, 0);
+  if (as == BoxAs::kError) return ExceptionOutcome();
   if (as == BoxAs::kValue) {
     // A value (a large bytes or str among them) is encoded once, straight into the frame.
     return Outcome::Reply(brine::TupleOf(brine::Int(core::protocol::kLabelValue), std::move(v)));

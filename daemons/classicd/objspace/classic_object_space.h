@@ -71,7 +71,8 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   bool BoxEncoded(PyObject* o, std::string* out, std::vector<IdKey>* added, int depth = 0);
   // How `o` is boxed: by value (into `value`), as a tuple of boxed items (at `depth`), as the
   // client's own object (its id_pack into `value`) or as ours (its id_pack into `key`, lent:
-  // counted in the table and added to `added`). kError: a Python error is set.
+  // counted in the table and added to `added` unless that is null). kError: a Python error is
+  // set.
   enum class BoxAs { kError, kValue, kTuple, kLocalRef, kRemoteRef };
   BoxAs Classify(PyObject* o, core::brine::Value* value, IdKey* key, std::vector<IdKey>* added,
                  int depth);

@@ -64,6 +64,9 @@ PyRef ClassicObjectSpace::Call(PyObject* fn, PyObject* args, PyObject* kwargs) {
     return PyRef::Steal(PyObject_Call(fn, pos.get(), kw.get()));
   }
   PyObject* argv[] = {fn, pos.get(), kw.get()};
+  if (!kw && PyTuple_GET_SIZE(pos.get()) == 0) {
+    return PyRef::Steal(PyObject_Vectorcall(sup_.call0.get(), argv, 1, nullptr));
+  }
   if (kw) return PyRef::Steal(PyObject_Vectorcall(sup_.call_kw.get(), argv, 3, nullptr));
   return PyRef::Steal(PyObject_Vectorcall(sup_.call.get(), argv, 2, nullptr));
 }
@@ -201,10 +204,10 @@ PyRef ClassicObjectSpace::OldSlicing(PyObject* obj, PyObject* attempt, PyObject*
 // isinstance(obj, cls) for the client's netref class whose id_pack is given (§5.2).
 PyRef ClassicObjectSpace::InstanceCheck(PyObject* obj, PyObject* id_pack) {
   brine::Value idp;
-  IdKey key;
+  IdKeyView key;
   PyRef other = PyRef::Borrow(Py_None);  // a reference of our own: Python runs below
   PyRef name_pack = PyRef::Borrow(Py_None);
-  if (ToValue(id_pack, &idp) == Dump::kOk && ValueToKey(idp, &key)) {
+  if (ToValue(id_pack, &idp) == Dump::kOk && ValueToKeyView(idp, &key)) {
     if (PyObject* o = lent_.Find(key); o != nullptr) other = PyRef::Borrow(o);
     name_pack = PyRef::Steal(
         PyUnicode_FromStringAndSize(key.name.data(), static_cast<Py_ssize_t>(key.name.size())));
@@ -287,7 +290,7 @@ Outcome ClassicObjectSpace::HandleDel(const brine::Value& boxed_args) {
         ref_label == core::protocol::kLabelLocalRef) {
       id_pack = &ref->items[1];
     }
-    if (args->items.size() == 2) {
+    if (args->items.size() == 2 && !BoxedSmallInt(args->items[1], &count)) {
       PyRef c = Unbox(args->items[1]);
       if (!c) return ExceptionOutcome();
       count = PyLong_AsLongLong(c.get());
@@ -298,13 +301,19 @@ Outcome ClassicObjectSpace::HandleDel(const brine::Value& boxed_args) {
     PyErr_SetString(PyExc_TypeError, "DEL needs a local reference");
     return ExceptionOutcome();
   }
-  IdKey key;
-  if (!ValueToKey(*id_pack, &key) || !lent_.Release(key, count)) {
+  IdKeyView key;
+  if (!ValueToKeyView(*id_pack, &key) || !lent_.Release(key, count)) {
     RaiseKeyError(*id_pack);
     return ExceptionOutcome();
   }
-  return Outcome::Reply(
-      brine::MakeTuple({brine::Int(core::protocol::kLabelValue), brine::NoneType{}}));
+  // The boxed None, encoded once.
+  static const auto* const kNone = new std::shared_ptr<const std::string>([] {
+    auto bytes = std::make_shared<std::string>();
+    brine::Encode(brine::MakeTuple({brine::Int(core::protocol::kLabelValue), brine::NoneType{}}),
+                  bytes.get());
+    return bytes;
+  }());
+  return Outcome::EncodedReply(*kNone);
 }
 
 }  // namespace classicd::objspace

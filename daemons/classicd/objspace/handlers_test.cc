@@ -103,6 +103,34 @@ TEST_F(ObjSpaceTest, CallsRunInAFrame) {
   EXPECT_NE(tb.find("File \"<string>\", line 1"), std::string::npos) << tb;
 }
 
+TEST_F(ObjSpaceTest, CallsWithoutArgumentsRunInAFrame) {
+  // No arguments (call0): globals() and locals() see a frame of their own, each call a new one.
+  Value globals = EvalRef("globals");
+  Value g = Idp(CallFn(globals, {}).value);
+  EXPECT_EQ(Reply(Handler::kCallAttr,
+                  Boxes({LocalRef(g), ByVal(S("get")), ByVal(T({S("__name__")})), ByVal(T({}))})),
+            ByVal(S("_classicd_calls")));
+  Value locals = EvalRef("locals");
+  Outcome a = CallFn(locals, {});
+  ASSERT_EQ(a.kind, Outcome::Kind::kReply);
+  Outcome b = CallFn(locals, {});
+  ASSERT_EQ(b.kind, Outcome::Kind::kReply);
+  EXPECT_NE(Idp(a.value), Idp(b.value));  // not one frame's dict lent twice
+  // The frame's locals are those of a call with arguments: dir() there is ['args', 'obj'].
+  Value names = Idp(CallFn(EvalRef("dir"), {}).value);
+  EXPECT_EQ(Reply(Handler::kCallAttr,
+                  Boxes({LocalRef(names), ByVal(S("__len__")), ByVal(T({})), ByVal(T({}))})),
+            ByVal(I(2)));
+  // An exception from a call without arguments: the trampoline's frame is hidden too.
+  Value raiser = EvalRef("{}.popitem");
+  Outcome o = CallFn(raiser, {});
+  ASSERT_EQ(o.kind, Outcome::Kind::kException);
+  const Value& vinegar = Tree(o.value);
+  EXPECT_EQ(vinegar.as<brine::Tuple>().items[0], T({S("builtins"), S("KeyError")}));
+  const std::string& tb = vinegar.as<brine::Tuple>().items[3].as<brine::Str>().utf8;
+  EXPECT_EQ(tb.find("classicd-support"), std::string::npos) << tb;
+}
+
 TEST_F(ObjSpaceTest, CallAttrSetAttrDelAttr) {
   Execute("class C: pass\nc = C()");
   Value c = EvalRef("c");

@@ -44,7 +44,8 @@ struct Interpreter::Support {
   PyRef module;  // _classicd_support (support.py)
   PyRef get_methods, dump_exc, load_exc, make_root, proxy_conn_class, base_netref;
   PyRef ctxexit, instancecheck, pickle_dumps;
-  PyRef call, call_kw;  // the frame of the client's calls (handlers.cc, docs/embedding.md §3.7)
+  // The frame of the client's calls (handlers.cc, docs/embedding.md §3.7).
+  PyRef call0, call, call_kw;
   // Interned names.
   PyRef s_proxy, s_drop, s_conn_attr, s_id_pack_attr, s_v6, s_on_disconnect, s_closed, s_exit,
       s_cmp, s_class, s_module, s_name;

@@ -84,6 +84,7 @@ bool LoadSupport(Interpreter::Support* sup) {
                {&sup->ctxexit, "ctxexit"},
                {&sup->instancecheck, "instancecheck"},
                {&sup->pickle_dumps, "pickle_dumps"},
+               {&sup->call0, "call0"},
                {&sup->call, "call"},
                {&sup->call_kw, "call_kw"}};
   for (auto& a : attrs) {

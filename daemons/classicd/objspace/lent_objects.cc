@@ -4,6 +4,7 @@
 #include <Python.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,7 +59,7 @@ void RaiseKeyError(const core::brine::Value& id_pack) {
   if (key) PyErr_SetObject(PyExc_KeyError, key.get());
 }
 
-bool LentObjects::Release(const IdKey& key, int64_t count) {
+bool LentObjects::Release(const IdKeyView& key, int64_t count) {
   auto it = table_.find(key);
   if (it == table_.end()) return false;
   it->second.refs -= count;
@@ -95,13 +96,19 @@ bool MakeIdPack(const Interpreter::Support& sup, bool v6, PyObject* o, IdKey* ke
   np.clear();
   const bool v5 = !v6;
   PyRef name;  // getattr(o, '__name__', None), only where the rules look at it
-  if (v5 || PyModule_Check(o) || PyType_Check(o)) {
+  bool named_module = false;
+  if (Py_IS_TYPE(o, &PyCFunction_Type)) {
+    // A builtin function (5.x asks its name): its __name__ is its method definition's, read
+    // here without making a str of it.
+    named_module =
+        v5 && std::strcmp(reinterpret_cast<PyCFunctionObject*>(o)->m_ml->ml_name, "module") == 0;
+  } else if (v5 || PyModule_Check(o) || PyType_Check(o)) {
     PyObject* raw = nullptr;
     if (_PyObject_LookupAttr(o, s_name, &raw) < 0) return false;
     name = PyRef::Steal(raw);
+    named_module = name && PyUnicode_Check(name.get()) &&
+                   PyUnicode_CompareWithASCIIString(name.get(), "module") == 0;
   }
-  const bool named_module = name && PyUnicode_Check(name.get()) &&
-                            PyUnicode_CompareWithASCIIString(name.get(), "module") == 0;
   if (PyModule_Check(o)) {
     if (!named_module) {
       PyObject* modules = PySys_GetObject("modules");  // borrowed

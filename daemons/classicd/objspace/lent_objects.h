@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "daemons/classicd/objspace/py_ref.h"
 #include "libcore/brine/brine.h"
 #include "libcore/brine/value.h"
+#include "libcore/protocol/consts.h"
 
 namespace classicd::objspace {
 
@@ -27,12 +29,29 @@ struct IdKey {
   int64_t instance_id = 0;
   bool operator==(const IdKey&) const = default;
 };
+// An id_pack looked up without a copy of its name (a received LOCAL_REF, a DEL).
+struct IdKeyView {
+  std::string_view name;
+  int64_t class_id = 0;
+  int64_t instance_id = 0;
+  IdKeyView() = default;
+  IdKeyView(const IdKey& k)  // NOLINT(google-explicit-constructor): a key is a view of itself
+      : name(k.name), class_id(k.class_id), instance_id(k.instance_id) {}
+};
+// Hash and equality for both, so that the table finds an IdKeyView without making an IdKey.
 struct IdKeyHash {
-  size_t operator()(const IdKey& k) const {
-    size_t h = std::hash<std::string>()(k.name);
+  using is_transparent = void;
+  size_t operator()(const IdKeyView& k) const {
+    size_t h = std::hash<std::string_view>()(k.name);
     h ^= std::hash<int64_t>()(k.class_id) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
     h ^= std::hash<int64_t>()(k.instance_id) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
     return h;
+  }
+};
+struct IdKeyEqual {
+  using is_transparent = void;
+  bool operator()(const IdKeyView& a, const IdKeyView& b) const {
+    return a.class_id == b.class_id && a.instance_id == b.instance_id && a.name == b.name;
   }
 };
 
@@ -50,8 +69,8 @@ inline void EncodeKey(const IdKey& k, std::string* out) {
   brine::EncodeInt(brine::Int(k.instance_id), out);
 }
 
-// False when `v` is not a (str, small int, small int) tuple.
-inline bool ValueToKey(const core::brine::Value& v, IdKey* key) {
+// False when `v` is not a (str, small int, small int) tuple. The view points into `v`.
+inline bool ValueToKeyView(const core::brine::Value& v, IdKeyView* key) {
   namespace brine = core::brine;
   const auto* t = v.get_if<brine::Tuple>();
   if (t == nullptr || t->items.size() != 3) return false;
@@ -62,7 +81,17 @@ inline bool ValueToKey(const core::brine::Value& v, IdKey* key) {
       !inst->is_small()) {
     return false;
   }
-  *key = IdKey{name->utf8, cls->small(), inst->small()};
+  key->name = name->utf8;
+  key->class_id = cls->small();
+  key->instance_id = inst->small();
+  return true;
+}
+
+// ValueToKeyView() with a copy of the name.
+inline bool ValueToKey(const core::brine::Value& v, IdKey* key) {
+  IdKeyView view;
+  if (!ValueToKeyView(v, &view)) return false;
+  *key = IdKey{std::string(view.name), view.class_id, view.instance_id};
   return true;
 }
 
@@ -72,6 +101,14 @@ inline bool SmallInt(const core::brine::Value& v, int64_t* out) {
   if (i == nullptr || !i->is_small()) return false;
   *out = i->small();
   return true;
+}
+
+// A by-value box (kLabelValue, small int)'s value.
+inline bool BoxedSmallInt(const core::brine::Value& v, int64_t* out) {
+  const auto* t = v.get_if<core::brine::Tuple>();
+  int64_t label = -1;
+  return t != nullptr && t->items.size() == 2 && SmallInt(t->items[0], &label) &&
+         label == core::protocol::kLabelValue && SmallInt(t->items[1], out);
 }
 
 // Raises KeyError(id_pack) as the reference does for an unknown LOCAL_REF.
@@ -91,13 +128,13 @@ class LentObjects {
     it->second.refs += 1;
   }
   // Borrowed; nullptr when not lent.
-  PyObject* Find(const IdKey& key) const {
+  PyObject* Find(const IdKeyView& key) const {
     auto it = table_.find(key);
     return it != table_.end() ? it->second.obj.get() : nullptr;
   }
   // `count` fewer references (DEL); the object is released when none is left. False when `key`
   // is not lent.
-  bool Release(const IdKey& key, int64_t count);
+  bool Release(const IdKeyView& key, int64_t count);
   // Takes back the references a failed reply added.
   void Rollback(const std::vector<IdKey>& added);
   // Releases everything. Objects' finalisers may run Python code, so the table is empty (and
@@ -114,7 +151,7 @@ class LentObjects {
     PyRef obj;
     int64_t refs = 0;
   };
-  std::unordered_map<IdKey, Entry, IdKeyHash> table_;
+  std::unordered_map<IdKey, Entry, IdKeyHash, IdKeyEqual> table_;
 };
 
 }  // namespace classicd::objspace

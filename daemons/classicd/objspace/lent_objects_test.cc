@@ -22,8 +22,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "daemons/classicd/objspace/lent_objects.h"
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/objspace/objspace_testing.h"
+#include "daemons/classicd/objspace/py_ref.h"
 #include "libcore/brine/brine.h"
 #include "libcore/brine/value.h"
 #include "libcore/protocol/consts.h"
@@ -48,6 +50,11 @@ TEST_F(ObjSpaceTest, IdPackRules) {
   Execute("class Outer:\n  class Inner: pass");
   EXPECT_EQ(NamePack(Eval("Outer.Inner")), "builtins.Inner");
   EXPECT_EQ(NamePack(Eval("[].append")), "builtins.builtin_function_or_method");
+  EXPECT_EQ(NamePack(Eval("len")), "builtins.builtin_function_or_method");
+  peer_.gen = Generation::kV5;  // 5.x looks at a builtin function's __name__ (read without getattr)
+  EXPECT_EQ(NamePack(Eval("len")), "builtins.builtin_function_or_method");
+  EXPECT_EQ(NamePack(Eval("__import__('os').getpid")), "builtins.builtin_function_or_method");
+  peer_.gen = Generation::kV6;
   EXPECT_EQ(NamePack(Eval("range(3)")), "builtins.range");
   // An object may override __class__ (as mocks do): the name_pack follows it, the ids do not.
   Execute("class Liar:\n  @property\n  def __class__(self): return dict\nliar = Liar()");
@@ -93,6 +100,45 @@ TEST_F(ObjSpaceTest, RefcountsAndDel) {
   EXPECT_EQ(space_->LocalObjectCount(), 1u);
   Reply(Handler::kDel, Boxes({LocalRef(root)}));
   EXPECT_EQ(space_->LocalObjectCount(), 0u);
+}
+
+TEST_F(ObjSpaceTest, DelCountsThatAreNotSmallInts) {
+  Value root = Root();
+  Value ns = Idp(GetAttr(root, "namespace"));
+  GetAttr(root, "namespace");
+  // A count that is no small int takes the unboxing path, and fails as Python's int() would.
+  Value e = Exc(Handler::kDel, Boxes({LocalRef(ns), ByVal(S("2"))}));
+  EXPECT_EQ(e.as<brine::Tuple>().items[0], T({S("builtins"), S("TypeError")}));
+  EXPECT_EQ(space_->LocalObjectCount(), 2u);  // nothing released
+  EXPECT_EQ(Reply(Handler::kDel, Boxes({LocalRef(ns), ByVal(true)})), ByVal(brine::NoneType{}));
+  EXPECT_EQ(space_->LocalObjectCount(), 2u);  // True counts 1: one of two references left
+  EXPECT_EQ(Reply(Handler::kDel, Boxes({LocalRef(ns), ByVal(I(1))})), ByVal(brine::NoneType{}));
+  EXPECT_EQ(space_->LocalObjectCount(), 1u);
+}
+
+TEST_F(ObjSpaceTest, LentTableFindsAndReleasesByView) {
+  GilHold gil;
+  LentObjects table;
+  PyRef obj = PyRef::Steal(PyList_New(0));
+  const IdKey key{"builtins.builtin_function_or_method", 1, 2};  // longer than a short string
+  table.Lend(obj.get(), key);
+  table.Lend(obj.get(), key);
+  const std::string name = key.name;  // a view of another buffer finds the same entry
+  EXPECT_EQ(table.Find(IdKeyView(IdKey{name, 1, 2})), obj.get());
+  IdKeyView view;
+  view.name = name;
+  view.class_id = 1;
+  view.instance_id = 2;
+  EXPECT_EQ(table.Find(view), obj.get());
+  view.instance_id = 3;
+  EXPECT_EQ(table.Find(view), nullptr);
+  EXPECT_FALSE(table.Release(view, 1));
+  view.instance_id = 2;
+  EXPECT_TRUE(table.Release(view, 1));
+  EXPECT_EQ(table.size(), 1u);
+  EXPECT_TRUE(table.Release(view, 1));
+  EXPECT_EQ(table.size(), 0u);
+  EXPECT_EQ(table.Find(view), nullptr);
 }
 
 TEST_F(ObjSpaceTest, DelReleasesTheObject) {

@@ -36,11 +36,16 @@ LOCAL_ATTRS = frozenset([
 # --- the frame of the client's calls (docs/embedding.md §3.7) ----------------------------------
 # Builtins that read their caller's frame (eval, exec, globals, locals, vars, dir, type()'s
 # __module__) fail when C++ calls them with no Python frame on the thread. CALL and CALLATTR call
-# whatever runs no Python frame of its own through call() or call_kw(), as the Python server
+# whatever runs no Python frame of its own through call0(), call() or call_kw() (call0: no
+# arguments, called without a tuple, which costs less than obj(*())), as the Python server
 # calls everything from its protocol's frames: each call gets a frame of its own (its locals die
 # with it), and the globals are those of the module _classicd_calls, which persist like the
 # Python server's protocol module's. A namespace of its own: user code that writes globals
 # cannot reach this module's. Their code is this file's, so dump_exc() hides their frames.
+
+def call0(obj, args=()):
+    return obj()  # args: the same locals as call()'s
+
 
 def call(obj, args):
     return obj(*args)
@@ -53,6 +58,7 @@ def call_kw(obj, args, kwargs):
 _calls_module = types.ModuleType('_classicd_calls', "Globals of the client's calls.")
 _calls_module.__builtins__ = builtins
 sys.modules['_classicd_calls'] = _calls_module
+call0 = types.FunctionType(call0.__code__, vars(_calls_module), 'call0', call0.__defaults__)
 call = types.FunctionType(call.__code__, vars(_calls_module), 'call')
 call_kw = types.FunctionType(call_kw.__code__, vars(_calls_module), 'call_kw')
 
