@@ -255,10 +255,6 @@ TEST(OptionsTest, ProtocolErrors) {
        64,
        "--protocol: key 'protocol.sync_request_timeout': expected a number of seconds"},
       {{"--protocol", "allow_pickle=true"}, "", 64, "--protocol applies to a hosted service"},
-      {{"--service", "m:S", "-m", "stdio", "--logfile", "x"},
-       "",
-       64,
-       "--service: mode stdio does not serve a hosted service yet"},
   };
   ExpectErrors(cases);
 }

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "daemons/classicd/classicd.h"
+#include "daemons/classicd/objspace/objspace.h"
 #include "libcore/log/log.h"
 #include "libcore/transport/address.h"
 
@@ -20,6 +21,10 @@ struct Peer {
   bool nodelay = false;  // accepted from a listener with TCP_NODELAY: the socket has it too
   // Counted among the handshakes in progress (Admission) until OpenSocket() ends its handshake.
   bool handshake = false;
+  // Who the connection's authentication says the peer is (a TLS client certificate, an
+  // authenticator, SO_PEERCRED): a hosted service's conn._config["credentials"]. Set before the
+  // connection is served; null: None.
+  objspace::CredentialsPtr credentials{};
 
   // A socket's peer; a Unix socket's is "unix".
   static Peer FromAddress(const core::transport::SocketAddress& addr);

@@ -56,8 +56,9 @@ core::Status ClassicService::StartPool() {
   };
   core::server::PooledServer::Options options;
   options.threads = static_cast<size_t>(o_.threads);
-  // A TLS handshake waits on the peer for up to tls_handshake_timeout.
-  options.setup_thread = tls_ != nullptr;
+  // A TLS handshake waits on the peer for up to tls_handshake_timeout; a hosted service's
+  // on_connect may call the client, which waits for the client's first frame.
+  options.setup_thread = tls_ != nullptr || hosted_ != nullptr;
   options.on_thread_start = BlockStopSignals;
   pool_ =
       std::make_unique<core::server::PooledServer>(ctx_.loop, std::move(hooks), std::move(options));

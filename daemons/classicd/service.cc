@@ -94,11 +94,30 @@ core::Status ClassicService::Start(StdioFds stdio) {
     const auto mode = static_cast<mode_t>(std::strtoul(o_.unix_socket_mode.c_str(), nullptr, 8));
     if (auto st = listeners_.ListenUnix(o_.unix_socket, mode, o_.backlog()); !st) return st;
   }
-  if (!activated && o_.effective_port() == 0 && !listeners_.empty()) {
-    // `-p 0`: the logger is named after the port the kernel chose, as the reference does.
-    log_name_ = "SLAVE/" + std::to_string(listeners_.LocalAddress(0).port());
-    log_ = ctx_.logging.Get(log_name_);
+  auto interp = objspace::Interpreter::Start(objspace::InterpreterOptions{});
+  if (!interp) {
+    return Fail(Error::Python("cannot start the Python interpreter: " + interp.error().message()));
   }
+  interpreter_ = std::move(*interp);
+  std::string service_name = "SLAVE";
+  if (o_.hosted()) {
+    auto hosted = objspace::LoadService(*interpreter_, o_.service, o_.protocol_config);
+    if (!hosted) return Fail(hosted.error());
+    hosted_ = std::move(*hosted);
+    if (!objspace::ServiceAliases(*hosted_).empty()) {
+      service_name = objspace::ServiceAliases(*hosted_).front();
+    }
+  }
+  // The logger is named after the service and the port, as the reference's server names it:
+  // `-p 0` gives the port the kernel chose; a hosted service its name (rpyc's
+  // get_service_name(), "CALCULATOR/18861").
+  if (!activated && o_.effective_port() == 0 && !listeners_.empty()) {
+    log_name_ = classicd::LoggerName(o_, service_name, listeners_.LocalAddress(0).port());
+  } else if (o_.hosted()) {
+    log_name_ = classicd::LoggerName(o_, service_name, listeners_.TcpPort());
+  }
+  if (!log_name_.empty()) log_ = ctx_.logging.Get(log_name_);
+  ctx_.logging.SetJournalField("RPYC_SERVICE", service_name);
   conn_log_ = ConnLog(log_, o_.mode);
   {  // The exposure rule (issue 12): remote without client certificates only when allowed.
     auto bound = listeners_.Bound();
@@ -118,33 +137,24 @@ core::Status ClassicService::Start(StdioFds stdio) {
               core::transport::TlsContext::Posture(tls_.get()));
   }
 
-  auto interp = objspace::Interpreter::Start(objspace::InterpreterOptions{});
-  if (!interp) {
-    return Fail(Error::Python("cannot start the Python interpreter: " + interp.error().message()));
-  }
-  interpreter_ = std::move(*interp);
-  if (o_.hosted()) {
-    if (connected) {
-      return Fail(
-          Error::Config("a hosted service is not served on an inherited connection "
-                        "(Accept=yes) yet"));
-    }
-    auto hosted = objspace::LoadService(*interpreter_, o_.service, o_.protocol_config);
-    if (!hosted) return Fail(hosted.error());
-    hosted_ = std::move(*hosted);
+  if (hosted_) {
     std::string aliases;
     for (const auto& a : objspace::ServiceAliases(*hosted_)) {
       aliases += (aliases.empty() ? "" : ", ") + a;
     }
     log_.Info("hosting service {} ({})", o_.service, aliases);
-    make_space_ = [this](core::protocol::Connection& conn) {
-      return objspace::MakeServiceObjectSpace(*interpreter_, conn, *hosted_, ++hosted_connid_);
+    if (auto st = objspace::SetServiceLogger(*hosted_, log_name_); !st) return st;
+    make_space_ = [this](core::protocol::Connection& conn, const SpaceContext& c) {
+      return objspace::MakeServiceObjectSpace(*interpreter_, conn, *hosted_,
+                                              {c.id, c.fd, c.peer->credentials});
     };
   } else {
-    make_space_ = [interpreter = interpreter_.get()](core::protocol::Connection& conn) {
+    make_space_ = [interpreter = interpreter_.get()](core::protocol::Connection& conn,
+                                                     const SpaceContext&) {
       return objspace::MakeClassicObjectSpace(*interpreter, conn);
     };
   }
+  // Forking: a hosted service's module was imported above, in the parent: children start warm.
   if (o_.mode == Mode::kForking) {
     if (auto st = interpreter_->PrepareFork(); !st) log_.Warn("{}", st.error().message());
   }
@@ -205,6 +215,9 @@ void ClassicService::StartRegistrar() {
   } else {
     r.port = core::brine::Value(core::brine::Str{o_.unix_socket});
   }
+  // A hosted service registers under its aliases, as rpyc's server does (clients find it with
+  // rpyc.connect_by_service("CALCULATOR")).
+  if (hosted_) r.aliases = objspace::ServiceAliases(*hosted_);
   auto reg = core::registrar::Registrar::Create(ctx_.loop, r, ctx_.logging.Get("REGCLNT"));
   if (!reg) {
     log_.Error("registration disabled: {}", reg.error().message());

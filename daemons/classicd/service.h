@@ -160,7 +160,6 @@ class ClassicService final : public core::daemon::Service {
   // Declared before everything that runs Python, so it is destroyed last.
   std::unique_ptr<objspace::Interpreter> interpreter_;
   objspace::HostedServicePtr hosted_;  // --service: destroyed before the interpreter
-  std::atomic<uint64_t> hosted_connid_{0};
   SpaceFactory make_space_;
 
   mutable std::mutex tls_mu_;

@@ -30,9 +30,16 @@ struct SessionSettings {
   std::atomic<uint64_t>* requests_served = nullptr;
 };
 
+// What the object space of a new connection may learn of it (a hosted service's `conn`).
+struct SpaceContext {
+  uint64_t id = 0;
+  int fd = -1;  // the stream's descriptor, -1 when it has none
+  const Peer* peer = nullptr;
+};
+
 // Makes the object space of a new connection (in the daemon, the embedded interpreter's).
-using SpaceFactory =
-    std::function<std::unique_ptr<core::protocol::ObjectSpace>(core::protocol::Connection&)>;
+using SpaceFactory = std::function<std::unique_ptr<core::protocol::ObjectSpace>(
+    core::protocol::Connection&, const SpaceContext&)>;
 
 class ClassicSession {
  public:

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "daemons/classicd/objspace/access_policy.h"
@@ -38,7 +39,36 @@ void DestroyHosted(HostedService* service) {
   delete service;
 }
 
+void DestroyCredentials(const Credentials* credentials) {
+  GilHold gil;
+  delete credentials;
+}
+
 }  // namespace
+
+CredentialsPtr CredentialsFromObject(PyObject* object) {
+  return CredentialsPtr(new Credentials{PyRef::Borrow(object)}, &DestroyCredentials);
+}
+
+CredentialsPtr MakeCredentials(Interpreter& /*interpreter: it runs*/,
+                               const std::vector<std::pair<std::string, CredentialValue>>& items) {
+  GilHold gil;
+  PyRef d = PyRef::Steal(PyDict_New());
+  for (const auto& [key, value] : items) {
+    if (!d) break;
+    PyRef v = std::holds_alternative<int64_t>(value)
+                  ? PyRef::Steal(PyLong_FromLongLong(std::get<int64_t>(value)))
+                  : PyRef::Steal(PyUnicode_DecodeUTF8(
+                        std::get<std::string>(value).data(),
+                        static_cast<Py_ssize_t>(std::get<std::string>(value).size()), "replace"));
+    if (!v || PyDict_SetItemString(d.get(), key.c_str(), v.get()) < 0) d = PyRef();
+  }
+  if (!d) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  return CredentialsFromObject(d.get());
+}
 
 PyRef ProtocolConfigDict(const ProtocolConfig& c) {
   PyRef d = PyRef::Steal(PyDict_New());
@@ -143,16 +173,30 @@ const std::vector<std::string>& ServiceAliases(const HostedService& service) {
   return service.aliases;
 }
 
-void ClassicObjectSpace::InitHosted(const HostedService& service, uint64_t connid) {
+core::Status SetServiceLogger(HostedService& service, const std::string& name) {
+  GilHold gil;
+  PyRef logging = PyRef::Steal(PyImport_ImportModule("logging"));
+  PyRef logger =
+      logging ? PyRef::Steal(PyObject_CallMethod(logging.get(), "getLogger", "s", name.c_str()))
+              : PyRef();
+  if (!logger || PyDict_SetItemString(service.config.get(), "logger", logger.get()) < 0) {
+    return core::Fail(core::Error::Python("the service's logger: " + FetchErrorText()));
+  }
+  return {};
+}
+
+void ClassicObjectSpace::InitHosted(const HostedService& service, const ConnectionInfo& info) {
   hosted_ = true;
   request_timeout_ms_ = service.request_timeout_ms;
   PyObject* proxies = Proxies();
   PyRef make = PyRef::Steal(PyObject_GetAttrString(sup_.module.get(), "make_hosted_root"));
-  PyRef id = PyRef::Steal(PyLong_FromUnsignedLongLong(connid));
-  PyRef pair = proxies != nullptr && make && id
-                   ? PyRef::Steal(PyObject_CallFunctionObjArgs(make.get(), service.make_root.get(),
-                                                               service.config.get(), proxies,
-                                                               id.get(), nullptr))
+  PyRef id = PyRef::Steal(PyLong_FromUnsignedLongLong(info.id));
+  PyRef fd = PyRef::Steal(PyLong_FromLong(info.fd));
+  PyObject* credentials = info.credentials ? info.credentials->object.get() : Py_None;
+  PyRef pair = proxies != nullptr && make && id && fd
+                   ? PyRef::Steal(PyObject_CallFunctionObjArgs(
+                         make.get(), service.make_root.get(), service.config.get(), proxies,
+                         id.get(), fd.get(), credentials, nullptr))
                    : PyRef();
   if (!pair) {
     // The instance could not be made (its __init__ raised): OnConnect() refuses the connection.
@@ -175,13 +219,18 @@ core::Status ClassicObjectSpace::OnConnect() {
   return {};
 }
 
+void ClassicObjectSpace::Close() {
+  GilRelease nogil;  // the write may wait on the peer
+  peer_.Close();
+}
+
 std::unique_ptr<core::protocol::ObjectSpace> MakeServiceObjectSpace(Interpreter& interpreter,
                                                                     core::protocol::Peer& peer,
                                                                     const HostedService& service,
-                                                                    uint64_t connid) {
+                                                                    const ConnectionInfo& info) {
   GilHold gil;
   auto space = std::make_unique<ClassicObjectSpace>(interpreter.support(), peer, *service.policy);
-  space->InitHosted(service, connid);
+  space->InitHosted(service, info);
   return space;
 }
 

@@ -67,6 +67,13 @@ struct HostedService {
   int request_timeout_ms = 30000;  // sync_request_timeout (None: the largest wait)
 };
 
+// conn._config["credentials"] of a connection (objspace.h).
+struct Credentials {
+  PyRef object;
+};
+// GIL held: credentials holding `object` (a new reference is taken), released with the GIL.
+CredentialsPtr CredentialsFromObject(PyObject* object);
+
 // The config keys a ProtocolConfig sets, as the dict rpyc's Connection reads (NULL + Python error
 // on failure).
 PyRef ProtocolConfigDict(const ProtocolConfig& config);

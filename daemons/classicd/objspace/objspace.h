@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "daemons/classicd/objspace/protocol_config.h"
@@ -138,6 +140,28 @@ std::unique_ptr<core::protocol::ObjectSpace> MakeClassicObjectSpace(
 struct HostedService;
 using HostedServicePtr = std::shared_ptr<HostedService>;
 
+// What conn._config["credentials"] holds for one connection (rpyc: what the server's
+// authenticator returned): None unless the connection's authentication (a TLS client
+// certificate, an authenticator, SO_PEERCRED) set it before the connection is served. Opaque
+// here: a Python object, released with the GIL (hosting.cc; objspace code makes one from a
+// Python object with CredentialsFromObject(), internal.h).
+struct Credentials;
+using CredentialsPtr = std::shared_ptr<const Credentials>;
+// Credentials as a dict of str keys to int or str values (SO_PEERCRED's uid, gid and pid...).
+using CredentialValue = std::variant<int64_t, std::string>;
+CredentialsPtr MakeCredentials(Interpreter& interpreter,
+                               const std::vector<std::pair<std::string, CredentialValue>>& items);
+
+// What a hosted service's `conn` knows of its connection.
+struct ConnectionInfo {
+  uint64_t id = 0;  // conn._config["connid"] is "conn<id>", as rpyc numbers its connections
+  // The descriptor of the connection's stream: conn.fileno(), conn._config["endpoints"]
+  // (getsockname(), getpeername()), conn._channel.stream.sock (a socket over a dup() of it,
+  // made when first asked for). -1: none (endpoints None).
+  int fd = -1;
+  CredentialsPtr credentials;  // null: None
+};
+
 // Imports `spec` ("package.module:Name" or "package.module:factory()", factory() called here).
 // An Error::Config naming the service and the reason (the import's traceback, not a Service, a
 // _protocol override) when it cannot be hosted.
@@ -145,13 +169,16 @@ core::Result<HostedServicePtr> LoadService(Interpreter& interpreter, const std::
                                            const ProtocolConfig& config);
 // Its aliases (rpyc's get_service_aliases(): "CALCULATOR" for CalculatorService).
 const std::vector<std::string>& ServiceAliases(const HostedService& service);
+// Names conn._config["logger"]: logging.getLogger(name), as rpyc's server names its logger
+// ("CALCULATOR/18861"). Before the first connection.
+core::Status SetServiceLogger(HostedService& service, const std::string& name);
 
 // One per connection, as MakeClassicObjectSpace(): the root is a new instance of the service's
 // class (or the shared instance), its on_connect(conn) runs in OnConnect() and on_disconnect(conn)
-// in OnDisconnect(). `service` must outlive the space; `connid` becomes conn._config["connid"].
+// in OnDisconnect(). `service` must outlive the space; `info` is what its `conn` tells.
 std::unique_ptr<core::protocol::ObjectSpace> MakeServiceObjectSpace(Interpreter& interpreter,
                                                                     core::protocol::Peer& peer,
                                                                     const HostedService& service,
-                                                                    uint64_t connid);
+                                                                    const ConnectionInfo& info);
 
 }  // namespace classicd::objspace
