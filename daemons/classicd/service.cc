@@ -10,6 +10,7 @@
 
 #include "daemons/classicd/objspace/objspace.h"
 #include "libcore/server/inherited.h"
+#include "libcore/transport/address.h"
 #include "libcore/transport/exposure.h"
 #include "libcore/transport/socket_stream.h"
 
@@ -114,7 +115,16 @@ core::Status ClassicService::Start(StdioFds stdio) {
   if (!activated && o_.effective_port() == 0 && !listeners_.empty()) {
     log_name_ = classicd::LoggerName(o_, service_name, listeners_.LocalAddress(0).port());
   } else if (o_.hosted()) {
-    log_name_ = classicd::LoggerName(o_, service_name, listeners_.TcpPort());
+    // An inherited connection (Accept=yes): the port it came to, as the server's would be.
+    uint16_t port = listeners_.TcpPort();
+    if (connected) {
+      sockaddr_storage ss{};
+      socklen_t len = sizeof ss;
+      if (::getsockname(connected.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+        port = core::transport::SocketAddress(reinterpret_cast<sockaddr*>(&ss), len).port();
+      }
+    }
+    log_name_ = classicd::LoggerName(o_, service_name, port);
   }
   if (!log_name_.empty()) log_ = ctx_.logging.Get(log_name_);
   ctx_.logging.SetJournalField("RPYC_SERVICE", service_name);

@@ -30,6 +30,9 @@ class ConnService(rpyc.Service):
     def exposed_add(self, a, b):
         return a + b
 
+    def exposed_call_back(self, fn, value):
+        return fn(value)
+
     def exposed_pid(self):
         return os.getpid()
 
