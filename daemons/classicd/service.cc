@@ -153,7 +153,28 @@ core::Status ClassicService::Start(StdioFds stdio) {
       aliases += (aliases.empty() ? "" : ", ") + a;
     }
     log_.Info("hosting service {} ({})", o_.service, aliases);
-    if (auto st = objspace::SetServiceLogger(*hosted_, log_name_); !st) return st;
+    // What the service logs through conn._config["logger"] goes to the daemon's log, under the
+    // same name, from the daemon's threshold up.
+    auto to_level = [](int levelno) {
+      return levelno >= 40   ? Level::err
+             : levelno >= 30 ? Level::warn
+             : levelno >= 20 ? Level::info
+                             : Level::debug;
+    };
+    const auto threshold = ctx_.logging.threshold();
+    const int levelno = threshold >= Level::err    ? 40
+                        : threshold >= Level::warn ? 30
+                        : threshold >= Level::info ? 20
+                                                   : 10;
+    if (auto st = objspace::SetServiceLogger(
+            *hosted_, log_name_,
+            [log = log_, to_level](int n, std::string_view message) {
+              log.Write(to_level(n), {}, message);
+            },
+            levelno);
+        !st) {
+      return st;
+    }
     make_space_ = [this](core::protocol::Connection& conn, const SpaceContext& c) {
       return objspace::MakeServiceObjectSpace(*interpreter_, conn, *hosted_,
                                               {c.id, c.fd, c.peer->credentials});

@@ -9,6 +9,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -173,12 +174,49 @@ const std::vector<std::string>& ServiceAliases(const HostedService& service) {
   return service.aliases;
 }
 
-core::Status SetServiceLogger(HostedService& service, const std::string& name) {
+namespace {
+
+constexpr const char kSinkCapsule[] = "classicd.LogSink";
+
+void DestroySink(PyObject* capsule) {
+  delete static_cast<LogSink*>(PyCapsule_GetPointer(capsule, kSinkCapsule));
+}
+
+// emit(levelno, message): the service logger's handler writing to the daemon's log.
+PyObject* EmitToSink(PyObject* capsule, PyObject* const* args, Py_ssize_t nargs) {
+  auto* sink = static_cast<LogSink*>(PyCapsule_GetPointer(capsule, kSinkCapsule));
+  if (sink == nullptr) return nullptr;
+  if (nargs != 2 || !PyUnicode_Check(args[1])) {
+    PyErr_SetString(PyExc_TypeError, "emit(levelno, message)");
+    return nullptr;
+  }
+  const long level = PyLong_AsLong(args[0]);
+  if (level == -1 && PyErr_Occurred()) return nullptr;
+  Py_ssize_t n = 0;
+  const char* text = PyUnicode_AsUTF8AndSize(args[1], &n);
+  if (text == nullptr) return nullptr;
+  (*sink)(static_cast<int>(level), std::string_view(text, static_cast<size_t>(n)));
+  Py_RETURN_NONE;
+}
+
+PyMethodDef kEmitDef = {"emit",
+                        reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&EmitToSink)),
+                        METH_FASTCALL, "Write a record to the daemon's log."};
+
+}  // namespace
+
+core::Status SetServiceLogger(HostedService& service, const std::string& name, LogSink sink,
+                              int levelno) {
   GilHold gil;
-  PyRef logging = PyRef::Steal(PyImport_ImportModule("logging"));
-  PyRef logger =
-      logging ? PyRef::Steal(PyObject_CallMethod(logging.get(), "getLogger", "s", name.c_str()))
-              : PyRef();
+  auto* owned = new LogSink(std::move(sink));
+  PyRef capsule = PyRef::Steal(PyCapsule_New(owned, kSinkCapsule, &DestroySink));
+  if (!capsule) delete owned;
+  PyRef emit = capsule ? PyRef::Steal(PyCFunction_New(&kEmitDef, capsule.get())) : PyRef();
+  PyRef make = PyRef::Steal(
+      PyObject_GetAttrString(service.interpreter->support().module.get(), "service_logger"));
+  PyRef logger = emit && make ? PyRef::Steal(PyObject_CallFunction(make.get(), "sOi", name.c_str(),
+                                                                   emit.get(), levelno))
+                              : PyRef();
   if (!logger || PyDict_SetItemString(service.config.get(), "logger", logger.get()) < 0) {
     return core::Fail(core::Error::Python("the service's logger: " + FetchErrorText()));
   }

@@ -5,8 +5,10 @@
 // This header does not include <Python.h>; only files in this directory do.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -169,9 +171,15 @@ core::Result<HostedServicePtr> LoadService(Interpreter& interpreter, const std::
                                            const ProtocolConfig& config);
 // Its aliases (rpyc's get_service_aliases(): "CALCULATOR" for CalculatorService).
 const std::vector<std::string>& ServiceAliases(const HostedService& service);
+// Where the records of a hosted service's logger go: the daemon's log (any thread, GIL held).
+// `levelno` is Python's (10 debug, 20 info, 30 warning, 40 error, 50 critical).
+using LogSink = std::function<void(int levelno, std::string_view message)>;
 // Names conn._config["logger"]: logging.getLogger(name), as rpyc's server names its logger
-// ("CALCULATOR/18861"). Before the first connection.
-core::Status SetServiceLogger(HostedService& service, const std::string& name);
+// ("CALCULATOR/18861"), at `levelno` (the daemon's threshold), with a handler that writes its
+// records to `sink` (their message, formatted as logging's default "%(message)s" does, with the
+// traceback of logger.exception()). Before the first connection.
+core::Status SetServiceLogger(HostedService& service, const std::string& name, LogSink sink,
+                              int levelno);
 
 // One per connection, as MakeClassicObjectSpace(): the root is a new instance of the service's
 // class (or the shared instance), its on_connect(conn) runs in OnConnect() and on_disconnect(conn)

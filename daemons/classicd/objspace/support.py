@@ -575,6 +575,24 @@ class HostedConnection:
             self._config.get('connid'), 'closed' if self._closed else 'open')
 
 
+def service_logger(name, emit, level):
+    """conn._config['logger']: logging.getLogger(name) at `level`, with a handler that hands each
+    record to the daemon's log through `emit(levelno, message)`."""
+    import logging
+
+    class DaemonHandler(logging.Handler):
+        def emit(self, record):
+            try:
+                emit(record.levelno, self.format(record))
+            except Exception:
+                self.handleError(record)
+
+    logger = logging.getLogger(name)
+    logger.setLevel(level)
+    logger.addHandler(DaemonHandler())
+    return logger
+
+
 def make_hosted_root(make, config, proxies, connid, fd, credentials):
     conf = dict(config)
     conf['connid'] = 'conn%d' % connid

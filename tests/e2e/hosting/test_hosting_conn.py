@@ -119,3 +119,28 @@ def test_close_from_on_connect(gen, mode, tmp_path, monkeypatch):
         assert [w for w, _ in seen].count("closed") == connections(kind, mode), seen
     assert_same(outcomes["python"], outcomes["ours"])
     assert outcomes["ours"][0][0] == "raise"
+
+
+def test_the_service_logger_writes_to_the_daemon_log(gen, tmp_path):
+    """conn._config['logger'] (CONN/PORT, as rpyc's server names it) writes to the daemon's log,
+    from the daemon's --log-level up, with logger.exception()'s traceback."""
+    from hosting_support import Server, require_generation, run_client
+    require_generation(gen)
+    server = Server("ours", gen, CONN, {}, tmp_path, ["--log-level", "info"])
+    try:
+        out = run_client(gen, server.port, """
+            attempt(lambda: root.log('debug', 'hidden'))
+            attempt(lambda: root.log('info', 'hello'))
+            attempt(lambda: root.log('warning', 'careful'))
+            attempt(lambda: root.log('exception', 'oops'))
+        """)
+    finally:
+        server.stop()
+    assert out == [["value", "None"]] * 4
+    text = server.logfile.read_text()
+    name = f"CONN/{server.port}"
+    assert f"INFO:{name}:service says hello" in text, text
+    assert f"WARNING:{name}:service says careful" in text, text
+    assert f"ERROR:{name}:caught: oops\nTraceback (most recent call last):" in text, text
+    assert "ValueError: the traceback of oops" in text
+    assert "hidden" not in text

@@ -61,6 +61,16 @@ class ConnService(rpyc.Service):
     def exposed_logger_name(self):
         return self._conn._config['logger'].name
 
+    def exposed_log(self, level, text):
+        logger = self._conn._config['logger']
+        if level == 'exception':
+            try:
+                raise ValueError('the traceback of ' + text)
+            except ValueError:
+                logger.exception('caught: %s', text)
+        else:
+            getattr(logger, level)('service says %s', text)
+
     def exposed_fileno(self):
         fd = self._conn.fileno()
         return isinstance(fd, int), stat.S_ISSOCK(os.fstat(fd).st_mode)
