@@ -191,3 +191,25 @@ def test_on_connect_calls_the_client(gen, mode, tmp_path):
         bg.stop()
     """, tmp_path, extra_args=["-m", mode], setup=ON_CONNECT_SETUP)
     assert out == [["value", "'hello from the client'"], ["value", "6"]]
+
+
+def test_forking_imports_in_the_parent_and_makes_an_instance_per_connection(gen, tmp_path,
+                                                                           monkeypatch):
+    """The module is imported once, by the parent, before any child (children start warm);
+    each connection's child makes its own instance of the class."""
+    from hosting_support import Server
+    require_generation(gen)
+    imports = tmp_path / "imports"
+    monkeypatch.setenv("HOSTING_IMPORT_LOG", str(imports))
+    server = Server("ours", gen, CONN, {}, tmp_path, ["-m", "forking"])
+    try:
+        out = run_client(gen, server.port, """
+            c2 = rpyc.connect('127.0.0.1', int(os.environ['SERVER_PORT']))
+            attempt(lambda: root.pid() != c2.root.pid() != os.getpid())
+            attempt(lambda: (root.number(), c2.root.number()))
+            c2.close()
+        """)
+    finally:
+        assert server.stop() == 0
+    assert out == [["value", "True"], ["value", "(1, 1)"]]
+    assert imports.read_text().split() == [str(server.proc.pid)]

@@ -19,7 +19,21 @@ def note(what, conn):
             f.write('%s %s %d\n' % (what, conn._config['connid'], os.getpid()))
 
 
+if os.environ.get('HOSTING_IMPORT_LOG'):
+    with open(os.environ['HOSTING_IMPORT_LOG'], 'a') as f:
+        f.write('%d\n' % os.getpid())
+
+
 class ConnService(rpyc.Service):
+    instances = 0
+
+    def __init__(self):
+        ConnService.instances += 1
+        self.number = ConnService.instances
+
+    def exposed_number(self):
+        return self.number
+
     def on_connect(self, conn):
         self._conn = conn
         note('connect', conn)
