@@ -259,6 +259,23 @@ TEST(OptionsTest, ProtocolErrors) {
   ExpectErrors(cases);
 }
 
+TEST(OptionsTest, HostedServiceInEveryModeAndRegistered) {
+  for (const char* mode : {"threaded", "threadpool", "forking", "oneshot", "stdio"}) {
+    Parsed p = Parse({"--service", "m:S", "-m", mode, "--logfile", "x", "--register"});
+    EXPECT_FALSE(p.outcome.exit) << mode << ": " << p.outcome.message;
+    EXPECT_TRUE(p.o.hosted() && p.o.register_server);
+  }
+}
+
+TEST(OptionsTest, LoggerNameNamesTheServiceAndPort) {
+  Parsed p = Parse({"-p", "18861"});
+  EXPECT_EQ(LoggerName(p.o), "SLAVE/18861");
+  EXPECT_EQ(LoggerName(p.o, "CALCULATOR"), "CALCULATOR/18861");
+  EXPECT_EQ(LoggerName(p.o, "CALCULATOR", 40000), "CALCULATOR/40000");
+  Parsed stdio = Parse({"-m", "stdio", "--logfile", "x"});
+  EXPECT_EQ(LoggerName(stdio.o, "CALCULATOR", 40000), "CALCULATOR/stdio");
+}
+
 TEST(OptionsTest, MissingConfigFileIsAConfigError) {
   Parsed p = Parse({"-c", "/nonexistent/rpyc-classicd.toml"});
   EXPECT_TRUE(p.outcome.exit);
