@@ -9,6 +9,7 @@ and the REGISTER rate that reaches etcd: N distinct servers registered as fast a
 answers, timed until etcd holds their N keys.
 
 Usage: /usr/bin/python3 bench/registry/etcd_bench.py [--build build/release] [--quick]
+       /usr/bin/python3 bench/registry/etcd_bench.py --register-only [--servers N] [--rounds R]
 """
 import argparse
 import base64
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests/e2e"))
 
 from etcd_support import Etcd  # noqa: E402
-from run_bench import REPO, Bench, brine_request  # noqa: E402
+from run_bench import REPO, Bench, brine_request, cpu_ns  # noqa: E402
 
 
 class EtcdBench(Bench):
@@ -48,6 +49,7 @@ def count_keys(etcd, prefix):
 def register_rate(bench, etcd, n):
     server = bench.start("ours", "UDP", True)
     try:
+        cpu_before = cpu_ns(server.pid), cpu_ns(etcd.proc.pid)
         start = time.monotonic()
         answered = 0
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -66,7 +68,9 @@ def register_rate(bench, etcd, n):
         while count_keys(etcd, "/rpyc/svc/RATE/") < answered and time.monotonic() < deadline:
             time.sleep(0.05)
         stored = count_keys(etcd, "/rpyc/svc/RATE/")
-        return answered, replied, stored, time.monotonic() - start
+        total = time.monotonic() - start
+        cpu = [(cpu_ns(p) - b) / 1e9 for p, b in zip((server.pid, etcd.proc.pid), cpu_before)]
+        return answered, replied, stored, total, cpu
     finally:
         server.stop()
 
@@ -76,8 +80,17 @@ def main():
     ap.add_argument("--build", default=str(REPO / "build/release"))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int, default=3, help="alternated runs per configuration")
+    ap.add_argument("--register-only", action="store_true", help="only the REGISTER rate, --rounds times")
+    ap.add_argument("--servers", type=int, default=0, help="distinct servers REGISTERed (default 20,000)")
     args = ap.parse_args()
     b = EtcdBench(Path(args.build))
+    if args.register_only:
+        n = args.servers or 20000
+        for _ in range(args.rounds):
+            with Etcd() as etcd:  # a fresh etcd each round
+                b.extra = ["--etcd-endpoints", etcd.url, "--registry-id", "bench"]
+                report_register(*register_rate(b, etcd, n))
+        return
     count = 4000 if args.quick else 40000
     with Etcd() as etcd:
         configs = {
@@ -103,7 +116,7 @@ def main():
         b.extra = configs["etcd on"]
         instr["etcd on"] = b.instructions("ours", "UDP", n1, n2)
         n = 2000 if args.quick else 20000
-        answered, replied, stored, total = register_rate(b, etcd, n)
+        register = register_rate(b, etcd, n)
 
     print("| UDP QUERY, rpyc-registryd -q | Server CPU/query (us), median of runs | Instructions/query |")
     print("|---|---:|---:|")
@@ -111,8 +124,13 @@ def main():
         runs = ", ".join(f"{v:.1f}" for v in cpu[name])
         print(f"| {name} | {statistics.median(cpu[name]):.1f} ({runs}) | {instr[name]:,.0f} |")
     print()
+    report_register(*register)
+
+
+def report_register(answered, replied, stored, total, cpu):
     print(f"* REGISTER: {answered:,} distinct servers answered in {replied:.2f} s; {stored:,} keys in etcd "
-          f"after {total:.2f} s: {stored / total:,.0f} registrations/s reach etcd.")
+          f"after {total:.2f} s: {stored / total:,.0f} registrations/s reach etcd "
+          f"(CPU: rpyc-registryd {cpu[0]:.2f} s, etcd {cpu[1]:.2f} s).", flush=True)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ struct Options {
   bool register_server = false;
   std::string registry_type = "UDP";
   int64_t registry_port = 18811;
-  std::string registry_host;  // empty: 255.255.255.255 for UDP; required for TCP
+  std::string registry_host;            // empty: 255.255.255.255 for UDP; required for TCP
+  std::string registry_advertise_host;  // registered instead of the source (rpyc issue #568)
   std::string ssl_keyfile;
   std::string ssl_certfile;
   std::string ssl_cafile;
@@ -70,6 +71,14 @@ struct Options {
   // [protocol] / --protocol KEY=VALUE as given; ParseOptions() parses them into protocol_config.
   std::vector<core::config::Entry> protocol;
   objspace::ProtocolConfig protocol_config;
+  // Native allow-lists, checked on the accepted socket before a byte is read (allow_list.h):
+  // CIDR blocks for TCP peers; users and groups (names or ids) for Unix-socket peers.
+  std::vector<std::string> allow_from;
+  std::vector<std::string> unix_allow_users;
+  std::vector<std::string> unix_allow_groups;
+  // rpyc's authenticator: "package.module:callable", called with each new connection's socket,
+  // returning (sock, credentials) or raising AuthenticationError (objspace::LoadAuthenticator()).
+  std::string authenticator;
 
   bool hosted() const { return service != "classic"; }
 

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "daemons/classicd/allow_list.h"
 #include "daemons/classicd/classicd.h"
 #include "libcore/log/log.h"
 #include "libcore/transport/listener.h"
@@ -91,6 +92,9 @@ core::config::Schema MakeSchema(Options* o) {
       Int("registry_port", "--registry-port", "Registry port", &o->registry_port, 1, 65535),
       String("registry_host", "--registry-host",
              "Registry host (UDP default 255.255.255.255; required for TCP)", &o->registry_host),
+      String("registry_advertise_host", "--registry-advertise-host",
+             "Host to register instead of the packet's source (NAT, multi-homed hosts)",
+             &o->registry_advertise_host),
       String("ssl_keyfile", "--ssl-keyfile", "TLS private key (requires --ssl-certfile)",
              &o->ssl_keyfile),
       String("ssl_certfile", "--ssl-certfile", "TLS certificate chain (requires --ssl-keyfile)",
@@ -140,6 +144,23 @@ core::config::Schema MakeSchema(Options* o) {
                     "rpyc protocol_config key for a hosted service (repeatable; the [protocol] "
                     "table)",
                     &o->protocol)),
+      List("allow_from", "--allow-from",
+           "Serve TCP peers in these address blocks only (CIDR: 10.0.0.0/8, ::1/128); others are "
+           "closed before a byte is read (repeatable or comma-separated; empty: everyone)",
+           &o->allow_from),
+      List("unix_allow_users", "--unix-allow-users",
+           "Serve Unix-socket peers running as these users only (names or uids, by SO_PEERCRED; "
+           "with unix_allow_groups: either list admits)",
+           &o->unix_allow_users),
+      List("unix_allow_groups", "--unix-allow-groups",
+           "Serve Unix-socket peers in these groups only (names or gids: the peer's group or one "
+           "of its supplementary groups, by SO_PEERCRED)",
+           &o->unix_allow_groups),
+      String("authenticator", "--authenticator",
+             "rpyc authenticator package.module:callable, called with each new connection's "
+             "socket within tls_handshake_timeout; returns (sock, credentials) or raises "
+             "AuthenticationError to refuse it (imported at start)",
+             &o->authenticator),
       Int("listen_backlog", "--listen-backlog",
           "Connections the kernel queues for accept() per listener (0: its maximum, "
           "net.core.somaxconn, which also caps larger values)",
@@ -212,6 +233,40 @@ core::Status Validate(const Options& o, const core::config::Origins& origins) {
                        "classic service runs with rpyc_classic's configuration"));
   }
   if (auto pc = ParseProtocol(o.protocol); !pc) return Fail(pc.error());
+  if (auto b = AllowList::ParseBlocks(o.allow_from); !b) {
+    return Fail(Broken(origins, {"allow_from"}, "--allow-from: " + b.error().message(),
+                       b.error().message()));
+  }
+  if (auto u = AllowList::ParseUsers(o.unix_allow_users); !u) {
+    return Fail(Broken(origins, {"unix_allow_users"}, "--unix-allow-users: " + u.error().message(),
+                       u.error().message()));
+  }
+  if (auto g = AllowList::ParseGroups(o.unix_allow_groups); !g) {
+    return Fail(Broken(origins, {"unix_allow_groups"},
+                       "--unix-allow-groups: " + g.error().message(), g.error().message()));
+  }
+  if (!o.authenticator.empty()) {
+    const size_t colon = o.authenticator.find(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == o.authenticator.size()) {
+      return Fail(
+          Broken(origins, {"authenticator"},
+                 "--authenticator '" + o.authenticator + "': expected package.module:callable",
+                 "'" + o.authenticator + "': expected package.module:callable"));
+    }
+    if (o.tls()) {
+      return Fail(Broken(
+          origins, {"authenticator", "ssl_keyfile"},
+          "--authenticator cannot be combined with TLS (--ssl-keyfile): the daemon's TLS "
+          "already authenticates clients by certificate (--ssl-cafile)",
+          "authenticator cannot be combined with TLS (ssl_keyfile): the daemon's TLS already "
+          "authenticates clients by certificate (ssl_cafile)"));
+    }
+    if (ParseMode(o.mode_text) == Mode::kStdio) {
+      return Fail(Broken(origins, {"authenticator", "mode"},
+                         "--authenticator needs a socket: not with --mode stdio",
+                         "authenticator needs a socket: not with mode stdio"));
+    }
+  }
   if (o.unix_socket_mode.empty() ||
       o.unix_socket_mode.find_first_not_of("01234567") != std::string::npos ||
       o.unix_socket_mode.size() > 4) {

@@ -197,6 +197,23 @@ TEST(OptionsTest, EveryErrorPath) {
        78,
        ":2: key 'max_connections_per_peer': the same setting as 'max-connections-per-peer' on "
        "line 1; keep one"},
+      // The allow-lists and the authenticator (issue 13).
+      {{"--allow-from", "10.0.0.1/8"}, "", 64, "--allow-from: '10.0.0.1/8' has host bits set"},
+      {{"--allow-from", "10.0.0.0/8,,::1"}, "", 64, "--allow-from: expected a list of strings"},
+      {{}, "\nallow_from = [\"nowhere\"]\n", 78, ":2: key 'allow_from': 'nowhere' is not an"},
+      {{}, "allow-from = \"10.0.0.0/8\"\n", 78, ":1: key 'allow-from': expected a list of strings"},
+      {{}, "unix_allow_users = [\"no-such-user-rpyc\"]\n", 78, "unknown user 'no-such-user-rpyc'"},
+      {{"--unix-allow-groups", "no-such-group-rpyc"}, "", 64, "unknown group 'no-such-group-rpyc'"},
+      {{"--authenticator", "module"}, "", 64, "expected package.module:callable"},
+      {{}, "authenticator = \"m:\"\n", 78, ":1: key 'authenticator': 'm:': expected"},
+      {{"--authenticator", "m:f", "--ssl-keyfile", "k", "--ssl-certfile", "c"},
+       "",
+       64,
+       "--authenticator cannot be combined with TLS"},
+      {{},
+       "authenticator = \"m:f\"\nmode = \"stdio\"\nlog = \"journal\"\n",
+       78,
+       ":1: key 'authenticator': authenticator needs a socket"},
       {{}, "port = \n", 78, ":1:"},  // TOML syntax
       {{}, "quiet = 1\n", 78, "key 'quiet': expected a boolean"},
       {{}, "\nframe_timeout = 90000\n", 78, ":2: key 'frame_timeout': expected a number 0-86400"},

@@ -3,8 +3,16 @@
 namespace classicd {
 
 Peer Peer::FromAddress(const core::transport::SocketAddress& addr) {
-  if (addr.family() == AF_UNIX) return {"'unix'", "unix", "unix"};
-  return {addr.PythonRepr(), addr.host(), addr.ToString()};
+  Peer p;
+  if (addr.family() == AF_UNIX) {
+    p.repr = "'unix'";
+    p.host = p.text = "unix";
+  } else {
+    p.repr = addr.PythonRepr();
+    p.host = addr.host();
+    p.text = addr.ToString();
+  }
+  return p;
 }
 
 }  // namespace classicd

@@ -4,6 +4,7 @@
 // lines that name it (with the journal fields RPYC_PEER, RPYC_CONN and RPYC_MODE).
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -21,15 +22,27 @@ struct Peer {
   bool nodelay = false;  // accepted from a listener with TCP_NODELAY: the socket has it too
   // Counted among the handshakes in progress (Admission) until OpenSocket() ends its handshake.
   bool handshake = false;
+  // A Unix-socket peer's SO_PEERCRED, read when unix_allow_users/unix_allow_groups are set.
+  struct UnixCred {
+    int64_t uid = 0;
+    int64_t gid = 0;
+    int64_t pid = 0;
+  };
+  std::optional<UnixCred> unix_cred;
   // Who the connection's authentication says the peer is (a TLS client certificate, an
-  // authenticator, SO_PEERCRED): a hosted service's conn._config["credentials"]. Set before the
-  // connection is served; null: None.
-  objspace::CredentialsPtr credentials{};
+  // authenticator, SO_PEERCRED): conn._config["credentials"] of the hosted or classic service.
+  // Set on the thread that serves it (ClassicService::Authenticate) before the session starts;
+  // null: None.
+  objspace::CredentialsPtr credentials;
 
   // A socket's peer; a Unix socket's is "unix".
   static Peer FromAddress(const core::transport::SocketAddress& addr);
   // A peer without an address ("stdio").
-  static Peer Named(const std::string& name) { return {name, name, name}; }
+  static Peer Named(const std::string& name) {
+    Peer p;
+    p.repr = p.host = p.text = name;
+    return p;
+  }
 };
 
 // Log lines about one connection.

@@ -44,7 +44,8 @@ void ClassicService::StartForking() {
     for (const auto& [id, o] : openings_) ::close(o->raw_fd());
   };
   hooks.serve = [this](std::unique_ptr<core::transport::Stream> stream, uint64_t id) {
-    Serve(*stream, child_peers_.at(id), id);
+    Peer& peer = child_peers_.at(id);
+    if (Authenticate(*stream, peer, id)) Serve(*stream, peer, id);
   };
   hooks.exit_child = [this](int status) { interpreter_->ExitChild(status); };
   // The parent's handlers write to the parent's loop.
@@ -58,7 +59,9 @@ void ClassicService::StartForking() {
 void ClassicService::OpenBeforeFork(UniqueFd fd, Peer peer) {
   const uint64_t id = ++next_id_;
   char c = 0;
-  if (!tls() && ::recv(fd.get(), &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+  // With an authenticator the server may have to speak first (a challenge): forked at once, the
+  // authenticator's deadline bounds the child.
+  if (!tls() && (authenticator_ || ::recv(fd.get(), &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0)) {
     // The usual case over plain TCP: the client's first request is here already. Forked at
     // once, with nothing allocated for the wait: each heap page the parent writes between two
     // forks costs a page (its copy) that the children forked before keep.

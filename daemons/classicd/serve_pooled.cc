@@ -56,9 +56,10 @@ core::Status ClassicService::StartPool() {
   };
   core::server::PooledServer::Options options;
   options.threads = static_cast<size_t>(o_.threads);
-  // A TLS handshake waits on the peer for up to tls_handshake_timeout; a hosted service's
-  // on_connect may call the client, which waits for the client's first frame.
-  options.setup_thread = tls_ != nullptr || hosted_ != nullptr;
+  // A TLS handshake or an authenticator waits on the peer for up to tls_handshake_timeout; a
+  // hosted service's on_connect may call the client, which waits for the client's first frame.
+  // One setup thread does all of them, in that order.
+  options.setup_thread = tls_ != nullptr || authenticator_ != nullptr || hosted_ != nullptr;
   options.on_thread_start = BlockStopSignals;
   pool_ =
       std::make_unique<core::server::PooledServer>(ctx_.loop, std::move(hooks), std::move(options));
@@ -83,7 +84,7 @@ std::unique_ptr<core::server::PooledServer::Session> ClassicService::PoolOpen(Un
   std::unique_ptr<PoolSession> session;
   try {
     auto stream = OpenSocket(std::move(fd), peer, id);
-    if (!stream) return end_early();
+    if (!stream || !Authenticate(*stream, peer, id)) return end_early();
     session = std::make_unique<PoolSession>(std::move(stream), peer, id, Settings(/*idle=*/false),
                                             make_space_, conn_log_);
   } catch (const std::exception& e) {
@@ -91,7 +92,7 @@ std::unique_ptr<core::server::PooledServer::Session> ClassicService::PoolOpen(Un
               e.what());
     return end_early();
   }
-  conn_log_(Level::info, peer, id, "welcome {}", peer.repr);
+  ClassicSession::Welcome(conn_log_, peer, id);
   return session;
 }
 

@@ -2,6 +2,9 @@
 // connection, served on a thread of its own (core::server::SingleConnection), then the daemon
 // ends.
 
+#include <algorithm>
+#include <cstring>
+
 #include "daemons/classicd/service.h"
 #include "libcore/server/inherited.h"
 #include "libcore/transport/fd_stream.h"
@@ -12,13 +15,20 @@ using core::UniqueFd;
 using core::log::Level;
 
 void ClassicService::ServeInherited(UniqueFd connected) {
-  Peer peer = Peer::FromAddress(core::server::PrepareConnected(connected.get()));
+  const auto addr = core::server::PrepareConnected(connected.get());
+  Peer peer = Peer::FromAddress(addr);
   log_.Info("serving an inherited connection from {}", peer.repr);
   Admit(peer);
   auto shared = std::make_shared<UniqueFd>(std::move(connected));
   const uint64_t id = ++next_id_;
+  sockaddr_storage ss{};
+  std::memcpy(&ss, addr.sockaddr_ptr(), std::min<size_t>(addr.length(), sizeof ss));
+  if (addr.length() == 0) ss.ss_family = AF_UNIX;  // no address: not TCP
+  // A refused peer is served nothing: the connection ends, and the daemon with it.
+  const bool allowed = Allowed(shared->get(), ss, peer, id);
   ServeOne(
-      [this, shared, peer, id]() mutable {
+      [this, shared, peer, id, allowed]() mutable -> std::unique_ptr<core::transport::Stream> {
+        if (!allowed) return nullptr;
         single_entry_.emplace(live_);
         return OpenSocket(std::move(*shared), peer, id, &*single_entry_);
       },
@@ -43,8 +53,8 @@ void ClassicService::ServeOne(std::function<std::unique_ptr<core::transport::Str
                               Peer peer, uint64_t id) {
   core::server::SingleConnection::Hooks hooks;
   hooks.open = std::move(open);
-  hooks.serve = [this, peer, id](core::transport::Stream& stream) {
-    Serve(stream, peer, id);
+  hooks.serve = [this, peer, id](core::transport::Stream& stream) mutable {
+    if (Authenticate(stream, peer, id)) Serve(stream, peer, id);
     single_entry_.reset();  // before the stream closes
   };
   hooks.on_exception = [this, peer, id](const std::exception& e) {

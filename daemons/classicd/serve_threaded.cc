@@ -32,13 +32,13 @@ void ClassicService::ServeAccepted(UniqueFd fd, const sockaddr_storage& ss, sock
   const uint64_t id = ++next_id_;
   if (PreAuthLine(PreAuth::kAccepted))
     conn_log_(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd.get());
-  if (!Admit(peer)) return;  // closes fd
+  if (!Allowed(fd.get(), ss, peer, id) || !Admit(peer)) return;  // closes fd
   std::unique_ptr<core::transport::Stream> stream;
   {
     LiveConnections::Entry live(live_);  // gone before the stream closes
     try {
       stream = OpenSocket(std::move(fd), peer, id, &live);
-      if (stream) Serve(*stream, peer, id);
+      if (stream && Authenticate(*stream, peer, id)) Serve(*stream, peer, id);
     } catch (const std::exception& e) {
       conn_log_(Level::err, peer, id, "connection {} closed: internal error: {}", peer.repr,
                 e.what());

@@ -42,6 +42,10 @@ ClassicService::ClassicService(core::daemon::Context& ctx, const Options& o, Rel
       current_(o),
       reload_(std::move(reload)),
       admission_({o.max_connections, o.max_connections_per_peer, o.max_handshakes}),
+      // Validate() parsed the lists already.
+      allow_(AllowList::ParseBlocks(o.allow_from).value_or(std::vector<Cidr>{}),
+             AllowList::ParseUsers(o.unix_allow_users).value_or(std::vector<uid_t>{}),
+             AllowList::ParseGroups(o.unix_allow_groups).value_or(std::vector<gid_t>{})),
       wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   limits_.Set(o);
 }
@@ -181,11 +185,28 @@ core::Status ClassicService::Start(StdioFds stdio) {
     };
   } else {
     make_space_ = [interpreter = interpreter_.get()](core::protocol::Connection& conn,
-                                                     const SpaceContext&) {
-      return objspace::MakeClassicObjectSpace(*interpreter, conn);
+                                                     const SpaceContext& c) {
+      return objspace::MakeClassicObjectSpace(*interpreter, conn, objspace::RootService::kSlave,
+                                              c.peer->credentials);
     };
   }
-  // Forking: a hosted service's module was imported above, in the parent: children start warm.
+  if (!o_.authenticator.empty()) {
+    auto a = objspace::LoadAuthenticator(*interpreter_, o_.authenticator);
+    if (!a) return Fail(a.error());
+    authenticator_ = std::move(*a);
+    log_.Info("authenticator {}: each connection is authenticated before it is served",
+              o_.authenticator);
+  }
+  if (tls_ && tls_->verifies_clients()) {
+    // rpyc's SSLAuthenticator: the client certificate becomes the credentials.
+    if (auto st = objspace::PrepareCertificates(*interpreter_); st) {
+      certificate_credentials_ = true;
+    } else {
+      log_.Warn("client certificates will not be credentials: {}", st.error().message());
+    }
+  }
+  // Forking: a hosted service's module (and the authenticator's) was imported above, in the
+  // parent: children start warm.
   if (o_.mode == Mode::kForking) {
     if (auto st = interpreter_->PrepareFork(); !st) log_.Warn("{}", st.error().message());
   }
@@ -241,6 +262,7 @@ void ClassicService::StartRegistrar() {
   r.registry_port = static_cast<uint16_t>(o_.registry_port);
   // The reference binds (server_host, 0), so the registry records the served address.
   r.bind_host = o_.host.empty() ? o_.effective_host() : o_.host;
+  r.advertise_host = o_.registry_advertise_host;
   if (const uint16_t port = listeners_.TcpPort(); port != 0) {
     r.port = core::brine::Value(static_cast<int64_t>(port));
   } else {
@@ -265,11 +287,93 @@ void ClassicService::OnAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen
   const uint64_t id = next_id_ + 1;
   if (PreAuthLine(PreAuth::kAccepted))
     conn_log_(Level::info, peer, id, "accepted {} with fd {}", peer.repr, fd.get());
+  // oneshot: a peer the allow-lists refuse is not "the first connection".
+  if (!Allowed(fd.get(), ss, peer, id)) return;
   Dispatch(std::move(fd), std::move(peer));
   if (single_) {  // oneshot: the first connection only
     loop_acceptor_->Stop();
     log_.Info("listener closed");
   }
+}
+
+bool ClassicService::Allowed(int fd, const sockaddr_storage& ss, Peer& peer, uint64_t id) {
+  if (ss.ss_family == AF_UNIX) {
+    if (!allow_.restricts_unix()) return true;
+    const PeerCred cred = ReadPeerCred(fd);
+    if (cred.valid) peer.unix_cred = Peer::UnixCred{cred.uid, cred.gid, cred.pid};
+    if (allow_.AllowsUnix(cred)) return true;
+    if (PreAuthLine(PreAuth::kRefused)) {
+      if (cred.valid) {
+        conn_log_(Level::warn, peer, id,
+                  "refused {} (uid {}, gid {}, pid {}): not in unix_allow_users or "
+                  "unix_allow_groups",
+                  peer.repr, cred.uid, cred.gid, cred.pid);
+      } else {
+        conn_log_(Level::warn, peer, id, "refused {}: no peer credentials (SO_PEERCRED)",
+                  peer.repr);
+      }
+    }
+    return false;
+  }
+  if (allow_.AllowsAddress(ss)) return true;
+  if (PreAuthLine(PreAuth::kRefused)) {
+    conn_log_(Level::warn, peer, id, "refused {}: not in allow_from", peer.repr);
+  }
+  return false;
+}
+
+bool ClassicService::Authenticate(core::transport::Stream& stream, Peer& peer, uint64_t id) {
+  // Credentials made here, or why they could not be (the connection is refused).
+  auto credit = [&](core::Result<objspace::CredentialsPtr> made) {
+    if (!made) {
+      conn_log_(Level::err, peer, id, "{}: {}; rejecting connection", peer.repr,
+                made.error().message());
+      return false;
+    }
+    peer.credentials = std::move(*made);
+    return true;
+  };
+  if (authenticator_) {
+    auto* socket = dynamic_cast<core::transport::SocketStream*>(&stream);
+    if (socket == nullptr) {
+      conn_log_(Level::err, peer, id, "{} cannot be authenticated: not a socket", peer.repr);
+      return false;
+    }
+    const auto outcome =
+        objspace::Authenticate(*authenticator_, socket->fd(),
+                               static_cast<int>(limits_.tls_handshake_timeout.load() * 1000));
+    switch (outcome.kind) {
+      case objspace::AuthOutcome::Kind::kAccepted:
+        conn_log_(Level::info, peer, id, "{} authenticated successfully", peer.repr);
+        peer.credentials = outcome.credentials;
+        return true;
+      case objspace::AuthOutcome::Kind::kRefused:
+        if (PreAuthLine(PreAuth::kRefused)) {
+          conn_log_(Level::warn, peer, id, "{} failed to authenticate... rejecting connection: {}",
+                    peer.repr, core::log::Escape(outcome.reason));
+        }
+        return false;
+      case objspace::AuthOutcome::Kind::kFailed:
+        if (PreAuthLine(PreAuth::kRefused)) {
+          conn_log_(Level::err, peer, id,
+                    "{} failed to authenticate... rejecting connection: the authenticator "
+                    "failed: {}",
+                    peer.repr, outcome.reason);
+        }
+        return false;
+    }
+    return false;
+  }
+  if (certificate_credentials_) {
+    auto* tls = dynamic_cast<core::transport::TlsStream*>(&stream);
+    const std::string der = tls != nullptr ? tls->peer_certificate_der() : std::string();
+    return der.empty() || credit(objspace::CertificateCredentials(*interpreter_, der));
+  }
+  if (peer.unix_cred) {
+    return credit(objspace::PeerCredentials(*interpreter_, peer.unix_cred->uid, peer.unix_cred->gid,
+                                            peer.unix_cred->pid));
+  }
+  return true;
 }
 
 void ClassicService::Dispatch(UniqueFd fd, Peer peer) {
@@ -384,13 +488,19 @@ std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd,
 }
 
 core::Status CheckService(const Options& o) {
-  if (!o.hosted()) return {};
+  if (!o.hosted() && o.authenticator.empty()) return {};
   auto interp = objspace::Interpreter::Start(objspace::InterpreterOptions{});
   if (!interp) {
     return Fail(Error::Python("cannot start the Python interpreter: " + interp.error().message()));
   }
-  auto hosted = objspace::LoadService(**interp, o.service, o.protocol_config);
-  if (!hosted) return Fail(hosted.error());
+  if (o.hosted()) {
+    auto hosted = objspace::LoadService(**interp, o.service, o.protocol_config);
+    if (!hosted) return Fail(hosted.error());
+  }
+  if (!o.authenticator.empty()) {
+    auto a = objspace::LoadAuthenticator(**interp, o.authenticator);
+    if (!a) return Fail(a.error());
+  }
   return {};
 }
 
@@ -470,6 +580,7 @@ ClassicService::~ClassicService() {
   pool_.reset();
   registrar_.reset();
   hosted_.reset();
+  authenticator_.reset();
   interpreter_.reset();
   if (requests_page_ != MAP_FAILED) {
     requests_ = &requests_fallback_;

@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 
 #include "daemons/classicd/admission.h"
+#include "daemons/classicd/allow_list.h"
 #include "daemons/classicd/classicd.h"
 #include "daemons/classicd/listeners.h"
 #include "daemons/classicd/live_connections.h"
@@ -84,6 +85,14 @@ class ClassicService final : public core::daemon::Service {
   enum class PreAuth { kAccepted, kHandshakeFailed, kRefused };
   bool PreAuthLine(PreAuth kind);
   void Release(const std::string& host);
+  // The allow-lists (allow_list.h), before a byte is read: false when the peer is refused
+  // (logged). A Unix-socket peer's SO_PEERCRED goes into `peer` when its lists are set.
+  bool Allowed(int fd, const sockaddr_storage& ss, Peer& peer, uint64_t id);
+  // On the thread (or child) that serves the connection, once `stream` is open: the
+  // authenticator when there is one (false: refused, logged), else the credentials of a client
+  // certificate (TLS with ssl_cafile) or of SO_PEERCRED, into peer.credentials. Without any of
+  // them it does nothing.
+  bool Authenticate(core::transport::Stream& stream, Peer& peer, uint64_t id);
   // The stream over an accepted socket (a TLS handshake first, when TLS is on); null when the
   // handshake failed (logged). `live`, when set, can shut the socket down meanwhile.
   std::unique_ptr<core::transport::Stream> OpenSocket(core::UniqueFd fd, const Peer& peer,
@@ -159,7 +168,10 @@ class ClassicService final : public core::daemon::Service {
   std::string log_name_;  // set when it differs from the configured port's (port 0)
   // Declared before everything that runs Python, so it is destroyed last.
   std::unique_ptr<objspace::Interpreter> interpreter_;
-  objspace::HostedServicePtr hosted_;  // --service: destroyed before the interpreter
+  objspace::HostedServicePtr hosted_;         // --service: destroyed before the interpreter
+  objspace::AuthenticatorPtr authenticator_;  // --authenticator: destroyed before the interpreter
+  bool certificate_credentials_ = false;      // TLS verifies client certificates
+  AllowList allow_;
   SpaceFactory make_space_;
 
   mutable std::mutex tls_mu_;

@@ -1,5 +1,6 @@
 #include "daemons/classicd/session.h"
 
+#include <algorithm>
 #include <exception>
 #include <string>
 
@@ -86,10 +87,25 @@ void ClassicSession::Finish() {
        peer_.repr, lent, space_->LocalObjectCount());
 }
 
+void ClassicSession::Welcome(const ConnLog& log, const Peer& peer, uint64_t id) {
+  const std::string* text =
+      peer.credentials ? &objspace::CredentialsText(*peer.credentials) : nullptr;
+  if (text == nullptr || text->empty()) {
+    log(Level::info, peer, id, "welcome {}", peer.repr);
+    return;
+  }
+  // A repr is one line already; a user's __repr__ might not be.
+  const bool plain = std::none_of(text->begin(), text->end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+  log(Level::info, peer, id, "welcome {} ({})", peer.repr,
+      plain ? *text : core::log::Escape(*text));
+}
+
 void ClassicSession::Run(core::transport::Stream& stream, const Peer& peer, uint64_t id,
                          const SessionSettings& settings, const SpaceFactory& make_space,
                          const ConnLog& log) {
-  log(Level::info, peer, id, "welcome {}", peer.repr);
+  Welcome(log, peer, id);
   try {  // the connection's top level: nothing below may take the daemon down
     ClassicSession session(stream, peer, id, settings, make_space, log);
     session.Serve();

@@ -33,8 +33,8 @@ struct SessionSettings {
 // What the object space of a new connection may learn of it (a hosted service's `conn`).
 struct SpaceContext {
   uint64_t id = 0;
-  int fd = -1;  // the stream's descriptor, -1 when it has none
-  const Peer* peer = nullptr;
+  int fd = -1;                 // the stream's descriptor, -1 when it has none
+  const Peer* peer = nullptr;  // its credentials among the rest
 };
 
 // Makes the object space of a new connection (in the daemon, the embedded interpreter's).
@@ -56,6 +56,10 @@ class ClassicSession {
   static void Run(core::transport::Stream& stream, const Peer& peer, uint64_t id,
                   const SessionSettings& settings, const SpaceFactory& make_space,
                   const ConnLog& log);
+
+  // "welcome ADDR", or "welcome ADDR (credentials)" when the peer has true credentials, as
+  // rpyc's server logs it.
+  static void Welcome(const ConnLog& log, const Peer& peer, uint64_t id);
 
   // Serves until the connection ends (blocking modes).
   void Serve();

@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "daemons/registryd/request.h"
-#include "libcore/brine/brine.h"
 #include "libcore/etcd/entry.h"
 
 namespace registryd {
@@ -21,15 +20,6 @@ constexpr size_t kMaxBadKeysRemembered = 1024;
 bool Answered(const core::Error& e) {
   return e.code() == core::Error::Code::kProtocol &&
          e.message().find(": HTTP 4") != std::string::npos;
-}
-
-// The int port of a brine-encoded port value, 0 when it is not an int from 1 to 65535.
-uint16_t IntPort(const std::string& brine_port) {
-  auto v = core::brine::Load(brine_port);
-  if (!v) return 0;
-  const auto* i = v->get_if<core::brine::Int>();
-  if (i == nullptr || !i->is_small() || i->small() < 1 || i->small() > 65535) return 0;
-  return static_cast<uint16_t>(i->small());
 }
 
 }  // namespace
@@ -166,11 +156,10 @@ void EtcdLink::SetUp() {
         "etcd: reachable again at {} after {:.0f} s: {} entries mirrored; writing {} "
         "registration(s) again",
         client_->current_endpoint(), MonotonicSeconds() - down_since_, mirror_.entries(),
-        regs_.size());
+        registrations());
   }
-  for (int64_t lease : revoke_later_) Revoke(lease);
-  revoke_later_.clear();
-  // Replay: every server is written again (under its lease when that is still alive).
+  // Replay: every server is written again (under the current lease when that is recent
+  // enough), every pending delete is sent.
   for (auto& [key, reg] : regs_) {
     reg.written = 0;
     Enqueue(key, reg);
@@ -201,12 +190,25 @@ void EtcdLink::SetDown(const std::string& why) {
 
 void EtcdLink::Tick(double now) {
   for (auto it = regs_.begin(); it != regs_.end();) {
-    // The local registry dropped it too; its lease runs out in etcd by itself.
-    if (it->second.last < now - o_.timeout) {
-      it = regs_.erase(it);
-    } else {
-      ++it;
+    Reg& reg = it->second;
+    if (reg.gone) {
+      // Its delete waits for etcd; once its lease has run out there is nothing left to delete.
+      if (!reg.busy && (reg.lease == 0 || reg.lease_sent + LeaseTtl() < now)) {
+        it = regs_.erase(it);
+        continue;
+      }
+    } else if (reg.last < now - o_.timeout) {
+      // The local registry dropped it too. Its lease runs out in etcd by itself within W, unless
+      // it was written again long after its last REGISTER (a replay): then delete it now.
+      if (reg.lease != 0 && reg.lease_sent > reg.last + static_cast<double>(LeaseWindow())) {
+        MarkGone(reg);
+        Enqueue(it->first, reg);
+      } else {
+        it = regs_.erase(it);
+        continue;
+      }
     }
+    ++it;
   }
   if (state_ != State::kUp && mirror_.entries() > 0 && last_good_ < now - o_.timeout) {
     log_.Warn("etcd: dropping {} mirrored entries, not confirmed for {:.0f} s", mirror_.entries(),
@@ -230,6 +232,37 @@ std::string EtcdLink::StatusText() const {
 
 // ---- writes ----
 
+size_t EtcdLink::registrations() const {
+  return static_cast<size_t>(
+      std::count_if(regs_.begin(), regs_.end(), [](const auto& kv) { return !kv.second.gone; }));
+}
+
+int64_t EtcdLink::LeaseWindow() const {
+  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(o_.timeout / 16)));
+}
+
+int64_t EtcdLink::LeaseTtl() const {
+  return static_cast<int64_t>(std::ceil(o_.timeout)) + LeaseWindow();
+}
+
+bool EtcdLink::NeedsWrite(const Reg& reg) const {
+  if (reg.gone) return false;
+  return reg.written < reg.names.size() || reg.lease == 0 ||
+         reg.lease_sent < reg.last - static_cast<double>(LeaseWindow());
+}
+
+void EtcdLink::MarkGone(Reg& reg) {
+  for (auto& n : reg.names) {
+    if (std::find(reg.dead.begin(), reg.dead.end(), n) == reg.dead.end()) {
+      reg.dead.push_back(std::move(n));
+    }
+  }
+  reg.names.clear();
+  reg.written = 0;
+  reg.gone = true;
+  ++reg.epoch;
+}
+
 void EtcdLink::Registered(const Server& server, const std::vector<std::string>& names, double now) {
   const uint16_t port = IntPort(server.port);
   if (port == 0) return;  // a unix socket path means nothing to another host
@@ -240,34 +273,30 @@ void EtcdLink::Registered(const Server& server, const std::vector<std::string>& 
     reg.port = port;
     reg.gen = next_gen_++;
   }
+  reg.gone = false;  // registered again before its keys were deleted: the aliases not
+                     // registered again are still deleted
   reg.last = now;
   for (const auto& n : names) {
-    if (reg.names.size() >= kMaxNamesShared) break;
+    if (reg.names.size() + reg.dead.size() >= kMaxNamesShared) break;  // one transaction
     if (std::find(reg.names.begin(), reg.names.end(), n) == reg.names.end()) {
       reg.names.push_back(n);
+      // A key is named once per transaction: put again, not deleted.
+      reg.dead.erase(std::remove(reg.dead.begin(), reg.dead.end(), n), reg.dead.end());
     }
   }
-  Enqueue(it->first, reg);
+  if (NeedsWrite(reg)) Enqueue(it->first, reg);
 }
 
 void EtcdLink::Unregistered(const Server& server) {
   auto it = regs_.find(Key{server.host, server.port});
   if (it == regs_.end()) return;
-  // A grant in flight finds its Reg gone and revokes the lease it got.
-  if (it->second.lease != 0) Revoke(it->second.lease);
-  regs_.erase(it);
-}
-
-void EtcdLink::Revoke(int64_t lease) {
-  if (state_ != State::kUp) {
-    revoke_later_.push_back(lease);
+  Reg& reg = it->second;
+  if (!reg.busy && reg.lease == 0 && reg.dead.empty()) {  // nothing of it reached etcd
+    regs_.erase(it);
     return;
   }
-  client_->LeaseRevoke(lease, [this, lease](core::Status st) {
-    if (st || Answered(st.error())) return;  // revoked, or already gone
-    revoke_later_.push_back(lease);
-    SetDown(st.error().message());
-  });
+  MarkGone(reg);
+  Enqueue(it->first, reg);
 }
 
 void EtcdLink::Enqueue(const Key& key, Reg& reg) {
@@ -282,109 +311,143 @@ void EtcdLink::Enqueue(const Key& key, Reg& reg) {
 }
 
 void EtcdLink::Pump() {
-  while (state_ == State::kUp && in_flight_ < o_.max_in_flight && !queue_.empty()) {
-    Key key = std::move(queue_.front());
-    queue_.pop_front();
-    auto it = regs_.find(key);
-    if (it == regs_.end() || !it->second.queued) continue;
-    it->second.queued = false;
-    Step(it->first, it->second);
+  if (state_ != State::kUp) return;
+  const double now = MonotonicSeconds();
+  // Puts need a lease granted within the last W (its keys then live one timeout past now).
+  const bool lease_ok = lease_ != 0 && lease_sent_ >= now - static_cast<double>(LeaseWindow());
+  std::deque<Key> waiting;  // puts waiting for a lease (still queued)
+  while (txns_in_flight_ < o_.max_txns_in_flight && !queue_.empty()) {
+    std::vector<core::etcd::Put> puts;
+    std::vector<std::string> deletes;
+    std::vector<Written> items;
+    while (!queue_.empty()) {
+      auto it = regs_.find(queue_.front());
+      if (it == regs_.end() || !it->second.queued) {  // forgotten, or a second entry
+        queue_.pop_front();
+        continue;
+      }
+      Reg& reg = it->second;
+      const bool put = NeedsWrite(reg);
+      if (put && !lease_ok) {
+        waiting.push_back(it->first);
+        queue_.pop_front();
+        continue;
+      }
+      if (!put && reg.dead.empty()) {  // nothing left to do
+        reg.queued = false;
+        queue_.pop_front();
+        continue;
+      }
+      const size_t ops = reg.dead.size() + (put ? reg.names.size() : 0);
+      if (!items.empty() && puts.size() + deletes.size() + ops > kMaxNamesShared) break;
+      queue_.pop_front();
+      reg.queued = false;
+      reg.busy = true;
+      reg.again = false;
+      core::etcd::Entry e;
+      e.host = it->first.first;
+      e.port = reg.port;
+      e.aliases = reg.names;
+      e.site = o_.site;
+      e.registry_id = o_.registry_id;
+      for (const auto& n : reg.dead) {
+        e.name = n;
+        if (auto k = core::etcd::EntryKey(o_.prefix, e)) deletes.push_back(std::move(*k));
+      }
+      if (put) {
+        const std::string value = core::etcd::EntryValue(e);
+        for (const auto& n : reg.names) {
+          e.name = n;
+          if (auto k = core::etcd::EntryKey(o_.prefix, e)) puts.push_back({*k, value, lease_});
+        }
+      }
+      items.push_back({it->first, reg.gen, reg.epoch, put ? reg.names.size() : 0, reg.dead, lease_,
+                       lease_sent_});
+    }
+    if (items.empty()) break;
+    ++txns_in_flight_;
+    client_->Write(std::move(puts), std::move(deletes),
+                   [this, items = std::move(items)](core::Result<core::etcd::TxnReply> r) {
+                     OnWritten(items, std::move(r));
+                   });
+  }
+  if (!waiting.empty()) {
+    queue_.insert(queue_.begin(), waiting.begin(), waiting.end());
+    Grant();
   }
 }
 
-EtcdLink::Reg* EtcdLink::Finish(const Key& key, uint64_t gen) {
-  --in_flight_;
+void EtcdLink::Grant() {
+  if (granting_) return;
+  granting_ = true;
+  const double sent = MonotonicSeconds();
+  client_->LeaseGrant(std::chrono::seconds(LeaseTtl()),
+                      [this, sent](core::Result<core::etcd::LeaseReply> r) {
+                        granting_ = false;
+                        if (!r) {
+                          WriteFailed(r.error(), "granting a lease");
+                          return;
+                        }
+                        lease_ = r->id;
+                        lease_sent_ = sent;
+                        if (state_ == State::kUp && !queue_.empty() && !pump_timer_.pending()) {
+                          pump_timer_.Start({});
+                        }
+                      });
+}
+
+void EtcdLink::OnWritten(const std::vector<Written>& items, core::Result<core::etcd::TxnReply> r) {
+  --txns_in_flight_;
+  // The transaction's lease expired meanwhile (a long outage, a wiped etcd): nothing of it was
+  // written; a new lease is granted and the servers are written again.
+  const bool lease_gone =
+      !r && Answered(r.error()) && r.error().message().find("lease not found") != std::string::npos;
+  if (lease_gone && !items.empty() && items.front().lease == lease_) lease_ = 0;
+  if (!r && !lease_gone) WriteFailed(r.error(), "writing the keys");
+  for (const auto& item : items) {
+    Reg* reg = Finish(item.key, item.gen);
+    if (reg == nullptr) continue;
+    if (!r) {
+      // Answered otherwise (a refused transaction): dropped, as logged. Unreachable: the
+      // replay writes it when etcd answers again.
+      if (lease_gone) Enqueue(item.key, *reg);
+      continue;
+    }
+    // Unregistered meanwhile: what was written is among `dead` now, and `names` (registered
+    // again since, perhaps) is still to be written.
+    if (item.puts > 0 && reg->epoch == item.epoch) {
+      reg->written = std::max(reg->written, item.puts);
+      reg->lease = item.lease;
+      reg->lease_sent = item.lease_sent;
+    }
+    for (const auto& n : item.dead) {
+      reg->dead.erase(std::remove(reg->dead.begin(), reg->dead.end(), n), reg->dead.end());
+    }
+    if (reg->gone && reg->dead.empty()) {
+      regs_.erase(item.key);  // unregistered, and its keys are deleted
+      continue;
+    }
+    if (reg->again || NeedsWrite(*reg) || !reg->dead.empty()) Enqueue(item.key, *reg);
+  }
   if (state_ == State::kUp && !queue_.empty() && !pump_timer_.pending()) pump_timer_.Start({});
+}
+
+EtcdLink::Reg* EtcdLink::Finish(const Key& key, uint64_t gen) {
   auto it = regs_.find(key);
   if (it == regs_.end() || it->second.gen != gen) return nullptr;
   it->second.busy = false;
   return &it->second;
 }
 
-void EtcdLink::Failed(const Key& key, Reg* reg, const core::Error& e, const char* what) {
+void EtcdLink::WriteFailed(const core::Error& e, const std::string& what) {
   if (Answered(e)) {
-    const double now = MonotonicSeconds();
-    if (write_warnings_.Allow(now)) {
-      log_.Warn("etcd: {} for {} failed: {}", what, HostPort(key.first, std::to_string(reg->port)),
-                core::log::Escape(e.message()));
+    if (write_warnings_.Allow(MonotonicSeconds())) {
+      log_.Warn("etcd: {} failed: {}", what, core::log::Escape(e.message()));
     }
     return;
   }
   // Left for the replay when etcd answers again.
   if (state_ == State::kUp) SetDown(e.message());
-}
-
-void EtcdLink::Step(const Key& key, Reg& reg) {
-  reg.busy = true;
-  reg.again = false;
-  ++in_flight_;
-  const uint64_t gen = reg.gen;
-  if (reg.lease == 0) {
-    client_->LeaseGrant(std::chrono::seconds(static_cast<int64_t>(std::ceil(o_.timeout))),
-                        [this, key, gen](core::Result<core::etcd::LeaseReply> r) {
-                          Reg* done = Finish(key, gen);
-                          if (done == nullptr) {  // unregistered or forgotten meanwhile
-                            if (r) Revoke(r->id);
-                            return;
-                          }
-                          if (!r) {
-                            Failed(key, done, r.error(), "granting a lease");
-                            return;
-                          }
-                          done->lease = r->id;
-                          done->written = 0;
-                          Enqueue(key, *done);  // next step: the keys
-                        });
-    return;
-  }
-  if (reg.written < reg.names.size()) {
-    std::vector<std::pair<std::string, std::string>> kvs;
-    core::etcd::Entry e;
-    e.host = key.first;
-    e.port = reg.port;
-    e.aliases = reg.names;
-    e.site = o_.site;
-    e.registry_id = o_.registry_id;
-    const std::string value = core::etcd::EntryValue(e);
-    for (const auto& n : reg.names) {
-      e.name = n;
-      if (auto k = core::etcd::EntryKey(o_.prefix, e)) kvs.emplace_back(std::move(*k), value);
-    }
-    const size_t count = reg.names.size();
-    client_->PutAll(std::move(kvs), reg.lease,
-                    [this, key, gen, count](core::Result<core::etcd::TxnReply> r) {
-                      Reg* done = Finish(key, gen);
-                      if (done == nullptr) return;
-                      if (!r) {
-                        if (Answered(r.error()) &&
-                            r.error().message().find("lease not found") != std::string::npos) {
-                          done->lease = 0;  // expired meanwhile: grant again, then write
-                          Enqueue(key, *done);
-                          return;
-                        }
-                        Failed(key, done, r.error(), "writing the keys");
-                        return;
-                      }
-                      done->written = std::max(done->written, count);
-                      if (done->again || done->written < done->names.size()) Enqueue(key, *done);
-                    });
-    return;
-  }
-  client_->LeaseKeepAlive(reg.lease, [this, key, gen](core::Result<core::etcd::KeepAliveReply> r) {
-    Reg* done = Finish(key, gen);
-    if (done == nullptr) return;
-    if (!r) {
-      Failed(key, done, r.error(), "keeping the lease alive");
-      return;
-    }
-    if (r->expired()) {  // etcd answered without a TTL: grant again and write the keys again
-      done->lease = 0;
-      done->written = 0;
-      Enqueue(key, *done);
-      return;
-    }
-    if (done->again) Enqueue(key, *done);
-  });
 }
 
 }  // namespace registryd

@@ -13,13 +13,20 @@ core::Result<bool> Mirror::Put(const std::string& key, std::string_view value) {
             entry->site == site_};
   // try_emplace leaves `item` alone when the key is there (then only the value changed: the
   // key names the entry's name).
-  ++version_;
   auto [it, added] = by_key_.try_emplace(key, std::move(item));
   if (added) {
     ++names_[it->second.name];
   } else {
-    it->second = std::move(item);
+    Item& old = it->second;
+    // The same entry written again (another registry's keepalive, a rewrite under a newer
+    // lease): replies built from the mirror stay valid.
+    if (old.server.host == item.server.host && old.server.port == item.server.port &&
+        old.same_site == item.same_site) {
+      return true;
+    }
+    old = std::move(item);
   }
+  ++version_;
   return true;
 }
 

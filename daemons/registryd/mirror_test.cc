@@ -27,6 +27,19 @@ std::vector<std::string> Hosts(const Mirror& m, const std::string& name) {
   return hosts;
 }
 
+TEST(Mirror, RewritingTheSameEntryKeepsTheVersion) {
+  Mirror m("/rpyc", "reg-a", "lab");
+  const auto kv = Written("CALC", "10.0.0.1", 18812, {"CALC"}, "far", "reg-b");
+  ASSERT_TRUE(m.Put(kv.first, kv.second));
+  const uint64_t v = m.version();
+  ASSERT_TRUE(m.Put(kv.first, kv.second));  // rewritten under a newer lease: nothing changed
+  EXPECT_EQ(m.version(), v);
+  const auto moved = Written("CALC", "10.0.0.1", 18812, {"CALC"}, "lab", "reg-b");
+  ASSERT_TRUE(m.Put(moved.first, moved.second));  // now this site's
+  EXPECT_GT(m.version(), v);
+  EXPECT_EQ(Hosts(m, "CALC"), (std::vector<std::string>{"10.0.0.1:18812"}));
+}
+
 TEST(Mirror, ThisSiteFirstOwnEntriesSkippedRepeatsOnce) {
   Mirror m("/rpyc", "reg-a", "lab");
   const auto put = [&m](const std::pair<std::string, std::string>& kv) {

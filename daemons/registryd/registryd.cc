@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "daemons/registryd/dnssd_link.h"
 #include "daemons/registryd/etcd_link.h"
 #include "daemons/registryd/registry.h"
 #include "daemons/registryd/servers.h"
@@ -96,7 +97,23 @@ class RegistryService final : public core::daemon::Service {
     if (!o.etcd_endpoints.empty()) {
       if (auto st = StartEtcd(o); !st) return st;
     }
+    if (o.dnssd) {
+      if (auto st = StartDnssd(o); !st) return st;
+    }
     prune_timer_.Start(std::chrono::seconds(1), true);
+    return {};
+  }
+
+  // Publishing through avahi-daemon (dnssd_link.h): never fails for want of Avahi (a warning).
+  core::Status StartDnssd(const Options& o) {
+    DnssdOptions d;
+    d.site = o.site;
+    d.timeout = static_cast<double>(o.timeout);
+    auto dnssd = DnssdLink::Create(ctx_.logging.Get("REGSRV/DNSSD"), std::move(d));
+    if (!dnssd) return Fail(dnssd.error());
+    dnssd_ = std::move(*dnssd);
+    if (udp_) udp_->handler().set_dnssd(dnssd_.get());
+    if (tcp_) tcp_->handler().set_dnssd(dnssd_.get());
     return {};
   }
 
@@ -134,7 +151,7 @@ class RegistryService final : public core::daemon::Service {
     const size_t servers = registry_.entries();
     return std::to_string(services) + (services == 1 ? " service, " : " services, ") +
            std::to_string(servers) + (servers == 1 ? " server" : " servers") +
-           (link_ ? "; " + link_->StatusText() : "");
+           (link_ ? "; " + link_->StatusText() : "") + (dnssd_ ? "; " + dnssd_->StatusText() : "");
   }
 
   void Reload() override {
@@ -170,6 +187,7 @@ class RegistryService final : public core::daemon::Service {
     running_.reply_bytes_per_source = o->reply_bytes_per_source;
     registry_.set_timeout(static_cast<double>(o->timeout));
     if (link_) link_->set_timeout(static_cast<double>(o->timeout));
+    if (dnssd_) dnssd_->set_timeout(static_cast<double>(o->timeout));
     registry_.set_max_entries_per_host(static_cast<size_t>(o->max_entries_per_source));
     sources_.set_limits(SourceLimitsOf(*o));
     if (udp_) udp_->handler().set_listing(o->listing);
@@ -208,6 +226,7 @@ class RegistryService final : public core::daemon::Service {
     const size_t n = registry_.Prune(now);
     if (n > 0) log().Debug("pruned {} stale server{}", n, n == 1 ? "" : "s");
     if (link_) link_->Tick(now);
+    if (dnssd_) dnssd_->Tick(now);
     // Sources back at full budget are forgotten; their untold suppressed lines are told now.
     sources_.Sweep(now, [this](const std::string& host, Sources::State& s) {
       const uint64_t warnings = s.warnings.TakeSuppressed();
@@ -231,7 +250,8 @@ class RegistryService final : public core::daemon::Service {
   Sources sources_;
   Reloader reload_;
   core::daemon::Timer prune_timer_;
-  std::unique_ptr<EtcdLink> link_;  // outlives the handlers, which point at it
+  std::unique_ptr<EtcdLink> link_;    // outlives the handlers, which point at it
+  std::unique_ptr<DnssdLink> dnssd_;  // as well
   std::unique_ptr<UdpServer> udp_;
   std::unique_ptr<TcpServer> tcp_;
 };
@@ -288,6 +308,9 @@ core::config::Schema MakeSchema(Options* o) {
       String("etcd-certfile", "--etcd-certfile", "Client certificate for https etcd endpoints",
              &o->etcd_certfile),
       String("etcd-keyfile", "--etcd-keyfile", "Key of etcd-certfile", &o->etcd_keyfile),
+      Flag("dnssd", "--dnssd",
+           "Publish each registered server as a DNS-SD service (_rpyc._tcp) through avahi-daemon",
+           &o->dnssd),
       Int("listen-backlog", "--listen-backlog",
           "TCP connections the kernel queues for accept() (0: its maximum, net.core.somaxconn, "
           "which also caps larger values)",
@@ -308,7 +331,7 @@ core::config::AppInfo MakeAppInfo() {
   info.version =
       std::string("rpyc-registryd ") + RPYC_VERSION + " (commit " + core::daemon::BuildCommit() +
       ")\nRPyC registry server\nlibraries: " + core::daemon::LibraryVersions() +
-      "\nfeatures: udp tcp both ipv6 socket-activation sd-notify journald toml-config etcd";
+      "\nfeatures: udp tcp both ipv6 socket-activation sd-notify journald toml-config etcd dnssd";
   return info;
 }
 

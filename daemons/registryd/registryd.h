@@ -42,6 +42,8 @@ struct Options {
   std::string etcd_cafile;    // https endpoints: the CA (empty: the system's)
   std::string etcd_certfile;  // https endpoints: a client certificate and its key
   std::string etcd_keyfile;
+  // Publishing through avahi-daemon (issue 15): _rpyc._tcp services of this registry's servers.
+  bool dnssd = false;
   int64_t listen_backlog = 0;  // TCP; 0: the kernel's maximum (net.core.somaxconn)
 };
 

@@ -134,6 +134,26 @@ TEST(RegistrydOptions, ShippedSampleLoadsAndMatchesDefaults) {
   }
 }
 
+// DNS-SD publishing (issue 15): off by default; the switch and the key turn it on.
+TEST(RegistrydOptions, Dnssd) {
+  Options o;
+  ASSERT_FALSE(Parse({}, &o).exit);
+  EXPECT_FALSE(o.dnssd);
+  ASSERT_FALSE(Parse({"--dnssd"}, &o).exit);
+  EXPECT_TRUE(o.dnssd);
+  const std::string path = core::testing::TempPath("registryd_dnssd.toml");
+  std::ofstream(path) << "dnssd = true\n";
+  Options f;
+  ASSERT_FALSE(Parse({"-c", path}, &f).exit);
+  EXPECT_TRUE(f.dnssd);
+  Options off;
+  ASSERT_FALSE(Parse({"-c", path, "--dnssd=false"}, &off).exit);
+  EXPECT_FALSE(off.dnssd);
+  std::ofstream(path) << "dnssd = \"yes\"\n";
+  EXPECT_EQ(Parse({"-c", path}, &f).exit_code, 78);
+  std::remove(path.c_str());
+}
+
 TEST(RegistrydOptions, ErrorsExitWithSysexits) {
   Options o;
   EXPECT_EQ(Parse({"-l", "maybe"}, &o).exit_code, 64);

@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 
+#include "daemons/registryd/dnssd_link.h"
 #include "daemons/registryd/etcd_link.h"
 #include "libcore/brine/brine.h"
 
@@ -64,6 +65,16 @@ core::Status ParsePort(const Value& port, Request* r) {
     return Fail(Error::Protocol("port of " + std::to_string(r->port.size()) +
                                 " bytes is longer than " + std::to_string(kMaxPortBytes)));
   }
+  return {};
+}
+
+core::Status ParseAdvertisedHost(const Value& host, Request* r) {
+  const auto* s = host.get_if<brine::Str>();
+  auto canonical = s != nullptr ? CanonicalHost(s->utf8) : std::nullopt;
+  if (!canonical) {
+    return Fail(Error::Protocol("advertised host is not an address or a DNS name: " + host.Repr()));
+  }
+  r->advertised_host = std::move(*canonical);
   return {};
 }
 
@@ -136,6 +147,39 @@ std::string Upper(std::string_view s) {
   return out;
 }
 
+std::optional<std::string> CanonicalHost(std::string_view host) {
+  if (host.empty() || host.size() > 253) return std::nullopt;
+  const std::string text(host);
+  in_addr v4{};
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    char buf[INET_ADDRSTRLEN];
+    return std::string(inet_ntop(AF_INET, &v4, buf, sizeof buf));
+  }
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) {
+    char buf[INET6_ADDRSTRLEN];
+    return std::string(RegistryHost(inet_ntop(AF_INET6, &v6, buf, sizeof buf)));
+  }
+  std::string name;
+  size_t label = 0;
+  for (char c : host) {
+    const bool ldh =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+    if (c == '.') {
+      if (label == 0 || name.back() == '-') return std::nullopt;
+      label = 0;
+    } else if (!ldh || (label == 0 && c == '-') || ++label > 63) {
+      return std::nullopt;
+    }
+    name += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  }
+  if (label == 0 || name.back() == '-') return std::nullopt;
+  // An all-digit last label reads as a (partial) IPv4 address to resolvers: "10.1" is 10.0.0.1.
+  const size_t last = name.rfind('.') + 1;  // npos + 1 == 0
+  if (name.find_first_not_of("0123456789", last) == std::string::npos) return std::nullopt;
+  return name;
+}
+
 std::string_view RegistryHost(std::string_view host) {
   constexpr std::string_view kMapped = "::ffff:";
   // inet_ntop's spelling, which is what peer addresses come as.
@@ -163,21 +207,28 @@ core::Result<Request> ParseRequest(std::string_view data) {
   Request r;
   const std::string name = Lower(cmd->utf8);
   size_t arity = 1;
+  bool host_allowed = false;  // one more argument: the advertised host (an extension)
   if (name == "query") {
     r.command = Command::kQuery;
   } else if (name == "register") {
     r.command = Command::kRegister;
     arity = 2;
+    host_allowed = true;
   } else if (name == "unregister") {
     r.command = Command::kUnregister;
+    host_allowed = true;
   } else if (name == "list") {
     r.command = Command::kList;
   } else {
     return Bad("unknown command: " + top->items[1].Repr());
   }
-  if (args->size() != arity) {
-    return Bad(name + " takes " + std::to_string(arity) + " argument(s), got " +
-               std::to_string(args->size()));
+  if (args->size() != arity && !(host_allowed && args->size() == arity + 1)) {
+    return Bad(name + " takes " + std::to_string(arity) +
+               (host_allowed ? " or " + std::to_string(arity + 1) : std::string()) +
+               " argument(s), got " + std::to_string(args->size()));
+  }
+  if (args->size() == arity + 1) {
+    if (auto st = ParseAdvertisedHost(args->back(), &r); !st) return Fail(st.error());
   }
   const Value& a0 = (*args)[0];
   switch (r.command) {
@@ -275,6 +326,14 @@ std::string EncodeNames(const std::vector<std::string>& names, size_t max_bytes,
   char* p = PutTupleHeader(keep, out.data());
   for (size_t i = 0; i < keep; ++i) p = PutStr(names[i], p);
   return out;
+}
+
+uint16_t IntPort(const std::string& brine_port) {
+  auto v = brine::Load(brine_port);
+  if (!v) return 0;
+  const auto* i = v->get_if<brine::Int>();
+  if (i == nullptr || !i->is_small() || i->small() < 1 || i->small() > 65535) return 0;
+  return static_cast<uint16_t>(i->small());
 }
 
 std::string HostPort(std::string_view host, std::string_view port) {
@@ -390,9 +449,11 @@ std::optional<std::string_view> Handler::Dispatch(std::string_view data,
     case Command::kRegister:
       return Register(*request, peer, source, now);
     case Command::kUnregister: {
-      const std::string host(RegistryHost(peer.host()));
+      const std::string host(request->advertised_host.empty() ? RegistryHost(peer.host())
+                                                              : request->advertised_host);
       const size_t n = registry_.Unregister(Server{host, request->port});
       if (link_ != nullptr) link_->Unregistered(Server{host, request->port});
+      if (dnssd_ != nullptr) dnssd_->Unregistered(Server{host, request->port});
       if (log_request_) {
         log_.Log(core::log::Level::debug,
                  {{"RPYC_PEER", peer.text()}, {"RPYC_COMMAND", "UNREGISTER"}},
@@ -518,7 +579,8 @@ std::string_view Handler::Query(std::string_view raw_name, bool name_is_bytes,
 std::optional<std::string_view> Handler::Register(const Request& r,
                                                   const core::transport::PeerAddress& peer,
                                                   Sources::State& source, double now) {
-  const std::string host(RegistryHost(peer.host()));
+  // Limits count per packet source (`source`); the entry is recorded under the advertised host.
+  const std::string host(r.advertised_host.empty() ? RegistryHost(peer.host()) : r.advertised_host);
   const auto joined = [&r] {
     std::string out;
     for (const auto& n : r.names) out += (out.empty() ? "" : ", ") + core::log::Escape(n);
@@ -530,7 +592,8 @@ std::optional<std::string_view> Handler::Register(const Request& r,
       log_.Log(core::log::Level::warn, {{"RPYC_PEER", peer.text()}, {"RPYC_COMMAND", "REGISTER"}},
                "REGISTER rate of {} over {}/s: {} REGISTER(s) refused since the last warning; no "
                "reply sent",
-               host, sources_.limits().registers_per_second, source.refused_registers);
+               RegistryHost(peer.host()), sources_.limits().registers_per_second,
+               source.refused_registers);
       source.refused_registers = 0;
     }
     return std::nullopt;
@@ -556,11 +619,12 @@ std::optional<std::string_view> Handler::Register(const Request& r,
     }
   }
   if (full == 0 && over_host == 0) {
-    if (link_ != nullptr) {
+    if (link_ != nullptr || dnssd_ != nullptr) {
       std::vector<std::string> names;
       names.reserve(r.names.size());
       for (const auto& n : r.names) names.push_back(Upper(n));
-      link_->Registered(Server{host, r.port}, names, now);
+      if (link_ != nullptr) link_->Registered(Server{host, r.port}, names, now);
+      if (dnssd_ != nullptr) dnssd_->Registered(Server{host, r.port}, names, now);
     }
     return kOk;
   }

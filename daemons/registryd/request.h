@@ -39,8 +39,12 @@ struct Request {
   std::vector<std::string> names;  // QUERY: the one name; REGISTER: the aliases, as sent
   bool name_is_bytes = false;      // QUERY of a bytes name: matches nothing, like the reference
   std::string port;                // REGISTER/UNREGISTER: brine encoding of the port
-  std::string port_text;           // str(port), for logs
-  core::brine::Value list_arg;     // LIST: the filter_host argument, looked at only if listing
+  // REGISTER (names, port, host) / UNREGISTER (port, host), an rpyc-registryd extension
+  // (docs/differences.md): the host to record instead of the packet's source, canonical (an
+  // address as inet_ntop writes it, a name lower-cased); empty when not given.
+  std::string advertised_host;
+  std::string port_text;        // str(port), for logs
+  core::brine::Value list_arg;  // LIST: the filter_host argument, looked at only if listing
 };
 
 // Errors are Protocol errors whose message says what was wrong, for the warning log line.
@@ -53,6 +57,11 @@ std::optional<std::string_view> FastQueryName(std::string_view data);
 
 // ASCII upper-casing (the reference uses str.upper(); non-ASCII letters are kept as they are).
 std::string Upper(std::string_view s);
+
+// An advertised host: an IPv4 or IPv6 address literal (returned in inet_ntop's form, an IPv4-mapped
+// one as IPv4) or a DNS name (LDH labels of 1-63 bytes, at most 253 bytes, returned lower-cased);
+// nullopt for anything else.
+std::optional<std::string> CanonicalHost(std::string_view host);
 
 // The host a registration is recorded under: an IPv4 peer of a dual-stack (IPv6) socket shows as
 // "::ffff:a.b.c.d" and is recorded as "a.b.c.d", the address an IPv4-only client can reach and the
@@ -73,6 +82,7 @@ struct ReplyLimits {
 // the source's rate get no reply, and so do UDP replies beyond its byte budget; at most
 // kRequestLogBurst requests and kWarningBurst warnings are logged per kLogInterval.
 class EtcdLink;
+class DnssdLink;
 
 class Handler {
  public:
@@ -96,6 +106,9 @@ class Handler {
   // from its mirror (this registry's servers first). nullptr (the default): off. The link must
   // outlive the handler.
   void set_link(EtcdLink* link) { link_ = link; }
+  // Publishing through avahi-daemon: REGISTER and UNREGISTER are passed on. nullptr (the
+  // default): off. The link must outlive the handler.
+  void set_dnssd(DnssdLink* dnssd) { dnssd_ = dnssd; }
   const core::log::Logger& log() const { return log_; }
 
   // Logs a warning about `peer` ("bad request from PEER: WHAT", WHAT escaped), rate-limited per
@@ -120,6 +133,7 @@ class Handler {
   Registry& registry_;
   Sources& sources_;
   EtcdLink* link_ = nullptr;
+  DnssdLink* dnssd_ = nullptr;
   bool listing_;
   ReplyLimits limits_;
   core::log::Logger log_;
@@ -142,6 +156,10 @@ class Handler {
   std::string reply_;                   // the last reply
   char name_[kMaxRequestBytes];         // scratch: the upper-cased QUERY name
 };
+
+// The int port of a brine-encoded port value (Server::port), 0 when it is not an int from 1 to
+// 65535 (a unix socket path): only int ports are shared through etcd and DNS-SD.
+uint16_t IntPort(const std::string& brine_port);
 
 // "host:port", with an IPv6 host in brackets ("[::1]:18811").
 std::string HostPort(std::string_view host, std::string_view port);

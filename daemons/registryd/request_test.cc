@@ -93,7 +93,14 @@ TEST(ParseRequest, EveryRejection) {
       {Req("REGISTER", MakeTuple({MakeTuple({MakeStr("A")}), Value(1.5)})), "port must be"},
       {Req("REGISTER", MakeTuple({MakeTuple({MakeStr(std::string(256, 'x'))}), Value(1)})),
        "longer than 255"},
-      {Req("UNREGISTER", MakeTuple({})), "takes 1"},
+      {Req("UNREGISTER", MakeTuple({})), "takes 1 or 2"},
+      {Req("REGISTER", MakeTuple({MakeTuple({MakeStr("A")}), Value(1), MakeStr("a"), Value(1)})),
+       "takes 2 or 3"},
+      {Req("REGISTER", MakeTuple({MakeTuple({MakeStr("A")}), Value(1), Value(7)})),
+       "advertised host is not"},
+      {Req("REGISTER", MakeTuple({MakeTuple({MakeStr("A")}), Value(1), MakeStr("a b")})),
+       "advertised host is not"},
+      {Req("UNREGISTER", MakeTuple({Value(1), MakeStr("")})), "advertised host is not"},
       {Req("LIST", MakeTuple({})), "takes 1"},
       {Req("QUERY", MakeTuple({MakeStr("x")})) + std::string(1, '\0'), "trailing"},
   };
@@ -217,6 +224,42 @@ TEST_F(HandlerTest, RegisterQueryUnregisterLikeTheReference) {
             std::string::npos)
       << LogText();
   EXPECT_NE(LogText().find("replying with [('127.0.0.1', 18812)]"), std::string::npos);
+}
+
+TEST(CanonicalHost, AddressesAndNamesOnly) {
+  EXPECT_EQ(CanonicalHost("203.0.113.7"), "203.0.113.7");
+  EXPECT_EQ(CanonicalHost("2001:DB8:0:0::1"), "2001:db8::1");
+  EXPECT_EQ(CanonicalHost("::ffff:10.1.2.3"), "10.1.2.3");
+  EXPECT_EQ(CanonicalHost("Gateway.Example.ORG"), "gateway.example.org");
+  EXPECT_EQ(CanonicalHost("a-1.b"), "a-1.b");
+  EXPECT_EQ(CanonicalHost("localhost"), "localhost");
+  for (const char* bad : {"", "a..b", ".a", "a.", "-a.b", "a-.b", "a b", "a_b", "10.1", "1.2.3.4.5",
+                          "x/y", "[::1]", "h\n"}) {
+    EXPECT_FALSE(CanonicalHost(bad)) << bad;
+  }
+  EXPECT_FALSE(CanonicalHost(std::string(64, 'a') + ".b"));
+  EXPECT_TRUE(CanonicalHost(std::string(63, 'a') + ".b"));
+  EXPECT_FALSE(CanonicalHost(std::string(254, 'a')));
+}
+
+// The extension (docs/differences.md): REGISTER (names, port, host) records `host` instead of
+// the packet's source; UNREGISTER (port, host) removes it; the plain forms are unchanged.
+TEST_F(HandlerTest, AdvertisedHostIsRecordedInsteadOfTheSource) {
+  Handler h = Make(false);
+  const core::transport::PeerAddress lo("127.0.0.1", "127.0.0.1:4000");
+  EXPECT_EQ(*h.Handle(Req("REGISTER", MakeTuple({MakeTuple({MakeStr("SLAVE")}), Value(18812),
+                                                 MakeStr("203.0.113.7")})),
+                      lo, 0),
+            Hex("08 0b 4f 4b"));
+  auto reply = brine::Load(*h.Handle(Hex(kQuerySlave), lo, 1));
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->Repr(), "(('203.0.113.7', 18812),)");
+  // A plain UNREGISTER from the source removes (source, port): not this entry.
+  h.Handle(Hex(kUnregister), lo, 2);
+  EXPECT_EQ(registry_.entries(), 1u);
+  EXPECT_EQ(*h.Handle(Req("UNREGISTER", MakeTuple({Value(18812), MakeStr("203.0.113.7")})), lo, 3),
+            Hex("08 0b 4f 4b"));
+  EXPECT_EQ(registry_.entries(), 0u);
 }
 
 TEST(RegistryHost, UnmapsV4MappedOnly) {

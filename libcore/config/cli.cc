@@ -204,7 +204,13 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
     }
     const std::string help =
         info.typed_help && value.empty() ? f.help : f.help + " [default: " + value + "]";
-    if (f.kind == Kind::kEntries) {
+    if (f.kind == Kind::kList) {
+      b.list = &lists.emplace_back();
+      b.option = app.add_option(f.switches, *b.list, help)
+                     ->allow_extra_args(false)
+                     ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+      if (info.typed_help) b.option->type_name("TEXT,...");
+    } else if (f.kind == Kind::kEntries) {
       b.list = &lists.emplace_back();
       // Repeatable: every one counts (the default policy keeps the last).
       b.option = app.add_option(f.switches, *b.list, f.help)
@@ -275,6 +281,9 @@ CliOutcome ParseCommandLine(int argc, const char* const* argv, const AppInfo& in
       continue;
     }
     if (b.list != nullptr) {
+      // A list's switches replace the file's list; a table's entries add to the file's.
+      if (b.field->kind == Kind::kList)
+        std::get<std::vector<std::string>*>(b.field->target)->clear();
       for (const auto& item : *b.list) {
         auto st = SetFromText(*b.field, item);
         if (!st) return Exit(kExitUsage, info.name + ": " + st.error().message(), true);

@@ -469,6 +469,50 @@ TEST(CommandLine, EntriesRepeatAfterTheFile) {
   EXPECT_EQ(out.message, "t: --extra: expected KEY=VALUE, got 'novalue'");
 }
 
+TEST(TomlLoader, ListIsAnArrayOfStrings) {
+  std::vector<std::string> list = {"default"};
+  Schema schema = {List("allow", "--allow", "blocks", &list)};
+  ASSERT_TRUE(LoadTomlText("allow = ['10.0.0.0/8', '::1/128']\n", "t.toml", schema));
+  EXPECT_EQ(list, (std::vector<std::string>{"10.0.0.0/8", "::1/128"}));
+  ASSERT_TRUE(LoadTomlText("allow = []\n", "t.toml", schema));
+  EXPECT_TRUE(list.empty());
+  auto st = LoadTomlText("\nallow = '10.0.0.0/8'\n", "t.toml", schema);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message(),
+            "t.toml:2: key 'allow': expected a list of strings, found a string");
+  st = LoadTomlText("allow = ['a', 1]\n", "t.toml", schema);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message(),
+            "t.toml:1: key 'allow': expected a list of strings, found an integer in it");
+  list = {"a", "b,c"};
+  EXPECT_EQ(TomlValue(schema[0]), "[\"a\", \"b,c\"]");
+  EXPECT_EQ(DumpToml(schema), "allow = [\"a\", \"b,c\"]\n");
+}
+
+TEST(CommandLine, ListSwitchesReplaceTheFilesList) {
+  const std::string path = core::testing::TempPath("l.toml");
+  std::ofstream(path) << "allow = ['from-file']\n";
+  AppInfo info;
+  info.name = "t";
+  info.description = "test";
+  info.version = "t 1";
+  std::vector<std::string> list;
+  Schema schema = {List("allow", "--allow", "blocks", &list)};
+  std::vector<const char*> argv = {"t", "-c", path.c_str()};
+  auto out = ParseCommandLine(static_cast<int>(argv.size()), argv.data(), info, schema);
+  ASSERT_FALSE(out.exit) << out.message;
+  EXPECT_EQ(list, (std::vector<std::string>{"from-file"}));
+  argv = {"t", "-c", path.c_str(), "--allow", "a,b", "--allow", "c"};
+  out = ParseCommandLine(static_cast<int>(argv.size()), argv.data(), info, schema);
+  ASSERT_FALSE(out.exit) << out.message;
+  EXPECT_EQ(list, (std::vector<std::string>{"a", "b", "c"}));
+  argv = {"t", "--allow", "a,,b"};
+  out = ParseCommandLine(static_cast<int>(argv.size()), argv.data(), info, schema);
+  EXPECT_TRUE(out.exit);
+  EXPECT_EQ(out.exit_code, kExitUsage);
+  EXPECT_EQ(out.message, "t: --allow: expected a list of strings, got 'a,,b'");
+}
+
 TEST(CommandLine, CheckHookRunsOnlyForCheckConfig) {
   TestOptions o;
   Schema schema = MakeSchema(&o);

@@ -64,6 +64,11 @@ Field Entries(std::string key, std::string switches, std::string help, std::vect
   return Make(std::move(key), std::move(switches), std::move(help), Kind::kEntries, target);
 }
 
+Field List(std::string key, std::string switches, std::string help,
+           std::vector<std::string>* target) {
+  return Make(std::move(key), std::move(switches), std::move(help), Kind::kList, target);
+}
+
 Field Unset(Field field, std::string text) {
   field.unset_text = std::move(text);
   return field;
@@ -84,6 +89,8 @@ std::string Expected(const Field& field) {
     }
     case Kind::kEntries:
       return "KEY=VALUE";
+    case Kind::kList:
+      return "a list of strings";
   }
   return {};
 }
@@ -141,6 +148,20 @@ Status SetFromText(const Field& field, std::string_view text) {
       std::get<std::vector<Entry>*>(field.target)->push_back(std::move(e));
       return {};
     }
+    case Kind::kList: {
+      std::vector<std::string> items;
+      for (std::string_view rest = text;;) {
+        const size_t comma = rest.find(',');
+        const std::string_view item = rest.substr(0, comma);
+        if (item.empty()) return bad();
+        items.emplace_back(item);
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+      }
+      auto* list = std::get<std::vector<std::string>*>(field.target);
+      list->insert(list->end(), items.begin(), items.end());
+      return {};
+    }
   }
   return Fail(Error::Usage(SwitchName(field) + ": unsupported option kind"));
 }
@@ -156,6 +177,13 @@ std::string ValueText(const Field& field) {
       return *std::get<std::string*>(field.target);
     case Kind::kEntries:
       return "";
+    case Kind::kList: {
+      std::string out;
+      for (const auto& item : *std::get<std::vector<std::string>*>(field.target)) {
+        out += (out.empty() ? "" : ",") + item;
+      }
+      return out;
+    }
   }
   return {};
 }
@@ -235,6 +263,9 @@ std::string DumpEntries(const Field& f, const std::string& key) {
 std::string TomlValue(const Field& field) {
   if (field.kind == Kind::kBool || field.kind == Kind::kInt) return ValueText(field);
   if (field.kind == Kind::kEntries) return {};
+  if (field.kind == Kind::kList) {
+    return TomlEntryValue(*std::get<std::vector<std::string>*>(field.target));
+  }
   return TomlString(*std::get<std::string*>(field.target));
 }
 

@@ -21,7 +21,7 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitUsage = 64;   // EX_USAGE: bad command-line switch
 inline constexpr int kExitConfig = 78;  // EX_CONFIG: bad configuration file
 
-enum class Kind { kBool, kInt, kString, kChoice, kEntries };
+enum class Kind { kBool, kInt, kString, kChoice, kEntries, kList };
 
 // One KEY=VALUE of an open-ended table (Kind::kEntries): a `[table]` of the TOML file, or a
 // repeatable `--switch KEY=VALUE`. The loader does not know the keys; the daemon checks them.
@@ -52,7 +52,8 @@ struct Field {
   // order with the file's other errors (its message names FILE:LINE). Unset: the daemon checks.
   std::function<Status(const Entry&)> check_entry;
   // Borrowed: points into the Options struct, which must outlive every use of the schema.
-  std::variant<bool*, int64_t*, std::string*, std::vector<Entry>*> target;
+  std::variant<bool*, int64_t*, std::string*, std::vector<Entry>*, std::vector<std::string>*>
+      target;
 };
 
 using Schema = std::vector<Field>;
@@ -67,13 +68,19 @@ Field Choice(std::string key, std::string switches, std::string help, std::strin
 // the switches in order (a later entry for the same key wins when the daemon applies them).
 Field Entries(std::string key, std::string switches, std::string help, std::vector<Entry>* target);
 
+// A TOML array of strings `key = ["a", "b"]` and a repeatable `--key VALUE` (a value may also be
+// "a,b"); the switches, when given, replace the file's list.
+Field List(std::string key, std::string switches, std::string help,
+           std::vector<std::string>* target);
+
 // `field` with a sentinel default described by `text` (see Field::unset_text).
 Field Unset(Field field, std::string text);
 
 // What a value must be, for --help and errors: "a number 0-65535", "one of UDP, TCP, both".
 std::string Expected(const Field& field);
 
-// Converts command-line text for `field` and stores it (kEntries: appends one KEY=VALUE). Booleans
+// Converts command-line text for `field` and stores it (kEntries: appends one KEY=VALUE; kList:
+// appends the comma-separated items). Booleans
 // accept true/false/yes/no/on/off/1/0 (any case). Errors are Usage errors that name the switch.
 Status SetFromText(const Field& field, std::string_view text);
 

@@ -94,6 +94,20 @@ Result<bool> SetFromNode(const Field& f, std::string_view written, const toml::n
     }
     case Kind::kEntries:  // SetEntries()
       return wrong_type();
+    case Kind::kList: {
+      const toml::array* a = node.as_array();
+      if (a == nullptr) return wrong_type();
+      std::vector<std::string> items;
+      for (const auto& item : *a) {
+        if (!item.is_string()) {
+          return Fail(Error::Config(prefix + "expected " + Expected(f) + ", found " +
+                                    TypeName(item.type()) + " in it"));
+        }
+        items.push_back(item.as_string()->get());
+      }
+      *std::get<std::vector<std::string>*>(f.target) = std::move(items);
+      return true;
+    }
   }
   return true;
 }

@@ -19,6 +19,7 @@ namespace {
 
 constexpr size_t kMaxLabel = 63;
 constexpr int kMaxRenames = 20;
+constexpr size_t kMaxTxtString = 255;
 
 std::string CutLabel(std::string s) {
   if (s.size() > kMaxLabel) s.resize(kMaxLabel);
@@ -199,8 +200,14 @@ struct Publisher::Impl {
                                          AVAHI_PUBLISH_NO_REVERSE, host.c_str(), &addr.addr);
     }
     AvahiStringList* txt = avahi_string_list_new("txtvers=1", nullptr);
+    // One TXT string holds at most 255 bytes: the aliases that fit (every alias still gets its
+    // subtype).
     std::string aliases = "aliases=";
-    for (size_t i = 0; i < s.aliases.size(); ++i) aliases += (i ? "," : "") + s.aliases[i];
+    for (size_t i = 0; i < s.aliases.size(); ++i) {
+      const std::string item = (i ? "," : "") + s.aliases[i];
+      if (aliases.size() + item.size() > kMaxTxtString) break;
+      aliases += item;
+    }
     txt = avahi_string_list_add(txt, aliases.c_str());
     if (!s.site.empty()) txt = avahi_string_list_add(txt, ("site=" + s.site).c_str());
     if (rc == 0) {

@@ -6,7 +6,7 @@
 //     (AVAHI_PUBLISH_NO_REVERSE), when Service::host is an address, so the SRV record points
 //     at the registered server and not at the machine publishing it;
 //   - the service "<name>" of type _rpyc._tcp on that host and port, TXT txtvers=1,
-//     aliases=A,B and site=S (when set);
+//     aliases=A,B (those that fit one 255-byte TXT string) and site=S (when set);
 //   - one subtype per alias, "_<alias lower-cased>._sub._rpyc._tcp", so clients can browse by
 //     alias.
 // On a name collision the group is rebuilt under avahi_alternative_service_name ("name #2").

@@ -67,6 +67,11 @@ std::string Capture(const std::string& cmd) {
 
 bool Have(const char* path) { return access(path, X_OK) == 0; }
 
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
 // libdbus reads DBUS_SYSTEM_BUS_ADDRESS once per process, so every test of this process uses one
 // bus path, set before any Avahi client exists; a test that wants a bus starts a dbus-daemon
 // there, the others find nothing (Avahi absent). ctest runs each test in its own process.
@@ -102,27 +107,11 @@ class PrivateAvahi {
     std::filesystem::remove_all(dir_);
     std::filesystem::remove(BusPath());
     std::filesystem::create_directories(dir_);
-    std::ofstream(dir_ + "/dbus.conf") << R"(<!DOCTYPE busconfig PUBLIC
- "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=)" << BusPath() << R"(</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-)";
-    std::ofstream(dir_ + "/avahi.conf") << "[server]\nuse-ipv4=yes\nuse-ipv6=no\n"
-                                           "allow-interfaces=lo\nenable-dbus=yes\n"
-                                           "host-name=rpyctest\n"
-                                           "[wide-area]\nenable-wide-area=no\n"
-                                           "[publish]\npublish-hinfo=no\n"
-                                           "publish-workstation=no\n";
+    // The configurations the e2e tests use too (tests/e2e/avahi_support.py).
+    std::string bus_conf = ReadFile(RPYC_DNSSD_TESTDATA "/private-bus.conf");
+    bus_conf.replace(bus_conf.find("@BUS@"), 5, BusPath());
+    std::ofstream(dir_ + "/dbus.conf") << bus_conf;
+    std::ofstream(dir_ + "/avahi.conf") << ReadFile(RPYC_DNSSD_TESTDATA "/private-avahi.conf");
     dbus_ = Spawn({"dbus-daemon", "--nofork", "--config-file=" + dir_ + "/dbus.conf"},
                   dir_ + "/dbus.log");
     if (dbus_ < 0) return "cannot run dbus-daemon";

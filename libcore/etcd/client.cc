@@ -10,9 +10,12 @@
 #include <event2/dns.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/socket.h>
 
 namespace core::etcd {
 
@@ -66,21 +69,28 @@ struct Client::Endpoint {
   std::string host;
   uint16_t port = 0;
   bool https = false;
+  // Kept-alive connections that answered their last request, most recent last. evhttp watches
+  // an idle connection and reconnects by itself when the server has closed it meanwhile.
+  std::vector<evhttp_connection*> idle;
 };
 
 struct Client::Tls {
   std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx{nullptr, &SSL_CTX_free};
 };
 
-// One evhttp connection carrying one request. The request's callbacks get this object; once
-// buried (handed to the graveyard) its handlers are cleared, so a late callback does nothing,
-// and the reaper frees it on a later loop turn, never inside its own callback.
+// One evhttp connection carrying one request at a time. The request's callbacks get this object;
+// once buried (handed to the graveyard) its handlers are cleared, so a late callback does
+// nothing, and the reaper frees it on a later loop turn, never inside its own callback. A call's
+// connection that got a whole HTTP answer goes back to its endpoint's idle list (Recycle) for
+// the next call, so calls do not pay a TCP (and TLS) handshake each.
 struct Client::Connection {
   evhttp_connection* conn = nullptr;
   evhttp_request* req = nullptr;  // owned by conn (libevent frees it after the done callback)
   std::string endpoint;
+  size_t index = 0;  // in endpoints_
   bool https = false;
-  int error = -1;  // the last evhttp_request_error, -1: none
+  bool reused = false;  // taken from the idle list: the server may have closed it meanwhile
+  int error = -1;       // the last evhttp_request_error, -1: none
   std::function<void(evhttp_request*)> on_done;
   std::function<void(evhttp_request*)> on_chunk;
 
@@ -137,13 +147,28 @@ struct Client::Connection {
     evkeyvalq* headers = evhttp_request_get_output_headers(req);
     evhttp_add_header(headers, "Host", host.c_str());
     evhttp_add_header(headers, "Content-Type", "application/json");
-    evhttp_add_header(headers, "Connection", "close");
+    if (streaming) evhttp_add_header(headers, "Connection", "close");  // never reused
     evbuffer_add(evhttp_request_get_output_buffer(req), body.data(), body.size());
     if (evhttp_make_request(conn, req, EVHTTP_REQ_POST, path.c_str()) != 0) {
       req = nullptr;
       return false;
     }
+    NoDelay();
     return true;
+  }
+
+  // A request goes out in one write() and without Nagle's delay: bufferevents write at most
+  // 16 KiB at a time, and a later small segment waited for the server's delayed ACK (40 ms
+  // per transaction of a few dozen KiB). The socket exists once the request started
+  // connecting (an address literal; a resolved name gets it later, then only the larger
+  // writes apply). Set again for each request: evhttp makes a new socket when it reconnects.
+  void NoDelay() {
+    bufferevent* bev = evhttp_connection_get_bufferevent(conn);
+    if (bev == nullptr) return;
+    bufferevent_set_max_single_write(bev, 1 << 20);
+    const evutil_socket_t fd = bufferevent_getfd(bev);
+    const int one = 1;
+    if (fd >= 0) (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
 };
 
@@ -156,6 +181,7 @@ struct Client::Call {
   size_t endpoint = 0;
   size_t tries_left = 0;
   bool started = false;
+  bool fresh_retry = false;  // a kept-alive connection failed before any answer: one more, new
   std::string errors;
   std::unique_ptr<Connection> conn;
   daemon::Timer timer;  // first a zero delay (start on the loop), then the attempt's deadline
@@ -171,6 +197,10 @@ Client::~Client() {
   calls_.clear();
   finished_.clear();
   graveyard_.clear();
+  for (auto& e : endpoints_) {
+    for (evhttp_connection* c : e.idle) evhttp_connection_free(c);
+    e.idle.clear();
+  }
   if (dns_ != nullptr) evdns_base_free(dns_, 0);  // after every connection that used it
 }
 
@@ -229,8 +259,21 @@ Result<std::unique_ptr<Client>> Client::Create(daemon::EventLoop& loop, Options 
 const std::string& Client::current_endpoint() const { return endpoints_[current_].url; }
 
 Result<std::unique_ptr<Client::Connection>> Client::Connect(size_t index,
-                                                            std::chrono::milliseconds timeout) {
-  const Endpoint& e = endpoints_[index];
+                                                            std::chrono::milliseconds timeout,
+                                                            bool pooled) {
+  Endpoint& e = endpoints_[index];
+  if (pooled && !e.idle.empty()) {
+    auto c = std::make_unique<Connection>();
+    c->endpoint = e.url;
+    c->index = index;
+    c->https = e.https;
+    c->reused = true;
+    c->conn = e.idle.back();
+    e.idle.pop_back();
+    timeval tv = ToTimeval(timeout);
+    evhttp_connection_set_timeout_tv(c->conn, &tv);
+    return c;
+  }
   bufferevent* bev = nullptr;
   if (e.https) {
     SSL* ssl = SSL_new(tls_->ctx.get());
@@ -257,6 +300,7 @@ Result<std::unique_ptr<Client::Connection>> Client::Connect(size_t index,
   }
   auto c = std::make_unique<Connection>();
   c->endpoint = e.url;
+  c->index = index;
   c->https = e.https;
   // Without a DNS base, a host name is resolved with a blocking getaddrinfo (README).
   c->conn =
@@ -270,6 +314,13 @@ Result<std::unique_ptr<Client::Connection>> Client::Connect(size_t index,
   evhttp_connection_set_max_headers_size(c->conn, 64 << 10);
   evhttp_connection_set_max_body_size(c->conn, static_cast<ev_ssize_t>(options_.max_reply_bytes));
   return c;
+}
+
+void Client::Recycle(Connection& conn) {
+  auto& idle = endpoints_[conn.index].idle;
+  if (conn.conn == nullptr || idle.size() >= options_.max_idle_connections) return;
+  idle.push_back(conn.conn);
+  conn.conn = nullptr;  // the idle list owns it now
 }
 
 void Client::Bury(std::unique_ptr<Connection> conn) {
@@ -311,16 +362,23 @@ void Client::StartAttempt(Call& call) {
     --call.tries_left;
     size_t idx = call.endpoint;
     // evhttp's inactivity timeout backs up the call's own deadline, which reports first.
-    auto conn = Connect(idx, options_.timeout * 2);
+    auto conn = Connect(idx, options_.timeout * 2, !call.fresh_retry);
     if (conn && (*conn)->Post(endpoints_[idx].host, call.path, call.body, false)) {
       Connection& cn = **conn;
       cn.on_done = [this, &call, &cn](evhttp_request* req) {
         int code = req != nullptr ? evhttp_request_get_response_code(req) : 0;
+        if (code == 0 && cn.reused && !call.fresh_retry) {
+          // Closed by the server while idle (a restart...): once more on a new connection to
+          // the same endpoint, without counting it as the endpoint's try.
+          RetryFresh(call);  // frees this callback: nothing after
+          return;
+        }
         if (code == 0) {
           FinishAttempt(call, Fail(Error::Io(cn.FailureText())), true);
           return;
         }
         std::string body = Drain(evhttp_request_get_input_buffer(req));
+        Recycle(cn);  // a whole answer: the connection can carry the next call
         if (code >= 200 && code < 300) {
           FinishAttempt(call, std::move(body), false);
         } else {
@@ -339,6 +397,14 @@ void Client::StartAttempt(Call& call) {
     call.endpoint = (idx + 1) % endpoints_.size();
   }
   FinishAttempt(call, Fail(Error::Io("etcd: no endpoint answered (" + call.errors + ")")), false);
+}
+
+void Client::RetryFresh(Call& call) {
+  call.fresh_retry = true;
+  call.timer.Stop();
+  Bury(std::move(call.conn));
+  ++call.tries_left;
+  StartAttempt(call);
 }
 
 void Client::FinishAttempt(Call& call, Result<std::string> reply, bool retry) {
@@ -374,6 +440,12 @@ void Client::Range(std::string key, std::string range_end, Callback<RangeReply> 
 void Client::PutAll(std::vector<std::pair<std::string, std::string>> kvs, int64_t lease,
                     Callback<TxnReply> cb) {
   Post("/v3/kv/txn", TxnPutRequest(kvs, lease), [cb = std::move(cb)](auto r) {
+    cb(r.and_then([](const std::string& b) { return ParseTxnReply(b); }));
+  });
+}
+
+void Client::Write(std::vector<Put> puts, std::vector<std::string> deletes, Callback<TxnReply> cb) {
+  Post("/v3/kv/txn", TxnRequest(puts, deletes), [cb = std::move(cb)](auto r) {
     cb(r.and_then([](const std::string& b) { return ParseTxnReply(b); }));
   });
 }
@@ -442,7 +514,7 @@ void Watch::Start() {
   while (tries_left_ > 0) {
     --tries_left_;
     size_t idx = endpoint_;
-    auto conn = client_.Connect(idx, client_.options_.watch_idle);
+    auto conn = client_.Connect(idx, client_.options_.watch_idle, false);
     if (conn && (*conn)->Post(eps[idx].host, "/v3/watch", body_, true)) {
       evhttp_connection_set_max_body_size((*conn)->conn, -1);  // a stream: bounded per line
       Client::Connection& cn = **conn;

@@ -2,7 +2,9 @@
 
 // An asynchronous client for etcd v3's JSON gateway (POST /v3/...), over libevent's evhttp on
 // the caller's loop: every call returns at once and its callback runs later on the loop, never
-// inside the call. Each call gets a fresh connection, a deadline (Options::timeout) and is tried
+// inside the call. Calls run concurrently, each on its own HTTP/1.1 connection, kept alive and
+// reused by later calls (Options::max_idle_connections per endpoint; a watch has its own
+// connection). Each call has a deadline (Options::timeout) and is tried
 // on each endpoint in turn, starting with the last one that answered, until one answers with
 // HTTP < 500; a 4xx answer (a dead lease...) is final. http:// and https:// endpoints (OpenSSL
 // through bufferevent_openssl; server verified against ca_file, client certificate optional).
@@ -37,6 +39,7 @@ struct Options {
   std::string cert_file;  // https: client certificate and key (both or neither)
   std::string key_file;
   size_t max_reply_bytes = 16 << 20;
+  size_t max_idle_connections = 64;  // kept alive per endpoint for the next calls
 };
 
 class Watch;
@@ -58,6 +61,9 @@ class Client {
   // Every (key, value) in one transaction under `lease` (0: none).
   void PutAll(std::vector<std::pair<std::string, std::string>> kvs, int64_t lease,
               Callback<TxnReply> cb);
+  // Every put (each under its own lease) and every delete in one transaction (etcd: at most
+  // --max-txn-ops operations, 128 by default; a key at most once).
+  void Write(std::vector<Put> puts, std::vector<std::string> deletes, Callback<TxnReply> cb);
   void LeaseGrant(std::chrono::seconds ttl, Callback<LeaseReply> cb);
   // reply.expired(): the lease is gone (grant again and rewrite the keys).
   void LeaseKeepAlive(int64_t id, Callback<KeepAliveReply> cb);
@@ -85,8 +91,14 @@ class Client {
   void Post(std::string path, std::string body, std::function<void(Result<std::string>)> done);
   void StartAttempt(Call& call);
   void FinishAttempt(Call& call, Result<std::string> reply, bool retry);
-  // A new connection to endpoint `index`, owned by the graveyard once buried.
-  Result<std::unique_ptr<Connection>> Connect(size_t index, std::chrono::milliseconds timeout);
+  // A kept-alive connection failed before any answer: the same endpoint on a new connection.
+  void RetryFresh(Call& call);
+  // A connection to endpoint `index` (an idle kept-alive one when `pooled` and there is one),
+  // owned by the graveyard once buried.
+  Result<std::unique_ptr<Connection>> Connect(size_t index, std::chrono::milliseconds timeout,
+                                              bool pooled);
+  // After a whole answer: the connection goes back to its endpoint's idle list.
+  void Recycle(Connection& conn);
   void Bury(std::unique_ptr<Connection> conn);
 
   daemon::EventLoop& loop_;

@@ -275,6 +275,38 @@ TEST_F(EtcdClientTest, PutUnderDeadLeaseIsAFinalError) {
       << r.error().ToString();
 }
 
+TEST_F(EtcdClientTest, WriteMixesLeasesAndDeletesInOneTransaction) {
+  Slot<Result<LeaseReply>> g1, g2;
+  client_->LeaseGrant(seconds(30), g1.Setter());
+  client_->LeaseGrant(seconds(60), g2.Setter());
+  auto l1 = Wait(g1), l2 = Wait(g2);
+  ASSERT_TRUE(l1 && l2);
+  Slot<Result<TxnReply>> first;
+  client_->Write({{"/m/a", "1", l1->id}, {"/m/b", "2", l2->id}, {"/m/c", "3", 0}}, {},
+                 first.Setter());
+  ASSERT_TRUE(Wait(first));
+  Slot<Result<TxnReply>> second;
+  client_->Write({{"/m/d", "4", l1->id}}, {"/m/a", "/m/c", "/m/none"}, second.Setter());
+  auto txn = Wait(second);
+  ASSERT_TRUE(txn) << txn.error().ToString();
+  auto range = RangePrefix(*client_, "/m/");
+  ASSERT_TRUE(range);
+  ASSERT_EQ(range->kvs.size(), 2u);
+  EXPECT_EQ(range->kvs[0].key, "/m/b");
+  EXPECT_EQ(range->kvs[0].lease, l2->id);
+  EXPECT_EQ(range->kvs[1].key, "/m/d");
+  EXPECT_EQ(range->kvs[1].lease, l1->id);
+  // One dead lease fails the whole transaction: nothing of it is written.
+  Slot<Result<TxnReply>> third;
+  client_->Write({{"/m/e", "5", l1->id}, {"/m/f", "6", 12345}}, {"/m/b"}, third.Setter());
+  auto failed = Wait(third);
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.error().message().find("lease not found"), std::string::npos);
+  range = RangePrefix(*client_, "/m/");
+  ASSERT_TRUE(range);
+  EXPECT_EQ(range->kvs.size(), 2u);
+}
+
 TEST_F(EtcdClientTest, WatchSeesPutsAndLeaseDeletes) {
   auto before = RangePrefix(*client_, "/w/");
   ASSERT_TRUE(before);
@@ -495,11 +527,14 @@ TEST_F(EtcdTlsTest, WrongCaOrNoClientCertificateFails) {
 // --- against a fake server ----------------------------------------------------------------------
 
 // Accepts connections on loopback and answers each with `reply` (then closes), or with nothing
-// (hang: keeps the connection open until the test ends).
+// (hang: keeps the connection open until the test ends). With `keep`, a connection answers
+// requests until the client closes it (kKeepAlive), or answers the first and closes at the
+// second without answering (kFirstOnly: a server closing an idle kept-alive connection).
 class FakeServer {
  public:
-  explicit FakeServer(std::string reply, bool hang = false)
-      : reply_(std::move(reply)), hang_(hang), listener_(testing::ListenLoopback()) {
+  enum class Keep { kNo, kKeepAlive, kFirstOnly };
+  explicit FakeServer(std::string reply, bool hang = false, Keep keep = Keep::kNo)
+      : reply_(std::move(reply)), hang_(hang), keep_(keep), listener_(testing::ListenLoopback()) {
     thread_ = std::thread([this] { Serve(); });
   }
   ~FakeServer() {
@@ -522,9 +557,17 @@ class FakeServer {
         open.push_back(std::move(fd));
         continue;
       }
-      // Read the request head before answering, so the client sees the reply and not a reset.
       char buf[4096];
       pollfd r{fd.get(), POLLIN, 0};
+      if (keep_ != Keep::kNo) {
+        // One request per read (small requests on loopback); the next request or EOF.
+        for (int n = 0; !stop_ && poll(&r, 1, 2000) > 0; ++n) {
+          if (read(fd.get(), buf, sizeof buf) <= 0 || (n > 0 && keep_ == Keep::kFirstOnly)) break;
+          (void)!write(fd.get(), reply_.data(), reply_.size());
+        }
+        continue;
+      }
+      // Read the request head before answering, so the client sees the reply and not a reset.
       if (poll(&r, 1, 2000) > 0) (void)!read(fd.get(), buf, sizeof buf);
       (void)!write(fd.get(), reply_.data(), reply_.size());
       shutdown(fd.get(), SHUT_WR);
@@ -534,6 +577,7 @@ class FakeServer {
 
   std::string reply_;
   bool hang_;
+  Keep keep_;
   testing::LoopbackListener listener_;
   std::atomic<bool> stop_{false};
   std::atomic<int> accepted_{0};
@@ -560,6 +604,34 @@ std::string HttpReply(std::string_view status, std::string_view body) {
   return "HTTP/1.1 " + std::string(status) +
          "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
          "\r\nConnection: close\r\n\r\n" + std::string(body);
+}
+
+std::string KeptAliveReply(std::string_view body) {
+  return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
+}
+
+TEST_F(EtcdFakeTest, CallsReuseAKeptAliveConnection) {
+  FakeServer fake(KeptAliveReply(R"({"header":{"revision":"5"}})"), false,
+                  FakeServer::Keep::kKeepAlive);
+  auto c = MakeClient({fake.url()});
+  for (int i = 0; i < 5; ++i) {
+    auto r = Range(*c);
+    ASSERT_TRUE(r) << r.error().ToString();
+    EXPECT_EQ(r->revision, 5);
+  }
+  EXPECT_EQ(fake.accepted(), 1);
+}
+
+TEST_F(EtcdFakeTest, KeptAliveConnectionClosedByTheServerIsRetriedOnANewOne) {
+  FakeServer fake(KeptAliveReply(R"({"header":{"revision":"5"}})"), false,
+                  FakeServer::Keep::kFirstOnly);
+  auto c = MakeClient({fake.url()});  // one endpoint: the retry is not a next endpoint
+  for (int i = 0; i < 3; ++i) {
+    auto r = Range(*c);
+    ASSERT_TRUE(r) << i << ": " << r.error().ToString();
+  }
+  EXPECT_EQ(fake.accepted(), 3);  // each call after the first: closed, then a new one
 }
 
 TEST_F(EtcdFakeTest, MalformedJsonIsAProtocolError) {

@@ -169,15 +169,25 @@ std::string RangeRequest(std::string_view key, std::string_view range_end) {
   return j.dump();
 }
 
-std::string TxnPutRequest(const std::vector<std::pair<std::string, std::string>>& kvs,
-                          int64_t lease) {
+std::string TxnRequest(const std::vector<Put>& puts, const std::vector<std::string>& deletes) {
   json ops = json::array();
-  for (const auto& [k, v] : kvs) {
-    json put = {{"key", Base64Encode(k)}, {"value", Base64Encode(v)}};
-    if (lease != 0) put["lease"] = std::to_string(lease);
+  for (const auto& p : puts) {
+    json put = {{"key", Base64Encode(p.key)}, {"value", Base64Encode(p.value)}};
+    if (p.lease != 0) put["lease"] = std::to_string(p.lease);
     ops.push_back({{"requestPut", std::move(put)}});
   }
+  for (const auto& k : deletes) {
+    ops.push_back({{"requestDeleteRange", {{"key", Base64Encode(k)}}}});
+  }
   return json{{"success", std::move(ops)}}.dump();
+}
+
+std::string TxnPutRequest(const std::vector<std::pair<std::string, std::string>>& kvs,
+                          int64_t lease) {
+  std::vector<Put> puts;
+  puts.reserve(kvs.size());
+  for (const auto& [k, v] : kvs) puts.push_back({k, v, lease});
+  return TxnRequest(puts, {});
 }
 
 std::string LeaseGrantRequest(int64_t ttl_seconds) {

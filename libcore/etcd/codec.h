@@ -77,11 +77,21 @@ struct WatchUpdate {
   bool compacted() const { return compact_revision > 0; }
 };
 
+// One put of a transaction.
+struct Put {
+  std::string key;
+  std::string value;
+  int64_t lease = 0;  // 0: none
+};
+
 // Request bodies.
 std::string RangeRequest(std::string_view key, std::string_view range_end);
 // Puts every (key, value) in one transaction, each under `lease` (0: none).
 std::string TxnPutRequest(const std::vector<std::pair<std::string, std::string>>& kvs,
                           int64_t lease);
+// Every put, each under its own lease, and every delete (one key each) in one transaction. A
+// key may appear once (etcd refuses a transaction that names a key twice).
+std::string TxnRequest(const std::vector<Put>& puts, const std::vector<std::string>& deletes);
 std::string LeaseGrantRequest(int64_t ttl_seconds);
 std::string LeaseIdRequest(int64_t id);  // keepalive and revoke
 std::string CompactRequest(int64_t revision);

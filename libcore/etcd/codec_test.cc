@@ -137,6 +137,10 @@ TEST(EtcdCodec, RequestsAreBase64AndStringNumbers) {
   EXPECT_EQ(RangeRequest("foo", "fop"), R"({"key":"Zm9v","range_end":"Zm9w"})");
   EXPECT_EQ(TxnPutRequest({{"a", "1"}}, 42),
             R"({"success":[{"requestPut":{"key":"YQ==","lease":"42","value":"MQ=="}}]})");
+  EXPECT_EQ(
+      TxnRequest({{"a", "1", 42}, {"b", "2", 0}}, {"c"}),
+      R"({"success":[{"requestPut":{"key":"YQ==","lease":"42","value":"MQ=="}},)"
+      R"({"requestPut":{"key":"Yg==","value":"Mg=="}},{"requestDeleteRange":{"key":"Yw=="}}]})");
   EXPECT_EQ(LeaseIdRequest(7), R"({"ID":"7"})");
   EXPECT_EQ(WatchRequest("a", "b", 5, true),
             R"({"create_request":{"key":"YQ==","prev_kv":true,"range_end":"Yg==",)"

@@ -59,15 +59,41 @@ bool HasBroadcastOctet(const std::string& host) {
 
 }  // namespace
 
-std::string EncodeRegister(const std::vector<std::string>& aliases, const brine::Value& port) {
+std::string EncodeRegister(const std::vector<std::string>& aliases, const brine::Value& port,
+                           const std::string& host) {
   std::vector<brine::Value> names;
   for (const auto& a : aliases) names.push_back(brine::MakeStr(a));
-  return Request("REGISTER", brine::MakeTuple({brine::MakeTuple(std::move(names)), port}));
+  std::vector<brine::Value> args = {brine::MakeTuple(std::move(names)), port};
+  if (!host.empty()) args.push_back(brine::MakeStr(host));
+  return Request("REGISTER", brine::MakeTuple(std::move(args)));
 }
 
-std::string EncodeUnregister(const brine::Value& port) {
-  return Request("UNREGISTER", brine::MakeTuple({port}));
+std::string EncodeUnregister(const brine::Value& port, const std::string& host) {
+  std::vector<brine::Value> args = {port};
+  if (!host.empty()) args.push_back(brine::MakeStr(host));
+  return Request("UNREGISTER", brine::MakeTuple(std::move(args)));
 }
+
+namespace {
+
+// Binds `fd` to (host, 0) when `host` is an address of `family`; the errno text otherwise.
+Status BindNumeric(int fd, int family, int type, const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = family;
+  hints.ai_socktype = type;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), "0", &hints, &res) != 0) {
+    return Fail(Error::Config("bind address '" + host + "' is not usable"));
+  }
+  const int rc = ::bind(fd, res->ai_addr, res->ai_addrlen);
+  const int err = errno;
+  freeaddrinfo(res);
+  if (rc != 0) return Fail(Error::Io("bind " + host + ": " + ErrnoText(err)));
+  return {};
+}
+
+}  // namespace
 
 Registrar::Registrar(daemon::EventLoop& loop, Options options, log::Logger log)
     : loop_(loop),
@@ -113,27 +139,27 @@ Result<std::unique_ptr<Registrar>> Registrar::Create(daemon::EventLoop& loop, Op
   return r;
 }
 
-Result<UniqueFd> Registrar::NewSocket(int type) const {
+std::string Registrar::RegisterBytes() const {
+  return EncodeRegister(options_.aliases, options_.port,
+                        in_request_ ? options_.advertise_host : std::string());
+}
+
+Result<UniqueFd> Registrar::NewSocket(int type) {
   UniqueFd fd(::socket(addr_->family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) return Fail(Error::Io("socket: " + ErrnoText(errno)));
   if (addr_->broadcast) {
     const int one = 1;
     setsockopt(fd.get(), SOL_SOCKET, SO_BROADCAST, &one, sizeof one);
   }
+  in_request_ = false;
+  if (!options_.advertise_host.empty()) {
+    // An address of this machine (of the registry's family): the source says it to any registry.
+    if (BindNumeric(fd.get(), addr_->family, type, options_.advertise_host)) return fd;
+    in_request_ = true;
+  }
   if (!options_.bind_host.empty()) {
-    addrinfo hints{};
-    hints.ai_family = addr_->family;
-    hints.ai_socktype = type;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
-    addrinfo* res = nullptr;
-    if (getaddrinfo(options_.bind_host.c_str(), "0", &hints, &res) != 0) {
-      return Fail(Error::Config("bind address '" + options_.bind_host + "' is not usable"));
-    }
-    const int rc = ::bind(fd.get(), res->ai_addr, res->ai_addrlen);
-    const int err = errno;
-    freeaddrinfo(res);
-    if (rc != 0) {
-      return Fail(Error::Io("bind " + options_.bind_host + ": " + ErrnoText(err)));
+    if (auto st = BindNumeric(fd.get(), addr_->family, type, options_.bind_host); !st) {
+      return Fail(st.error());
     }
   }
   return fd;
@@ -200,7 +226,7 @@ void Registrar::Attempt() {
   }
   fd_ = std::move(*fd);
   deadline_ = daemon::MonotonicSeconds() + static_cast<double>(options_.timeout.count()) / 1000;
-  const std::string data = EncodeRegister(options_.aliases, options_.port);
+  const std::string data = RegisterBytes();
   const auto* to = reinterpret_cast<const sockaddr*>(&addr_->addr);
   if (udp) {
     if (sendto(fd_.get(), data.data(), data.size(), 0, to, addr_->len) < 0) {
@@ -259,7 +285,7 @@ void Registrar::OnTcp(short what) {
       Finish(false, "could not connect to registry: " + ErrnoText(err));
       return;
     }
-    const std::string data = EncodeRegister(options_.aliases, options_.port);
+    const std::string data = RegisterBytes();
     if (send(fd_.get(), data.data(), data.size(), MSG_NOSIGNAL) !=
         static_cast<ssize_t>(data.size())) {
       Finish(false, "could not send to registry");
@@ -298,7 +324,14 @@ void Registrar::Finish(bool ok, const std::string& why) {
              next.count(), options_.interval.count() / 1000);
   } else {
     ++failures_;
-    log_.Warn("{}", why);
+    if (in_request_) {
+      log_.Warn(
+          "{} (REGISTER with the advertised host {} in the request: rpyc-registryd takes it, "
+          "rpyc's registry does not)",
+          why, options_.advertise_host);
+    } else {
+      log_.Warn("{}", why);
+    }
   }
   if (running_) timer_.Start(next);
 }
@@ -319,7 +352,8 @@ void Registrar::Stop() {
     log_.Warn("unregister: {}", fd.error().message());
     return;
   }
-  const std::string data = EncodeUnregister(options_.port);
+  const std::string data =
+      EncodeUnregister(options_.port, in_request_ ? options_.advertise_host : std::string());
   const auto* to = reinterpret_cast<const sockaddr*>(&addr_->addr);
   if (udp) {
     sendto(fd->get(), data.data(), data.size(), 0, to, addr_->len);

@@ -8,6 +8,12 @@
 //     SO_BROADCAST when the registry address has a 255 octet (255.255.255.255 by default).
 //   TCP success: any decodable reply within `timeout`.
 //   The socket is bound to (bind_host, 0) first, so the registry records that address.
+//   advertise_host (registry-advertise-host, rpyc issue #568), the host to register instead of
+//     the packet's source: an address of this machine is bound instead of bind_host, so every
+//     registry (rpyc's too) records it from the source; anything else (an address behind NAT,
+//     a name) is sent in the request, REGISTER (aliases, port, host) and UNREGISTER (port,
+//     host), an extension only rpyc-registryd takes (docs/differences.md): rpyc's registry
+//     answers nothing, and the registrar keeps retrying and warning.
 //   A registry host that does not resolve (at boot, DNS not up yet) is looked up again, off the
 //   loop's thread, after `retry`, then twice as long each time up to `interval`; the first
 //   failure is a warning, the others debug lines, and the recovery is logged once.
@@ -33,7 +39,8 @@ struct Options {
   Transport transport = Transport::kUdp;
   std::string registry_host = "255.255.255.255";  // required (no default) for TCP
   uint16_t registry_port = 18811;
-  std::string bind_host;  // empty: any address
+  std::string bind_host;       // empty: any address
+  std::string advertise_host;  // empty: the packet's source is registered
   std::vector<std::string> aliases = {"SLAVE"};
   brine::Value port = brine::Value(18812);  // the served port, or a unix socket path (str)
   std::chrono::milliseconds interval{60'000};
@@ -41,9 +48,10 @@ struct Options {
   std::chrono::milliseconds timeout{2'000};
 };
 
-// The request bytes, exactly as rpyc's clients send them.
-std::string EncodeRegister(const std::vector<std::string>& aliases, const brine::Value& port);
-std::string EncodeUnregister(const brine::Value& port);
+// The request bytes, exactly as rpyc's clients send them; with a `host`, the extension's forms.
+std::string EncodeRegister(const std::vector<std::string>& aliases, const brine::Value& port,
+                           const std::string& host = {});
+std::string EncodeUnregister(const brine::Value& port, const std::string& host = {});
 
 class Registrar {
  public:
@@ -67,7 +75,10 @@ class Registrar {
   void Finish(bool ok, const std::string& why);
   void OnUdp(short what);
   void OnTcp(short what);
-  Result<UniqueFd> NewSocket(int type) const;
+  // A socket bound as the options say; sets in_request_ (the advertised host goes in the
+  // request, not bound).
+  Result<UniqueFd> NewSocket(int type);
+  std::string RegisterBytes() const;
   void Resolve();
   void OnResolved();
   std::chrono::milliseconds Remaining() const;
@@ -88,6 +99,7 @@ class Registrar {
   std::unique_ptr<daemon::IoWatch> watch_;
   double deadline_ = 0;
   bool tcp_sent_ = false;
+  bool in_request_ = false;
   bool running_ = false;
   uint64_t successes_ = 0;
   uint64_t failures_ = 0;

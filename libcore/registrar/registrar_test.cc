@@ -30,6 +30,16 @@ TEST(Registrar, GoldenRequests) {
                 "32"));
 }
 
+// The extension (docs/differences.md §3): the advertised host as one more argument.
+TEST(Registrar, AdvertisedHostGoesInTheRequest) {
+  auto reg = brine::Load(EncodeRegister({"SLAVE", "X"}, brine::Value(18812), "203.0.113.7"));
+  ASSERT_TRUE(reg);
+  EXPECT_EQ(reg->Repr(), "('RPYC', 'REGISTER', (('SLAVE', 'X'), 18812, '203.0.113.7'))");
+  auto unreg = brine::Load(EncodeUnregister(brine::Value(18812), "203.0.113.7"));
+  ASSERT_TRUE(unreg);
+  EXPECT_EQ(unreg->Repr(), "('RPYC', 'UNREGISTER', (18812, '203.0.113.7'))");
+}
+
 // A registry host that does not resolve (DNS not up at boot) does not end registration: the
 // lookup is retried, with a growing delay, and the registrar keeps running.
 TEST(Registrar, UnresolvableRegistryIsLookedUpAgain) {

@@ -402,4 +402,19 @@ std::string TlsStream::peer_subject() const {
   return out;
 }
 
+std::string TlsStream::peer_certificate_der() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  X509* cert = SSL_get1_peer_certificate(ssl_);
+  if (cert == nullptr) return {};
+  std::string out;
+  const int n = i2d_X509(cert, nullptr);
+  if (n > 0) {
+    out.resize(static_cast<size_t>(n));
+    auto* p = reinterpret_cast<unsigned char*>(out.data());
+    if (i2d_X509(cert, &p) != n) out.clear();
+  }
+  X509_free(cert);
+  return out;
+}
+
 }  // namespace core::transport

@@ -96,6 +96,9 @@ class TlsStream : public Stream {
   // value in UTF-8 as the peer sent it, control characters included: escape it before logging.
   std::string version() const;
   std::string peer_subject() const;
+  // The client certificate, DER-encoded (empty when none): what a caller decodes for the
+  // application (rpyc-classicd: getpeercert()'s dict).
+  std::string peer_certificate_der() const;
 
  private:
   TlsStream(UniqueFd fd, std::shared_ptr<TlsContext> context, SSL* ssl, std::string peer_name);

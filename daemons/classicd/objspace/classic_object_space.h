@@ -51,6 +51,8 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   // rpyc's conn.close() from the service's code (any thread, GIL held): Peer::Close(), CLOSE to
   // the peer and the connection's end; on_disconnect runs when the serving thread sees it end.
   void Close();
+  // GIL held: conn._config["credentials"] of the classic conn object.
+  void SetClassicCredentials(const Credentials& credentials);
   core::Status OnConnect() override;
   core::protocol::Outcome Handle(core::protocol::Handler h,
                                  const core::brine::Value& boxed_args) override;

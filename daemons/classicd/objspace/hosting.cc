@@ -11,11 +11,11 @@
 #include <string>
 #include <string_view>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include "daemons/classicd/objspace/access_policy.h"
 #include "daemons/classicd/objspace/classic_object_space.h"
+#include "daemons/classicd/objspace/credentials.h"
 #include "daemons/classicd/objspace/internal.h"
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/objspace/py_ref.h"
@@ -40,35 +40,24 @@ void DestroyHosted(HostedService* service) {
   delete service;
 }
 
-void DestroyCredentials(const Credentials* credentials) {
-  GilHold gil;
-  delete credentials;
-}
-
 }  // namespace
 
-CredentialsPtr CredentialsFromObject(PyObject* object) {
-  return CredentialsPtr(new Credentials{PyRef::Borrow(object)}, &DestroyCredentials);
-}
-
-CredentialsPtr MakeCredentials(Interpreter& /*interpreter: it runs*/,
-                               const std::vector<std::pair<std::string, CredentialValue>>& items) {
-  GilHold gil;
-  PyRef d = PyRef::Steal(PyDict_New());
-  for (const auto& [key, value] : items) {
-    if (!d) break;
-    PyRef v = std::holds_alternative<int64_t>(value)
-                  ? PyRef::Steal(PyLong_FromLongLong(std::get<int64_t>(value)))
-                  : PyRef::Steal(PyUnicode_DecodeUTF8(
-                        std::get<std::string>(value).data(),
-                        static_cast<Py_ssize_t>(std::get<std::string>(value).size()), "replace"));
-    if (!v || PyDict_SetItemString(d.get(), key.c_str(), v.get()) < 0) d = PyRef();
+std::string LoadErrorText(PyObject* support_module) {
+  PyObject *t = nullptr, *v = nullptr, *tb = nullptr;
+  PyErr_Fetch(&t, &v, &tb);
+  PyErr_NormalizeException(&t, &v, &tb);
+  PyRef type = PyRef::Steal(t), value = PyRef::Steal(v), trace = PyRef::Steal(tb);
+  PyRef load_error = PyRef::Steal(PyObject_GetAttrString(support_module, "ServiceLoadError"));
+  std::string why = "cannot be loaded";
+  if (value && load_error && PyObject_IsInstance(value.get(), load_error.get()) == 1) {
+    PyRef text = PyRef::Steal(PyObject_Str(value.get()));
+    if (text && PyUnicode_Check(text.get())) why = PyUnicode_AsUTF8(text.get());
+  } else if (type) {
+    PyErr_Restore(type.release(), value.release(), trace.release());
+    why = FetchErrorText();
   }
-  if (!d) {
-    PyErr_Clear();
-    return nullptr;
-  }
-  return CredentialsFromObject(d.get());
+  PyErr_Clear();
+  return why;
 }
 
 PyRef ProtocolConfigDict(const ProtocolConfig& c) {
@@ -132,23 +121,7 @@ core::Result<HostedServicePtr> LoadService(Interpreter& interpreter, const std::
                               spec.data(), static_cast<Py_ssize_t>(spec.size()), "replace"))
                         : PyRef();
   PyRef loaded = spec_str ? PyRef::Steal(PyObject_CallOneArg(load.get(), spec_str.get())) : PyRef();
-  if (!loaded) {
-    PyObject *t = nullptr, *v = nullptr, *tb = nullptr;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    PyRef type = PyRef::Steal(t), value = PyRef::Steal(v), trace = PyRef::Steal(tb);
-    PyRef load_error = PyRef::Steal(PyObject_GetAttrString(module, "ServiceLoadError"));
-    std::string why = "cannot be loaded";
-    if (value && load_error && PyObject_IsInstance(value.get(), load_error.get()) == 1) {
-      PyRef text = PyRef::Steal(PyObject_Str(value.get()));
-      if (text && PyUnicode_Check(text.get())) why = PyUnicode_AsUTF8(text.get());
-    } else if (type) {
-      PyErr_Restore(type.release(), value.release(), trace.release());
-      why = FetchErrorText();
-    }
-    PyErr_Clear();
-    return fail(why);
-  }
+  if (!loaded) return fail(LoadErrorText(module));
   service->make_root = PyRef::Borrow(PyTuple_GET_ITEM(loaded.get(), 0));
   PyObject* aliases = PyTuple_GET_ITEM(loaded.get(), 1);
   for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(aliases); ++i) {

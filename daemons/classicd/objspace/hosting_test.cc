@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "daemons/classicd/objspace/credentials.h"
 #include "daemons/classicd/objspace/internal.h"
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/objspace/objspace_testing.h"
@@ -62,12 +63,13 @@ sys.modules['hosting_test_service'] = m
 
 TEST_F(HostingTest, CredentialsConnidAndEndpointsReachOnConnect) {
   FakePeer peer;
-  auto credentials =
-      MakeCredentials(*g_interp, {{"uid", int64_t{1000}}, {"user", std::string("alice")}});
-  ASSERT_NE(credentials, nullptr);
-  auto space = MakeServiceObjectSpace(*g_interp, peer, *service_, {7, -1, credentials});
+  // What a Unix peer's SO_PEERCRED gives (credentials.cc), as the daemon sets Peer::credentials.
+  auto credentials = PeerCredentials(*g_interp, 1000, 100, 4242);
+  ASSERT_TRUE(credentials) << credentials.error().message();
+  EXPECT_EQ(CredentialsText(**credentials), "{'uid': 1000, 'gid': 100, 'pid': 4242}");
+  auto space = MakeServiceObjectSpace(*g_interp, peer, *service_, {7, -1, *credentials});
   ASSERT_TRUE(space->OnConnect());
-  ExpectSeen("[({'uid': 1000, 'user': 'alice'}, 'conn7', None, False)]");
+  ExpectSeen("[({'uid': 1000, 'gid': 100, 'pid': 4242}, 'conn7', None, False)]");
   space->OnDisconnect();
 }
 
@@ -84,8 +86,9 @@ TEST_F(HostingTest, CloseFromOnConnectClosesThePeer) {
   {
     // Credentials from a Python object (what an authenticator returned, say).
     GilHold gil;
-    PyRef text = PyRef::Steal(PyUnicode_FromString("close me"));
-    credentials = CredentialsFromObject(text.get());
+    auto made = MakeCredentials(*g_interp, PyRef::Steal(PyUnicode_FromString("close me")));
+    ASSERT_TRUE(made) << made.error().message();
+    credentials = std::move(*made);
   }
   auto space = MakeServiceObjectSpace(*g_interp, peer, *service_, {9, -1, credentials});
   ASSERT_TRUE(space->OnConnect());

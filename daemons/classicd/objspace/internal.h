@@ -67,13 +67,6 @@ struct HostedService {
   int request_timeout_ms = 30000;  // sync_request_timeout (None: the largest wait)
 };
 
-// conn._config["credentials"] of a connection (objspace.h).
-struct Credentials {
-  PyRef object;
-};
-// GIL held: credentials holding `object` (a new reference is taken), released with the GIL.
-CredentialsPtr CredentialsFromObject(PyObject* object);
-
 // The config keys a ProtocolConfig sets, as the dict rpyc's Connection reads (NULL + Python error
 // on failure).
 PyRef ProtocolConfigDict(const ProtocolConfig& config);
@@ -102,5 +95,8 @@ bool OwnsThreadState();
 
 // The text of the pending Python exception (clears it), for errors reported to C++.
 std::string FetchErrorText();
+// The same for support.py's loaders (load_service, load_authenticator): a ServiceLoadError's
+// text alone (it is the whole message), any other exception with its traceback (hosting.cc).
+std::string LoadErrorText(PyObject* support_module);
 
 }  // namespace classicd::objspace

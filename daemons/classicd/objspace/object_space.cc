@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "daemons/classicd/objspace/classic_object_space.h"
+#include "daemons/classicd/objspace/credentials.h"
 #include "daemons/classicd/objspace/internal.h"
 #include "daemons/classicd/objspace/objspace.h"
 #include "daemons/classicd/objspace/py_ref.h"
@@ -42,6 +43,14 @@ bool ClassicObjectSpace::Init(bool classic_root) {
   root_ = PyRef::Borrow(PyTuple_GET_ITEM(pair.get(), 0));
   conn_obj_ = PyRef::Borrow(PyTuple_GET_ITEM(pair.get(), 1));
   return true;
+}
+
+void ClassicObjectSpace::SetClassicCredentials(const Credentials& credentials) {
+  PyRef set = PyRef::Steal(PyObject_GetAttrString(sup_.module.get(), "set_classic_credentials"));
+  PyRef r = set ? PyRef::Steal(PyObject_CallFunctionObjArgs(set.get(), conn_obj_.get(),
+                                                            credentials.object.get(), nullptr))
+                : PyRef();
+  if (!r) PyErr_Clear();
 }
 
 ClassicObjectSpace::~ClassicObjectSpace() {
@@ -152,15 +161,17 @@ void ClassicObjectSpace::SwapThreadData() {
   ts->context_ver++;  // ContextVar.get() caches by this version
 }
 
-std::unique_ptr<core::protocol::ObjectSpace> MakeClassicObjectSpace(Interpreter& interpreter,
-                                                                    core::protocol::Peer& peer,
-                                                                    RootService root) {
+std::unique_ptr<core::protocol::ObjectSpace> MakeClassicObjectSpace(
+    Interpreter& interpreter, core::protocol::Peer& peer, RootService root,
+    const CredentialsPtr& credentials) {
   GilHold gil;
   auto space = std::make_unique<ClassicObjectSpace>(interpreter.support(), peer,
                                                     *interpreter.support().classic_policy);
   if (!space->Init(root == RootService::kClassic)) {
     // Only on out-of-memory-like failures; the space still answers, with exceptions.
     PyErr_Clear();
+  } else if (credentials) {
+    space->SetClassicCredentials(*credentials);
   }
   return space;
 }

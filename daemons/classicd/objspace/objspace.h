@@ -10,7 +10,6 @@
 #include <string>
 #include <string_view>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include "daemons/classicd/objspace/protocol_config.h"
@@ -130,29 +129,58 @@ class Interpreter {
 // test.
 enum class RootService { kSlave, kClassic };
 
+// What authenticated a connection (issue 13; credentials.cc, authenticator.cc): the Python
+// object a hosted service finds in conn._config["credentials"] (and the classic service too),
+// with its repr for rpyc's "welcome ADDR (credentials)" line. Made and dropped with the GIL taken
+// inside, on any thread; drop the last reference before the interpreter is destroyed.
+struct Credentials;
+using CredentialsPtr = std::shared_ptr<const Credentials>;
+// repr(credentials) when they are true, as rpyc's server logs them; "" otherwise.
+const std::string& CredentialsText(const Credentials& credentials);
+
+// TLS with --ssl-cafile: the dict ssl.SSLSocket.getpeercert() returns (what rpyc's
+// SSLAuthenticator gives) for the client certificate `der`, made by CPython's own certificate
+// decoder (support.py's decode_certificate). PrepareCertificates() imports it once at start.
+core::Status PrepareCertificates(Interpreter& interpreter);
+core::Result<CredentialsPtr> CertificateCredentials(Interpreter& interpreter,
+                                                    const std::string& der);
+// A Unix-socket peer's SO_PEERCRED: {'uid': ..., 'gid': ..., 'pid': ...}.
+core::Result<CredentialsPtr> PeerCredentials(Interpreter& interpreter, int64_t uid, int64_t gid,
+                                             int64_t pid);
+
+// --authenticator "package.module:callable": rpyc's contract (authenticator.cc). Imported once at
+// start: an Error::Config naming the spec and why it cannot be used. Destroy it before the
+// interpreter.
+struct Authenticator;
+using AuthenticatorPtr = std::shared_ptr<const Authenticator>;
+core::Result<AuthenticatorPtr> LoadAuthenticator(Interpreter& interpreter, const std::string& spec);
+struct AuthOutcome {
+  enum class Kind {
+    kAccepted,  // `credentials` is what it returned
+    kRefused,   // it raised AuthenticationError; `reason` is its text
+    kFailed,    // it raised something else, returned something else, or ran out of time
+  };
+  Kind kind = Kind::kFailed;
+  CredentialsPtr credentials;
+  std::string reason;
+};
+// Calls the authenticator with a socket.socket over a duplicate of `fd` (a connected socket)
+// whose operations wait no longer than `timeout_ms` in all. The descriptor's file status flags
+// (O_NONBLOCK) are as they were afterwards.
+AuthOutcome Authenticate(const Authenticator& authenticator, int fd, int timeout_ms);
+
 // One per connection, used only from the thread serving that connection (the thread may change
 // between top-level requests, not within one). `interpreter` and `peer` must outlive the object
-// space; destroy it before the interpreter.
+// space; destroy it before the interpreter. `credentials`, when set, are conn._config's.
 std::unique_ptr<core::protocol::ObjectSpace> MakeClassicObjectSpace(
-    Interpreter& interpreter, core::protocol::Peer& peer, RootService root = RootService::kSlave);
+    Interpreter& interpreter, core::protocol::Peer& peer, RootService root = RootService::kSlave,
+    const CredentialsPtr& credentials = nullptr);
 
 // A user's rpyc.Service hosted instead of the classic one (--service; hosting.cc): imported once,
 // with the access policy and conn._config of its protocol config. Destroy it before the
 // interpreter.
 struct HostedService;
 using HostedServicePtr = std::shared_ptr<HostedService>;
-
-// What conn._config["credentials"] holds for one connection (rpyc: what the server's
-// authenticator returned): None unless the connection's authentication (a TLS client
-// certificate, an authenticator, SO_PEERCRED) set it before the connection is served. Opaque
-// here: a Python object, released with the GIL (hosting.cc; objspace code makes one from a
-// Python object with CredentialsFromObject(), internal.h).
-struct Credentials;
-using CredentialsPtr = std::shared_ptr<const Credentials>;
-// Credentials as a dict of str keys to int or str values (SO_PEERCRED's uid, gid and pid...).
-using CredentialValue = std::variant<int64_t, std::string>;
-CredentialsPtr MakeCredentials(Interpreter& interpreter,
-                               const std::vector<std::pair<std::string, CredentialValue>>& items);
 
 // What a hosted service's `conn` knows of its connection.
 struct ConnectionInfo {
@@ -161,7 +189,9 @@ struct ConnectionInfo {
   // (getsockname(), getpeername()), conn._channel.stream.sock (a socket over a dup() of it,
   // made when first asked for). -1: none (endpoints None).
   int fd = -1;
-  CredentialsPtr credentials;  // null: None
+  // conn._config["credentials"] (Peer::credentials: what the connection's authentication, a TLS
+  // client certificate, an authenticator or SO_PEERCRED, said); null: None.
+  CredentialsPtr credentials;
 };
 
 // Imports `spec` ("package.module:Name" or "package.module:factory()", factory() called here).

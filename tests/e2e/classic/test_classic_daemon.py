@@ -514,15 +514,20 @@ def start_registry(kind, mode, port, tmp_path):
     return p
 
 
-def discover(mode, port):
+def discover(mode, port, generation="rpyc5"):
     code = textwrap.dedent(f"""
+        import rpyc
+        assert rpyc.__version__.startswith({'"5.3"' if generation == 'rpyc5' else '"6."'}), rpyc.__version__
         from rpyc.utils.registry import UDPRegistryClient, TCPRegistryClient
         cls = {'UDPRegistryClient' if mode == 'UDP' else 'TCPRegistryClient'}
         print(sorted(tuple(x) for x in cls(ip="127.0.0.1", port={port}).discover("SLAVE")))
     """)
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
+    if generation == "rpyc6":
+        env["PYTHONPATH"] = str(RPYC6_PATH)
     out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=env, timeout=30)
+    assert out.returncode == 0, out.stderr
     return eval(out.stdout.strip() or "[]")
 
 
@@ -540,6 +545,66 @@ def test_registration_seen_and_gone_after_sigterm(tmp_path, kind, mode):
         finally:
             assert d.stop() == 0
         wait_for(lambda: ("127.0.0.1", d.port) not in discover(mode, rport), 10, "unregistered")
+    finally:
+        reg.terminate()
+        reg.wait(timeout=10)
+
+
+def register_with(tmp_path, mode, rport, advertise):
+    return Daemon(tmp_path, extra_args=["--register", "--registry-type", mode, "--registry-host", "127.0.0.1",
+                                        "--registry-port", str(rport), "--registry-advertise-host", advertise])
+
+
+@pytest.mark.parametrize("generation", GENERATIONS)
+@pytest.mark.parametrize("mode", ["UDP", "TCP"])
+def test_advertised_host_beyond_nat_is_recorded_by_registryd(tmp_path, mode, generation):
+    """--registry-advertise-host with an address that is not this machine's (a NAT's outside
+    address) goes in the request (the extension, docs/differences.md): rpyc-registryd records it,
+    rpyc's clients find the server there, and the UNREGISTER at shutdown removes it."""
+    rport = free_port()
+    reg = start_registry("ours", mode, rport, tmp_path)
+    try:
+        d = register_with(tmp_path, mode, rport, "203.0.113.7")
+        try:
+            wait_for(lambda: discover(mode, rport, generation) == [("203.0.113.7", d.port)], 10, "registered")
+        finally:
+            assert d.stop() == 0
+        wait_for(lambda: discover(mode, rport, generation) == [], 10, "unregistered")
+    finally:
+        reg.terminate()
+        reg.wait(timeout=10)
+
+
+@pytest.mark.parametrize("kind", ["ours", "python"])
+def test_advertised_address_of_this_machine_is_the_source_for_any_registry(tmp_path, kind):
+    """An address of this machine (127.0.0.2: all of 127/8 is local) is bound as the source
+    address, so rpyc's own registry records it as well as rpyc-registryd, with the plain REGISTER."""
+    rport = free_port()
+    reg = start_registry(kind, "UDP", rport, tmp_path)
+    try:
+        d = register_with(tmp_path, "UDP", rport, "127.0.0.2")
+        try:
+            wait_for(lambda: discover("UDP", rport) == [("127.0.0.2", d.port)], 10, "registered")
+        finally:
+            assert d.stop() == 0
+        wait_for(lambda: discover("UDP", rport) == [], 10, "unregistered")
+    finally:
+        reg.terminate()
+        reg.wait(timeout=10)
+
+
+def test_advertised_host_in_the_request_is_refused_by_rpycs_registry(tmp_path):
+    """rpyc's registry does not take the extension: nothing is registered (neither address),
+    and the daemon says why in its warning."""
+    rport = free_port()
+    reg = start_registry("python", "UDP", rport, tmp_path)
+    try:
+        d = register_with(tmp_path, "UDP", rport, "203.0.113.7")
+        try:
+            d.wait_for_log("REGISTER with the advertised host 203.0.113.7 in the request", timeout=10)
+            assert discover("UDP", rport) == []
+        finally:
+            assert d.stop() == 0
     finally:
         reg.terminate()
         reg.wait(timeout=10)

@@ -1,0 +1,71 @@
+"""A service that shows its clients what authenticated them (conn._config['credentials']), and
+authenticators in rpyc's contract (authenticator(sock) -> (sock, credentials)), served by both
+servers in the authentication tests."""
+
+import rpyc
+from rpyc.utils.authenticators import AuthenticationError
+
+
+class WhoAmIService(rpyc.Service):
+    def on_connect(self, conn):
+        self._conn = conn
+
+    def exposed_credentials(self):
+        return repr(self._conn._config['credentials'])
+
+    def exposed_add(self, a, b):
+        return a + b
+
+
+class CallingWhoAmIService(WhoAmIService):
+    """Calls the client from on_connect, after the authentication that set the credentials."""
+
+    def on_connect(self, conn):
+        self._conn = conn
+        self._at_connect = [repr(conn._config['credentials']), conn.root.get_service_name()]
+
+    def exposed_at_connect(self):
+        # rpyc's server serves the client's requests while on_connect waits for its own: None
+        # until on_connect has finished.
+        at_connect = getattr(self, '_at_connect', None)
+        return None if at_connect is None else list(at_connect)
+
+
+def _read_line(sock, size=64):
+    data = b''
+    while not data.endswith(b'\n'):
+        chunk = sock.recv(size)
+        if not chunk:
+            raise AuthenticationError('the client left during authentication')
+        data += chunk
+    return data.strip()
+
+
+def token_authenticator(sock):
+    """The server speaks first: a challenge, then the client's token on a line of its own."""
+    sock.sendall(b'token?\n')
+    token = _read_line(sock)
+    if token != b'sesame':
+        sock.sendall(b'no\n')
+        raise AuthenticationError('wrong token %r' % token.decode('ascii', 'replace'))
+    sock.sendall(b'ok\n')
+    return sock, {'user': 'alice', 'token': token.decode()}
+
+
+def broken_authenticator(sock):
+    """Fails with something other than AuthenticationError."""
+    raise ValueError('the authenticator itself is broken')
+
+
+def silent_authenticator(sock):
+    """Accepts without credentials (rpyc logs a plain 'welcome ADDR')."""
+    return sock, None
+
+
+def line_authenticator(sock):
+    """Reads one line byte by byte (nothing of the protocol after it) and accepts it: a client
+    that never sends it is ended by the handshake deadline."""
+    return sock, _read_line(sock, 1).decode()
+
+
+not_callable = 42
