@@ -136,8 +136,9 @@ core::config::CliOutcome ParseOptionsWith(int argc, const char* const* argv,
                                           const core::config::AppInfo& info, Options* o);
 
 core::daemon::RunOptions MakeRunOptions(const Options& o);
-// "SLAVE/18812", or "SLAVE/stdio": the reference's logger name.
-std::string LoggerName(const Options& o);
+// "SLAVE/18812", or "SLAVE/stdio": the reference's logger name (rpyc's server names it after
+// its service's name and its port). `port`: the port bound, when it differs from the options'.
+std::string LoggerName(const Options& o, const std::string& service = "SLAVE", uint16_t port = 0);
 
 // Stdio mode, before anything else runs (docs/embedding.md §1.5): moves the protocol off fds 0 and
 // 1 (returned as new close-on-exec descriptors) and points fd 0 at /dev/null and fds 1 and 2 at the

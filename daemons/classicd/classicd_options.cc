@@ -51,9 +51,10 @@ int Options::backlog() const {
   return listen_backlog > 0 ? static_cast<int>(listen_backlog) : core::transport::kMaxBacklog;
 }
 
-std::string LoggerName(const Options& o) {
-  return "SLAVE/" +
-         (o.mode == Mode::kStdio ? std::string("stdio") : std::to_string(o.effective_port()));
+std::string LoggerName(const Options& o, const std::string& service, uint16_t port) {
+  return service + "/" +
+         (o.mode == Mode::kStdio ? std::string("stdio")
+                                 : std::to_string(port != 0 ? port : o.effective_port()));
 }
 
 std::string Options::effective_host() const {
@@ -83,7 +84,8 @@ core::config::Schema MakeSchema(Options* o) {
       Choice("log", "--log",
              "Log destination: auto (journal under systemd), stderr, journal, file (logfile only)",
              &o->log, {"auto", "stderr", "journal", "file"}),
-      Flag("register", "--register", "Register with a registry server as SLAVE",
+      Flag("register", "--register",
+           "Register with a registry server as SLAVE (a hosted service: its aliases)",
            &o->register_server),
       Choice("registry_type", "--registry-type", "Registry protocol", &o->registry_type,
              {"UDP", "TCP"}),
@@ -241,21 +243,6 @@ core::Status Validate(const Options& o, const core::config::Origins& origins) {
                        "applies to a hosted service (service = \"package.module:Name\")"));
   }
   if (auto pc = ParseProtocol(o.protocol); !pc) return Fail(pc.error());
-  if (o.hosted()) {
-    const auto mode = ParseMode(o.mode_text).value_or(Mode::kThreaded);
-    if (mode != Mode::kThreaded) {
-      return Fail(Broken(origins, {"service", "mode"},
-                         std::string("--service: mode ") + ModeName(mode) +
-                             " does not serve a hosted service yet (only threaded)",
-                         std::string("mode ") + ModeName(mode) +
-                             " does not serve a hosted service yet (only threaded)"));
-    }
-    if (o.register_server) {
-      return Fail(Broken(origins, {"service", "register"},
-                         "--register with a hosted service is not supported yet",
-                         "register with a hosted service is not supported yet"));
-    }
-  }
   if (auto b = AllowList::ParseBlocks(o.allow_from); !b) {
     return Fail(Broken(origins, {"allow_from"}, "--allow-from: " + b.error().message(),
                        b.error().message()));

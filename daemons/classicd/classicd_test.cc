@@ -272,12 +272,25 @@ TEST(OptionsTest, ProtocolErrors) {
        64,
        "--protocol: key 'protocol.sync_request_timeout': expected a number of seconds"},
       {{"--protocol", "allow_pickle=true"}, "", 64, "--protocol applies to a hosted service"},
-      {{"--service", "m:S", "-m", "stdio", "--logfile", "x"},
-       "",
-       64,
-       "--service: mode stdio does not serve a hosted service yet"},
   };
   ExpectErrors(cases);
+}
+
+TEST(OptionsTest, HostedServiceInEveryModeAndRegistered) {
+  for (const char* mode : {"threaded", "threadpool", "forking", "oneshot", "stdio"}) {
+    Parsed p = Parse({"--service", "m:S", "-m", mode, "--logfile", "x", "--register"});
+    EXPECT_FALSE(p.outcome.exit) << mode << ": " << p.outcome.message;
+    EXPECT_TRUE(p.o.hosted() && p.o.register_server);
+  }
+}
+
+TEST(OptionsTest, LoggerNameNamesTheServiceAndPort) {
+  Parsed p = Parse({"-p", "18861"});
+  EXPECT_EQ(LoggerName(p.o), "SLAVE/18861");
+  EXPECT_EQ(LoggerName(p.o, "CALCULATOR"), "CALCULATOR/18861");
+  EXPECT_EQ(LoggerName(p.o, "CALCULATOR", 40000), "CALCULATOR/40000");
+  Parsed stdio = Parse({"-m", "stdio", "--logfile", "x"});
+  EXPECT_EQ(LoggerName(stdio.o, "CALCULATOR", 40000), "CALCULATOR/stdio");
 }
 
 TEST(OptionsTest, MissingConfigFileIsAConfigError) {

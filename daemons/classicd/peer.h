@@ -29,8 +29,10 @@ struct Peer {
     int64_t pid = 0;
   };
   std::optional<UnixCred> unix_cred;
-  // What authenticated it (conn._config["credentials"]), set on the thread that serves it
-  // (ClassicService::Authenticate); null: None.
+  // Who the connection's authentication says the peer is (a TLS client certificate, an
+  // authenticator, SO_PEERCRED): conn._config["credentials"] of the hosted or classic service.
+  // Set on the thread that serves it (ClassicService::Authenticate) before the session starts;
+  // null: None.
   objspace::CredentialsPtr credentials;
 
   // A socket's peer; a Unix socket's is "unix".

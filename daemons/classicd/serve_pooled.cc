@@ -56,8 +56,10 @@ core::Status ClassicService::StartPool() {
   };
   core::server::PooledServer::Options options;
   options.threads = static_cast<size_t>(o_.threads);
-  // A TLS handshake or an authenticator waits on the peer for up to tls_handshake_timeout.
-  options.setup_thread = tls_ != nullptr || authenticator_ != nullptr;
+  // A TLS handshake or an authenticator waits on the peer for up to tls_handshake_timeout; a
+  // hosted service's on_connect may call the client, which waits for the client's first frame.
+  // One setup thread does all of them, in that order.
+  options.setup_thread = tls_ != nullptr || authenticator_ != nullptr || hosted_ != nullptr;
   options.on_thread_start = BlockStopSignals;
   pool_ =
       std::make_unique<core::server::PooledServer>(ctx_.loop, std::move(hooks), std::move(options));

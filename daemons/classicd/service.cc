@@ -11,6 +11,7 @@
 
 #include "daemons/classicd/objspace/objspace.h"
 #include "libcore/server/inherited.h"
+#include "libcore/transport/address.h"
 #include "libcore/transport/exposure.h"
 #include "libcore/transport/socket_stream.h"
 
@@ -130,11 +131,39 @@ core::Status ClassicService::Start(StdioFds stdio) {
     const auto mode = static_cast<mode_t>(std::strtoul(o_.unix_socket_mode.c_str(), nullptr, 8));
     if (auto st = listeners_.ListenUnix(o_.unix_socket, mode, o_.backlog()); !st) return st;
   }
-  if (!activated && o_.effective_port() == 0 && !listeners_.empty()) {
-    // `-p 0`: the logger is named after the port the kernel chose, as the reference does.
-    log_name_ = "SLAVE/" + std::to_string(listeners_.LocalAddress(0).port());
-    log_ = ctx_.logging.Get(log_name_);
+  auto interp = objspace::Interpreter::Start(objspace::InterpreterOptions{});
+  if (!interp) {
+    return Fail(Error::Python("cannot start the Python interpreter: " + interp.error().message()));
   }
+  interpreter_ = std::move(*interp);
+  std::string service_name = "SLAVE";
+  if (o_.hosted()) {
+    auto hosted = LoadHosted(*interpreter_, o_);
+    if (!hosted) return Fail(hosted.error());
+    hosted_ = std::move(*hosted);
+    if (!objspace::ServiceAliases(*hosted_).empty()) {
+      service_name = objspace::ServiceAliases(*hosted_).front();
+    }
+  }
+  // The logger is named after the service and the port, as the reference's server names it:
+  // `-p 0` gives the port the kernel chose; a hosted service its name (rpyc's
+  // get_service_name(), "CALCULATOR/18861").
+  if (!activated && o_.effective_port() == 0 && !listeners_.empty()) {
+    log_name_ = classicd::LoggerName(o_, service_name, listeners_.LocalAddress(0).port());
+  } else if (o_.hosted()) {
+    // An inherited connection (Accept=yes): the port it came to, as the server's would be.
+    uint16_t port = listeners_.TcpPort();
+    if (connected) {
+      sockaddr_storage ss{};
+      socklen_t len = sizeof ss;
+      if (::getsockname(connected.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+        port = core::transport::SocketAddress(reinterpret_cast<sockaddr*>(&ss), len).port();
+      }
+    }
+    log_name_ = classicd::LoggerName(o_, service_name, port);
+  }
+  if (!log_name_.empty()) log_ = ctx_.logging.Get(log_name_);
+  ctx_.logging.SetJournalField("RPYC_SERVICE", service_name);
   conn_log_ = ConnLog(log_, o_.mode);
   {  // The exposure rule (issue 12): remote without client certificates only when allowed.
     auto bound = listeners_.Bound();
@@ -154,34 +183,43 @@ core::Status ClassicService::Start(StdioFds stdio) {
               core::transport::TlsContext::Posture(tls_.get()));
   }
 
-  auto interp = objspace::Interpreter::Start(objspace::InterpreterOptions{});
-  if (!interp) {
-    return Fail(Error::Python("cannot start the Python interpreter: " + interp.error().message()));
-  }
-  interpreter_ = std::move(*interp);
-  if (o_.hosted()) {
-    if (connected) {
-      return Fail(
-          Error::Config("a hosted service is not served on an inherited connection "
-                        "(Accept=yes) yet"));
-    }
-    auto hosted = LoadHosted(*interpreter_, o_);
-    if (!hosted) return Fail(hosted.error());
-    hosted_ = std::move(*hosted);
+  if (hosted_) {
     std::string aliases;
     for (const auto& a : objspace::ServiceAliases(*hosted_)) {
       aliases += (aliases.empty() ? "" : ", ") + a;
     }
     log_.Info("hosting service {} ({})", o_.service, aliases);
-    make_space_ = [this](core::protocol::Connection& conn, const Peer& peer) {
-      return objspace::MakeServiceObjectSpace(*interpreter_, conn, *hosted_, ++hosted_connid_,
-                                              peer.credentials);
+    // What the service logs through conn._config["logger"] goes to the daemon's log, under the
+    // same name, from the daemon's threshold up.
+    auto to_level = [](int levelno) {
+      return levelno >= 40   ? Level::err
+             : levelno >= 30 ? Level::warn
+             : levelno >= 20 ? Level::info
+                             : Level::debug;
+    };
+    const auto threshold = ctx_.logging.threshold();
+    const int levelno = threshold >= Level::err    ? 40
+                        : threshold >= Level::warn ? 30
+                        : threshold >= Level::info ? 20
+                                                   : 10;
+    if (auto st = objspace::SetServiceLogger(
+            *hosted_, log_name_,
+            [log = log_, to_level](int n, std::string_view message) {
+              log.Write(to_level(n), {}, message);
+            },
+            levelno);
+        !st) {
+      return st;
+    }
+    make_space_ = [this](core::protocol::Connection& conn, const SpaceContext& c) {
+      return objspace::MakeServiceObjectSpace(*interpreter_, conn, *hosted_,
+                                              {c.id, c.fd, c.peer->credentials});
     };
   } else {
     make_space_ = [interpreter = interpreter_.get()](core::protocol::Connection& conn,
-                                                     const Peer& peer) {
+                                                     const SpaceContext& c) {
       return objspace::MakeClassicObjectSpace(*interpreter, conn, objspace::RootService::kSlave,
-                                              peer.credentials);
+                                              c.peer->credentials);
     };
   }
   if (!o_.authenticator.empty()) {
@@ -199,6 +237,8 @@ core::Status ClassicService::Start(StdioFds stdio) {
       log_.Warn("client certificates will not be credentials: {}", st.error().message());
     }
   }
+  // Forking: a hosted service's module (and the authenticator's) was imported above, in the
+  // parent: children start warm.
   if (o_.mode == Mode::kForking) {
     if (auto st = interpreter_->PrepareFork(); !st) log_.Warn("{}", st.error().message());
   }
@@ -260,6 +300,9 @@ void ClassicService::StartRegistrar() {
   } else {
     r.port = core::brine::Value(core::brine::Str{o_.unix_socket});
   }
+  // A hosted service registers under its aliases, as rpyc's server does (clients find it with
+  // rpyc.connect_by_service("CALCULATOR")).
+  if (hosted_) r.aliases = objspace::ServiceAliases(*hosted_);
   auto reg = core::registrar::Registrar::Create(ctx_.loop, r, ctx_.logging.Get("REGCLNT"));
   if (!reg) {
     log_.Error("registration disabled: {}", reg.error().message());

@@ -172,7 +172,6 @@ class ClassicService final : public core::daemon::Service {
   objspace::AuthenticatorPtr authenticator_;  // --authenticator: destroyed before the interpreter
   bool certificate_credentials_ = false;      // TLS verifies client certificates
   AllowList allow_;
-  std::atomic<uint64_t> hosted_connid_{0};
   SpaceFactory make_space_;
 
   mutable std::mutex tls_mu_;

@@ -30,10 +30,16 @@ struct SessionSettings {
   std::atomic<uint64_t>* requests_served = nullptr;
 };
 
-// Makes the object space of a new connection from `peer` (in the daemon, the embedded
-// interpreter's, with the peer's credentials).
+// What the object space of a new connection may learn of it (a hosted service's `conn`).
+struct SpaceContext {
+  uint64_t id = 0;
+  int fd = -1;                 // the stream's descriptor, -1 when it has none
+  const Peer* peer = nullptr;  // its credentials among the rest
+};
+
+// Makes the object space of a new connection (in the daemon, the embedded interpreter's).
 using SpaceFactory = std::function<std::unique_ptr<core::protocol::ObjectSpace>(
-    core::protocol::Connection&, const Peer& peer)>;
+    core::protocol::Connection&, const SpaceContext&)>;
 
 class ClassicSession {
  public:

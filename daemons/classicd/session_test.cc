@@ -61,7 +61,7 @@ class SessionTest : public ::testing::Test {
     auto pair = MemoryStream::Pair();
     client_ = std::move(pair.first);
     server_ = std::move(pair.second);
-    make_space_ = [this](core::protocol::Connection&, const Peer&) {
+    make_space_ = [this](core::protocol::Connection&, const SpaceContext&) {
       return std::make_unique<FakeSpace>(&disconnects_);
     };
   }
@@ -88,7 +88,7 @@ TEST_F(SessionTest, RunLogsWelcomeTheEndAndGoodbye) {
 
 TEST_F(SessionTest, AnObjectSpaceThatCannotBeMadeClosesOnlyThatConnection) {
   SpaceFactory failing = [](core::protocol::Connection&,
-                            const Peer&) -> std::unique_ptr<FakeSpace> {
+                            const SpaceContext&) -> std::unique_ptr<FakeSpace> {
     throw std::runtime_error("no space");
   };
   ClassicSession::Run(*server_, peer_, 7, settings_, failing, log_.log());

@@ -64,6 +64,7 @@ class DeadlineStream final : public transport::Stream {
   void ExpectBytes(size_t n) override { inner_.ExpectBytes(n); }
   void Shutdown() override { inner_.Shutdown(); }
   std::string PeerName() const override { return inner_.PeerName(); }
+  int fd() const override { return inner_.fd(); }
 
   // Time left for the frame in progress (zero when already past), or nullopt when no frame is in
   // progress or the frame limit is off. For an event loop that waits for the peer itself.

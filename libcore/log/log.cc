@@ -74,6 +74,8 @@ int SyslogPriority(Level level) {
   }
 }
 
+}  // namespace
+
 // Native journal protocol: MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, RPYC_LOGGER and the caller's
 // fields. No timestamp in MESSAGE: the journal has its own.
 class JournalSink final : public spdlog::sinks::base_sink<std::mutex> {
@@ -88,6 +90,7 @@ class JournalSink final : public spdlog::sinks::base_sink<std::mutex> {
     parts.push_back("PRIORITY=" + std::to_string(SyslogPriority(msg.level)));
     parts.push_back("SYSLOG_IDENTIFIER=" + identifier_);
     parts.push_back("RPYC_LOGGER=" + std::string(msg.logger_name.data(), msg.logger_name.size()));
+    for (const auto& [name, value] : fields_) parts.push_back(name + "=" + value);
     if (current_fields != nullptr) {
       for (const Field& f : *current_fields) {
         parts.push_back(std::string(f.name) + "=" + std::string(f.value));
@@ -102,11 +105,22 @@ class JournalSink final : public spdlog::sinks::base_sink<std::mutex> {
   }
   void flush_() override {}
 
+ public:
+  void SetField(const std::string& name, const std::string& value) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& f : fields_) {
+      if (f.first == name) {
+        f.second = value;
+        return;
+      }
+    }
+    fields_.emplace_back(name, value);
+  }
+
  private:
   std::string identifier_;
+  std::vector<std::pair<std::string, std::string>> fields_;  // guarded by mutex_
 };
-
-}  // namespace
 
 // A file sink that can be reopened in place (logrotate's "move, then HUP").
 class ReopenableFileSink final : public spdlog::sinks::base_sink<std::mutex> {
@@ -175,7 +189,8 @@ Result<std::unique_ptr<Logging>> Logging::Create(const Options& options) {
   l->to_journal_ = options.target == Target::kJournal ||
                    (options.target == Target::kAuto && stream != nullptr && *stream != '\0');
   if (l->to_journal_) {
-    l->sinks_.push_back(std::make_shared<JournalSink>(options.identifier));
+    l->journal_ = std::make_shared<JournalSink>(options.identifier);
+    l->sinks_.push_back(l->journal_);
   } else if (options.target != Target::kFile) {
     auto err = std::make_shared<spdlog::sinks::stderr_sink_mt>();
     err->set_formatter(MakeFormatter("%*:%n:%v"));
@@ -196,6 +211,10 @@ Result<std::unique_ptr<Logging>> Logging::Create(const Options& options) {
 }
 
 Logging::~Logging() = default;
+
+void Logging::SetJournalField(const std::string& name, const std::string& value) {
+  if (journal_) journal_->SetField(name, value);
+}
 
 bool Logging::reaches_stderr() const {
   if (to_stderr_) return true;

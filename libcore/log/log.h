@@ -114,6 +114,9 @@ class Logging {
   Level threshold() const;
 
   bool to_journal() const { return to_journal_; }
+  // A field every journal line carries from now on (RPYC_SERVICE=CALCULATOR), beside the ones
+  // each line gives; set again, it changes. A no-op without the journal. `name` as in Field.
+  void SetJournalField(const std::string& name, const std::string& value);
   // Whether what is logged reaches the process's stderr: a stderr sink, or the journal when
   // stderr is the journal stream systemd connected (JOURNAL_STREAM names its device and inode).
   bool reaches_stderr() const;
@@ -122,6 +125,7 @@ class Logging {
   Logging() = default;
   std::vector<spdlog::sink_ptr> sinks_;
   std::shared_ptr<class ReopenableFileSink> file_;
+  std::shared_ptr<class JournalSink> journal_;
   Level level_ = Level::debug;  // guarded by mu_
   bool to_journal_ = false;
   bool to_stderr_ = false;

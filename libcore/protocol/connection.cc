@@ -92,6 +92,22 @@ void Connection::Shutdown() {
   cv_.notify_all();  // a Call() sleeping while nobody reads sees the shutdown
 }
 
+void Connection::Close() {
+  if (generation_known()) {
+    SendCloseAndShutdown();
+    return;
+  }
+  close_pending_ = true;
+  // The reader may have learnt the generation meanwhile, before it saw close_pending_.
+  if (generation_known() && close_pending_.exchange(false)) SendCloseAndShutdown();
+}
+
+void Connection::SendCloseAndShutdown() {
+  // rpyc's close(): HANDLE_CLOSE with no arguments, its reply not awaited.
+  (void)Notify(Handler::kClose, brine::MakeTuple({brine::Int(kLabelTuple), brine::MakeTuple({})}));
+  Shutdown();
+}
+
 void Connection::SetEnded(EndReason r) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!ended_) ended_ = r;
@@ -303,6 +319,10 @@ Result<std::optional<Message>> Connection::ReadMessage(std::optional<int> timeou
       auto gen = DetectGeneration(**payload);
       if (!gen) return Fail(Fatal(gen.error().WithContext("peer " + peer_name_)));
       generation_ = static_cast<int>(*gen);
+      if (close_pending_.exchange(false)) {  // Close() waited for this frame: not served
+        SendCloseAndShutdown();
+        return Fail(Error::Closed("connection to " + peer_name_ + " shut down"));
+      }
     }
     // A large inflated payload is shared by the bytes values decoded from it, not copied.
     std::shared_ptr<const void> owner;

@@ -106,6 +106,7 @@ class Connection final : public Peer {
   // Ends the connection from any thread: Serve() returns kShutdown, a Call() waiting in it
   // fails with kClosed.
   void Shutdown();
+  void Close() override;
 
   const std::string& peer_name() const { return peer_name_; }
   bool generation_known() const { return generation_.load() >= 0; }
@@ -136,6 +137,8 @@ class Connection final : public Peer {
   Result<std::optional<std::string_view>> NextPayload(std::optional<int> timeout_ms,
                                                       bool buffered_only);
   Status Send(const Message& m);
+  // Close()'s CLOSE and shutdown, once the generation is known.
+  void SendCloseAndShutdown();
   Status Dispatch(Message&& request);
   // Builds the exception reply the engine sends itself (unknown handler, malformed request).
   brine::Value EngineException(const char* type_name, brine::Value arg,
@@ -161,6 +164,8 @@ class Connection final : public Peer {
   std::atomic<int> generation_{-1};  // -1 until detected, else int(Generation)
   std::atomic<uint64_t> next_seq_{0};
   std::atomic<bool> shutdown_{false};
+  // Close() came before the peer's generation was known: the first frame's reader closes.
+  std::atomic<bool> close_pending_{false};
   std::atomic<bool> broken_{false};  // a write failed or the input was malformed
 
   // Owned by the holder of the read role (handed over under mu_).

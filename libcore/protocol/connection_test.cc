@@ -341,6 +341,48 @@ TEST_P(ConnectionTest, CloseEndsTheConnectionWithoutAReply) {
   EXPECT_TRUE(server.space().disconnected);
 }
 
+// rpyc's conn.close() from the server's own code: CLOSE (no arguments, its reply not awaited),
+// then the end.
+void ExpectCloseRequest(RawPeer& raw, Generation g) {
+  Message m = raw.NextMessage(g);
+  EXPECT_EQ(m.type, MsgType::kRequest);
+  ASSERT_NE(m.args.tree(), nullptr);
+  const auto& items = m.args.tree()->as<brine::Tuple>().items;  // (handler, boxed args)
+  EXPECT_EQ(items[0], Value(brine::Int(static_cast<int>(Handler::kClose))));
+  EXPECT_EQ(items[1], MakeTuple({brine::Int(kLabelTuple), MakeTuple({})}));
+  EXPECT_FALSE(raw.Next().has_value());  // then EOF
+}
+
+TEST_P(ConnectionTest, CloseFromThisSideSendsCloseThenEnds) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Server server(std::move(server_end));
+  RawPeer raw(*client);
+  raw.Write(Frame(Request(0, Handler::kPing, BoxValue(MakeTuple({1}))), gen()));
+  EXPECT_EQ(raw.NextMessage(gen()).seq, 0u);
+  server.conn().Close();
+  ExpectCloseRequest(raw, gen());
+  auto end = server.Join();
+  ASSERT_TRUE(end.has_value()) << end.error().ToString();
+  EXPECT_EQ(*end, EndReason::kShutdown);
+}
+
+TEST_P(ConnectionTest, CloseBeforeThePeerSpeaksWaitsForItsFirstFrameAndServesNothing) {
+  auto [client, server_end] = MemoryStream::Pair();
+  Connection conn(*server_end, {});
+  FakeSpace space;
+  space.set_peer(&conn);
+  conn.set_object_space(&space);
+  conn.Close();  // as from on_connect: the generation is not known yet
+  std::optional<Result<EndReason>> end;
+  std::thread serving([&] { end = conn.Serve(); });
+  RawPeer raw(*client);
+  raw.Write(Frame(Request(7, Handler::kPing, BoxValue(MakeTuple({MakeStr("first")}))), gen()));
+  ExpectCloseRequest(raw, gen());  // in the generation of the first frame, which has no reply
+  serving.join();
+  ASSERT_TRUE(end.has_value());
+  EXPECT_EQ(space.handled, 0);  // and no reply to the ping (the next frame was CLOSE)
+}
+
 TEST_P(ConnectionTest, PingWithAReferenceGoesToTheObjectSpace) {
   auto [client, server_end] = MemoryStream::Pair();
   Server server(std::move(server_end));

@@ -59,6 +59,11 @@ class Peer {
   virtual Status Notify(Handler h, brine::Value boxed_args) = 0;
 
   virtual Generation generation() const = 0;
+
+  // rpyc's conn.close(), from any thread (a hosted service's code closing its connection): sends
+  // the peer CLOSE and ends the connection. Before the peer's first frame has told its wire
+  // generation, CLOSE waits for that frame (which is then not served). A no-op by default.
+  virtual void Close() {}
 };
 
 // One per connection. Handle() runs on the thread that read the request: the connection's serving

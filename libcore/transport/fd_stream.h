@@ -25,6 +25,7 @@ class FdStream : public Stream {
   // later Read() starts (pipes cannot be interrupted from another thread).
   void Shutdown() override;
   std::string PeerName() const override { return peer_name_; }
+  int fd() const override { return in_.get(); }  // the input (a socket under inetd)
 
  private:
   int out_fd() const { return out_ ? out_.get() : in_.get(); }

@@ -43,7 +43,7 @@ class SocketStream : public Stream {
   void Shutdown() override;
   std::string PeerName() const override { return peer_name_; }
 
-  int fd() const { return fd_.get(); }
+  int fd() const override { return fd_.get(); }
 
   // The highest low-water mark set (from kExpectBytesFrom expected bytes).
   static constexpr size_t kLowWaterMax = size_t{1} << 20;

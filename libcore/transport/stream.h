@@ -49,6 +49,10 @@ class Stream {
 
   // Who is on the other side, for log lines ("127.0.0.1:51234", "memory").
   virtual std::string PeerName() const = 0;
+
+  // The descriptor the stream reads (a socket's, a pipe's), for what a hosted service's code
+  // asks of its connection (conn.fileno(), the socket's addresses); -1 when there is none.
+  virtual int fd() const { return -1; }
 };
 
 }  // namespace core::transport

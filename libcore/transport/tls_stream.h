@@ -78,7 +78,7 @@ class TlsStream : public Stream {
                                                   std::string peer_name);
   Result<Progress> Handshake();
   static Error HandshakeTimedOut(const std::string& peer_name, int timeout_ms);
-  int fd() const { return fd_.get(); }
+  int fd() const override { return fd_.get(); }
 
   // Destroying a stream sends nothing to the peer (no close_notify) and leaves the socket as it
   // is but for closing this process's descriptor: a forked child that inherited the stream

@@ -1,21 +1,12 @@
 """Native journald logging with structured fields, against a private systemd-journald
 (SYSTEM-TESTING.md §2: journald in its own mount namespace, no PID-1 systemd needed)."""
-import json
 import os
-import shutil
-import subprocess
 import textwrap
 
-import pytest
-
+from journal_support import run_with_journald
 from registry_support import PYTHON, REGISTRYD, free_port, require_binary
 
 SCRIPT = textwrap.dedent("""\
-    set -e
-    mount -t tmpfs tmpfs /run/systemd; mkdir -p /run/log; mount -t tmpfs tmpfs /run/log
-    /lib/systemd/systemd-journald & JPID=$!
-    trap "kill $JPID" EXIT
-    for i in $(seq 50); do [ -S /run/systemd/journal/socket ] && break; sleep 0.1; done
     "$REGISTRYD" -p "$PORT" --log journal & RPID=$!
     sleep 0.5
     "$PYTHON" -c "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1], flush=True); s.sendto(b'garbage', ('127.0.0.1', $PORT))"
@@ -27,16 +18,10 @@ SCRIPT = textwrap.dedent("""\
 
 def test_journal_fields():
     require_binary(REGISTRYD)
-    if os.geteuid() != 0 or not shutil.which("unshare") or not os.path.exists("/lib/systemd/systemd-journald"):
-        pytest.skip("needs root, unshare and systemd-journald")
     port = free_port()
-    out = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", SCRIPT],
-                         env=dict(os.environ, REGISTRYD=str(REGISTRYD), PORT=str(port), PYTHON=PYTHON),
-                         capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+    lines, entries = run_with_journald(
+        SCRIPT, dict(os.environ, REGISTRYD=str(REGISTRYD), PORT=str(port), PYTHON=PYTHON), 30)
     client_port = lines[0]
-    entries = [json.loads(line) for line in lines[1:] if line.startswith("{")]
     warnings = [e for e in entries if e.get("PRIORITY") == "4"]
     assert len(warnings) == 1, entries
     w = warnings[0]

@@ -47,7 +47,10 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   bool Init(bool classic_root);  // GIL held
   // A hosted service's root and conn instead (GIL held). When they cannot be made, OnConnect()
   // fails with the reason.
-  void InitHosted(const HostedService& service, uint64_t connid, const Credentials* credentials);
+  void InitHosted(const HostedService& service, const ConnectionInfo& info);
+  // rpyc's conn.close() from the service's code (any thread, GIL held): Peer::Close(), CLOSE to
+  // the peer and the connection's end; on_disconnect runs when the serving thread sees it end.
+  void Close();
   // GIL held: conn._config["credentials"] of the classic conn object.
   void SetClassicCredentials(const Credentials& credentials);
   core::Status OnConnect() override;

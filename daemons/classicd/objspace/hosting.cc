@@ -9,6 +9,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -160,17 +161,67 @@ const std::vector<std::string>& ServiceAliases(const HostedService& service) {
   return service.aliases;
 }
 
-void ClassicObjectSpace::InitHosted(const HostedService& service, uint64_t connid,
-                                    const Credentials* credentials) {
+namespace {
+
+constexpr const char kSinkCapsule[] = "classicd.LogSink";
+
+void DestroySink(PyObject* capsule) {
+  delete static_cast<LogSink*>(PyCapsule_GetPointer(capsule, kSinkCapsule));
+}
+
+// emit(levelno, message): the service logger's handler writing to the daemon's log.
+PyObject* EmitToSink(PyObject* capsule, PyObject* const* args, Py_ssize_t nargs) {
+  auto* sink = static_cast<LogSink*>(PyCapsule_GetPointer(capsule, kSinkCapsule));
+  if (sink == nullptr) return nullptr;
+  if (nargs != 2 || !PyUnicode_Check(args[1])) {
+    PyErr_SetString(PyExc_TypeError, "emit(levelno, message)");
+    return nullptr;
+  }
+  const long level = PyLong_AsLong(args[0]);
+  if (level == -1 && PyErr_Occurred()) return nullptr;
+  Py_ssize_t n = 0;
+  const char* text = PyUnicode_AsUTF8AndSize(args[1], &n);
+  if (text == nullptr) return nullptr;
+  (*sink)(static_cast<int>(level), std::string_view(text, static_cast<size_t>(n)));
+  Py_RETURN_NONE;
+}
+
+PyMethodDef kEmitDef = {"emit",
+                        reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&EmitToSink)),
+                        METH_FASTCALL, "Write a record to the daemon's log."};
+
+}  // namespace
+
+core::Status SetServiceLogger(HostedService& service, const std::string& name, LogSink sink,
+                              int levelno) {
+  GilHold gil;
+  auto* owned = new LogSink(std::move(sink));
+  PyRef capsule = PyRef::Steal(PyCapsule_New(owned, kSinkCapsule, &DestroySink));
+  if (!capsule) delete owned;
+  PyRef emit = capsule ? PyRef::Steal(PyCFunction_New(&kEmitDef, capsule.get())) : PyRef();
+  PyRef make = PyRef::Steal(
+      PyObject_GetAttrString(service.interpreter->support().module.get(), "service_logger"));
+  PyRef logger = emit && make ? PyRef::Steal(PyObject_CallFunction(make.get(), "sOi", name.c_str(),
+                                                                   emit.get(), levelno))
+                              : PyRef();
+  if (!logger || PyDict_SetItemString(service.config.get(), "logger", logger.get()) < 0) {
+    return core::Fail(core::Error::Python("the service's logger: " + FetchErrorText()));
+  }
+  return {};
+}
+
+void ClassicObjectSpace::InitHosted(const HostedService& service, const ConnectionInfo& info) {
   hosted_ = true;
   request_timeout_ms_ = service.request_timeout_ms;
   PyObject* proxies = Proxies();
   PyRef make = PyRef::Steal(PyObject_GetAttrString(sup_.module.get(), "make_hosted_root"));
-  PyRef id = PyRef::Steal(PyLong_FromUnsignedLongLong(connid));
-  PyRef pair = proxies != nullptr && make && id
+  PyRef id = PyRef::Steal(PyLong_FromUnsignedLongLong(info.id));
+  PyRef fd = PyRef::Steal(PyLong_FromLong(info.fd));
+  PyObject* credentials = info.credentials ? info.credentials->object.get() : Py_None;
+  PyRef pair = proxies != nullptr && make && id && fd
                    ? PyRef::Steal(PyObject_CallFunctionObjArgs(
                          make.get(), service.make_root.get(), service.config.get(), proxies,
-                         id.get(), credentials ? credentials->object.get() : Py_None, nullptr))
+                         id.get(), fd.get(), credentials, nullptr))
                    : PyRef();
   if (!pair) {
     // The instance could not be made (its __init__ raised): OnConnect() refuses the connection.
@@ -193,12 +244,18 @@ core::Status ClassicObjectSpace::OnConnect() {
   return {};
 }
 
-std::unique_ptr<core::protocol::ObjectSpace> MakeServiceObjectSpace(
-    Interpreter& interpreter, core::protocol::Peer& peer, const HostedService& service,
-    uint64_t connid, const CredentialsPtr& credentials) {
+void ClassicObjectSpace::Close() {
+  GilRelease nogil;  // the write may wait on the peer
+  peer_.Close();
+}
+
+std::unique_ptr<core::protocol::ObjectSpace> MakeServiceObjectSpace(Interpreter& interpreter,
+                                                                    core::protocol::Peer& peer,
+                                                                    const HostedService& service,
+                                                                    const ConnectionInfo& info) {
   GilHold gil;
   auto space = std::make_unique<ClassicObjectSpace>(interpreter.support(), peer, *service.policy);
-  space->InitHosted(service, connid, credentials.get());
+  space->InitHosted(service, info);
   return space;
 }
 

@@ -5,8 +5,11 @@
 // This header does not include <Python.h>; only files in this directory do.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "daemons/classicd/objspace/protocol_config.h"
@@ -179,6 +182,18 @@ std::unique_ptr<core::protocol::ObjectSpace> MakeClassicObjectSpace(
 struct HostedService;
 using HostedServicePtr = std::shared_ptr<HostedService>;
 
+// What a hosted service's `conn` knows of its connection.
+struct ConnectionInfo {
+  uint64_t id = 0;  // conn._config["connid"] is "conn<id>", as rpyc numbers its connections
+  // The descriptor of the connection's stream: conn.fileno(), conn._config["endpoints"]
+  // (getsockname(), getpeername()), conn._channel.stream.sock (a socket over a dup() of it,
+  // made when first asked for). -1: none (endpoints None).
+  int fd = -1;
+  // conn._config["credentials"] (Peer::credentials: what the connection's authentication, a TLS
+  // client certificate, an authenticator or SO_PEERCRED, said); null: None.
+  CredentialsPtr credentials;
+};
+
 // Imports `spec` ("package.module:Name" or "package.module:factory()", factory() called here).
 // An Error::Config naming the service and the reason (the import's traceback, not a Service, a
 // _protocol override) when it cannot be hosted.
@@ -189,13 +204,22 @@ core::Result<HostedServicePtr> LoadService(Interpreter& interpreter, const std::
 core::Status PrependSysPath(Interpreter& interpreter, const std::vector<std::string>& dirs);
 // Its aliases (rpyc's get_service_aliases(): "CALCULATOR" for CalculatorService).
 const std::vector<std::string>& ServiceAliases(const HostedService& service);
+// Where the records of a hosted service's logger go: the daemon's log (any thread, GIL held).
+// `levelno` is Python's (10 debug, 20 info, 30 warning, 40 error, 50 critical).
+using LogSink = std::function<void(int levelno, std::string_view message)>;
+// Names conn._config["logger"]: logging.getLogger(name), as rpyc's server names its logger
+// ("CALCULATOR/18861"), at `levelno` (the daemon's threshold), with a handler that writes its
+// records to `sink` (their message, formatted as logging's default "%(message)s" does, with the
+// traceback of logger.exception()). Before the first connection.
+core::Status SetServiceLogger(HostedService& service, const std::string& name, LogSink sink,
+                              int levelno);
 
 // One per connection, as MakeClassicObjectSpace(): the root is a new instance of the service's
 // class (or the shared instance), its on_connect(conn) runs in OnConnect() and on_disconnect(conn)
-// in OnDisconnect(). `service` must outlive the space; `connid` becomes conn._config["connid"]
-// and `credentials` (null: None) conn._config["credentials"].
-std::unique_ptr<core::protocol::ObjectSpace> MakeServiceObjectSpace(
-    Interpreter& interpreter, core::protocol::Peer& peer, const HostedService& service,
-    uint64_t connid, const CredentialsPtr& credentials = nullptr);
+// in OnDisconnect(). `service` must outlive the space; `info` is what its `conn` tells.
+std::unique_ptr<core::protocol::ObjectSpace> MakeServiceObjectSpace(Interpreter& interpreter,
+                                                                    core::protocol::Peer& peer,
+                                                                    const HostedService& service,
+                                                                    const ConnectionInfo& info);
 
 }  // namespace classicd::objspace

@@ -188,6 +188,14 @@ PyObject* NativeQueueDel(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   Py_RETURN_NONE;
 }
 
+// close(handle): a hosted service's conn.close() (ClassicObjectSpace::Close()).
+PyObject* NativeClose(PyObject*, PyObject* handle) {
+  Link* link = LinkOf(handle);
+  if (link == nullptr) return nullptr;
+  if (link->space != nullptr) link->space->Close();
+  Py_RETURN_NONE;
+}
+
 // encodable(obj): whether obj goes by value and can be encoded.
 PyObject* NativeEncodable(PyObject*, PyObject* arg) {
   brine::Value v;
@@ -202,6 +210,7 @@ PyMethodDef kNativeMethods[] = {
     {"queue_del", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&NativeQueueDel)),
      METH_FASTCALL, "Queue a DEL for a dead proxy."},
     {"encodable", &NativeEncodable, METH_O, "Whether a value goes by value and encodes."},
+    {"close", &NativeClose, METH_O, "Close the connection (a hosted service's conn.close())."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef kNativeModule = {PyModuleDef_HEAD_INIT,

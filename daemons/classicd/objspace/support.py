@@ -17,7 +17,7 @@ import weakref
 import _classicd_native as _native
 
 # Handler numbers (docs/protocol.md §5.2).
-_PING, _GETROOT = 2, 3
+_PING, _GETROOT = 1, 3  # rpyc.core.consts.HANDLE_PING, HANDLE_GETROOT
 _GETATTR, _DELATTR, _SETATTR, _CALL, _CALLATTR = 4, 5, 6, 7, 8
 _REPR, _STR, _CMP, _HASH, _DIR, _PICKLE = 9, 10, 11, 12, 13, 14
 _INSPECT, _CTXEXIT, _INSTANCECHECK = 16, 19, 20
@@ -456,15 +456,89 @@ def hosted_config(ours):
     return config
 
 
+def _endpoints(fd):
+    """(getsockname(), getpeername()) of the socket `fd`, as Python's socket gives them (what
+    rpyc's server puts in conn._config['endpoints']); None when `fd` is no connected socket."""
+    if fd < 0:
+        return None
+    import socket
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return None
+    try:
+        return (sock.getsockname(), sock.getpeername())
+    except OSError:
+        return None
+    finally:
+        sock.detach()
+
+
+class HostedStream:
+    """conn._channel.stream: `sock` is a socket over a dup() of the connection's descriptor, made
+    when first asked for (getpeername(), getsockname(), repr(); shutting it down ends the
+    connection, as it would under rpyc)."""
+
+    def __init__(self, fd):
+        self._fd = fd
+        self._sock = None
+
+    @property
+    def sock(self):
+        if self._sock is None:
+            if self._fd < 0:
+                raise AttributeError('sock: the connection has no descriptor')
+            import os
+            import socket
+            dup = os.dup(self._fd)
+            try:
+                self._sock = socket.socket(fileno=dup)
+            except OSError:
+                os.close(dup)
+                raise AttributeError('sock: the connection is not a socket') from None
+        return self._sock
+
+    @property
+    def closed(self):
+        return self._fd < 0
+
+    def fileno(self):
+        if self._fd < 0:
+            raise EOFError('stream has been closed')
+        return self._fd
+
+    def close(self):
+        """Forgets the descriptor (the daemon closes it) and closes the dup()."""
+        self._fd = -1
+        if self._sock is not None:
+            self._sock.close()
+
+
+class HostedChannel:
+    """conn._channel: its stream, and the settings services change (compress)."""
+
+    def __init__(self, fd):
+        self.stream = HostedStream(fd)
+        self.compress = True
+
+    @property
+    def closed(self):
+        return self.stream.closed
+
+    def fileno(self):
+        return self.stream.fileno()
+
+
 class HostedConnection:
     """`conn` as a hosted service's code sees it: the parts of rpyc's Connection that services
-    use (root, _config, closed, ping)."""
+    use (root, _config, close(), closed, fileno(), ping(), _channel.stream.sock)."""
 
-    def __init__(self, proxies, config):
+    def __init__(self, proxies, config, fd):
         self._proxies = proxies
         self._config = config
         self._closed = False
         self._root = None
+        self._channel = HostedChannel(fd)
 
     @property
     def root(self):
@@ -477,6 +551,24 @@ class HostedConnection:
     def closed(self):
         return self._closed
 
+    @closed.setter
+    def closed(self, value):
+        """Set by the daemon when the connection has ended (before on_disconnect)."""
+        if value:
+            self._closed = True
+            self._channel.stream.close()
+
+    def close(self):
+        """Closes the connection, from any thread (on_connect included): the client gets
+        rpyc's CLOSE; on_disconnect runs once the connection has ended."""
+        if self._closed:
+            return
+        self._closed = True
+        _native.close(self._proxies.handle)
+
+    def fileno(self):
+        return self._channel.fileno()
+
     def ping(self, data=None, timeout=3):
         if data is None:
             data = 'abcdefghijklmnopqrstuvwxyz' * 20
@@ -486,14 +578,34 @@ class HostedConnection:
             raise PingError('echo mismatches sent data')
 
     def __repr__(self):
-        return '<rpyc-classicd hosted connection %s>' % ('closed' if self._closed else 'open')
+        return '<rpyc-classicd hosted connection %r %s>' % (
+            self._config.get('connid'), 'closed' if self._closed else 'open')
 
 
-def make_hosted_root(make, config, proxies, connid, credentials=None):
+def service_logger(name, emit, level):
+    """conn._config['logger']: logging.getLogger(name) at `level`, with a handler that hands each
+    record to the daemon's log through `emit(levelno, message)`."""
+    import logging
+
+    class DaemonHandler(logging.Handler):
+        def emit(self, record):
+            try:
+                emit(record.levelno, self.format(record))
+            except Exception:
+                self.handleError(record)
+
+    logger = logging.getLogger(name)
+    logger.setLevel(level)
+    logger.addHandler(DaemonHandler())
+    return logger
+
+
+def make_hosted_root(make, config, proxies, connid, fd, credentials):
     conf = dict(config)
-    conf['connid'] = connid
+    conf['connid'] = 'conn%d' % connid
     conf['credentials'] = credentials
-    return make(), HostedConnection(proxies, conf)
+    conf['endpoints'] = _endpoints(fd)
+    return make(), HostedConnection(proxies, conf, fd)
 
 
 # --- credentials and authenticators (issue 13) -------------------------------------------------

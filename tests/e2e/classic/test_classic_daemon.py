@@ -737,11 +737,6 @@ def test_socket_activation_of_a_connected_socket(gen, tmp_path):
 
 
 JOURNAL_SCRIPT = textwrap.dedent("""\
-    set -e
-    mount -t tmpfs tmpfs /run/systemd; mkdir -p /run/log; mount -t tmpfs tmpfs /run/log
-    /lib/systemd/systemd-journald & JPID=$!
-    trap "kill $JPID" EXIT
-    for i in $(seq 50); do [ -S /run/systemd/journal/socket ] && break; sleep 0.1; done
     "$CLASSICD" -p "$PORT" --log journal & CPID=$!
     for i in $(seq 100); do "$PYTHON" -c "import socket; socket.create_connection(('127.0.0.1', $PORT)).close()" 2>/dev/null && break; sleep 0.1; done
     "$PYTHON" -c "import rpyc; c = rpyc.classic.connect('127.0.0.1', $PORT); c.eval('1'); c.close()"
@@ -752,18 +747,11 @@ JOURNAL_SCRIPT = textwrap.dedent("""\
 
 
 def test_journal_fields(tmp_path):
-    import json
-    import shutil
-    if os.geteuid() != 0 or not shutil.which("unshare") or \
-            not os.path.exists("/lib/systemd/systemd-journald"):
-        pytest.skip("needs root, unshare and systemd-journald")
+    from journal_support import run_with_journald
     port = free_port()
     env = dict(os.environ, CLASSICD=str(CLASSICD), PORT=str(port), PYTHON=PYTHON)
     env.pop("PYTHONPATH", None)
-    out = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c",
-                          JOURNAL_SCRIPT], env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    entries = [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
+    _, entries = run_with_journald(JOURNAL_SCRIPT, env)
     welcome = [e for e in entries if e.get("MESSAGE", "").startswith("welcome ")]
     assert welcome, entries
     w = welcome[-1]

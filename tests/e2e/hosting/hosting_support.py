@@ -146,6 +146,9 @@ def attempt(fn):
         results.append(['raise', type(e).__module__, type(e).__name__,
                         str(e).split(REMOTE_TB)[0]])
 
+"""
+
+CONNECT_TCP = """
 c = rpyc.connect('127.0.0.1', int(os.environ['SERVER_PORT']), service=ClientService)
 """
 
@@ -155,15 +158,17 @@ print(json.dumps(results))
 """
 
 
-def run_client(gen, port, ops, timeout=60, setup=""):
+def run_client(gen, port, ops, timeout=60, setup="", root=True, connect=CONNECT_TCP):
     """Runs `ops` (client code that calls attempt(...)) against `port`, after `setup` (code run
-    before the first request; `root` is c.root after it); the list of outcomes."""
+    before the first request; `root` is c.root after it, unless `root` is false); the list of
+    outcomes. `connect` is the code that makes the connection `c` (over TCP to `port` unless
+    told otherwise)."""
     env = dict(os.environ, RPYC_GEN=gen, SERVER_PORT=str(port))
     env.pop("PYTHONPATH", None)
     if gen == "rpyc6":
         env["PYTHONPATH"] = str(RPYC6_PATH)
-    script = (CLIENT_PRELUDE + textwrap.dedent(setup) + "\nroot = c.root\n" + textwrap.dedent(ops) +
-              CLIENT_EPILOGUE)
+    script = (CLIENT_PRELUDE + textwrap.dedent(connect) + textwrap.dedent(setup) +
+              ("\nroot = c.root\n" if root else "\n") + textwrap.dedent(ops) + CLIENT_EPILOGUE)
     p = subprocess.run([PYTHON, "-c", script], env=env, capture_output=True, text=True,
                        timeout=timeout)
     if p.returncode != 0:
@@ -172,22 +177,32 @@ def run_client(gen, port, ops, timeout=60, setup=""):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def differential(gen, spec, ops, tmp_path, config=None, extra_args=(), setup=""):
-    """Runs `ops` against the reference server and rpyc-classicd serving `spec`; asserts the
-    same outcomes and returns them."""
+def run_against(kind, gen, spec, ops, tmp_path, config=None, extra_args=(), setup="",
+                root=True):
+    """Starts one server (`kind` "python" or "ours") of `spec`, runs `ops` against it, stops it;
+    the outcomes."""
     require_generation(gen)
-    config = dict(config or {})
-    outcomes = {}
-    for kind in ("python", "ours"):
-        server = Server(kind, gen, spec, config, tmp_path, extra_args)
-        try:
-            outcomes[kind] = run_client(gen, server.port, ops, setup=setup)
-        except AssertionError as e:
-            raise AssertionError(f"{e}\n{kind} server output:\n{server.output()}") from None
-        finally:
-            server.stop()
-    assert outcomes["ours"] == outcomes["python"], (
+    server = Server(kind, gen, spec, dict(config or {}), tmp_path, extra_args)
+    try:
+        return run_client(gen, server.port, ops, setup=setup, root=root)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{kind} server output:\n{server.output()}") from None
+    finally:
+        server.stop()
+
+
+def assert_same(python, ours):
+    assert ours == python, (
         "outcomes differ:\n" + "\n".join(
             f"  {i}: python {p!r}\n     ours   {o!r}" for i, (p, o) in
-            enumerate(zip(outcomes["python"], outcomes["ours"])) if p != o))
-    return outcomes["ours"]
+            enumerate(zip(python, ours)) if p != o) +
+        (f"\n  python {len(python)} outcomes, ours {len(ours)}" if len(python) != len(ours) else ""))
+
+
+def differential(gen, spec, ops, tmp_path, config=None, extra_args=(), setup="", root=True):
+    """Runs `ops` against the reference server and rpyc-classicd serving `spec`; asserts the
+    same outcomes and returns them."""
+    python = run_against("python", gen, spec, ops, tmp_path, config, (), setup, root)
+    ours = run_against("ours", gen, spec, ops, tmp_path, config, extra_args, setup, root)
+    assert_same(python, ours)
+    return ours

@@ -145,13 +145,13 @@ def wait_for(server, pattern, timeout=10):
     raise AssertionError(f"{pattern!r} not logged:\n{server.log()}")
 
 
-def both(gen, tmp_path, auth, extra_args, run):
+def both(gen, tmp_path, auth, extra_args, run, spec=WHO):
     """`run(server)` against the reference and against rpyc-classicd; both results."""
     require_generation(gen)
     results = {}
     for kind in ("python", "ours"):
-        server = (Reference(gen, WHO, auth, tmp_path) if kind == "python"
-                  else ours(gen, WHO, tmp_path, extra_args))
+        server = (Reference(gen, spec, auth, tmp_path) if kind == "python"
+                  else ours(gen, spec, tmp_path, extra_args))
         try:
             results[kind] = run(server)
         except AssertionError as e:
@@ -176,6 +176,34 @@ def test_authenticator_accepts_with_its_credentials(gen, tmp_path):
     assert mine == python
     assert mine[0][2] == ["credentials", "{'user': 'alice', 'token': 'sesame'}"]
     assert mine[1] == "{'user': 'alice', 'token': 'sesame'}"
+
+
+AT_CONNECT = """\
+import time
+def at_connect(c):
+    deadline = time.monotonic() + 10
+    while (seen := c.root.at_connect()) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return None if seen is None else [str(x) for x in seen]
+"""
+
+
+@pytest.mark.parametrize("mode", ["threaded", "threadpool", "forking"])
+def test_authenticator_credentials_reach_on_connect_in_every_mode(gen, tmp_path, mode):
+    """One credentials slot for the authenticator and the hosted conn: on_connect, which calls
+    the client, sees what the authenticator returned (threadpool: on the same setup thread)."""
+    auth = "auth_service:token_authenticator"
+    script = AT_CONNECT + TOKEN_CLIENT.replace("c.root.credentials()", "at_connect(c)")
+
+    def run(server):
+        port, out = client(gen, script, SERVER_PORT=server.port, TOKEN="sesame")
+        wait_for(server, rf"welcome \('127\.0\.0\.1', {port}\) \(")
+        return out
+
+    python, mine = both(gen, tmp_path, auth, ["-m", mode, "--authenticator", auth], run,
+                        spec="auth_service:CallingWhoAmIService")
+    assert mine == python
+    assert mine[2] == ["credentials", ["{'user': 'alice', 'token': 'sesame'}", "VOID"]]
 
 
 def test_authenticator_refuses_and_logs_the_reason(gen, tmp_path):
@@ -312,6 +340,22 @@ def test_tls_client_certificate_is_the_credentials(gen, tmp_path, certs):
     assert "('DNS', 'client.example')" in creds and "('IP Address', '10.1.2.3')" in creds
     assert "'OCSP': ('http://ocsp.example.org',)" in creds
     assert mine[1] == creds  # the log line shows the same repr
+
+
+@pytest.mark.parametrize("mode", ["threadpool", "forking"])
+def test_tls_client_certificate_reaches_on_connect(gen, tmp_path, certs, mode):
+    key, cert, ca = (str(certs / n) for n in ("server.key", "server.pem", "ca.pem"))
+    args = ["-m", mode, "--ssl-keyfile", key, "--ssl-certfile", cert, "--ssl-cafile", ca]
+    script = AT_CONNECT + TLS_CLIENT.replace("c.root.credentials()", "at_connect(c)")
+
+    def run(server):
+        return client(gen, script, SERVER_PORT=server.port, KEY=certs / "client.key",
+                      CERT=certs / "client.pem", CA=ca)
+
+    python, mine = both(gen, tmp_path, f"ssl:{key},{cert},{ca}", args, run,
+                        spec="auth_service:CallingWhoAmIService")
+    assert mine == python
+    assert "('DNS', 'client.example')" in mine[0][0] and mine[0][1] == "VOID"
 
 
 def test_tls_credentials_in_the_classic_service(gen, tmp_path, certs):

@@ -79,17 +79,6 @@ def test_protocol_needs_a_hosted_service(tmp_path):
     assert "c.toml:1: key 'protocol': applies to a hosted service" in p.stderr
 
 
-@pytest.mark.parametrize("args,message", [
-    (["-m", "forking"], "--service: mode forking does not serve a hosted service yet"),
-    (["-m", "threadpool"], "--service: mode threadpool does not serve a hosted service yet"),
-    (["--register"], "--register with a hosted service is not supported yet"),
-])
-def test_not_yet_supported_is_refused(args, message, tmp_path):
-    p = run(["--service", "calc_service:CalculatorService", *args], tmp_path)
-    assert p.returncode == 64, p.stderr
-    assert message in p.stderr
-
-
 def run_plain(args, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(SERVICES))
     return subprocess.run([str(CLASSICD), *args], env=env, capture_output=True, text=True,

@@ -17,6 +17,20 @@ class WhoAmIService(rpyc.Service):
         return a + b
 
 
+class CallingWhoAmIService(WhoAmIService):
+    """Calls the client from on_connect, after the authentication that set the credentials."""
+
+    def on_connect(self, conn):
+        self._conn = conn
+        self._at_connect = [repr(conn._config['credentials']), conn.root.get_service_name()]
+
+    def exposed_at_connect(self):
+        # rpyc's server serves the client's requests while on_connect waits for its own: None
+        # until on_connect has finished.
+        at_connect = getattr(self, '_at_connect', None)
+        return None if at_connect is None else list(at_connect)
+
+
 def _read_line(sock, size=64):
     data = b''
     while not data.endswith(b'\n'):
