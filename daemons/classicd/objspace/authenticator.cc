@@ -1,5 +1,5 @@
 // --authenticator (objspace.h): rpyc's authenticator contract over the connection's own socket
-// (support.py's load_authenticator and authenticate).
+// (support_auth.py's load_authenticator and authenticate).
 
 #include <Python.h>
 

@@ -10,7 +10,7 @@
 //   vinegar.cc        exceptions both ways (§6)
 //   proxies.cc        proxies for the client's objects, the requests they send (§8), and the
 //                     _classicd_native module they reach C++ through
-// Python-heavy cold paths live in support.py. Needs <Python.h>.
+// Python-heavy cold paths live in support_*.py. Needs <Python.h>.
 
 #include <Python.h>
 

@@ -6,7 +6,7 @@
 // than a C++ copy of it: the dict is then the reference's by construction, for every field
 // (subject and issuer RDNs, every subjectAltName kind, OCSP, caIssuers, crlDistributionPoints,
 // the time and serial spellings) and in every Python version. Decoding costs about what the
-// handshake's RSA signature does (~0.26 ms), so support.py keeps the dicts of recent
+// handshake's RSA signature does (~0.26 ms), so support_auth.py keeps the dicts of recent
 // certificates (a client reconnects with the same one) and hands each connection a copy.
 
 #include <Python.h>

@@ -1,4 +1,4 @@
-// Hosting a user's rpyc.Service (--service): loading it once at start (support.py's
+// Hosting a user's rpyc.Service (--service): loading it once at start (support_hosting.py's
 // load_service), and the per-connection root and `conn` its code sees, with on_connect(conn)
 // before the connection is served and on_disconnect(conn) after it ends (object_space.cc).
 

@@ -41,7 +41,7 @@ using EncodedPtr = std::shared_ptr<const std::string>;
 // Python objects every object space uses, made once at interpreter start. Released (with the GIL)
 // before Py_FinalizeEx. Used only with the GIL held.
 struct Interpreter::Support {
-  PyRef module;  // _classicd_support (support.py)
+  PyRef module;  // _classicd_support (support_*.py)
   PyRef get_methods, dump_exc, load_exc, make_root, proxy_conn_class, base_netref;
   PyRef ctxexit, instancecheck, pickle_dumps;
   // The frame of the client's calls (handlers.cc, docs/embedding.md §3.7).
@@ -72,7 +72,7 @@ struct HostedService {
 // on failure).
 PyRef ProtocolConfigDict(const ProtocolConfig& config);
 
-// The source of support.py (generated from the file by CMake).
+// The source of the support module (support_*.py, joined by CMake).
 extern const char kSupportSource[];
 
 // Module init of _classicd_native (proxies.cc); registered with PyImport_AppendInittab.
@@ -96,7 +96,7 @@ bool OwnsThreadState();
 
 // The text of the pending Python exception (clears it), for errors reported to C++.
 std::string FetchErrorText();
-// The same for support.py's loaders (load_service, load_authenticator): a ServiceLoadError's
+// The same for the support module's loaders (load_service, load_authenticator): a ServiceLoadError's
 // text alone (it is the whole message), any other exception with its traceback (hosting.cc).
 std::string LoadErrorText(PyObject* support_module);
 

@@ -140,7 +140,7 @@ const std::string& CredentialsText(const Credentials& credentials);
 
 // TLS with --ssl-cafile: the dict ssl.SSLSocket.getpeercert() returns (what rpyc's
 // SSLAuthenticator gives) for the client certificate `der`, made by CPython's own certificate
-// decoder (support.py's decode_certificate). PrepareCertificates() imports it once at start.
+// decoder (support_auth.py's decode_certificate). PrepareCertificates() imports it once at start.
 core::Status PrepareCertificates(Interpreter& interpreter);
 core::Result<CredentialsPtr> CertificateCredentials(Interpreter& interpreter,
                                                     const std::string& der);

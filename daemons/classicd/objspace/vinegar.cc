@@ -1,5 +1,5 @@
 // Vinegar (docs/protocol.md §6): a Python exception as the peer's exception reply (dump_exc in
-// support.py), and the peer's exception reply raised here (load_exc).
+// support_vinegar.py), and the peer's exception reply raised here (load_exc).
 
 #include <Python.h>
 
