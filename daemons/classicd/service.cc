@@ -6,7 +6,6 @@
 
 #include <signal.h>
 #include <sys/eventfd.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemons/classicd/objspace/objspace.h"
@@ -22,37 +21,6 @@ using core::Error;
 using core::Fail;
 using core::UniqueFd;
 using core::log::Level;
-
-namespace {
-
-// "FILE:LINE: key 'service': " when the file set `key` (not a switch), else "".
-std::string FromFile(const Options& o, const std::string& key) {
-  const std::string where = o.origins.FileLine(key);
-  return where.empty() ? where : where + ": key '" + o.origins.Written(key) + "': ";
-}
-
-// The hosted service as a start loads it: service-path first on sys.path (each a directory),
-// then the import. Errors name the file's line when the file set the key.
-core::Result<objspace::HostedServicePtr> LoadHosted(objspace::Interpreter& interpreter,
-                                                    const Options& o) {
-  for (const auto& dir : o.service_path) {
-    struct stat st {};
-    if (::stat(dir.c_str(), &st) != 0) {
-      return Fail(Error::Config(FromFile(o, "service_path") + "service-path " + dir + ": " +
-                                ErrnoText(errno)));
-    }
-    if (!S_ISDIR(st.st_mode)) {
-      return Fail(
-          Error::Config(FromFile(o, "service_path") + "service-path " + dir + ": not a directory"));
-    }
-  }
-  if (auto st = objspace::PrependSysPath(interpreter, o.service_path); !st) return Fail(st.error());
-  auto hosted = objspace::LoadService(interpreter, o.service, o.protocol_config);
-  if (!hosted) return Fail(Error::Config(FromFile(o, "service") + hosted.error().message()));
-  return hosted;
-}
-
-}  // namespace
 
 void BlockStopSignals() {
   sigset_t set;
@@ -89,6 +57,36 @@ std::string ClassicService::StatusText() const {
 }
 
 core::Status ClassicService::Start(StdioFds stdio) {
+  if (auto st = StartHousekeeping(); !st) return st;
+  log_ = ctx_.logging.Get(classicd::LoggerName(o_));
+  if (auto st = LoadTls(); !st) return st;
+  auto inherited = core::server::TakeStreamSockets(ctx_.inherited);
+  for (auto& fd : inherited.listening) listeners_.Adopt(std::move(fd), "inherited fd");
+  UniqueFd& connected = inherited.connected;  // socket activation with Accept=yes
+  const bool activated = !listeners_.empty() || connected;
+  if (auto st = Listen(activated, static_cast<bool>(connected)); !st) return st;
+  if (auto st = StartPython(); !st) return st;
+  NameLogger(activated, connected);
+  if (auto st = CheckSecurity(stdio, connected); !st) return st;
+  if (hosted_) {
+    if (auto st = HostService(); !st) return st;  // hosted_service.cc
+  } else {
+    make_space_ = [interpreter = interpreter_.get()](core::protocol::Connection& conn,
+                                                     const SpaceContext& c) {
+      return objspace::MakeClassicObjectSpace(*interpreter, conn, objspace::RootService::kSlave,
+                                              c.peer->credentials);
+    };
+  }
+  if (auto st = LoadAuthentication(); !st) return st;  // gate.cc
+  // Forking: a hosted service's module (and the authenticator's) was imported above, in the
+  // parent: children start warm.
+  if (o_.mode == Mode::kForking) {
+    if (auto st = interpreter_->PrepareFork(); !st) log_.Warn("{}", st.error().message());
+  }
+  return StartServing(stdio, std::move(connected));
+}
+
+core::Status ClassicService::StartHousekeeping() {
   requests_page_ = ::mmap(nullptr, sizeof(std::atomic<uint64_t>), PROT_READ | PROT_WRITE,
                           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (requests_page_ != MAP_FAILED) requests_ = new (requests_page_) std::atomic<uint64_t>(0);
@@ -105,19 +103,20 @@ core::Status ClassicService::Start(StdioFds stdio) {
       [this](size_t before, size_t after) {
         log_.Debug("load dropped: free heap memory released, RSS {} -> {} KiB", before, after);
       });
-  log_ = ctx_.logging.Get(classicd::LoggerName(o_));
-  if (o_.tls()) {
-    auto t = core::transport::TlsContext::Create(o_.ssl_certfile, o_.ssl_keyfile, o_.ssl_cafile,
-                                                 o_.ssl_crlfile);
-    if (!t) return Fail(t.error());
-    tls_ = *t;
-    for (const auto& w : tls_->warnings()) log_.Warn("{}", w);
-  }
+  return {};
+}
 
-  auto inherited = core::server::TakeStreamSockets(ctx_.inherited);
-  for (auto& fd : inherited.listening) listeners_.Adopt(std::move(fd), "inherited fd");
-  UniqueFd& connected = inherited.connected;  // socket activation with Accept=yes
-  const bool activated = !listeners_.empty() || connected;
+core::Status ClassicService::LoadTls() {
+  if (!o_.tls()) return {};
+  auto t = core::transport::TlsContext::Create(o_.ssl_certfile, o_.ssl_keyfile, o_.ssl_cafile,
+                                               o_.ssl_crlfile);
+  if (!t) return Fail(t.error());
+  tls_ = *t;
+  for (const auto& w : tls_->warnings()) log_.Warn("{}", w);
+  return {};
+}
+
+core::Status ClassicService::Listen(bool activated, bool connected) {
   if (o_.mode == Mode::kStdio || connected) {
     single_ = true;
   } else if (!activated) {
@@ -131,19 +130,23 @@ core::Status ClassicService::Start(StdioFds stdio) {
     const auto mode = static_cast<mode_t>(std::strtoul(o_.unix_socket_mode.c_str(), nullptr, 8));
     if (auto st = listeners_.ListenUnix(o_.unix_socket, mode, o_.backlog()); !st) return st;
   }
+  return {};
+}
+
+core::Status ClassicService::StartPython() {
   auto interp = objspace::Interpreter::Start(objspace::InterpreterOptions{});
   if (!interp) {
     return Fail(Error::Python("cannot start the Python interpreter: " + interp.error().message()));
   }
   interpreter_ = std::move(*interp);
+  if (o_.hosted()) return LoadService();  // hosted_service.cc
+  return {};
+}
+
+void ClassicService::NameLogger(bool activated, const UniqueFd& connected) {
   std::string service_name = "SLAVE";
-  if (o_.hosted()) {
-    auto hosted = LoadHosted(*interpreter_, o_);
-    if (!hosted) return Fail(hosted.error());
-    hosted_ = std::move(*hosted);
-    if (!objspace::ServiceAliases(*hosted_).empty()) {
-      service_name = objspace::ServiceAliases(*hosted_).front();
-    }
+  if (hosted_ && !objspace::ServiceAliases(*hosted_).empty()) {
+    service_name = objspace::ServiceAliases(*hosted_).front();
   }
   // The logger is named after the service and the port, as the reference's server names it:
   // `-p 0` gives the port the kernel chose; a hosted service its name (rpyc's
@@ -165,84 +168,29 @@ core::Status ClassicService::Start(StdioFds stdio) {
   if (!log_name_.empty()) log_ = ctx_.logging.Get(log_name_);
   ctx_.logging.SetJournalField("RPYC_SERVICE", service_name);
   conn_log_ = ConnLog(log_, o_.mode);
-  {  // The exposure rule (issue 12): remote without client certificates only when allowed.
-    auto bound = listeners_.Bound();
-    if (connected) bound.push_back({connected.get(), "inherited connection"});
-    if (o_.mode == Mode::kStdio) bound.push_back({stdio.in, "stdio connection"});
-    auto exposure = core::transport::CheckExposure(
-        bound, {tls_ && tls_->verifies_clients(), o_.allow_unauthenticated_remote});
-    if (!exposure) return Fail(exposure.error());
-    for (const auto& w : *exposure) log_.Warn("{}", w);
-    log_.Info("security: {}{}", core::transport::TlsContext::Posture(tls_.get()),
-              o_.allow_unauthenticated_remote ? ", allow_unauthenticated_remote on" : "");
-    // The posture in one line, as an operator checks it: what runs, where, how protected.
-    std::string where;
-    for (const auto& b : bound) where += (where.empty() ? "" : ", ") + b.what;
-    log_.Info("rpyc-classicd {} starting: mode {}, listening on {}; {}", RPYC_VERSION,
-              ModeName(o_.mode), where.empty() ? "nothing" : where,
-              core::transport::TlsContext::Posture(tls_.get()));
-  }
+}
 
-  if (hosted_) {
-    std::string aliases;
-    for (const auto& a : objspace::ServiceAliases(*hosted_)) {
-      aliases += (aliases.empty() ? "" : ", ") + a;
-    }
-    log_.Info("hosting service {} ({})", o_.service, aliases);
-    // What the service logs through conn._config["logger"] goes to the daemon's log, under the
-    // same name, from the daemon's threshold up.
-    auto to_level = [](int levelno) {
-      return levelno >= 40   ? Level::err
-             : levelno >= 30 ? Level::warn
-             : levelno >= 20 ? Level::info
-                             : Level::debug;
-    };
-    const auto threshold = ctx_.logging.threshold();
-    const int levelno = threshold >= Level::err    ? 40
-                        : threshold >= Level::warn ? 30
-                        : threshold >= Level::info ? 20
-                                                   : 10;
-    if (auto st = objspace::SetServiceLogger(
-            *hosted_, log_name_,
-            [log = log_, to_level](int n, std::string_view message) {
-              log.Write(to_level(n), {}, message);
-            },
-            levelno);
-        !st) {
-      return st;
-    }
-    make_space_ = [this](core::protocol::Connection& conn, const SpaceContext& c) {
-      return objspace::MakeServiceObjectSpace(*interpreter_, conn, *hosted_,
-                                              {c.id, c.fd, c.peer->credentials});
-    };
-  } else {
-    make_space_ = [interpreter = interpreter_.get()](core::protocol::Connection& conn,
-                                                     const SpaceContext& c) {
-      return objspace::MakeClassicObjectSpace(*interpreter, conn, objspace::RootService::kSlave,
-                                              c.peer->credentials);
-    };
-  }
-  if (!o_.authenticator.empty()) {
-    auto a = objspace::LoadAuthenticator(*interpreter_, o_.authenticator);
-    if (!a) return Fail(a.error());
-    authenticator_ = std::move(*a);
-    log_.Info("authenticator {}: each connection is authenticated before it is served",
-              o_.authenticator);
-  }
-  if (tls_ && tls_->verifies_clients()) {
-    // rpyc's SSLAuthenticator: the client certificate becomes the credentials.
-    if (auto st = objspace::PrepareCertificates(*interpreter_); st) {
-      certificate_credentials_ = true;
-    } else {
-      log_.Warn("client certificates will not be credentials: {}", st.error().message());
-    }
-  }
-  // Forking: a hosted service's module (and the authenticator's) was imported above, in the
-  // parent: children start warm.
-  if (o_.mode == Mode::kForking) {
-    if (auto st = interpreter_->PrepareFork(); !st) log_.Warn("{}", st.error().message());
-  }
+core::Status ClassicService::CheckSecurity(StdioFds stdio, const UniqueFd& connected) {
+  // The exposure rule (issue 12): remote without client certificates only when allowed.
+  auto bound = listeners_.Bound();
+  if (connected) bound.push_back({connected.get(), "inherited connection"});
+  if (o_.mode == Mode::kStdio) bound.push_back({stdio.in, "stdio connection"});
+  auto exposure = core::transport::CheckExposure(
+      bound, {tls_ && tls_->verifies_clients(), o_.allow_unauthenticated_remote});
+  if (!exposure) return Fail(exposure.error());
+  for (const auto& w : *exposure) log_.Warn("{}", w);
+  log_.Info("security: {}{}", core::transport::TlsContext::Posture(tls_.get()),
+            o_.allow_unauthenticated_remote ? ", allow_unauthenticated_remote on" : "");
+  // The posture in one line, as an operator checks it: what runs, where, how protected.
+  std::string where;
+  for (const auto& b : bound) where += (where.empty() ? "" : ", ") + b.what;
+  log_.Info("rpyc-classicd {} starting: mode {}, listening on {}; {}", RPYC_VERSION,
+            ModeName(o_.mode), where.empty() ? "nothing" : where,
+            core::transport::TlsContext::Posture(tls_.get()));
+  return {};
+}
 
+core::Status ClassicService::StartServing(StdioFds stdio, UniqueFd connected) {
   if (o_.mode == Mode::kThreadpool) {
     if (auto st = StartPool(); !st) return st;
   }
@@ -328,86 +276,6 @@ void ClassicService::OnAccepted(UniqueFd fd, const sockaddr_storage& ss, socklen
   }
 }
 
-bool ClassicService::Allowed(int fd, const sockaddr_storage& ss, Peer& peer, uint64_t id) {
-  if (ss.ss_family == AF_UNIX) {
-    if (!allow_.restricts_unix()) return true;
-    const PeerCred cred = ReadPeerCred(fd);
-    if (cred.valid) peer.unix_cred = Peer::UnixCred{cred.uid, cred.gid, cred.pid};
-    if (allow_.AllowsUnix(cred)) return true;
-    if (PreAuthLine(PreAuth::kRefused)) {
-      if (cred.valid) {
-        conn_log_(Level::warn, peer, id,
-                  "refused {} (uid {}, gid {}, pid {}): not in unix_allow_users or "
-                  "unix_allow_groups",
-                  peer.repr, cred.uid, cred.gid, cred.pid);
-      } else {
-        conn_log_(Level::warn, peer, id, "refused {}: no peer credentials (SO_PEERCRED)",
-                  peer.repr);
-      }
-    }
-    return false;
-  }
-  if (allow_.AllowsAddress(ss)) return true;
-  if (PreAuthLine(PreAuth::kRefused)) {
-    conn_log_(Level::warn, peer, id, "refused {}: not in allow_from", peer.repr);
-  }
-  return false;
-}
-
-bool ClassicService::Authenticate(core::transport::Stream& stream, Peer& peer, uint64_t id) {
-  // Credentials made here, or why they could not be (the connection is refused).
-  auto credit = [&](core::Result<objspace::CredentialsPtr> made) {
-    if (!made) {
-      conn_log_(Level::err, peer, id, "{}: {}; rejecting connection", peer.repr,
-                made.error().message());
-      return false;
-    }
-    peer.credentials = std::move(*made);
-    return true;
-  };
-  if (authenticator_) {
-    auto* socket = dynamic_cast<core::transport::SocketStream*>(&stream);
-    if (socket == nullptr) {
-      conn_log_(Level::err, peer, id, "{} cannot be authenticated: not a socket", peer.repr);
-      return false;
-    }
-    const auto outcome =
-        objspace::Authenticate(*authenticator_, socket->fd(),
-                               static_cast<int>(limits_.tls_handshake_timeout.load() * 1000));
-    switch (outcome.kind) {
-      case objspace::AuthOutcome::Kind::kAccepted:
-        conn_log_(Level::info, peer, id, "{} authenticated successfully", peer.repr);
-        peer.credentials = outcome.credentials;
-        return true;
-      case objspace::AuthOutcome::Kind::kRefused:
-        if (PreAuthLine(PreAuth::kRefused)) {
-          conn_log_(Level::warn, peer, id, "{} failed to authenticate... rejecting connection: {}",
-                    peer.repr, core::log::Escape(outcome.reason));
-        }
-        return false;
-      case objspace::AuthOutcome::Kind::kFailed:
-        if (PreAuthLine(PreAuth::kRefused)) {
-          conn_log_(Level::err, peer, id,
-                    "{} failed to authenticate... rejecting connection: the authenticator "
-                    "failed: {}",
-                    peer.repr, outcome.reason);
-        }
-        return false;
-    }
-    return false;
-  }
-  if (certificate_credentials_) {
-    auto* tls = dynamic_cast<core::transport::TlsStream*>(&stream);
-    const std::string der = tls != nullptr ? tls->peer_certificate_der() : std::string();
-    return der.empty() || credit(objspace::CertificateCredentials(*interpreter_, der));
-  }
-  if (peer.unix_cred) {
-    return credit(objspace::PeerCredentials(*interpreter_, peer.unix_cred->uid, peer.unix_cred->gid,
-                                            peer.unix_cred->pid));
-  }
-  return true;
-}
-
 void ClassicService::Dispatch(UniqueFd fd, Peer peer) {
   if (!Admit(peer)) return;  // closes fd
   if (forking_) {
@@ -430,55 +298,6 @@ void ClassicService::Dispatch(UniqueFd fd, Peer peer) {
         return OpenSocket(std::move(*shared), peer, id, &*single_entry_);
       },
       peer, id);
-}
-
-bool ClassicService::Admit(Peer& peer) {
-  peer.handshake = tls() != nullptr;
-  const auto d = admission_.Admit(peer.host, peer.handshake);
-  switch (d.verdict) {
-    case Admission::Verdict::kAdmitted:
-      if (trim_) trim_->Opened(d.open + 1);
-      return true;
-    case Admission::Verdict::kTooMany:
-      if (PreAuthLine(PreAuth::kRefused)) {
-        log_.Warn("refused {}: {} connections open (max_connections)", peer.repr, d.open);
-      }
-      return false;
-    case Admission::Verdict::kTooManyFromPeer:
-      if (PreAuthLine(PreAuth::kRefused)) {
-        log_.Warn("refused {}: {} connections open from {} (max_connections_per_peer)", peer.repr,
-                  d.open, Admission::PeerKey(peer.host));
-      }
-      return false;
-    case Admission::Verdict::kTooManyHandshakes:
-      if (PreAuthLine(PreAuth::kRefused)) {
-        log_.Warn("refused {}: {} connections in their TLS handshake (max_handshakes)", peer.repr,
-                  d.open);
-      }
-      return false;
-  }
-  return false;
-}
-
-bool ClassicService::PreAuthLine(PreAuth kind) {
-  static constexpr const char* kWhat[] = {"accepted", "handshake failed", "refused"};
-  const auto k = static_cast<size_t>(kind);
-  const double now =
-      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  uint64_t suppressed = 0;
-  if (!pre_auth_lines_[k].Allow(now, &suppressed)) return false;
-  if (suppressed > 0) {
-    log_.Warn(
-        "{} more '{}' line(s) about connections not yet authenticated were suppressed (more "
-        "than {} in {} s)",
-        suppressed, kWhat[k], kPreAuthBurst, kPreAuthInterval);
-  }
-  return true;
-}
-
-void ClassicService::Release(const std::string& host) {
-  const int64_t open = admission_.Release(host);
-  if (trim_) trim_->Closed(open);
 }
 
 SessionSettings ClassicService::Settings(bool idle) const {
@@ -517,42 +336,6 @@ std::unique_ptr<core::transport::Stream> ClassicService::OpenSocket(UniqueFd fd,
   }
   if (live) live->Opened(*s);
   return s;
-}
-
-core::Status CheckService(const Options& o) {
-  if (!o.hosted() && o.authenticator.empty()) return {};
-  auto interp = objspace::Interpreter::Start(objspace::InterpreterOptions{});
-  if (!interp) {
-    return Fail(Error::Python("cannot start the Python interpreter: " + interp.error().message()));
-  }
-  if (o.hosted()) {
-    auto hosted = LoadHosted(**interp, o);
-    if (!hosted) return Fail(hosted.error());
-  }
-  if (!o.authenticator.empty()) {
-    auto a = objspace::LoadAuthenticator(**interp, o.authenticator);
-    if (!a) return Fail(a.error());
-  }
-  return {};
-}
-
-void ClassicService::HandshakeEnded(const Peer& peer, uint64_t id,
-                                    const core::Result<core::transport::TlsStream*>& result) {
-  if (peer.handshake) admission_.HandshakeEnded();
-  if (!result) {
-    // A peer that leaves during the handshake ended its connection; nothing failed here.
-    if (result.error().code() == Error::Code::kClosed) {
-      conn_log_(Level::debug, peer, id, "{}", result.error().message());
-    } else if (PreAuthLine(PreAuth::kHandshakeFailed)) {
-      conn_log_(Level::err, peer, id, "{}", result.error().message());
-    }
-    return;
-  }
-  // The subject is the peer's text (a CN may hold a line break): escaped like every string a
-  // peer supplies.
-  const std::string subject = (*result)->peer_subject();
-  conn_log_(Level::debug, peer, id, "TLS {} with {}{}", (*result)->version(), peer.repr,
-            subject.empty() ? "" : " (client certificate " + core::log::Escape(subject) + ")");
 }
 
 void ClassicService::Serve(core::transport::Stream& stream, const Peer& peer, uint64_t id) {

@@ -1,8 +1,15 @@
 #pragma once
 
 // rpyc-classicd's Service: the wiring of the listeners (listeners.h), the one interpreter, the
-// admission limits (admission.h) and the serving modes, whose machinery lives in libcore/server/
-// and whose wiring lives in one file each:
+// admission limits (admission.h) and the serving modes. Its files, one idea each:
+//   service.cc         the start (its steps as named functions), accepting, dispatching a
+//                      connection to its mode, registration, shutdown
+//   gate.cc            the connection gate: allow-lists, admission, the end of a TLS handshake,
+//                      the authenticator and credentials, the rate limit of pre-auth log lines
+//   hosted_service.cc  a hosted rpyc.Service (--service): loading it (and --check-config), its
+//                      logger and object spaces
+//   reload.cc          what SIGHUP applies
+// The serving modes' machinery lives in libcore/server/ and their wiring in one file each:
 //   threaded   serve_threaded.cc: a thread per connection; the threads accept for themselves
 //   threadpool serve_pooled.cc: the loop owns every client socket and hands a readable one to a
 //              fixed pool of workers, which step the connection's ClassicSession
@@ -73,9 +80,31 @@ class ClassicService final : public core::daemon::Service {
     void Set(const Options& o);
   };
 
-  // service.cc: what every mode shares.
+  // service.cc: the steps of Start(), in order, and what every mode shares.
+  // The requests counter's shared page, the wake-up eventfd and the idle heap trim.
+  core::Status StartHousekeeping();
+  core::Status LoadTls();
+  // The listening sockets as configured, unless inherited (`activated`) or the daemon serves
+  // one connection (stdio, an inherited `connected` one: single_).
+  core::Status Listen(bool activated, bool connected);
+  // The interpreter, and the hosted service's module when there is one.
+  core::Status StartPython();
+  // The logger's name (the service and the port) and the journal's RPYC_SERVICE.
+  void NameLogger(bool activated, const core::UniqueFd& connected);
+  // The exposure rule (core::transport::CheckExposure) and the posture lines.
+  core::Status CheckSecurity(StdioFds stdio, const core::UniqueFd& connected);
+  // The mode's server, then the single connection's or the accepting and registration.
+  core::Status StartServing(StdioFds stdio, core::UniqueFd connected);
   core::Status StartAccepting();
   void StartRegistrar();
+
+  // hosted_service.cc: --service loaded into hosted_ (at start), then its logger and make_space_.
+  core::Status LoadService();
+  core::Status HostService();
+
+  // gate.cc: the connection gate.
+  // --authenticator loaded, and whether client certificates become credentials.
+  core::Status LoadAuthentication();
   // Counts a connection in (false: refused, and logged) and out.
   // `peer.handshake` is set when its TLS handshake counts against max_handshakes.
   bool Admit(Peer& peer);
@@ -93,15 +122,17 @@ class ClassicService final : public core::daemon::Service {
   // certificate (TLS with ssl_cafile) or of SO_PEERCRED, into peer.credentials. Without any of
   // them it does nothing.
   bool Authenticate(core::transport::Stream& stream, Peer& peer, uint64_t id);
+  // The end of a TLS handshake: counted out of max_handshakes and logged (a failure
+  // rate-limited, a success at debug level with the client certificate's subject, escaped).
+  void HandshakeEnded(const Peer& peer, uint64_t id,
+                      const core::Result<core::transport::TlsStream*>& result);
+
+  // service.cc: a connection's way in and its settings.
   // The stream over an accepted socket (a TLS handshake first, when TLS is on); null when the
   // handshake failed (logged). `live`, when set, can shut the socket down meanwhile.
   std::unique_ptr<core::transport::Stream> OpenSocket(core::UniqueFd fd, const Peer& peer,
                                                       uint64_t id,
                                                       LiveConnections::Entry* live = nullptr);
-  // The end of a TLS handshake: counted out of max_handshakes and logged (a failure
-  // rate-limited, a success at debug level with the client certificate's subject, escaped).
-  void HandshakeEnded(const Peer& peer, uint64_t id,
-                      const core::Result<core::transport::TlsStream*>& result);
   // A connection's settings as configured now; threadpool mode watches idleness on the loop.
   SessionSettings Settings(bool idle) const;
   // A blocking mode's whole connection over `stream`.

@@ -57,9 +57,9 @@ PyRef ClassicObjectSpace::Call(PyObject* fn, PyObject* args, PyObject* kwargs) {
     return PyRef();
   }
   // A Python function runs in a frame of its own. Anything else (builtins, method descriptors,
-  // classes, C-implemented callables) is called from a frame of support_calls.py's call(): builtins that
-  // read their caller's frame (eval, exec, globals, locals, vars, dir) need one, and each call's
-  // locals are its own (docs/embedding.md §3.7).
+  // classes, C-implemented callables) is called from a frame of support_calls.py's call(): builtins
+  // that read their caller's frame (eval, exec, globals, locals, vars, dir) need one, and each
+  // call's locals are its own (docs/embedding.md §3.7).
   if (PyFunction_Check(fn) || (PyMethod_Check(fn) && PyFunction_Check(PyMethod_GET_FUNCTION(fn)))) {
     return PyRef::Steal(PyObject_Call(fn, pos.get(), kw.get()));
   }

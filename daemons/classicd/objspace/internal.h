@@ -96,8 +96,9 @@ bool OwnsThreadState();
 
 // The text of the pending Python exception (clears it), for errors reported to C++.
 std::string FetchErrorText();
-// The same for the support module's loaders (load_service, load_authenticator): a ServiceLoadError's
-// text alone (it is the whole message), any other exception with its traceback (hosting.cc).
+// The same for the support module's loaders (load_service, load_authenticator): a
+// ServiceLoadError's text alone (it is the whole message), any other exception with its traceback
+// (hosting.cc).
 std::string LoadErrorText(PyObject* support_module);
 
 }  // namespace classicd::objspace

@@ -1,6 +1,6 @@
-// Proxies for the client's objects (docs/protocol.md §8): the ProxyConn they share (support_proxies.py),
-// the requests they send through the connection, the DELs of dead ones, and the _classicd_native
-// module through which Python reaches this file.
+// Proxies for the client's objects (docs/protocol.md §8): the ProxyConn they share
+// (support_proxies.py), the requests they send through the connection, the DELs of dead ones, and
+// the _classicd_native module through which Python reaches this file.
 
 #include <Python.h>
 

@@ -50,7 +50,8 @@ LOCAL_ATTRS = frozenset([
 # calls everything from its protocol's frames: each call gets a frame of its own (its locals die
 # with it), and the globals are those of the module _classicd_calls, which persist like the
 # Python server's protocol module's. A namespace of its own: user code that writes globals
-# cannot reach this module's. Their code is the support module's, so dump_exc() hides their frames.
+# cannot reach this module's. Their code is the support module's, so dump_exc() hides their
+# frames.
 
 def call0(obj, args=()):
     return obj()  # args: the same locals as call()'s
