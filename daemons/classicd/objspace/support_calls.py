@@ -5,7 +5,7 @@
 # "<classicd-support>" (so a part may use what an earlier part defines, and tracebacks hide the
 # frames of every part alike):
 #   support_calls.py         imports, handler numbers, the frame of the client's calls
-#                            (docs/embedding.md §3.7), INSPECT method lists (docs/protocol.md §5.3)
+#                            (docs/embedding.md §3.7), INSPECT method lists (protocol.md §5.3)
 #   support_vinegar.py       vinegar (§6) both ways
 #   support_classic_root.py  the classic root object (§7.2)
 #   support_hosting.py       a hosted rpyc.Service (--service)
