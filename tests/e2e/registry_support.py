@@ -75,7 +75,7 @@ class NotifySocket:
         self.sock.bind(self.path)
         self.messages = []
 
-    def wait_for(self, key, timeout=5.0):
+    def wait_for(self, key, timeout=15.0):
         """Returns the first message (old or new) containing `key`, e.g. 'READY=1'."""
         deadline = time.monotonic() + timeout
         while True:

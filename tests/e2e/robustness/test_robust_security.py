@@ -471,7 +471,7 @@ def test_crl_refuses_revoked_client_certificates_and_is_reread_on_sighup(tmp_pat
     d = Daemon(tmp_path, extra_args=["-m", mode, *tls_args(pki), "--ssl-crlfile",
                                      str(pki / "live.crl")])
     try:
-        assert "security: TLS, client certificates required, revocations checked (CRL)" in d.log()
+        d.wait_for_log("security: TLS, client certificates required, revocations checked (CRL)")
         assert not isinstance(connect_as(d, pki, "revoked"), Exception)  # not revoked yet
         gencrl(pki, "revoking.crl", revoke="revoked")
         shutil.copy(pki / "revoking.crl", pki / "live.crl")
