@@ -10,11 +10,17 @@ The service is the packaged example, etc/examples/calculator.py (CalculatorServi
 For each it reports the server's CPU per operation (process CPU clock, exited threads included)
 and the client's wall time; with --callgrind, user-space instructions per operation from two
 callgrind runs of different lengths (start-up and first-connection costs cancel out). Server and
-client are pinned to different CPUs, as bench/classic/classic_bench.py does (whose helpers this
-uses).
+client are placed by --placement:
+  split   server and client on different CPUs, as bench/classic/classic_bench.py does (whose
+          helpers this uses): every request wakes the server's idle CPU, the way a client on
+          another machine does; the kernel's share of that wake-up is the same for both servers
+          and, on a virtual machine, often larger than either server's own work
+  shared  both on one CPU, as a local client the scheduler puts beside its server: a request is
+          a switch between the two processes, without waking another CPU
+  both    the two, one table each
 
 Usage: hosting_bench.py [--ours PATH] [--seconds S] [--callgrind] [--workloads call,bound,connect]
-                        [--rounds N]
+                        [--rounds N] [--placement split|shared|both]
 """
 import os
 import signal
@@ -26,8 +32,12 @@ import rpyc
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "bench", "classic"))
+import classic_bench  # noqa: E402
 from classic_bench import (CLIENT_CPU, SERVER_CPU, bench_arguments,  # noqa: E402
                            callgrind_row, callgrind_total, process_cpu_seconds, run_server)
+
+# (server CPU, client CPU) of each placement (the module docstring says why both).
+PLACEMENTS = {"split": (SERVER_CPU, CLIENT_CPU), "shared": (CLIENT_CPU, CLIENT_CPU)}
 
 EXAMPLES = os.path.join(ROOT, "etc", "examples")
 SERVICE = "calculator:CalculatorService"
@@ -112,16 +122,12 @@ def callgrind_instructions(kind, ours, workload, ops):
     return callgrind_total(lambda wrapper: server(kind, ours, wrapper), drive)
 
 
-def main():
-    ap = bench_arguments()
-    ap.add_argument("--rounds", type=int, default=1, help="CPU measurements per cell")
-    ap.add_argument("--workloads", default="call,bound,connect")
-    args = ap.parse_args()
-    os.sched_setaffinity(0, {int(CLIENT_CPU)})
-    workloads = args.workloads.split(",")
-
-    print(f"service {SERVICE} ({EXAMPLES}); server on CPU {SERVER_CPU}, client on CPU "
-          f"{CLIENT_CPU}, {args.seconds:.0f} s per cell, rpyc {rpyc.__version__} client")
+def cpu_table(args, workloads, placement):
+    """Measures the CPU rows of one placement and prints its table."""
+    server_cpu, client_cpu = PLACEMENTS[placement]
+    classic_bench.SERVER_CPU = server_cpu  # run_server() starts the servers there
+    os.sched_setaffinity(0, {int(client_cpu)})
+    print(f"\nplacement {placement}: server on CPU {server_cpu}, client on CPU {client_cpu}")
     print(f"{'workload':<8} {'server':<7} {'ops':>7} {'server CPU/op':>14} {'client wall/op':>15}")
     rows = {}
     for w in workloads:
@@ -132,7 +138,8 @@ def main():
                 print(f"{w:<8} {kind:<7} {n:>7} {cpu / n * 1e6:>11.1f} us "
                       f"{wall / n * 1e6:>12.1f} us", flush=True)
     print()
-    print("| workload | Python ThreadedServer CPU/op | rpyc-classicd | ratio (median) |")
+    print(f"| workload ({placement}) | Python ThreadedServer CPU/op | rpyc-classicd | "
+          "ratio (median) |")
     print("|---|---:|---:|---:|")
     for w in workloads:
         p = sorted(c for c, _ in rows[(w, "python")])
@@ -141,6 +148,20 @@ def main():
                 f"{v[0] * 1e6:.1f}-{v[-1] * 1e6:.1f}")
         med = p[len(p) // 2] / o[len(o) // 2]
         print(f"| {w} | {span(p)} us | {span(o)} us | {med:.1f}x |")
+
+
+def main():
+    ap = bench_arguments()
+    ap.add_argument("--rounds", type=int, default=1, help="CPU measurements per cell")
+    ap.add_argument("--workloads", default="call,bound,connect")
+    ap.add_argument("--placement", default="split", choices=["split", "shared", "both"])
+    args = ap.parse_args()
+    workloads = args.workloads.split(",")
+
+    print(f"service {SERVICE} ({EXAMPLES}); {args.seconds:.0f} s per cell, "
+          f"rpyc {rpyc.__version__} client")
+    for placement in (["split", "shared"] if args.placement == "both" else [args.placement]):
+        cpu_table(args, workloads, placement)
 
     if args.callgrind:
         print("\nuser-space instructions per op (callgrind, (I(n2) - I(n1)) / (n2 - n1)):")

@@ -5,6 +5,7 @@
 #include <Python.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -12,6 +13,11 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "daemons/classicd/objspace/access_policy.h"
 #include "daemons/classicd/objspace/classic_object_space.h"
@@ -33,6 +39,70 @@ PyRef StrList(const std::vector<std::string>& items) {
     if (!item || PyList_Append(list.get(), item.get()) < 0) return PyRef();
   }
   return list;
+}
+
+// A socket address as Python's socket module gives it (socketmodule.c's makesockaddr): AF_INET
+// (host, port); AF_INET6 (host, port, flowinfo, scope_id); AF_UNIX the path as str, an abstract
+// name as bytes, '' for an unnamed socket. Null without a Python error for other families.
+PyRef PythonSockAddr(const sockaddr_storage& ss, socklen_t len) {
+  switch (ss.ss_family) {
+    case AF_INET: {
+      // inet_ntop's text, without its sprintf (a quarter of a connection's set-up otherwise).
+      const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+      const auto* b = reinterpret_cast<const unsigned char*>(&a->sin_addr);
+      char host[16];
+      char* p = host;
+      for (int i = 0; i < 4; ++i) {
+        if (i > 0) *p++ = '.';
+        const unsigned v = b[i];
+        if (v >= 100) *p++ = static_cast<char>('0' + v / 100);
+        if (v >= 10) *p++ = static_cast<char>('0' + v / 10 % 10);
+        *p++ = static_cast<char>('0' + v % 10);
+      }
+      PyRef text = PyRef::Steal(PyUnicode_FromStringAndSize(host, p - host));
+      PyRef port = text ? PyRef::Steal(PyLong_FromLong(ntohs(a->sin_port))) : PyRef();
+      return port ? PyRef::Steal(PyTuple_Pack(2, text.get(), port.get())) : PyRef();
+    }
+    case AF_INET6: {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+      char host[INET6_ADDRSTRLEN] = {};
+      if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host) == nullptr) return PyRef();
+      return PyRef::Steal(Py_BuildValue("(siII)", host, ntohs(a->sin6_port),
+                                        ntohl(a->sin6_flowinfo), a->sin6_scope_id));
+    }
+    case AF_UNIX: {
+      const auto* a = reinterpret_cast<const sockaddr_un*>(&ss);
+      const size_t n = static_cast<size_t>(len) - offsetof(sockaddr_un, sun_path);
+      if (static_cast<size_t>(len) > offsetof(sockaddr_un, sun_path) && a->sun_path[0] == '\0') {
+        return PyRef::Steal(PyBytes_FromStringAndSize(a->sun_path, static_cast<Py_ssize_t>(n)));
+      }
+      // The storage is zeroed and larger than sun_path: the text always ends.
+      return PyRef::Steal(PyUnicode_DecodeFSDefault(a->sun_path));
+    }
+    default:
+      return PyRef();
+  }
+}
+
+// conn._config["endpoints"]: (getsockname(), getpeername()) of the connection's socket `fd`, as
+// Python's socket gives them (what rpyc's server stores), or None when `fd` is no connected
+// socket. Two system calls, where a Python socket object over the descriptor would cost five
+// (and most of a connection's set-up in instructions).
+PyRef Endpoints(int fd) {
+  if (fd < 0) return PyRef::Borrow(Py_None);
+  sockaddr_storage local{}, peer{};
+  socklen_t local_len = sizeof local, peer_len = sizeof peer;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0 ||
+      ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) {
+    return PyRef::Borrow(Py_None);
+  }
+  PyRef a = PythonSockAddr(local, local_len);
+  PyRef b = a ? PythonSockAddr(peer, peer_len) : PyRef();
+  if (!b) {
+    if (PyErr_Occurred() != nullptr) PyErr_Clear();
+    return PyRef();  // another family: the caller asks Python's socket module
+  }
+  return PyRef::Steal(PyTuple_Pack(2, a.get(), b.get()));
 }
 
 void DestroyHosted(HostedService* service) {
@@ -123,6 +193,8 @@ core::Result<HostedServicePtr> LoadService(Interpreter& interpreter, const std::
   PyRef loaded = spec_str ? PyRef::Steal(PyObject_CallOneArg(load.get(), spec_str.get())) : PyRef();
   if (!loaded) return fail(LoadErrorText(module));
   service->make_root = PyRef::Borrow(PyTuple_GET_ITEM(loaded.get(), 0));
+  service->make_conn = PyRef::Steal(PyObject_GetAttrString(module, "make_hosted_root"));
+  if (!service->make_conn) return fail(FetchErrorText());
   PyObject* aliases = PyTuple_GET_ITEM(loaded.get(), 1);
   for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(aliases); ++i) {
     const char* a = PyUnicode_AsUTF8(PyTuple_GET_ITEM(aliases, i));
@@ -214,14 +286,16 @@ void ClassicObjectSpace::InitHosted(const HostedService& service, const Connecti
   hosted_ = true;
   request_timeout_ms_ = service.request_timeout_ms;
   PyObject* proxies = Proxies();
-  PyRef make = PyRef::Steal(PyObject_GetAttrString(sup_.module.get(), "make_hosted_root"));
   PyRef id = PyRef::Steal(PyLong_FromUnsignedLongLong(info.id));
   PyRef fd = PyRef::Steal(PyLong_FromLong(info.fd));
   PyObject* credentials = info.credentials ? info.credentials->object.get() : Py_None;
-  PyRef pair = proxies != nullptr && make && id && fd
+  // Null (no error): a family the C++ side does not spell; make_hosted_root asks Python's socket.
+  PyRef endpoints = Endpoints(info.fd);
+  PyRef pair = proxies != nullptr && id && fd
                    ? PyRef::Steal(PyObject_CallFunctionObjArgs(
-                         make.get(), service.make_root.get(), service.config.get(), proxies,
-                         id.get(), fd.get(), credentials, nullptr))
+                         service.make_conn.get(), service.make_root.get(), service.config.get(),
+                         proxies, id.get(), fd.get(), credentials,
+                         endpoints ? endpoints.get() : Py_Ellipsis, nullptr))
                    : PyRef();
   if (!pair) {
     // The instance could not be made (its __init__ raised): OnConnect() refuses the connection.

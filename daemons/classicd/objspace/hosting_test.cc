@@ -3,10 +3,19 @@
 
 #include <Python.h>
 
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "daemons/classicd/objspace/credentials.h"
 #include "daemons/classicd/objspace/internal.h"
@@ -23,14 +32,21 @@ class ClosingPeer : public FakePeer {
   int closes = 0;
 };
 
+// Loads the service `cls` of a module `name` made from `source` (which imports what it uses).
+core::Result<HostedServicePtr> ServiceFromSource(const std::string& name, const std::string& cls,
+                                                 const std::string& source) {
+  auto st =
+      g_interp->RunString("import sys, types\nm = types.ModuleType('" + name + "')\nexec('''" +
+                          source + "''', m.__dict__)\nsys.modules['" + name + "'] = m\n");
+  if (!st) return core::Fail(st.error());
+  return LoadService(*g_interp, name + ":" + cls, ProtocolConfig{});
+}
+
 class HostingTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_NE(g_interp, nullptr);
-    auto st = g_interp->RunString(R"(
-import sys, types
-m = types.ModuleType('hosting_test_service')
-exec('''
+    auto hosted = ServiceFromSource("hosting_test_service", "SeenService", R"(
 import rpyc
 class SeenService(rpyc.Service):
     seen = []
@@ -40,11 +56,7 @@ class SeenService(rpyc.Service):
         if c['credentials'] == 'close me':
             conn.close()
             SeenService.seen.append(conn.closed)
-''', m.__dict__)
-sys.modules['hosting_test_service'] = m
 )");
-    ASSERT_TRUE(st) << st.error().message();
-    auto hosted = LoadService(*g_interp, "hosting_test_service:SeenService", ProtocolConfig{});
     ASSERT_TRUE(hosted) << hosted.error().message();
     service_ = std::move(*hosted);
   }
@@ -94,6 +106,100 @@ TEST_F(HostingTest, CloseFromOnConnectClosesThePeer) {
   ASSERT_TRUE(space->OnConnect());
   ExpectSeen("[('close me', 'conn9', None, False), True]");
   EXPECT_EQ(peer.closes, 1);
+}
+
+// A connected stream socket pair (accepted, connecting) of `family` over a listener bound to
+// `addr`; {-1, -1} on failure.
+std::pair<int, int> ConnectedPair(const sockaddr* addr, socklen_t len) {
+  int listener = ::socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listener < 0) return {-1, -1};
+  sockaddr_storage bound{};
+  socklen_t bound_len = sizeof bound;
+  int client = -1, accepted = -1;
+  if (::bind(listener, addr, len) == 0 && ::listen(listener, 1) == 0 &&
+      ::getsockname(listener, reinterpret_cast<sockaddr*>(&bound), &bound_len) == 0) {
+    client = ::socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (client >= 0 && ::connect(client, reinterpret_cast<sockaddr*>(&bound), bound_len) == 0) {
+      accepted = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    }
+  }
+  ::close(listener);
+  if (accepted < 0) {
+    if (client >= 0) ::close(client);
+    return {-1, -1};
+  }
+  return {accepted, client};
+}
+
+// conn._config["endpoints"] is what Python's own socket module says of the same descriptor, for
+// every family a connection comes from (the daemon spells them in C++: hosting.cc).
+TEST(HostingEndpointsTest, AreWhatPythonsSocketModuleGives) {
+  auto hosted = ServiceFromSource("hosting_test_endpoints", "EndpointsService", R"(
+import os, socket, rpyc
+class EndpointsService(rpyc.Service):
+    seen = []
+    def on_connect(self, conn):
+        s = socket.socket(fileno=os.dup(conn.fileno()))
+        try:
+            EndpointsService.seen.append((conn._config['endpoints'],
+                                          (s.getsockname(), s.getpeername())))
+        finally:
+            s.close()
+)");
+  ASSERT_TRUE(hosted) << hosted.error().message();
+
+  std::vector<std::pair<std::string, std::pair<int, int>>> pairs;
+  sockaddr_in v4{};
+  v4.sin_family = AF_INET;
+  v4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  pairs.emplace_back("AF_INET", ConnectedPair(reinterpret_cast<sockaddr*>(&v4), sizeof v4));
+  v4.sin_addr.s_addr = htonl(0x7f2d6409);  // 127.45.100.9: every length of a decimal byte
+  pairs.emplace_back("AF_INET 127.45.100.9",
+                     ConnectedPair(reinterpret_cast<sockaddr*>(&v4), sizeof v4));
+  sockaddr_in6 v6{};
+  v6.sin6_family = AF_INET6;
+  v6.sin6_addr = in6addr_loopback;
+  pairs.emplace_back("AF_INET6", ConnectedPair(reinterpret_cast<sockaddr*>(&v6), sizeof v6));
+  std::string dir = ::testing::TempDir() + "/hosting-endpoints-" + std::to_string(::getpid());
+  sockaddr_un path{};
+  path.sun_family = AF_UNIX;
+  std::snprintf(path.sun_path, sizeof path.sun_path, "%s", dir.c_str());
+  ::unlink(path.sun_path);
+  pairs.emplace_back("AF_UNIX path",
+                     ConnectedPair(reinterpret_cast<sockaddr*>(&path), sizeof path));
+  sockaddr_un abstract{};
+  abstract.sun_family = AF_UNIX;
+  std::string name = "classicd-endpoints-" + std::to_string(::getpid());
+  std::memcpy(abstract.sun_path + 1, name.data(), name.size());
+  pairs.emplace_back(
+      "AF_UNIX abstract",
+      ConnectedPair(reinterpret_cast<sockaddr*>(&abstract),
+                    static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size())));
+  int sp[2] = {-1, -1};
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+  pairs.emplace_back("AF_UNIX unnamed", std::make_pair(sp[0], sp[1]));
+
+  uint64_t id = 20;
+  for (auto& [what, fds] : pairs) {
+    SCOPED_TRACE(what);
+    if (fds.first < 0 && what == "AF_INET6") continue;  // a host without IPv6 loopback
+    ASSERT_GE(fds.first, 0);
+    FakePeer peer;
+    auto space = MakeServiceObjectSpace(*g_interp, peer, **hosted, {id++, fds.first, nullptr});
+    ASSERT_TRUE(space->OnConnect());
+    space->OnDisconnect();
+    space.reset();
+    auto seen = g_interp->RunString(
+        "import hosting_test_endpoints as m\n"
+        "(ours, python), = m.EndpointsService.seen\n"
+        "m.EndpointsService.seen.clear()\n"
+        "assert ours == python and type(ours[0]) is type(python[0]), (ours, python)\n");
+    EXPECT_TRUE(seen) << seen.error().message();
+    ::close(fds.first);
+    ::close(fds.second);
+  }
+  ::unlink(path.sun_path);
+  hosted->reset();
 }
 
 }  // namespace

@@ -62,6 +62,7 @@ struct Interpreter::Support {
 struct HostedService {
   Interpreter* interpreter = nullptr;
   PyRef make_root;  // () -> a root instance: the class, or a function giving the shared instance
+  PyRef make_conn;  // support_hosting.py's make_hosted_root: (root, conn) of a new connection
   PyRef config;     // conn._config's base: rpyc's DEFAULT_CONFIG with the service's keys
   std::unique_ptr<AccessPolicy> policy;
   std::vector<std::string> aliases;

@@ -210,9 +210,11 @@ def service_logger(name, emit, level):
     return logger
 
 
-def make_hosted_root(make, config, proxies, connid, fd, credentials):
+def make_hosted_root(make, config, proxies, connid, fd, credentials, endpoints):
+    """(root, conn) of a new connection. `endpoints` comes from the daemon (hosting.cc), or is
+    Ellipsis for a socket family it does not spell: Python's socket module then reads them."""
     conf = dict(config)
     conf['connid'] = 'conn%d' % connid
     conf['credentials'] = credentials
-    conf['endpoints'] = _endpoints(fd)
+    conf['endpoints'] = _endpoints(fd) if endpoints is Ellipsis else endpoints
     return make(), HostedConnection(proxies, conf, fd)

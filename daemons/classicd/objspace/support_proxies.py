@@ -197,11 +197,13 @@ class ProxyConn:
     def __init__(self, handle):
         self.handle = handle
         self.v6 = True
-        self.proxies = weakref.WeakValueDictionary()
+        # Made when the first proxy is (most connections never get one; a WeakValueDictionary
+        # costs more to make than the rest of this object).
+        self.proxies = None
         self.classes = {}
 
     def proxy(self, id_pack):
-        p = self.proxies.get(id_pack)
+        p = self.proxies.get(id_pack) if self.proxies is not None else None
         if p is not None:
             object.__setattr__(p, '____refcount__',
                                object.__getattribute__(p, '____refcount__') + 1)
@@ -211,6 +213,8 @@ class ProxyConn:
         object.__setattr__(p, '____conn__', self)
         object.__setattr__(p, '____id_pack__', id_pack)
         object.__setattr__(p, '____refcount__', 1)
+        if self.proxies is None:  # the first proxy, or drop() ran during _class_for's INSPECT
+            self.proxies = weakref.WeakValueDictionary()
         self.proxies[id_pack] = p
         return p
 
@@ -232,5 +236,5 @@ class ProxyConn:
         return cls
 
     def drop(self):
-        self.proxies = weakref.WeakValueDictionary()
+        self.proxies = None
         self.classes = {}
