@@ -68,4 +68,22 @@ def line_authenticator(sock):
     return sock, _read_line(sock, 1).decode()
 
 
+def gated_authenticator(sock):
+    """Once the client has sent something (a probe that connects and closes is refused), adds a
+    line to $AUTH_GATE.started, then waits (up to 60 s) for the file $AUTH_GATE to exist
+    (something other than the socket: the daemon's deadline does not interrupt it)."""
+    import os
+    import socket
+    import time
+    if not sock.recv(1, socket.MSG_PEEK):
+        raise AuthenticationError('the client left')
+    gate = os.environ['AUTH_GATE']
+    with open(gate + '.started', 'a') as f:
+        f.write('started\n')
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return sock, 'gated'
+
+
 not_callable = 42
