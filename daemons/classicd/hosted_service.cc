@@ -84,17 +84,12 @@ core::Status ClassicService::HostService() {
            : levelno >= 20 ? Level::info
                            : Level::debug;
   };
-  const auto threshold = ctx_.logging.threshold();
-  const int levelno = threshold >= Level::err    ? 40
-                      : threshold >= Level::warn ? 30
-                      : threshold >= Level::info ? 20
-                                                 : 10;
   if (auto st = objspace::SetServiceLogger(
           *hosted_, log_name_,
           [log = log_, to_level](int n, std::string_view message) {
             log.Write(to_level(n), {}, message);
           },
-          levelno);
+          ServiceLevelno());
       !st) {
     return st;
   }
@@ -103,6 +98,21 @@ core::Status ClassicService::HostService() {
                                             {c.id, c.fd, c.peer->credentials});
   };
   return {};
+}
+
+int ClassicService::ServiceLevelno() const {
+  const auto threshold = ctx_.logging.threshold();
+  return threshold >= Level::err    ? 40
+         : threshold >= Level::warn ? 30
+         : threshold >= Level::info ? 20
+                                    : 10;
+}
+
+void ClassicService::FollowLogLevel() {
+  if (!hosted_) return;
+  if (auto st = objspace::SetServiceLogLevel(*hosted_, ServiceLevelno()); !st) {
+    log_.Error("reload: {}", st.error().message());
+  }
 }
 
 }  // namespace classicd

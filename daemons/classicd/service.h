@@ -101,6 +101,10 @@ class ClassicService final : public core::daemon::Service {
   // hosted_service.cc: --service loaded into hosted_ (at start), then its logger and make_space_.
   core::Status LoadService();
   core::Status HostService();
+  // The service logger's level for the daemon's threshold (Python's levelno), and that level
+  // applied to the logger after a reload changed the threshold.
+  int ServiceLevelno() const;
+  void FollowLogLevel();
 
   // gate.cc: the connection gate.
   // --authenticator loaded, and whether client certificates become credentials.

@@ -210,6 +210,18 @@ core::Status SetServiceLogger(HostedService& service, const std::string& name, L
   return {};
 }
 
+core::Status SetServiceLogLevel(HostedService& service, int levelno) {
+  GilHold gil;
+  PyObject* logger = PyDict_GetItemString(service.config.get(), "logger");  // borrowed
+  PyRef r = logger != nullptr ? PyRef::Steal(PyObject_CallMethod(logger, "setLevel", "i", levelno))
+                              : PyRef();
+  if (!r) {
+    if (logger == nullptr) return core::Fail(core::Error::Python("the service has no logger"));
+    return core::Fail(core::Error::Python("the service's logger level: " + FetchErrorText()));
+  }
+  return {};
+}
+
 void ClassicObjectSpace::InitHosted(const HostedService& service, const ConnectionInfo& info) {
   hosted_ = true;
   request_timeout_ms_ = service.request_timeout_ms;

@@ -213,6 +213,9 @@ using LogSink = std::function<void(int levelno, std::string_view message)>;
 // traceback of logger.exception()). Before the first connection.
 core::Status SetServiceLogger(HostedService& service, const std::string& name, LogSink sink,
                               int levelno);
+// The level of that logger from now on (a reload changed the daemon's threshold): connections
+// open in this process see it at once; forked children see the level they were forked with.
+core::Status SetServiceLogLevel(HostedService& service, int levelno);
 
 // One per connection, as MakeClassicObjectSpace(): the root is a new instance of the service's
 // class (or the shared instance), its on_connect(conn) runs in OnConnect() and on_disconnect(conn)
