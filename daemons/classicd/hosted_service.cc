@@ -94,8 +94,20 @@ core::Status ClassicService::HostService() {
     return st;
   }
   make_space_ = [this](core::protocol::Connection& conn, const SpaceContext& c) {
-    return objspace::MakeServiceObjectSpace(*interpreter_, conn, *hosted_,
-                                            {c.id, c.fd, c.peer->credentials});
+    objspace::ConnectionInfo info{c.id, c.fd, c.peer->credentials, std::nullopt};
+    if (const auto* tls = dynamic_cast<const core::transport::TlsStream*>(c.stream)) {
+      // conn._channel.stream.sock says what an ssl.SSLSocket would.
+      auto& t = info.tls.emplace();
+      t.version = tls->version();
+      if (const auto cipher = tls->cipher()) {
+        t.cipher = cipher->name;
+        t.cipher_protocol = cipher->protocol;
+        t.secret_bits = cipher->secret_bits;
+      }
+      t.certificate_der = tls->peer_certificate_der();
+      t.verified = tls->verifies_peer();
+    }
+    return objspace::MakeServiceObjectSpace(*interpreter_, conn, *hosted_, info);
   };
   return {};
 }

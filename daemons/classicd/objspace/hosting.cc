@@ -222,6 +222,29 @@ core::Status SetServiceLogLevel(HostedService& service, int levelno) {
   return {};
 }
 
+namespace {
+
+// make_hosted_root's `tls`: None without TLS, else (version, cipher() or None, the client
+// certificate's DER or None, verified).
+PyRef TlsInfo(const ConnectionInfo& info) {
+  if (!info.tls) return PyRef::Borrow(Py_None);
+  const ConnectionInfo::Tls& t = *info.tls;
+  PyRef cipher = t.cipher.empty()
+                     ? PyRef::Borrow(Py_None)
+                     : PyRef::Steal(Py_BuildValue("(ssi)", t.cipher.c_str(),
+                                                  t.cipher_protocol.c_str(), t.secret_bits));
+  PyRef der =
+      t.certificate_der.empty()
+          ? PyRef::Borrow(Py_None)
+          : PyRef::Steal(PyBytes_FromStringAndSize(
+                t.certificate_der.data(), static_cast<Py_ssize_t>(t.certificate_der.size())));
+  if (!cipher || !der) return PyRef();
+  return PyRef::Steal(Py_BuildValue("(sOOO)", t.version.c_str(), cipher.get(), der.get(),
+                                    t.verified ? Py_True : Py_False));
+}
+
+}  // namespace
+
 void ClassicObjectSpace::InitHosted(const HostedService& service, const ConnectionInfo& info) {
   hosted_ = true;
   request_timeout_ms_ = service.request_timeout_ms;
@@ -230,10 +253,11 @@ void ClassicObjectSpace::InitHosted(const HostedService& service, const Connecti
   PyRef id = PyRef::Steal(PyLong_FromUnsignedLongLong(info.id));
   PyRef fd = PyRef::Steal(PyLong_FromLong(info.fd));
   PyObject* credentials = info.credentials ? info.credentials->object.get() : Py_None;
-  PyRef pair = proxies != nullptr && make && id && fd
+  PyRef tls = TlsInfo(info);
+  PyRef pair = proxies != nullptr && make && id && fd && tls
                    ? PyRef::Steal(PyObject_CallFunctionObjArgs(
                          make.get(), service.make_root.get(), service.config.get(), proxies,
-                         id.get(), fd.get(), credentials, nullptr))
+                         id.get(), fd.get(), credentials, tls.get(), nullptr))
                    : PyRef();
   if (!pair) {
     // The instance could not be made (its __init__ raised): OnConnect() refuses the connection.

@@ -453,6 +453,55 @@ def test_tls_client_certificate_is_the_credentials(gen, tmp_path, certs):
     assert mine[1] == creds  # the log line shows the same repr
 
 
+TLS_SOCKET_CLIENT = """\
+import hashlib, json, os, rpyc, ssl
+kw = {}
+if os.environ.get('CERT'):
+    kw = dict(keyfile=os.environ['KEY'], certfile=os.environ['CERT'])
+c = rpyc.ssl_connect('127.0.0.1', int(os.environ['SERVER_PORT']), ca_certs=os.environ['CA'], **kw)
+mine = c._channel.stream.sock
+is_socket, cert, der, cipher, version, peername, sockname, fileno = c.root.tls()
+expected_der = None
+if os.environ.get('CERT'):
+    with open(os.environ['CERT']) as f:
+        expected_der = ['bytes', hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()]
+print(json.dumps({'is_socket': is_socket, 'getpeercert': cert, 'der_is_the_client_cert':
+                  (list(der) if der else der) == expected_der, 'cipher': list(cipher),
+                  'same_cipher_as_client': tuple(cipher) == mine.cipher(), 'version': version,
+                  'same_version_as_client': version == mine.version(),
+                  'endpoints': [list(peername), list(sockname)] == [list(mine.getsockname()),
+                                                                  list(mine.getpeername())],
+                  'fileno': fileno}))
+c.close()
+"""
+
+
+@pytest.mark.parametrize("mode", ["threaded", "threadpool", "forking"])
+@pytest.mark.parametrize("client_cert", [True, False], ids=["client-cert", "no-client-cert"])
+def test_the_socket_under_tls_answers_as_an_ssl_socket(gen, tmp_path, certs, client_cert, mode):
+    """conn._channel.stream.sock under TLS: getpeercert() (the dict, or the DER bytes with
+    binary_form=True; None without a client certificate), cipher(), version(), getpeername(),
+    getsockname() and fileno() as rpyc's ThreadedServer with SSLAuthenticator gives them."""
+    key, cert, ca = (str(certs / n) for n in ("server.key", "server.pem", "ca.pem"))
+    args = ["-m", mode, "--ssl-keyfile", key, "--ssl-certfile", cert]
+    if client_cert:
+        args += ["--ssl-cafile", ca]
+    env = dict(KEY=certs / "client.key", CERT=certs / "client.pem") if client_cert else {}
+
+    def run(server):
+        return client(gen, TLS_SOCKET_CLIENT, SERVER_PORT=server.port, CA=ca, **env)
+
+    python, mine = both(gen, tmp_path, f"ssl:{key},{cert},{ca if client_cert else ''}", args, run)
+    assert mine == python
+    assert mine["is_socket"] and mine["der_is_the_client_cert"] and mine["fileno"]
+    assert mine["same_cipher_as_client"] and mine["same_version_as_client"] and mine["endpoints"]
+    assert mine["version"].startswith("TLSv1.")
+    if client_cert:
+        assert "('DNS', 'client.example')" in mine["getpeercert"]
+    else:
+        assert mine["getpeercert"] == "None"
+
+
 @pytest.mark.parametrize("mode", ["threadpool", "forking"])
 def test_tls_client_certificate_reaches_on_connect(gen, tmp_path, certs, mode):
     key, cert, ca = (str(certs / n) for n in ("server.key", "server.pem", "ca.pem"))

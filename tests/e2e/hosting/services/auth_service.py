@@ -16,6 +16,18 @@ class WhoAmIService(rpyc.Service):
     def exposed_add(self, a, b):
         return a + b
 
+    def exposed_tls(self):
+        """What conn._channel.stream.sock tells of the TLS session, as rpyc's ssl.SSLSocket does
+        (getpeercert() with and without binary_form, cipher(), version()), with its endpoints."""
+        import hashlib
+        import socket
+        sock = self._conn._channel.stream.sock
+        der = sock.getpeercert(binary_form=True)
+        return (isinstance(sock, socket.socket), repr(sock.getpeercert()),
+                None if der is None else (type(der).__name__, hashlib.sha256(der).hexdigest()),
+                sock.cipher(), sock.version(), sock.getpeername(), sock.getsockname(),
+                isinstance(sock.fileno(), int) and sock.fileno() >= 0)
+
 
 class CallingWhoAmIService(WhoAmIService):
     """Calls the client from on_connect, after the authentication that set the credentials."""
