@@ -32,9 +32,14 @@ Admission::Decision Admission::Admit(const std::string& host, bool handshake) {
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t active = active_.load(std::memory_order_relaxed);
   if (active >= limits_.max_connections) return {Verdict::kTooMany, active};
-  const int64_t handshaking = handshaking_.load(std::memory_order_relaxed);
-  if (handshake && limits_.max_handshakes > 0 && handshaking >= limits_.max_handshakes) {
-    return {Verdict::kTooManyHandshakes, handshaking};
+  if (handshake && limits_.max_handshakes > 0 &&
+      static_cast<int64_t>(handshakes_.size()) >= limits_.max_handshakes) {
+    // At the limit: the handshakes past their deadline are dropped first (only here, so that
+    // a connection below the limit costs no walk).
+    const auto now = std::chrono::steady_clock::now();
+    std::erase_if(handshakes_, [now](const auto& h) { return h.second <= now; });
+    const auto handshaking = static_cast<int64_t>(handshakes_.size());
+    if (handshaking >= limits_.max_handshakes) return {Verdict::kTooManyHandshakes, handshaking};
   }
   if (limits_.max_per_peer > 0 && !key.empty()) {
     auto it = open_.find(key);
@@ -43,13 +48,28 @@ Admission::Decision Admission::Admit(const std::string& host, bool handshake) {
   }
   if (!key.empty()) ++open_[key];
   active_.store(active + 1, std::memory_order_relaxed);
-  if (handshake) handshaking_.store(handshaking + 1, std::memory_order_relaxed);
-  return {Verdict::kAdmitted, active};
+  Decision d{Verdict::kAdmitted, active};
+  if (handshake) {
+    d.handshake = ++next_slot_;
+    handshakes_.emplace(d.handshake, std::chrono::steady_clock::time_point::max());
+  }
+  return d;
 }
 
-void Admission::HandshakeEnded() {
+void Admission::HandshakeDeadline(uint64_t slot, std::chrono::steady_clock::time_point until) {
   std::lock_guard<std::mutex> lock(mu_);
-  handshaking_.store(handshaking_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  auto it = handshakes_.find(slot);
+  if (it != handshakes_.end()) it->second = until;
+}
+
+void Admission::HandshakeEnded(uint64_t slot) {
+  std::lock_guard<std::mutex> lock(mu_);
+  handshakes_.erase(slot);
+}
+
+int64_t Admission::handshaking() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int64_t>(handshakes_.size());
 }
 
 int64_t Admission::Release(const std::string& host) {

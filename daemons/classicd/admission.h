@@ -3,14 +3,17 @@
 // Who may open a connection now: at most `max_connections` open in all, at most `max_per_peer`
 // from one peer (0: no per-peer cap), and at most `max_handshakes` still in their handshake (0: no
 // cap). Admit() counts a connection in, HandshakeEnded() counts it out of the handshakes, Release()
-// counts it out; all may come from any thread. The limits may change (a reload): they apply to
-// later Admit()s, and connections already open stay.
+// counts it out; all may come from any thread. A handshake is a TLS handshake or an authenticator
+// (or both, one after the other); one whose deadline passed (HandshakeDeadline) counts no longer,
+// even if what runs it has not returned (an authenticator stuck in the service's code). The limits
+// may change (a reload): they apply to later Admit()s, and connections already open stay.
 //
 // A peer is what one host controls: an IPv4 address, an IPv6 /64 (one subnet hands its hosts
 // addresses from a whole /64), an IPv4-mapped IPv6 address as its IPv4 address. A host that is not
 // an IP address ("unix": a Unix-socket client) has no per-peer cap.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -33,6 +36,9 @@ class Admission {
     // Connections open before this one: in all (kAdmitted, kTooMany), from the peer
     // (kTooManyFromPeer) or in their handshake (kTooManyHandshakes), for the log line.
     int64_t open = 0;
+    // kAdmitted with a handshake: the connection's handshake slot, for HandshakeDeadline() and
+    // HandshakeEnded() (never 0).
+    uint64_t handshake = 0;
     bool admitted() const { return verdict == Verdict::kAdmitted; }
   };
 
@@ -46,16 +52,19 @@ class Admission {
 
   void set_limits(Limits limits);
 
-  // `handshake`: the connection starts with a handshake this process sees end (HandshakeEnded()),
-  // and counts against max_handshakes until then.
+  // `handshake`: the connection starts with a handshake whose end this process sees
+  // (HandshakeEnded()), and counts against max_handshakes until then.
   Decision Admit(const std::string& host, bool handshake = false);
-  // The handshake of a connection Admit()ted with `handshake` ended (finished or failed).
-  void HandshakeEnded();
+  // The handshake in `slot` counts no longer than `until` (an authenticator's deadline).
+  void HandshakeDeadline(uint64_t slot, std::chrono::steady_clock::time_point until);
+  // The handshake in `slot` ended (finished or failed); nothing when it ended already.
+  void HandshakeEnded(uint64_t slot);
   // Counts out a connection Admit() let in from `host`; returns the number still open.
   int64_t Release(const std::string& host);
 
   int64_t active() const { return active_.load(std::memory_order_relaxed); }
-  int64_t handshaking() const { return handshaking_.load(std::memory_order_relaxed); }
+  // Handshakes counted (those past their deadline until an Admit() at the limit drops them).
+  int64_t handshaking() const;
   uint64_t served() const { return served_.load(std::memory_order_relaxed); }
   // Peers with a connection open (tests).
   size_t peers() const;
@@ -65,8 +74,10 @@ class Admission {
   Limits limits_;                        // guarded by mu_
   std::map<std::string, int64_t> open_;  // guarded by mu_: connections open per peer key
   std::atomic<int64_t> active_{0};       // written under mu_
-  std::atomic<int64_t> handshaking_{0};  // written under mu_
-  std::atomic<uint64_t> served_{0};      // written under mu_
+  // guarded by mu_: the handshakes in progress by slot, with their deadline (max(): none)
+  std::map<uint64_t, std::chrono::steady_clock::time_point> handshakes_;
+  uint64_t next_slot_ = 0;           // guarded by mu_
+  std::atomic<uint64_t> served_{0};  // written under mu_
 };
 
 // core::log::RateLimit for lines logged from any thread: Allow() says whether to log a line now,

@@ -138,19 +138,44 @@ TEST(Admission, NoPerPeerCapForAHostWithoutAnAddress) {
 
 TEST(Admission, CapsHandshakes) {
   Admission a({100, 0, 2});
-  ASSERT_TRUE(a.Admit("10.0.0.1", /*handshake=*/true).admitted());
-  ASSERT_TRUE(a.Admit("10.0.0.2", /*handshake=*/true).admitted());
+  const auto first = a.Admit("10.0.0.1", /*handshake=*/true);
+  ASSERT_TRUE(first.admitted());
+  ASSERT_NE(first.handshake, 0u);
+  const auto second = a.Admit("10.0.0.2", /*handshake=*/true);
+  ASSERT_TRUE(second.admitted());
+  EXPECT_NE(second.handshake, first.handshake);
   const auto refused = a.Admit("10.0.0.3", /*handshake=*/true);
   EXPECT_EQ(refused.verdict, Verdict::kTooManyHandshakes);
   EXPECT_EQ(refused.open, 2);
-  EXPECT_TRUE(a.Admit("10.0.0.3").admitted());  // no handshake to wait for
+  const auto plain = a.Admit("10.0.0.3");  // no handshake to wait for
+  EXPECT_TRUE(plain.admitted());
+  EXPECT_EQ(plain.handshake, 0u);
   EXPECT_EQ(a.handshaking(), 2);
-  a.HandshakeEnded();  // the first is authenticated and stays open
+  a.HandshakeEnded(first.handshake);  // the first is authenticated and stays open
+  a.HandshakeEnded(first.handshake);  // once only
   EXPECT_EQ(a.handshaking(), 1);
   EXPECT_TRUE(a.Admit("10.0.0.4", /*handshake=*/true).admitted());
   EXPECT_EQ(a.active(), 4);
   a.set_limits({100, 0, 0});  // 0: no cap
   EXPECT_TRUE(a.Admit("10.0.0.5", /*handshake=*/true).admitted());
+}
+
+TEST(Admission, AHandshakePastItsDeadlineCountsNoLonger) {
+  Admission a({100, 0, 1});
+  const auto first = a.Admit("10.0.0.1", /*handshake=*/true);
+  ASSERT_TRUE(first.admitted());
+  // An authenticator still running within its deadline holds the one slot.
+  a.HandshakeDeadline(first.handshake, std::chrono::steady_clock::now() + std::chrono::hours(1));
+  EXPECT_EQ(a.Admit("10.0.0.2", /*handshake=*/true).verdict, Verdict::kTooManyHandshakes);
+  // Its deadline passed: the slot is free although it never returned.
+  a.HandshakeDeadline(first.handshake, std::chrono::steady_clock::now());
+  const auto second = a.Admit("10.0.0.2", /*handshake=*/true);
+  EXPECT_TRUE(second.admitted());
+  EXPECT_EQ(a.handshaking(), 1);
+  a.HandshakeEnded(first.handshake);  // when it does return: nothing more is counted out
+  EXPECT_EQ(a.handshaking(), 1);
+  a.HandshakeEnded(second.handshake);
+  EXPECT_EQ(a.handshaking(), 0);
 }
 
 TEST(SharedRateLimit, SaysWhatWasSuppressed) {

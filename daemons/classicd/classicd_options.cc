@@ -120,7 +120,8 @@ core::config::Schema MakeSchema(Options* o) {
           "Cap on open connections from one peer: an IPv4 address or an IPv6 /64 (0: none)",
           &o->max_connections_per_peer, 0, 1'000'000),
       Int("max_handshakes", "--max-handshakes",
-          "Cap on connections still in their TLS handshake (more are refused; 0: none)",
+          "Cap on connections still in their TLS handshake or authenticator (more are refused; 0: "
+          "none)",
           &o->max_handshakes, 0, 1'000'000),
       Int("tls_handshake_timeout", "--tls-handshake-timeout", "Seconds a TLS handshake may take",
           &o->tls_handshake_timeout, 1, 3600),

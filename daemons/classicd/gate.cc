@@ -1,7 +1,9 @@
 // The connection gate of ClassicService (service.h): what a connection passes before it is
 // served. In order: the allow-lists on the accepted socket (Allowed), admission's limits
 // (Admit, Release), the end of a TLS handshake (HandshakeEnded), then the authenticator or the
-// credentials of a client certificate or of SO_PEERCRED (Authenticate). Every line logged before
+// credentials of a client certificate or of SO_PEERCRED (Authenticate). A TLS handshake and an
+// authenticator both count against max_handshakes, in one slot from Admit until the last of them
+// ends (or the authenticator's deadline passes). Every line logged before
 // authentication is rate-limited (PreAuthLine).
 
 #include <chrono>
@@ -61,8 +63,8 @@ bool ClassicService::Allowed(int fd, const sockaddr_storage& ss, Peer& peer, uin
 }
 
 bool ClassicService::Admit(Peer& peer) {
-  peer.handshake = tls() != nullptr;
-  const auto d = admission_.Admit(peer.host, peer.handshake);
+  const auto d = admission_.Admit(peer.host, tls() != nullptr || authenticator_ != nullptr);
+  peer.handshake = d.handshake;
   switch (d.verdict) {
     case Admission::Verdict::kAdmitted:
       if (trim_) trim_->Opened(d.open + 1);
@@ -80,7 +82,7 @@ bool ClassicService::Admit(Peer& peer) {
       return false;
     case Admission::Verdict::kTooManyHandshakes:
       if (PreAuthLine(PreAuth::kRefused)) {
-        log_.Warn("refused {}: {} connections in their TLS handshake (max_handshakes)", peer.repr,
+        log_.Warn("refused {}: {} connections in their handshake (max_handshakes)", peer.repr,
                   d.open);
       }
       return false;
@@ -111,7 +113,9 @@ void ClassicService::Release(const std::string& host) {
 
 void ClassicService::HandshakeEnded(const Peer& peer, uint64_t id,
                                     const core::Result<core::transport::TlsStream*>& result) {
-  if (peer.handshake) admission_.HandshakeEnded();
+  // With an authenticator the slot is held until it has run (Authenticate).
+  if (peer.handshake != 0 && (!result || !authenticator_))
+    admission_.HandshakeEnded(peer.handshake);
   if (!result) {
     // A peer that leaves during the handshake ended its connection; nothing failed here.
     if (result.error().code() == Error::Code::kClosed) {
@@ -140,35 +144,15 @@ bool ClassicService::Authenticate(core::transport::Stream& stream, Peer& peer, u
     return true;
   };
   if (authenticator_) {
-    auto* socket = dynamic_cast<core::transport::SocketStream*>(&stream);
-    if (socket == nullptr) {
-      conn_log_(Level::err, peer, id, "{} cannot be authenticated: not a socket", peer.repr);
-      return false;
+    const int timeout_ms = static_cast<int>(limits_.tls_handshake_timeout.load() * 1000);
+    if (peer.handshake != 0) {
+      admission_.HandshakeDeadline(
+          peer.handshake, std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms));
     }
-    const auto outcome =
-        objspace::Authenticate(*authenticator_, socket->fd(),
-                               static_cast<int>(limits_.tls_handshake_timeout.load() * 1000));
-    switch (outcome.kind) {
-      case objspace::AuthOutcome::Kind::kAccepted:
-        conn_log_(Level::info, peer, id, "{} authenticated successfully", peer.repr);
-        peer.credentials = outcome.credentials;
-        return true;
-      case objspace::AuthOutcome::Kind::kRefused:
-        if (PreAuthLine(PreAuth::kRefused)) {
-          conn_log_(Level::warn, peer, id, "{} failed to authenticate... rejecting connection: {}",
-                    peer.repr, core::log::Escape(outcome.reason));
-        }
-        return false;
-      case objspace::AuthOutcome::Kind::kFailed:
-        if (PreAuthLine(PreAuth::kRefused)) {
-          conn_log_(Level::err, peer, id,
-                    "{} failed to authenticate... rejecting connection: the authenticator "
-                    "failed: {}",
-                    peer.repr, outcome.reason);
-        }
-        return false;
-    }
-    return false;
+    const bool ok = RunAuthenticator(stream, peer, id, timeout_ms);
+    if (peer.handshake != 0) admission_.HandshakeEnded(peer.handshake);
+    peer.handshake = 0;
+    return ok;
   }
   if (certificate_credentials_) {
     auto* tls = dynamic_cast<core::transport::TlsStream*>(&stream);
@@ -180,6 +164,37 @@ bool ClassicService::Authenticate(core::transport::Stream& stream, Peer& peer, u
                                             peer.unix_cred->pid));
   }
   return true;
+}
+
+bool ClassicService::RunAuthenticator(core::transport::Stream& stream, Peer& peer, uint64_t id,
+                                      int timeout_ms) {
+  auto* socket = dynamic_cast<core::transport::SocketStream*>(&stream);
+  if (socket == nullptr) {
+    conn_log_(Level::err, peer, id, "{} cannot be authenticated: not a socket", peer.repr);
+    return false;
+  }
+  const auto outcome = objspace::Authenticate(*authenticator_, socket->fd(), timeout_ms);
+  switch (outcome.kind) {
+    case objspace::AuthOutcome::Kind::kAccepted:
+      conn_log_(Level::info, peer, id, "{} authenticated successfully", peer.repr);
+      peer.credentials = outcome.credentials;
+      return true;
+    case objspace::AuthOutcome::Kind::kRefused:
+      if (PreAuthLine(PreAuth::kRefused)) {
+        conn_log_(Level::warn, peer, id, "{} failed to authenticate... rejecting connection: {}",
+                  peer.repr, core::log::Escape(outcome.reason));
+      }
+      return false;
+    case objspace::AuthOutcome::Kind::kFailed:
+      if (PreAuthLine(PreAuth::kRefused)) {
+        conn_log_(Level::err, peer, id,
+                  "{} failed to authenticate... rejecting connection: the authenticator "
+                  "failed: {}",
+                  peer.repr, outcome.reason);
+      }
+      return false;
+  }
+  return false;
 }
 
 }  // namespace classicd

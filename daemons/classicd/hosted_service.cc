@@ -84,25 +84,47 @@ core::Status ClassicService::HostService() {
            : levelno >= 20 ? Level::info
                            : Level::debug;
   };
-  const auto threshold = ctx_.logging.threshold();
-  const int levelno = threshold >= Level::err    ? 40
-                      : threshold >= Level::warn ? 30
-                      : threshold >= Level::info ? 20
-                                                 : 10;
   if (auto st = objspace::SetServiceLogger(
           *hosted_, log_name_,
           [log = log_, to_level](int n, std::string_view message) {
             log.Write(to_level(n), {}, message);
           },
-          levelno);
+          ServiceLevelno());
       !st) {
     return st;
   }
   make_space_ = [this](core::protocol::Connection& conn, const SpaceContext& c) {
-    return objspace::MakeServiceObjectSpace(*interpreter_, conn, *hosted_,
-                                            {c.id, c.fd, c.peer->credentials});
+    objspace::ConnectionInfo info{c.id, c.fd, c.peer->credentials, std::nullopt};
+    if (const auto* tls = dynamic_cast<const core::transport::TlsStream*>(c.stream)) {
+      // conn._channel.stream.sock says what an ssl.SSLSocket would.
+      auto& t = info.tls.emplace();
+      t.version = tls->version();
+      if (const auto cipher = tls->cipher()) {
+        t.cipher = cipher->name;
+        t.cipher_protocol = cipher->protocol;
+        t.secret_bits = cipher->secret_bits;
+      }
+      t.certificate_der = tls->peer_certificate_der();
+      t.verified = tls->verifies_peer();
+    }
+    return objspace::MakeServiceObjectSpace(*interpreter_, conn, *hosted_, info);
   };
   return {};
+}
+
+int ClassicService::ServiceLevelno() const {
+  const auto threshold = ctx_.logging.threshold();
+  return threshold >= Level::err    ? 40
+         : threshold >= Level::warn ? 30
+         : threshold >= Level::info ? 20
+                                    : 10;
+}
+
+void ClassicService::FollowLogLevel() {
+  if (!hosted_) return;
+  if (auto st = objspace::SetServiceLogLevel(*hosted_, ServiceLevelno()); !st) {
+    log_.Error("reload: {}", st.error().message());
+  }
 }
 
 }  // namespace classicd

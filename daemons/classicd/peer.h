@@ -20,8 +20,9 @@ struct Peer {
   std::string host;      // "127.0.0.1": RPYC_PEER and the per-peer limit key
   std::string text;      // "127.0.0.1:5000"
   bool nodelay = false;  // accepted from a listener with TCP_NODELAY: the socket has it too
-  // Counted among the handshakes in progress (Admission) until OpenSocket() ends its handshake.
-  bool handshake = false;
+  // Its slot among the handshakes in progress (Admission; 0: none): a TLS handshake and an
+  // authenticator count until both have ended (HandshakeEnded(), Authenticate()).
+  uint64_t handshake = 0;
   // A Unix-socket peer's SO_PEERCRED, read when unix_allow_users/unix_allow_groups are set.
   struct UnixCred {
     int64_t uid = 0;

@@ -101,6 +101,8 @@ void ClassicService::Reload() {
   if (!plan.restart.empty())
     log_.Warn("reload: needs a restart to apply: {}", joined(plan.restart));
   ctx_.logging.SetThreshold(level);
+  // A hosted service's logger follows (forked children from the next fork on).
+  FollowLogLevel();
 }
 
 }  // namespace classicd

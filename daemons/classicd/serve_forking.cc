@@ -14,6 +14,7 @@
 #include <cerrno>
 
 #include <event2/event.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -42,10 +43,13 @@ void ClassicService::StartForking() {
   hooks.in_child = [this] {
     listeners_.CloseInChild();
     for (const auto& [id, o] : openings_) ::close(o->raw_fd());
+    for (const auto& [id, w] : auth_waits_) ::close(w->done.get());
   };
   hooks.serve = [this](std::unique_ptr<core::transport::Stream> stream, uint64_t id) {
     Peer& peer = child_peers_.at(id);
-    if (Authenticate(*stream, peer, id)) Serve(*stream, peer, id);
+    const bool authenticated = Authenticate(*stream, peer, id);
+    auth_done_.Reset();  // the parent counts the handshake out
+    if (authenticated) Serve(*stream, peer, id);
   };
   hooks.exit_child = [this](int status) { interpreter_->ExitChild(status); };
   // The parent's handlers write to the parent's loop.
@@ -159,13 +163,14 @@ void ClassicService::AdvanceOpening(uint64_t id, short what) {
 void ClassicService::DropOpening(uint64_t id) {
   auto it = openings_.find(id);
   if (it == openings_.end()) return;
+  if (it->second->peer.handshake != 0) admission_.HandshakeEnded(it->second->peer.handshake);
   Release(it->second->peer.host);
   openings_.erase(it);
 }
 
 void ClassicService::DropOpenings() {
   for (auto& [id, o] : openings_) {
-    if (o->tls && o->peer.handshake) admission_.HandshakeEnded();
+    if (o->peer.handshake != 0) admission_.HandshakeEnded(o->peer.handshake);
     Release(o->peer.host);
   }
   openings_.clear();
@@ -174,15 +179,45 @@ void ClassicService::DropOpenings() {
 void ClassicService::ForkChild(std::unique_ptr<core::transport::Stream> stream, Peer peer,
                                uint64_t id) {
   auto it = child_peers_.emplace(id, std::move(peer)).first;
+  const uint64_t slot = authenticator_ ? it->second.handshake : 0;
+  if (slot != 0) WatchAuthentication(id, slot);  // sets auth_done_, the child's end
   auto pid = forking_->Spawn(std::move(stream), id);
+  auth_done_.Reset();
   if (!pid) {
     conn_log_(Level::err, it->second, id, "cannot serve {}: {}", it->second.repr,
               pid.error().message());
+    EndAuthWait(id);
+    if (slot != 0) admission_.HandshakeEnded(slot);
     Release(it->second.host);
     child_peers_.erase(it);
     return;
   }
   conn_log_(Level::debug, it->second, id, "child {} serves {}", *pid, it->second.repr);
+}
+
+void ClassicService::WatchAuthentication(uint64_t id, uint64_t slot) {
+  // The child runs the authenticator under tls_handshake_timeout; the slot counts no longer.
+  const int timeout_ms = static_cast<int>(limits_.tls_handshake_timeout.load() * 1000);
+  admission_.HandshakeDeadline(slot, Clock::now() + std::chrono::milliseconds(timeout_ms));
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) != 0) return;  // counted out at the deadline or the child's end
+  auto w = std::make_unique<AuthWait>();
+  w->done = UniqueFd(ends[0]);
+  auth_done_ = UniqueFd(ends[1]);
+  w->slot = slot;
+  w->watch = std::make_unique<core::daemon::IoWatch>(ctx_.loop, ends[0], EV_READ, false,
+                                                     [this, id](short) { EndAuthWait(id); });
+  w->watch->Start(std::chrono::milliseconds(timeout_ms));
+  auth_waits_.emplace(id, std::move(w));
+}
+
+void ClassicService::EndAuthWait(uint64_t id) {
+  // Called by the wait's own watch (EOF or the deadline): the slot is copied out first.
+  auto it = auth_waits_.find(id);
+  if (it == auth_waits_.end()) return;
+  const uint64_t slot = it->second->slot;
+  auth_waits_.erase(it);
+  admission_.HandshakeEnded(slot);
 }
 
 void ClassicService::ChildEnded(const core::server::ForkingServer::Ended& e) {
@@ -196,6 +231,8 @@ void ClassicService::ChildEnded(const core::server::ForkingServer::Ended& e) {
   } else if (WIFEXITED(e.status) && WEXITSTATUS(e.status) != 0) {
     log_.Warn("child {} serving {} exited with status {}", e.pid, peer.repr, WEXITSTATUS(e.status));
   }
+  EndAuthWait(e.id);
+  if (peer.handshake != 0) admission_.HandshakeEnded(peer.handshake);
   Release(peer.host);
   child_peers_.erase(it);
 }

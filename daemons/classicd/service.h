@@ -101,12 +101,17 @@ class ClassicService final : public core::daemon::Service {
   // hosted_service.cc: --service loaded into hosted_ (at start), then its logger and make_space_.
   core::Status LoadService();
   core::Status HostService();
+  // The service logger's level for the daemon's threshold (Python's levelno), and that level
+  // applied to the logger after a reload changed the threshold.
+  int ServiceLevelno() const;
+  void FollowLogLevel();
 
   // gate.cc: the connection gate.
   // --authenticator loaded, and whether client certificates become credentials.
   core::Status LoadAuthentication();
   // Counts a connection in (false: refused, and logged) and out.
-  // `peer.handshake` is set when its TLS handshake counts against max_handshakes.
+  // `peer.handshake` is set when its TLS handshake or its authenticator counts against
+  // max_handshakes.
   bool Admit(Peer& peer);
   // Whether to log a line about a connection not yet authenticated now: at most kPreAuthBurst of
   // each kind in kPreAuthInterval (each kind apart, so that a flood of connects still shows the
@@ -121,9 +126,13 @@ class ClassicService final : public core::daemon::Service {
   // authenticator when there is one (false: refused, logged), else the credentials of a client
   // certificate (TLS with ssl_cafile) or of SO_PEERCRED, into peer.credentials. Without any of
   // them it does nothing.
+  // The authenticator's run counts against max_handshakes until it returns or its deadline
+  // (tls_handshake_timeout) passes.
   bool Authenticate(core::transport::Stream& stream, Peer& peer, uint64_t id);
-  // The end of a TLS handshake: counted out of max_handshakes and logged (a failure
-  // rate-limited, a success at debug level with the client certificate's subject, escaped).
+  bool RunAuthenticator(core::transport::Stream& stream, Peer& peer, uint64_t id, int timeout_ms);
+  // The end of a TLS handshake: counted out of max_handshakes unless an authenticator follows,
+  // and logged (a failure rate-limited, a success at debug level with the client certificate's
+  // subject, escaped).
   void HandshakeEnded(const Peer& peer, uint64_t id,
                       const core::Result<core::transport::TlsStream*>& result);
 
@@ -176,6 +185,15 @@ class ClassicService final : public core::daemon::Service {
   void DropOpening(uint64_t id);
   void DropOpenings();
   void ForkChild(std::unique_ptr<core::transport::Stream> stream, Peer peer, uint64_t id);
+  // A child that runs the authenticator holds its handshake slot in the parent until it closes
+  // the write end of a pipe (after the authenticator, or by ending) or the deadline passes.
+  struct AuthWait {
+    core::UniqueFd done;  // the read end: EOF when the child's authenticator has returned
+    uint64_t slot = 0;
+    std::unique_ptr<core::daemon::IoWatch> watch;
+  };
+  void WatchAuthentication(uint64_t id, uint64_t slot);
+  void EndAuthWait(uint64_t id);
   void ReapChildren();
   void ChildEnded(const core::server::ForkingServer::Ended& e);
   // serve_pooled.cc
@@ -245,6 +263,11 @@ class ClassicService final : public core::daemon::Service {
   std::unique_ptr<core::server::ForkingServer> forking_;
   std::unordered_map<uint64_t, Peer> child_peers_;
   std::unordered_map<uint64_t, std::unique_ptr<Opening>> openings_;  // loop thread only
+  // Forking mode with an authenticator (loop thread): the parent's ends of the children's
+  // authentication pipes, and the write end of the one being forked (the child's, closed in the
+  // parent once forked).
+  std::unordered_map<uint64_t, std::unique_ptr<AuthWait>> auth_waits_;
+  core::UniqueFd auth_done_;
   std::unique_ptr<core::daemon::SignalWatch> sigchld_;
 };
 

@@ -25,7 +25,7 @@ ClassicSession::ClassicSession(core::transport::Stream& stream, Peer peer, uint6
   copts.frame_limits.max_decompressed_size = copts.frame_limits.max_frame_size;
   copts.requests_served = settings.requests_served;
   conn_.emplace(*limited, copts);
-  space_ = make_space(*conn_, SpaceContext{id_, stream_.fd(), &peer_});
+  space_ = make_space(*conn_, SpaceContext{id_, stream_.fd(), &peer_, &stream_});
   conn_->set_object_space(space_.get());
   // A hosted service's on_connect, which may call the client already (the classic root's does
   // nothing).

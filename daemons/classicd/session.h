@@ -33,8 +33,9 @@ struct SessionSettings {
 // What the object space of a new connection may learn of it (a hosted service's `conn`).
 struct SpaceContext {
   uint64_t id = 0;
-  int fd = -1;                 // the stream's descriptor, -1 when it has none
-  const Peer* peer = nullptr;  // its credentials among the rest
+  int fd = -1;                                      // the stream's descriptor, -1 when it has none
+  const Peer* peer = nullptr;                       // its credentials among the rest
+  const core::transport::Stream* stream = nullptr;  // a TlsStream under TLS
 };
 
 // Makes the object space of a new connection (in the daemon, the embedded interpreter's).

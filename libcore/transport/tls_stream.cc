@@ -402,6 +402,18 @@ std::string TlsStream::peer_subject() const {
   return out;
 }
 
+bool TlsStream::verifies_peer() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return (SSL_get_verify_mode(ssl_) & SSL_VERIFY_PEER) != 0;
+}
+
+std::optional<TlsStream::Cipher> TlsStream::cipher() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const SSL_CIPHER* c = SSL_get_current_cipher(ssl_);
+  if (c == nullptr) return std::nullopt;
+  return Cipher{SSL_CIPHER_get_name(c), SSL_CIPHER_get_version(c), SSL_CIPHER_get_bits(c, nullptr)};
+}
+
 std::string TlsStream::peer_certificate_der() const {
   std::lock_guard<std::mutex> lock(mu_);
   X509* cert = SSL_get1_peer_certificate(ssl_);

@@ -99,6 +99,16 @@ class TlsStream : public Stream {
   // The client certificate, DER-encoded (empty when none): what a caller decodes for the
   // application (rpyc-classicd: getpeercert()'s dict).
   std::string peer_certificate_der() const;
+  // Whether the client certificate was verified (the context requests and checks one).
+  bool verifies_peer() const;
+  // The session's cipher as Python's ssl.SSLSocket.cipher() gives it: OpenSSL's name for it, the
+  // protocol version that defined it, its secret bits; nullopt before the handshake.
+  struct Cipher {
+    std::string name;
+    std::string protocol;
+    int secret_bits = 0;
+  };
+  std::optional<Cipher> cipher() const;
 
  private:
   TlsStream(UniqueFd fd, std::shared_ptr<TlsContext> context, SSL* ssl, std::string peer_name);

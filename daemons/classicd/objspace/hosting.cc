@@ -282,6 +282,41 @@ core::Status SetServiceLogger(HostedService& service, const std::string& name, L
   return {};
 }
 
+core::Status SetServiceLogLevel(HostedService& service, int levelno) {
+  GilHold gil;
+  PyObject* logger = PyDict_GetItemString(service.config.get(), "logger");  // borrowed
+  PyRef r = logger != nullptr ? PyRef::Steal(PyObject_CallMethod(logger, "setLevel", "i", levelno))
+                              : PyRef();
+  if (!r) {
+    if (logger == nullptr) return core::Fail(core::Error::Python("the service has no logger"));
+    return core::Fail(core::Error::Python("the service's logger level: " + FetchErrorText()));
+  }
+  return {};
+}
+
+namespace {
+
+// make_hosted_root's `tls`: None without TLS, else (version, cipher() or None, the client
+// certificate's DER or None, verified).
+PyRef TlsInfo(const ConnectionInfo& info) {
+  if (!info.tls) return PyRef::Borrow(Py_None);
+  const ConnectionInfo::Tls& t = *info.tls;
+  PyRef cipher = t.cipher.empty()
+                     ? PyRef::Borrow(Py_None)
+                     : PyRef::Steal(Py_BuildValue("(ssi)", t.cipher.c_str(),
+                                                  t.cipher_protocol.c_str(), t.secret_bits));
+  PyRef der =
+      t.certificate_der.empty()
+          ? PyRef::Borrow(Py_None)
+          : PyRef::Steal(PyBytes_FromStringAndSize(
+                t.certificate_der.data(), static_cast<Py_ssize_t>(t.certificate_der.size())));
+  if (!cipher || !der) return PyRef();
+  return PyRef::Steal(Py_BuildValue("(sOOO)", t.version.c_str(), cipher.get(), der.get(),
+                                    t.verified ? Py_True : Py_False));
+}
+
+}  // namespace
+
 void ClassicObjectSpace::InitHosted(const HostedService& service, const ConnectionInfo& info) {
   hosted_ = true;
   request_timeout_ms_ = service.request_timeout_ms;
@@ -291,11 +326,12 @@ void ClassicObjectSpace::InitHosted(const HostedService& service, const Connecti
   PyObject* credentials = info.credentials ? info.credentials->object.get() : Py_None;
   // Null (no error): a family the C++ side does not spell; make_hosted_root asks Python's socket.
   PyRef endpoints = Endpoints(info.fd);
-  PyRef pair = proxies != nullptr && id && fd
+  PyRef tls = TlsInfo(info);
+  PyRef pair = proxies != nullptr && id && fd && tls
                    ? PyRef::Steal(PyObject_CallFunctionObjArgs(
                          service.make_conn.get(), service.make_root.get(), service.config.get(),
                          proxies, id.get(), fd.get(), credentials,
-                         endpoints ? endpoints.get() : Py_Ellipsis, nullptr))
+                         endpoints ? endpoints.get() : Py_Ellipsis, tls.get(), nullptr))
                    : PyRef();
   if (!pair) {
     // The instance could not be made (its __init__ raised): OnConnect() refuses the connection.

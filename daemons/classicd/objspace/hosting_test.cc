@@ -79,7 +79,8 @@ TEST_F(HostingTest, CredentialsConnidAndEndpointsReachOnConnect) {
   auto credentials = PeerCredentials(*g_interp, 1000, 100, 4242);
   ASSERT_TRUE(credentials) << credentials.error().message();
   EXPECT_EQ(CredentialsText(**credentials), "{'uid': 1000, 'gid': 100, 'pid': 4242}");
-  auto space = MakeServiceObjectSpace(*g_interp, peer, *service_, {7, -1, *credentials});
+  auto space =
+      MakeServiceObjectSpace(*g_interp, peer, *service_, {7, -1, *credentials, std::nullopt});
   ASSERT_TRUE(space->OnConnect());
   ExpectSeen("[({'uid': 1000, 'gid': 100, 'pid': 4242}, 'conn7', None, False)]");
   space->OnDisconnect();
@@ -87,7 +88,7 @@ TEST_F(HostingTest, CredentialsConnidAndEndpointsReachOnConnect) {
 
 TEST_F(HostingTest, WithoutCredentialsTheyAreNone) {
   FakePeer peer;
-  auto space = MakeServiceObjectSpace(*g_interp, peer, *service_, {8, -1, nullptr});
+  auto space = MakeServiceObjectSpace(*g_interp, peer, *service_, {8, -1, nullptr, std::nullopt});
   ASSERT_TRUE(space->OnConnect());
   ExpectSeen("[(None, 'conn8', None, False)]");
 }
@@ -102,7 +103,8 @@ TEST_F(HostingTest, CloseFromOnConnectClosesThePeer) {
     ASSERT_TRUE(made) << made.error().message();
     credentials = std::move(*made);
   }
-  auto space = MakeServiceObjectSpace(*g_interp, peer, *service_, {9, -1, credentials});
+  auto space =
+      MakeServiceObjectSpace(*g_interp, peer, *service_, {9, -1, credentials, std::nullopt});
   ASSERT_TRUE(space->OnConnect());
   ExpectSeen("[('close me', 'conn9', None, False), True]");
   EXPECT_EQ(peer.closes, 1);
@@ -185,7 +187,8 @@ class EndpointsService(rpyc.Service):
     if (fds.first < 0 && what == "AF_INET6") continue;  // a host without IPv6 loopback
     ASSERT_GE(fds.first, 0);
     FakePeer peer;
-    auto space = MakeServiceObjectSpace(*g_interp, peer, **hosted, {id++, fds.first, nullptr});
+    auto space =
+        MakeServiceObjectSpace(*g_interp, peer, **hosted, {id++, fds.first, nullptr, std::nullopt});
     ASSERT_TRUE(space->OnConnect());
     space->OnDisconnect();
     space.reset();

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -192,6 +193,17 @@ struct ConnectionInfo {
   // conn._config["credentials"] (Peer::credentials: what the connection's authentication, a TLS
   // client certificate, an authenticator or SO_PEERCRED, said); null: None.
   CredentialsPtr credentials;
+  // Under TLS: what conn._channel.stream.sock tells as ssl.SSLSocket would (getpeercert(),
+  // cipher(), version()).
+  struct Tls {
+    std::string version;          // "TLSv1.3"
+    std::string cipher;           // empty: cipher() is None
+    std::string cipher_protocol;  // "TLSv1.3"
+    int secret_bits = 0;
+    std::string certificate_der;  // the client certificate (empty: none)
+    bool verified = false;        // the certificate was verified: getpeercert() decodes it
+  };
+  std::optional<Tls> tls;
 };
 
 // Imports `spec` ("package.module:Name" or "package.module:factory()", factory() called here).
@@ -213,6 +225,9 @@ using LogSink = std::function<void(int levelno, std::string_view message)>;
 // traceback of logger.exception()). Before the first connection.
 core::Status SetServiceLogger(HostedService& service, const std::string& name, LogSink sink,
                               int levelno);
+// The level of that logger from now on (a reload changed the daemon's threshold): connections
+// open in this process see it at once; forked children see the level they were forked with.
+core::Status SetServiceLogLevel(HostedService& service, int levelno);
 
 // One per connection, as MakeClassicObjectSpace(): the root is a new instance of the service's
 // class (or the shared instance), its on_connect(conn) runs in OnConnect() and on_disconnect(conn)

@@ -87,10 +87,12 @@ def _endpoints(fd):
 class HostedStream:
     """conn._channel.stream: `sock` is a socket over a dup() of the connection's descriptor, made
     when first asked for (getpeername(), getsockname(), repr(); shutting it down ends the
-    connection, as it would under rpyc)."""
+    connection, as it would under rpyc). Under TLS it also answers getpeercert(), cipher() and
+    version() as rpyc's ssl.SSLSocket would (TLSSessionSocket)."""
 
-    def __init__(self, fd):
+    def __init__(self, fd, tls=None):
         self._fd = fd
+        self._tls = tls
         self._sock = None
 
     @property
@@ -102,7 +104,11 @@ class HostedStream:
             import socket
             dup = os.dup(self._fd)
             try:
-                self._sock = socket.socket(fileno=dup)
+                if self._tls is None:
+                    self._sock = socket.socket(fileno=dup)
+                else:
+                    self._sock = _tls_session_socket_class()(fileno=dup)
+                    self._sock._tls = self._tls
             except OSError:
                 os.close(dup)
                 raise AttributeError('sock: the connection is not a socket') from None
@@ -127,8 +133,8 @@ class HostedStream:
 class HostedChannel:
     """conn._channel: its stream, and the settings services change (compress)."""
 
-    def __init__(self, fd):
-        self.stream = HostedStream(fd)
+    def __init__(self, fd, tls=None):
+        self.stream = HostedStream(fd, tls)
         self.compress = True
 
     @property
@@ -143,12 +149,12 @@ class HostedConnection:
     """`conn` as a hosted service's code sees it: the parts of rpyc's Connection that services
     use (root, _config, close(), closed, fileno(), ping(), _channel.stream.sock)."""
 
-    def __init__(self, proxies, config, fd):
+    def __init__(self, proxies, config, fd, tls=None):
         self._proxies = proxies
         self._config = config
         self._closed = False
         self._root = None
-        self._channel = HostedChannel(fd)
+        self._channel = HostedChannel(fd, tls)
 
     @property
     def root(self):
@@ -210,11 +216,48 @@ def service_logger(name, emit, level):
     return logger
 
 
-def make_hosted_root(make, config, proxies, connid, fd, credentials, endpoints):
+_TLSSessionSocket = None
+
+
+def _tls_session_socket_class():
+    """The class of conn._channel.stream.sock under TLS, made once."""
+    global _TLSSessionSocket
+    if _TLSSessionSocket is not None:
+        return _TLSSessionSocket
+    import socket
+
+    class TLSSessionSocket(socket.socket):
+        """The connection's socket (it carries the encrypted bytes: the daemon's OpenSSL runs the
+        session) with ssl.SSLSocket's getpeercert(), cipher() and version() answered from the
+        daemon's session. Not an ssl.SSLSocket."""
+        __slots__ = ('_tls',)
+
+        def getpeercert(self, binary_form=False):
+            """None without a client certificate; its DER with binary_form; else the dict
+            getpeercert() gives ({} when it was not verified)."""
+            der, verified = self._tls[2], self._tls[3]
+            if der is None:
+                return None
+            if binary_form:
+                return der
+            return decode_certificate(der) if verified else {}
+
+        def cipher(self):
+            """(name, protocol version, secret bits)."""
+            return self._tls[1]
+
+        def version(self):
+            return self._tls[0]
+
+    _TLSSessionSocket = TLSSessionSocket
+    return TLSSessionSocket
+
+
+def make_hosted_root(make, config, proxies, connid, fd, credentials, endpoints, tls=None):
     """(root, conn) of a new connection. `endpoints` comes from the daemon (hosting.cc), or is
     Ellipsis for a socket family it does not spell: Python's socket module then reads them."""
     conf = dict(config)
     conf['connid'] = 'conn%d' % connid
     conf['credentials'] = credentials
     conf['endpoints'] = _endpoints(fd) if endpoints is Ellipsis else endpoints
-    return make(), HostedConnection(proxies, conf, fd)
+    return make(), HostedConnection(proxies, conf, fd, tls)

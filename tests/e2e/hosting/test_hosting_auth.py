@@ -296,6 +296,117 @@ print(json.dumps([c.eval('6*7'), c.root.getconn()._config['credentials']]))
         proc.wait(timeout=15)
 
 
+GATED_CLIENT = """\
+import json, os, socket, rpyc
+from rpyc.core.stream import SocketStream
+from rpyc.utils.factory import connect_stream
+s = socket.create_connection(('127.0.0.1', int(os.environ['SERVER_PORT'])))
+c = connect_stream(SocketStream(s))
+print(json.dumps([s.getsockname()[1], c.root.credentials(), c.root.add(1, 2)]))
+c.close()
+"""
+
+
+def start_gated(tmp_path, mode, timeout):
+    """rpyc-classicd serving WhoAmIService behind gated_authenticator, with max_handshakes 1."""
+    port = free_port()
+    log = tmp_path / "d.log"
+    gate = tmp_path / "gate"
+    proc = subprocess.Popen(
+        [str(CLASSICD), "-m", mode, "--host", "127.0.0.1", "-p", str(port), "--logfile", str(log),
+         "--log", "file", "--service", WHO, "--authenticator", "auth_service:gated_authenticator",
+         "--max-handshakes", "1", "--tls-handshake-timeout", str(timeout)],
+        env=dict(python_env("rpyc5"), AUTH_GATE=str(gate)), stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT, start_new_session=True)
+    read = lambda: log.read_text(errors="replace") if log.exists() else ""  # noqa: E731
+    wait_listening(proc, port, read)
+    # The probe of wait_listening holds the one slot until its authenticator has seen it leave.
+    wait_until(lambda: "the client left" in read(), "the probe was not refused")
+    return proc, port, gate, read
+
+
+def started(gate):
+    path = gate.parent / (gate.name + ".started")
+    return path.read_text().count("started\n") if path.exists() else 0
+
+
+def wait_until(predicate, what, timeout=15):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def refused_connect(port):
+    """A connection the daemon closes unserved; the client's local port."""
+    s = socket.create_connection(("127.0.0.1", port))
+    local = s.getsockname()[1]
+    s.settimeout(10)
+    try:
+        assert s.recv(10) == b""
+    except ConnectionResetError:
+        pass
+    s.close()
+    return local
+
+
+@pytest.mark.parametrize("mode", ["threaded", "threadpool", "forking"])
+def test_a_running_authenticator_counts_against_max_handshakes(gen, tmp_path, mode):
+    """While an authenticator runs, its connection is in its handshake: with max_handshakes 1 a
+    second connection is refused (the line TLS handshakes get); once the authenticator has
+    returned, connections are admitted again."""
+    require_generation(gen)
+    proc, port, gate, log = start_gated(tmp_path, mode, 30)
+    env = dict(os.environ, RPYC_GEN=gen, SERVER_PORT=str(port))
+    env.pop("PYTHONPATH", None)
+    if gen == "rpyc6":
+        env["PYTHONPATH"] = str(RPYC6_PATH)
+    try:
+        first = subprocess.Popen([PYTHON, "-c", GATED_CLIENT], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: started(gate) == 1, f"the first authenticator never started:\n{log()}")
+        local = refused_connect(port)
+        wait_until(lambda: f"refused ('127.0.0.1', {local}): 1 connections in their handshake "
+                           "(max_handshakes)" in log(), f"no refusal logged:\n{log()}")
+        assert started(gate) == 1  # the refused one never reached the authenticator
+        gate.touch()
+        out, err = first.communicate(timeout=30)
+        assert first.returncode == 0, err
+        assert json.loads(out)[1:] == ["'gated'", 3]
+        # The slot is free again: the next connection is authenticated and served.
+        port3, credentials, value = client(gen, GATED_CLIENT, SERVER_PORT=port)
+        assert (credentials, value) == ("'gated'", 3)
+        assert started(gate) == 2
+        assert log().count("(max_handshakes)") == 1, log()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+
+
+@pytest.mark.parametrize("mode", ["threaded", "forking"])
+def test_an_authenticator_past_its_deadline_counts_no_longer(tmp_path, mode):
+    """An authenticator stuck in the service's own code holds its slot only until the handshake
+    deadline: then a new connection is admitted (and reaches the authenticator)."""
+    proc, port, gate, log = start_gated(tmp_path, mode, 2)
+    try:
+        stuck = socket.create_connection(("127.0.0.1", port))
+        stuck.sendall(b"x")
+        wait_until(lambda: started(gate) == 1, f"the authenticator never started:\n{log()}")
+        refused_connect(port)
+        wait_until(lambda: "(max_handshakes)" in log(), f"no refusal logged:\n{log()}")
+        time.sleep(2.5)
+        late = socket.create_connection(("127.0.0.1", port))
+        late.sendall(b"x")
+        wait_until(lambda: started(gate) == 2, f"no slot after the deadline:\n{log()}")
+        assert log().count("(max_handshakes)") == 1, log()
+        gate.touch()
+        stuck.close()
+        late.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+
+
 # --- TLS: the client certificate as credentials ------------------------------------------------
 
 def openssl(*args, cwd):
@@ -340,6 +451,55 @@ def test_tls_client_certificate_is_the_credentials(gen, tmp_path, certs):
     assert "('DNS', 'client.example')" in creds and "('IP Address', '10.1.2.3')" in creds
     assert "'OCSP': ('http://ocsp.example.org',)" in creds
     assert mine[1] == creds  # the log line shows the same repr
+
+
+TLS_SOCKET_CLIENT = """\
+import hashlib, json, os, rpyc, ssl
+kw = {}
+if os.environ.get('CERT'):
+    kw = dict(keyfile=os.environ['KEY'], certfile=os.environ['CERT'])
+c = rpyc.ssl_connect('127.0.0.1', int(os.environ['SERVER_PORT']), ca_certs=os.environ['CA'], **kw)
+mine = c._channel.stream.sock
+is_socket, cert, der, cipher, version, peername, sockname, fileno = c.root.tls()
+expected_der = None
+if os.environ.get('CERT'):
+    with open(os.environ['CERT']) as f:
+        expected_der = ['bytes', hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()]
+print(json.dumps({'is_socket': is_socket, 'getpeercert': cert, 'der_is_the_client_cert':
+                  (list(der) if der else der) == expected_der, 'cipher': list(cipher),
+                  'same_cipher_as_client': tuple(cipher) == mine.cipher(), 'version': version,
+                  'same_version_as_client': version == mine.version(),
+                  'endpoints': [list(peername), list(sockname)] == [list(mine.getsockname()),
+                                                                  list(mine.getpeername())],
+                  'fileno': fileno}))
+c.close()
+"""
+
+
+@pytest.mark.parametrize("mode", ["threaded", "threadpool", "forking"])
+@pytest.mark.parametrize("client_cert", [True, False], ids=["client-cert", "no-client-cert"])
+def test_the_socket_under_tls_answers_as_an_ssl_socket(gen, tmp_path, certs, client_cert, mode):
+    """conn._channel.stream.sock under TLS: getpeercert() (the dict, or the DER bytes with
+    binary_form=True; None without a client certificate), cipher(), version(), getpeername(),
+    getsockname() and fileno() as rpyc's ThreadedServer with SSLAuthenticator gives them."""
+    key, cert, ca = (str(certs / n) for n in ("server.key", "server.pem", "ca.pem"))
+    args = ["-m", mode, "--ssl-keyfile", key, "--ssl-certfile", cert]
+    if client_cert:
+        args += ["--ssl-cafile", ca]
+    env = dict(KEY=certs / "client.key", CERT=certs / "client.pem") if client_cert else {}
+
+    def run(server):
+        return client(gen, TLS_SOCKET_CLIENT, SERVER_PORT=server.port, CA=ca, **env)
+
+    python, mine = both(gen, tmp_path, f"ssl:{key},{cert},{ca if client_cert else ''}", args, run)
+    assert mine == python
+    assert mine["is_socket"] and mine["der_is_the_client_cert"] and mine["fileno"]
+    assert mine["same_cipher_as_client"] and mine["same_version_as_client"] and mine["endpoints"]
+    assert mine["version"].startswith("TLSv1.")
+    if client_cert:
+        assert "('DNS', 'client.example')" in mine["getpeercert"]
+    else:
+        assert mine["getpeercert"] == "None"
 
 
 @pytest.mark.parametrize("mode", ["threadpool", "forking"])

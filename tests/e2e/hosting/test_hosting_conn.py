@@ -144,3 +144,59 @@ def test_the_service_logger_writes_to_the_daemon_log(gen, tmp_path):
     assert f"ERROR:{name}:caught: oops\nTraceback (most recent call last):" in text, text
     assert "ValueError: the traceback of oops" in text
     assert "hidden" not in text
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_service_logger_follows_a_reload_of_the_log_level(gen, tmp_path, mode):
+    """log-level info -> debug in the config file, SIGHUP: the service's debug lines reach the
+    daemon's log from then on. Connections served in the daemon's process see the new level at
+    once; in forking mode a child forked before the reload keeps the level it was forked with."""
+    import os
+    import signal
+    import subprocess
+
+    import rpyc
+
+    from hosting_support import (CLASSICD, free_port, python_env, require_generation,
+                                 run_client)
+    require_generation(gen)
+    port = free_port()
+    conf = tmp_path / "conn.toml"
+    log = tmp_path / "d.log"
+    settings = f'host = "127.0.0.1"\nport = {port}\nservice = "{CONN}"\nmode = "{mode}"\n'
+    conf.write_text(settings + 'log-level = "info"\n')
+    proc = subprocess.Popen([str(CLASSICD), "-c", str(conf), "--logfile", str(log)],
+                            env=python_env("rpyc5"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    read = lambda: log.read_text(errors="replace") if log.exists() else ""  # noqa: E731
+    name = f"CONN/{port}"
+
+    def wait_logged(text):
+        deadline = time.monotonic() + 15
+        while text not in read():
+            assert time.monotonic() < deadline, f"{text!r} not logged:\n{read()}"
+            time.sleep(0.05)
+
+    try:
+        wait_logged("server started")
+        earlier = rpyc.connect("127.0.0.1", port)  # open across the reload
+        earlier.root.log("debug", "hidden before")
+        assert run_client(gen, port, "attempt(lambda: root.log('debug', 'hidden too'))\n") == [
+            ["value", "None"]]
+        conf.write_text(settings + 'log-level = "debug"\n')
+        os.kill(proc.pid, signal.SIGHUP)
+        wait_logged("reload: applied log_level info -> debug")
+        assert run_client(gen, port, "attempt(lambda: root.log('debug', 'shown after'))\n") == [
+            ["value", "None"]]
+        wait_logged(f"DEBUG:{name}:service says shown after")
+        earlier.root.log("debug", "from the earlier connection")
+        earlier.close()
+        text = read()
+        assert "hidden before" not in text and "hidden too" not in text, text
+        # The earlier connection: its process's logger (forking: the child's, forked at the old
+        # level, which it keeps).
+        shown = f"DEBUG:{name}:service says from the earlier connection" in text
+        assert shown == (mode != "forking"), text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)

@@ -16,6 +16,18 @@ class WhoAmIService(rpyc.Service):
     def exposed_add(self, a, b):
         return a + b
 
+    def exposed_tls(self):
+        """What conn._channel.stream.sock tells of the TLS session, as rpyc's ssl.SSLSocket does
+        (getpeercert() with and without binary_form, cipher(), version()), with its endpoints."""
+        import hashlib
+        import socket
+        sock = self._conn._channel.stream.sock
+        der = sock.getpeercert(binary_form=True)
+        return (isinstance(sock, socket.socket), repr(sock.getpeercert()),
+                None if der is None else (type(der).__name__, hashlib.sha256(der).hexdigest()),
+                sock.cipher(), sock.version(), sock.getpeername(), sock.getsockname(),
+                isinstance(sock.fileno(), int) and sock.fileno() >= 0)
+
 
 class CallingWhoAmIService(WhoAmIService):
     """Calls the client from on_connect, after the authentication that set the credentials."""
@@ -66,6 +78,24 @@ def line_authenticator(sock):
     """Reads one line byte by byte (nothing of the protocol after it) and accepts it: a client
     that never sends it is ended by the handshake deadline."""
     return sock, _read_line(sock, 1).decode()
+
+
+def gated_authenticator(sock):
+    """Once the client has sent something (a probe that connects and closes is refused), adds a
+    line to $AUTH_GATE.started, then waits (up to 60 s) for the file $AUTH_GATE to exist
+    (something other than the socket: the daemon's deadline does not interrupt it)."""
+    import os
+    import socket
+    import time
+    if not sock.recv(1, socket.MSG_PEEK):
+        raise AuthenticationError('the client left')
+    gate = os.environ['AUTH_GATE']
+    with open(gate + '.started', 'a') as f:
+        f.write('started\n')
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return sock, 'gated'
 
 
 not_callable = 42
