@@ -140,6 +140,10 @@ core::Result<HostedServicePtr> LoadService(Interpreter& interpreter, const std::
           : std::numeric_limits<int>::max();
   service->policy = AccessPolicy::Make(config);
   if (!service->policy) return fail(FetchErrorText());
+  service->exceptions = {
+      config.include_local_traceback,      config.include_local_version,
+      config.import_custom_exceptions,     config.instantiate_custom_exceptions,
+      config.propagate_SystemExit_locally, config.propagate_KeyboardInterrupt_locally};
   return service;
 }
 
@@ -212,6 +216,7 @@ core::Status SetServiceLogger(HostedService& service, const std::string& name, L
 
 void ClassicObjectSpace::InitHosted(const HostedService& service, const ConnectionInfo& info) {
   hosted_ = true;
+  exception_rules_ = &service.exceptions;
   request_timeout_ms_ = service.request_timeout_ms;
   PyObject* proxies = Proxies();
   PyRef make = PyRef::Steal(PyObject_GetAttrString(sup_.module.get(), "make_hosted_root"));
