@@ -114,8 +114,8 @@ core::Status CheckStartFiles(const Options& o);
 inline constexpr const char* kDefaultConfig = RPYC_SYSCONFDIR "/rpyc/rpyc-classicd.toml";
 
 // The [protocol] entries as rpyc's protocol_config (protocol_options.cc): an unknown key, a wrong
-// type or a value not supported yet is an Error::Config naming FILE:LINE and the key (from the
-// file) or an Error::Usage naming --protocol (from the command line).
+// type or a value out of range is an Error::Config naming FILE:LINE and the key (from the file)
+// or an Error::Usage naming --protocol (from the command line).
 core::Result<objspace::ProtocolConfig> ParseProtocol(
     const std::vector<core::config::Entry>& entries);
 // A --protocol KEY=VALUE as the [protocol] table holds it (`allow_pickle=yes` -> true,

@@ -244,6 +244,42 @@ TEST(OptionsTest, ProtocolKeysFromFileAndSwitches) {
   EXPECT_FALSE(Parse({}).o.hosted());
 }
 
+TEST(OptionsTest, ExceptionKeysTakeBothValues) {
+  // rpyc's vinegar keys: every value is honoured (no longer only the defaults).
+  TomlFile f(
+      "service = 'calc:CalculatorService'\n[protocol]\ninclude_local_traceback = false\n"
+      "include_local_version = false\nimport_custom_exceptions = true\n"
+      "instantiate_custom_exceptions = true\ninstantiate_oldstyle_exceptions = true\n"
+      "propagate_SystemExit_locally = true\npropagate_KeyboardInterrupt_locally = false\n");
+  Parsed p = Parse({"-c", f.path()});
+  ASSERT_FALSE(p.outcome.exit) << p.outcome.message;
+  const auto& c = p.o.protocol_config;
+  EXPECT_FALSE(c.include_local_traceback);
+  EXPECT_FALSE(c.include_local_version);
+  EXPECT_TRUE(c.import_custom_exceptions);
+  EXPECT_TRUE(c.instantiate_custom_exceptions);
+  EXPECT_TRUE(c.instantiate_oldstyle_exceptions);
+  EXPECT_TRUE(c.propagate_SystemExit_locally);
+  EXPECT_FALSE(c.propagate_KeyboardInterrupt_locally);
+  // The switches, the other way round (the last value of a key wins).
+  Parsed s =
+      Parse({"-c", f.path(), "--protocol", "include_local_traceback=yes", "--protocol",
+             "include_local_version=on", "--protocol", "import_custom_exceptions=no", "--protocol",
+             "instantiate_custom_exceptions=false", "--protocol",
+             "instantiate_oldstyle_exceptions=0", "--protocol", "propagate_SystemExit_locally=off",
+             "--protocol", "propagate_KeyboardInterrupt_locally=1"});
+  ASSERT_FALSE(s.outcome.exit) << s.outcome.message;
+  const objspace::ProtocolConfig defaults;
+  const auto& d = s.o.protocol_config;
+  EXPECT_EQ(d.include_local_traceback, defaults.include_local_traceback);
+  EXPECT_EQ(d.include_local_version, defaults.include_local_version);
+  EXPECT_EQ(d.import_custom_exceptions, defaults.import_custom_exceptions);
+  EXPECT_EQ(d.instantiate_custom_exceptions, defaults.instantiate_custom_exceptions);
+  EXPECT_EQ(d.instantiate_oldstyle_exceptions, defaults.instantiate_oldstyle_exceptions);
+  EXPECT_EQ(d.propagate_SystemExit_locally, defaults.propagate_SystemExit_locally);
+  EXPECT_EQ(d.propagate_KeyboardInterrupt_locally, defaults.propagate_KeyboardInterrupt_locally);
+}
+
 TEST(OptionsTest, ProtocolErrors) {
   const std::vector<ErrorCase> cases = {
       {{}, "service = 'm:S'\n[protocol]\nbogus = 1\n", 78, ":3: key 'protocol.bogus': unknown key"},
@@ -256,9 +292,9 @@ TEST(OptionsTest, ProtocolErrors) {
        78,
        ":3: key 'protocol.sync_request_timeout': must be more than 0"},
       {{},
-       "service = 'm:S'\n[protocol]\npropagate_KeyboardInterrupt_locally = false\n",
+       "service = 'm:S'\n[protocol]\npropagate_KeyboardInterrupt_locally = 0\n",
        78,
-       "false is not supported yet"},
+       ":3: key 'protocol.propagate_KeyboardInterrupt_locally': expected a boolean"},
       {{},
        "[protocol]\nallow_pickle = true\n",
        78,

@@ -27,12 +27,7 @@ struct Key {
   Type type;
   bool ProtocolConfig::*flag = nullptr;
   std::string ProtocolConfig::*text = nullptr;
-  // The values this build honours; anything else is refused at start (not silently ignored).
-  std::optional<bool> only = std::nullopt;
 };
-
-constexpr const char* kNotYet =
-    "is not supported yet for a hosted service (only the default is honoured)";
 
 const Key kKeys[] = {
     {"allow_safe_attrs", Type::kBool, &ProtocolConfig::allow_safe_attrs},
@@ -45,19 +40,15 @@ const Key kKeys[] = {
     {"allow_setattr", Type::kBool, &ProtocolConfig::allow_setattr},
     {"allow_delattr", Type::kBool, &ProtocolConfig::allow_delattr},
     {"allow_pickle", Type::kBool, &ProtocolConfig::allow_pickle},
-    {"include_local_traceback", Type::kBool, &ProtocolConfig::include_local_traceback, nullptr,
-     true},
-    {"include_local_version", Type::kBool, &ProtocolConfig::include_local_version, nullptr, true},
-    {"import_custom_exceptions", Type::kBool, &ProtocolConfig::import_custom_exceptions, nullptr,
-     false},
-    {"instantiate_custom_exceptions", Type::kBool, &ProtocolConfig::instantiate_custom_exceptions,
-     nullptr, false},
+    {"include_local_traceback", Type::kBool, &ProtocolConfig::include_local_traceback},
+    {"include_local_version", Type::kBool, &ProtocolConfig::include_local_version},
+    {"import_custom_exceptions", Type::kBool, &ProtocolConfig::import_custom_exceptions},
+    {"instantiate_custom_exceptions", Type::kBool, &ProtocolConfig::instantiate_custom_exceptions},
     {"instantiate_oldstyle_exceptions", Type::kBool,
-     &ProtocolConfig::instantiate_oldstyle_exceptions, nullptr, false},
-    {"propagate_SystemExit_locally", Type::kBool, &ProtocolConfig::propagate_SystemExit_locally,
-     nullptr, false},
+     &ProtocolConfig::instantiate_oldstyle_exceptions},
+    {"propagate_SystemExit_locally", Type::kBool, &ProtocolConfig::propagate_SystemExit_locally},
     {"propagate_KeyboardInterrupt_locally", Type::kBool,
-     &ProtocolConfig::propagate_KeyboardInterrupt_locally, nullptr, true},
+     &ProtocolConfig::propagate_KeyboardInterrupt_locally},
     {"sync_request_timeout", Type::kSeconds},
 };
 
@@ -104,9 +95,6 @@ std::string Apply(const Key& k, const Entry& e, ProtocolConfig* c) {
       if (const auto* b = std::get_if<bool>(&e.value)) v = *b;
       if (e.from_text && text != nullptr) v = BoolWord(*text);
       if (!v) return "";  // wrong type: the caller says so
-      if (k.only && *v != *k.only) {
-        return std::string(*v ? "true" : "false") + " " + kNotYet;
-      }
       c->*k.flag = *v;
       return "ok";
     }

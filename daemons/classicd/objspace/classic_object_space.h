@@ -98,10 +98,15 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   core::protocol::Outcome HandleDel(const core::brine::Value& boxed_args);
 
   // --- vinegar.cc ---
-  // The pending Python exception as an exception reply (clears it).
+  // The pending Python exception as an exception reply (clears it). For a hosted service whose
+  // rules propagate that exception locally, the connection is closed instead (the reply made is
+  // then never sent).
   core::protocol::Outcome ExceptionOutcome();
   // Raises the client's exception of an exception reply here.
   void RaiseRemote(const core::brine::Value& raw);
+  // rpyc's propagate_*_locally: the exception ends this connection (logged, conn.close()).
+  bool PropagatesLocally(PyObject* type) const;
+  void PropagateLocally(PyObject* type, PyObject* value, PyObject* trace);
 
   // --- proxies.cc ---
   PyObject* Proxies();  // borrowed; NULL + Python error on failure
@@ -116,7 +121,9 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   core::protocol::Peer& peer_;
   const AccessPolicy& policy_;
   PyRef root_, conn_obj_, proxy_conn_, capsule_;
-  bool hosted_ = false;     // root_ is a hosted service's: OnConnect() calls its on_connect(conn)
+  bool hosted_ = false;  // root_ is a hosted service's: OnConnect() calls its on_connect(conn)
+  // A hosted service's exception rules (owned by its HostedService); null: the classic rules.
+  const ExceptionRules* exception_rules_ = nullptr;
   std::string init_error_;  // why InitHosted() failed
   // How long a request to the client waits for its reply (rpyc's sync_request_timeout).
   int request_timeout_ms_ = 30000;

@@ -1,5 +1,6 @@
 // A hosted service's `conn` as its on_connect sees it: the credentials, connid and endpoints the
-// connection's ConnectionInfo gives (conn._config), and conn.close() reaching the peer.
+// connection's ConnectionInfo gives (conn._config), and conn.close() reaching the peer; and the
+// service's exception keys of protocol_config (ExceptionRules, vinegar.cc) both ways.
 
 #include <Python.h>
 
@@ -203,6 +204,144 @@ class EndpointsService(rpyc.Service):
   }
   ::unlink(path.sun_path);
   hosted->reset();
+}
+
+// --- rpyc's exception keys (ExceptionRules) -----------------------------------------------------
+
+class ExceptionRulesTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_NE(g_interp, nullptr);
+    auto st = g_interp->RunString(R"(
+import sys, types
+m = types.ModuleType('rules_test_service')
+exec('''
+import rpyc
+class ServiceError(Exception):
+    pass
+class RulesService(rpyc.Service):
+    def exposed_fail(self):
+        raise ServiceError('bad')
+    def exposed_exit(self):
+        raise SystemExit('bye')
+    def exposed_interrupt(self):
+        raise KeyboardInterrupt('ctrl-c')
+    def exposed_catch(self, fn):
+        try:
+            fn()
+        except BaseException as e:
+            from rpyc.core.vinegar import GenericException
+            return (type(e).__module__, type(e).__name__, isinstance(e, GenericException), e.args)
+''', m.__dict__)
+sys.modules['rules_test_service'] = m
+)");
+    ASSERT_TRUE(st) << st.error().message();
+  }
+
+  // A connection of the service with `config`; `peer` must outlive it.
+  std::unique_ptr<ObjectSpace> Connect(const ProtocolConfig& config, FakePeer& peer) {
+    auto hosted = LoadService(*g_interp, "rules_test_service:RulesService", config);
+    EXPECT_TRUE(hosted) << hosted.error().message();
+    if (!hosted) return nullptr;
+    service_ = std::move(*hosted);
+    auto space = MakeServiceObjectSpace(*g_interp, peer, *service_, {1, -1, nullptr, std::nullopt});
+    EXPECT_TRUE(space->OnConnect());
+    return space;
+  }
+  // root.<name>(args...) as the client sends it.
+  static Outcome CallRoot(ObjectSpace& space, const std::string& name, std::vector<Value> args) {
+    Value root = PayloadOf(HandleSent(space, Handler::kGetRoot, ByVal(T({}))).value);
+    Outcome m = HandleSent(space, Handler::kGetAttr, Boxes({LocalRef(root), ByVal(S(name))}));
+    EXPECT_EQ(m.kind, Outcome::Kind::kReply) << m.value.Repr();
+    return HandleSent(space, Handler::kCall,
+                      Boxes({LocalRef(PayloadOf(m.value)), Boxes(std::move(args)), ByVal(T({}))}));
+  }
+  static const std::vector<Value>& Items(const Outcome& o) {
+    return o.value.tree()->as<brine::Tuple>().items;
+  }
+  // What the service's catch() saw of the client's exception (module, class) raised by a client
+  // callback.
+  Outcome CatchClientException(const ProtocolConfig& config, const std::string& module,
+                               const std::string& cls) {
+    FakePeer peer;
+    peer.script = [&](Handler, const Value&) -> core::Result<Outcome> {
+      return Outcome::Exception(T({T({S(module), S(cls)}), T({S("from the client")}),
+                                   T({T({S("_remote_version"), S("6.0.1")})}), S("tb")}));
+    };
+    auto space = Connect(config, peer);
+    Outcome o = CallRoot(*space, "catch", {RemoteRef(T({S("builtins.function"), I(9), I(10)}))});
+    EXPECT_EQ(o.kind, Outcome::Kind::kReply) << o.value.Repr();
+    space->OnDisconnect();
+    return o;
+  }
+
+  HostedServicePtr service_;
+};
+
+TEST_F(ExceptionRulesTest, TracebackAndVersionIncludedByDefault) {
+  FakePeer peer;
+  auto space = Connect(ProtocolConfig{}, peer);
+  Outcome o = CallRoot(*space, "fail", {});
+  ASSERT_EQ(o.kind, Outcome::Kind::kException);
+  EXPECT_EQ(Items(o)[0], T({S("rules_test_service"), S("ServiceError")}));
+  EXPECT_EQ(Items(o)[2].as<brine::Tuple>().items.back(), T({S("_remote_version"), S("6.0.1")}));
+  EXPECT_EQ(Items(o)[3].as<brine::Str>().utf8.rfind("Traceback (most recent call last):", 0), 0u);
+}
+
+TEST_F(ExceptionRulesTest, TracebackAndVersionDenied) {
+  FakePeer peer;
+  ProtocolConfig config;
+  config.include_local_traceback = false;
+  config.include_local_version = false;
+  auto space = Connect(config, peer);
+  Outcome o = CallRoot(*space, "fail", {});
+  ASSERT_EQ(o.kind, Outcome::Kind::kException);
+  EXPECT_EQ(Items(o)[1], T({S("bad")}));
+  EXPECT_EQ(Items(o)[2].as<brine::Tuple>().items.back(),
+            T({S("_remote_version"), S("<version denied>")}));
+  EXPECT_EQ(Items(o)[3], S("<traceback denied>"));
+}
+
+TEST_F(ExceptionRulesTest, ClientExceptionsLoadedByTheRules) {
+  ProtocolConfig config;  // rpyc's defaults: builtins only
+  EXPECT_EQ(CatchClientException(config, "builtins", "ValueError").value,
+            ByVal(T({S("builtins"), S("ValueError"), false, T({S("from the client")})})));
+  EXPECT_EQ(CatchClientException(config, "rules_test_service", "ServiceError").value,
+            ByVal(T({S("rpyc.core.vinegar/rules_test_service"),
+                     S("rules_test_service.ServiceError"), true, T({S("from the client")})})));
+  config.instantiate_custom_exceptions = true;  // a module already imported: its class
+  EXPECT_EQ(
+      CatchClientException(config, "rules_test_service", "ServiceError").value,
+      ByVal(T({S("rules_test_service"), S("ServiceError"), false, T({S("from the client")})})));
+  // Not imported without import_custom_exceptions, then imported and used.
+  EXPECT_EQ(CatchClientException(config, "wsgiref.validate", "WSGIWarning").value,
+            ByVal(T({S("rpyc.core.vinegar/wsgiref.validate"), S("wsgiref.validate.WSGIWarning"),
+                     true, T({S("from the client")})})));
+  config.import_custom_exceptions = true;
+  EXPECT_EQ(CatchClientException(config, "wsgiref.validate", "WSGIWarning").value,
+            ByVal(T({S("wsgiref.validate"), S("WSGIWarning"), false, T({S("from the client")})})));
+}
+
+TEST_F(ExceptionRulesTest, PropagatedExceptionsCloseTheConnection) {
+  // rpyc's defaults (KeyboardInterrupt ends the connection, SystemExit is sent), then reversed.
+  struct Case {
+    bool system_exit, keyboard_interrupt;
+    const char *sent_by, *sent_class, *ends_by;
+  };
+  for (const Case& c : {Case{false, true, "exit", "SystemExit", "interrupt"},
+                        Case{true, false, "interrupt", "KeyboardInterrupt", "exit"}}) {
+    ClosingPeer peer;
+    ProtocolConfig config;
+    config.propagate_SystemExit_locally = c.system_exit;
+    config.propagate_KeyboardInterrupt_locally = c.keyboard_interrupt;
+    auto space = Connect(config, peer);
+    Outcome o = CallRoot(*space, c.sent_by, {});
+    ASSERT_EQ(o.kind, Outcome::Kind::kException);
+    EXPECT_EQ(Items(o)[0], T({S("builtins"), S(c.sent_class)}));
+    EXPECT_EQ(peer.closes, 0) << c.sent_by;
+    (void)CallRoot(*space, c.ends_by, {});
+    EXPECT_EQ(peer.closes, 1) << c.ends_by;
+  }
 }
 
 }  // namespace

@@ -43,6 +43,7 @@ using EncodedPtr = std::shared_ptr<const std::string>;
 struct Interpreter::Support {
   PyRef module;  // _classicd_support (support_*.py)
   PyRef get_methods, dump_exc, load_exc, make_root, proxy_conn_class, base_netref;
+  PyRef load_exc_hosted, propagate_exc;  // a hosted service's exception paths (vinegar.cc)
   PyRef ctxexit, instancecheck, pickle_dumps;
   // The frame of the client's calls (handlers.cc, docs/embedding.md §3.7).
   PyRef call0, call, call_kw;
@@ -58,6 +59,19 @@ struct Interpreter::Support {
   std::unordered_map<MethodsKey, EncodedPtr, MethodsKeyHash> methods_cache;
 };
 
+// How a hosted service's exceptions cross its connections: rpyc's vinegar keys of its
+// protocol_config (vinegar.cc). instantiate_oldstyle_exceptions has no counterpart: on Python 3
+// every exception class derives from BaseException and rpyc's loader ignores the key. The
+// classic service has none of these (it keeps its own fixed rules, docs/protocol.md §6).
+struct ExceptionRules {
+  bool include_local_traceback = true;
+  bool include_local_version = true;
+  bool import_custom_exceptions = false;
+  bool instantiate_custom_exceptions = false;
+  bool propagate_system_exit = false;
+  bool propagate_keyboard_interrupt = true;
+};
+
 // A hosted rpyc.Service (objspace.h). Its PyRefs are released with the GIL (hosting.cc).
 struct HostedService {
   Interpreter* interpreter = nullptr;
@@ -65,6 +79,7 @@ struct HostedService {
   PyRef make_conn;  // support_hosting.py's make_hosted_root: (root, conn) of a new connection
   PyRef config;     // conn._config's base: rpyc's DEFAULT_CONFIG with the service's keys
   std::unique_ptr<AccessPolicy> policy;
+  ExceptionRules exceptions;
   std::vector<std::string> aliases;
   int request_timeout_ms = 30000;  // sync_request_timeout (None: the largest wait)
 };

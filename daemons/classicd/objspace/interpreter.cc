@@ -78,6 +78,8 @@ bool LoadSupport(Interpreter::Support* sup) {
   } attrs[] = {{&sup->get_methods, "get_methods"},
                {&sup->dump_exc, "dump_exc"},
                {&sup->load_exc, "load_exc"},
+               {&sup->load_exc_hosted, "load_exc_hosted"},
+               {&sup->propagate_exc, "propagate_exc"},
                {&sup->make_root, "make_root"},
                {&sup->proxy_conn_class, "ProxyConn"},
                {&sup->base_netref, "BaseNetref"},

@@ -55,14 +55,26 @@ def test_check_config_imports_a_good_service(tmp_path):
      "c.toml:3: key 'protocol.allow_pickle': expected a boolean"),
     ("[protocol]\n\nsafe_attrs = [1]\n",
      "c.toml:4: key 'protocol.safe_attrs': expected an array of strings, found an integer in it"),
-    ("[protocol]\ninclude_local_traceback = false\n",
-     "c.toml:3: key 'protocol.include_local_traceback': false is not supported yet"),
+    ("[protocol]\ninclude_local_traceback = 'no'\n",
+     "c.toml:3: key 'protocol.include_local_traceback': expected a boolean"),
     ("protocol = 1\n", "c.toml:2: key 'protocol': expected a table"),
 ])
 @pytest.mark.parametrize("check", [True, False], ids=["check-config", "start"])
 def test_bad_protocol_table_exits_78(toml, message, check, tmp_path):
     p = refused_with_file('service = "calc_service:CalculatorService"\n' + toml, check, tmp_path)
     assert message in p.stderr
+
+
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_exception_keys_take_both_values(value, tmp_path):
+    keys = ["include_local_traceback", "include_local_version", "import_custom_exceptions",
+            "instantiate_custom_exceptions", "instantiate_oldstyle_exceptions",
+            "propagate_SystemExit_locally", "propagate_KeyboardInterrupt_locally"]
+    (tmp_path / "c.toml").write_text('service = "calc_service:CalculatorService"\n[protocol]\n' +
+                                     "".join(f"{k} = {value}\n" for k in keys))
+    p = run(["-c", "c.toml", "--check-config"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "configuration OK" in p.stdout
 
 
 def test_bad_protocol_switch_exits_64(tmp_path):
