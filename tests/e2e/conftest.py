@@ -2,9 +2,19 @@
 any new report file from an ASan/LSan/UBSan build fails that test with the report's text, even
 when the client side passed."""
 
+import signal
+
 import pytest
 
 import sanitizer_support
+
+# The Python reference servers (rpyc's ThreadedServer, rpyc_registry.py) are stopped with SIGINT,
+# as a user stops them. A shell runs a background job (`.ci/run &`) with SIGINT ignored, children
+# inherit an ignored signal across exec, and Python then never raises KeyboardInterrupt: every
+# reference ignored its stop and was killed after its 15 s grace period instead. The test
+# process takes SIGINT back, so what it starts gets the default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
