@@ -123,7 +123,7 @@ class ClassicObjectSpace final : public core::protocol::ObjectSpace {
   PyRef root_, conn_obj_, proxy_conn_, capsule_;
   bool hosted_ = false;  // root_ is a hosted service's: OnConnect() calls its on_connect(conn)
   // A hosted service's exception rules (owned by its HostedService); null: the classic rules.
-  const ExceptionRules* exception_rules_ = nullptr;
+  const ProtocolConfig* exception_rules_ = nullptr;
   std::string init_error_;  // why InitHosted() failed
   // How long a request to the client waits for its reply (rpyc's sync_request_timeout).
   int request_timeout_ms_ = 30000;

@@ -212,10 +212,7 @@ core::Result<HostedServicePtr> LoadService(Interpreter& interpreter, const std::
           : std::numeric_limits<int>::max();
   service->policy = AccessPolicy::Make(config);
   if (!service->policy) return fail(FetchErrorText());
-  service->exceptions = {
-      config.include_local_traceback,      config.include_local_version,
-      config.import_custom_exceptions,     config.instantiate_custom_exceptions,
-      config.propagate_SystemExit_locally, config.propagate_KeyboardInterrupt_locally};
+  service->protocol = config;
   return service;
 }
 
@@ -323,7 +320,7 @@ PyRef TlsInfo(const ConnectionInfo& info) {
 
 void ClassicObjectSpace::InitHosted(const HostedService& service, const ConnectionInfo& info) {
   hosted_ = true;
-  exception_rules_ = &service.exceptions;
+  exception_rules_ = &service.protocol;
   request_timeout_ms_ = service.request_timeout_ms;
   PyObject* proxies = Proxies();
   PyRef id = PyRef::Steal(PyLong_FromUnsignedLongLong(info.id));

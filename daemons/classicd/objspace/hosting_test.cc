@@ -1,6 +1,6 @@
 // A hosted service's `conn` as its on_connect sees it: the credentials, connid and endpoints the
 // connection's ConnectionInfo gives (conn._config), and conn.close() reaching the peer; and the
-// service's exception keys of protocol_config (ExceptionRules, vinegar.cc) both ways.
+// service's exception keys of protocol_config (HostedService::protocol, vinegar.cc) both ways.
 
 #include <Python.h>
 
@@ -206,7 +206,7 @@ class EndpointsService(rpyc.Service):
   hosted->reset();
 }
 
-// --- rpyc's exception keys (ExceptionRules) -----------------------------------------------------
+// --- rpyc's exception keys (vinegar.cc) ---------------------------------------------------
 
 class ExceptionRulesTest : public ::testing::Test {
  protected:

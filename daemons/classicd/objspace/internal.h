@@ -59,19 +59,6 @@ struct Interpreter::Support {
   std::unordered_map<MethodsKey, EncodedPtr, MethodsKeyHash> methods_cache;
 };
 
-// How a hosted service's exceptions cross its connections: rpyc's vinegar keys of its
-// protocol_config (vinegar.cc). instantiate_oldstyle_exceptions has no counterpart: on Python 3
-// every exception class derives from BaseException and rpyc's loader ignores the key. The
-// classic service has none of these (it keeps its own fixed rules, docs/protocol.md §6).
-struct ExceptionRules {
-  bool include_local_traceback = true;
-  bool include_local_version = true;
-  bool import_custom_exceptions = false;
-  bool instantiate_custom_exceptions = false;
-  bool propagate_system_exit = false;
-  bool propagate_keyboard_interrupt = true;
-};
-
 // A hosted rpyc.Service (objspace.h). Its PyRefs are released with the GIL (hosting.cc).
 struct HostedService {
   Interpreter* interpreter = nullptr;
@@ -79,7 +66,9 @@ struct HostedService {
   PyRef make_conn;  // support_hosting.py's make_hosted_root: (root, conn) of a new connection
   PyRef config;     // conn._config's base: rpyc's DEFAULT_CONFIG with the service's keys
   std::unique_ptr<AccessPolicy> policy;
-  ExceptionRules exceptions;
+  // Its [protocol] keys as given; the exception keys are read from here when an exception crosses
+  // a connection (vinegar.cc). The classic service has none (its rules are fixed: protocol.md §6).
+  ProtocolConfig protocol;
   std::vector<std::string> aliases;
   int request_timeout_ms = 30000;  // sync_request_timeout (None: the largest wait)
 };

@@ -69,11 +69,7 @@ def load_authenticator(spec):
     module_name, sep, attr = spec.partition(':')
     if not sep or not module_name or not all(p.isidentifier() for p in attr.split('.')):
         raise ServiceLoadError('expected package.module:callable')
-    try:
-        obj = importlib.import_module(module_name)
-    except BaseException:
-        raise ServiceLoadError('importing %s failed:\n%s'
-                               % (module_name, traceback.format_exc().rstrip())) from None
+    obj = import_for_loading(module_name)
     for part in attr.split('.'):
         try:
             obj = getattr(obj, part)

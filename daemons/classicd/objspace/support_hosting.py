@@ -4,6 +4,16 @@ class ServiceLoadError(Exception):
     """Why a --service cannot be hosted; its text is the whole message."""
 
 
+def import_for_loading(module_name):
+    """The module named in a --service or --authenticator spec; a ServiceLoadError with the
+    import's traceback when importing it fails."""
+    try:
+        return importlib.import_module(module_name)
+    except BaseException:
+        raise ServiceLoadError('importing %s failed:\n%s'
+                               % (module_name, traceback.format_exc().rstrip())) from None
+
+
 def load_service(spec):
     """(make_root, aliases) for 'package.module:Name' or 'package.module:factory()'.
 
@@ -17,11 +27,7 @@ def load_service(spec):
         attr = attr[:-2]
     if not sep or not module_name or not attr.isidentifier():
         raise ServiceLoadError('expected package.module:Name or package.module:factory()')
-    try:
-        module = importlib.import_module(module_name)
-    except BaseException:
-        raise ServiceLoadError('importing %s failed:\n%s'
-                               % (module_name, traceback.format_exc().rstrip())) from None
+    module = import_for_loading(module_name)
     try:
         obj = getattr(module, attr)
     except AttributeError:

@@ -1,7 +1,7 @@
 // Vinegar (docs/protocol.md §6): a Python exception as the peer's exception reply (dump_exc in
 // support_vinegar.py), and the peer's exception reply raised here (load_exc; load_exc_hosted
-// under a hosted service's ExceptionRules). The classic service pays nothing for the rules: one
-// null test on the exception path.
+// under a hosted service's exception keys of ProtocolConfig). The classic service pays nothing for
+// the rules: one null test on the exception path.
 
 #include <Python.h>
 
@@ -37,7 +37,7 @@ Outcome ClassicObjectSpace::ExceptionOutcome() {
   if (type.get() == PyExc_StopIteration) {
     return Outcome::Exception(brine::Int(core::protocol::kExcStopIteration));
   }
-  const ExceptionRules* rules = exception_rules_;
+  const ProtocolConfig* rules = exception_rules_;
   if (rules != nullptr && PropagatesLocally(type.get())) {
     // The connection is closed: the reply made below goes nowhere (as conn.close() in a request).
     PropagateLocally(type.get(), value.get(), trace.get());
@@ -68,7 +68,7 @@ Outcome ClassicObjectSpace::ExceptionOutcome() {
 void ClassicObjectSpace::RaiseRemote(const brine::Value& raw_value) {
   PyRef raw = ToPython(raw_value);
   if (!raw) return;
-  const ExceptionRules* rules = exception_rules_;
+  const ProtocolConfig* rules = exception_rules_;
   PyRef exc = rules == nullptr
                   ? PyRef::Steal(PyObject_CallOneArg(sup_.load_exc.get(), raw.get()))
                   : PyRef::Steal(PyObject_CallFunctionObjArgs(
@@ -81,9 +81,9 @@ void ClassicObjectSpace::RaiseRemote(const brine::Value& raw_value) {
 
 bool ClassicObjectSpace::PropagatesLocally(PyObject* type) const {
   // Exactly these classes, not subclasses (rpyc compares with `is`).
-  const ExceptionRules& r = *exception_rules_;
-  return (type == PyExc_SystemExit && r.propagate_system_exit) ||
-         (type == PyExc_KeyboardInterrupt && r.propagate_keyboard_interrupt);
+  const ProtocolConfig& r = *exception_rules_;
+  return (type == PyExc_SystemExit && r.propagate_SystemExit_locally) ||
+         (type == PyExc_KeyboardInterrupt && r.propagate_KeyboardInterrupt_locally);
 }
 
 void ClassicObjectSpace::PropagateLocally(PyObject* type, PyObject* value, PyObject* trace) {
